@@ -1,0 +1,37 @@
+# parkfleet: every target bootstraps .venv idempotently, so a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint typecheck bench clean serve
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/python tools/demo.py
+
+test: venv
+	$(BIN)/ruff check provisioning tests tools
+	$(BIN)/ruff format --check provisioning tests tools
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check provisioning tests tools
+	$(BIN)/ruff format --check provisioning tests tools
+
+typecheck: venv
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python tools/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

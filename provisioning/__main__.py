@@ -1,0 +1,5 @@
+"""`python -m provisioning` is `parkctl`."""
+
+from provisioning.cli import main
+
+main()

@@ -1,0 +1,69 @@
+"""Service configuration: flags > PARK_* environment variables > defaults (pydantic-settings).
+
+Settings are built by the CLI at start-up (never at import time) and handed to `create_app`.
+Nothing secret has a default: the secret-hash key and signing keys are generated into the data
+directory on first start, with owner-only permissions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """XDG data directory for the service's database, keys and hash key."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "parkfleet"
+
+
+class Settings(BaseSettings):
+    """Everything `parkctl serve` can be told, each also readable from `PARK_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="PARK_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    db: str | None = None  # SQLAlchemy URL; default: SQLite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    issuer: str | None = None  # default: the URL the service serves on
+    token_ttl: int = Field(default=86400, ge=5, le=31 * 86400)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Old secret keeps working this long after rotate-secret (re-provision without downtime).
+    secret_grace_s: int = Field(default=86400, ge=0)
+    # Per-client token bucket on /oauth/token.
+    token_rate_burst: int = Field(default=10, ge=1)
+    token_rate_per_hour: float = Field(default=10.0, gt=0)
+    # How long a verifier may trust a device's enabled/deleted state (README states the bound).
+    device_status_ttl_s: float = Field(default=30.0, ge=0, le=60)
+    mqtt_url: str | None = None
+    # Run the ingestion API against a remote authorization server instead of in-process keys.
+    jwks_url: str | None = None
+    log_level: str = "info"
+
+    @field_validator("db")
+    @classmethod
+    def _normalise_db(cls, value: str | None) -> str | None:
+        if value and value.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir / 'parkfleet.db'}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert and self.tls_key else "http"
+
+    @property
+    def issuer_url(self) -> str:
+        if self.issuer:
+            return self.issuer.rstrip("/")
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
+        return f"{self.scheme}://{host}:{self.port}"

@@ -1,0 +1,1 @@
+"""Host-side fleet tool: flash (esptool), install (mpremote), register and verify boards."""

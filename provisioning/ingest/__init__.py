@@ -1,0 +1,1 @@
+"""Ingestion API (an OAuth resource server): counts, lots, readings, MQTT fan-out."""

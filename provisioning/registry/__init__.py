@@ -1,0 +1,1 @@
+"""Device registry and admin API: devices and operators as OAuth clients, audit log."""

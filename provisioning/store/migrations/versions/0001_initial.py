@@ -1,0 +1,95 @@
+"""Initial schema: clients, signing keys, audit log, readings, device state, MQTT outbox.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "clients",
+        sa.Column("client_id", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("lot", sa.String(64), nullable=True),
+        sa.Column("mac", sa.String(17), nullable=True, unique=True),
+        sa.Column("secret_hash", sa.String(128), nullable=True),
+        sa.Column("previous_secret_hash", sa.String(128), nullable=True),
+        sa.Column("previous_secret_expires_at", sa.Double(), nullable=True),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.Column("updated_at", sa.Double(), nullable=False),
+        sa.Column("deleted_at", sa.Double(), nullable=True),
+    )
+    op.create_index("ix_clients_lot", "clients", ["lot"])
+    op.create_table(
+        "signing_keys",
+        sa.Column("kid", sa.String(64), primary_key=True),
+        sa.Column("alg", sa.String(16), nullable=False),
+        sa.Column("public_jwk", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.Column("activated_at", sa.Double(), nullable=True),
+        sa.Column("retire_after", sa.Double(), nullable=True),
+    )
+    op.create_index("ix_signing_keys_status", "signing_keys", ["status"])
+    op.create_table(
+        "audit_log",
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(48), nullable=False),
+        sa.Column("target", sa.String(64), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=True),
+    )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"])
+    op.create_index("ix_audit_log_target_at", "audit_log", ["target", "at"])
+    op.create_table(
+        "readings",
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), nullable=False),
+        sa.Column("lot", sa.String(64), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("cars", sa.Integer(), nullable=False),
+        sa.Column("ts", sa.Double(), nullable=True),
+        sa.Column("received_at", sa.Double(), nullable=False),
+        sa.UniqueConstraint("device_id", "seq", name="uq_readings_device_seq"),
+    )
+    op.create_table(
+        "device_state",
+        sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), primary_key=True),
+        sa.Column("last_seq", sa.BigInteger(), nullable=True),
+        sa.Column("cars", sa.Integer(), nullable=True),
+        sa.Column("ts", sa.Double(), nullable=True),
+        sa.Column("received_at", sa.Double(), nullable=True),
+        sa.Column("last_seen_at", sa.Double(), nullable=True),
+        sa.Column("health", sa.JSON(), nullable=True),
+        sa.Column("health_at", sa.Double(), nullable=True),
+    )
+    op.create_table(
+        "mqtt_outbox",
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("topic", sa.String(255), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("retain", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    for table in ("mqtt_outbox", "device_state", "readings", "audit_log", "signing_keys"):
+        op.drop_table(table)
+    op.drop_table("clients")

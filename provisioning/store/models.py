@@ -1,0 +1,125 @@
+"""The schema. Every change here goes with a migration in `store/migrations/versions/`.
+
+Times are epoch seconds (double precision) so SQLite and PostgreSQL agree without time-zone games.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for millions of rows.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Client(Base):
+    """An OAuth 2.0 client: a device (one board) or an operator (a person's or script's key)."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "device" | "operator"
+    name: Mapped[str] = mapped_column(String(128))
+    lot: Mapped[str | None] = mapped_column(String(64), index=True)
+    mac: Mapped[str | None] = mapped_column(String(17), unique=True)
+    # HMAC-SHA256 of the secret under a key kept outside the database; never the secret.
+    secret_hash: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_expires_at: Mapped[float | None] = mapped_column(Double)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+    deleted_at: Mapped[float | None] = mapped_column(Double)
+
+
+class SigningKey(Base):
+    """Metadata of a JWT signing key; the private key lives in a 0600 file in the data dir."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # "next" (published, not signing) -> "active" (signing) -> "retired" (published until
+    # retire_after, the expiry of the last token it signed) -> removed from the JWKS.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    activated_at: Mapped[float | None] = mapped_column(Double)
+    retire_after: Mapped[float | None] = mapped_column(Double)
+
+
+class AuditEvent(Base):
+    """Who did what when: admin actions and token issuance. Never holds a secret."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Double, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_log_target_at", "target", "at"),)
+
+
+class Reading(Base):
+    """One car count from one board; (device_id, seq) is unique so retries store once."""
+
+    __tablename__ = "readings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("clients.client_id"))
+    lot: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    cars: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[float | None] = mapped_column(Double)  # the board's clock, if it had one
+    received_at: Mapped[float] = mapped_column(Double)  # the server's clock
+
+    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_readings_device_seq"),)
+
+
+class DeviceState(Base):
+    """Latest reading (by seq) and health per device: lot totals never scan `readings`."""
+
+    __tablename__ = "device_state"
+
+    device_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id"), primary_key=True
+    )
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    cars: Mapped[int | None] = mapped_column(Integer)
+    ts: Mapped[float | None] = mapped_column(Double)
+    received_at: Mapped[float | None] = mapped_column(Double)
+    last_seen_at: Mapped[float | None] = mapped_column(Double)
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    health_at: Mapped[float | None] = mapped_column(Double)
+
+
+class OutboxMessage(Base):
+    """An MQTT message committed with the readings it reports; deleted once the broker acks it."""
+
+    __tablename__ = "mqtt_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    retain: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Double)

