@@ -1,0 +1,18 @@
+"""Who a verified access token speaks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The client behind a verified token: `client_id` is the token's `sub`."""
+
+    client_id: str
+    kind: str  # scopes.DEVICE | scopes.OPERATOR
+    audience: str
+    scopes: frozenset[str]
+    lot: str | None
+    claims: dict[str, Any]

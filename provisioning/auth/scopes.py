@@ -1,0 +1,24 @@
+"""Audiences (RFC 8707 resource indicators) and the scopes each kind of client may ask for."""
+
+from __future__ import annotations
+
+INGEST_AUDIENCE = "parkfleet-ingest"
+ADMIN_AUDIENCE = "parkfleet-admin"
+
+COUNTS_WRITE = "counts:write"
+COUNTS_READ = "counts:read"
+DEVICES_ADMIN = "devices:admin"
+
+DEVICE = "device"
+OPERATOR = "operator"
+
+# kind -> audience -> scopes a client of that kind may be granted on that audience.
+ALLOWED: dict[str, dict[str, frozenset[str]]] = {
+    DEVICE: {INGEST_AUDIENCE: frozenset({COUNTS_WRITE})},
+    OPERATOR: {
+        ADMIN_AUDIENCE: frozenset({DEVICES_ADMIN}),
+        INGEST_AUDIENCE: frozenset({COUNTS_READ}),
+    },
+}
+
+ALL_SCOPES: tuple[str, ...] = (COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN)
