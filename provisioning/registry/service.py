@@ -1,0 +1,372 @@
+"""The device registry: devices and operators as OAuth 2.0 clients (RFC 6749 §2).
+
+Plain functions over a SQLAlchemy `Session`, used by the admin API and by `parkctl admin create`.
+Each mutating function is one transaction: it validates everything first, then commits the change
+together with its audit event, so a bad input changes nothing and every change is audited.
+Secrets are generated here (never accepted from a caller), returned once and stored only as
+keyed hashes (auth/secrets.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from provisioning.auth.scopes import DEVICE, OPERATOR
+from provisioning.auth.secrets import SecretHasher, new_client_id, new_client_secret
+from provisioning.registry.schemas import check_lot, check_name, normalise_mac
+from provisioning.store import audit
+from provisioning.store.models import AuditEvent, Client, DeviceState
+
+MAX_PAGE = 500
+T = TypeVar("T")
+
+
+class RegistryError(Exception):
+    """A request the registry refuses; `error` and `status` are what the admin API answers."""
+
+    error = "invalid_request"
+    status = 422
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class InvalidInput(RegistryError):
+    """A lot, name, MAC, cursor or limit that breaks the rules; nothing was changed."""
+
+
+class DeviceNotFound(RegistryError):
+    error = "not_found"
+    status = 404
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no device with client_id {client_id!r}")
+        self.client_id = client_id
+
+
+class MacConflict(RegistryError):
+    """The MAC is bound to another device; `client_id` names it so a caller can reuse it."""
+
+    error = "conflict"
+    status = 409
+
+    def __init__(self, mac: str, client_id: str) -> None:
+        super().__init__(f"mac {mac} is already registered as device {client_id}")
+        self.mac = mac
+        self.client_id = client_id
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """A device with what the ingestion API last recorded for it (None: never heard from)."""
+
+    client: Client
+    state: DeviceState | None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None  # None: this was the last page
+
+
+def _valid(check: Callable[[str], str], value: str) -> str:
+    """Apply a schemas.py rule; its `ValueError` becomes `InvalidInput`."""
+    try:
+        return check(value)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
+
+
+def _commit_or_conflict(session: Session, mac: str | None) -> None:
+    """Commit; a lost race on the unique MAC (a concurrent register) becomes `MacConflict`."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        holder = find_by_mac(session, mac) if mac else None
+        if holder is None:
+            raise
+        raise MacConflict(mac or "", holder.client_id) from None
+
+
+def create_device(
+    session: Session,
+    hasher: SecretHasher,
+    actor: str,
+    lot: str,
+    name: str,
+    mac: str | None = None,
+) -> tuple[Client, str]:
+    """Register a board; returns the client and its secret, which is not stored anywhere.
+
+    A MAC binds the client to one board, so registering the same board twice is a
+    `MacConflict` naming the existing client instead of an orphan.
+    """
+    lot = _valid(check_lot, lot)
+    name = _valid(check_name, name)
+    mac = _valid(normalise_mac, mac) if mac is not None else None
+    if mac is not None and (holder := find_by_mac(session, mac)) is not None:
+        raise MacConflict(mac, holder.client_id)
+    secret = new_client_secret()
+    now = time.time()
+    client = Client(
+        client_id=new_client_id(DEVICE),
+        kind=DEVICE,
+        name=name,
+        lot=lot,
+        mac=mac,
+        secret_hash=hasher.hash(secret),
+        enabled=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(client)
+    audit.record(
+        session, actor, "device.create", client.client_id, {"lot": lot, "name": name, "mac": mac}
+    )
+    _commit_or_conflict(session, mac)
+    return client, secret
+
+
+def create_operator(
+    session: Session, hasher: SecretHasher, actor: str, name: str
+) -> tuple[Client, str]:
+    """Create an operator client (may use the admin API); returns it and its secret, once."""
+    name = _valid(check_name, name)
+    secret = new_client_secret()
+    now = time.time()
+    client = Client(
+        client_id=new_client_id(OPERATOR),
+        kind=OPERATOR,
+        name=name,
+        secret_hash=hasher.hash(secret),
+        enabled=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(client)
+    audit.record(session, actor, "operator.create", client.client_id, {"name": name})
+    session.commit()
+    return client, secret
+
+
+def _live_devices() -> Select[Client, DeviceState]:
+    return (
+        select(Client, DeviceState)
+        .outerjoin(DeviceState, DeviceState.device_id == Client.client_id)
+        .where(Client.kind == DEVICE, Client.deleted_at.is_(None))
+    )
+
+
+def get_device(session: Session, client_id: str) -> Client:
+    """The live (not deleted) device `client_id`, or `DeviceNotFound`."""
+    client = session.get(Client, client_id)
+    if client is None or client.kind != DEVICE or client.deleted_at is not None:
+        raise DeviceNotFound(client_id)
+    return client
+
+
+def get_device_row(session: Session, client_id: str) -> DeviceRow:
+    """`get_device` plus its latest reading and health."""
+    row = session.execute(_live_devices().where(Client.client_id == client_id)).first()
+    if row is None:
+        raise DeviceNotFound(client_id)
+    return DeviceRow(row[0], row[1])
+
+
+def find_by_mac(session: Session, mac: str) -> Client | None:
+    """The live device bound to `mac` (any spelling), or None."""
+    mac = _valid(normalise_mac, mac)
+    return session.scalars(
+        select(Client).where(Client.mac == mac, Client.deleted_at.is_(None))
+    ).first()
+
+
+def _encode_cursor(created_at: float, client_id: str) -> str:
+    raw = json.dumps([created_at, client_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, client_id = json.loads(raw)
+        return float(created_at), str(client_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInput("cursor is not one this server returned") from None
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
+    return limit
+
+
+def list_devices(
+    session: Session,
+    lot: str | None = None,
+    mac: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[DeviceRow]:
+    """Live devices, oldest first, `limit` at a time.
+
+    Keyset pagination on (created_at, client_id): a page never repeats or skips a device when
+    others are registered or deleted between requests, unlike OFFSET.
+    """
+    limit = _check_limit(limit)
+    query = _live_devices()
+    if lot is not None:
+        query = query.where(Client.lot == _valid(check_lot, lot))
+    if mac is not None:
+        query = query.where(Client.mac == _valid(normalise_mac, mac))
+    if cursor:
+        after_at, after_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Client.created_at > after_at,
+                and_(Client.created_at == after_at, Client.client_id > after_id),
+            )
+        )
+    rows = session.execute(
+        query.order_by(Client.created_at, Client.client_id).limit(limit + 1)
+    ).all()
+    items = [DeviceRow(row[0], row[1]) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1].client
+        next_cursor = _encode_cursor(last.created_at, last.client_id)
+    return Page(items, next_cursor)
+
+
+def update_device(
+    session: Session,
+    actor: str,
+    client_id: str,
+    lot: str | None = None,
+    name: str | None = None,
+) -> Client:
+    """Move a device to another lot and/or rename it (tokens already issued keep their
+    `lot` claim until they expire)."""
+    new_lot = _valid(check_lot, lot) if lot is not None else None
+    new_name = _valid(check_name, name) if name is not None else None
+    client = get_device(session, client_id)
+    changes: dict[str, object] = {}
+    if new_lot is not None and new_lot != client.lot:
+        changes["lot"] = {"from": client.lot, "to": new_lot}
+        client.lot = new_lot
+    if new_name is not None and new_name != client.name:
+        changes["name"] = {"from": client.name, "to": new_name}
+        client.name = new_name
+    if changes:
+        client.updated_at = time.time()
+        audit.record(session, actor, "device.update", client_id, {"changes": changes})
+        session.commit()
+    return client
+
+
+def _set_enabled(session: Session, actor: str, client_id: str, enabled: bool) -> Client:
+    client = get_device(session, client_id)
+    client.enabled = enabled
+    client.updated_at = time.time()
+    audit.record(session, actor, "device.enable" if enabled else "device.disable", client_id)
+    session.commit()
+    return client
+
+
+def disable(session: Session, actor: str, client_id: str) -> Client:
+    """Refuse the device tokens (invalid_client) until enabled; its secrets stay valid."""
+    return _set_enabled(session, actor, client_id, False)
+
+
+def enable(session: Session, actor: str, client_id: str) -> Client:
+    """Let a disabled device get tokens again with the secret it has."""
+    return _set_enabled(session, actor, client_id, True)
+
+
+def rotate_secret(
+    session: Session,
+    hasher: SecretHasher,
+    actor: str,
+    client_id: str,
+    grace_s: float,
+    now: float | None = None,
+) -> tuple[Client, str]:
+    """Give the device a new secret; the current one keeps working for `grace_s` seconds
+    (0: not at all) so a board can be re-provisioned without downtime.
+
+    Only one previous secret is kept: rotating again within the grace period ends the
+    older one's grace at once.
+    """
+    if grace_s < 0:
+        raise InvalidInput("grace_s must not be negative")
+    client = get_device(session, client_id)
+    now = time.time() if now is None else now
+    secret = new_client_secret()
+    if grace_s > 0:
+        client.previous_secret_hash = client.secret_hash
+        client.previous_secret_expires_at = now + grace_s
+    else:
+        client.previous_secret_hash = None
+        client.previous_secret_expires_at = None
+    client.secret_hash = hasher.hash(secret)
+    client.updated_at = now
+    audit.record(
+        session,
+        actor,
+        "device.rotate_secret",
+        client_id,
+        {"previous_valid_until": client.previous_secret_expires_at},
+    )
+    session.commit()
+    return client, secret
+
+
+def delete_device(session: Session, actor: str, client_id: str) -> None:
+    """Soft delete: the device can no longer authenticate (hashes cleared) and its MAC is
+    free, so the board can be registered again; its readings stay for the lot's history."""
+    client = get_device(session, client_id)
+    detail = {"lot": client.lot, "name": client.name, "mac": client.mac}
+    now = time.time()
+    client.deleted_at = now
+    client.updated_at = now
+    client.enabled = False
+    client.mac = None
+    client.secret_hash = None
+    client.previous_secret_hash = None
+    client.previous_secret_expires_at = None
+    audit.record(session, actor, "device.delete", client_id, detail)
+    session.commit()
+
+
+def list_audit(
+    session: Session,
+    limit: int = 100,
+    cursor: str | None = None,
+    target: str | None = None,
+) -> Page[AuditEvent]:
+    """Audit events, newest first; `target` narrows to one client."""
+    limit = _check_limit(limit)
+    query = select(AuditEvent)
+    if target is not None:
+        query = query.where(AuditEvent.target == target)
+    if cursor:
+        if not cursor.isdigit():
+            raise InvalidInput("cursor is not one this server returned")
+        query = query.where(AuditEvent.id < int(cursor))
+    events = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+    more = len(events) > limit
+    events = events[:limit]
+    return Page(events, str(events[-1].id) if more else None)
