@@ -8,6 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from provisioning.auth import routes as auth_routes
+from provisioning.auth.keys import KeyStore
+from provisioning.auth.metrics import Metrics
+from provisioning.auth.secrets import SecretHasher
+from provisioning.auth.verify import TokenVerifier
 from provisioning.config import Settings
 from provisioning.context import ServiceContext
 from provisioning.ingest import routes as ingest_routes
@@ -20,7 +24,18 @@ def build_context(settings: Settings) -> ServiceContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     migrate(settings.db_url)
     engine = make_engine(settings.db_url)
-    return ServiceContext(settings=settings, engine=engine, sessions=session_factory(engine))
+    sessions = session_factory(engine)
+    metrics = Metrics()
+    keys = KeyStore.from_settings(settings, sessions)
+    return ServiceContext(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        hasher=SecretHasher.from_data_dir(settings.data_dir),
+        metrics=metrics,
+        keys=keys,
+        verifier=TokenVerifier.from_settings(settings, engine, keys, metrics),
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:

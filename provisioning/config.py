@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # Per-client token bucket on /oauth/token.
     token_rate_burst: int = Field(default=10, ge=1)
     token_rate_per_hour: float = Field(default=10.0, gt=0)
+    # A rotated-in signing key is published this long before it signs (>= JWKS max-age, 300 s).
+    key_publish_delay_s: float = Field(default=600.0, ge=0)
     # How long a verifier may trust a device's enabled/deleted state (README states the bound).
     device_status_ttl_s: float = Field(default=30.0, ge=0, le=60)
     mqtt_url: str | None = None

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.config import Settings
+
+if TYPE_CHECKING:
+    from provisioning.auth.keys import KeyStore
+    from provisioning.auth.metrics import Metrics
+    from provisioning.auth.secrets import SecretHasher
+    from provisioning.auth.verify import TokenVerifier
 
 
 @dataclass
@@ -18,5 +25,9 @@ class ServiceContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    hasher: SecretHasher  # client secrets (key file in data_dir)
+    metrics: Metrics  # the app's Prometheus registry: add collectors to metrics.registry
+    keys: KeyStore  # JWT signing keys
+    verifier: TokenVerifier  # the one bearer-token checker (auth.deps.require_token)
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)

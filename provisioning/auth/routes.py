@@ -1,11 +1,141 @@
-"""HTTP routes of the auth component (being built)."""
+"""HTTP routes of the authorization server: token, introspection, JWKS, metadata, metrics."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import json
+from typing import Any
 
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from provisioning.auth import scopes
+from provisioning.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
+from provisioning.auth.errors import (
+    NO_STORE,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    oauth_error_handler,
+)
+from provisioning.auth.keys import JWKS_MAX_AGE_S
+from provisioning.auth.metrics import LatencyMiddleware, metrics_endpoint
+from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.auth.tokens import (
+    ClientCredentialsGrant,
+    check_grant_type,
+    parse_params,
+    read_body,
+)
 from provisioning.context import ServiceContext
+from provisioning.store import audit
+
+JSON_TYPE = "application/json"
+
+
+def _json(body: dict[str, Any], headers: dict[str, str]) -> Response:
+    return Response(json.dumps(body).encode(), headers=headers, media_type=JSON_TYPE)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
-    """Add this component's routes and start/stop hooks to `app`."""
+    """Add the authorization server's routes, error handler and metrics to `app`."""
+    settings = ctx.settings
+    ctx.keys.ensure_active()  # first start: create the signing key before anything is served
+    # Failed authentications per client ID tried: same bucket shape as the token limit.
+    failures = TokenBuckets(settings.token_rate_burst, settings.token_rate_per_hour)
+    authenticator = ClientAuthenticator(ctx.engine, ctx.hasher, failures)
+    grant = ClientCredentialsGrant(
+        ctx.keys,
+        settings.issuer_url,
+        settings.token_ttl,
+        TokenBuckets(settings.token_rate_burst, settings.token_rate_per_hour),
+    )
+    metrics = ctx.metrics
+    app.add_exception_handler(OAuthError, oauth_error_handler)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+
+    async def read_params(request: Request) -> tuple[dict[str, str], ClientRecord]:
+        body = await read_body(request.headers.get("content-length"), request.stream())
+        params = parse_params(request.headers.get("content-type"), body)
+        return params, authenticator.authenticate(
+            extract_credentials(request.headers.get("authorization"), params)
+        )
+
+    @app.post("/oauth/token", tags=["oauth"])
+    async def token(request: Request) -> Response:
+        """RFC 6749 §4.4: the client credentials grant; answers RFC 6749 §5.1/§5.2 JSON."""
+        try:
+            params, client = await read_params(request)
+            check_grant_type(params)
+            audience, granted = grant.validate_token_request(client, params)
+            response, claims = grant.create_token_response(client, audience, granted)
+        except OAuthError as error:
+            metrics.tokens_refused.labels(error.error).inc()
+            raise
+        with ctx.sessions.begin() as session:
+            audit.record(
+                session,
+                actor=client.client_id,
+                action="token.issue",
+                target=client.client_id,
+                detail={"aud": audience, "scope": response["scope"], "jti": claims["jti"]},
+            )
+        metrics.tokens_issued.labels(audience).inc()
+        return _json(response, NO_STORE)
+
+    @app.post("/oauth/introspect", tags=["oauth"])
+    async def introspect(request: Request) -> Response:
+        """RFC 7662 §2: token metadata for resource servers that do not verify JWTs."""
+        params, _caller = await read_params(request)
+        token_value = params.get("token")
+        if token_value is None:
+            raise InvalidRequest("token is required")
+        try:
+            principal = await ctx.verifier.verify(token_value, None)
+        except InvalidToken:
+            # RFC 7662 §2.2: unknown, expired, forged or revoked all look the same.
+            return _json({"active": False}, NO_STORE)
+        claims = principal.claims
+        answer = {
+            "active": True,
+            "scope": claims["scope"],
+            "client_id": claims["client_id"],
+            "sub": claims["sub"],
+            "aud": claims["aud"],
+            "iss": claims["iss"],
+            "exp": claims["exp"],
+            "iat": claims["iat"],
+            "jti": claims["jti"],
+            "token_type": "Bearer",
+        }
+        if principal.lot is not None:
+            answer["lot"] = principal.lot
+        return _json(answer, NO_STORE)
+
+    @app.get("/.well-known/jwks.json", tags=["oauth"])
+    async def jwks() -> Response:
+        """The public signing keys (RFC 7517 §5); cacheable, never a private part."""
+        return _json(ctx.keys.jwks(), {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
+
+    metadata = {
+        "issuer": settings.issuer_url,
+        "token_endpoint": settings.issuer_url + "/oauth/token",
+        "jwks_uri": settings.issuer_url + "/.well-known/jwks.json",
+        "introspection_endpoint": settings.issuer_url + "/oauth/introspect",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "scopes_supported": list(scopes.ALL_SCOPES),
+        # RFC 8414 §2 requires the member; there is no authorization endpoint here.
+        "response_types_supported": [],
+    }
+
+    @app.get("/.well-known/oauth-authorization-server", tags=["oauth"])
+    async def server_metadata() -> Response:
+        """RFC 8414 §3: authorization server metadata."""
+        return _json(metadata, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
+
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 INGEST_AUDIENCE = "parkfleet-ingest"
 ADMIN_AUDIENCE = "parkfleet-admin"
+AUDIENCES: tuple[str, ...] = (INGEST_AUDIENCE, ADMIN_AUDIENCE)
 
 COUNTS_WRITE = "counts:write"
 COUNTS_READ = "counts:read"

@@ -1,0 +1,137 @@
+"""Client authentication (RFC 6749 §2.3): `client_secret_basic` and `client_secret_post`.
+
+Shared by the token endpoint and the introspection endpoint. A client authenticates with its
+current secret, or with the previous one until `previous_secret_expires_at` (the grace period
+after `rotate-secret`). Unknown, disabled and deleted clients all get the same `invalid_client`
+and cost the same hashing work, so the answer does not reveal which IDs exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from sqlalchemy import Engine, bindparam, select
+
+from provisioning.auth.errors import InvalidClient, InvalidRequest, TooManyRequests
+from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.auth.secrets import SecretHasher
+from provisioning.store.models import Client
+
+# Compared against when the client is unknown, so that path does the same HMAC work.
+_NO_SUCH_HASH = "hmac-sha256$" + "0" * 64
+_MAX_FIELD = 256
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the request presented; `basic` tells which method (for `WWW-Authenticate`)."""
+
+    client_id: str
+    client_secret: str
+    basic: bool
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """The parts of a client row that authorization decisions need."""
+
+    client_id: str
+    kind: str
+    lot: str | None
+    active: bool  # enabled and not deleted
+
+
+def parse_basic(header: str) -> tuple[str, str]:
+    """Decode `Authorization: Basic ...` per RFC 6749 §2.3.1.
+
+    The client ID and secret are form-urlencoded *before* base64, so they are unquoted after
+    splitting on the first colon. Anything malformed is `invalid_request`.
+    """
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        raise InvalidRequest("unsupported Authorization scheme; use Basic")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("malformed Basic credentials") from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise InvalidRequest("malformed Basic credentials")
+    return unquote_plus(client_id, errors="strict"), unquote_plus(secret, errors="strict")
+
+
+def extract_credentials(authorization: str | None, params: dict[str, str]) -> Credentials:
+    """The client's credentials from the Authorization header or the body (never both).
+
+    RFC 6749 §2.3: a client must not use more than one authentication method per request.
+    """
+    body_id = params.pop("client_id", None)
+    body_secret = params.pop("client_secret", None)
+    if authorization is not None:
+        if body_secret is not None:
+            raise InvalidRequest("use either HTTP Basic or client_secret in the body, not both")
+        try:
+            client_id, secret = parse_basic(authorization)
+        except UnicodeDecodeError:
+            raise InvalidRequest("malformed Basic credentials") from None
+        if body_id is not None and body_id != client_id:
+            raise InvalidRequest("client_id in the body differs from HTTP Basic")
+        basic = True
+    elif body_id is not None and body_secret is not None:
+        client_id, secret, basic = body_id, body_secret, False
+    else:
+        raise InvalidClient("client authentication required")
+    if not client_id or not secret or len(client_id) > _MAX_FIELD or len(secret) > _MAX_FIELD:
+        raise InvalidClient(basic=basic)
+    return Credentials(client_id, secret, basic)
+
+
+class ClientAuthenticator:
+    """Checks client credentials against the registry; counts failures per client ID tried."""
+
+    def __init__(self, engine: Engine, hasher: SecretHasher, failures: TokenBuckets) -> None:
+        self._engine = engine
+        self._hasher = hasher
+        self._failures = failures
+        # Core, not ORM: one indexed SELECT is the only database read on the token path.
+        self._query = select(
+            Client.kind,
+            Client.lot,
+            Client.secret_hash,
+            Client.previous_secret_hash,
+            Client.previous_secret_expires_at,
+            Client.enabled,
+            Client.deleted_at,
+        ).where(Client.client_id == bindparam("client_id"))
+
+    def authenticate(self, creds: Credentials) -> ClientRecord:
+        """The client if `creds` are right and it is enabled; else `invalid_client`.
+
+        A client ID that failed too often recently is throttled (429) before any work: this
+        bounds what a flood of guesses can cost, at the price that it can delay that client's
+        own refresh (which keeps its current token meanwhile).
+        """
+        wait = self._failures.wait_time(creds.client_id)
+        if wait:
+            raise TooManyRequests(wait)
+        with self._engine.connect() as conn:
+            row = conn.execute(self._query, {"client_id": creds.client_id}).first()
+        now = time.time()
+        if row is None:
+            self._hasher.verify(creds.client_secret, _NO_SUCH_HASH)
+            ok = False
+        else:
+            current = self._hasher.verify(creds.client_secret, row.secret_hash)
+            grace = (
+                row.previous_secret_expires_at is not None and now < row.previous_secret_expires_at
+            )
+            previous = self._hasher.verify(creds.client_secret, row.previous_secret_hash)
+            ok = (current or (previous and grace)) and row.enabled and row.deleted_at is None
+        if not ok or row is None:
+            self._failures.take(creds.client_id)
+            raise InvalidClient(basic=creds.basic)
+        return ClientRecord(creds.client_id, row.kind, row.lot, active=True)

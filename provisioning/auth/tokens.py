@@ -1,0 +1,195 @@
+"""The client credentials grant (RFC 6749 §4.4) and JWT access tokens (RFC 9068).
+
+`read_params` parses a token or introspection request body strictly; `ClientCredentialsGrant`
+validates the request (`validate_token_request`) and signs the token (`create_token_response`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jwt
+
+from provisioning.auth import scopes
+from provisioning.auth.clients import ClientRecord
+from provisioning.auth.errors import (
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedGrantType,
+)
+from provisioning.auth.keys import ALG, KeyStore
+from provisioning.auth.ratelimit import TokenBuckets
+
+MAX_BODY = 16 * 1024  # a token request is a few hundred bytes
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+GRANT_TYPE = "client_credentials"
+JWT_TYPE = "at+jwt"  # RFC 9068 §2.1
+
+
+def _media_type(content_type: str | None) -> str:
+    if not content_type:
+        raise InvalidRequest(f"Content-Type must be {FORM} or {JSON}")
+    media, *params = (part.strip() for part in content_type.split(";"))
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            raise InvalidRequest("only UTF-8 bodies are accepted")
+    media = media.lower()
+    if media not in (FORM, JSON):
+        raise InvalidRequest(f"Content-Type must be {FORM} or {JSON}")
+    return media
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in params:
+            # RFC 6749 §3.2: request parameters must not be included more than once.
+            raise InvalidRequest(f"parameter {name} repeated")
+        params[name] = value
+    return params
+
+
+def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
+    """Form or JSON body -> parameters; empty values count as absent (RFC 6749 §3.2).
+
+    Anything malformed (bad UTF-8, bad percent-encoding, repeated or non-string parameters,
+    JSON that is not an object) is `invalid_request`.
+    """
+    media = _media_type(content_type)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("body is not UTF-8") from None
+    raw: dict[str, Any]
+    if media == FORM:
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("malformed form body") from None
+        raw = _no_repeats(list(pairs))
+    else:
+        try:
+            loaded = json.loads(text, object_pairs_hook=_no_repeats)
+        except ValueError:
+            raise InvalidRequest("malformed JSON body") from None
+        if not isinstance(loaded, dict):
+            raise InvalidRequest("JSON body must be an object")
+        raw = loaded
+    params: dict[str, str] = {}
+    for name, value in raw.items():
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(f"parameter {name} must be a string")
+        params[name] = value
+    return params
+
+
+async def read_body(
+    content_length: str | None, chunks: AsyncIterator[bytes], limit: int = MAX_BODY
+) -> bytes:
+    """Read a request body, refusing (413) one over `limit` before reading it whole."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise InvalidRequest("bad Content-Length") from None
+        if declared > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+    return bytes(body)
+
+
+def check_grant_type(params: dict[str, str]) -> None:
+    """RFC 6749 §4.4.2: `grant_type=client_credentials`, nothing else."""
+    grant_type = params.pop("grant_type", None)
+    if grant_type is None:
+        raise InvalidRequest("grant_type is required")
+    if grant_type != GRANT_TYPE:
+        raise UnsupportedGrantType("only client_credentials is supported")
+
+
+class ClientCredentialsGrant:
+    """Issues ES256 access tokens to authenticated clients (RFC 6749 §4.4, RFC 9068)."""
+
+    def __init__(self, keys: KeyStore, issuer: str, ttl_s: int, buckets: TokenBuckets) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.ttl_s = ttl_s
+        self.buckets = buckets
+
+    def validate_token_request(
+        self, client: ClientRecord, params: dict[str, str]
+    ) -> tuple[str, list[str]]:
+        """The audience and granted scopes for `client`, or the RFC error.
+
+        Every authenticated request takes a token from the client's bucket, successful or not.
+        """
+        wait = self.buckets.take(client.client_id)
+        if wait:
+            raise TooManyRequests(wait)
+        allowed = scopes.ALLOWED.get(client.kind, {})
+        audience = params.get("audience")
+        if audience is None:
+            if len(allowed) != 1:
+                # RFC 8707 §2: a missing resource is `invalid_target`. An operator may use two
+                # audiences, so it must say which one; guessing could grant the wrong power.
+                raise InvalidTarget("audience is required for this client: " + " ".join(allowed))
+            audience = next(iter(allowed))
+        if audience not in allowed:
+            raise InvalidTarget("audience unknown or not allowed for this client")
+        permitted = allowed[audience]
+        requested = params.get("scope")
+        if requested is None:
+            granted = sorted(permitted)
+        else:
+            # RFC 6749 §3.3: space-delimited; order and repeats carry no meaning.
+            wanted = set(requested.split())
+            if not wanted or not wanted <= permitted:
+                raise InvalidScope("scope not allowed for this client and audience")
+            granted = sorted(wanted)
+        return audience, granted
+
+    def create_token_response(
+        self, client: ClientRecord, audience: str, granted: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Sign the token; returns (response body, claims) — claims for the audit record."""
+        now = int(time.time())
+        scope = " ".join(granted)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": client.client_id,
+            "client_id": client.client_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + self.ttl_s,
+            "jti": secrets.token_urlsafe(12),  # 96 bits: unique, and keeps the token short
+            "scope": scope,
+        }
+        if client.kind == scopes.DEVICE and client.lot:
+            claims["lot"] = client.lot
+        signer = self.keys.signer()
+        token = jwt.encode(
+            claims, signer.private_key, algorithm=ALG, headers={"typ": JWT_TYPE, "kid": signer.kid}
+        )
+        body = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.ttl_s,
+            "scope": scope,
+        }
+        return body, claims
