@@ -1,0 +1,124 @@
+"""The counts body rules: what is accepted, and the clear refusal of everything else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from provisioning.ingest.schemas import (
+    MAX_BODY_BYTES,
+    MAX_READINGS,
+    InvalidBody,
+    MalformedBody,
+    parse_counts,
+)
+
+
+def body(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_valid_body_keeps_first_of_repeated_seqs() -> None:
+    batch = parse_counts(
+        body(
+            {
+                "device_id": "dev_x",
+                "readings": [
+                    {"seq": 0, "cars": 1, "ts": 1700000000},
+                    {"seq": 0, "cars": 9},
+                    {"seq": 2, "cars": 0, "ts": 1.5},
+                ],
+                "health": {"uptime_s": 3, "rssi": None, "reset_cause": 4},
+            }
+        )
+    )
+    assert batch.readings == [(0, 1, 1700000000.0), (2, 0, 1.5)]
+    assert batch.received == 3
+    assert batch.device_id == "dev_x"
+    assert batch.health == {"uptime_s": 3, "reset_cause": 4}  # null: not available, dropped
+    assert parse_counts(b'{"readings": []}').readings == []
+
+
+def test_a_full_batch_fits_the_body_limit() -> None:
+    readings = [{"seq": 2**62 + i, "cars": 999_999, "ts": 1799999999.123456} for i in range(500)]
+    assert len(body({"readings": readings, "device_id": "d" * 64})) < MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"[1,",
+        b"\xff\xfe",
+        b'{"readings": [{"seq": NaN, "cars": 1}]}',
+        b'{"readings": [], "x": Infinity}',
+        b'{"readings": [{"seq": ' + b"9" * 5000 + b"}]}",
+    ],
+)
+def test_non_json_is_malformed(raw: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        parse_counts(raw)
+
+
+READING = {"seq": 1, "cars": 2, "ts": None}
+
+
+@pytest.mark.parametrize(
+    ("obj", "loc", "words"),
+    [
+        ([READING], ["body"], "object"),
+        ({}, ["body", "readings"], "required"),
+        ({"readings": [READING], "extra": 1}, ["body", "extra"], "unknown field 'extra'"),
+        ({"readings": {"seq": 1}}, ["body", "readings"], "list"),
+        ({"readings": [READING] * (MAX_READINGS + 1)}, ["body", "readings"], "at most 500"),
+        ({"readings": [1]}, ["body", "readings", 0], "object"),
+        ({"readings": [{**READING, "lot": "x"}]}, ["body", "readings", 0, "lot"], "unknown"),
+        ({"readings": [{"cars": 1}]}, ["body", "readings", 0, "seq"], "integer"),
+        ({"readings": [{**READING, "seq": -1}]}, ["body", "readings", 0, "seq"], "integer"),
+        ({"readings": [{**READING, "seq": True}]}, ["body", "readings", 0, "seq"], "integer"),
+        ({"readings": [{**READING, "seq": 2.0}]}, ["body", "readings", 0, "seq"], "integer"),
+        ({"readings": [{**READING, "seq": "1"}]}, ["body", "readings", 0, "seq"], "integer"),
+        ({"readings": [{**READING, "seq": 2**63}]}, ["body", "readings", 0, "seq"], "integer"),
+        ({"readings": [{**READING, "cars": False}]}, ["body", "readings", 0, "cars"], "integer"),
+        ({"readings": [{**READING, "cars": 10**7}]}, ["body", "readings", 0, "cars"], "integer"),
+        (
+            {"readings": [READING, {**READING, "ts": "now"}]},
+            ["body", "readings", 1, "ts"],
+            "epoch seconds",
+        ),
+        ({"readings": [{**READING, "ts": -1}]}, ["body", "readings", 0, "ts"], "epoch"),
+        ({"readings": [{**READING, "ts": 1e300}]}, ["body", "readings", 0, "ts"], "epoch"),
+        ({"readings": [{**READING, "ts": True}]}, ["body", "readings", 0, "ts"], "epoch"),
+        ({"readings": [], "device_id": 7}, ["body", "device_id"], "string"),
+        ({"readings": [], "device_id": ""}, ["body", "device_id"], "string"),
+        ({"readings": [], "health": []}, ["body", "health"], "object"),
+        ({"readings": [], "health": {"temp": 1}}, ["body", "health", "temp"], "unknown"),
+        ({"readings": [], "health": {"uptime_s": 1.5}}, ["body", "health", "uptime_s"], "integer"),
+        ({"readings": [], "health": {"rssi": 5000}}, ["body", "health", "rssi"], "integer"),
+        ({"readings": [], "health": {"dropped": True}}, ["body", "health", "dropped"], "integer"),
+        (
+            {"readings": [], "health": {"reset_cause": "x" * 33}},
+            ["body", "health", "reset_cause"],
+            "short name",
+        ),
+        (
+            {"readings": [], "health": {"reset_cause": "a\nb"}},
+            ["body", "health", "reset_cause"],
+            "short name",
+        ),
+    ],
+)
+def test_schema_errors_name_the_field(obj: Any, loc: list[Any], words: str) -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_counts(body(obj))
+    detail = caught.value.detail()[0]
+    assert detail["loc"] == loc
+    assert words in detail["msg"]
+
+
+def test_huge_float_is_not_a_time() -> None:
+    with pytest.raises(InvalidBody):
+        parse_counts(b'{"readings": [{"seq": 1, "cars": 1, "ts": 1e400}]}')

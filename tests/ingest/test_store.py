@@ -1,0 +1,243 @@
+"""Storing counts and reading lots and devices back, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from provisioning.auth.secrets import SecretHasher
+from provisioning.ingest import outbox, store
+from provisioning.ingest.schemas import CountsBatch, Reading
+from provisioning.registry import service
+from provisioning.store.db import make_engine, migrate, session_factory
+from provisioning.store.models import OutboxMessage
+from provisioning.store.models import Reading as ReadingRow
+
+MakeDevice = Callable[[str], str]
+
+
+def batch(readings: list[Reading], health: dict[str, int | str] | None = None) -> CountsBatch:
+    unique: dict[int, Reading] = {}
+    for reading in readings:
+        unique.setdefault(reading[0], reading)
+    return CountsBatch(list(unique.values()), len(readings), None, health)
+
+
+def ingest(
+    engine: Engine, device: str, b: CountsBatch, at: float = 1000.0, fan_out: bool = False
+) -> store.IngestResult:
+    with engine.begin() as conn:
+        return store.store_counts(conn, device, b, at, fan_out)
+
+
+def stored(engine: Engine, device: str) -> list[tuple[int, int, float | None, float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ReadingRow.seq, ReadingRow.cars, ReadingRow.ts, ReadingRow.received_at)
+            .where(ReadingRow.device_id == device)
+            .order_by(ReadingRow.seq)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_each_reading_is_stored_once(engine: Engine, make_device: MakeDevice) -> None:
+    dev = make_device("lot-a")
+    first = ingest(engine, dev, batch([(1, 3, 10.5), (2, 4, None), (2, 9, None)]), at=100.0)
+    assert (first.accepted, first.duplicates, first.lot) == (2, 1, "lot-a")
+    # A retried upload (the board never saw the answer) is acknowledged and stored once.
+    retry = ingest(engine, dev, batch([(1, 3, 10.5), (2, 4, None), (3, 5, 12.0)]), at=200.0)
+    assert (retry.accepted, retry.duplicates) == (1, 2)
+    assert stored(engine, dev) == [(1, 3, 10.5, 100.0), (2, 4, None, 100.0), (3, 5, 12.0, 200.0)]
+
+
+def test_latest_reading_is_by_seq_not_arrival(engine: Engine, make_device: MakeDevice) -> None:
+    dev = make_device("lot-a")
+    ingest(engine, dev, batch([(10, 7, None), (9, 1, None)]), at=100.0)
+    ingest(engine, dev, batch([(5, 2, None)]), at=200.0)  # a late replay from the spool
+    with engine.connect() as conn:
+        status = store.device_status(conn, dev)
+    assert status["last_reading"] == {"seq": 10, "cars": 7, "ts": None, "received_at": 100.0}
+    assert status["last_seen_at"] == 200.0
+    ingest(engine, dev, batch([(11, 0, 5.0)]), at=300.0)
+    with engine.connect() as conn:
+        assert store.device_status(conn, dev)["last_reading"]["seq"] == 11
+
+
+def test_health_is_kept_with_last_seen(engine: Engine, make_device: MakeDevice) -> None:
+    dev = make_device("lot-a")
+    with engine.connect() as conn:
+        assert store.device_status(conn, dev) == {
+            "last_seen_at": None,
+            "health": None,
+            "health_at": None,
+            "last_reading": None,
+        }
+    health: dict[str, int | str] = {"uptime_s": 61, "free_heap": 30000, "reset_cause": "wdt"}
+    ingest(engine, dev, batch([], health), at=100.0)
+    ingest(engine, dev, batch([(1, 1, None)]), at=200.0)  # no health: the last one stays
+    with engine.connect() as conn:
+        status = store.device_status(conn, dev)
+    assert status["health"] == health
+    assert (status["health_at"], status["last_seen_at"]) == (100.0, 200.0)
+    ingest(engine, dev, batch([], {"uptime_s": 5, "rssi": -70}), at=300.0)
+    with engine.connect() as conn:
+        assert store.device_status(conn, dev)["health"] == {"uptime_s": 5, "rssi": -70}
+
+
+def test_lot_totals_sum_each_devices_latest_reading(
+    engine: Engine, make_device: MakeDevice
+) -> None:
+    a1, a2, b1 = make_device("lot-a"), make_device("lot-a"), make_device("lot-b")
+    with engine.connect() as conn:
+        empty = store.lot_detail(conn, "lot-a")
+        assert empty is not None and empty["cars"] == 0  # a lot exists once a device does
+        assert [d["seq"] for d in empty["devices"]] == [None, None]
+        assert store.lot_detail(conn, "nowhere") is None
+    ingest(engine, a1, batch([(1, 5, None), (2, 7, 1.0)]), at=10.0)
+    ingest(engine, a2, batch([(1, 3, None)]), at=11.0)
+    ingest(engine, b1, batch([(1, 40, None)]), at=12.0)
+    with engine.connect() as conn:
+        lot = store.lot_detail(conn, "lot-a")
+        lots = store.list_lots(conn)
+    assert lot is not None and lot["cars"] == 10
+    assert {d["device_id"]: (d["cars"], d["seq"]) for d in lot["devices"]} == {
+        a1: (7, 2),
+        a2: (3, 1),
+    }
+    assert lots == [
+        {"lot": "lot-a", "cars": 10, "devices": 2},
+        {"lot": "lot-b", "cars": 40, "devices": 1},
+    ]
+    # A deleted device stops counting; its token no longer stores anything.
+    with session_factory(engine)() as session:
+        service.delete_device(session, "op_test", a2)
+    with engine.connect() as conn:
+        lot = store.lot_detail(conn, "lot-a")
+    assert lot is not None and lot["cars"] == 7 and len(lot["devices"]) == 1
+    with pytest.raises(store.UnknownDevice):
+        ingest(engine, a2, batch([(9, 1, None)]))
+
+
+def test_disabled_device_stores_nothing(engine: Engine, make_device: MakeDevice) -> None:
+    dev = make_device("lot-a")
+    with session_factory(engine)() as session:
+        service.disable(session, "op_test", dev)
+    with pytest.raises(store.UnknownDevice):
+        ingest(engine, dev, batch([(1, 1, None)]))
+    assert stored(engine, dev) == []
+
+
+def test_readings_page_in_seq_order(engine: Engine, make_device: MakeDevice) -> None:
+    dev, other = make_device("lot-a"), make_device("lot-a")
+    ingest(engine, dev, batch([(s, s % 7, None) for s in range(25, 0, -1)]))
+    ingest(engine, other, batch([(s, 1, None) for s in range(30)]))
+    seen: list[int] = []
+    since: int | None = None
+    with engine.connect() as conn:
+        while True:
+            page = store.device_readings(conn, dev, since, 10)
+            assert page is not None
+            seen += [r["seq"] for r in page["readings"]]
+            since = page["next_since_seq"]
+            if since is None:
+                break
+        assert store.device_readings(conn, "dev_nobody", None, 10) is None
+        assert store.device_readings(conn, dev, 25, 10) == {
+            "device_id": dev,
+            "readings": [],
+            "next_since_seq": None,
+        }
+    assert seen == list(range(1, 26))
+
+
+def test_fan_out_queues_new_readings_and_lot_total(engine: Engine, make_device: MakeDevice) -> None:
+    a1, a2 = make_device("lot-a"), make_device("lot-a")
+    ingest(engine, a2, batch([(1, 4, None)]), at=5.0)  # fan-out off: nothing queued
+    with engine.connect() as conn:
+        assert outbox.pending(conn) == 0
+    ingest(engine, a1, batch([(1, 2, 1.5), (2, 3, None)]), at=10.0, fan_out=True)
+    ingest(engine, a1, batch([(2, 3, None)]), at=11.0, fan_out=True)  # duplicate: no messages
+    with engine.connect() as conn:
+        messages = outbox.fetch(conn, 100)
+    assert [(m.topic, m.retain) for m in messages] == [
+        (f"parking/lot-a/devices/{a1}/count", False),
+        (f"parking/lot-a/devices/{a1}/count", False),
+        ("parking/lot-a/occupancy", True),
+    ]
+    assert json.loads(messages[0].payload) == {
+        "lot": "lot-a",
+        "device_id": a1,
+        "seq": 1,
+        "cars": 2,
+        "ts": 1.5,
+        "received_at": 10.0,
+    }
+    assert json.loads(messages[1].payload)["ts"] is None
+    assert json.loads(messages[2].payload) == {
+        "lot": "lot-a",
+        "cars": 7,
+        "devices": 2,
+        "updated_at": 10.0,
+    }
+    with engine.begin() as conn:
+        outbox.remove(conn, [messages[0].id])
+    with engine.connect() as conn:
+        assert [m.id for m in outbox.fetch(conn, 100)] == [m.id for m in messages[1:]]
+
+
+def test_rolled_back_batch_leaves_nothing(engine: Engine, make_device: MakeDevice) -> None:
+    dev = make_device("lot-a")
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        store.store_counts(conn, dev, batch([(1, 1, None)]), 1.0, True)
+        raise RuntimeError("the request failed after storing")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 0
+    assert stored(engine, dev) == []
+
+
+def test_topic_levels_are_escaped() -> None:
+    assert outbox.occupancy_topic("a/b+#%") == "parking/a%2Fb%2B%23%25/occupancy"
+
+
+def test_queries_use_indexes_on_postgresql(pg_url: str) -> None:
+    """With many readings, a device's page and a lot's total never scan `readings`."""
+    migrate(pg_url)
+    engine = make_engine(pg_url)
+    hasher = SecretHasher(b"k" * 32)
+    try:
+        with session_factory(engine)() as session:
+            devices = [
+                service.create_device(session, hasher, "op_test", f"lot-{i % 4}", "b")[0].client_id
+                for i in range(20)
+            ]
+        with engine.begin() as conn:
+            for dev in devices:
+                store.store_counts(conn, dev, batch([(s, 1, None) for s in range(500)]), 1.0, False)
+                conn.execute(
+                    text(
+                        "INSERT INTO readings (device_id, lot, seq, cars, ts, received_at) "
+                        "SELECT :d, 'x', g, g % 50, NULL, 1 FROM generate_series(500, 4999) g"
+                    ),
+                    {"d": dev},
+                )
+            conn.execute(text("ANALYZE"))
+        with engine.connect() as conn:
+            plan = "\n".join(
+                conn.execute(
+                    text(
+                        "EXPLAIN SELECT seq, cars, ts, received_at, lot FROM readings "
+                        "WHERE device_id = :d AND seq > :s ORDER BY seq LIMIT 100"
+                    ),
+                    {"d": devices[3], "s": 1000},
+                ).scalars()
+            )
+            assert "uq_readings_device_seq" in plan and "Seq Scan" not in plan, plan
+            page = store.device_readings(conn, devices[3], 1000, 100)
+            assert page is not None and page["readings"][0]["seq"] == 1001
+            lot = store.lot_detail(conn, "lot-1")
+            assert lot is not None and len(lot["devices"]) == 5
+    finally:
+        engine.dispose()
