@@ -1,7 +1,101 @@
-"""`parkctl keys ...` (being built)."""
+"""`parkctl keys rotate|list`: JWT signing keys, run on the server host (they need the data
+directory, where the private keys live, and the database)."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from provisioning.errors import ParkctlError
+
+if TYPE_CHECKING:
+    from provisioning.auth.keys import KeyStore
+    from provisioning.config import Settings
 
 keys_app = typer.Typer(help="Manage the JWT signing keys.", no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite).")]
+DataDirOption = Annotated[Path | None, typer.Option(help="Data directory of the server.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@contextmanager
+def _key_store(db: str | None, data_dir: Path | None) -> Iterator[tuple[KeyStore, Settings]]:
+    from provisioning.auth.keys import KeyStore
+    from provisioning.config import Settings
+    from provisioning.store.db import make_engine, migrate, session_factory
+
+    given: dict[str, Any] = {"db": db, "data_dir": data_dir}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    migrate(settings.db_url)
+    engine = make_engine(settings.db_url)
+    try:
+        yield KeyStore.from_settings(settings, session_factory(engine)), settings
+    finally:
+        engine.dispose()
+
+
+@keys_app.command("rotate")
+def rotate(
+    db: DbOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Publish a new signing key; the server signs with it once verifiers have fetched it."""
+    with _key_store(db, data_dir) as (store, settings):
+        try:
+            kid = store.rotate()
+        except ValueError as error:
+            raise ParkctlError(str(error)) from None
+        active_after = time.time() + settings.key_publish_delay_s
+    if as_json:
+        print(json.dumps({"kid": kid, "status": "next", "active_after": active_after}))
+        return
+    Console().print(
+        f"published key [bold]{kid}[/bold]; it starts signing after "
+        f"{settings.key_publish_delay_s:.0f} s (the old key stays published until its "
+        "tokens have expired)"
+    )
+
+
+@keys_app.command("list")
+def list_keys(
+    db: DbOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Show every signing key and where it is in its life cycle."""
+    with _key_store(db, data_dir) as (store, _settings):
+        rows: list[dict[str, Any]] = [
+            {
+                "kid": key.kid,
+                "alg": key.alg,
+                "status": key.status,
+                "created_at": key.created_at,
+                "activated_at": key.activated_at,
+                "retire_after": key.retire_after,
+            }
+            for key in store.list_keys()
+        ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("kid", "alg", "status", "created", "activated", "published until")
+    for row in rows:
+        table.add_row(
+            row["kid"],
+            row["alg"],
+            row["status"],
+            _when(row["created_at"]),
+            _when(row["activated_at"]),
+            _when(row["retire_after"]),
+        )
+    Console().print(table)
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "-"

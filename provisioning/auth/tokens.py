@@ -73,7 +73,9 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     raw: dict[str, Any]
     if media == FORM:
         try:
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+            pairs = parse_qsl(
+                text, keep_blank_values=True, strict_parsing=bool(text), errors="strict"
+            )
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest("malformed form body") from None
         raw = _no_repeats(list(pairs))
