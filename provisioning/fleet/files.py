@@ -1,0 +1,149 @@
+"""mpremote driver: what is on a board's filesystem, and copying the agent and its config there.
+
+mpremote runs as a subprocess (`python -m mpremote connect PORT cmd + cmd ...`): its command line is
+its supported interface (its Python modules are internals), one invocation opens the port once for
+a whole chain of commands, and it always closes the port when it exits, even on an error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.errors import ParkctlError
+
+# The agent lives in device/ of this repository (or of the installed source tree).
+DEVICE_DIR = Path(__file__).resolve().parents[2] / "device"
+# Board files that belong to a previous identity: a token cached for old credentials would hide
+# whether the new ones work (the verify step waits for a fresh token).
+STALE_FILES = ("token.json",)
+MPREMOTE_TIMEOUT_S = 120.0
+
+# (files copied, files total)
+CopyProgressFn = Callable[[int, int], None]
+
+
+def mpremote(port: str, args: list[str], timeout: float = MPREMOTE_TIMEOUT_S) -> str:
+    """Run one mpremote command chain on `port` and return its stdout; errors -> `ParkctlError`."""
+    command = [sys.executable, "-m", "mpremote", "connect", port, *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ParkctlError(
+            f"{port}: the board stopped answering mpremote after {timeout:.0f} s; "
+            "reset it and re-run"
+        ) from None
+    if done.returncode != 0:
+        raise _explain(port, (done.stderr or done.stdout).strip())
+    return done.stdout
+
+
+def _explain(port: str, output: str) -> ParkctlError:
+    last = output.splitlines()[-1] if output else "no output"
+    lowered = output.lower()
+    if "failed to access" in lowered or "no device found" in lowered:
+        return ParkctlError(f"{port}: cannot open the port; is the board plugged in?")
+    if "could not enter raw repl" in lowered:
+        return ParkctlError(
+            f"{port}: no MicroPython REPL on the board; flash MicroPython first "
+            "(parkctl board flash)"
+        )
+    if any(s in lowered for s in ("disconnected", "serialexception", "readiness", "brokenpipe")):
+        return ParkctlError(
+            f"{port}: the board vanished during the copy ({last}); reconnect it and re-run, "
+            "which copies everything again"
+        )
+    if "enospc" in lowered or "errno 28" in lowered:
+        return ParkctlError(f"{port}: the board's filesystem is full ({last})")
+    return ParkctlError(f"{port}: mpremote failed: {last}")
+
+
+@dataclass(frozen=True)
+class BoardFiles:
+    """What `board info` reports from the REPL side."""
+
+    micropython: str  # e.g. "MicroPython 1.24.1"
+    machine: str
+    files: list[str]
+
+    @property
+    def agent_installed(self) -> bool:
+        return "main.py" in self.files and "config.json" in self.files
+
+
+_PROBE = (
+    "import os, sys, json\n"
+    "print(json.dumps({'v': '.'.join(str(n) for n in sys.implementation.version[:3]),"
+    " 'm': getattr(sys.implementation, '_machine', sys.platform), 'f': sorted(os.listdir())}))"
+)
+
+
+def board_files(port: str) -> BoardFiles:
+    """MicroPython version and the files at the board's filesystem root."""
+    out = mpremote(port, ["exec", _PROBE], timeout=30)
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            data = json.loads(line)
+            return BoardFiles(f"MicroPython {data['v']}", data["m"], list(data["f"]))
+    raise ParkctlError(f"{port}: unexpected answer from the board's REPL: {out.strip()[-200:]}")
+
+
+def agent_files(device_dir: Path = DEVICE_DIR) -> list[Path]:
+    """The agent's files, relative to `device_dir` (sources only, no caches)."""
+    if not device_dir.is_dir():
+        raise ParkctlError(f"agent sources not found at {device_dir}")
+    files = sorted(
+        p.relative_to(device_dir)
+        for p in device_dir.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json", ".mpy")
+    )
+    if Path("main.py") not in files:
+        raise ParkctlError(f"{device_dir} has no main.py; is it the agent's directory?")
+    return files
+
+
+def _prepare_snippet(dirs: list[str]) -> str:
+    # mkdir fails on an existing directory and mpremote's `fs mkdir` would abort the chain.
+    lines = ["import os"]
+    for d in dirs:
+        lines.append(f"try:\n os.mkdir({d!r})\nexcept OSError:\n pass")
+    for name in STALE_FILES:
+        lines.append(f"try:\n os.remove({name!r})\nexcept OSError:\n pass")
+    return "\n".join(lines)
+
+
+def install(
+    port: str,
+    extra_files: list[Path],
+    device_dir: Path = DEVICE_DIR,
+    reset: bool = True,
+    progress: CopyProgressFn | None = None,
+) -> int:
+    """Copy the agent (`device_dir`) and `extra_files` (config.json, CA) to the board's root.
+
+    One mpremote session per batch of files keeps the progress honest without reconnecting per
+    file. Returns the number of files copied. With `reset`, hard-resets the board at the end.
+    """
+    sources = [(device_dir / rel, rel.as_posix()) for rel in agent_files(device_dir)]
+    sources += [(path, path.name) for path in extra_files]
+    dirs = sorted({str(Path(dest).parent) for _, dest in sources} - {"."}, key=len)
+    total = len(sources)
+    if progress:
+        progress(0, total)
+    batch = 8
+    for start in range(0, total, batch):
+        args: list[str] = []
+        if start == 0:
+            args += ["exec", _prepare_snippet(dirs), "+"]
+        for src, dest in sources[start : start + batch]:
+            args += ["fs", "cp", str(src), f":{dest}", "+"]
+        mpremote(port, args[:-1])
+        if progress:
+            progress(min(start + batch, total), total)
+    if reset:
+        mpremote(port, ["reset"], timeout=30)
+    return total
