@@ -1,0 +1,160 @@
+"""The fleet tool's pure parts: firmware checks, config.json, manifest, resumable state."""
+
+from __future__ import annotations
+
+import json
+import stat
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from provisioning.errors import ParkctlError
+from provisioning.fleet.config import Network, board_config, pem_to_der, staged_config
+from provisioning.fleet.image import check_compatible, flash_offset, load_firmware
+from provisioning.fleet.manifest import read_manifest
+from provisioning.fleet.state import FleetState, default_state_path
+
+
+def esp_image(chip_id: int = 0, banner: bytes = b"MicroPython v1.24.1", size: int = 4096) -> bytes:
+    """A minimal ESP app image header (magic, 1 segment, ext header with `chip_id`) + payload."""
+    header = struct.pack("<BBBBI", 0xE9, 1, 2, 0x20, 0x40080000)
+    extended = struct.pack("<B3sHBHH4sB", 0xEE, b"\0\0\0", chip_id, 0, 0, 0xFFFF, b"\0" * 4, 0)
+    body = header + extended + banner
+    return body + b"\xff" * (size - len(body))
+
+
+def test_firmware_checks(tmp_path: Path) -> None:
+    good = tmp_path / "esp32.bin"
+    good.write_bytes(esp_image(0))
+    image = load_firmware(good)
+    assert (image.chip, image.size) == ("esp32", 4096)
+    assert check_compatible(image, "esp32", 4 << 20) == 0x1000
+
+    s3 = tmp_path / "s3.bin"
+    s3.write_bytes(esp_image(9))
+    assert load_firmware(s3).chip == "esp32s3"
+    assert flash_offset("esp32s3") == 0 and flash_offset("esp32c3") == 0
+
+    with pytest.raises(ParkctlError, match=r"wrong chip.*ESP32-S3.*ESP32"):
+        check_compatible(load_firmware(s3), "esp32", 4 << 20)
+    with pytest.raises(ParkctlError, match="flash full"):
+        check_compatible(image, "esp32", 4096)
+
+    not_mp = tmp_path / "idf-app.bin"
+    not_mp.write_bytes(esp_image(0, banner=b"hello_world app"))
+    with pytest.raises(ParkctlError, match="not MicroPython"):
+        load_firmware(not_mp)
+    text = tmp_path / "notes.bin"
+    text.write_bytes(b"MicroPython is great" * 10)
+    with pytest.raises(ParkctlError, match="not an ESP firmware image"):
+        load_firmware(text)
+    with pytest.raises(ParkctlError, match="does not exist"):
+        load_firmware(tmp_path / "missing.bin")
+
+
+def _ca_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM)
+
+
+def test_config_json_private_and_gone(tmp_path: Path) -> None:
+    pem = _ca_pem()
+    network = Network(
+        "https://s/oauth/token", "https://s/v1/counts", "lotnet", "wifi-pw", ca_cert_pem=pem
+    )
+    assert "wifi-pw" not in repr(network)
+    config = board_config(network, "dev-1", "s3cret", "north")
+    assert config["audience"] == "parkfleet-ingest"
+    assert config["ca_cert"] == "ca.der"
+    assert config["sensor"] == {"kind": "file", "path": "cars.txt"}
+    with staged_config(config, pem) as stage:
+        path = stage / "config.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(stage.stat().st_mode) == 0o700
+        assert json.loads(path.read_text())["client_secret"] == "s3cret"
+        der = (stage / "ca.der").read_bytes()
+        assert der == pem_to_der(pem) and der[0] == 0x30  # DER SEQUENCE
+    assert not stage.exists()
+    with pytest.raises(ParkctlError, match="not a PEM"):
+        pem_to_der(b"junk")
+
+
+def test_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.csv"
+    path.write_text(
+        "\ufeffport,lot,name,wifi_ssid\n"
+        "# comment\n"
+        "socket://127.0.0.1:5001,north,gate-1,\n"
+        "/dev/ttyUSB0,south,,south-net\n"
+    )
+    rows = read_manifest(path)
+    assert [(r.port, r.lot, r.name, r.wifi_ssid) for r in rows] == [
+        ("socket://127.0.0.1:5001", "north", "gate-1", None),
+        ("/dev/ttyUSB0", "south", "south-ttyUSB0", "south-net"),
+    ]
+    path.write_text("port,lot\nA,north\nA,south\n")
+    with pytest.raises(ParkctlError, match="already on line 2"):
+        read_manifest(path)
+    path.write_text("port,lot\nA,no/slash\n")
+    with pytest.raises(ParkctlError, match=r"fleet.csv:2: lot may contain"):
+        read_manifest(path)
+    path.write_text("port,name\nA,x\n")
+    with pytest.raises(ParkctlError, match=r"missing column.*lot"):
+        read_manifest(path)
+
+
+def test_state_resumable_atomic(tmp_path: Path) -> None:
+    path = default_state_path(tmp_path / "fleet.csv")
+    assert path.name == "fleet.state.json"
+    state = FleetState(path)
+    state.bind("p1", "aa:bb:cc:00:00:01")
+    state.finish("p1", "register", client_id="dev-1")
+    state.finish("p1", "flash", firmware="abc")
+    state.fail("p1", "install", "board vanished")
+
+    again = FleetState(path)
+    assert again.done("p1") == ["register", "flash"]
+    assert again.record("p1")["failed"] == {"step": "install", "reason": "board vanished"}
+    assert again.done("p1", mac="aa:bb:cc:00:00:02") == []  # another board on that port
+    again.bind("p1", "aa:bb:cc:00:00:02")
+    assert FleetState(path).done("p1") == []
+
+    # Many threads finishing steps at once leave a valid file with every record.
+    threads = [
+        threading.Thread(
+            target=state.finish, args=(f"port{i}", "register"), kwargs={"client_id": f"d{i}"}
+        )
+        for i in range(20)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    boards = json.loads(path.read_text())["boards"]
+    assert all(boards[f"port{i}"]["client_id"] == f"d{i}" for i in range(20))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("fleet.state.json.")]
+
+    path.write_text("{not json")
+    with pytest.raises(ParkctlError, match="unreadable"):
+        FleetState(path)
