@@ -1,0 +1,98 @@
+# The board's config.json, checked once at boot. A bad file raises ValueError with one line that
+# names the key (never its value: the secret lives here); the agent prints it and waits.
+import json
+
+# Contract keys (the provisioning tool writes them): name -> type checker
+_REQUIRED = ("device_id", "client_secret", "token_url", "audience", "ingest_url", "lot")
+_REQUIRED += ("interval_s", "sensor", "wifi")
+
+# Optional keys and their defaults (documented in device/README.md)
+DEFAULTS = {
+    "ca_cert": None,  # CA certificate file (DER or PEM) for https URLs
+    "spool_max": 4096,  # readings kept on flash while offline; beyond, the oldest are dropped
+    "batch_max": 50,  # readings per upload (the server takes up to 500)
+    "health_every_s": 300,  # how often the health object rides along with a batch
+    "http_timeout_s": 10,  # per network step; a whole exchange gets three times this
+    "backoff_base_s": 2,  # first retry delay after a failed upload (full jitter)
+    "backoff_cap_s": 300,  # longest retry delay for network errors, 5xx, 429/503
+    "auth_backoff_cap_s": 900,  # longest retry delay after invalid_client (wrong secret/disabled)
+    "wdt_s": 120,  # hardware watchdog timeout; 0 switches it off
+    "offline_reboot_s": 900,  # reboot after this long without reaching the server (ESPHome: 15 min)
+    "safe_pin": None,  # GPIO held low at boot -> safe mode (REPL only), e.g. 0 (BOOT button)
+    "safe_boots": 5,  # consecutive boots without a successful upload before safe mode
+    "wifi_timeout_s": 20,  # WiFi join timeout
+    "debug_heap": False,  # print heap use with each health line (bench)
+}
+_GATE = ("pin_a", "pin_b", "debounce_ms", "active_low", "start", "pull_up")
+
+
+def _need(cond, msg):
+    if not cond:
+        raise ValueError(msg)
+
+
+def _num(v, lo, key, integer=False):
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    _need(ok and not isinstance(v, bool) and v >= lo, "%s must be a number >= %s" % (key, lo))
+
+
+def validate(c):
+    _need(isinstance(c, dict), "config.json must hold a JSON object")
+    for k in _REQUIRED:
+        _need(k in c, "missing key '%s'" % k)
+    for k in c:
+        _need(k in _REQUIRED or k in DEFAULTS, "unknown key '%s'" % k)
+    for k in ("device_id", "client_secret", "audience", "lot"):
+        _need(isinstance(c[k], str) and c[k], "%s must be a non-empty string" % k)
+    from http import split_url
+
+    tls = False
+    for k in ("token_url", "ingest_url"):
+        try:
+            tls = split_url(c[k])[0] or tls
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError("%s must be an http:// or https:// URL" % k)
+    _num(c["interval_s"], 0.05, "interval_s")
+    w = c["wifi"]
+    _need(isinstance(w, dict) and isinstance(w.get("ssid"), str), "wifi needs an ssid")
+    _need(isinstance(w.get("password", ""), str), "wifi password must be a string")
+    _sensor(c["sensor"])
+    for k, v in DEFAULTS.items():
+        c.setdefault(k, v)
+    for k in ("spool_max", "batch_max", "safe_boots"):
+        _num(c[k], 1, k, True)
+    _need(c["batch_max"] <= 500, "batch_max must be <= 500")
+    for k in ("health_every_s", "http_timeout_s", "backoff_base_s", "backoff_cap_s"):
+        _num(c[k], 0.01, k)
+    for k in ("auth_backoff_cap_s", "wdt_s", "offline_reboot_s", "wifi_timeout_s"):
+        _num(c[k], 0, k)
+    _need(c["safe_pin"] is None or isinstance(c["safe_pin"], int), "safe_pin must be a pin number")
+    _need(not tls or isinstance(c["ca_cert"], str), "https URLs need ca_cert")
+    return c
+
+
+def _sensor(s):
+    _need(isinstance(s, dict), "sensor must be an object")
+    kind = s.get("kind")
+    if kind == "file":
+        _need(isinstance(s.get("path"), str), "sensor.path must be a file name")
+        _need(len(s) == 2, "sensor (file) takes only kind and path")
+    elif kind == "gate":
+        for k in s:
+            _need(k == "kind" or k in _GATE, "unknown key 'sensor.%s'" % k)
+        for k in ("pin_a", "pin_b"):
+            _need(isinstance(s.get(k), int), "sensor.%s must be a pin number" % k)
+        _need(s["pin_a"] != s["pin_b"], "sensor.pin_a and sensor.pin_b must differ")
+    else:
+        raise ValueError("sensor.kind must be 'file' or 'gate'")
+
+
+def load(path="config.json"):
+    try:
+        with open(path) as f:
+            c = json.load(f)
+    except OSError:
+        raise ValueError("cannot read " + path)
+    except ValueError:
+        raise ValueError(path + " is not valid JSON")
+    return validate(c)

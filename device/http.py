@@ -1,0 +1,283 @@
+# A small HTTP/1.1 client (RFC 9112) for the agent: one persistent connection per origin, a
+# timeout on every step, DNS resolved once, Content-Length and chunked bodies, and only the headers
+# the agent needs (Date, Retry-After, WWW-Authenticate, Connection). Buffers are allocated once:
+# the caller writes the request body into `conn.body` in place, the response body lands in
+# `conn.resp`. The transport raises OSError only; a non-2xx status raises HTTPError.
+import socket
+import time
+from micropython import const
+
+_ROOM = const(1024)  # head room in front of the body for the request line and headers
+_LINE = const(200)  # header lines longer than this are truncated (we need none of the rest)
+_DNS_RETRY = const(3)  # consecutive connect failures before the cached address is resolved again
+
+
+class HTTPError(Exception):
+    # Status plus what a retry policy needs: `error` is the OAuth/Bearer error code from the
+    # WWW-Authenticate header (RFC 6750 §3) or the JSON body (RFC 6749 §5.2), `retry_after` seconds.
+    def __init__(self, status, error=None, retry_after=None):
+        super().__init__(status)
+        self.status = status
+        self.error = error
+        self.retry_after = retry_after
+
+
+def split_url(url):
+    # "https://host:port/path" -> (tls, host, port, path); ValueError for anything else.
+    if url.startswith("https://"):
+        tls, rest, port = True, url[8:], 443
+    elif url.startswith("http://"):
+        tls, rest, port = False, url[7:], 80
+    else:
+        raise ValueError("URL must start with http:// or https://")
+    i = rest.find("/")
+    hostport, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
+    i = hostport.rfind(":")
+    host = hostport
+    if i >= 0 and hostport[i + 1 :].isdigit():
+        host, port = hostport[:i], int(hostport[i + 1 :])
+    if not host:
+        raise ValueError("URL has no host")
+    return tls, host, port, path
+
+
+def _retry_after(value, date):
+    # RFC 9110 §10.2.3: delay-seconds or an HTTP-date (relative to the response's Date).
+    if value.isdigit():
+        return int(value)
+    from clock import parse_http_date
+
+    at = parse_http_date(value)
+    if at is None or date is None:
+        return None
+    return max(0, at - date)
+
+
+def _bearer_error(value):
+    # 'Bearer error="invalid_token", error_description="..."' -> "invalid_token"
+    i = value.find('error="')
+    if i < 0:
+        return None
+    j = value.find('"', i + 7)
+    return value[i + 7 : j] if j > 0 else None
+
+
+class Conn:
+    def __init__(self, tls, host, port, body_cap, in_cap, timeout_s, ca_path=None):
+        self.tls, self.host, self.port = tls, host, port
+        self.timeout = timeout_s
+        self.ca_path = ca_path
+        self._out = bytearray(_ROOM + body_cap)
+        self.body = memoryview(self._out)[_ROOM:]
+        self._in = bytearray(in_cap)
+        self.resp = memoryview(self._in)[:0]
+        self._sock = None
+        self._addr = None
+        self._fails = 0
+        self.date = None  # server's Date of the last response, epoch seconds
+        self.requests = 0  # statistics for the console and the bench
+        self.connects = 0
+        self.tx = 0
+
+    def same_origin(self, tls, host, port):
+        return self.tls == tls and self.host == host and self.port == port
+
+    def close(self):
+        s, self._sock = self._sock, None
+        if s:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _connect(self):
+        if self._addr is None or self._fails >= _DNS_RETRY:
+            # getaddrinfo blocks without a timeout on most ports: do it once, not per request.
+            ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+            self._addr = (ai[0], ai[-1])
+            self._fails = 0
+        s = socket.socket(self._addr[0], socket.SOCK_STREAM)
+        try:
+            s.settimeout(self.timeout)
+            s.connect(self._addr[1])
+            if self.tls:
+                import tls
+
+                # The handshake runs inside wrap_socket, bounded by the socket timeout above.
+                s = tls.context(self.ca_path).wrap_socket(s, server_hostname=self.host)
+        except OSError:
+            s.close()
+            self._fails += 1
+            raise
+        self._fails = 0
+        self.connects += 1
+        self._sock = s
+
+    def _stale(self):
+        # An idle keep-alive connection that turned readable was closed (or garbled) by the server.
+        import select
+
+        p = select.poll()
+        p.register(self._sock, select.POLLIN)
+        return bool(p.poll(0))
+
+    def request(self, method, path, nbody, ctype=None, auth=None):
+        # Send method+path with the first nbody bytes of self.body; returns the status (2xx) with
+        # the body in self.resp, raises HTTPError (other statuses) or OSError (transport).
+        reused = self._sock is not None
+        if reused and self._stale():
+            self.close()
+            reused = False
+        for attempt in (0, 1):
+            if self._sock is None:
+                self._connect()
+            got = [False]
+            try:
+                return self._exchange(method, path, nbody, ctype, auth, got)
+            except OSError:
+                self.close()
+                # A kept-alive connection may die between our poll and our write; resend once if
+                # the server said nothing (safe: the counts API deduplicates by seq).
+                if attempt or not reused or got[0]:
+                    raise
+
+    def _exchange(self, method, path, nbody, ctype, auth, got):
+        s = self._sock
+        deadline = time.ticks_add(time.ticks_ms(), int(self.timeout * 3000))
+        head = memoryview(self._in)  # the input buffer is free until the response arrives
+        n = 0
+        for part in (method, b" ", path, b" HTTP/1.1\r\nHost: ", self.host):
+            n = _put(head, n, part)
+        if self.port != (443 if self.tls else 80):
+            n = _put(head, n, b":%d" % self.port)
+        if auth:
+            n = _put(head, n, b"\r\nAuthorization: ")
+            n = _put(head, n, auth)
+        if nbody:
+            n = _put(head, n, b"\r\nContent-Type: ")
+            n = _put(head, n, ctype)
+            n = _put(head, n, b"\r\nContent-Length: %d" % nbody)
+        n = _put(head, n, b"\r\n\r\n")
+        out = memoryview(self._out)
+        out[_ROOM - n : _ROOM] = head[:n]
+        s.write(out[_ROOM - n : _ROOM + nbody])  # one write: one TLS record, one TCP segment
+        self.requests += 1
+        self.tx += n + nbody
+
+        line = _readline(s, deadline)
+        got[0] = True
+        if not line.startswith(b"HTTP/1.") or len(line) < 12:
+            raise OSError("bad status line")
+        status = int(line[9:12])
+        length, chunked, keep = -1, False, line[7:8] != b"0"
+        date = retry = error = None
+        while True:
+            line = _readline(s, deadline)
+            if line in (b"\r\n", b"\n"):
+                break
+            i = line.find(b":")
+            if i < 0:
+                continue
+            name = bytes(line[:i]).lower()
+            value = line[i + 1 :].strip().decode()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = "chunked" in value.lower()
+            elif name == b"connection":
+                keep = value.lower() != "close"
+            elif name == b"date":
+                from clock import parse_http_date
+
+                date = parse_http_date(value)
+            elif name == b"retry-after":
+                retry = value
+            elif name == b"www-authenticate":
+                error = _bearer_error(value)
+        if date is not None:
+            self.date = date
+        n = self._body(s, status, method, length, chunked, deadline)
+        self.resp = memoryview(self._in)[:n]
+        if not keep or (length < 0 and not chunked):
+            self.close()
+        if 200 <= status < 300:
+            return status
+        if retry is not None:
+            retry = _retry_after(retry, date)
+        if error is None and n and self._in[0] == 0x7B:  # "{": an RFC 6749 §5.2 JSON error
+            import json
+
+            try:
+                error = json.loads(bytes(self.resp)).get("error")
+            except (ValueError, AttributeError):
+                pass
+        raise HTTPError(status, error, retry)
+
+    def _body(self, s, status, method, length, chunked, deadline):
+        if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
+            return 0
+        if not chunked:
+            return _read(s, self._in, 0, length, deadline)
+        n = 0
+        while True:  # RFC 9112 §7.1: size line, data, CRLF; a zero size ends it, then trailers
+            size = int(bytes(_readline(s, deadline)).split(b";")[0].strip(), 16)
+            if size == 0:
+                break
+            n = _read(s, self._in, n, size, deadline)
+            _readline(s, deadline)
+        while _readline(s, deadline) not in (b"\r\n", b"\n"):
+            pass
+        return n
+
+
+def _put(buf, n, data):
+    if isinstance(data, str):
+        data = data.encode()
+    end = n + len(data)
+    if end > len(buf):
+        raise OSError("request head too long")
+    buf[n:end] = data
+    return end
+
+
+def _check(deadline):
+    if time.ticks_diff(deadline, time.ticks_ms()) < 0:
+        raise OSError(110)  # ETIMEDOUT: a server dripping bytes still gets cut off
+
+
+def _readline(s, deadline):
+    _check(deadline)
+    line = s.readline(_LINE)
+    if not line:
+        raise OSError("connection closed")
+    if line[-1] != 10:
+        # Overlong line: keep its start (the header name), skip the rest.
+        while True:
+            _check(deadline)
+            more = s.readline(_LINE)
+            if not more:
+                raise OSError("connection closed")
+            if more[-1] == 10:
+                break
+    return line
+
+
+def _read(s, buf, n, length, deadline):
+    # Read `length` bytes (-1: until the peer closes) into buf[n:], discarding what does not fit.
+    mv = memoryview(buf)
+    left = length
+    while left != 0:
+        _check(deadline)
+        if n < len(buf):
+            want = len(buf) - n if left < 0 else min(left, len(buf) - n)
+            got = s.readinto(mv[n : n + want])
+            n += got or 0
+        else:
+            got = len(s.read(min(left, 256) if left > 0 else 256))
+        if not got:
+            if left < 0:
+                return n
+            raise OSError("connection closed")
+        if left > 0:
+            left -= got
+    return n
