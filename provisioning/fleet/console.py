@@ -18,15 +18,16 @@ import serial
 from provisioning.errors import ParkctlError
 from provisioning.fleet.esp import has_reset_lines
 
-# The agent prints one line per event (device/ console contract); these match the two we await.
-TOKEN_LINE = re.compile(r"\btoken (fetched|ok|received)\b", re.IGNORECASE)
-UPLOAD_LINE = re.compile(r"\b(batch sent|sent \d+ reading|uploaded)\b", re.IGNORECASE)
+# The agent prints one line per event, prefixed "parkfleet:" (device/agent.py `log`); these match
+# the first token and the first acknowledged upload.
+TOKEN_LINE = re.compile(r"parkfleet: token fetched")
+UPLOAD_LINE = re.compile(r"parkfleet: sent \d+ up to seq")
 # Lines after which waiting longer is pointless: say why at once.
 FATAL_LINES = (
-    (re.compile(r"invalid_client"), "the token endpoint rejected the board's credentials"),
-    (re.compile(r"\bconfig\b.*(missing|unknown|invalid)", re.IGNORECASE), "config.json refused"),
-    (re.compile(r"safe mode", re.IGNORECASE), "the board started in safe mode"),
-    (re.compile(r"Traceback"), "the agent crashed"),
+    (re.compile(r"token refused: 40[013]"), "the token endpoint refused the board's credentials"),
+    (re.compile(r"parkfleet: config error"), "the agent refused config.json"),
+    (re.compile(r"parkfleet: safe mode"), "the board started in safe mode"),
+    (re.compile(r"parkfleet: crashed"), "the agent crashed"),
 )
 CONSOLE_BAUD = 115200
 
@@ -36,9 +37,9 @@ LineFn = Callable[[str], None]
 
 @dataclass
 class Verified:
-    """When the first token and the first upload were seen, in seconds after the reset."""
+    """When the first token and the first acknowledged upload were seen, in s after the reset."""
 
-    token_s: float
+    token_s: float | None  # None: the agent reused a token cached in its flash
     upload_s: float
     lines: list[str] = field(default_factory=list)
 
@@ -104,7 +105,7 @@ def watch(
                         raise ParkctlError(f"{url}: {why}: {line[:160]}")
                 if token_s is None and TOKEN_LINE.search(line):
                     token_s = time.monotonic() - start
-                if token_s is not None and UPLOAD_LINE.search(line):
+                if UPLOAD_LINE.search(line):
                     return Verified(token_s, time.monotonic() - start, lines)
     except (serial.SerialException, OSError) as error:
         raise ParkctlError(f"{url}: the console went away ({error}); re-run to verify") from None

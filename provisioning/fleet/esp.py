@@ -89,13 +89,13 @@ _install_lock = threading.Lock()
 
 
 @contextmanager
-def _esptool_output(progress: ProgressFn | None) -> Iterator[deque[str]]:
-    """Collect this thread's esptool lines (for error messages) and route its progress."""
+def _esptool_output() -> Iterator[deque[str]]:
+    """Collect this thread's esptool lines (kept for error messages)."""
     with _install_lock:
         if getattr(log, "instance", None) is not _LOGGER:
             log.set_logger(_LOGGER)
     local = _ThreadLogger._local
-    local.lines, local.progress = deque(maxlen=20), progress
+    local.lines, local.progress = deque(maxlen=20), None
     try:
         yield local.lines
     finally:
@@ -145,14 +145,14 @@ def _check_port(port: str) -> None:
 
 
 @contextmanager
-def connect(port: str, progress: ProgressFn | None = None) -> Iterator[Any]:
+def connect(port: str) -> Iterator[Any]:
     """Connect esptool to the ROM bootloader on `port`; yields the chip object (`ESPLoader`).
 
     The port is always closed on exit. Errors become one `ParkctlError` each.
     """
     _check_port(port)
     mode = "default-reset" if has_reset_lines(port) else "no-reset"
-    with _esptool_output(progress):
+    with _esptool_output():
         try:
             esp = cmds.detect_chip(port, ROM_BAUD, connect_mode=mode, connect_attempts=3)
         except (FatalError, serial.SerialException, OSError) as error:
@@ -207,16 +207,25 @@ def flash_firmware(
     if erase:
         cmds.erase_flash(esp)
     _ThreadLogger._local.progress = progress
-    cmds.write_flash(esp, [(offset, image.data)], compress=True)
+    try:
+        cmds.write_flash(esp, [(offset, image.data)], compress=True)
+    finally:
+        _ThreadLogger._local.progress = None
     # write_flash checks the MD5 already; verify_flash states it explicitly and raises on mismatch.
     cmds.verify_flash(esp, [(offset, image.data)])
     return FlashResult(offset=offset, size=image.size, verified=True)
 
 
 def start_app(esp: Any, port: str) -> None:
-    """Leave the bootloader and run the firmware: a hard reset where the port has reset lines,
-    else the loader's "run user code" command (esptool's `run`)."""
+    """Leave the bootloader and run the firmware.
+
+    With reset lines: esptool's hard reset (EN pulse). Without: the stub, if running, first hands
+    back to the ROM loader (FLASH_END "reboot", esptool's stub `soft_reset(True)`), then the ROM's
+    "run user code" (FLASH_BEGIN 0/0 + FLASH_END, esptool's `run` command) boots from flash.
+    """
     if has_reset_lines(port):
         cmds.reset_chip(esp, "hard-reset")
-    else:
-        cmds.run(esp)
+        return
+    if esp.IS_STUB:
+        esp.soft_reset(True)
+    esp.run()
