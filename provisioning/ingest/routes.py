@@ -1,11 +1,134 @@
-"""HTTP routes of the ingest component (being built)."""
+"""The ingestion API, an OAuth 2.0 resource server (RFC 6750): counts in, lots and readings out.
+
+    POST /v1/counts                       counts:write (a device; the device is the token's sub)
+    GET  /v1/lots, /v1/lots/{lot}         counts:read
+    GET  /v1/devices/{id}/readings        counts:read, paginated by seq
+
+Tokens are checked by the shared verifier (`auth.deps.require_token`) before the body is read.
+Refusals: 401/403 from the verifier with `WWW-Authenticate`; a body over 64 KB is 413 before it
+is read whole, non-JSON 400 and schema errors 422, each a JSON `{"error", "error_description"}`.
+Nothing is stored unless the whole request is valid, and each request is one transaction.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import time
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, FastAPI, Query
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from provisioning.auth.deps import require_token
+from provisioning.auth.errors import InvalidRequest, InvalidToken, OAuthError
+from provisioning.auth.principal import Principal
+from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
+from provisioning.auth.tokens import read_body
 from provisioning.context import ServiceContext
+from provisioning.ingest import store
+from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
+from provisioning.ingest.schemas import (
+    MAX_BODY_BYTES,
+    CountsBatch,
+    InvalidBody,
+    MalformedBody,
+    parse_counts,
+)
+
+CurrentDevice = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_WRITE))]
+Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
+MAX_PAGE = 1000
+
+
+class AccessDenied(OAuthError):
+    """A valid device token used for another device (RFC 6749 §4.1.2.1 `access_denied`)."""
+
+    error = "access_denied"
+    status_code = 403
+
+
+def _invalid_body(error: InvalidBody) -> Response:
+    where = ".".join(str(part) for part in error.loc[1:]) or "body"
+    return JSONResponse(
+        {
+            "error": "invalid_request",
+            "error_description": f"{where}: {error.msg}",
+            "detail": error.detail(),
+        },
+        status_code=422,
+    )
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
-    """Add this component's routes and start/stop hooks to `app`."""
+    """Add the ingestion API, and with `mqtt_url` the outbox publisher, to `app`."""
+    publisher: OutboxPublisher | None = None
+    if ctx.settings.mqtt_url:
+        # Without a broker no outbox rows are written at all, so the table cannot grow unread.
+        publisher = OutboxPublisher(ctx.engine, parse_mqtt_url(ctx.settings.mqtt_url))
+        ctx.on_startup.append(publisher.start)
+        ctx.on_shutdown.append(publisher.stop)
+    ctx.mqtt = publisher
+    router = APIRouter(tags=["ingest"])
+    engine = ctx.engine
+
+    def store_batch(device_id: str, batch: CountsBatch) -> store.IngestResult:
+        with engine.begin() as conn:
+            return store.store_counts(conn, device_id, batch, time.time(), publisher is not None)
+
+    @router.post("/v1/counts")
+    async def post_counts(request: Request, device: CurrentDevice) -> Response:
+        """Store a device's readings once each; answer `{"accepted", "duplicates"}`."""
+        body = await read_body(
+            request.headers.get("content-length"), request.stream(), MAX_BODY_BYTES
+        )
+        try:
+            batch = parse_counts(body)
+        except MalformedBody as error:
+            raise InvalidRequest(str(error)) from None
+        except InvalidBody as error:
+            return _invalid_body(error)
+        if device.kind != DEVICE or batch.device_id not in (None, device.client_id):
+            raise AccessDenied("device_id is not the token's subject")
+        try:
+            result = await run_in_threadpool(store_batch, device.client_id, batch)
+        except store.UnknownDevice:
+            raise InvalidToken("the token's device is not registered and enabled") from None
+        if publisher is not None and result.accepted:
+            publisher.wake()
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+    @router.get("/v1/lots")
+    def get_lots(_reader: Reader) -> dict[str, Any]:
+        """Every lot with a registered device, with its total."""
+        with engine.connect() as conn:
+            return {"lots": store.list_lots(conn)}
+
+    @router.get("/v1/lots/{lot}")
+    def get_lot(lot: str, _reader: Reader) -> Response:
+        """A lot's total and each device's latest reading."""
+        with engine.connect() as conn:
+            detail = store.lot_detail(conn, lot)
+        if detail is None:
+            return _not_found("no device is registered in this lot")
+        return JSONResponse(detail)
+
+    @router.get("/v1/devices/{device_id}/readings")
+    def get_readings(
+        device_id: str,
+        _reader: Reader,
+        since_seq: Annotated[int | None, Query(ge=-1, le=2**63 - 1)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> Response:
+        """A device's readings with seq > `since_seq`, in seq order; follow `next_since_seq`."""
+        with engine.connect() as conn:
+            page = store.device_readings(conn, device_id, since_seq, limit)
+        if page is None:
+            return _not_found("no such device")
+        return JSONResponse(page)
+
+    app.include_router(router)
+
+
+def _not_found(description: str) -> Response:
+    return JSONResponse({"error": "not_found", "error_description": description}, status_code=404)
