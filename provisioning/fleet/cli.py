@@ -32,7 +32,7 @@ from provisioning.fleet.image import load_firmware
 from provisioning.fleet.manifest import read_manifest
 from provisioning.fleet.provision import BoardJob, BoardResult, Provisioner
 from provisioning.fleet.state import STEPS, FleetState, default_state_path
-from provisioning.registry.client import from_environment
+from provisioning.registry.client import AdminClient, from_environment
 
 board_app = typer.Typer(help="One board on a serial port.", no_args_is_help=True)
 fleet_app = typer.Typer(help="Many boards from a manifest.", no_args_is_help=True)
@@ -264,11 +264,17 @@ def provision_command(
     )
     image = load_firmware(firmware)
     with from_environment(server) as registry:
+        _preflight(registry)
         provisioner = Provisioner(registry, image, network, None, baud, erase, verify_timeout)
         [result] = run_boards(provisioner, [job], 1)
     out.print(_summary([result], {job.port: job}))
     if not result.ok:
         raise ParkctlError(_next_steps([result]))
+
+
+def _preflight(registry: AdminClient) -> None:
+    """Reach the server with the operator's credentials before any board is touched."""
+    registry.list_devices(limit=1)
 
 
 def _next_steps(failed: list[BoardResult]) -> str:
@@ -314,6 +320,7 @@ def fleet_provision(
         return
     started = time.monotonic()
     with from_environment(server) as registry:
+        _preflight(registry)
         provisioner = Provisioner(
             registry, image, network, fleet_state, baud, erase, verify_timeout
         )
