@@ -1,0 +1,1 @@
+"""Developer tools: simulators, the demo and benchmarks (not shipped with the package)."""

@@ -1,0 +1,30 @@
+# MicroPython, not CPython: the board's start-up, run as `micropython -i mpboot.py` in the board's
+# filesystem. ESP32 firmware runs boot.py, then main.py only when it will enter the friendly REPL
+# (ports/esp32/main.c), each as __main__ with errors printed, not fatal; a SystemExit from either
+# (sys.exit(), machine.soft_reset()) ends the process, which the simulator turns into a reboot.
+import os
+import sys
+
+
+def _simboot_run(name):
+    try:
+        with open(name) as f:
+            source = f.read()
+    except OSError:
+        return
+    try:
+        exec(compile(source, name, "exec"), globals())
+    except KeyboardInterrupt as err:
+        sys.print_exception(err)
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001 - a board prints any error and goes on to the REPL
+        sys.print_exception(err)
+
+
+_simboot_run("boot.py")
+if os.getenv("PARKSIM_BOOT_MAIN") == "1":
+    _simboot_run("main.py")
+del _simboot_run
+# Tells the simulator the boot scripts are done and the REPL banner follows.
+sys.stdout.write("\x00simboot-ready\x00")
