@@ -1,0 +1,175 @@
+"""Integration harness: the real service with registered boards, and agents under the Unix port."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from provisioning.auth.secrets import SecretHasher
+from provisioning.registry import service as registry
+from provisioning.store.db import make_engine, migrate, session_factory
+from tests.device.mpy import make_board, micropython_env
+from tests.support.server import ServiceProcess
+
+
+class Backend:
+    """`parkctl serve` on a free port plus direct access to its SQLite store for assertions."""
+
+    def __init__(
+        self, root: Path, token_ttl: int | None = None, tls: tuple[Path, Path] | None = None
+    ):
+        self.data_dir = root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "parkfleet.db"
+        self.db_url = f"sqlite:///{self.db_path}"
+        migrate(self.db_url)
+        args = ["--token-ttl", str(token_ttl)] if token_ttl else []
+        self.service = ServiceProcess(self.data_dir, extra_args=args, tls=tls)
+        self.url = self.service.url
+        self.port = self.service.port
+
+    def start(self) -> Backend:
+        self.service.start()
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def restart(self) -> None:
+        self.service.start()
+
+    def create_device(self, lot: str = "lot-a", enabled: bool = True) -> tuple[str, str]:
+        """Register a board through the registry; returns (client_id, client_secret)."""
+        engine = make_engine(self.db_url)
+        try:
+            with session_factory(engine).begin() as session:
+                client, secret = registry.create_device(
+                    session, SecretHasher.from_data_dir(self.data_dir), "test", lot, "board"
+                )
+                client_id = client.client_id
+            if not enabled:
+                with session_factory(engine).begin() as session:
+                    registry.disable(session, "test", client_id)
+        finally:
+            engine.dispose()
+        return client_id, secret
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db_path, timeout=10) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def seqs(self, device_id: str) -> list[int]:
+        """Stored readings' seq numbers for a device, in order (duplicates would show twice)."""
+        rows = self._query("SELECT seq FROM readings WHERE device_id = ? ORDER BY seq", device_id)
+        return [int(r[0]) for r in rows]
+
+    def readings(self, device_id: str) -> list[tuple[int, int, float | None]]:
+        sql = "SELECT seq, cars, ts FROM readings WHERE device_id = ? ORDER BY seq"
+        return [(int(s), int(c), t) for s, c, t in self._query(sql, device_id)]
+
+    def tokens_issued(self, device_id: str) -> int:
+        """Token issuance from the audit log (one row per token the server signed)."""
+        sql = "SELECT count(*) FROM audit_log WHERE action = 'token.issue' AND target = ?"
+        return int(self._query(sql, device_id)[0][0])
+
+    def health(self, device_id: str) -> Any:
+        import json
+
+        rows = self._query("SELECT health FROM device_state WHERE device_id = ?", device_id)
+        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+
+def board_config(
+    device_id: str, secret: str, base_url: str, token_base: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A config.json as the provisioning tool writes it, tuned for fast tests."""
+    config: dict[str, Any] = {
+        "device_id": device_id,
+        "client_secret": secret,
+        "token_url": (token_base or base_url) + "/oauth/token",
+        "audience": "parkfleet-ingest",
+        "ingest_url": base_url,
+        "lot": "lot-a",
+        "interval_s": 0.2,
+        "sensor": {"kind": "file", "path": "cars.txt"},
+        "wifi": {"ssid": "test-lot", "password": "wifi-pass"},
+        "http_timeout_s": 1,
+        "backoff_base_s": 0.2,
+        "backoff_cap_s": 1,
+        "auth_backoff_cap_s": 2,
+        "health_every_s": 1,
+    }
+    config.update(extra)
+    return config
+
+
+class AgentProcess:
+    """The agent (`main.py`) in a board directory, run by the MicroPython Unix port."""
+
+    def __init__(
+        self, micropython: str, board: Path, heap: str = "256K", env: dict[str, str] | None = None
+    ):
+        self.argv = [micropython, "-X", f"heapsize={heap}", "main.py"]
+        self.board = board
+        self.env = micropython_env(env)
+        self.log_path = board.parent / f"{board.name}.console"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def on_new_board(
+        cls, micropython: str, root: Path, config: dict[str, Any], **kwargs: Any
+    ) -> AgentProcess:
+        return cls(micropython, make_board(root, config, cars=3), **kwargs)
+
+    def start(self) -> AgentProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, cwd=self.board, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def console(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def lines(self, pattern: str) -> list[str]:
+        return [line for line in self.console().splitlines() if re.search(pattern, line)]
+
+    def wait_for(self, pattern: str, timeout: float = 15.0, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.lines(pattern)) >= count:
+                return
+            if self.proc and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {count}x /{pattern}/ on the console:\n{self.console()}")
+
+    def write_sensor(self, cars: int) -> None:
+        (self.board / "cars.txt").write_text(str(cars))
+
+
+def wait_until(check: Any, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_contiguous(seqs: list[int]) -> None:
+    """Nothing lost (no gap from 0) and nothing doubled."""
+    assert seqs, "no readings stored"
+    assert seqs == list(range(len(seqs))), f"gaps or duplicates in {seqs}"

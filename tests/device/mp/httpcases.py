@@ -1,0 +1,131 @@
+# HTTP client cases run by the MicroPython Unix port against the scripted fake server in
+# tests/device/test_units.py (port in PARK_FAKE_PORT). Output as in units.py.
+import http
+import os
+import sys
+import time
+
+_PORT = int(os.getenv("PARK_FAKE_PORT"))
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def conn(timeout=2):
+    return http.Conn(False, "127.0.0.1", _PORT, 256, 512, timeout)
+
+
+def get(c, path, body=b""):
+    c.body[: len(body)] = body
+    return c.request(b"POST", path, len(body), b"text/plain")
+
+
+def refused(c, path):
+    try:
+        get(c, path)
+    except http.HTTPError as e:
+        return e
+    raise AssertionError("no HTTPError for " + path)
+
+
+def test_content_length_and_date():
+    c = conn()
+    expect(get(c, "/cl", b"hello") == 200, "status")
+    expect(bytes(c.resp) == b"echo:hello", "body")
+    expect(c.date == 784111777, "Date header parsed")
+
+
+def test_chunked_body_with_extensions_and_trailers():
+    c = conn()
+    get(c, "/chunked")
+    expect(bytes(c.resp) == b"Wikipedia in\r\n\r\nchunks.", "chunks joined")
+    get(c, "/cl", b"x")
+    expect(bytes(c.resp) == b"echo:x" and c.connects == 1, "connection still in sync")
+
+
+def test_keep_alive_reuses_one_connection():
+    c = conn()
+    for i in range(5):
+        get(c, "/cl", b"%d" % i)
+    expect(c.connects == 1 and c.requests == 5, "one TCP connection for five requests")
+
+
+def test_connection_close_reconnects():
+    c = conn()
+    get(c, "/close")
+    get(c, "/cl")
+    expect(c.connects == 2, "reconnected after Connection: close")
+
+
+def test_server_closing_idle_connection_is_survived():
+    c = conn()
+    get(c, "/drop-after")  # the server closes right after this response, without saying so
+    time.sleep_ms(50)
+    expect(get(c, "/cl", b"again") == 200 and bytes(c.resp) == b"echo:again", "resent once")
+    expect(c.connects == 2, "stale connection replaced")
+
+
+def test_retry_after_and_errors():
+    c = conn()
+    e = refused(c, "/429")
+    expect(e.status == 429 and e.retry_after == 7, "Retry-After seconds")
+    e = refused(c, "/503-date")
+    expect(e.status == 503 and e.retry_after == 30, "Retry-After as HTTP-date")
+    e = refused(c, "/401-bearer")
+    expect(e.status == 401 and e.error == "invalid_token", "RFC 6750 error from WWW-Authenticate")
+    e = refused(c, "/401-json")
+    expect(e.status == 401 and e.error == "invalid_client", "RFC 6749 error from the body")
+    e = refused(c, "/500-html")
+    expect(e.status == 500 and e.error is None, "non-JSON error body")
+    expect(c.connects == 1, "errors keep the connection")
+
+
+def test_oversized_body_and_header_line():
+    c = conn()
+    get(c, "/big")
+    expect(len(c.resp) == 512 and bytes(c.resp[:4]) == b"AAAA", "truncated to the buffer")
+    get(c, "/long-header")
+    expect(bytes(c.resp) == b"ok", "overlong header line skipped")
+    expect(get(c, "/cl") == 200 and c.connects == 1, "still in sync")
+
+
+def test_stall_mid_response_times_out():
+    c = conn(timeout=0.4)
+    t0 = time.ticks_ms()
+    try:
+        get(c, "/stall")
+        raise AssertionError("no timeout")
+    except OSError:
+        pass
+    took = time.ticks_diff(time.ticks_ms(), t0)
+    expect(took < 2000, "gave up after %d ms" % took)
+    expect(get(c, "/cl") == 200, "recovers on a new connection")
+
+
+def test_refused_connection_is_oserror():
+    c = http.Conn(False, "127.0.0.1", 1, 64, 64, 1)
+    try:
+        get(c, "/")
+        raise AssertionError("connected to port 1?")
+    except OSError:
+        pass
+
+
+def main(names):
+    failed = 0
+    for name in sorted(k for k in globals() if k.startswith("test_")):
+        if names and name not in names:
+            continue
+        try:
+            globals()[name]()
+            print("ok", name)
+        except Exception as e:  # report every failure, keep going
+            failed += 1
+            print("FAIL %s: %s %s" % (name, type(e).__name__, e))
+            sys.print_exception(e)
+    print("done, %d failed" % failed)
+
+
+main(sys.argv[1:])

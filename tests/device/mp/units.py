@@ -1,0 +1,364 @@
+# Unit tests of the device modules, run by the MicroPython Unix port (not by CPython):
+#   micropython units.py [name ...]   with MICROPYPATH=device:tools/unixport:.frozen, cwd = scratch
+# Prints "ok <name>" or "FAIL <name>: <error>" per test; tests/device/test_units.py drives it.
+import os
+import sys
+import time
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)  # not `assert`: MicroPython strips those under -O
+
+
+def fresh(name):
+    # A clean scratch directory per test, so flash files never leak between tests.
+    os.chdir(_ROOT)
+    try:
+        os.mkdir(name)
+    except OSError:
+        pass
+    os.chdir(name)
+    for f in os.listdir():
+        if f != "spool":
+            os.remove(f)
+    try:
+        for f in os.listdir("spool"):
+            os.remove("spool/" + f)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- spool
+
+
+def test_spool_append_peek_ack_and_reboot():
+    from spool import Spool
+
+    s = Spool(100)
+    for i in range(10):
+        expect(s.append(i, 1700000000 + i) == i, "seq is contiguous from 0")
+    got = []
+    n = s.peek(4, lambda seq, cars, ts: got.append((seq, cars, ts)))
+    expect(n == 4 and got[0] == (0, 0, 1700000000) and got[3][0] == 3, "oldest first")
+    s.ack(3, got[3][1])
+    s2 = Spool(100)  # a reboot
+    expect((s2.head, s2.next_seq, s2.depth()) == (4, 10, 6), "state rebuilt from flash")
+    got = []
+    s2.peek(100, lambda seq, cars, ts: got.append(seq))
+    expect(got == [4, 5, 6, 7, 8, 9], "resends only what was not acknowledged")
+    expect(s2.cars == 9, "newest reading restores the gate's occupancy")
+
+
+def test_spool_seq_survives_full_drain_across_segments():
+    from spool import Spool
+
+    s = Spool(1000)
+    for i in range(600):
+        s.append(1, None)
+    s.ack(599, 1)
+    expect(sorted(os.listdir("spool")) == ["2", "ptr"], "acknowledged segments are deleted")
+    s2 = Spool(1000)
+    expect(s2.next_seq == 600 and s2.depth() == 0, "seq continues after an empty spool")
+    expect(s2.append(2, None) == 600, "next seq")
+    got = []
+    s2.peek(5, lambda seq, cars, ts: got.append((seq, cars, ts)))
+    expect(got == [(600, 2, None)], "ts null round-trips")
+
+
+def test_spool_bounded_drops_oldest_and_counts():
+    from spool import Spool
+
+    s = Spool(50)
+    for i in range(80):
+        s.append(i, None)
+    expect(s.depth() == 50 and s.dropped == 30 and s.head == 30, "bounded, dropped counted")
+    got = []
+    s.peek(1, lambda seq, cars, ts: got.append(seq))
+    expect(got == [30], "oldest kept is seq 30")
+    expect(Spool(50).dropped == 30, "dropped count persists")
+
+
+def test_spool_torn_append_is_cut_off():
+    from spool import Spool
+
+    s = Spool(100)
+    for i in range(5):
+        s.append(i, None)
+    with open("spool/0", "ab") as f:
+        f.write(b"\x05\x00\x00")  # power cut in the middle of the sixth record
+    s2 = Spool(100)
+    expect(s2.next_seq == 5, "torn record ignored")
+    expect(os.stat("spool/0")[6] == 60, "torn tail removed so appends stay aligned")
+    expect(s2.append(7, None) == 5, "the lost reading's seq is reused: no gap")
+
+
+def test_spool_pointer_rename_interrupted():
+    from spool import Spool
+
+    s = Spool(100)
+    for i in range(5):
+        s.append(i, None)
+    s.ack(2, 2)
+    os.rename("spool/ptr", "spool/ptr.tmp")  # power cut between remove and rename (FAT)
+    expect(Spool(100).head == 3, "pointer read from the temp file")
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def test_backoff_full_jitter_and_cap():
+    from backoff import Backoff
+
+    b = Backoff(2, 60)
+    for i in range(12):
+        d = b.next()
+        ceiling = min(60, 2 * (1 << i)) * 1000
+        expect(200 <= d <= ceiling, "delay %d within [base/10, %d]" % (d, ceiling))
+    delays = [b.next() for _ in range(50)]
+    expect(max(delays) <= 60000 and min(delays) < 30000, "capped and jittered")
+    b.reset()
+    expect(b.failures == 0 and b.next() <= 2000, "reset starts over")
+
+
+def test_backoff_honours_retry_after_with_jitter():
+    from backoff import Backoff
+
+    b = Backoff(1, 5)
+    delays = [b.next(20) for _ in range(30)]
+    expect(min(delays) >= 20000, "never earlier than Retry-After")
+    expect(max(delays) <= 25000 and len(set(delays)) > 5, "jitter up to a quarter on top")
+    expect(b.next(10**9) <= 3600 * 1250, "absurd Retry-After capped at an hour")
+
+
+# ---------------------------------------------------------------- gate sensor
+
+
+def _pass(g, order, t0, step=100):
+    # Trip and release beams in the given order: ("A+", "B+", "A-", "B-") etc.
+    t = t0
+    for ev in order:
+        g.event(0 if ev[0] == "A" else 1, ev[1] == "+", t)
+        t += step
+    return t
+
+
+def test_gate_counts_in_and_out():
+    from sensor import Gate
+
+    g = Gate(start=2, debounce_ms=20)
+    t = _pass(g, ("A+", "B+", "A-", "B-"), 1000)  # in
+    t = _pass(g, ("A+", "B+", "A-", "B-"), t)  # in
+    t = _pass(g, ("B+", "A+", "B-", "A-"), t)  # out
+    expect((g.cars, g.ins, g.outs) == (3, 2, 1), "occupancy = start + in - out")
+
+
+def test_gate_backing_out_does_not_count():
+    from sensor import Gate
+
+    g = Gate(start=0, debounce_ms=20)
+    t = _pass(g, ("A+", "A-"), 1000)  # a pedestrian on the street side
+    t = _pass(g, ("A+", "B+", "B-", "A-"), t)  # drove in halfway, reversed
+    expect(g.cars == 0 and g.ins == 0, "no count")
+
+
+def test_gate_never_below_zero():
+    from sensor import Gate
+
+    g = Gate(start=0, debounce_ms=20)
+    _pass(g, ("B+", "A+", "B-", "A-"), 1000)
+    expect(g.cars == 0 and g.outs == 1, "out counted, occupancy clamped at 0")
+
+
+def test_gate_debounce_and_sync():
+    from sensor import Gate
+
+    g = Gate(start=0, debounce_ms=50)
+    g.event(0, True, 1000)
+    g.event(0, False, 1005)  # bounce: ignored
+    g.event(0, True, 1010)
+    expect(g.active[0], "bounce ignored, beam still broken")
+    g.event(1, True, 1200)
+    g.event(0, False, 1300)
+    g.event(1, False, 1310)
+    expect(g.cars == 1, "counted in")
+    g.event(1, True, 1320)  # a real trip inside the debounce window: missed
+    expect(not g.active[1], "missed edge")
+    g.sync(False, True, 1500)  # the main loop reads the real levels
+    expect(g.active[1] and g.cars == 1, "sync restores the true level without a count")
+
+
+def test_gate_sensor_on_simulated_pins():
+    import machine
+    from sensor import make
+
+    s = make({"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 0}, 5)
+    # active_low (default): a broken beam pulls the input low; pull-ups idle high.
+    for pin, level in ((12, 0), (13, 0), (12, 1), (13, 1)):
+        machine.Pin.sim_set(pin, level)
+        time.sleep_ms(2)
+    expect(s.read() == 6, "IRQ handlers counted a car in from the restored occupancy 5")
+
+
+# ---------------------------------------------------------------- config
+
+
+def _cfg(**kw):
+    c = {
+        "device_id": "dev_1",
+        "client_secret": "TOPSECRETVALUE",
+        "token_url": "http://localhost:1/oauth/token",
+        "audience": "parkfleet-ingest",
+        "ingest_url": "http://localhost:1",
+        "lot": "L1",
+        "interval_s": 60,
+        "sensor": {"kind": "file", "path": "cars.txt"},
+        "wifi": {"ssid": "lot", "password": "pw"},
+    }
+    for k, v in kw.items():
+        if v is None:
+            del c[k]
+        else:
+            c[k] = v
+    return c
+
+
+def _config_error(c):
+    import config
+
+    try:
+        config.validate(c)
+    except ValueError as e:
+        msg = str(e)
+        expect("TOPSECRET" not in msg, "secret not in the message")
+        return msg
+    return None
+
+
+def test_config_defaults_and_errors():
+    import config
+
+    c = config.validate(_cfg())
+    expect(c["spool_max"] == 4096 and c["batch_max"] == 50 and c["ca_cert"] is None, "defaults")
+    expect(_config_error(_cfg(lot=None)) == "missing key 'lot'", "missing key")
+    expect(_config_error(_cfg(colour="red")) == "unknown key 'colour'", "unknown key")
+    expect("interval_s" in _config_error(_cfg(interval_s="60")), "wrong type")
+    expect("client_secret" in _config_error(_cfg(client_secret=5)), "secret type, not value")
+    expect("ingest_url" in _config_error(_cfg(ingest_url="ftp://x")), "bad URL")
+    expect("ca_cert" in _config_error(_cfg(token_url="https://h/t")), "https needs a CA")
+    expect("sensor.kind" in _config_error(_cfg(sensor={"kind": "laser"})), "sensor kind")
+    gate = {"kind": "gate", "pin_a": 4, "pin_b": 4}
+    expect("differ" in _config_error(_cfg(sensor=gate)), "gate pins")
+    expect("batch_max" in _config_error(_cfg(batch_max=501)), "server limit")
+
+
+def test_config_load_bad_json():
+    import config
+
+    with open("config.json", "w") as f:
+        f.write('{"device_id": ')
+    try:
+        config.load()
+        expect(False, "raises")
+    except ValueError as e:
+        expect(str(e) == "config.json is not valid JSON", "one clear line")
+
+
+# ---------------------------------------------------------------- clock, token, url
+
+
+def test_http_date_and_clock():
+    import clock
+
+    expect(clock.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777, "RFC example")
+    expect(clock.parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT") == 1709251199, "leap day")
+    expect(clock.parse_http_date("yesterday") is None, "garbage")
+    clock.learn(2000000000)
+    expect(abs(clock.now() - 2000000000) <= 1, "server time wins once learned")
+
+
+def test_form_quote_and_basic_credentials():
+    from token import Token, form_quote
+
+    expect(form_quote("a b+c/d~é") == "a+b%2Bc%2Fd%7E%C3%A9", "form encoding")
+
+    class Conn:
+        date = None
+
+    t = Token(Conn(), "/oauth/token", "dev 1", "s:e/cret", "parkfleet-ingest", "tok.json")
+    import binascii
+
+    cred = binascii.a2b_base64(t._basic[6:])
+    expect(cred == b"dev+1:s%3Ae%2Fcret", "RFC 6749 §2.3.1: form-encode, then Basic")
+    expect(t.due(), "no token yet")
+
+
+def test_split_url():
+    from http import split_url
+
+    expect(
+        split_url("https://h.example:8443/oauth/token")
+        == (True, "h.example", 8443, "/oauth/token"),
+        "full",
+    )
+    expect(split_url("http://h") == (False, "h", 80, "/"), "defaults")
+    try:
+        split_url("h:80/x")
+        expect(False, "raises")
+    except ValueError:
+        pass
+
+
+# ---------------------------------------------------------------- safe mode
+
+
+def test_safe_mode_after_boots_without_upload():
+    import json
+
+    import safemode
+
+    with open("config.json", "w") as f:
+        json.dump({"safe_boots": 3}, f)
+    reasons = [safemode.check() for _ in range(4)]
+    expect(reasons[:3] == [None, None, None], "three boots allowed")
+    expect("3 boots" in reasons[3], "fourth boot is safe mode")
+    safemode.healthy()
+    expect(safemode.check() is None, "a successful upload resets the count")
+
+
+def test_safe_mode_pin_held():
+    import json
+
+    import machine
+    import safemode
+
+    with open("config.json", "w") as f:
+        json.dump({"safe_pin": 0}, f)
+    machine.Pin.sim_set(0, 0)
+    expect("pin 0" in (safemode.check() or ""), "BOOT button held")
+    machine.Pin.sim_set(0, 1)
+    expect(safemode.check() is None, "released: normal boot")
+
+
+_ROOT = os.getcwd()
+
+
+def main(names):
+    failed = 0
+    tests = sorted(k for k in globals() if k.startswith("test_"))
+    for name in tests:
+        if names and name not in names:
+            continue
+        fresh(name)
+        try:
+            globals()[name]()
+            print("ok", name)
+        except Exception as e:  # report every failure, keep going
+            failed += 1
+            print("FAIL %s: %s %s" % (name, type(e).__name__, e))
+            sys.print_exception(e)
+        os.chdir(_ROOT)
+    print("done, %d failed" % failed)
+
+
+main(sys.argv[1:])

@@ -1,0 +1,67 @@
+"""Running device code under the MicroPython Unix port: module path, boards, result parsing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.support.services import REPO
+
+DEVICE = REPO / "device"
+UNIXPORT = REPO / "tools" / "unixport"
+MP_TESTS = Path(__file__).with_name("mp")
+
+
+def micropython_env(
+    extra: dict[str, str] | None = None, with_device: bool = False
+) -> dict[str, str]:
+    """Environment for `micropython`: the shims (and optionally device/) on MICROPYPATH.
+
+    `.frozen` stays on the path because the Unix port's `ssl` is a frozen module.
+    """
+    path = [str(UNIXPORT), ".frozen"]
+    if with_device:
+        path.insert(0, str(DEVICE))
+    return {**os.environ, "MICROPYPATH": ":".join(path), **(extra or {})}
+
+
+def make_board(root: Path, config: dict[str, object], cars: int = 0) -> Path:
+    """A board's filesystem: device/ copied as-is, config.json beside it, a cars.txt sensor file."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    for src in DEVICE.glob("*.py"):
+        shutil.copy(src, root / src.name)
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "cars.txt").write_text(str(cars))
+    return root
+
+
+def run_cases(micropython: str, script: str, cwd: Path, env: dict[str, str]) -> dict[str, str]:
+    """Run a MicroPython test script; returns {test name: "ok" or the failure text}."""
+    proc = subprocess.run(
+        [micropython, str(MP_TESTS / script)],
+        cwd=cwd,
+        env=micropython_env(env, with_device=True),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    results: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        if m := re.match(r"ok (\w+)$", line):
+            results[m[1]] = "ok"
+        elif m := re.match(r"FAIL (\w+): (.*)$", line):
+            results[m[1]] = m[2]
+    if "done," not in proc.stdout:
+        raise RuntimeError(f"{script} did not finish:\n{proc.stdout}\n{proc.stderr}")
+    results["_output"] = proc.stdout + proc.stderr
+    return results
+
+
+def case_names(script: str) -> list[str]:
+    """Test names defined in a MicroPython test script (for pytest parametrisation)."""
+    return re.findall(r"^def (test_\w+)\(", (MP_TESTS / script).read_text(), re.M)
