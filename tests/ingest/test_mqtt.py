@@ -1,0 +1,162 @@
+"""MQTT fan-out through the real Mosquitto from broker-config/: ACLs, delivery, outages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from provisioning.app import create_app
+from provisioning.ingest import outbox
+from provisioning.ingest.mqtt import MqttTarget, parse_mqtt_url
+from tests.auth.conftest import Auth, make_settings
+from tests.support.mosquitto import MosquittoBroker, Received, Subscriber
+
+pytestmark = pytest.mark.mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(tmp_path / "broker", dashboards=("dashboard", "wallboard")) as b:
+        yield b
+
+
+@pytest.fixture
+def api(tmp_path: Path, broker: MosquittoBroker) -> Iterator[Auth]:
+    settings = make_settings(tmp_path / "data", mqtt_url=broker.url())
+    with TestClient(create_app(settings)) as http:
+        auth = Auth(http)
+        assert auth.ctx.mqtt is not None
+        deadline = time.monotonic() + 10
+        while not auth.ctx.mqtt.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert auth.ctx.mqtt.connected, broker.log()
+        yield auth
+
+
+def post(api: Auth, token: str, seqs: range, cars: int = 1) -> None:
+    body = {"readings": [{"seq": s, "cars": cars, "ts": None} for s in seqs]}
+    response = api.http.post("/v1/counts", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(seqs)
+
+
+def device(api: Auth, lot: str) -> tuple[str, str]:
+    client_id, secret = api.device(lot=lot)
+    return client_id, api.token(client_id, secret)
+
+
+def wait_drained(api: Auth, timeout: float = 10) -> None:
+    """Until the publisher has had every outbox message acknowledged and deleted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with api.ctx.engine.connect() as conn:
+            left = outbox.pending(conn)
+        if left == 0:
+            return
+        assert time.monotonic() < deadline, f"{left} messages still in the outbox"
+        time.sleep(0.02)
+
+
+def payloads(messages: list[Received]) -> list[dict[str, object]]:
+    return [json.loads(m.payload) for m in messages]
+
+
+def test_url_parsing() -> None:
+    target = parse_mqtt_url("mqtt://svc:p%40ss@broker.example:1884")
+    assert target == MqttTarget("broker.example", 1884, "svc", "p@ss")
+    assert "p@ss" not in repr(target) and "p@ss" not in target.safe_url
+    tls = parse_mqtt_url("mqtts://svc:x@h?ca=/etc/ca.pem")
+    assert (tls.port, tls.tls, tls.ca_file) == (8883, True, "/etc/ca.pem")
+    for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h?ca=x", "mqtts://h?x=1"):
+        with pytest.raises(ValueError):
+            parse_mqtt_url(bad)
+
+
+def test_broker_accounts_and_acls(broker: MosquittoBroker) -> None:
+    with Subscriber(broker, user=None) as anonymous:
+        assert getattr(anonymous.wait_connected(), "is_failure", False)
+    with Subscriber(broker, password="wrong") as wrong:
+        assert getattr(wrong.wait_connected(), "is_failure", False)
+    with Subscriber(broker, "dashboard") as watcher, Subscriber(broker, "wallboard") as rogue:
+        watcher.wait_subscribed()
+        rogue.wait_subscribed()
+        # A dashboard account publishing: MQTT 3.1.1 brokers drop it silently (PUBACK and all).
+        rogue.client.publish("parking/lot-1/occupancy", b'{"cars": 999}', qos=1).wait_for_publish(5)
+        service = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-service")
+        service.username_pw_set("parkfleet-service", broker.passwords["parkfleet-service"])
+        service.connect("127.0.0.1", broker.port)
+        service.loop_start()
+        service.publish("parking/lot-1/occupancy", b'{"cars": 3}', qos=1).wait_for_publish(5)
+        service.disconnect()
+        service.loop_stop()
+        got = watcher.wait_for(1)
+        watcher.settle()
+        assert [m.payload for m in watcher.messages] == [b'{"cars": 3}'], got
+
+
+def test_counts_reach_dashboards_with_a_retained_total(api: Auth, broker: MosquittoBroker) -> None:
+    dev, token = device(api, "north")
+    with Subscriber(broker) as watcher:
+        watcher.wait_subscribed()
+        post(api, token, range(1, 4), cars=6)
+        counts = watcher.wait_for(3, topic_prefix=f"parking/north/devices/{dev}/count")
+        totals = watcher.wait_for(1, topic_prefix="parking/north/occupancy")
+    assert [p["seq"] for p in payloads(counts)] == [1, 2, 3]
+    first = payloads(counts)[0]
+    assert set(first) == {"lot", "device_id", "seq", "cars", "ts", "received_at"}
+    assert (first["lot"], first["device_id"], first["cars"], first["ts"]) == ("north", dev, 6, None)
+    assert payloads(totals)[-1]["cars"] == 6
+    # A dashboard that connects later still learns the lot's total from the retained message.
+    with Subscriber(broker, "wallboard", topic="parking/north/occupancy") as late:
+        (retained,) = late.wait_for(1)
+    assert retained.retain and json.loads(retained.payload)["cars"] == 6
+    with api.ctx.engine.connect() as conn:
+        assert outbox.pending(conn) == 0
+
+
+def test_broker_outage_loses_nothing(api: Auth, broker: MosquittoBroker) -> None:
+    a, token_a = device(api, "east")
+    b, token_b = device(api, "east")
+    publisher = api.ctx.mqtt
+    assert publisher is not None
+    # A dashboard with a persistent session, as one that must not miss a count would connect.
+    with Subscriber(broker, persistent=True) as watcher:
+        watcher.wait_subscribed()
+        post(api, token_a, range(0, 3))
+        watcher.wait_for(3, topic_prefix=f"parking/east/devices/{a}/")
+        wait_drained(api)
+        broker.stop()
+        while publisher.connected:
+            time.sleep(0.02)
+        # The HTTP API keeps accepting while the broker is away; the outbox holds the messages.
+        post(api, token_a, range(3, 40))
+        post(api, token_b, range(0, 25))
+        post(api, token_a, range(40, 60))
+        with api.ctx.engine.connect() as conn:
+            assert outbox.pending(conn) == 37 + 25 + 20 + 3
+        broker.start()
+        got_a = watcher.wait_for(60, timeout=30, topic_prefix=f"parking/east/devices/{a}/")
+        got_b = watcher.wait_for(25, timeout=30, topic_prefix=f"parking/east/devices/{b}/")
+        totals = watcher.wait_for(4, topic_prefix="parking/east/occupancy")
+    seqs_a = [p["seq"] for p in payloads(got_a)]
+    assert list(dict.fromkeys(seqs_a)) == list(range(60)), seqs_a  # all, in order per device
+    assert list(dict.fromkeys(p["seq"] for p in payloads(got_b))) == list(range(25))
+    assert payloads(totals)[-1]["cars"] == 2
+    wait_drained(api)
+
+
+def test_without_a_broker_nothing_is_queued(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path / "data"))) as http:
+        api = Auth(http)
+        assert api.ctx.mqtt is None
+        _dev, token = device(api, "west")
+        post(api, token, range(5))
+        with api.ctx.engine.connect() as conn:
+            assert outbox.pending(conn) == 0
