@@ -101,14 +101,19 @@ class Conn:
             s.settimeout(self.timeout)
             s.connect(self._addr[1])
             if self.tls:
-                import tls
+                import tlsctx
 
                 # The handshake runs inside wrap_socket, bounded by the socket timeout above.
-                s = tls.context(self.ca_path).wrap_socket(s, server_hostname=self.host)
+                s = tlsctx.context(self.ca_path).wrap_socket(s, server_hostname=self.host)
         except OSError:
             s.close()
             self._fails += 1
             raise
+        except ValueError as e:
+            # MicroPython's ssl reports a refused certificate as ValueError; this layer raises
+            # OSError only, so the agent's retry path sees one error type.
+            s.close()
+            raise OSError("TLS: " + str(e).strip())
         self._fails = 0
         self.connects += 1
         self._sock = s

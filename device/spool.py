@@ -1,5 +1,5 @@
 # Store and forward on flash. Each reading is a fixed 12-byte record appended to a segment file
-# (spool/<k> holds seqs k*256 .. k*256+255, about 3 KB, inside one 4 KB littlefs block), so a
+# (spool.d/<k> holds seqs k*256 .. k*256+255, about 3 KB, inside one 4 KB littlefs block), so a
 # reading costs one small append, never a rewrite. A pointer file, replaced atomically after the
 # server acknowledged a batch, holds the first seq not yet delivered (or dropped): a power cut at
 # any instant loses no acknowledged state and at worst resends a batch, which the server dedups.
@@ -10,6 +10,8 @@ import struct
 from micropython import const
 
 import flash
+
+# Not "spool/": a directory named like a module would shadow spool.py on import.
 
 _REC = const(12)
 _SEG = const(256)
@@ -22,7 +24,7 @@ def _check(seq, ts, cars):
 
 
 class Spool:
-    def __init__(self, max_readings, root="spool"):
+    def __init__(self, max_readings, root="spool.d"):
         self.max = max_readings
         self.dir = root
         self._rec = bytearray(_REC)

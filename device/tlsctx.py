@@ -1,3 +1,4 @@
+# (Not named tls.py: MicroPython has a built-in `tls` module, which would win the import.)
 # TLS client context that really verifies: MicroPython's SSLContext checks nothing until told to.
 # CERT_REQUIRED + the board's CA + server_hostname (set per connection by http.py). mbedTLS wants
 # DER; the provisioning tool converts, and a PEM file is converted here (one base64 decode).

@@ -36,6 +36,7 @@ class Exchange:
     status: int
     tx: int  # bytes the board sent
     rx: int  # bytes the board received
+    body: bytes = b""  # the upstream response body
 
 
 @dataclass
@@ -131,9 +132,11 @@ class FaultProxy:
             time.sleep(5)
             return False
         client.sendall(out)
-        self._record(method, path, resp.status, tx, len(out))
+        self._record(method, path, resp.status, tx, len(out), data)
         return True
 
-    def _record(self, method: str, path: str, status: int, tx: int, rx: int) -> None:
+    def _record(
+        self, method: str, path: str, status: int, tx: int, rx: int, body: bytes = b""
+    ) -> None:
         with self._lock:
-            self.log.append(Exchange(time.monotonic(), method, path, status, tx, rx))
+            self.log.append(Exchange(time.monotonic(), method, path, status, tx, rx, body))

@@ -20,11 +20,11 @@ def fresh(name):
         pass
     os.chdir(name)
     for f in os.listdir():
-        if f != "spool":
+        if f != "spool.d":
             os.remove(f)
     try:
-        for f in os.listdir("spool"):
-            os.remove("spool/" + f)
+        for f in os.listdir("spool.d"):
+            os.remove("spool.d/" + f)
     except OSError:
         pass
 
@@ -57,7 +57,7 @@ def test_spool_seq_survives_full_drain_across_segments():
     for i in range(600):
         s.append(1, None)
     s.ack(599, 1)
-    expect(sorted(os.listdir("spool")) == ["2", "ptr"], "acknowledged segments are deleted")
+    expect(sorted(os.listdir("spool.d")) == ["2", "ptr"], "acknowledged segments are deleted")
     s2 = Spool(1000)
     expect(s2.next_seq == 600 and s2.depth() == 0, "seq continues after an empty spool")
     expect(s2.append(2, None) == 600, "next seq")
@@ -85,11 +85,11 @@ def test_spool_torn_append_is_cut_off():
     s = Spool(100)
     for i in range(5):
         s.append(i, None)
-    with open("spool/0", "ab") as f:
+    with open("spool.d/0", "ab") as f:
         f.write(b"\x05\x00\x00")  # power cut in the middle of the sixth record
     s2 = Spool(100)
     expect(s2.next_seq == 5, "torn record ignored")
-    expect(os.stat("spool/0")[6] == 60, "torn tail removed so appends stay aligned")
+    expect(os.stat("spool.d/0")[6] == 60, "torn tail removed so appends stay aligned")
     expect(s2.append(7, None) == 5, "the lost reading's seq is reused: no gap")
 
 
@@ -100,7 +100,7 @@ def test_spool_pointer_rename_interrupted():
     for i in range(5):
         s.append(i, None)
     s.ack(2, 2)
-    os.rename("spool/ptr", "spool/ptr.tmp")  # power cut between remove and rename (FAT)
+    os.rename("spool.d/ptr", "spool.d/ptr.tmp")  # power cut between remove and rename (FAT)
     expect(Spool(100).head == 3, "pointer read from the temp file")
 
 

@@ -1,0 +1,262 @@
+"""The real agent under the MicroPython Unix port against the real service, with faults injected.
+
+Every assertion about delivery comes from the service's own store: readings contiguous from seq 0
+(nothing lost), each once (nothing doubled), and token issuance from the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.device.harness import (
+    AgentProcess,
+    Backend,
+    assert_contiguous,
+    board_config,
+    wait_until,
+)
+from tests.device.pki import make_pki
+from tests.device.proxy import Fault, FaultProxy
+
+pytestmark = pytest.mark.micropython
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """One service (default token lifetime) shared by the scenarios that need nothing special."""
+    b = Backend(tmp_path_factory.mktemp("svc")).start()
+    yield b
+    b.stop()
+
+
+def _no_secret(agent: AgentProcess, secret: str) -> None:
+    console = agent.console()
+    for part in (secret, secret[:8], secret[-8:]):
+        assert part not in console, "the client secret (or part of it) reached the console"
+    assert "Traceback" not in console, console
+
+
+def test_faults_kill_and_restart_lose_nothing(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    """500s, 429 + Retry-After, a stall mid-response and kill -9 mid-send: every seq once."""
+    dev, secret = backend.create_device()
+    proxy = FaultProxy(backend.port)
+    config = board_config(dev, secret, proxy.url, http_timeout_s=0.5)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=3)
+
+        proxy.fault = Fault(status=500, path="/v1/counts")
+        agent.wait_for("upload refused: 500", count=2)
+        started = time.monotonic()
+        time.sleep(1.5)
+        during = [e for e in proxy.exchanges("/v1/counts") if e.at >= started]
+        # Exponential backoff (base 0.2 s, cap 1 s): a handful of attempts, not one per reading.
+        assert 1 <= len(during) <= 10, len(during)
+
+        proxy.fault = Fault(status=429, retry_after=1, path="/v1/counts")
+        agent.wait_for("upload refused: 429", count=3, timeout=10)
+        refused = [e.at for e in proxy.exchanges("/v1/counts") if e.status == 429]
+        gaps = [b - a for a, b in zip(refused, refused[1:], strict=False)]
+        assert min(gaps) >= 0.95, f"Retry-After not honoured: {gaps}"
+
+        proxy.fault = Fault(stall=True, path="/v1/counts")
+        agent.wait_for(r"upload failed: OSError", timeout=10)
+        proxy.fault = None
+        agent.wait_for(r"sent \d+ up to seq \d+, spool 0", count=4)
+
+        # kill -9 while a batch is at the server and its answer is on the way.
+        hold = threading.Event()
+        proxy.forwarded.clear()
+        proxy.fault = Fault(hold=hold, path="/v1/counts")
+        time.sleep(0.3)
+        proxy.forwarded.clear()
+        assert proxy.forwarded.wait(10)
+        agent.kill()
+        hold.set()
+        proxy.fault = None
+        resent_from = len(proxy.exchanges("/v1/counts"))
+        first_run = agent.console()
+        agent.start()
+        wait_until(lambda: len(agent.console()) > len(first_run) + 10, what="restart")
+        agent.wait_for(r"sent \d+ up to seq", count=len(agent.lines(r"sent \d+ up")) + 3)
+    finally:
+        agent.kill()
+        proxy.close()
+    # The batch the server stored but the board never saw acknowledged went again: duplicates.
+    answers = [json.loads(e.body) for e in proxy.exchanges("/v1/counts")[resent_from:]]
+    assert answers[0]["duplicates"] >= 1, answers[:2]
+    second_run = agent.console()[len(first_run) :]
+    assert "token fetched" not in second_run, "the restart did not reuse token.json"
+    assert backend.tokens_issued(dev) == 1
+    assert_contiguous(backend.seqs(dev))
+    _no_secret(agent, secret)
+
+
+def test_service_down_spools_and_replays(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=2)
+        backend.stop()
+        before = len(agent.lines("backoff"))
+        time.sleep(3)
+        attempts = len(agent.lines("backoff")) - before
+        # 15 readings pile up; attempts stay bounded by the backoff (cap 1 s, full jitter).
+        assert 1 <= attempts <= 20, attempts
+        backend.restart()
+        agent.wait_for(r"sent (1\d|[2-9]\d) up to seq", timeout=20)  # the replay: one batch
+        agent.wait_for(r"spool 0$")
+    finally:
+        agent.kill()
+        if backend.service.proc is None:
+            backend.restart()
+    assert_contiguous(backend.seqs(dev))
+    assert backend.tokens_issued(dev) == 1
+    health = backend.health(dev)
+    assert health["reset_cause"] == "power_on" and health["dropped"] == 0, health
+    _no_secret(agent, secret)
+
+
+def test_rejected_cached_token_is_replaced_once(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    """A cached token the server refuses (401 invalid_token): drop it, fetch one, retry once."""
+    dev, secret = backend.create_device()
+    board = tmp_path / "board"
+    agent = AgentProcess.on_new_board(micropython, board, board_config(dev, secret, backend.url))
+    stale = {"access_token": "eyJhbGciOiJub25lIn0.e30.", "expires_in": 86400, "exp": None}
+    (board / "token.json").write_text(json.dumps(stale))
+    agent.start()
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=3)
+    finally:
+        agent.kill()
+    assert len(agent.lines("token rejected")) == 1
+    assert backend.tokens_issued(dev) == 1
+    assert json.loads((board / "token.json").read_text())["access_token"] != stale["access_token"]
+    assert_contiguous(backend.seqs(dev))
+
+
+def test_wrong_secret_and_disabled_board_back_off(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    """invalid_client: no readings, no crash, token requests thinning out (long cap)."""
+    wrong, _ = backend.create_device()
+    disabled, disabled_secret = backend.create_device(enabled=False)
+    runs = []
+    for name, dev, secret in (("wrong", wrong, "x" * 43), ("disabled", disabled, disabled_secret)):
+        proxy = FaultProxy(backend.port)
+        config = board_config(dev, secret, proxy.url, backoff_base_s=0.5, auth_backoff_cap_s=60)
+        agent = AgentProcess.on_new_board(micropython, tmp_path / name, config).start()
+        runs.append((dev, secret, proxy, agent))
+    try:
+        time.sleep(5)
+    finally:
+        for _, _, proxy, agent in runs:
+            agent.kill()
+            proxy.close()
+    for dev, secret, proxy, agent in runs:
+        assert backend.seqs(dev) == []
+        assert agent.lines("token refused: 401 invalid_client")
+        asked = proxy.exchanges("/oauth/token")
+        assert all(e.status == 401 for e in asked)
+        # Doubling from 0.5 s: about five attempts in 5 s, never one per reading (25).
+        assert 1 <= len(asked) <= 8, len(asked)
+        assert not proxy.exchanges("/v1/counts")
+        _no_secret(agent, secret)
+
+
+def test_tls_verifies_ca_and_host_name(micropython: str, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    backend = Backend(tmp_path / "svc", tls=(pki.server_cert, pki.server_key)).start()
+    cases = {
+        "der": (pki.ca_der, backend.url),
+        "pem": (pki.ca_pem, backend.url),
+        "stranger-ca": (pki.stranger_ca_der, backend.url),
+        "wrong-host": (pki.ca_der, backend.url.replace("localhost", "127.0.0.1")),
+    }
+    agents = {}
+    try:
+        for name, (ca, url) in cases.items():
+            dev, secret = backend.create_device()
+            config = board_config(dev, secret, url, ca_cert="ca.crt")
+            agent = AgentProcess.on_new_board(micropython, tmp_path / name, config)
+            shutil.copy(ca, agent.board / "ca.crt")
+            agents[name] = (dev, agent.start())
+        agents["der"][1].wait_for(r"sent \d+ up to seq", count=3)
+        agents["pem"][1].wait_for(r"sent \d+ up to seq", count=3)
+        agents["stranger-ca"][1].wait_for("not correctly signed by the trusted CA", count=2)
+        agents["wrong-host"][1].wait_for("does not match", count=2)
+    finally:
+        for _, agent in agents.values():
+            agent.kill()
+        backend.stop()
+    assert_contiguous(backend.seqs(agents["der"][0]))
+    assert_contiguous(backend.seqs(agents["pem"][0]))
+    assert backend.seqs(agents["stranger-ca"][0]) == []
+    assert backend.seqs(agents["wrong-host"][0]) == []
+    assert backend.tokens_issued(agents["stranger-ca"][0]) == 0
+
+
+def test_short_token_lifetime_refreshes_once_per_lifetime(micropython: str, tmp_path: Path) -> None:
+    """--token-ttl 5: a new token in the last tenth of each lifetime, never a 401 on the way."""
+    backend = Backend(tmp_path / "svc", token_ttl=5).start()
+    try:
+        dev, secret = backend.create_device()
+        config = board_config(dev, secret, backend.url)
+        agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+        try:
+            agent.wait_for("token fetched, lifetime 5s")
+            started = time.monotonic()
+            agent.wait_for("token fetched", count=3, timeout=15)
+            elapsed = time.monotonic() - started
+        finally:
+            agent.kill()
+        assert 8 <= elapsed <= 11, elapsed  # refreshed after ~4.5 s each, not earlier
+        assert not agent.lines("token rejected|refused")
+        assert backend.tokens_issued(dev) == 3
+        assert_contiguous(backend.seqs(dev))
+    finally:
+        backend.stop()
+
+
+def test_bad_config_one_line_then_waits(micropython: str, tmp_path: Path) -> None:
+    config = board_config("dev_x", "s" * 43, "http://localhost:9")
+    del config["lot"]
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    try:
+        agent.wait_for("config error: missing key 'lot'")
+        time.sleep(0.5)
+        assert agent.proc is not None and agent.proc.poll() is None, "the agent must wait"
+        config["lot"] = "lot-a"
+        (agent.board / "config.json").write_text(json.dumps(config))
+        agent.wait_for("started dev_x in lot lot-a", timeout=10)
+    finally:
+        agent.kill()
+    assert len(agent.lines("config error")) == 1
+    assert "Traceback" not in agent.console()
+
+
+def test_safe_mode_after_boots_without_upload(micropython: str, tmp_path: Path) -> None:
+    config = board_config("dev_x", "s" * 43, "http://localhost:9", safe_boots=2)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config)
+    for _ in range(2):  # two boots that never reach the server
+        agent.start()
+        agent.wait_for("started dev_x", count=_ + 1)
+        agent.kill()
+    agent.start()
+    agent.wait_for(r"safe mode \(2 boots without a successful upload\)")
+    assert agent.proc is not None
+    assert agent.proc.wait(5) == 0, "main.py returns: the REPL stays free"
