@@ -1,4 +1,4 @@
-"""A throwaway PKI for the TLS tests: a test CA, a server certificate for localhost, a stranger CA."""
+"""A throwaway PKI for the TLS tests: a test CA, a server cert for localhost, a stranger CA."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ Every assertion about delivery comes from the service's own store: readings cont
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import threading
@@ -65,7 +66,7 @@ def test_faults_kill_and_restart_lose_nothing(
         proxy.fault = Fault(status=429, retry_after=1, path="/v1/counts")
         agent.wait_for("upload refused: 429", count=3, timeout=10)
         refused = [e.at for e in proxy.exchanges("/v1/counts") if e.status == 429]
-        gaps = [b - a for a, b in zip(refused, refused[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(refused)]
         assert min(gaps) >= 0.95, f"Retry-After not honoured: {gaps}"
 
         proxy.fault = Fault(stall=True, path="/v1/counts")
