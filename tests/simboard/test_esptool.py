@@ -41,3 +41,65 @@ def test_write_flash_lands_byte_for_byte(
     assert flash[offset : offset + len(image)] == image
     assert set(flash[offset + len(image) :]) == {0xFF}
     assert set(flash[:offset]) <= {0xFF}
+
+
+def test_rom_only_uncompressed_verify_read_and_erase(
+    board_factory: Callable[..., SimBoard], tmp_path: Path
+) -> None:
+    board = board_factory(chip="esp32")
+    image = make_firmware_image(tmp_path / "fw.bin", chip="esp32", size=24 * 1024)
+    # The ROM loader itself (no stub), plain FLASH_DATA blocks.
+    done = esptool(
+        board.url, "--no-stub", "write-flash", "--no-compress", "0x1000", str(tmp_path / "fw.bin")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert board.flash_bytes(0x1000, len(image)) == image
+    # The stub again: MD5 verify, READ_FLASH, erase a region, erase everything.
+    done = esptool(board.url, "verify-flash", "0x1000", str(tmp_path / "fw.bin"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Verification successful (digest matched)." in done.stdout
+    done = esptool(board.url, "read-flash", "0x1000", hex(len(image)), str(tmp_path / "back.bin"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "back.bin").read_bytes() == image
+    done = esptool(board.url, "erase-region", "0x1000", "0x1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(board.flash_bytes(0x1000, 0x1000)) == {0xFF}
+    assert board.flash_bytes(0x2000, 16) == image[0x1000:0x1010]
+    done = esptool(board.url, "erase-flash")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(board.flash_path.read_bytes()) == {0xFF}
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("no-sync", "Failed to connect to Espressif device: No serial data received."),
+        ("wrong-magic", "Unexpected chip magic value 0xbadc0de5. Failed to autodetect chip type."),
+        ("md5-mismatch", "MD5 of file does not match data in flash!"),
+        ("flash-full", "will not fit in 262144 bytes of flash"),
+    ],
+)
+def test_faults_give_esptools_own_errors(
+    board_factory: Callable[..., SimBoard], tmp_path: Path, fault: str, message: str
+) -> None:
+    board = board_factory(fault=fault)
+    make_firmware_image(tmp_path / "fw.bin", chip="esp32", size=300 * 1024)
+    done = esptool(
+        board.url, "--connect-attempts", "1", "write-flash", "0x1000", str(tmp_path / "fw.bin")
+    )
+    assert done.returncode == 2
+    assert message in done.stdout + done.stderr
+
+
+def test_vanish_mid_flash_and_esptool_reconnects(
+    board_factory: Callable[..., SimBoard], tmp_path: Path
+) -> None:
+    # The board drops off halfway through the write and is back 1.5 s later; esptool's own
+    # "Lost connection, retrying..." reconnects, reloads the stub and writes everything again.
+    board = board_factory(fault="vanish-mid-flash", vanish_seconds=1.5)
+    image = make_firmware_image(tmp_path / "fw.bin", chip="esp32", size=200 * 1024)
+    done = esptool(board.url, "write-flash", "0x1000", str(tmp_path / "fw.bin"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Lost connection, retrying..." in done.stdout
+    assert board.flash_bytes(0x1000, len(image)) == image
+    assert "vanishing halfway through a flash write" in board.log()

@@ -22,6 +22,7 @@ prints while running MicroPython is appended to `console.log`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import threading
@@ -240,6 +241,7 @@ class Board:
         self._loader = Loader(self.chip, self.flash, regs, self._fault)
         self._stay_in_loader = False
         self._set_baud(ROM_BAUD)
+        self._set_state("bootloader")
 
     def _handle_frame(self, frame: bytes) -> None:
         loader = self._loader
@@ -283,6 +285,7 @@ class Board:
             "PARKSIM_MAC": self.config.mac.hex(":"),
             "PARKSIM_RESET_CAUSE": self._reset_cause,
             "PARKSIM_RESET_EXIT": str(RESET_EXIT),
+            "PARKSIM_FS_FULL": "1" if self._fault is Fault.FLASH_FULL else "0",
         }
         holder: list[MicroPythonProcess] = []
         app = MicroPythonProcess(
@@ -295,6 +298,7 @@ class Board:
         )
         holder.append(app)
         self._app = app
+        self._set_state("micropython")
         log.info(
             "MicroPython started (pid %d, %s REPL)", app.pid, "raw" if raw_repl else "friendly"
         )
@@ -326,6 +330,14 @@ class Board:
                     return
         self._app.write(data)
 
+    def _set_state(self, mode: str) -> None:
+        """Record the board's mode in `state.json` for tests and tools ("bootloader",
+        "micropython", "unplugged"); written atomically."""
+        state = {"mode": mode, "url": self.url, "app_pid": self.app_pid}
+        tmp = self.config.board_dir / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.config.board_dir / "state.json")
+
     def _print(self, data: bytes) -> None:
         """What the board prints: to the console log and, if a host is connected, the port."""
         self._console.write(data)
@@ -346,6 +358,7 @@ class Board:
         self._close_listener()
         self._drop_client()
         self._power_off()
+        self._set_state("unplugged")
         timer = threading.Timer(self.config.vanish_seconds, self._replug)
         timer.daemon = True
         timer.start()

@@ -94,6 +94,21 @@ class SimBoard:
                 self._proc.wait()
         self._proc = None
 
+    def state(self) -> dict[str, object]:
+        """`state.json`: mode ("bootloader", "micropython" or "unplugged"), url, app_pid."""
+        try:
+            return dict(json.loads((self.board_dir / "state.json").read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def wait_for_mode(self, mode: str, timeout: float = 20.0) -> None:
+        """Wait until the board is in `mode`, e.g. "micropython" after a reset or a replug."""
+        deadline = time.monotonic() + timeout
+        while self.state().get("mode") != mode:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"board not in {mode} mode after {timeout}s: {self.state()}")
+            time.sleep(0.05)
+
     def console(self) -> str:
         """What the board printed in MicroPython mode so far."""
         if not self.console_log.exists():

@@ -5,6 +5,18 @@
 import os
 import sys
 
+if os.getenv("PARKSIM_FS_FULL") == "1":
+    # flash-full fault: the filesystem has no free block, so opening a file for writing fails
+    # with ENOSPC, as littlefs does on a board whose firmware left no room for it.
+    import builtins
+
+    def _simboot_open(name, mode="r", *args, _open=builtins.open):
+        if "w" in mode or "a" in mode or "+" in mode:
+            raise OSError(28)  # ENOSPC
+        return _open(name, mode, *args)
+
+    builtins.open = _simboot_open
+
 
 def _simboot_run(name):
     try:
