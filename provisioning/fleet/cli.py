@@ -76,22 +76,28 @@ def board_info(
     """Chip, MAC and flash size (esptool), MicroPython and the agent (mpremote)."""
     with esp.connect(port) as loader:
         info = esp.chip_info(loader)
+        firmware = esp.has_firmware(loader)
         esp.start_app(loader, port)
     facts: dict[str, object] = {
         "port": port,
         "chip": info.description,
         "mac": info.mac,
         "flash_size": info.flash_size,
+        "micropython": None,
+        "agent": False,
     }
-    try:
-        on_board = files.board_files(port)
-        facts |= {
-            "micropython": on_board.micropython,
-            "agent": on_board.agent_installed,
-            "files": on_board.files,
-        }
-    except ParkctlError as error:
-        facts |= {"micropython": None, "agent": False, "why": error.message}
+    if not firmware:
+        facts["why"] = "no firmware image in flash (parkctl board flash)"
+    else:
+        try:
+            on_board = files.board_files(port)
+            facts |= {
+                "micropython": on_board.micropython,
+                "agent": on_board.agent_installed,
+                "files": on_board.files,
+            }
+        except ParkctlError as error:
+            facts["why"] = error.message
     if as_json:
         out.print_json(data=facts)
         return

@@ -27,7 +27,12 @@ from esptool.logger import TemplateLogger, log
 from esptool.util import FatalError, flash_size_bytes
 
 from provisioning.errors import ParkctlError
-from provisioning.fleet.image import FirmwareImage, check_compatible
+from provisioning.fleet.image import (
+    ESP_IMAGE_MAGIC,
+    FirmwareImage,
+    check_compatible,
+    flash_offset,
+)
 from provisioning.registry.schemas import normalise_mac
 
 ROM_BAUD = 115200
@@ -115,6 +120,11 @@ class ChipInfo:
 def _explain(port: str, error: Exception) -> ParkctlError:
     """One clear operator message for an esptool or serial failure."""
     text = str(error)
+    if "could not open" in text.lower():
+        return ParkctlError(
+            f"{port}: cannot open the port (busy, or nothing there); is the board plugged in "
+            "and the port name right?"
+        )
     if isinstance(error, serial.SerialException | OSError) and not isinstance(error, FatalError):
         if not has_reset_lines(port) or "could not open" in text.lower():
             return ParkctlError(
@@ -175,6 +185,12 @@ def chip_info(esp: Any) -> ChipInfo:
         mac=normalise_mac(":".join(f"{b:02x}" for b in esp.read_mac())),
         flash_size=flash_size_bytes(size) if size else None,
     )
+
+
+def has_firmware(esp: Any) -> bool:
+    """Whether an ESP image header (magic 0xE9) sits at the chip's firmware offset."""
+    offset = flash_offset(esp.CHIP_NAME.lower().replace("-", ""))
+    return bool(esp.read_flash(offset, 16)[:1] == bytes([ESP_IMAGE_MAGIC]))
 
 
 @dataclass(frozen=True)

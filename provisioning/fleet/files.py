@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +29,45 @@ MPREMOTE_TIMEOUT_S = 120.0
 CopyProgressFn = Callable[[int, int], None]
 
 
-def mpremote(port: str, args: list[str], timeout: float = MPREMOTE_TIMEOUT_S) -> str:
-    """Run one mpremote command chain on `port` and return its stdout; errors -> `ParkctlError`."""
+def mpremote(
+    port: str,
+    args: list[str],
+    timeout: float = MPREMOTE_TIMEOUT_S,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
+    """Run one mpremote command chain on `port`; return its stdout (each line also to `on_line`).
+
+    Errors become one `ParkctlError`; the port is closed when mpremote exits, whatever happened.
+    """
     command = [sys.executable, "-m", "mpremote", "connect", port, *args]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if on_line:
+                    on_line(line.rstrip("\n"))
+            code = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    output = "".join(lines)
+    if code < 0:
         raise ParkctlError(
             f"{port}: the board stopped answering mpremote after {timeout:.0f} s; "
             "reset it and re-run"
-        ) from None
-    if done.returncode != 0:
-        raise _explain(port, (done.stderr or done.stdout).strip())
-    return done.stdout
+        )
+    if code != 0:
+        raise _explain(port, (stderr or output).strip())
+    return output
 
 
 def _explain(port: str, output: str) -> ParkctlError:
@@ -125,25 +153,30 @@ def install(
 ) -> int:
     """Copy the agent (`device_dir`) and `extra_files` (config.json, CA) to the board's root.
 
-    One mpremote session per batch of files keeps the progress honest without reconnecting per
-    file. Returns the number of files copied. With `reset`, hard-resets the board at the end.
+    One mpremote session for all files (a connection costs a soft reset of the board), its
+    output read line by line for the progress; files already identical on the board are skipped
+    by mpremote's hash check, so a re-run after a failed copy only sends what is missing. Returns
+    the number of files. With `reset`, hard-resets the board at the end.
     """
     sources = [(device_dir / rel, rel.as_posix()) for rel in agent_files(device_dir)]
     sources += [(path, path.name) for path in extra_files]
     dirs = sorted({str(Path(dest).parent) for _, dest in sources} - {"."}, key=len)
+    args = ["exec", _prepare_snippet(dirs)]
+    for src, dest in sources:
+        args += ["+", "fs", "cp", str(src), f":{dest}"]
+    if reset:
+        args += ["+", "reset"]
     total = len(sources)
+    copied = 0
     if progress:
         progress(0, total)
-    batch = 8
-    for start in range(0, total, batch):
-        args: list[str] = []
-        if start == 0:
-            args += ["exec", _prepare_snippet(dirs), "+"]
-        for src, dest in sources[start : start + batch]:
-            args += ["fs", "cp", str(src), f":{dest}", "+"]
-        mpremote(port, args[:-1])
-        if progress:
-            progress(min(start + batch, total), total)
-    if reset:
-        mpremote(port, ["reset"], timeout=30)
+
+    def on_line(line: str) -> None:
+        nonlocal copied
+        if line.startswith("cp "):
+            copied += 1
+            if progress:
+                progress(copied, total)
+
+    mpremote(port, args, on_line=on_line)
     return total
