@@ -1,9 +1,15 @@
 # MicroPython, not CPython: the board's start-up, run as `micropython -i mpboot.py` in the board's
-# filesystem. ESP32 firmware runs boot.py, then main.py only when it will enter the friendly REPL
-# (ports/esp32/main.c), each as __main__ with errors printed, not fatal; a SystemExit from either
-# (sys.exit(), machine.soft_reset()) ends the process, which the simulator turns into a reboot.
+# filesystem. ESP32 firmware runs boot.py, then main.py only if boot.py succeeded and the board
+# will enter the friendly REPL (ports/esp32/main.c), each as __main__ with errors printed, not
+# fatal. A SystemExit from either (sys.exit(), machine.reset()) would only drop the Unix port into
+# its REPL under -i, so its status is printed in a marker and the simulator ends the process.
 import os
 import sys
+
+# Running a script puts the script's own directory first on sys.path instead of ''; a board
+# imports from its filesystem root (the cwd here), as main.py's `import safemode` needs.
+if sys.path and sys.path[0] != "":
+    sys.path[0] = ""
 
 if os.getenv("PARKSIM_FS_FULL") == "1":
     # flash-full fault: the filesystem has no free block, so opening a file for writing fails
@@ -19,23 +25,26 @@ if os.getenv("PARKSIM_FS_FULL") == "1":
 
 
 def _simboot_run(name):
+    """Run a boot script like pyexec_file_if_exists(): False if it raised."""
     try:
         with open(name) as f:
             source = f.read()
     except OSError:
-        return
+        return True
     try:
         exec(compile(source, name, "exec"), globals())
-    except KeyboardInterrupt as err:
+    except SystemExit as err:
+        code = err.args[0] if err.args and isinstance(err.args[0], int) else 0
+        sys.stdout.write("\x00simboot-exit:%d\x00" % code)
+        while True:  # the simulator ends the process on the marker
+            pass
+    except BaseException as err:  # noqa: BLE001 - a board prints any error, then the REPL
         sys.print_exception(err)
-    except SystemExit:
-        raise
-    except Exception as err:  # noqa: BLE001 - a board prints any error and goes on to the REPL
-        sys.print_exception(err)
+        return False
+    return True
 
 
-_simboot_run("boot.py")
-if os.getenv("PARKSIM_BOOT_MAIN") == "1":
+if _simboot_run("boot.py") and os.getenv("PARKSIM_BOOT_MAIN") == "1":
     _simboot_run("main.py")
 del _simboot_run
 # Tells the simulator the boot scripts are done and the REPL banner follows.
