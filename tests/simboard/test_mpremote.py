@@ -125,4 +125,22 @@ def test_flash_full_filesystem_refuses_writes(
     (tmp_path / "a.py").write_text("x = 1\n")
     done = mpremote(board.url, "fs", "cp", str(tmp_path / "a.py"), ":a.py")
     assert done.returncode != 0
-    assert "ENOSPC" in done.stdout + done.stderr or "28" in done.stdout + done.stderr
+    assert "No space left on device" in done.stderr
+
+
+def test_exit_from_main_reboots_like_a_board(board_factory: Callable[..., SimBoard]) -> None:
+    board = flashed(board_factory())
+    board.stop()
+    # main.py resets the board once (a marker file remembers), then stays in its loop.
+    (board.fs_dir / "main.py").write_text(
+        "import machine, os, time\n"
+        "try:\n    os.stat('once')\nexcept OSError:\n"
+        "    open('once', 'w').close()\n    print('resetting')\n    machine.reset()\n"
+        "print('second boot', machine.reset_cause())\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    board.start()
+    wait_for(lambda: "second boot" in board.console())
+    console = board.console()
+    assert console.index("resetting") < console.index("rst:0xc (SW_CPU_RESET)")
+    assert "second boot 5" in console  # machine.SOFT_RESET, as machine.reset() gives on ESP32

@@ -120,10 +120,10 @@ def make_firmware_image(
     rodata = _app_desc(MICROPYTHON_VERSION) + banner.encode() + b"\0"
     rng = random.Random(seed)
     filler_size = max(0, size - 256 - len(rodata))
-    # Real firmware deflates to ~60 %: alternate random runs with repeated instruction-like runs.
+    # Real firmware deflates to ~60 %: alternate random runs with repeated runs, 64:48.
     filler = bytearray()
     while len(filler) < filler_size:
-        filler += rng.randbytes(48) + bytes([rng.randrange(4)]) * 80
+        filler += rng.randbytes(64) + bytes([rng.randrange(4)]) * 48
     filler = filler[:filler_size]
     drom_addr, dram_addr, iram_addr, irom_addr = _SEGMENT_ADDRESSES[chip]
     third = len(filler) // 3

@@ -5,6 +5,7 @@
 # its REPL under -i, so its status is printed in a marker and the simulator ends the process.
 import os
 import sys
+import time
 
 # Running a script puts the script's own directory first on sys.path instead of ''; a board
 # imports from its filesystem root (the cwd here), as main.py's `import safemode` needs.
@@ -35,9 +36,9 @@ def _simboot_run(name):
         exec(compile(source, name, "exec"), globals())
     except SystemExit as err:
         code = err.args[0] if err.args and isinstance(err.args[0], int) else 0
-        sys.stdout.write("\x00simboot-exit:%d\x00" % code)
+        sys.stdout.write(f"\x00simboot-exit:{code}\x00")
         while True:  # the simulator ends the process on the marker
-            pass
+            time.sleep(1)
     except BaseException as err:  # noqa: BLE001 - a board prints any error, then the REPL
         sys.print_exception(err)
         return False

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,9 @@ REPO = Path(__file__).resolve().parents[2]
 UNIXPORT = REPO / "tools" / "unixport"
 MPBOOT = Path(__file__).with_name("mpboot.py")
 RESET_EXIT = 75  # tools/unixport/machine.py PARKSIM_RESET_EXIT default
-BOOT_SENTINEL = b"\x00simboot-ready\x00"
+# Markers mpboot.py prints: boot scripts done (the REPL banner follows), or their SystemExit status.
+_MARKER = re.compile(rb"\x00simboot-(?:ready|exit:(\d+))\x00")
+_MARKER_START = b"\x00simboot-"
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 CTRL_A, CTRL_B = 0x01, 0x02
 
@@ -76,6 +79,7 @@ class MicroPythonProcess:
         self._stopping = False
         self._pending = b""  # output held back while looking for the boot sentinel
         self._booted = False
+        self._exit_status: int | None = None
         self._swallow_banner = raw_repl
         master, slave = os.openpty()
         tty.setraw(slave)
@@ -134,6 +138,8 @@ class MicroPythonProcess:
             self._emit(data)
         os.close(self._master)
         code = self._proc.wait()
+        if self._exit_status is not None:
+            code = self._exit_status
         if self._pending:
             self._on_output(self._pending)
         if not self._stopping:
@@ -145,20 +151,30 @@ class MicroPythonProcess:
             return
         self._pending += data
         if not self._booted:
-            head, found, tail = self._pending.partition(BOOT_SENTINEL)
-            if not found:
-                # Hold back only a tail that could be the start of the sentinel.
+            marker = _MARKER.search(self._pending)
+            if marker is None:
+                # Hold back only a tail that could be the start of a marker.
                 cut = self._pending.rfind(b"\x00")
-                if cut < 0 or not BOOT_SENTINEL.startswith(self._pending[cut:]):
+                tail = self._pending[cut:]
+                if cut < 0 or not (
+                    _MARKER_START.startswith(tail) or tail.startswith(_MARKER_START)
+                ):
                     cut = len(self._pending)
                 ready, self._pending = self._pending[:cut], self._pending[cut:]
                 if ready:
                     self._on_output(ready)
                 return
-            self._booted = True
+            head, self._pending = self._pending[: marker.start()], self._pending[marker.end() :]
             if head:
                 self._on_output(head)
-            self._pending = tail
+            if marker.group(1):
+                # SystemExit from boot.py or main.py: end the process with that status.
+                self._exit_status = int(marker.group(1))
+                self._pending = b""
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                return
+            self._booted = True
             if self._swallow_banner:
                 self.write(bytes([CTRL_A]))
         if self._swallow_banner:
