@@ -48,7 +48,10 @@ WifiPassword = Annotated[
     Path | None, typer.Option(help="File whose first line is the WiFi password.")
 ]
 TokenUrl = Annotated[str | None, typer.Option(help="Default: SERVER/oauth/token.")]
-IngestUrl = Annotated[str | None, typer.Option(help="Default: SERVER/v1/counts.")]
+IngestUrl = Annotated[
+    str | None,
+    typer.Option(help="Ingestion API base (boards POST to it + /v1/counts). Default: SERVER."),
+]
 CaCert = Annotated[Path | None, typer.Option(help="PEM CA of the service's TLS certificate.")]
 Interval = Annotated[int, typer.Option(help="Seconds between readings.")]
 Sensor = Annotated[str, typer.Option(help="Sensor config as JSON (see device/README).")]
@@ -171,7 +174,7 @@ def _network(
         sensor_config = json.loads(sensor)
     except ValueError:
         raise ParkctlError("--sensor must be JSON, e.g. " + DEFAULT_SENSOR) from None
-    urls = (token_url or f"{base}/oauth/token", ingest_url or f"{base}/v1/counts")
+    urls = (token_url or f"{base}/oauth/token", ingest_url or base)
     pem = read_ca_cert(ca_cert) if ca_cert else None
     if pem is None and any(u.startswith("https://") for u in urls):
         out.print("[yellow]note:[/] https URLs without --ca-cert: boards cannot verify the server")
@@ -188,6 +191,11 @@ def _network(
     )
 
 
+def _reason(result: BoardResult) -> str:
+    """The failure message without the port it starts with (the port is shown beside it)."""
+    return (result.error or "").removeprefix(f"{result.port}: ")
+
+
 def _summary(results: list[BoardResult], jobs: dict[str, BoardJob]) -> Table:
     table = Table(title="Provisioning summary")
     for column in ("port", "lot", "name", "mac", "client_id", "result", "time"):
@@ -198,7 +206,7 @@ def _summary(results: list[BoardResult], jobs: dict[str, BoardJob]) -> Table:
             verdict = "[green]ok[/]" + (" (already done)" if not r.done else "")
             verdict += " (re-registered: new secret)" if r.reused else ""
         else:
-            verdict = f"[red]failed at {r.failed_step}[/]: {r.error}"
+            verdict = f"[red]failed at {r.failed_step}[/]: {_reason(r)}"
         seconds = sum(r.timings.values())
         table.add_row(
             r.port,
@@ -289,7 +297,7 @@ def _next_steps(failed: list[BoardResult]) -> str:
         if r.ok:
             continue
         registered = f" (registered as {r.client_id})" if r.client_id else ""
-        lines.append(f"  {r.port}{registered}: {r.failed_step}: {r.error}")
+        lines.append(f"  {r.port}{registered}: {r.failed_step}: {_reason(r)}")
     lines.append("Fix the cause and re-run the same command: finished steps are not repeated.")
     return "\n".join(lines)
 
