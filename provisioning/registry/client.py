@@ -242,7 +242,10 @@ class AdminClient:
         except httpx.TimeoutException:
             raise ParkctlError(f"{self.server} did not answer in time") from None
         except httpx.HTTPError as error:
-            raise ParkctlError(f"cannot reach {self.server}: {error}") from None
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                hint = " (give the server's CA with --ca-cert or PARK_CA_CERT)"
+            raise ParkctlError(f"cannot reach {self.server}: {error}{hint}") from None
 
     def _call(self, method: str, path: str, json_body: Any = None, **params: Any) -> httpx.Response:
         query = {k: v for k, v in params.items() if v is not None}
@@ -264,6 +267,8 @@ class AdminClient:
             message = f"the server refused the operator token: {description}"
         elif status == 403:
             message = f"client {self.client_id} lacks scope {DEVICES_ADMIN}: {description}"
+        elif status == 422:
+            message = f"the server refused the request: {description}"
         else:
             message = f"{method} {path} failed ({status}): {description}"
         raise AdminApiError(message, status, error)

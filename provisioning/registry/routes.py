@@ -64,10 +64,13 @@ def _error(status: int, error: str, description: str, **extra: str) -> JSONRespo
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:
-    """FastAPI's validation errors as one line: `body.lot: Value error, lot must be ...`."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in errors
-    )
+    """FastAPI's validation errors as one line: `lot: lot must be 1 to 64 characters`."""
+    parts = []
+    for item in errors:
+        loc = [str(p) for p in item["loc"]]
+        where = ".".join(loc[1:] if loc[:1] == ["body"] else loc) or "body"
+        parts.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 class AdminRoute(APIRoute):
