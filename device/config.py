@@ -10,7 +10,7 @@ _REQUIRED += ("interval_s", "sensor", "wifi")
 DEFAULTS = {
     "ca_cert": None,  # CA certificate file (DER or PEM) for https URLs
     "spool_max": 4096,  # readings kept on flash while offline; beyond, the oldest are dropped
-    "batch_max": 50,  # readings per upload (the server takes up to 500)
+    "batch_max": 20,  # readings per upload (server: up to 500); each costs 56 bytes of buffer
     "health_every_s": 300,  # how often the health object rides along with a batch
     "http_timeout_s": 10,  # per network step; a whole exchange gets three times this
     "backoff_base_s": 2,  # first retry delay after a failed upload (full jitter)
@@ -96,3 +96,27 @@ def load(path="config.json"):
     except ValueError:
         raise ValueError(path + " is not valid JSON")
     return validate(c)
+
+
+def wait_valid(log, path="config.json"):
+    # The validated config; on a bad file one console line, then wait (the REPL stays reachable
+    # with Ctrl-C) until the file changes, instead of a traceback loop.
+    import time
+
+    while True:
+        try:
+            return load(path)
+        except ValueError as e:
+            log("config error: %s; waiting for a fixed %s" % (e, path))
+        seen = _stat(path)
+        while _stat(path) == seen:
+            time.sleep(2)
+
+
+def _stat(path):
+    import os
+
+    try:
+        return os.stat(path)
+    except OSError:
+        return None

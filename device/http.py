@@ -199,8 +199,7 @@ class Conn:
                 retry = value
             elif name == b"www-authenticate":
                 error = _bearer_error(value)
-        if date is not None:
-            self.date = date
+        self.date = date  # per response: a stale Date must not be learned again later
         n = self._body(s, status, method, length, chunked, deadline)
         self.resp = memoryview(self._in)[:n]
         if not keep or (length < 0 and not chunked):

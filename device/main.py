@@ -1,10 +1,21 @@
-# Boot entry point: safe-mode check first, then the agent. Keep this file tiny.
+# Boot entry point: safe-mode check, config, then the agent. Boot-only modules are dropped after
+# use so their heap goes to the agent; the order also compiles the big modules on a fresh heap.
+import gc
+import sys
+
 import safemode
 
 _why = safemode.check()
+del sys.modules["safemode"]
+gc.collect()
 if _why:
     print("parkfleet: safe mode (%s): agent not started, REPL free" % _why)
 else:
+    import config
+
+    _c = config.wait_valid(lambda msg: print("parkfleet:", msg))
+    del sys.modules["config"], config
+    gc.collect()
     import agent
 
-    agent.main()
+    agent.main(_c)

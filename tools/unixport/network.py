@@ -1,13 +1,5 @@
-"""Stand-in for the ESP32 `network` module under the MicroPython Unix port.
-
-The host's own network is the "access point". Configured by environment variables:
-
-  PARKSIM_WIFI       "up" (default): connect() joins at once; "down": joining never succeeds
-                     (status STAT_NO_AP_FOUND); a file path: joined while the file says "up"
-  PARKSIM_RSSI       RSSI reported while joined (default -60)
-  PARKSIM_MAC        MAC address (hex), as for machine.unique_id()
-"""
-
+# Stand-in for the ESP32 `network` module under the MicroPython Unix port; see README.md here.
+# Configured by PARKSIM_* environment variables (README.md lists them).
 import os
 
 STA_IF = 0
@@ -18,14 +10,6 @@ STAT_GOT_IP = 1010
 STAT_NO_AP_FOUND = 201
 STAT_WRONG_PASSWORD = 202
 STAT_CONNECT_FAIL = 203
-_host = "parkfleet-sim"
-
-
-def hostname(name=None):
-    global _host
-    if name is None:
-        return _host
-    _host = name
 
 
 def _link_up():
@@ -41,7 +25,6 @@ def _link_up():
 
 class WLAN:
     def __init__(self, interface=STA_IF):
-        self.interface = interface
         self._active = False
         self._ssid = None
 
@@ -49,8 +32,6 @@ class WLAN:
         if on is None:
             return self._active
         self._active = bool(on)
-        if not on:
-            self._ssid = None
 
     def connect(self, ssid=None, key=None, bssid=None):
         if not self._active:
@@ -68,28 +49,18 @@ class WLAN:
             if not self.isconnected():
                 raise OSError("Wifi Not Connected")
             return int(os.getenv("PARKSIM_RSSI") or "-60")
-        if param is not None:
-            raise ValueError("unknown status param")
         if self.isconnected():
             return STAT_GOT_IP
-        if self._ssid is None:
-            return STAT_IDLE
-        return STAT_NO_AP_FOUND
+        return STAT_IDLE if self._ssid is None else STAT_NO_AP_FOUND
 
-    def config(self, *args, **kwargs):
-        if args == ("mac",):
+    def config(self, param):
+        if param == "mac":
             import binascii
 
-            mac = (os.getenv("PARKSIM_MAC") or "240ac4000001").replace(":", "")
-            return binascii.unhexlify(mac)
-        if args == ("essid",) or args == ("ssid",):
+            return binascii.unhexlify((os.getenv("PARKSIM_MAC") or "240ac4000001").replace(":", ""))
+        if param in ("ssid", "essid"):
             return self._ssid or ""
-        if args == ("rssi",):
-            return self.status("rssi")
-        return None
+        return self.status(param)
 
-    def ifconfig(self, *args):
+    def ifconfig(self):
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
-
-    def scan(self):
-        return []

@@ -144,7 +144,7 @@ def _pass(g, order, t0, step=100):
 
 
 def test_gate_counts_in_and_out():
-    from sensor import Gate
+    from gate import Gate
 
     g = Gate(start=2, debounce_ms=20)
     t = _pass(g, ("A+", "B+", "A-", "B-"), 1000)  # in
@@ -154,7 +154,7 @@ def test_gate_counts_in_and_out():
 
 
 def test_gate_backing_out_does_not_count():
-    from sensor import Gate
+    from gate import Gate
 
     g = Gate(start=0, debounce_ms=20)
     t = _pass(g, ("A+", "A-"), 1000)  # a pedestrian on the street side
@@ -163,7 +163,7 @@ def test_gate_backing_out_does_not_count():
 
 
 def test_gate_never_below_zero():
-    from sensor import Gate
+    from gate import Gate
 
     g = Gate(start=0, debounce_ms=20)
     _pass(g, ("B+", "A+", "B-", "A-"), 1000)
@@ -171,7 +171,7 @@ def test_gate_never_below_zero():
 
 
 def test_gate_debounce_and_sync():
-    from sensor import Gate
+    from gate import Gate
 
     g = Gate(start=0, debounce_ms=50)
     g.event(0, True, 1000)
@@ -239,7 +239,7 @@ def test_config_defaults_and_errors():
     import config
 
     c = config.validate(_cfg())
-    expect(c["spool_max"] == 4096 and c["batch_max"] == 50 and c["ca_cert"] is None, "defaults")
+    expect(c["spool_max"] == 4096 and c["batch_max"] == 20 and c["ca_cert"] is None, "defaults")
     expect(_config_error(_cfg(lot=None)) == "missing key 'lot'", "missing key")
     expect(_config_error(_cfg(colour="red")) == "unknown key 'colour'", "unknown key")
     expect("interval_s" in _config_error(_cfg(interval_s="60")), "wrong type")

@@ -1,0 +1,146 @@
+# Uploads: the spool's readings to POST {ingest_url}/v1/counts with a cached OAuth token, and the
+# retry policy around it. HTTP refusals (HTTPError) and transport errors (OSError) are handled
+# only here: invalid_client backs off to a long cap, 429/503 honour Retry-After, a rejected token
+# is replaced once, everything else backs off exponentially with full jitter.
+import time
+from micropython import const
+
+import clock
+import flash
+import health
+import http
+from backoff import Backoff
+from token import Token
+
+_JSON = b"application/json"
+_READING = const(56)  # body bytes per reading, worst case
+
+
+class Uplink:
+    def __init__(self, c, log):
+        self.log = log
+        t = c["http_timeout_s"]
+        tls, host, port, path = http.split_url(c["ingest_url"])
+        self.counts_path = path.rstrip("/") + "/v1/counts"
+        self.conn = http.Conn(
+            tls, host, port, c["batch_max"] * _READING + 256, 1024, t, c["ca_cert"]
+        )
+        tls, host, port, path = http.split_url(c["token_url"])
+        tconn = self.conn  # one kept-alive connection when both live on the same origin
+        if not self.conn.same_origin(tls, host, port):
+            tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])
+        self.token = Token(tconn, path, c["device_id"], c["client_secret"], c["audience"])
+        c["client_secret"] = None  # kept only inside the precomputed Basic credentials
+        self.retry = Backoff(c["backoff_base_s"], c["backoff_cap_s"])
+        self.auth_retry = Backoff(c["backoff_base_s"], c["auth_backoff_cap_s"])
+        self.batch = c["batch_max"]
+        self.health_ms = int(c["health_every_s"] * 1000)
+        self.health_at = None
+        self.retry_at = None  # ticks_ms before which no upload is tried
+        self.down_since = None  # first transport failure since the last HTTP response
+        self.uploaded = False
+
+    def waiting(self, now):
+        return self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0
+
+    def fail(self, why, retry_after=None, auth=False, offline=False):
+        now = time.ticks_ms()
+        if offline and self.down_since is None:
+            self.down_since = now
+        b = self.auth_retry if auth else self.retry
+        delay = b.next(retry_after)
+        self.retry_at = time.ticks_add(now, delay)
+        self.log(
+            "backoff %d.%ds after %s (failure %d)"
+            % (delay // 1000, delay % 1000 // 100, why, b.failures)
+        )
+
+    def _heard(self, conn):
+        self.down_since = None
+        clock.learn(conn.date)
+
+    def get_token(self):
+        try:
+            life = self.token.fetch()
+        except http.HTTPError as e:
+            self._heard(self.token.conn)
+            why = "token refused: %d %s" % (e.status, e.error or "")
+            if e.status in (429, 503):
+                self.fail(why, e.retry_after)
+            else:
+                # invalid_client: wrong secret or a disabled board; a long cap, never hammering.
+                self.fail(why, None, e.status in (400, 401, 403))
+            return False
+        except (OSError, ValueError) as e:
+            self.fail("token request failed: %r" % e, offline=True)
+            return False
+        self._heard(self.token.conn)
+        self.auth_retry.reset()
+        self.log("token fetched, lifetime %ds" % life)
+        return True
+
+    def _body(self, spool, health_args):
+        # {"readings":[...],"health":{...}} written in place into the connection's buffer.
+        self._n = 0
+        self._last = None
+        self._put(b'{"readings":[')
+        got = spool.peek(self.batch, self._reading)
+        self._put(b"]")
+        now = time.ticks_ms()
+        if self.health_at is None or time.ticks_diff(now, self.health_at) >= self.health_ms:
+            self.health_at = now
+            self._put(b',"health":')
+            self._put(health.encode(*health_args))
+        self._put(b"}")
+        return got
+
+    def _put(self, data):
+        end = self._n + len(data)
+        self.conn.body[self._n : end] = data
+        self._n = end
+
+    def _reading(self, seq, cars, ts):
+        if self._last is not None:
+            self._put(b",")
+        self._put(b'{"seq":%d,"cars":%d,"ts":%s}' % (seq, cars, b"%d" % ts if ts else b"null"))
+        self._last = (seq, cars)
+
+    def upload(self, spool, health_args, feed):
+        # Send batches while the spool has readings; on failure set retry_at and return.
+        if self.token.due() and not self.get_token():
+            return
+        renewed = False
+        while spool.depth():
+            feed()
+            got = self._body(spool, health_args)
+            try:
+                self.conn.request(b"POST", self.counts_path, self._n, _JSON, self.token.value)
+            except http.HTTPError as e:
+                self._heard(self.conn)
+                if e.status == 401 and not renewed:
+                    # RFC 6750 §3.1 invalid_token (expired, revoked key): one new token, one retry.
+                    self.log("token rejected (%s), fetching a new one" % e.error)
+                    self.token.drop()
+                    renewed = True
+                    if not self.get_token():
+                        return
+                    continue
+                why = "upload refused: %d %s" % (e.status, e.error or "")
+                if e.status == 413 and self.batch > 1:
+                    self.batch //= 2
+                    self.log("%s, batch now %d" % (why, self.batch))
+                    continue
+                self.fail(why, e.retry_after, e.status in (401, 403))
+                return
+            except OSError as e:
+                self.fail("upload failed: %r" % e, offline=True)
+                return
+            self._heard(self.conn)
+            spool.ack(self._last[0], self._last[1])
+            self.retry.reset()
+            self.auth_retry.reset()
+            self.retry_at = None
+            self.log("sent %d up to seq %d, spool %d" % (got, self._last[0], spool.depth()))
+            if not self.uploaded:
+                self.uploaded = True
+                flash.remove("boots")  # this boot worked: reset safemode's crash-loop counter

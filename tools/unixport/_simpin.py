@@ -1,0 +1,88 @@
+# machine.Pin and machine.RTC for the Unix port (loaded lazily by machine.py); see README.md.
+import time
+
+from machine import _env
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 2
+    PULL_DOWN = 1
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+    _levels = {}
+    _pins = {}
+
+    def __init__(self, id, mode=-1, pull=-1, value=None):
+        self.id = id
+        self._handler = None
+        self._trigger = 0
+        Pin._pins[id] = self
+        self.init(mode, pull, value)
+
+    def init(self, mode=-1, pull=-1, value=None):
+        if mode != -1:
+            self.mode = mode
+        if pull != -1:
+            self.pull = pull
+        if value is not None:
+            Pin._levels[self.id] = 1 if value else 0
+
+    def value(self, x=None):
+        if x is not None:
+            Pin._levels[self.id] = 1 if x else 0
+            return None
+        d = _env("PARKSIM_PIN_DIR")
+        if d:
+            try:
+                with open("%s/pin%d" % (d, self.id)) as f:
+                    return 1 if f.read().strip() == "1" else 0
+            except OSError:
+                pass
+        if self.id in Pin._levels:
+            return Pin._levels[self.id]
+        for item in _env("PARKSIM_PINS", "").split(","):
+            if item.split("=")[0] == str(self.id):
+                return 1 if item.split("=")[1] == "1" else 0
+        return 1 if getattr(self, "pull", None) == Pin.PULL_UP else 0
+
+    __call__ = value
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def irq(self, handler=None, trigger=3, hard=False):
+        self._handler = handler
+        self._trigger = trigger
+
+    @staticmethod
+    def sim_set(id, level):
+        # Drive an input like the outside world; runs the IRQ handler on a matching edge.
+        pin = Pin._pins.get(id)
+        old = pin.value() if pin else Pin._levels.get(id, 0)
+        Pin._levels[id] = 1 if level else 0
+        if pin and pin._handler and old != Pin._levels[id]:
+            edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+            if pin._trigger & edge:
+                pin._handler(pin)
+
+
+class RTC:
+    _offset = 0
+
+    def __init__(self, id=0):
+        pass
+
+    def datetime(self, dt=None):
+        # (year, month, day, weekday, hours, minutes, seconds, subseconds) as on the ESP32.
+        if dt is None:
+            t = time.gmtime(int(time.time()) + RTC._offset)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        secs = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
+        RTC._offset = secs - int(time.time())
+        return None
