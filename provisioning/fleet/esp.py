@@ -91,14 +91,17 @@ class _ThreadLogger(TemplateLogger):  # type: ignore[misc]  # esptool ships no t
 
 _LOGGER = _ThreadLogger()
 _install_lock = threading.Lock()
+_installed = False
 
 
 @contextmanager
 def _esptool_output() -> Iterator[deque[str]]:
     """Collect this thread's esptool lines (kept for error messages)."""
+    global _installed
     with _install_lock:
-        if getattr(log, "instance", None) is not _LOGGER:
+        if not _installed:  # once: afterwards `log` is our logger, which has no set_logger
             log.set_logger(_LOGGER)
+            _installed = True
     local = _ThreadLogger._local
     local.lines, local.progress = deque(maxlen=20), None
     try:
