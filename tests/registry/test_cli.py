@@ -1,0 +1,123 @@
+"""`parkctl admin create` and `parkctl device ...` as an operator runs them, against the real
+service in its own process: the whole device lifecycle, the token cache, no secret leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.server import ServiceProcess
+
+GRACE_S = 3  # PARK_SECRET_GRACE_S for this service: long enough to try both secrets
+
+
+def parkctl(*args: str, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioning", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def parkctl_json(*args: str, env: dict[str, str]) -> Any:
+    return json.loads(parkctl(*args, "--json", env=env).stdout)
+
+
+def device_token(http: httpx.Client, client_id: str, secret: str) -> httpx.Response:
+    return http.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+
+
+def test_device_lifecycle_through_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "PARK_SECRET_GRACE_S": str(GRACE_S), "PARK_CACHE_DIR": str(tmp_path)}
+    env.pop("PARK_SERVER", None)
+    outputs: list[str] = []
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = parkctl(*args, env=cli_env, ok=ok)
+        outputs.extend((result.stdout, result.stderr))
+        return result
+
+    def run_json(*args: str) -> Any:
+        return json.loads(run(*args, "--json").stdout)
+
+    with ServiceProcess(data, env=env) as server, server.client() as http:
+        created = parkctl_json("admin", "create", "--data-dir", str(data), env=env)
+        assert set(created) == {"client_id", "client_secret"}
+        cli_env = {
+            **env,
+            "PARK_CLIENT_ID": created["client_id"],
+            "PARK_CLIENT_SECRET": created["client_secret"],
+        }
+        server_flag = ("--server", server.url)
+
+        device = run_json(
+            "device", "register", "--lot", "north", "--name", "Gate 1",
+            "--mac", "AA-BB-CC-00-00-01", *server_flag,
+        )  # fmt: skip
+        client_id, first_secret = device["client_id"], device["client_secret"]
+        assert device["mac"] == "aa:bb:cc:00:00:01"
+        # PARK_SERVER works as well as --server.
+        cli_env["PARK_SERVER"] = server.url
+        listed = run_json("device", "list", "--lot", "north")
+        assert [d["client_id"] for d in listed] == [client_id]
+        assert "client_secret" not in json.dumps(listed)
+        human = run("device", "list").stdout
+        assert client_id in human and "Gate 1" in human
+
+        assert run_json("device", "disable", client_id)["enabled"] is False
+        refused = device_token(http, client_id, first_secret)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+        assert run_json("device", "enable", client_id)["enabled"] is True
+        assert device_token(http, client_id, first_secret).status_code == 200
+
+        rotated = run_json("device", "rotate-secret", client_id)
+        second_secret = rotated["client_secret"]
+        assert rotated["previous_secret_expires_at"] <= time.time() + GRACE_S
+        assert device_token(http, client_id, first_secret).status_code == 200  # grace
+        assert device_token(http, client_id, second_secret).status_code == 200
+        time.sleep(max(0.0, rotated["previous_secret_expires_at"] - time.time()) + 0.2)
+        after_grace = device_token(http, client_id, first_secret)
+        assert after_grace.status_code == 401 and after_grace.json()["error"] == "invalid_client"
+        assert device_token(http, client_id, second_secret).status_code == 200
+
+        shown = run("device", "show", client_id).stdout
+        assert "north" in shown and second_secret not in shown
+        run("device", "delete", client_id)
+        assert device_token(http, client_id, second_secret).status_code == 401
+        missing = run("device", "show", client_id, ok=False)
+        assert missing.returncode == 1
+        assert f"no device with client_id '{client_id}'" in missing.stderr
+        bad = run("device", "register", "--lot", "a/b", "--name", "x", ok=False)
+        assert bad.returncode == 1 and "lot may contain only" in bad.stderr
+
+        # Ten CLI runs, one operator token: the rest came from the on-disk cache.
+        metrics = http.get("/metrics").text
+        assert 'parkfleet_tokens_issued_total{audience="parkfleet-admin"} 1.0' in metrics
+        cache = tmp_path / "tokens.json"
+        assert oct(cache.stat().st_mode & 0o777) == "0o600"
+
+    secrets = [created["client_secret"], first_secret, second_secret]
+    db_bytes = b"".join(p.read_bytes() for p in data.glob("parkfleet.db*"))
+    for secret in secrets:
+        assert secret.encode() not in db_bytes
+        assert secret not in server.log()
+        assert secret not in cache.read_text()
+    # Secrets reach stdout only where they are shown once: register and rotate-secret.
+    for secret in (first_secret, second_secret):
+        assert sum(secret in out for out in outputs) == 1
+    assert not any(created["client_secret"] in out for out in outputs)
