@@ -121,3 +121,32 @@ def test_device_lifecycle_through_the_cli(tmp_path: Path) -> None:
     for secret in (first_secret, second_secret):
         assert sum(secret in out for out in outputs) == 1
     assert not any(created["client_secret"] in out for out in outputs)
+
+
+def test_admin_create_on_postgresql_stores_only_a_hash(pg_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    env = {**os.environ, "PARK_DATA_DIR": str(tmp_path / "data")}
+    result = parkctl("admin", "create", "--db", pg_url, "--name", "ci bot", env=env)
+    assert "shown only this once" in result.stderr
+    line = next(x for x in result.stdout.splitlines() if "PARK_CLIENT_SECRET=" in x)
+    secret = line.split("=", 1)[1].strip()
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT kind, name, secret_hash FROM clients")).one()
+            actions = conn.execute(text("SELECT action, actor FROM audit_log")).all()
+    finally:
+        engine.dispose()
+    assert (row.kind, row.name) == ("operator", "ci bot")
+    assert secret not in row.secret_hash
+    assert [a.action for a in actions] == ["operator.create"]
+    assert actions[0].actor.startswith("local")
+    assert (tmp_path / "data" / "secret-hash.key").stat().st_mode & 0o077 == 0
+
+    broken = parkctl(
+        "admin", "create", "--db", "postgresql://nobody@127.0.0.1:1/x", env=env, ok=False
+    )
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("error: cannot open the database")
+    assert "Traceback" not in broken.stderr

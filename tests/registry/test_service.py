@@ -245,3 +245,24 @@ def test_audit_pages_newest_first(session: Session, hasher: SecretHasher) -> Non
     assert [e.action for e in rest.items] == ["device.disable", "device.create"]
     assert rest.next_cursor is None
     assert len(service.list_audit(session, target="dev_other").items) == 0
+
+
+def test_a_lost_race_for_a_mac_is_a_conflict_not_a_crash(
+    session: Session, hasher: SecretHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = service.create_device(session, hasher, ACTOR, "lot", "a", "02:00:00:00:00:09")
+    before = _snapshot(session)
+    # Another request registered the MAC between our check and our commit: the unique
+    # constraint is the backstop, and the caller still learns which device has it.
+    real = service.find_by_mac
+    calls: list[str] = []
+
+    def stale_check(s: Session, mac: str) -> Client | None:
+        calls.append(mac)
+        return None if len(calls) == 1 else real(s, mac)
+
+    monkeypatch.setattr(service, "find_by_mac", stale_check)
+    with pytest.raises(MacConflict) as caught:
+        service.create_device(session, hasher, ACTOR, "lot", "b", "02:00:00:00:00:09")
+    assert caught.value.client_id == first.client_id
+    assert _snapshot(session) == before
