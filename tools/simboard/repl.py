@@ -34,10 +34,11 @@ UNIXPORT = REPO / "tools" / "unixport"
 MPBOOT = Path(__file__).with_name("mpboot.py")
 RESET_EXIT = 75  # tools/unixport/machine.py PARKSIM_RESET_EXIT default
 # Markers mpboot.py prints: boot scripts done (the REPL banner follows), or their SystemExit status.
-_MARKER = re.compile(rb"\x00simboot-(?:ready|exit:(\d+))\x00")
+_MARKER = re.compile(rb"\x00simboot-(?:(start)|ready|exit:(\d+))\x00")
 _MARKER_START = b"\x00simboot-"
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 CTRL_A, CTRL_B = 0x01, 0x02
+UART_FIFO = 128  # bytes the ESP32 UART holds before its driver runs
 
 OutputFn = Callable[[bytes], None]
 ExitFn = Callable[[int], None]
@@ -80,6 +81,9 @@ class MicroPythonProcess:
         self._pending = b""  # output held back while looking for the boot sentinel
         self._booted = False
         self._exit_status: int | None = None
+        self._started = False
+        self._input_lock = threading.Lock()
+        self._early = b""  # host input before the Unix port handles Ctrl-C (a UART FIFO's worth)
         self._swallow_banner = raw_repl
         master, slave = os.openpty()
         tty.setraw(slave)
@@ -113,6 +117,13 @@ class MicroPythonProcess:
 
     def write(self, data: bytes) -> None:
         """Bytes from the host's serial port to the firmware's UART."""
+        with self._input_lock:
+            if not self._started:
+                self._early = (self._early + data)[-UART_FIFO:]
+                return
+            self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
         if CTRL_A in data or CTRL_B in data:
             # Ctrl-A enters, Ctrl-B leaves the raw REPL; a soft reset keeps the mode.
             self.raw_repl = data.rfind(bytes([CTRL_A])) > data.rfind(bytes([CTRL_B]))
@@ -168,8 +179,16 @@ class MicroPythonProcess:
             if head:
                 self._on_output(head)
             if marker.group(1):
+                # The Unix port now turns Ctrl-C into KeyboardInterrupt: release held input.
+                with self._input_lock:
+                    self._started = True
+                    self._write_now(self._early)
+                    self._early = b""
+                self._emit(b"")
+                return
+            if marker.group(2):
                 # SystemExit from boot.py or main.py: end the process with that status.
-                self._exit_status = int(marker.group(1))
+                self._exit_status = int(marker.group(2))
                 self._pending = b""
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
@@ -189,5 +208,11 @@ class MicroPythonProcess:
 
 
 def _take_controlling_tty() -> None:
-    """In the child, after setsid(): make the pty on stdin the controlling terminal."""
+    """In the child, after setsid(): make the pty on stdin the controlling terminal.
+
+    SIGINT starts ignored, so a Ctrl-C the host sends while the process is still starting (the
+    `micropython` launcher is a Python script) is dropped, as a UART drops it during reset; the
+    Unix port installs its own handler when it runs code.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
