@@ -288,14 +288,20 @@ def _report(device: Device, what: str, as_json: bool) -> None:
         _out().print(f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}.")
 
 
+def _set_enabled(
+    client_id: str, enabled: bool, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    with _client(server, ca_cert) as api:
+        device = api.enable(client_id) if enabled else api.disable(client_id)
+    _report(device, "enabled" if enabled else "disabled", as_json)
+
+
 @device_app.command("disable")
 def device_disable(
     client_id: ClientId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
 ) -> None:
     """Stop a device getting tokens; tokens it holds stop working within seconds."""
-    with _client(server, ca_cert) as api:
-        device = api.disable(client_id)
-    _report(device, "disabled", as_json)
+    _set_enabled(client_id, False, server, ca_cert, as_json)
 
 
 @device_app.command("enable")
@@ -303,9 +309,7 @@ def device_enable(
     client_id: ClientId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
 ) -> None:
     """Let a disabled device get tokens again."""
-    with _client(server, ca_cert) as api:
-        device = api.enable(client_id)
-    _report(device, "enabled", as_json)
+    _set_enabled(client_id, True, server, ca_cert, as_json)
 
 
 @device_app.command("rotate-secret")

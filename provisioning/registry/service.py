@@ -101,6 +101,32 @@ def _commit_or_conflict(session: Session, mac: str | None) -> None:
         raise MacConflict(mac or "", holder.client_id) from None
 
 
+def _new_client(
+    session: Session,
+    hasher: SecretHasher,
+    kind: str,
+    name: str,
+    lot: str | None = None,
+    mac: str | None = None,
+) -> tuple[Client, str]:
+    """Add a new enabled client with a fresh secret to `session`; returns it and the secret."""
+    secret = new_client_secret()
+    now = time.time()
+    client = Client(
+        client_id=new_client_id(kind),
+        kind=kind,
+        name=name,
+        lot=lot,
+        mac=mac,
+        secret_hash=hasher.hash(secret),
+        enabled=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(client)
+    return client, secret
+
+
 def create_device(
     session: Session,
     hasher: SecretHasher,
@@ -119,20 +145,7 @@ def create_device(
     mac = _valid(normalise_mac, mac) if mac is not None else None
     if mac is not None and (holder := find_by_mac(session, mac)) is not None:
         raise MacConflict(mac, holder.client_id)
-    secret = new_client_secret()
-    now = time.time()
-    client = Client(
-        client_id=new_client_id(DEVICE),
-        kind=DEVICE,
-        name=name,
-        lot=lot,
-        mac=mac,
-        secret_hash=hasher.hash(secret),
-        enabled=True,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(client)
+    client, secret = _new_client(session, hasher, DEVICE, name, lot, mac)
     audit.record(
         session, actor, "device.create", client.client_id, {"lot": lot, "name": name, "mac": mac}
     )
@@ -144,19 +157,7 @@ def create_operator(
     session: Session, hasher: SecretHasher, actor: str, name: str
 ) -> tuple[Client, str]:
     """Create an operator client (may use the admin API); returns it and its secret, once."""
-    name = _valid(check_name, name)
-    secret = new_client_secret()
-    now = time.time()
-    client = Client(
-        client_id=new_client_id(OPERATOR),
-        kind=OPERATOR,
-        name=name,
-        secret_hash=hasher.hash(secret),
-        enabled=True,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(client)
+    client, secret = _new_client(session, hasher, OPERATOR, _valid(check_name, name))
     audit.record(session, actor, "operator.create", client.client_id, {"name": name})
     session.commit()
     return client, secret
