@@ -144,3 +144,18 @@ def test_exit_from_main_reboots_like_a_board(board_factory: Callable[..., SimBoa
     console = board.console()
     assert console.index("resetting") < console.index("rst:0xc (SW_CPU_RESET)")
     assert "second boot 5" in console  # machine.SOFT_RESET, as machine.reset() gives on ESP32
+
+
+def test_same_board_on_a_pty(board_factory: Callable[..., SimBoard], tmp_path: Path) -> None:
+    board = board_factory(pty=True)
+    assert board.pty and board.pty.startswith("/dev/pts/")
+    make_firmware_image(tmp_path / "fw.bin", chip="esp32", size=32 * 1024)
+    # A pty has no DTR/RTS: esptool connects without its reset sequence.
+    done = esptool(
+        board.pty, "--before", "no-reset", "write-flash", "0x1000", str(tmp_path / "fw.bin")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    board.wait_for_mode("micropython")
+    done = mpremote(board.pty, "exec", "print('on the pty', 7 * 6)")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on the pty 42" in done.stdout

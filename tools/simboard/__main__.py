@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vanish-seconds", type=float, default=10.0, help="how long a vanished board stays away"
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    parser.add_argument("--pty", action="store_true", help="also offer the port on a pty")
     parser.add_argument("--ready-file", type=Path, help="write {url, pty, pid} here when ready")
     return parser
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             fault=fault,
             vanish_seconds=args.vanish_seconds,
             port=args.port,
+            pty=args.pty,
         )
     )
     signal.signal(signal.SIGTERM, lambda *_: board.stop())
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_file:
         ready = {
             "url": board.url,
-            "pty": None,
+            "pty": board.pty_path,
             "pid": os.getpid(),
             "mac": board.config.mac.hex(":"),
         }

@@ -33,6 +33,7 @@ from pathlib import Path
 from tools.simboard.chips import Chip, Registers
 from tools.simboard.flash import Flash
 from tools.simboard.image import is_bootable
+from tools.simboard.links import Link, PtyLink, PtyPort, SocketLink
 from tools.simboard.repl import RESET_EXIT, MicroPythonProcess, micropython_binary
 from tools.simboard.rom import Action, Fault, Loader
 from tools.simboard.slip import SlipDecoder, encode
@@ -69,6 +70,7 @@ class BoardConfig:
     vanish_seconds: float = 10.0  # how long a vanished board stays unplugged
     host: str = "127.0.0.1"
     port: int = 0
+    pty: bool = False  # also offer the line on a pty (hosts connect there with no-reset modes)
 
 
 class Throttle:
@@ -110,7 +112,8 @@ class Board:
         self._rx = Throttle(config.baud_limit)
         self._tx = Throttle(config.baud_limit)
         self._listener: socket.socket | None = None
-        self._client: socket.socket | None = None
+        self._client: Link | None = None
+        self._pty: PtyPort | None = None
         self._loader: Loader | None = None
         self._app: MicroPythonProcess | None = None
         self._stay_in_loader = False
@@ -122,6 +125,10 @@ class Board:
     @property
     def url(self) -> str:
         return f"socket://{self.config.host}:{self.port}"
+
+    @property
+    def pty_path(self) -> str | None:
+        return self._pty.path if self._pty else None
 
     @property
     def app_pid(self) -> int | None:
@@ -154,6 +161,9 @@ class Board:
         self._listener = listener
         threading.Thread(target=self._accept_loop, args=(listener,), daemon=True).start()
         log.info("listening on %s", self.url)
+        if self.config.pty:
+            self._pty = PtyPort(self._serve_pty)
+            log.info("pty at %s", self._pty.path)
 
     def _close_listener(self) -> None:
         if self._listener is not None:
@@ -161,6 +171,9 @@ class Board:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
+        if self._pty is not None:
+            self._pty.close()
+            self._pty = None
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopped.is_set():
@@ -168,32 +181,34 @@ class Board:
                 conn, _ = listener.accept()
             except OSError:
                 return  # closed: the board vanished or stops
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._drop_client()
-                self._client = conn
-                self._copy_bytes = -1
-            log.info("host connected")
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            link = SocketLink(conn)
+            self._begin_session(link)
+            threading.Thread(target=self._serve, args=(link,), daemon=True).start()
+
+    def _serve_pty(self, link: PtyLink) -> None:
+        self._begin_session(link)
+        self._serve(link)
+
+    def _begin_session(self, link: Link) -> None:
+        with self._lock:
+            self._drop_client()
+            self._client = link
+            self._copy_bytes = -1
+        log.info("host connected (%s)", type(link).__name__)
 
     def _drop_client(self) -> None:
         if self._client is not None:
-            with contextlib.suppress(OSError):
-                self._client.shutdown(socket.SHUT_RDWR)
             self._client.close()
             self._client = None
 
     # -- the serial line ---------------------------------------------------------------------
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: Link) -> None:
         decoder = SlipDecoder()
         first = True
         try:
             while True:
-                try:
-                    data = conn.recv(4096)
-                except OSError:
-                    break
+                data = conn.recv()
                 if not data:
                     break
                 self._rx.wait(len(data))
@@ -219,10 +234,10 @@ class Board:
         if client is None:
             return
         self._tx.wait(len(data))
-        with self._send_lock, contextlib.suppress(OSError):
-            client.sendall(data)
+        with self._send_lock:
+            client.send(data)
 
-    def _host_closed(self, conn: socket.socket) -> None:
+    def _host_closed(self, conn: Link) -> None:
         with self._lock:
             if self._client is not conn:
                 return  # replaced by a newer connection, or the board vanished
@@ -333,7 +348,7 @@ class Board:
     def _set_state(self, mode: str) -> None:
         """Record the board's mode in `state.json` for tests and tools ("bootloader",
         "micropython", "unplugged"); written atomically."""
-        state = {"mode": mode, "url": self.url, "app_pid": self.app_pid}
+        state = {"mode": mode, "url": self.url, "pty": self.pty_path, "app_pid": self.app_pid}
         tmp = self.config.board_dir / "state.json.tmp"
         tmp.write_text(json.dumps(state))
         tmp.replace(self.config.board_dir / "state.json")

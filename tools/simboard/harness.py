@@ -20,6 +20,8 @@ class SimBoard:
     `url` is the board's `socket://` port, `flash_path` its flash contents, `fs_dir` the
     MicroPython filesystem, `console_log` everything it printed in MicroPython mode. `env` adds
     environment variables for the board's MicroPython (e.g. the PARKSIM_* of tools/unixport).
+    With `pty=True` the same line is also on the pty `pty` (esptool needs `--before no-reset`
+    there).
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class SimBoard:
         flash_size: str = "4MB",
         vanish_seconds: float = 10.0,
         env: dict[str, str] | None = None,
+        pty: bool = False,
         ready_timeout: float = 20.0,
     ) -> None:
         self.board_dir = Path(board_dir)
@@ -41,6 +44,7 @@ class SimBoard:
         self.console_log = self.board_dir / "console.log"
         self.log_path = self.board_dir / "simboard.log"
         self.url = ""
+        self.pty: str | None = None  # the pty path when started with pty=True
         self.mac = mac or ""
         self._ready_file = self.board_dir / "ready.json"
         self._ready_timeout = ready_timeout
@@ -62,6 +66,7 @@ class SimBoard:
             *(["--mac", mac] if mac else []),
             *(["--fault", fault] if fault else []),
             *(["--baud-limit", str(baud_limit)] if baud_limit else []),
+            *(["--pty"] if pty else []),
         ]
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -80,6 +85,7 @@ class SimBoard:
             time.sleep(0.02)
         ready = json.loads(self._ready_file.read_text())
         self.url = ready["url"]
+        self.pty = ready["pty"]
         self.mac = ready["mac"]
         return self
 
