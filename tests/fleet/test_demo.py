@@ -1,0 +1,37 @@
+"""`make demo` smoke test: the whole product on one machine, run for a few seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fleet.conftest import REPO
+
+
+def test_demo_runs_and_stops_everything(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "tools/demo.py", "--duration", "4", "--dir", str(tmp_path / "demo")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env={**os.environ, "COLUMNS": "160"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3/3 boards ready" in done.stdout
+    assert "north" in done.stdout and "south" in done.stdout
+    assert "demo stopped" in done.stdout
+    # Every board's simulator (and its MicroPython) ended with the demo.
+    for ready in (tmp_path / "demo").glob("sim-*/ready.json"):
+        pid = int(__import__("json").loads(ready.read_text())["pid"])
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
