@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_plus
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, Select, bindparam, select
 
 from provisioning.auth.errors import InvalidClient, InvalidRequest, TooManyRequests
 from provisioning.auth.ratelimit import TokenBuckets
@@ -90,6 +92,47 @@ def extract_credentials(authorization: str | None, params: dict[str, str]) -> Cr
     return Credentials(client_id, secret, basic)
 
 
+class FastQuery:
+    """One SQL statement run straight on a DBAPI connection kept by the calling thread.
+
+    For the single indexed SELECT on the token and bearer-check paths, SQLAlchemy's Connection
+    wrapper and a pool checkout per call cost several times the query itself (~100 µs against
+    ~15 µs, measured on SQLite). So each thread keeps one pooled connection, ends the read
+    transaction after every query (fresh data next time; no idle transaction on PostgreSQL) and
+    drops the connection if it fails. The statement is still built and compiled by SQLAlchemy
+    for the engine's dialect, once.
+    """
+
+    def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
+        self._engine = engine
+        compiled = statement.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._order = compiled.positiontup if compiled.positional else None
+        self.columns = [str(column.key) for column in statement.selected_columns]
+        self._local = threading.local()
+
+    def first(self, **params: Any) -> dict[str, Any] | None:
+        """The first row as a dict keyed by column name, or None."""
+        args: Any = tuple(params[n] for n in self._order) if self._order is not None else params
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self._sql, args)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            conn.rollback()
+        except Exception:
+            # A broken connection (database restart): forget it, the next call opens another.
+            self._local.conn = None
+            conn.invalidate()
+            raise
+        return None if row is None else dict(zip(self.columns, row, strict=True))
+
+
 class ClientAuthenticator:
     """Checks client credentials against the registry; counts failures per client ID tried."""
 
@@ -97,16 +140,19 @@ class ClientAuthenticator:
         self._engine = engine
         self._hasher = hasher
         self._failures = failures
-        # Core, not ORM: one indexed SELECT is the only database read on the token path.
-        self._query = select(
-            Client.kind,
-            Client.lot,
-            Client.secret_hash,
-            Client.previous_secret_hash,
-            Client.previous_secret_expires_at,
-            Client.enabled,
-            Client.deleted_at,
-        ).where(Client.client_id == bindparam("client_id"))
+        # One indexed SELECT is the only database read on the token path.
+        self._query = FastQuery(
+            engine,
+            select(
+                Client.kind,
+                Client.lot,
+                Client.secret_hash,
+                Client.previous_secret_hash,
+                Client.previous_secret_expires_at,
+                Client.enabled,
+                Client.deleted_at,
+            ).where(Client.client_id == bindparam("client_id")),
+        )
 
     def authenticate(self, creds: Credentials) -> ClientRecord:
         """The client if `creds` are right and it is enabled; else `invalid_client`.
@@ -118,20 +164,19 @@ class ClientAuthenticator:
         wait = self._failures.wait_time(creds.client_id)
         if wait:
             raise TooManyRequests(wait)
-        with self._engine.connect() as conn:
-            row = conn.execute(self._query, {"client_id": creds.client_id}).first()
+        row = self._query.first(client_id=creds.client_id)
         now = time.time()
         if row is None:
             self._hasher.verify(creds.client_secret, _NO_SUCH_HASH)
             ok = False
         else:
-            current = self._hasher.verify(creds.client_secret, row.secret_hash)
-            grace = (
-                row.previous_secret_expires_at is not None and now < row.previous_secret_expires_at
+            current = self._hasher.verify(creds.client_secret, row["secret_hash"])
+            until = row["previous_secret_expires_at"]
+            previous = self._hasher.verify(creds.client_secret, row["previous_secret_hash"])
+            ok = (current or (previous and until is not None and now < until)) and bool(
+                row["enabled"] and row["deleted_at"] is None
             )
-            previous = self._hasher.verify(creds.client_secret, row.previous_secret_hash)
-            ok = (current or (previous and grace)) and row.enabled and row.deleted_at is None
         if not ok or row is None:
             self._failures.take(creds.client_id)
             raise InvalidClient(basic=creds.basic)
-        return ClientRecord(creds.client_id, row.kind, row.lot, active=True)
+        return ClientRecord(creds.client_id, row["kind"], row["lot"], active=True)

@@ -16,6 +16,7 @@ database holds only the public JWK and the status. A retired key's private file 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import threading
@@ -35,9 +36,17 @@ from provisioning.config import Settings
 from provisioning.store.models import SigningKey
 
 ALG = "ES256"
+JWT_TYPE = "at+jwt"  # RFC 9068 §2.1
 NEXT, ACTIVE, RETIRED = "next", "active", "retired"
 JWKS_MAX_AGE_S = 300  # Cache-Control max-age of /.well-known/jwks.json
 REFRESH_S = 1.0  # how often the signer looks for a due `next` key in the database
+
+
+_ES256 = ECAlgorithm(ECAlgorithm.SHA256)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,26 @@ class Signer:
 
     kid: str
     private_key: ec.EllipticCurvePrivateKey
+
+    def sign_access_token(self, claims: dict[str, Any]) -> str:
+        """The JWS compact serialization (RFC 7515 §3.1) of `claims` as an `at+jwt`.
+
+        `jwt.encode` spends about as long re-serialising the fixed header and validating its
+        arguments as the ECDSA signature itself takes (measured: ~150 µs against ~60 µs), on
+        the hottest path of the token endpoint. So the header segment is encoded once per key
+        and PyJWT's own ES256 algorithm signs (raw r||s, RFC 7518 §3.4); tokens are checked
+        with `jwt.decode` like any other.
+        """
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = _header_segment(self.kid) + b"." + payload
+        signature = _ES256.sign(signing_input, self.private_key)
+        return (signing_input + b"." + _b64(signature)).decode("ascii")
+
+
+@functools.cache
+def _header_segment(kid: str) -> bytes:
+    header = {"alg": ALG, "kid": kid, "typ": JWT_TYPE}
+    return _b64(json.dumps(header, separators=(",", ":")).encode())
 
 
 def thumbprint_kid(public_jwk: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -63,10 +64,12 @@ class Metrics:
 class LatencyMiddleware:
     """Observe each HTTP request's duration into `Metrics.request_latency`."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, router: Router) -> None:
         self.app = app
         self.metrics = metrics
+        self.router = router
         self._children: dict[tuple[str, str], Any] = {}
+        self._paths: dict[Any, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,13 +79,27 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            # Starlette's router writes the matched route into the shared scope.
-            route = getattr(scope.get("route"), "path", "unmatched")
-            key = (route, scope["method"])
+            key = (self._template(scope), scope["method"])
             child = self._children.get(key)
             if child is None:
                 child = self._children[key] = self.metrics.request_latency.labels(*key)
             child.observe(time.perf_counter() - start)
+
+    def _template(self, scope: Scope) -> str:
+        # FastAPI routes put themselves into the scope; plain Starlette routes only their
+        # endpoint, so look that up among the router's routes.
+        route = scope.get("route")
+        if route is not None:
+            return str(route.path)
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return "unmatched"
+        if not self._paths:
+            self._paths = {
+                getattr(r, "endpoint", None): str(getattr(r, "path", ""))
+                for r in self.router.routes
+            }
+        return self._paths.get(endpoint, "unmatched")
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -6,14 +6,17 @@ validates the request (`validate_token_request`) and signs the token (`create_to
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
-import jwt
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientRecord
@@ -25,14 +28,16 @@ from provisioning.auth.errors import (
     TooManyRequests,
     UnsupportedGrantType,
 )
-from provisioning.auth.keys import ALG, KeyStore
+from provisioning.auth.keys import KeyStore
 from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.store import audit
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024  # a token request is a few hundred bytes
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 GRANT_TYPE = "client_credentials"
-JWT_TYPE = "at+jwt"  # RFC 9068 §2.1
 
 
 def _media_type(content_type: str | None) -> str:
@@ -125,6 +130,64 @@ def check_grant_type(params: dict[str, str]) -> None:
         raise UnsupportedGrantType("only client_credentials is supported")
 
 
+class IssuanceAudit:
+    """Token issuance audit events, written in batches on the event loop.
+
+    Measured on SQLite (WAL, synchronous=NORMAL): a transaction per issued token costs ~600 µs,
+    more than authentication and signing together, and held the token endpoint to ~13% of the
+    framework ceiling. A background writer thread was no better: it fought the event loop for
+    the GIL each time a query released it. So events are collected in memory and written by one
+    multi-row INSERT at most `interval_s` after the first of them, on the loop itself (a timer,
+    no thread), or at once when `max_batch` are waiting; `close()` (shutdown) writes the rest.
+    The price: a hard crash can lose the last `interval_s` of issuance events, and `at` is the
+    write time (at most `interval_s` late). Admin actions stay synchronous in the registry.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], interval_s: float = 0.2, max_batch: int = 1000
+    ) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._max_batch = max_batch
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def record(self, client_id: str, detail: dict[str, Any]) -> None:
+        """Queue a `token.issue` event (never the token itself)."""
+        self._pending.append((client_id, detail))
+        if len(self._pending) >= self._max_batch:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on an event loop: nobody would flush later
+                self.flush()
+                return
+            self._timer = loop.call_later(self._interval_s, self.flush)
+
+    def flush(self) -> None:
+        """Write the waiting events in one transaction."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        events, self._pending = self._pending, []
+        if not events:
+            return
+        try:
+            with self._sessions.begin() as session:
+                # Stamped with the write time: at most `interval_s` after issuance.
+                audit.record_many(
+                    session, [(cid, "token.issue", cid, detail) for cid, detail in events]
+                )
+        except SQLAlchemyError:
+            # Counted in the log; the tokens are already out, refusing them now helps nobody.
+            log.exception("writing %d token issuance audit events failed", len(events))
+
+    def close(self) -> None:
+        """Write what is waiting (called on shutdown)."""
+        self.flush()
+
+
 class ClientCredentialsGrant:
     """Issues ES256 access tokens to authenticated clients (RFC 6749 §4.4, RFC 9068)."""
 
@@ -185,9 +248,7 @@ class ClientCredentialsGrant:
         if client.kind == scopes.DEVICE and client.lot:
             claims["lot"] = client.lot
         signer = self.keys.signer()
-        token = jwt.encode(
-            claims, signer.private_key, algorithm=ALG, headers={"typ": JWT_TYPE, "kid": signer.kid}
-        )
+        token = signer.sign_access_token(claims)
         body = {
             "access_token": token,
             "token_type": "Bearer",

@@ -29,12 +29,11 @@ from jwt.algorithms import ECAlgorithm
 from sqlalchemy import Engine, bindparam, select
 
 from provisioning.auth import scopes
-from provisioning.auth.clients import ClientRecord
+from provisioning.auth.clients import ClientRecord, FastQuery
 from provisioning.auth.errors import InvalidToken
-from provisioning.auth.keys import ALG, KeyStore
+from provisioning.auth.keys import ALG, JWT_TYPE, KeyStore
 from provisioning.auth.metrics import Metrics
 from provisioning.auth.principal import Principal
-from provisioning.auth.tokens import JWT_TYPE
 from provisioning.config import Settings
 from provisioning.store.models import Client
 
@@ -108,8 +107,11 @@ class ClientDirectory:
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, ClientRecord | None]] = OrderedDict()
         self._lock = threading.Lock()
-        self._query = select(Client.kind, Client.lot, Client.enabled, Client.deleted_at).where(
-            Client.client_id == bindparam("client_id")
+        self._query = FastQuery(
+            engine,
+            select(Client.kind, Client.lot, Client.enabled, Client.deleted_at).where(
+                Client.client_id == bindparam("client_id")
+            ),
         )
 
     def get(self, client_id: str, now: float | None = None) -> ClientRecord | None:
@@ -118,13 +120,12 @@ class ClientDirectory:
             cached = self._cache.get(client_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        with self._engine.connect() as conn:
-            row = conn.execute(self._query, {"client_id": client_id}).first()
+        row = self._query.first(client_id=client_id)
         record = (
             None
             if row is None
             else ClientRecord(
-                client_id, row.kind, row.lot, bool(row.enabled and not row.deleted_at)
+                client_id, row["kind"], row["lot"], bool(row["enabled"] and not row["deleted_at"])
             )
         )
         with self._lock:

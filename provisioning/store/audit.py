@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from provisioning.store.models import AuditEvent
@@ -20,9 +21,31 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Add an audit event to `session` (committed with the caller's transaction)."""
-    if detail and _FORBIDDEN_KEYS.intersection(detail):
-        # A programming error, caught by tests: secrets never reach the audit log.
-        raise ValueError(f"audit detail for {action} names a secret field")
+    _check(action, detail)
     session.add(
         AuditEvent(at=time.time(), actor=actor, action=action, target=target, detail=detail)
     )
+
+
+def _check(action: str, detail: dict[str, Any] | None) -> None:
+    if detail and _FORBIDDEN_KEYS.intersection(detail):
+        # A programming error, caught by tests: secrets never reach the audit log.
+        raise ValueError(f"audit detail for {action} names a secret field")
+
+
+def record_many(
+    session: Session, events: list[tuple[str, str, str | None, dict[str, Any] | None]]
+) -> None:
+    """Insert many (actor, action, target, detail) events with one multi-row INSERT.
+
+    For high-rate events (token issuance): the ORM unit of work costs ~100 µs per row.
+    """
+    now = time.time()
+    rows = []
+    for actor, action, target, detail in events:
+        _check(action, detail)
+        rows.append(
+            {"at": now, "actor": actor, "action": action, "target": target, "detail": detail}
+        )
+    if rows:
+        session.execute(insert(AuditEvent), rows)
