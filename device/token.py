@@ -61,7 +61,7 @@ class Token:
             return True
         now = clock.now()
         if self.exp is not None and now is not None:
-            return now >= self.exp - self.lifetime // 10
+            return now >= self.exp - self.lifetime / 10
         if self._due is not None:
             return time.ticks_diff(time.ticks_ms(), self._due) >= 0
         return False  # no clock yet: use it optimistically, a 401 will tell

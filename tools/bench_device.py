@@ -77,6 +77,7 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
             agent.kill()
             proxy.close()
         assert "MemoryError" not in agent.console(), agent.console()
+        rows.append(_source_at_64k(micropython, root, backend))
         peak = max(p for _, p, _ in samples)
         live = max(v for v, _, _ in samples)
         shims = _shim_heap(micropython)
@@ -116,18 +117,20 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_source_at_64k(micropython: str, root: Path) -> dict[str, Any]:
+def _source_at_64k(micropython: str, root: Path, backend: Backend) -> dict[str, Any]:
     """Whether the agent also runs from plain .py files (compiled on the board) in 64 KB."""
-    config = board_config("dev_x", "s" * 43, "http://localhost:9", health_every_s=60)
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url, health_every_s=60)
     agent = AgentProcess.on_new_board(
         micropython, root / "source", config, compiled=False, heap="64K"
-    )
-    agent.start()
+    ).start()
     try:
-        time.sleep(3)
+        agent.wait_for(r"sent \d+ up to seq", count=10)
+    except AssertionError:
+        pass
     finally:
         agent.kill()
-    ok = "MemoryError" not in agent.console() and bool(agent.lines("started"))
+    ok = "MemoryError" not in agent.console() and len(agent.lines(r"sent \d+ up")) >= 10
     return {"bench": "device", "metric": "runs_from_source_at_64K", "value": int(ok), "ok": ok}
 
 
@@ -163,11 +166,13 @@ def bench_tokens(
     per_lifetime = ttl / gap
     return {
         "bench": "device",
-        "metric": "token_requests_per_day (default lifetime 1 day)",
+        # Per lifetime = per day at the default lifetime of one day. The agent refreshes at 90%
+        # (1/0.9 = 1.11); at a 10 s lifetime its clock, learned from 1 s Date headers, lags a
+        # little, so this short run reads slightly lower.
+        "metric": f"token_requests_per_lifetime (= per day at 1 day; ttl {ttl} s, one restart)",
         "value": round(per_lifetime, 2),
         "target": 1,
         "ratio": round(per_lifetime, 2),
-        # Refreshing in the last tenth of the lifetime costs 1/0.9 = 1.11 per lifetime.
         "ok": per_lifetime <= 1.15,
     }
 
@@ -178,7 +183,6 @@ def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = bench_heap_and_wire(micropython, root)
-        rows.append(bench_source_at_64k(micropython, root))
         rows.append(bench_tokens(micropython, root))
     return rows
 
