@@ -1,0 +1,65 @@
+"""`make bench`: run every `tools/bench_*.py` module and print one table.
+
+Each module exposes `run() -> list[dict]`, rows with `bench`, `metric`, `value` and optionally
+`unit`, `p50_ms`, `p99_ms`, `baseline`, `ratio`, `target`, `ok`. Name modules to run only those:
+`python tools/bench.py token ingest`. Exits 1 when a row misses its target or a module fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+COLUMNS = ("bench", "metric", "value", "unit", "p50_ms", "p99_ms", "baseline", "ratio", "target")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def main(names: list[str]) -> int:
+    console = Console(width=max(140, Console().width))
+    modules = sorted(p.stem for p in (REPO / "tools").glob("bench_*.py"))
+    if names:
+        modules = [m for m in modules if m.removeprefix("bench_") in names or m in names]
+    rows: list[dict[str, Any]] = []
+    failed = False
+    for name in modules:
+        console.print(f"[dim]running {name} ...[/dim]")
+        started = time.monotonic()
+        try:
+            rows += importlib.import_module(f"tools.{name}").run()
+        except Exception as error:  # noqa: BLE001 - one broken bench must not hide the others
+            traceback.print_exc()
+            rows.append({"bench": name, "metric": "error", "value": repr(error), "ok": False})
+        console.print(f"[dim]{name}: {time.monotonic() - started:.0f} s[/dim]")
+    table = Table(title="parkfleet benchmarks")
+    for column in (*COLUMNS, "ok"):
+        table.add_column(column, justify="right" if column not in ("bench", "metric") else "left")
+    for row in rows:
+        ok = row.get("ok")
+        failed = failed or ok is False
+        mark = "" if ok is None else ("[green]yes[/green]" if ok else "[red]NO[/red]")
+        table.add_row(*(_cell(row.get(c)) for c in COLUMNS), mark)
+    console.print(table)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
