@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,3 +104,25 @@ def test_vanish_mid_flash_and_esptool_reconnects(
     assert "Lost connection, retrying..." in done.stdout
     assert board.flash_bytes(0x1000, len(image)) == image
     assert "vanishing halfway through a flash write" in board.log()
+
+
+def test_after_modes_decide_what_the_board_does(
+    board_factory: Callable[..., SimBoard], tmp_path: Path
+) -> None:
+    board = board_factory(chip="esp32")
+    make_firmware_image(tmp_path / "fw.bin", chip="esp32", size=24 * 1024)
+    fw = str(tmp_path / "fw.bin")
+    # --after no-reset: the stub is told to stay in the loader, so closing the port boots nothing.
+    done = esptool(board.url, "--after", "no-reset", "write-flash", "0x1000", fw)
+    assert done.returncode == 0, done.stdout + done.stderr
+    time.sleep(0.3)
+    assert board.state()["mode"] == "bootloader"
+    # The ROM's "run user code" starts the app at once.
+    done = esptool(board.url, "--no-stub", "--after", "no-reset", "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    board.wait_for_mode("micropython")
+    # Default --after hard-reset: the board boots when esptool closes the port.
+    done = esptool(board.url, "chip-id")
+    assert done.returncode == 0, done.stdout + done.stderr
+    board.wait_for_mode("micropython")
+    assert board.console().count("rst:0x1 (POWERON_RESET)") == 2

@@ -10,8 +10,9 @@ socket has none, so the port itself stands in for them:
 - when the host closes the port while the board is in the loader, the board resets and boots
   from flash (esptool's `--after hard-reset` pulses EN, which a socket cannot carry), unless the
   host asked to stay in the loader (`--after no-reset` with the stub);
-- the loader's "run user code" (FLASH_END with flag 1 after an empty FLASH_BEGIN: esptool `run`,
-  `--after soft-reset`) boots from flash at once, on the same connection;
+- the ROM's "run user code" (FLASH_END with flag 1: esptool `run`, `--after soft-reset`) and the
+  stub's RUN_USER_CODE boot from flash at once, on the same connection (the stub only
+  acknowledges FLASH_END 1, as the real one does);
 - the board boots MicroPython only if flash holds a valid image for its chip at the app offset
   (0x1000 on ESP32, 0x0 on ESP32-S3/C3); otherwise it stays in the bootloader.
 

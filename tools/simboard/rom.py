@@ -125,6 +125,7 @@ class Loader:
             0xD0: self._erase_flash,
             0xD1: self._erase_region,
             0xD2: self._read_flash,
+            0xD3: self._run_user_code,
         }
 
     # -- framing -----------------------------------------------------------------------------
@@ -306,10 +307,16 @@ class Loader:
             # esptool's "stay in bootloader" (stub soft_reset(True)): back to the ROM loader.
             self.stub = False
             self.action = Action.STAY
-        elif not self.stub or download is None:
-            # "Run user code": esptool run / --after soft-reset (FLASH_BEGIN 0 + FLASH_END 1).
+        elif not self.stub:
+            # The ROM leaves the loader and runs the app (esptool run, --after soft-reset); the
+            # stub only acknowledges, it runs user code on RUN_USER_CODE.
             self.action = Action.RUN_APP
         return 0, b"", []
+
+    def _run_user_code(self, data: bytes, chk: int) -> _Result:
+        """Stub RUN_USER_CODE: no answer, the stub returns into the ROM's normal boot."""
+        self.action = Action.RUN_APP
+        return None
 
     def _flash_md5(self, data: bytes, chk: int) -> _Result:
         addr, size, _, _ = struct.unpack_from("<IIII", data)
