@@ -17,9 +17,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provisioning.auth.secrets import SecretHasher
-from provisioning.registry import service as registry
-from provisioning.store.db import make_engine, migrate, session_factory
+from tests.support.clients import register_devices
 from tests.support.server import ServiceProcess
 from tools.loadgen import build_request, run_in_process
 
@@ -27,21 +25,6 @@ CONNECTIONS = 64
 DEVICES = 64
 SECONDS = 4.0
 TARGET = 0.60
-
-
-def register_devices(data_dir: Path, count: int) -> list[tuple[str, str]]:
-    """Devices written directly into the service's SQLite database (before it starts)."""
-    url = f"sqlite:///{data_dir / 'parkfleet.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    hasher = SecretHasher.from_data_dir(data_dir)
-    creds = []
-    with session_factory(engine)() as session:
-        for n in range(count):
-            client, secret = registry.create_device(session, hasher, "bench", "bench-lot", f"b{n}")
-            creds.append((client.client_id, secret))
-    engine.dispose()
-    return creds
 
 
 def measure(port: int, requests: list[str]) -> dict[str, Any]:
@@ -59,7 +42,7 @@ def run() -> list[dict[str, Any]]:
     """Bench rows: the ceiling and the token endpoint, with their ratio against the target."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        creds = register_devices(data_dir, DEVICES)
+        creds = register_devices(data_dir, DEVICES, lot="bench-lot")
         args = ["--token-rate-burst", "1000000000", "--log-level", "warning"]
         with ServiceProcess(data_dir, extra_args=args) as service:
             host = f"127.0.0.1:{service.port}"

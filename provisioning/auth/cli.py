@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from provisioning.errors import ParkctlError
 
@@ -84,7 +84,8 @@ def list_keys(
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("kid", "alg", "status", "created", "activated", "published until")
+    table = Table("alg", "status", "created", "activated", "published until")
+    table.columns.insert(0, Column("kid", no_wrap=True))
     for row in rows:
         table.add_row(
             row["kid"],

@@ -1,0 +1,162 @@
+"""Signing keys: owner-only private files, public-only JWKS, rotation without downtime."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from provisioning.auth.cli import keys_app
+from provisioning.auth.keys import ACTIVE, NEXT, RETIRED, KeyStore
+from provisioning.store.db import make_engine, migrate, session_factory
+from tests.auth.conftest import Auth, jwt_parts
+from tests.support.clients import register_devices
+from tests.support.server import ServiceProcess
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_private_keys_are_owner_only_and_never_published(auth: Auth) -> None:
+    data_dir = auth.ctx.settings.data_dir
+    pems = list((data_dir / "keys").glob("*.pem"))
+    assert len(pems) == 1
+    assert mode(pems[0]) == 0o600
+    assert mode(data_dir / "keys") == 0o700
+    assert mode(data_dir / "secret-hash.key") == 0o600
+    response = auth.http.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert "max-age=300" in response.headers["cache-control"]
+    keys = response.json()["keys"]
+    assert len(keys) == 1
+    (jwk,) = keys
+    assert set(jwk) == {"kty", "crv", "x", "y", "kid", "alg", "use"}  # no "d"
+    assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("EC", "P-256", "ES256", "sig")
+    assert pems[0].stem == jwk["kid"]
+    assert pems[0].read_text().split("\n")[1] not in response.text
+
+
+def test_key_life_cycle(db_url: str, tmp_path: Path) -> None:
+    migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        store = KeyStore(session_factory(engine), tmp_path / "keys", 0.3, max_token_ttl_s=0.6)
+        store.ensure_active()
+        first = store.signer().kid
+        assert [k["kid"] for k in store.jwks()["keys"]] == [first]
+
+        second = store.rotate()
+        with pytest.raises(ValueError, match="already waiting"):
+            store.rotate()
+        store.refresh(force=True)
+        # Published before it signs: verifiers that fetch the JWKS now know it in time.
+        assert {k["kid"] for k in store.jwks()["keys"]} == {first, second}
+        assert store.signer().kid == first
+
+        time.sleep(0.35)
+        store.refresh(force=True)
+        assert store.signer().kid == second
+        statuses = {k.kid: k for k in store.list_keys()}
+        assert statuses[second].status == ACTIVE
+        assert statuses[first].status == RETIRED
+        assert statuses[first].retire_after is not None
+        assert not (tmp_path / "keys" / f"{first}.pem").exists()  # no longer needed to sign
+        # Still published until the last token it signed has expired ...
+        assert {k["kid"] for k in store.jwks()["keys"]} == {first, second}
+        assert store.public_key(first) is not None
+
+        time.sleep(0.65)
+        store.refresh(force=True)
+        # ... then dropped.
+        assert [k["kid"] for k in store.jwks()["keys"]] == [second]
+        assert store.public_key(first) is None
+    finally:
+        engine.dispose()
+
+
+def test_keys_cli_rotate_and_list(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path)]
+    store_url = f"sqlite:///{tmp_path / 'parkfleet.db'}"
+    migrate(store_url)
+    engine = make_engine(store_url)
+    KeyStore(session_factory(engine), tmp_path / "keys", 600, 86400).ensure_active()
+    engine.dispose()
+    result = runner.invoke(keys_app, ["rotate", *data, "--json"])
+    assert result.exit_code == 0, result.output
+    kid = json.loads(result.output)["kid"]
+    assert mode(tmp_path / "keys" / f"{kid}.pem") == 0o600
+    again = runner.invoke(keys_app, ["rotate", *data])
+    assert again.exit_code != 0
+    listed = json.loads(runner.invoke(keys_app, ["list", *data, "--json"]).output)
+    assert [(k["status"]) for k in listed] == [ACTIVE, NEXT]
+    table = runner.invoke(keys_app, ["list", *data])
+    assert kid in table.output
+
+
+def _token(http: httpx.Client, creds: tuple[str, str]) -> str:
+    response = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=creds)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _parkctl(*args: str) -> Any:
+    out = subprocess.run(
+        [sys.executable, "-m", "provisioning", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(out.stdout)
+
+
+def test_rotation_without_downtime_against_the_real_service(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (creds,) = register_devices(data_dir)
+    delay = 3.0
+    with (
+        ServiceProcess(
+            data_dir,
+            extra_args=["--token-rate-burst", "1000"],
+            env={"PARK_KEY_PUBLISH_DELAY_S": str(delay)},
+        ) as service,
+        service.client() as http,
+    ):
+        old_token = _token(http, creds)
+        old_kid = jwt_parts(old_token)[0]["kid"]
+
+        rotated_at = time.monotonic()
+        new_kid = _parkctl("keys", "rotate", "--data-dir", str(data_dir), "--json")["kid"]
+        time.sleep(1.2)  # the server looks at the database about once a second
+        published = {k["kid"] for k in http.get("/.well-known/jwks.json").json()["keys"]}
+        assert published == {old_kid, new_kid}
+        kid_now = jwt_parts(_token(http, creds))[0]["kid"]
+        if time.monotonic() - rotated_at < delay - 0.5:
+            assert kid_now == old_kid  # published, not yet signing
+
+        deadline = time.monotonic() + delay + 10
+        while jwt_parts(new_token := _token(http, creds))[0]["kid"] != new_kid:
+            assert time.monotonic() < deadline, "the next key never became active"
+            time.sleep(0.3)
+        # The old key's tokens keep working: it stays published, retired.
+        published = {k["kid"] for k in http.get("/.well-known/jwks.json").json()["keys"]}
+        assert published == {old_kid, new_kid}
+        for token in (old_token, new_token):
+            answer = http.post("/oauth/introspect", data={"token": token}, auth=creds).json()
+            assert answer["active"] is True
+        listed = {
+            k["kid"]: k for k in _parkctl("keys", "list", "--data-dir", str(data_dir), "--json")
+        }
+        assert listed[old_kid]["status"] == RETIRED
+        assert listed[old_kid]["retire_after"] > time.time() + 86000
+        assert listed[new_kid]["status"] == ACTIVE

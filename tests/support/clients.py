@@ -1,0 +1,29 @@
+"""Register OAuth clients straight into a service's database (before or while it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provisioning.auth.secrets import SecretHasher
+from provisioning.registry import service as registry
+from provisioning.store.db import make_engine, migrate, session_factory
+
+
+def register_devices(
+    data_dir: Path, count: int = 1, lot: str = "lot-1", db: str | None = None
+) -> list[tuple[str, str]]:
+    """`count` devices as (client_id, client_secret), hashed with the data dir's key."""
+    url = db or f"sqlite:///{data_dir / 'parkfleet.db'}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(url)
+    engine = make_engine(url)
+    hasher = SecretHasher.from_data_dir(data_dir)
+    try:
+        with session_factory(engine)() as session:
+            created = [
+                registry.create_device(session, hasher, "test", lot, f"board-{n}")
+                for n in range(count)
+            ]
+            return [(client.client_id, secret) for client, secret in created]
+    finally:
+        engine.dispose()
