@@ -18,6 +18,8 @@ import pytest
 
 from tests.device.mpy import case_names, run_cases
 
+pytestmark = pytest.mark.micropython
+
 DATE = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
 
 _RESPONSES: dict[str, bytes] = {
