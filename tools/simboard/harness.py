@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,6 +99,13 @@ class SimBoard:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc and self._proc.returncode != 0:
+            # The simulator died without powering the board off: end its MicroPython (a session
+            # leader, so its pid is its process group).
+            app_pid = self.state().get("app_pid")
+            if isinstance(app_pid, int):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(app_pid, signal.SIGKILL)
         self._proc = None
 
     def state(self) -> dict[str, object]:
