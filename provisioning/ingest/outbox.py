@@ -79,7 +79,7 @@ def occupancy_message(
     return occupancy_topic(lot), payload, True
 
 
-def enqueue(conn: Connection, messages: Sequence[tuple[str, str, bool]], now: float) -> None:
+def enqueue(tx: sql.Tx, messages: Sequence[tuple[str, str, bool]], now: float) -> None:
     """Add `messages` in order, in the caller's transaction (one multi-row INSERT)."""
     if not messages:
         return
@@ -87,7 +87,7 @@ def enqueue(conn: Connection, messages: Sequence[tuple[str, str, bool]], now: fl
     for topic, payload, retain in messages:
         params += (topic, payload, retain, now)
     template = sql.values_insert("mqtt_outbox", _COLUMNS, len(messages))
-    sql.run(conn, template, params)
+    sql.run(tx, template, params)
 
 
 def fetch(conn: Connection, limit: int) -> list[Message]:

@@ -7,11 +7,13 @@ cached. Everything off the hot path uses SQLAlchemy Core.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import Dialect
 
 
 @lru_cache(maxsize=256)
@@ -30,11 +32,43 @@ def values_insert(table: str, columns: tuple[str, ...], rows: int, suffix: str =
     return f"{template} {suffix}".rstrip()
 
 
-def run(conn: Connection, template: str, params: Sequence[Any] = ()) -> CursorResult[Any]:
-    """Execute `template` (with `?` placeholders) on `conn` in its dialect's paramstyle."""
-    sql = _for_dialect(template, conn.dialect.paramstyle)
-    return conn.exec_driver_sql(sql, tuple(params))
+class Tx:
+    """A DBAPI connection inside a transaction, and what the hot path needs of its dialect."""
+
+    __slots__ = ("dbapi", "paramstyle", "postgresql")
+
+    def __init__(self, dbapi: Any, dialect: Dialect) -> None:
+        self.dbapi = dbapi
+        self.paramstyle: str = dialect.paramstyle
+        self.postgresql = dialect.name == "postgresql"
+
+    @classmethod
+    def of(cls, conn: Connection) -> Tx:
+        """The transaction `conn` is in (so Core code and the hot path can share one)."""
+        return cls(conn.connection, conn.dialect)
 
 
-def is_postgresql(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Tx]:
+    """One transaction on a pooled DBAPI connection: committed if the block succeeds, rolled
+    back if it raises. Skips SQLAlchemy's `Connection`, whose bookkeeping costs more than a
+    single-reading post's SQL does on SQLite."""
+    raw = engine.raw_connection()
+    try:
+        yield Tx(raw, engine.dialect)
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()  # back to the pool
+
+
+def run(tx: Tx, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Execute `template` (with `?` placeholders) in `tx`; the rows, if it returns any."""
+    cursor = tx.dbapi.cursor()
+    try:
+        cursor.execute(_for_dialect(template, tx.paramstyle), tuple(params))
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()

@@ -32,19 +32,24 @@ _DEVICE_LOT = (
     "SELECT lot, enabled FROM clients WHERE client_id = ? AND kind = 'device' "
     "AND deleted_at IS NULL"
 )
-_SEEN = (
-    "INSERT INTO device_state (device_id, last_seen_at) VALUES (?, ?) "
-    "ON CONFLICT (device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
+# One upsert records the visit, the health (if sent) and the newest reading (if any). Only a
+# newer seq replaces the latest reading, so late replays from a board's spool do not; SET
+# expressions read the row as it was before the update (SQLite and PostgreSQL alike).
+_NEWER = "(device_state.last_seq IS NULL OR excluded.last_seq > device_state.last_seq)"
+_STATE_UPSERT = (
+    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at{h}) "
+    "VALUES (?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
+    "last_seen_at = excluded.last_seen_at{hs}, "
+    + ", ".join(
+        f"{col} = CASE WHEN {_NEWER} THEN excluded.{col} ELSE device_state.{col} END"
+        for col in ("last_seq", "cars", "ts", "received_at")
+    )
 )
-_SEEN_WITH_HEALTH = (
-    "INSERT INTO device_state (device_id, last_seen_at, health, health_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, "
-    "health = excluded.health, health_at = excluded.health_at"
-)
-# Only a newer seq replaces the latest reading: late replays from a board's spool do not.
-_LATEST = (
-    "UPDATE device_state SET last_seq = ?, cars = ?, ts = ?, received_at = ? "
-    "WHERE device_id = ? AND (last_seq IS NULL OR last_seq < ?)"
+_SEEN = _STATE_UPSERT.format(h="", hv="", hs="")
+_SEEN_WITH_HEALTH = _STATE_UPSERT.format(
+    h=", health, health_at",
+    hv=", ?, ?",
+    hs=", health = excluded.health, health_at = excluded.health_at",
 )
 _LOT_TOTAL = (
     "SELECT COALESCE(SUM(s.cars), 0), COUNT(*) FROM clients c "
@@ -65,23 +70,24 @@ class IngestResult:
 
 
 def store_counts(
-    conn: Connection,
+    tx: sql.Tx,
     device_id: str,
     batch: CountsBatch,
     received_at: float,
     fan_out: bool,
 ) -> IngestResult:
-    """Store a validated batch for `device_id` in the caller's transaction.
+    """Store a validated batch for `device_id` in the caller's transaction (`sql.transaction`,
+    or `sql.Tx.of(connection)`).
 
     Each (device, seq) is stored once; the device's latest reading, last-seen time and health
     are updated; with `fan_out`, the new readings and the lot's new total are queued in the
     MQTT outbox in the same transaction. Raises `UnknownDevice`.
     """
-    row = sql.run(conn, _DEVICE_LOT, (device_id,)).first()
-    if row is None or not row.enabled or row.lot is None:
+    rows = sql.run(tx, _DEVICE_LOT, (device_id,))
+    if not rows or not rows[0][1] or rows[0][0] is None:
         raise UnknownDevice(device_id)
     # Readings count towards the lot the device is registered in now, not the token's claim.
-    lot: str = row.lot
+    lot: str = rows[0][0]
     inserted: list[Reading] = []
     if batch.readings:
         params: list[object] = []
@@ -90,36 +96,36 @@ def store_counts(
         template = sql.values_insert(
             "readings", _READING_COLUMNS, len(batch.readings), _INSERT_SUFFIX
         )
-        new = {seq for (seq,) in sql.run(conn, template, params)}
+        new = {seq for (seq,) in sql.run(tx, template, params)}
         inserted = (
             batch.readings
             if len(new) == len(batch.readings)
             else [r for r in batch.readings if r[0] in new]
         )
+    # seqs are unique, so max() is the reading with the highest seq; all None: no new reading.
+    latest: tuple[object, ...] = (*max(inserted), received_at) if inserted else (None,) * 4
+    state = (device_id, received_at, *latest)
     if batch.health is None:
-        sql.run(conn, _SEEN, (device_id, received_at))
+        sql.run(tx, _SEEN, state)
     else:
         health = json.dumps(batch.health, separators=(",", ":"))
-        sql.run(conn, _SEEN_WITH_HEALTH, (device_id, received_at, health, received_at))
-    if inserted:
-        seq, cars, ts = max(inserted)  # seqs are unique, so this is the highest seq
-        sql.run(conn, _LATEST, (seq, cars, ts, received_at, device_id, seq))
-        if fan_out:
-            _queue_messages(conn, lot, device_id, inserted, received_at)
+        sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
+    if inserted and fan_out:
+        _queue_messages(tx, lot, device_id, inserted, received_at)
     return IngestResult(len(inserted), batch.received - len(inserted), lot)
 
 
 def _queue_messages(
-    conn: Connection, lot: str, device_id: str, readings: list[Reading], received_at: float
+    tx: sql.Tx, lot: str, device_id: str, readings: list[Reading], received_at: float
 ) -> None:
-    if sql.is_postgresql(conn):
+    if tx.postgresql:
         # Serialise a lot's writers until commit, so each total includes every earlier batch and
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
-        sql.run(conn, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
-    cars, devices = (int(value) for value in sql.run(conn, _LOT_TOTAL, (lot,)).one())
+        sql.run(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
+    ((cars, devices),) = sql.run(tx, _LOT_TOTAL, (lot,))
     messages = outbox.reading_messages(lot, device_id, readings, received_at)
-    messages.append(outbox.occupancy_message(lot, cars, devices, received_at))
-    outbox.enqueue(conn, messages, received_at)
+    messages.append(outbox.occupancy_message(lot, int(cars), int(devices), received_at))
+    outbox.enqueue(tx, messages, received_at)
 
 
 def _registered() -> Any:

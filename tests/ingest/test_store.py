@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from provisioning.auth.secrets import SecretHasher
-from provisioning.ingest import outbox, store
+from provisioning.ingest import outbox, sql, store
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.registry import service
 from provisioning.store.db import make_engine, migrate, session_factory
@@ -29,8 +29,8 @@ def batch(readings: list[Reading], health: dict[str, int | str] | None = None) -
 def ingest(
     engine: Engine, device: str, b: CountsBatch, at: float = 1000.0, fan_out: bool = False
 ) -> store.IngestResult:
-    with engine.begin() as conn:
-        return store.store_counts(conn, device, b, at, fan_out)
+    with sql.transaction(engine) as tx:
+        return store.store_counts(tx, device, b, at, fan_out)
 
 
 def stored(engine: Engine, device: str) -> list[tuple[int, int, float | None, float]]:
@@ -190,8 +190,8 @@ def test_fan_out_queues_new_readings_and_lot_total(engine: Engine, make_device: 
 
 def test_rolled_back_batch_leaves_nothing(engine: Engine, make_device: MakeDevice) -> None:
     dev = make_device("lot-a")
-    with pytest.raises(RuntimeError), engine.begin() as conn:
-        store.store_counts(conn, dev, batch([(1, 1, None)]), 1.0, True)
+    with pytest.raises(RuntimeError), sql.transaction(engine) as tx:
+        store.store_counts(tx, dev, batch([(1, 1, None)]), 1.0, True)
         raise RuntimeError("the request failed after storing")
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 0
@@ -215,7 +215,9 @@ def test_queries_use_indexes_on_postgresql(pg_url: str) -> None:
             ]
         with engine.begin() as conn:
             for dev in devices:
-                store.store_counts(conn, dev, batch([(s, 1, None) for s in range(500)]), 1.0, False)
+                store.store_counts(
+                    sql.Tx.of(conn), dev, batch([(s, 1, None) for s in range(500)]), 1.0, False
+                )
                 conn.execute(
                     text(
                         "INSERT INTO readings (device_id, lot, seq, cars, ts, received_at) "
