@@ -70,6 +70,8 @@ def _provision(boards: int, work: Path) -> tuple[float, list[BoardResult]]:
             )
             for i in range(boards)
         ]
+        for i, board in enumerate(sims):
+            (board.fs_dir / "cars.txt").write_text(f"{i}\n")  # what the file sensor reads
         network = Network(f"{service.url}/oauth/token", service.url, interval_s=1)
         provisioner = Provisioner(admin, image, network, baud=FLASH_BAUD, verify_timeout=60)
         jobs = [BoardJob(b.url, "bench", f"bench-{i}") for i, b in enumerate(sims)]

@@ -55,14 +55,6 @@ class BoardResult:
         return self.error is None
 
 
-class StepFailed(ParkctlError):
-    """A step of one board failed; carries the step name for the summary."""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
-
-
 def firmware_digest(image: FirmwareImage) -> str:
     """Short SHA-256 of the firmware, recorded with the flash step to notice a new image."""
     return hashlib.sha256(image.data).hexdigest()[:16]
@@ -102,6 +94,7 @@ class Provisioner:
                 "flash" in already
                 and previous.get("firmware") == self.digest
                 and bool(previous.get("mac"))
+                and self._same_board(job.port, str(previous.get("mac")))
             )
             if flashed and len(already) == len(STEPS):
                 result.mac, result.client_id = previous["mac"], previous.get("client_id")
@@ -110,8 +103,6 @@ class Provisioner:
                 return result
             secret: SecretStr | None = None
             if flashed:
-                # MicroPython runs there now, out of esptool's reach on a port without reset
-                # lines: trust the MAC recorded when this port's board was flashed.
                 result.mac = str(previous["mac"])
                 result.skipped.append("flash")
                 if "install" in already:
@@ -153,6 +144,19 @@ class Provisioner:
             if self.state:
                 self.state.fail(job.port, step, error.message)
         return result
+
+    @staticmethod
+    def _same_board(port: str, mac: str) -> bool:
+        """Whether the board on `port` is still the one recorded as flashed there (by MAC)."""
+        try:
+            with esp.connect(port) as loader:
+                seen = esp.chip_info(loader).mac
+                esp.start_app(loader, port)
+        except ParkctlError:
+            # Running MicroPython where esptool cannot reset it into the bootloader (a port
+            # without reset lines and no auto-reset): trust the MAC recorded for this port.
+            return True
+        return seen == mac
 
     def _flash(self, job: BoardJob, result: BoardResult, loader: object, say: ReportFn) -> None:
         say("flash", 0.0, "")
