@@ -45,6 +45,8 @@ class Action(Enum):
 
 
 class Fault(Enum):
+    """Injectable faults (`--fault`); see README.md for what each looks like to the host."""
+
     NO_SYNC = "no-sync"
     WRONG_MAGIC = "wrong-magic"
     MD5_MISMATCH = "md5-mismatch"
@@ -54,7 +56,7 @@ class Fault(Enum):
 
 
 class LoaderError(Exception):
-    """A request the loader refuses; `reason` goes into the status bytes."""
+    """A request the loader refuses; the ROM or stub reason goes into the status bytes."""
 
     def __init__(self, rom_reason: int, stub_reason: int) -> None:
         super().__init__(f"loader error {rom_reason:#x}/{stub_reason:#x}")
@@ -71,6 +73,10 @@ def checksum(data: bytes) -> int:
         width //= 2
         value = (value & ((1 << (8 * width)) - 1)) ^ (value >> (8 * width))
     return (value & 0xFF) ^ CHECKSUM_SEED
+
+
+# What a command handler returns: (value, body, extra frames), or None to send nothing.
+_Result = tuple[int, bytes, list[bytes]] | None
 
 
 @dataclass
@@ -100,7 +106,6 @@ class Loader:
         self.regs = regs
         self.fault = fault
         self.stub = False
-        self.synced = False
         self.action: Action | None = None
         self._download: _Download | None = None
         self._mem: _Download | None = None
@@ -166,15 +171,11 @@ class Loader:
             status = bytes([1, rom_reason]) + b"\x00" * (self.chip.rom_status_len - 2)
         return struct.pack("<BBHI", 1, op, len(status), 0) + status
 
-    # -- commands ----------------------------------------------------------------------------
-    # Each returns (value, body, extra frames) or None for "send nothing".
-
-    _Result = tuple[int, bytes, list[bytes]] | None
+    # -- commands: each returns (value, body, extra frames), or None for "send nothing" ----------
 
     def _sync(self, data: bytes) -> list[bytes]:
         if data != SYNC_PAYLOAD:
             return []
-        self.synced = True
         # The ROM answers SYNC eight times (esptool reads the seven extras); the stub's value is
         # 0, which tells esptool a stub is already running.
         value = 0 if self.stub else 0x20120707
@@ -249,10 +250,9 @@ class Loader:
         block = self._block(download, data, chk)
         if self._vanish_now(download):
             return None
-        end = min(download.offset + download.written + len(block), self.flash.size)
-        self.flash.write(
-            download.offset + download.written, block[: end - download.offset - download.written]
-        )
+        start = download.offset + download.written
+        # The host pads the last block with 0xFF; at the very end of flash that padding is cut.
+        self.flash.write(start, block[: max(0, self.flash.size - start)])
         download.written += len(block)
         return 0, b"", []
 
