@@ -39,7 +39,19 @@ def _json(body: dict[str, Any], headers: dict[str, str]) -> Response:
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
-    """Add the authorization server's routes, error handler and metrics to `app`."""
+    """Add the OAuth error handler, metrics and (unless this process only checks tokens
+    against a remote JWKS) the authorization server's routes to `app`."""
+    app.add_exception_handler(OAuthError, oauth_error_handler)
+    app.add_middleware(LatencyMiddleware, metrics=ctx.metrics, router=app.router)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if ctx.settings.jwks_url:
+        # A resource server only (RFC 9068 §4): the authorization server, its keys and its
+        # token endpoint live in another process.
+        return
+    _install_authorization_server(app, ctx)
+
+
+def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     settings = ctx.settings
     ctx.keys.ensure_active()  # first start: create the signing key before anything is served
     # Failed authentications per client ID tried: same bucket shape as the token limit.
@@ -56,8 +68,6 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     refused = functools.cache(metrics.tokens_refused.labels)
     issuance_audit = IssuanceAudit(ctx.sessions)
     ctx.on_shutdown.append(issuance_audit.close)
-    app.add_exception_handler(OAuthError, oauth_error_handler)
-    app.add_middleware(LatencyMiddleware, metrics=metrics, router=app.router)
 
     async def read_params(request: Request) -> tuple[dict[str, str], ClientRecord]:
         body = await read_body(request.headers.get("content-length"), request.stream())
@@ -141,5 +151,3 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     async def server_metadata() -> Response:
         """RFC 8414 §3: authorization server metadata."""
         return _json(metadata, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
-
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
