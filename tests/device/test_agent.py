@@ -70,6 +70,9 @@ def test_faults_kill_and_restart_lose_nothing(
         gaps = [b - a for a, b in itertools.pairwise(refused)]
         assert min(gaps) >= 0.95, f"Retry-After not honoured: {gaps}"
 
+        proxy.fault = Fault(status=413, path="/v1/counts")  # too large: halve the batch
+        agent.wait_for(r"upload refused: 413 .*, batch now 10")
+
         proxy.fault = Fault(stall=True, path="/v1/counts")
         agent.wait_for(r"upload failed: OSError", timeout=10)
         proxy.fault = None
@@ -300,3 +303,38 @@ def test_reboot_after_long_offline(micropython: str, tmp_path: Path) -> None:
     assert agent.proc.wait(10) == 75
     assert agent.lines("no contact with the server for 1s, rebooting")
     assert not (agent.board / "boots").exists(), "a deliberate reboot resets the crash counter"
+
+
+def test_gate_sensor_board_counts_cars(micropython: str, backend: Backend, tmp_path: Path) -> None:
+    """A gate board end to end: simulated light barriers (pin files), occupancy at the server."""
+    dev, secret = backend.create_device()
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    gate = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10, "start": 2}
+    config = board_config(dev, secret, backend.url, sensor=gate, interval_s=0.1)
+    # 96 KB: the Unix port's stand-in for machine.Pin takes heap that a board's built-in does not.
+    agent = AgentProcess.on_new_board(
+        micropython, tmp_path / "board", config, env={"PARKSIM_PIN_DIR": str(pins)}, heap="96K"
+    ).start()
+
+    def beams(a: int, b: int) -> None:  # active low: 0 = beam broken
+        (pins / "pin12").write_text(str(a))
+        (pins / "pin13").write_text(str(b))
+        time.sleep(0.3)  # longer than a reading: the main loop's sync() sees every step
+
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=2)
+        for _ in range(2):  # two cars in: A, A+B, B, clear
+            for a, b in ((0, 1), (0, 0), (1, 0), (1, 1)):
+                beams(a, b)
+        for a, b in ((1, 0), (0, 0), (0, 1), (1, 1)):  # one car out
+            beams(a, b)
+        for a, b in ((0, 1), (1, 1)):  # someone turns back at the street side
+            beams(a, b)
+        time.sleep(0.5)
+    finally:
+        agent.kill()
+    readings = backend.readings(dev)
+    assert readings[0][1] == 2 and readings[-1][1] == 3, readings
+    assert max(cars for _, cars, _ in readings) == 4
+    assert_contiguous([seq for seq, _, _ in readings])
