@@ -121,8 +121,10 @@ def test_after_modes_decide_what_the_board_does(
     done = esptool(board.url, "--no-stub", "--after", "no-reset", "run")
     assert done.returncode == 0, done.stdout + done.stderr
     board.wait_for_mode("micropython")
-    # Default --after hard-reset: the board boots when esptool closes the port.
-    done = esptool(board.url, "chip-id")
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Default --after hard-reset: the board boots when esptool closes the port, also after a
+    # session that stayed in the loader.
+    for after in ("no-reset", "hard-reset"):
+        done = esptool(board.url, "--after", after, "chip-id")
+        assert done.returncode == 0, done.stdout + done.stderr
     board.wait_for_mode("micropython")
     assert board.console().count("rst:0x1 (POWERON_RESET)") == 2

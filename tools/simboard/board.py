@@ -216,9 +216,12 @@ class Board:
                 with self._lock:
                     if self._client is not conn:
                         break
-                    if first and data[0] == 0xC0 and self._loader is None:
-                        log.info("SLIP from the host: reset into download mode")
-                        self._enter_loader()
+                    if first and data[0] == 0xC0:
+                        if self._loader is None:
+                            log.info("SLIP from the host: reset into download mode")
+                            self._enter_loader()
+                        # A new esptool session: how it ends decides again whether to boot.
+                        self._stay_in_loader = False
                     first = False
                     if self._loader is not None:
                         for frame in decoder.feed(data):

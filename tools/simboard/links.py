@@ -15,20 +15,18 @@ import threading
 import time
 import tty
 from collections.abc import Callable
+from typing import Protocol
 
 
-class Link:
-    def recv(self) -> bytes:
-        raise NotImplementedError
+class Link(Protocol):
+    def recv(self) -> bytes: ...
 
-    def send(self, data: bytes) -> None:
-        raise NotImplementedError
+    def send(self, data: bytes) -> None: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    def close(self) -> None: ...
 
 
-class SocketLink(Link):
+class SocketLink:
     """A `socket://` session (pyserial's TCP URL handler)."""
 
     def __init__(self, conn: socket.socket) -> None:
@@ -51,7 +49,7 @@ class SocketLink(Link):
         self._conn.close()
 
 
-class PtyLink(Link):
+class PtyLink:
     """A session on the board's pty: from the host opening the slave to closing it.
 
     Linux reports POLLHUP on the master while no process has the slave open; that is how the
