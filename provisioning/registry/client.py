@@ -121,14 +121,20 @@ class TokenCache:
             raise
 
 
-def _error_text(response: httpx.Response) -> tuple[str, str]:
-    """(error code, human description) from any error body the service sends."""
+def _body(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} if it has none (a proxy's HTML error page...)."""
     try:
         body = response.json()
     except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_text(response: httpx.Response) -> tuple[str, str]:
+    """(error code, human description) from any error body the service sends."""
+    body = _body(response)
+    if not body:
         return "", response.reason_phrase or f"HTTP {response.status_code}"
-    if not isinstance(body, dict):
-        return "", f"HTTP {response.status_code}"
     error = str(body.get("error", ""))
     description = body.get("error_description")
     if not description and isinstance(body.get("detail"), list):  # FastAPI's own 422
@@ -262,7 +268,7 @@ class AdminClient:
         if status == 404 and error == "not_found":
             raise DeviceNotFoundError(description, status, error)
         if status == 409:
-            raise MacConflictError(description, str(response.json().get("client_id", "")))
+            raise MacConflictError(description, str(_body(response).get("client_id", "")))
         if status == 401:
             message = f"the server refused the operator token: {description}"
         elif status == 403:

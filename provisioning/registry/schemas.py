@@ -12,7 +12,15 @@ import re
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_serializer,
+)
 
 LOT_MAX = 64  # clients.lot is String(64)
 NAME_MAX = 128  # clients.name is String(128)
@@ -114,8 +122,15 @@ class Device(BaseModel):
     health_at: float | None = None
 
 
+# A response field (pydantic would describe SecretStr as a write-only password input).
+ShownSecret = Annotated[
+    SecretStr,
+    WithJsonSchema({"type": "string", "description": "The client secret, shown only once."}),
+]
+
+
 class _WithSecret(BaseModel):
-    client_secret: SecretStr
+    client_secret: ShownSecret
 
     @field_serializer("client_secret", when_used="json")
     def _reveal(self, value: SecretStr) -> str:
