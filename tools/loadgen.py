@@ -140,6 +140,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": round(lat[min(count - 1, int(count * 0.99))] * 1000, 2) if lat else None,
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "errors": tally.errors,
+        "sent": tally.sent,  # including the warm-up
     }
 
 

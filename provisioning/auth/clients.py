@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import threading
 import time
 from dataclasses import dataclass
@@ -118,19 +119,20 @@ class FastQuery:
         if conn is None:
             conn = self._local.conn = self._engine.raw_connection()
         try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self._sql, args)
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-            conn.rollback()
+            # Both drivers (sqlite3, psycopg 3) have Connection.execute returning a cursor.
+            driver: Any = conn.driver_connection
+            row = driver.execute(self._sql, args).fetchone()
+            driver.rollback()
         except Exception:
             # A broken connection (database restart): forget it, the next call opens another.
             self._local.conn = None
             conn.invalidate()
             raise
         return None if row is None else dict(zip(self.columns, row, strict=True))
+
+
+def _same(presented: str, stored: str | None) -> bool:
+    return stored is not None and hmac.compare_digest(presented, stored)
 
 
 class ClientAuthenticator:
@@ -170,9 +172,11 @@ class ClientAuthenticator:
             self._hasher.verify(creds.client_secret, _NO_SUCH_HASH)
             ok = False
         else:
-            current = self._hasher.verify(creds.client_secret, row["secret_hash"])
+            # One keyed hash, compared in constant time with the current and previous hashes.
+            presented = self._hasher.hash(creds.client_secret)
+            current = _same(presented, row["secret_hash"])
             until = row["previous_secret_expires_at"]
-            previous = self._hasher.verify(creds.client_secret, row["previous_secret_hash"])
+            previous = _same(presented, row["previous_secret_hash"])
             ok = (current or (previous and until is not None and now < until)) and bool(
                 row["enabled"] and row["deleted_at"] is None
             )
