@@ -100,7 +100,11 @@ class Spool:
         for k in self.segs:
             if (k + 1) * _SEG <= want:
                 continue
-            with open(self._path(k), "rb") as f:
+            try:
+                f = open(self._path(k), "rb")
+            except OSError:
+                continue  # a lost segment: its readings are skipped by the caller
+            with f:
                 while got < n and f.readinto(self._rec) == _REC:
                     seq, ts, cars, chk = struct.unpack(_FMT, self._rec)
                     if seq < want or chk != _check(seq, ts, cars):
@@ -119,6 +123,14 @@ class Spool:
         self.head = last_seq + 1
         self.cars = cars
         self._save()
+
+    def skip(self):
+        # Give up on everything stored (unreadable records); returns how many were dropped.
+        n = self.depth()
+        self.dropped += n
+        self.head = self.next_seq
+        self._save()
+        return n
 
     def _save(self):
         ptr = struct.pack(_PTR_FMT, self.head, self.dropped, self.cars or 0)

@@ -113,6 +113,10 @@ class Uplink:
         while spool.depth():
             feed()
             got = self._body(spool, health_args)
+            if not got:
+                # Segment files lost or corrupted under the pointer: count them, move past them.
+                self.log("spool: %d unreadable readings dropped" % spool.skip())
+                continue
             try:
                 self.conn.request(b"POST", self.counts_path, self._n, _JSON, self.token.value)
             except http.HTTPError as e:

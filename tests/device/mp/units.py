@@ -93,6 +93,18 @@ def test_spool_torn_append_is_cut_off():
     expect(s2.append(7, None) == 5, "the lost reading's seq is reused: no gap")
 
 
+def test_spool_unreadable_records_are_skipped_and_counted():
+    from spool import Spool
+
+    s = Spool(100)
+    for i in range(5):
+        s.append(i, None)
+    os.remove("spool.d/0")  # a lost segment under the pointer
+    expect(s.peek(10, lambda *r: None) == 0, "nothing readable")
+    expect(s.skip() == 5 and s.depth() == 0 and s.dropped == 5, "counted as dropped")
+    expect(s.append(1, None) == 5, "seq goes on")
+
+
 def test_spool_pointer_rename_interrupted():
     from spool import Spool
 
