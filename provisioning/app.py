@@ -34,7 +34,7 @@ def build_context(settings: Settings) -> ServiceContext:
         hasher=SecretHasher.from_data_dir(settings.data_dir),
         metrics=metrics,
         keys=keys,
-        verifier=TokenVerifier.from_settings(settings, engine, keys, metrics),
+        verifier=TokenVerifier.from_settings(settings, engine, sessions, keys, metrics),
     )
 
 
@@ -61,7 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
         # Constant JSON: also the framework ceiling that `make bench` compares endpoints with.
         return {"status": "ok"}
 
+    # Routes are matched in order: the ingestion API (every board's posts) goes first.
+    ingest_routes.install(app, ctx)
     auth_routes.install(app, ctx)
     registry_routes.install(app, ctx)
-    ingest_routes.install(app, ctx)
     return app

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import jwt
 from jwt.algorithms import ECAlgorithm
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, bindparam, event, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientRecord, FastQuery
@@ -136,9 +137,25 @@ class ClientDirectory:
         return record
 
     def forget(self, client_id: str) -> None:
-        """Drop a cached status at once (the registry calls this after disable/delete)."""
+        """Drop a cached status at once."""
         with self._lock:
             self._cache.pop(client_id, None)
+
+    def watch(self, sessions: sessionmaker[Session]) -> None:
+        """Forget a client's cached status as soon as a session of this process commits a
+        change to it (disable, enable, delete), so the TTL bound only applies to changes made
+        by other processes sharing the database."""
+
+        def after_flush(session: Session, _context: Any) -> None:
+            changed = session.info.setdefault("parkfleet_clients_changed", set())
+            changed.update(o.client_id for o in session.dirty if isinstance(o, Client))
+
+        def after_commit(session: Session) -> None:
+            for client_id in session.info.pop("parkfleet_clients_changed", ()):
+                self.forget(client_id)
+
+        event.listen(sessions, "after_flush", after_flush)
+        event.listen(sessions, "after_commit", after_commit)
 
 
 KeySource = LocalKeys | RemoteJwks
@@ -169,13 +186,19 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, engine: Engine, keys: KeyStore, metrics: Metrics
+        cls,
+        settings: Settings,
+        engine: Engine,
+        sessions: sessionmaker[Session],
+        keys: KeyStore,
+        metrics: Metrics,
     ) -> TokenVerifier:
         """In-process keys, or the remote JWKS at `settings.jwks_url` when one is given."""
         source: KeySource = (
             RemoteJwks(settings.jwks_url, metrics) if settings.jwks_url else LocalKeys(keys)
         )
         clients = ClientDirectory(engine, settings.device_status_ttl_s)
+        clients.watch(sessions)
         return cls(source, settings.issuer_url, clients, metrics)
 
     async def verify(self, token: str, audience: str | None) -> Principal:
