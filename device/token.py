@@ -61,7 +61,9 @@ class Token:
             return True
         now = clock.now()
         if self.exp is not None and now is not None:
-            return now >= self.exp - self.lifetime / 10
+            # +1: a Date header truncates to the second, so the learned clock may run up to 1 s
+            # behind, while exp (issue Date + expires_in) is never late.
+            return now + 1 >= self.exp - self.lifetime / 10
         if self._due is not None:
             return time.ticks_diff(time.ticks_ms(), self._due) >= 0
         return False  # no clock yet: use it optimistically, a 401 will tell

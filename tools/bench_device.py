@@ -135,7 +135,7 @@ def _source_at_64k(micropython: str, root: Path, backend: Backend) -> dict[str, 
 
 
 def bench_tokens(
-    micropython: str, root: Path, ttl: int = 6, duration: float = 25
+    micropython: str, root: Path, ttl: int = 10, duration: float = 32
 ) -> dict[str, Any]:
     """Token requests per lifetime in steady state, with a kill -9 and restart in the middle."""
     backend = Backend(root / "svc-ttl", token_ttl=ttl).start()
