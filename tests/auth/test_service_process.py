@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from provisioning.app import create_app
 from provisioning.auth.deps import require_token
@@ -23,6 +24,8 @@ from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_WRITE, INGEST_AUDIENCE
 from provisioning.auth.verify import RemoteJwks
 from provisioning.config import Settings
+from provisioning.store.db import make_engine
+from provisioning.store.models import AuditEvent
 from tests.support.clients import register_devices
 from tests.support.server import ServiceProcess
 
@@ -30,17 +33,22 @@ from tests.support.server import ServiceProcess
 def test_secrets_stay_out_of_the_database_and_the_logs(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     (device, other) = register_devices(data_dir, 2)
-    with ServiceProcess(data_dir, extra_args=["--log-level", "debug"]) as service:
-        with service.client() as http:
-            grant = {"grant_type": "client_credentials"}
-            token = http.post("/oauth/token", data=grant, auth=device).json()["access_token"]
-            wrong = (device[0], other[1])
-            assert http.post("/oauth/token", data=grant, auth=wrong).status_code == 401
-            body = {**grant, "client_id": other[0], "client_secret": other[1] + "x"}
-            assert http.post("/oauth/token", json=body).status_code == 401
-            http.post("/oauth/token", content=b"\xff" + other[1].encode(), auth=other)
-            http.post("/oauth/introspect", data={"token": token}, auth=device)
-        time.sleep(0.5)  # let the batched audit events reach the database
+    service = ServiceProcess(data_dir, extra_args=["--log-level", "debug"])
+    with service, service.client() as http:
+        grant = {"grant_type": "client_credentials"}
+        token = http.post("/oauth/token", data=grant, auth=device).json()["access_token"]
+        wrong = (device[0], other[1])
+        assert http.post("/oauth/token", data=grant, auth=wrong).status_code == 401
+        body = {**grant, "client_id": other[0], "client_secret": other[1] + "x"}
+        assert http.post("/oauth/token", json=body).status_code == 401
+        http.post("/oauth/token", content=b"\xff" + other[1].encode(), auth=other)
+        http.post("/oauth/introspect", data={"token": token}, auth=device)
+    # Stopped (SIGTERM) straight away: the batched issuance event was written on shutdown.
+    engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
+    with engine.connect() as conn:
+        query = select(AuditEvent.actor).where(AuditEvent.action == "token.issue")
+        assert conn.execute(query).scalars().all() == [device[0]]
+    engine.dispose()
     log = service.log()
     files = [p for p in data_dir.rglob("*") if p.is_file()]
     assert any(p.name.startswith("parkfleet.db") for p in files)
