@@ -8,9 +8,11 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+from provisioning.fleet.files import DEVICE_DIR, agent_files
 from tests.fleet.conftest import Operator, parkctl
 from tools.simboard import SimBoard
 
+APP_OFFSET = 0x1000  # where the firmware goes on an ESP32
 FAST = ["--interval", "1", "--verify-timeout", "40"]
 
 
@@ -24,9 +26,10 @@ def _board_secret(board: SimBoard) -> str:
     return str(json.loads((board.fs_dir / "config.json").read_text())["client_secret"])
 
 
-def test_provision_one_board_then_again_reuses_its_client(
+def test_one_board_from_blank_to_counting(
     tmp_path: Path, operator: Operator, firmware: Path
 ) -> None:
+    """board info/flash/install, then provision, then provision again (same client, new secret)."""
     wifi = tmp_path / "wifi.txt"
     wifi.write_text("lot-wifi-password\n")
 
@@ -38,6 +41,7 @@ def test_provision_one_board_then_again_reuses_its_client(
         )  # fmt: skip
 
     with SimBoard(tmp_path / "board", chip="esp32", mac="24:0a:c4:00:00:11") as board:
+        _board_commands(board, firmware, tmp_path)
         _cars(board, 7)
         first = provision(board.url, "gate-1")
         assert first.returncode == 0, first.stdout + first.stderr
@@ -65,6 +69,32 @@ def test_provision_one_board_then_again_reuses_its_client(
         ):
             assert old_secret not in text and new_secret not in text
             assert "lot-wifi-password" not in text
+
+
+def _board_commands(board: SimBoard, firmware: Path, tmp_path: Path) -> None:
+    """`parkctl board info|flash|install` on a blank board: real esptool, real mpremote."""
+    facts = json.loads(parkctl("board", "info", "--port", board.url, "--json").stdout)
+    assert facts["mac"] == "24:0a:c4:00:00:11" and facts["chip"].startswith("ESP32")
+    assert facts["flash_size"] == 4 << 20
+    assert facts["micropython"] is None  # blank flash: nothing to boot
+
+    done = parkctl("board", "flash", "--port", board.url, "--firmware", str(firmware))
+    assert done.returncode == 0, done.stderr
+    assert "verified: the flash MD5 matches" in done.stdout
+    image, flash = firmware.read_bytes(), board.flash_path.read_bytes()
+    assert flash[APP_OFFSET : APP_OFFSET + len(image)] == image  # byte for byte
+    assert set(flash[:APP_OFFSET]) == {0xFF}  # nothing else touched
+    facts = json.loads(parkctl("board", "info", "--port", board.url, "--json").stdout)
+    assert facts["micropython"].startswith("MicroPython") and facts["agent"] is False
+
+    config = tmp_path / "board.json"
+    config.write_text(json.dumps({"device_id": "dev-x", "client_secret": "not-a-real-one"}))
+    done = parkctl("board", "install", "--port", board.url, "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    for rel in agent_files(DEVICE_DIR):
+        assert (board.fs_dir / rel).read_bytes() == (DEVICE_DIR / rel).read_bytes()
+    assert json.loads((board.fs_dir / "config.json").read_text())["device_id"] == "dev-x"
+    assert json.loads(parkctl("board", "info", "--port", board.url, "--json").stdout)["agent"]
 
 
 def test_unreachable_server_is_one_message(tmp_path: Path, firmware: Path) -> None:
