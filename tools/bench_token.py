@@ -8,6 +8,7 @@ load-generator process, alternating so both see the same machine state.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -18,6 +19,14 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fastapi.testclient import TestClient
+
+from provisioning.app import create_app
+from provisioning.auth.metrics import Metrics
+from provisioning.auth.scopes import INGEST_AUDIENCE
+from provisioning.auth.verify import TokenVerifier
+from provisioning.config import Settings
+from provisioning.registry import service as registry
 from tests.support.clients import register_devices
 from tests.support.server import ServiceProcess
 from tools.loadgen import build_request, run_in_process
@@ -52,6 +61,41 @@ def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
     return result
 
 
+def bench_verify_cache(tmp: Path, n: int = 5000) -> dict[str, Any]:
+    """In-process: one bearer check served by the verified-token cache against a full ES256
+    verification (issue 3: "measure the difference"); both include the device status check."""
+    settings = Settings(data_dir=tmp / "verify", token_rate_burst=10)
+    app = create_app(settings)
+    ctx = app.state.ctx
+    with ctx.sessions() as session:
+        client, secret = registry.create_device(session, ctx.hasher, "bench", "lot", "b")
+    with TestClient(app) as http:
+        grant = {"grant_type": "client_credentials"}
+        token = http.post("/oauth/token", data=grant, auth=(client.client_id, secret)).json()
+    uncached = TokenVerifier(
+        ctx.verifier.keys, settings.issuer_url, ctx.verifier.clients, Metrics(), cache_size=0
+    )
+
+    async def per_check(verifier: TokenVerifier) -> float:
+        await verifier.verify(token["access_token"], INGEST_AUDIENCE)
+        start = time.perf_counter()
+        for _ in range(n):
+            await verifier.verify(token["access_token"], INGEST_AUDIENCE)
+        return (time.perf_counter() - start) / n * 1e6
+
+    cached_us = min(asyncio.run(per_check(ctx.verifier)) for _ in range(3))
+    full_us = min(asyncio.run(per_check(uncached)) for _ in range(3))
+    return {
+        "bench": "token",
+        "metric": "bearer check: verified-token cache hit vs full ES256 verify",
+        "unit": "µs",
+        "value": round(cached_us, 1),
+        "baseline": round(full_us, 1),
+        "ratio": round(full_us / cached_us, 1),
+        "target": "(info: speed-up)",
+    }
+
+
 def run() -> list[dict[str, Any]]:
     """Bench rows: the ceiling and the token endpoint, with their ratio against the target."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,6 +119,7 @@ def run() -> list[dict[str, Any]]:
             ]
             time.sleep(0.5)
             rounds = [(measure(service, healthz), measure(service, token)) for _ in "abc"]
+        verify_row = bench_verify_cache(data_dir)
     # Best of three alternating rounds each: noise on a shared machine only slows things down.
     ceiling = max((r[0] for r in rounds), key=lambda r: r["rps"])
     tokens = max((r[1] for r in rounds), key=lambda r: r["rps"])
@@ -104,6 +149,7 @@ def run() -> list[dict[str, Any]]:
             "target": f">= {TARGET:.2f}",
             "ok": ratio >= TARGET and set(tokens["statuses"]) == {"200"},
         },
+        verify_row,
         {
             "bench": "token",
             "metric": "server CPU per request: /healthz vs /oauth/token",
