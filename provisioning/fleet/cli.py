@@ -122,7 +122,7 @@ def board_flash(port: Port, firmware: Firmware, baud: Baud = None, erase: Erase 
                 image,
                 baud=baud,
                 erase=erase,
-                progress=lambda n, _t: progress.update(task, completed=n),
+                progress=lambda n, t: progress.update(task, completed=n, total=t),
             )
             esp.start_app(loader, port)
     out.print(
