@@ -97,8 +97,9 @@ def run() -> list[dict[str, Any]]:
             rows.append({**common, "metric": f"{step}_mean", "value": round(mean(times), 2),
                          "unit": "s", "max": round(max(times), 2)})  # fmt: skip
     if failed:
+        errors = [f"{r.failed_step}: {r.error}" for r in failed]
         rows.append({**common, "metric": "failed", "value": len(failed), "unit": "boards",
-                     "errors": [f"{r.failed_step}: {r.error}" for r in failed]})  # fmt: skip
+                     "ok": False, "errors": errors})  # fmt: skip
     return rows
 
 
