@@ -64,7 +64,10 @@ def parse_basic(header: str) -> tuple[str, str]:
     client_id, colon, secret = decoded.partition(":")
     if not colon:
         raise InvalidRequest("malformed Basic credentials")
-    return unquote_plus(client_id, errors="strict"), unquote_plus(secret, errors="strict")
+    try:
+        return unquote_plus(client_id, errors="strict"), unquote_plus(secret, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequest("malformed Basic credentials") from None
 
 
 def extract_credentials(authorization: str | None, params: dict[str, str]) -> Credentials:
@@ -77,10 +80,7 @@ def extract_credentials(authorization: str | None, params: dict[str, str]) -> Cr
     if authorization is not None:
         if body_secret is not None:
             raise InvalidRequest("use either HTTP Basic or client_secret in the body, not both")
-        try:
-            client_id, secret = parse_basic(authorization)
-        except UnicodeDecodeError:
-            raise InvalidRequest("malformed Basic credentials") from None
+        client_id, secret = parse_basic(authorization)
         if body_id is not None and body_id != client_id:
             raise InvalidRequest("client_id in the body differs from HTTP Basic")
         basic = True
@@ -115,19 +115,23 @@ class FastQuery:
     def first(self, **params: Any) -> dict[str, Any] | None:
         """The first row as a dict keyed by column name, or None."""
         args: Any = tuple(params[n] for n in self._order) if self._order is not None else params
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._engine.raw_connection()
-        try:
-            # Both drivers (sqlite3, psycopg 3) have Connection.execute returning a cursor.
-            driver: Any = conn.driver_connection
-            row = driver.execute(self._sql, args).fetchone()
-            driver.rollback()
-        except Exception:
-            # A broken connection (database restart): forget it, the next call opens another.
-            self._local.conn = None
-            conn.invalidate()
-            raise
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._engine.raw_connection()
+            try:
+                # Both drivers (sqlite3, psycopg 3) have Connection.execute returning a cursor.
+                driver: Any = conn.driver_connection
+                row = driver.execute(self._sql, args).fetchone()
+                driver.rollback()
+                break
+            except Exception:
+                # A connection broken by a database restart: drop it and try once more with a
+                # fresh one (the pool's pre-ping does not see connections kept like this).
+                self._local.conn = None
+                conn.invalidate()
+                if attempt == 2:
+                    raise
         return None if row is None else dict(zip(self.columns, row, strict=True))
 
 

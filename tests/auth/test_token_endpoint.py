@@ -319,3 +319,26 @@ def test_metrics_count_issued_and_refused_tokens(auth: Auth) -> None:
     assert (
         'parkfleet_http_request_duration_seconds_count{method="POST",route="/oauth/token"}' in text
     )
+
+
+def test_token_endpoint_survives_a_postgresql_restart_of_its_connections(
+    make_auth: MakeAuth, pg_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    auth = make_auth(db=pg_url)
+    client_id, secret = auth.device()
+    assert auth.token_response(client_id, secret).status_code == 200
+    # Kill every server process of this database, as a PostgreSQL restart would.
+    admin = create_engine(make_url(pg_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": make_url(pg_url).database},
+        )
+    admin.dispose()
+    assert auth.token_response(client_id, secret).status_code == 200
