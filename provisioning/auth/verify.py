@@ -16,6 +16,7 @@ the admin API, the ingestion API and the introspection endpoint.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -32,11 +33,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientRecord, FastQuery
 from provisioning.auth.errors import InvalidToken
-from provisioning.auth.keys import ALG, JWT_TYPE, KeyStore
+from provisioning.auth.keys import ALG, JWKS_MAX_AGE_S, JWT_TYPE, KeyStore
 from provisioning.auth.metrics import Metrics
 from provisioning.auth.principal import Principal
 from provisioning.config import Settings
 from provisioning.store.models import Client
+
+log = logging.getLogger(__name__)
 
 LEEWAY_S = 30
 JWKS_REFETCH_MIN_S = 10.0
@@ -59,25 +62,36 @@ class LocalKeys:
 
 
 class RemoteJwks:
-    """Public keys from a JWKS URL, cached; refetched on an unknown `kid` at most every 10 s."""
+    """Public keys from a JWKS URL: cached for the JWKS `max-age`, refetched on an unknown
+    `kid` at most every `min_interval_s`; a failed fetch keeps the keys already known."""
 
-    def __init__(self, url: str, metrics: Metrics, min_interval_s: float = JWKS_REFETCH_MIN_S):
+    def __init__(
+        self,
+        url: str,
+        metrics: Metrics,
+        min_interval_s: float = JWKS_REFETCH_MIN_S,
+        max_age_s: float = JWKS_MAX_AGE_S,
+    ) -> None:
         self.url = url
         self._metrics = metrics
         self._min_interval_s = min_interval_s
+        self._max_age_s = max_age_s
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
+    def _stale(self) -> bool:
+        return time.monotonic() - self._fetched_at > self._max_age_s
+
     def get(self, kid: str) -> Any | None:
-        return self._keys.get(kid)
+        # A stale set answers nothing, so the caller goes through `refetch` (which may still
+        # answer from it when refetching is not allowed yet or fails).
+        return None if self._stale() else self._keys.get(kid)
 
     async def refetch(self, kid: str) -> Any | None:
         async with self._lock:
-            if (
-                kid not in self._keys
-                and time.monotonic() - self._fetched_at >= self._min_interval_s
-            ):
+            wanted = kid not in self._keys or self._stale()
+            if wanted and time.monotonic() - self._fetched_at >= self._min_interval_s:
                 self._fetched_at = time.monotonic()
                 self._metrics.jwks_fetches.inc()
                 try:
@@ -85,9 +99,8 @@ class RemoteJwks:
                         response = await http.get(self.url)
                         response.raise_for_status()
                         self._keys = _parse_jwks(response.json())
-                except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                    # Keep the keys we had; the refused token says "unknown key".
-                    pass
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+                    log.warning("JWKS fetch from %s failed: %s", self.url, error)
         return self._keys.get(kid)
 
 

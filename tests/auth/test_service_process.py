@@ -150,3 +150,23 @@ def test_remote_verifier_refuses_a_token_signed_elsewhere(
     token = jwt.encode(claims, rogue, "ES256", headers={"typ": "at+jwt", "kid": "rogue"})
     with pytest.raises(InvalidToken, match="unknown signing key"):
         asyncio.run(verifier.verify(token, INGEST_AUDIENCE))
+
+
+def test_remote_jwks_is_refetched_after_its_max_age(
+    issuer: tuple[ServiceProcess, Settings],
+) -> None:
+    service, settings = issuer
+    assert settings.jwks_url is not None
+    metrics = Metrics()
+    jwks = RemoteJwks(settings.jwks_url, metrics, min_interval_s=0, max_age_s=0.2)
+    kid = service.client().get("/.well-known/jwks.json").json()["keys"][0]["kid"]
+
+    async def scenario() -> None:
+        assert await jwks.refetch(kid) is not None
+        assert jwks.get(kid) is not None  # fresh: served from the cache
+        await asyncio.sleep(0.3)
+        assert jwks.get(kid) is None  # stale: the verifier goes through refetch
+        assert await jwks.refetch(kid) is not None
+
+    asyncio.run(scenario())
+    assert metrics.jwks_fetches._value.get() == 2
