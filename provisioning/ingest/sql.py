@@ -64,6 +64,45 @@ def transaction(engine: Engine) -> Iterator[Tx]:
         raw.close()  # back to the pool
 
 
+class Writer:
+    """Transactions for the ingestion hot path.
+
+    On SQLite the work is in-process, CPU-bound and one writer at a time anyway, so requests run
+    it inline on the event loop, one after another, on one connection held for the app's life:
+    the pool's checkout and reset-on-return would cost as much as a one-reading post's SQL.
+    On PostgreSQL, which waits on the network, requests run in worker threads with pooled
+    connections (`inline` is False).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.inline = engine.dialect.name == "sqlite"
+        self._held: Any = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A transaction: committed if the block succeeds, rolled back if it raises."""
+        if not self.inline:
+            with transaction(self._engine) as tx:
+                yield tx
+            return
+        if self._held is None:
+            self._held = self._engine.raw_connection()
+        raw = self._held
+        try:
+            yield Tx(raw, self._engine.dialect)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+
+    def close(self) -> None:
+        """Give the held connection back (app shutdown)."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
 def run(tx: Tx, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """Execute `template` (with `?` placeholders) in `tx`; the rows, if it returns any."""
     cursor = tx.dbapi.cursor()
