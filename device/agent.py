@@ -82,6 +82,9 @@ class Agent:
             % (c["device_id"], c["lot"], sp.next_seq, sp.depth())
         )
         next_read = heap_at = time.ticks_ms()
+        # upload_every_s > 0 collects readings into fewer, larger posts (one token header each).
+        every = int(c["upload_every_s"] * 1000)
+        last_up = time.ticks_add(next_read, -every)
         while True:
             self.feed()
             now = time.ticks_ms()
@@ -90,7 +93,13 @@ class Agent:
                 next_read = time.ticks_add(next_read, interval)
                 if time.ticks_diff(now, next_read) > 0:
                     next_read = time.ticks_add(now, interval)  # fell behind: do not burst
-            if sp.depth() and not self.up.waiting(now):
+            d = sp.depth()
+            if (
+                d
+                and not self.up.waiting(now)
+                and (d >= self.up.batch or time.ticks_diff(now, last_up) >= every)
+            ):
+                last_up = now
                 self.upload()
             self.heap_peak = max(self.heap_peak, gc.mem_alloc())
             gc.collect()

@@ -21,7 +21,8 @@ DEFAULTS = {
     "safe_pin": None,  # GPIO held low at boot -> safe mode (REPL only), e.g. 0 (BOOT button)
     "safe_boots": 5,  # consecutive boots without a successful upload before safe mode
     "wifi_timeout_s": 20,  # WiFi join timeout
-    "debug_heap": False,  # print heap use with each health line (bench)
+    "upload_every_s": 0,  # 0: post each reading at once; else batch them, post this often
+    "debug_heap": False,  # print heap use once a second (bench)
 }
 _GATE = ("pin_a", "pin_b", "debounce_ms", "active_low", "start", "pull_up")
 
@@ -64,7 +65,13 @@ def validate(c):
     _need(c["batch_max"] <= 500, "batch_max must be <= 500")
     for k in ("health_every_s", "http_timeout_s", "backoff_base_s", "backoff_cap_s"):
         _num(c[k], 0.01, k)
-    for k in ("auth_backoff_cap_s", "wdt_s", "offline_reboot_s", "wifi_timeout_s"):
+    for k in (
+        "auth_backoff_cap_s",
+        "wdt_s",
+        "offline_reboot_s",
+        "wifi_timeout_s",
+        "upload_every_s",
+    ):
         _num(c[k], 0, k)
     _need(c["safe_pin"] is None or isinstance(c["safe_pin"], int), "safe_pin must be a pin number")
     _need(not tls or isinstance(c["ca_cert"], str), "https URLs need ca_cert")

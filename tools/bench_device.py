@@ -79,6 +79,7 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
             proxy.close()
         assert "MemoryError" not in agent.console(), agent.console()
         rows.append(_source_min_heap(micropython, root, backend))
+        rows.append(_wire_batched(micropython, root, backend))
         peak = max(p for _, p, _ in samples)
         live = max(v for v, _, _ in samples)
         shims = _shim_heap(micropython)
@@ -116,6 +117,27 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
     finally:
         backend.stop()
     return rows
+
+
+def _wire_batched(micropython: str, root: Path, backend: Backend) -> dict[str, Any]:
+    """HTTP bytes per reading when readings are collected into posts (upload_every_s)."""
+    dev, secret = backend.create_device()
+    proxy = FaultProxy(backend.port)
+    config = board_config(dev, secret, proxy.url, interval_s=0.25, upload_every_s=2)
+    agent = AgentProcess.on_new_board(micropython, root / "batched", config).start()
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=4, timeout=30)
+    finally:
+        agent.kill()
+        proxy.close()
+    posts = [e for e in proxy.exchanges("/v1/counts") if e.status == 200]
+    readings = len(backend.seqs(dev))
+    per = sum(e.tx + e.rx for e in posts) / readings
+    return {
+        "bench": "device",
+        "metric": f"wire_bytes_per_reading (upload_every_s 2, ~{readings // len(posts)}/post)",
+        "value": round(per),
+    }
 
 
 def _source_min_heap(micropython: str, root: Path, backend: Backend) -> dict[str, Any]:

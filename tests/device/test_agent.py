@@ -338,3 +338,16 @@ def test_gate_sensor_board_counts_cars(micropython: str, backend: Backend, tmp_p
     assert readings[0][1] == 2 and readings[-1][1] == 3, readings
     assert max(cars for _, cars, _ in readings) == 4
     assert_contiguous([seq for seq, _, _ in readings])
+
+
+def test_upload_every_collects_readings_into_posts(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url, interval_s=0.2, upload_every_s=1)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    try:
+        agent.wait_for(r"sent [3-9] up to seq", count=2)
+    finally:
+        agent.kill()
+    assert_contiguous(backend.seqs(dev))
