@@ -127,11 +127,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(service: ServiceProcess, requests: list[str], replay: bool) -> dict[str, Any]:
+def measured(
+    service: ServiceProcess,
+    requests: list[str],
+    replay: bool,
+    connections: int = SINGLE_CONNECTIONS,
+) -> dict[str, Any]:
     """One load run, plus the server's CPU time per request over it."""
     assert service.proc is not None
     before = cpu_seconds(service.proc.pid)
-    result = load(service.port, requests, SINGLE_CONNECTIONS, replay=replay, warmup=0.0)
+    result = load(service.port, requests, connections, replay=replay, warmup=0.0)
     spent = cpu_seconds(service.proc.pid) - before
     result["cpu_us_per_request"] = round(spent / max(result["requests"], 1) * 1e6)
     return result
@@ -178,14 +183,18 @@ def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> dict[str, Any]:
     with ServiceProcess(data_dir, extra_args=args) as service:
         tokens = fetch_tokens(service.url, creds)
         posts = counts_requests(f"127.0.0.1:{service.port}", tokens, 150, BATCH)
-        result = load(service.port, posts, BATCH_CONNECTIONS)
+        result = measured(service, posts, False, BATCH_CONNECTIONS)
     readings_per_s = result["rps"] * BATCH
+    cpu_us = result["cpu_us_per_request"]
     sent = stored_readings(data_dir)
     label = "with MQTT fan-out" if broker else "no broker"
     return {
         **_row(f"POST /v1/counts {BATCH}-reading batches, readings/s ({label})", result),
         "value": round(readings_per_s),
         "posts_per_s": result["rps"],
+        "server_cpu_us": cpu_us,
+        # What one core would sustain: the figure without the load generator's share of the CPU.
+        "readings_per_server_cpu_s": round(BATCH / cpu_us * 1e6) if cpu_us else None,
         "stored": sent,
         "target": f">= {BATCH_TARGET}",
         "ok": readings_per_s >= BATCH_TARGET and set(result["statuses"]) == {"200"},

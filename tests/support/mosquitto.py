@@ -11,6 +11,7 @@ import getpass
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,14 @@ class Subscriber:
         with self._cond:
             self._cond.wait_for(lambda: len(matching()) >= count, timeout)
             return matching()
+
+    def wait_until(
+        self, done: Callable[[list[Received]], bool], timeout: float = 15
+    ) -> list[Received]:
+        """Block until `done(messages so far)`; return the messages (asserting it came true)."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: done(self.messages), timeout), self.messages[-5:]
+            return list(self.messages)
 
     def settle(self, seconds: float = 0.3) -> None:
         time.sleep(seconds)
