@@ -213,21 +213,3 @@ def device_readings(
     ]
     next_since = readings[-1]["seq"] if len(readings) == limit else None
     return {"device_id": device_id, "readings": readings, "next_since_seq": next_since}
-
-
-def device_status(conn: Connection, device_id: str) -> dict[str, Any]:
-    """What `GET /admin/devices/{id}` shows about a device's traffic: `{"last_seen_at",
-    "health", "health_at", "last_reading": {"seq", "cars", "ts", "received_at"} | None}`.
-    All None for a device that never posted."""
-    row = conn.execute(select(_STATE).where(_STATE.c.device_id == device_id)).first()
-    if row is None:
-        return {"last_seen_at": None, "health": None, "health_at": None, "last_reading": None}
-    last = None
-    if row.last_seq is not None:
-        last = {"seq": row.last_seq, "cars": row.cars, "ts": row.ts, "received_at": row.received_at}
-    return {
-        "last_seen_at": row.last_seen_at,
-        "health": row.health,
-        "health_at": row.health_at,
-        "last_reading": last,
-    }

@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from provisioning.app import create_app
-from provisioning.auth.scopes import ADMIN_AUDIENCE, COUNTS_READ, INGEST_AUDIENCE
-from provisioning.ingest import store
+from provisioning.auth.scopes import ADMIN_AUDIENCE, COUNTS_READ, DEVICES_ADMIN, INGEST_AUDIENCE
 from provisioning.registry import service as registry
 from provisioning.store.models import DeviceState, Reading
 from tests.auth.conftest import Auth, make_settings
@@ -136,11 +135,13 @@ def test_health_is_kept_as_the_devices_latest(api: Auth) -> None:
     }
     response = post(api, token, {"readings": [], "health": health})
     assert response.json() == {"accepted": 0, "duplicates": 0}
-    with api.ctx.engine.connect() as conn:
-        status = store.device_status(conn, dev)
-    assert status["health"] == health
-    assert status["last_seen_at"] == status["health_at"]
-    assert status["last_reading"] is None
+    post(api, token, {"readings": readings((7, 3))})  # a later post without health
+    op, secret = api.operator()
+    admin = api.token(op, secret, audience=ADMIN_AUDIENCE, scope=DEVICES_ADMIN)
+    shown = api.http.get(f"/admin/devices/{dev}", headers=bearer(admin)).json()
+    assert shown["health"] == health  # the latest health report stays until the next one
+    assert shown["last_seen_at"] > shown["health_at"] > time.time() - 60
+    assert shown["reading"]["seq"] == 7 and shown["reading"]["cars"] == 3
 
 
 def test_a_device_cannot_write_for_another(api: Auth) -> None:

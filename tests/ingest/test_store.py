@@ -13,7 +13,7 @@ from provisioning.ingest import outbox, sql, store
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.registry import service
 from provisioning.store.db import make_engine, migrate, session_factory
-from provisioning.store.models import OutboxMessage
+from provisioning.store.models import DeviceState, OutboxMessage
 from provisioning.store.models import Reading as ReadingRow
 
 MakeDevice = Callable[[str], str]
@@ -53,38 +53,39 @@ def test_each_reading_is_stored_once(engine: Engine, make_device: MakeDevice) ->
     assert stored(engine, dev) == [(1, 3, 10.5, 100.0), (2, 4, None, 100.0), (3, 5, 12.0, 200.0)]
 
 
+def state(engine: Engine, device: str) -> DeviceState | None:
+    """The device's state as the registry (`GET /admin/devices/{id}`) reads it."""
+    with session_factory(engine)() as session:
+        return service.get_device_row(session, device).state
+
+
 def test_latest_reading_is_by_seq_not_arrival(engine: Engine, make_device: MakeDevice) -> None:
     dev = make_device("lot-a")
     ingest(engine, dev, batch([(10, 7, None), (9, 1, None)]), at=100.0)
     ingest(engine, dev, batch([(5, 2, None)]), at=200.0)  # a late replay from the spool
-    with engine.connect() as conn:
-        status = store.device_status(conn, dev)
-    assert status["last_reading"] == {"seq": 10, "cars": 7, "ts": None, "received_at": 100.0}
-    assert status["last_seen_at"] == 200.0
+    latest = state(engine, dev)
+    assert latest is not None
+    assert (latest.last_seq, latest.cars, latest.ts, latest.received_at) == (10, 7, None, 100.0)
+    assert latest.last_seen_at == 200.0
     ingest(engine, dev, batch([(11, 0, 5.0)]), at=300.0)
-    with engine.connect() as conn:
-        assert store.device_status(conn, dev)["last_reading"]["seq"] == 11
+    latest = state(engine, dev)
+    assert latest is not None and (latest.last_seq, latest.cars, latest.ts) == (11, 0, 5.0)
 
 
 def test_health_is_kept_with_last_seen(engine: Engine, make_device: MakeDevice) -> None:
     dev = make_device("lot-a")
-    with engine.connect() as conn:
-        assert store.device_status(conn, dev) == {
-            "last_seen_at": None,
-            "health": None,
-            "health_at": None,
-            "last_reading": None,
-        }
+    assert state(engine, dev) is None
     health: dict[str, int | str] = {"uptime_s": 61, "free_heap": 30000, "reset_cause": "wdt"}
     ingest(engine, dev, batch([], health), at=100.0)
+    seen = state(engine, dev)
+    assert seen is not None and seen.last_seq is None  # a health-only post is no reading
     ingest(engine, dev, batch([(1, 1, None)]), at=200.0)  # no health: the last one stays
-    with engine.connect() as conn:
-        status = store.device_status(conn, dev)
-    assert status["health"] == health
-    assert (status["health_at"], status["last_seen_at"]) == (100.0, 200.0)
+    seen = state(engine, dev)
+    assert seen is not None
+    assert (seen.health, seen.health_at, seen.last_seen_at) == (health, 100.0, 200.0)
     ingest(engine, dev, batch([], {"uptime_s": 5, "rssi": -70}), at=300.0)
-    with engine.connect() as conn:
-        assert store.device_status(conn, dev)["health"] == {"uptime_s": 5, "rssi": -70}
+    seen = state(engine, dev)
+    assert seen is not None and seen.health == {"uptime_s": 5, "rssi": -70}
 
 
 def test_lot_totals_sum_each_devices_latest_reading(
