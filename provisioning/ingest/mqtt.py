@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -95,6 +96,7 @@ class OutboxPublisher:
         poll_s: float = 1.0,
         min_backoff_s: float = 0.25,
         max_backoff_s: float = 10.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.target = target
         self._engine = engine
@@ -106,7 +108,14 @@ class OutboxPublisher:
         self._acked = threading.Condition()
         self._acked_mids: set[int] = set()
         self._thread: threading.Thread | None = None
-        self.published = 0  # messages acknowledged by the broker since start
+        self._published = Counter(
+            "parkfleet_mqtt_published",
+            "Outbox messages the broker acknowledged (PUBACK) and that were then deleted.",
+            registry=registry,
+        )
+        self._up = Gauge(
+            "parkfleet_mqtt_connected", "1 while connected to the MQTT broker.", registry=registry
+        )
         self.client = self._make_client(min_backoff_s, max_backoff_s)
 
     def _make_client(self, min_backoff_s: float, max_backoff_s: float) -> mqtt.Client:
@@ -170,6 +179,7 @@ class OutboxPublisher:
             log.warning("MQTT broker %s refused the connection: %s", self.target.safe_url, reason)
             return
         log.info("MQTT connected to %s", self.target.safe_url)
+        self._up.set(1)
         self._connected.set()
         self._wake.set()
 
@@ -182,6 +192,7 @@ class OutboxPublisher:
         _properties: object,
     ) -> None:
         self._connected.clear()
+        self._up.set(0)
         if not self._stopping.is_set():
             log.warning("MQTT connection to %s lost (%s); retrying", self.target.safe_url, reason)
 
@@ -234,5 +245,5 @@ class OutboxPublisher:
                 self._acked.wait(self._poll_s)
         with self._engine.begin() as conn:
             outbox.remove(conn, [m.id for m in messages])
-        self.published += len(messages)
+        self._published.inc(len(messages))
         return True

@@ -16,6 +16,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
+from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -64,13 +65,22 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     publisher: OutboxPublisher | None = None
     if ctx.settings.mqtt_url:
         # Without a broker no outbox rows are written at all, so the table cannot grow unread.
-        publisher = OutboxPublisher(ctx.engine, parse_mqtt_url(ctx.settings.mqtt_url))
+        publisher = OutboxPublisher(
+            ctx.engine, parse_mqtt_url(ctx.settings.mqtt_url), registry=ctx.metrics.registry
+        )
         ctx.on_startup.append(publisher.start)
         ctx.on_shutdown.append(publisher.stop)
     ctx.mqtt = publisher
     router = APIRouter(tags=["ingest"])
     engine = ctx.engine
 
+    readings = Counter(
+        "parkfleet_readings",
+        "Readings posted to /v1/counts: accepted (stored) or duplicate (already stored).",
+        ["result"],
+        registry=ctx.metrics.registry,
+    )
+    accepted, duplicates = readings.labels("accepted"), readings.labels("duplicate")
     writer = sql.Writer(engine)
     ctx.on_shutdown.append(writer.close)
 
@@ -101,6 +111,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
                 result = await run_in_threadpool(store_batch, device.client_id, batch)
         except store.UnknownDevice:
             raise InvalidToken("the token's device is not registered and enabled") from None
+        accepted.inc(result.accepted)
+        duplicates.inc(result.duplicates)
         if publisher is not None and result.accepted:
             publisher.wake()
         return Response(

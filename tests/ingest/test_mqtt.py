@@ -114,6 +114,9 @@ def test_counts_reach_dashboards_with_a_retained_total(api: Auth, broker: Mosqui
     assert (first["lot"], first["device_id"], first["cars"], first["ts"]) == ("north", dev, 6, None)
     assert payloads(totals)[-1]["cars"] == 6
     # A dashboard that connects later still learns the lot's total from the retained message.
+    metrics = api.http.get("/metrics").text
+    assert "parkfleet_mqtt_connected 1.0" in metrics
+    assert 'parkfleet_readings_total{result="accepted"} 3.0' in metrics
     with Subscriber(broker, "wallboard", topic="parking/north/occupancy") as late:
         (retained,) = late.wait_for(1)
     assert retained.retain and json.loads(retained.payload)["cars"] == 6
