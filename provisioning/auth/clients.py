@@ -102,6 +102,9 @@ class FastQuery:
     transaction after every query (fresh data next time; no idle transaction on PostgreSQL) and
     drops the connection if it fails. The statement is still built and compiled by SQLAlchemy
     for the engine's dialect, once.
+
+    Call it from the event loop's thread (as the token endpoint and the async verifier do) or
+    a few long-lived threads: a thread pool's workers would each hold a pooled connection.
     """
 
     def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
