@@ -31,7 +31,9 @@ from provisioning.ingest import outbox
 log = logging.getLogger(__name__)
 
 ROUND_SIZE = 500
-INFLIGHT = 200  # unacknowledged QoS 1 messages on the wire at once (paho's default is 20)
+# No paho in-flight window: a round (ROUND_SIZE) already bounds what is unacknowledged, and with
+# a window paho rescans its whole queue on every PUBACK (quadratic in the round size).
+INFLIGHT = 0
 KEEPALIVE_S = 30
 
 
@@ -106,7 +108,8 @@ class OutboxPublisher:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._acked = threading.Condition()
-        self._acked_mids: set[int] = set()
+        self._acked_mids: set[int] = set()  # PUBACKs of the current round
+        self._expected = 0  # messages in the current round
         self._thread: threading.Thread | None = None
         self._published = Counter(
             "parkfleet_mqtt_published",
@@ -206,7 +209,9 @@ class OutboxPublisher:
     ) -> None:
         with self._acked:
             self._acked_mids.add(mid)
-            self._acked.notify_all()
+            # Wake the drain thread once per round, not once per PUBACK.
+            if len(self._acked_mids) >= self._expected:
+                self._acked.notify_all()
 
     # the drain thread
 
@@ -230,16 +235,15 @@ class OutboxPublisher:
             return False
         with self._acked:
             self._acked_mids.clear()  # every earlier round was fully acknowledged
+            self._expected = len(messages)
+        # Not under our lock: paho calls on_publish holding its own queue lock, which publish()
+        # takes too.
         waiting = {
             self.client.publish(m.topic, m.payload, qos=outbox.QOS, retain=m.retain).mid
             for m in messages
         }
         with self._acked:
-            while True:
-                waiting -= self._acked_mids
-                self._acked_mids.clear()
-                if not waiting:
-                    break
+            while not waiting <= self._acked_mids:
                 if self._stopping.is_set():
                     return False
                 self._acked.wait(self._poll_s)
