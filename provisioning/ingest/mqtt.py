@@ -136,6 +136,7 @@ class OutboxPublisher:
         # paho sleeps fractional delays fine; its annotations just say int.
         client.reconnect_delay_set(min_delay=min_backoff_s, max_delay=max_backoff_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
@@ -185,6 +186,10 @@ class OutboxPublisher:
         self._up.set(1)
         self._connected.set()
         self._wake.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        # Unreachable, refused TCP, or a TLS certificate that does not verify.
+        log.warning("MQTT broker %s unreachable; retrying", self.target.safe_url)
 
     def _on_disconnect(
         self,

@@ -13,9 +13,11 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from provisioning.app import create_app
-from provisioning.ingest import outbox
-from provisioning.ingest.mqtt import MqttTarget, parse_mqtt_url
+from provisioning.ingest import outbox, sql
+from provisioning.ingest.mqtt import MqttTarget, OutboxPublisher, parse_mqtt_url
+from provisioning.store.db import make_engine, migrate
 from tests.auth.conftest import Auth, make_settings
+from tests.device.pki import make_pki
 from tests.support.mosquitto import MosquittoBroker, Received, Subscriber
 
 pytestmark = pytest.mark.mosquitto
@@ -170,3 +172,32 @@ def test_without_a_broker_nothing_is_queued(tmp_path: Path) -> None:
         post(api, token, range(5))
         with api.ctx.engine.connect() as conn:
             assert outbox.pending(conn) == 0
+
+
+def test_publishing_over_tls_with_a_private_ca(tmp_path: Path) -> None:
+    """The config's TLS listener switched on; `mqtts://...?ca=` trusts exactly that CA."""
+    pki = make_pki(tmp_path / "pki")
+    stranger = make_pki(tmp_path / "other-pki")  # a CA that did not sign the broker's cert
+    url = f"sqlite:///{tmp_path / 'park.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with sql.transaction(engine) as tx:
+        outbox.enqueue(tx, [outbox.occupancy_message("tls-lot", 4, 1, 1.0)], 1.0)
+    tls = (pki.server_cert, pki.server_key)
+    with MosquittoBroker(tmp_path / "broker", tls=tls) as broker, Subscriber(broker) as watcher:
+        watcher.wait_subscribed()
+        base = broker.url().replace("mqtt://", "mqtts://").replace("127.0.0.1", "localhost")
+        base = base.replace(f":{broker.port}", f":{broker.tls_port}")
+        wrong = OutboxPublisher(engine, parse_mqtt_url(f"{base}?ca={stranger.ca_pem}"))
+        wrong.start()
+        time.sleep(1.0)
+        assert not wrong.connected  # certificate verification failed: nothing sent
+        wrong.stop()
+        right = OutboxPublisher(engine, parse_mqtt_url(f"{base}?ca={pki.ca_pem}"))
+        right.start()
+        try:
+            (message,) = watcher.wait_for(1, topic_prefix="parking/tls-lot/")
+        finally:
+            right.stop()
+    assert json.loads(message.payload)["cars"] == 4
+    engine.dispose()

@@ -35,10 +35,18 @@ class Received:
 class MosquittoBroker:
     """`mosquitto -c <templated copy>`; `stop()` and `start()` again keep port and persistence."""
 
-    def __init__(self, workdir: Path, dashboards: tuple[str, ...] = ("dashboard",)) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        dashboards: tuple[str, ...] = ("dashboard",),
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`tls`: (certificate, key) in PEM to switch on the config's TLS listener too."""
         self.binary = mosquitto_binary()
         self.workdir = workdir
         self.port = free_port()
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.passwords: dict[str, str] = {}
         self.service_url = ""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -79,6 +87,13 @@ class MosquittoBroker:
                 f"persistence_location {self.workdir / 'data'}/"
             ),
         }
+        if self.tls:
+            moves |= {
+                "#listener 8883": f"listener {self.tls_port} 127.0.0.1",
+                "#certfile broker-config/tls/server.crt": f"certfile {self.tls[0]}",
+                "#keyfile broker-config/tls/server.key": f"keyfile {self.tls[1]}",
+                "#tls_version tlsv1.2": "tls_version tlsv1.2",
+            }
         for line, replacement in moves.items():
             assert f"\n{line}\n" in text, f"broker-config/mosquitto.conf lost {line!r}"
             text = text.replace(f"\n{line}\n", f"\n{replacement}\n")
@@ -99,6 +114,8 @@ class MosquittoBroker:
         )
         try:
             wait_for_port(self.port, timeout=10)
+            if self.tls_port:
+                wait_for_port(self.tls_port, timeout=10)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"mosquitto did not start:\n{self.log()}") from None
