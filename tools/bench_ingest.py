@@ -32,9 +32,8 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from provisioning.auth.secrets import SecretHasher  # noqa: E402
-from provisioning.registry import service as registry  # noqa: E402
-from provisioning.store.db import make_engine, migrate, session_factory  # noqa: E402
+from provisioning.store.db import make_engine  # noqa: E402
+from tests.support.clients import register_devices  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 from tools.loadgen import build_request, run_in_process  # noqa: E402
@@ -49,21 +48,6 @@ SINGLE_TARGET = 0.50
 BATCH_TARGET = 100_000
 LATENCY_SAMPLES = 300
 LOT = "bench-lot"
-
-
-def register_devices(data_dir: Path, count: int) -> list[tuple[str, str]]:
-    """Devices written directly into the service's SQLite database (before it starts)."""
-    url = f"sqlite:///{data_dir / 'parkfleet.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    hasher = SecretHasher.from_data_dir(data_dir)
-    creds = []
-    with session_factory(engine)() as session:
-        for n in range(count):
-            client, secret = registry.create_device(session, hasher, "bench", LOT, f"b{n}")
-            creds.append((client.client_id, secret))
-    engine.dispose()
-    return creds
 
 
 def fetch_tokens(url: str, creds: list[tuple[str, str]]) -> list[str]:
@@ -144,7 +128,7 @@ def measured(
 
 def bench_single(tmp: Path) -> list[dict[str, Any]]:
     data_dir = tmp / "single"
-    creds = register_devices(data_dir, SINGLE_CONNECTIONS)
+    creds = register_devices(data_dir, SINGLE_CONNECTIONS, LOT)
     args = ["--token-rate-burst", "1000000000", "--log-level", "warning"]
     with ServiceProcess(data_dir, extra_args=args) as service:
         host = f"127.0.0.1:{service.port}"
@@ -178,7 +162,7 @@ def bench_single(tmp: Path) -> list[dict[str, Any]]:
 
 def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> dict[str, Any]:
     data_dir = tmp / ("batch-mqtt" if broker else "batch")
-    creds = register_devices(data_dir, BATCH_CONNECTIONS)
+    creds = register_devices(data_dir, BATCH_CONNECTIONS, LOT)
     args = ["--log-level", "warning", *(["--mqtt", broker.url()] if broker else [])]
     with ServiceProcess(data_dir, extra_args=args) as service:
         tokens = fetch_tokens(service.url, creds)
@@ -204,7 +188,7 @@ def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> dict[str, Any]:
 def bench_latency(tmp: Path, broker: MosquittoBroker) -> dict[str, Any]:
     """One post at a time; time from send to the subscriber's on_message for that seq."""
     data_dir = tmp / "latency"
-    creds = register_devices(data_dir, 1)
+    creds = register_devices(data_dir, 1, LOT)
     arrived: dict[int, float] = {}
     cond = threading.Condition()
 

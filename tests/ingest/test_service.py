@@ -12,7 +12,8 @@ import pytest
 from provisioning.auth.scopes import COUNTS_READ, INGEST_AUDIENCE
 from provisioning.auth.secrets import SecretHasher
 from provisioning.registry import service as registry
-from provisioning.store.db import make_engine, migrate, session_factory
+from provisioning.store.db import make_engine, session_factory
+from tests.support.clients import register_devices
 from tests.support.mosquitto import MosquittoBroker, Subscriber
 from tests.support.server import ServiceProcess
 
@@ -21,16 +22,15 @@ pytestmark = pytest.mark.mosquitto
 
 def register(data_dir: Path) -> tuple[tuple[str, str], tuple[str, str]]:
     """A device in lot `gate-7` and an operator, written into the service's database."""
-    url = f"sqlite:///{data_dir / 'parkfleet.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    hasher = SecretHasher.from_data_dir(data_dir)
+    (device,) = register_devices(data_dir, 1, "gate-7")
+    engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
     with session_factory(engine)() as session:
-        dev, dev_secret = registry.create_device(session, hasher, "test", "gate-7", "board")
-        op, op_secret = registry.create_operator(session, hasher, "test", "ops")
-        creds = (dev.client_id, dev_secret), (op.client_id, op_secret)
+        op, secret = registry.create_operator(
+            session, SecretHasher.from_data_dir(data_dir), "test", "ops"
+        )
+        operator = (op.client_id, secret)
     engine.dispose()
-    return creds
+    return device, operator
 
 
 def token(http: httpx.Client, creds: tuple[str, str], **params: str) -> str:
