@@ -70,6 +70,9 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     ctx.on_shutdown.append(issuance_audit.close)
 
     async def read_params(request: Request) -> tuple[dict[str, str], ClientRecord]:
+        # The one client lookup runs inline on the loop, also on PostgreSQL: measured on two
+        # cores, moving it to a thread pool gave no more tokens/s (the database's own CPU was
+        # the limit) and cost ~25% more server CPU per token.
         body = await read_body(request.headers.get("content-length"), request.stream())
         params = parse_params(request.headers.get("content-type"), body)
         return params, authenticator.authenticate(
