@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -242,5 +243,45 @@ def test_queries_use_indexes_on_postgresql(pg_url: str) -> None:
             assert page is not None and page["readings"][0]["seq"] == 1001
             lot = store.lot_detail(conn, "lot-1")
             assert lot is not None and len(lot["devices"]) == 5
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_writers_keep_lot_totals_and_order_on_postgresql(pg_url: str) -> None:
+    """Four boards of one lot posting at once: the outbox, read in id order, ends with the true
+    total and holds each board's readings in seq order (the per-lot advisory lock)."""
+    migrate(pg_url)
+    engine = make_engine(pg_url)
+    hasher = SecretHasher(b"k" * 32)
+    try:
+        with session_factory(engine)() as session:
+            devices = [
+                service.create_device(session, hasher, "op_test", "busy", "b")[0].client_id
+                for _ in range(4)
+            ]
+
+        def board(device: str) -> None:
+            for seq in range(25):
+                with sql.transaction(engine) as tx:
+                    store.store_counts(tx, device, batch([(seq, seq % 9, None)]), 1.0, True)
+
+        threads = [threading.Thread(target=board, args=(d,)) for d in devices]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with engine.connect() as conn:
+            messages = outbox.fetch(conn, 1000)
+            lot = store.lot_detail(conn, "busy")
+        assert lot is not None and lot["cars"] == 4 * (24 % 9)
+        totals = [json.loads(m.payload)["cars"] for m in messages if m.retain]
+        assert len(totals) == 100 and totals[-1] == lot["cars"]
+        for device in devices:
+            seqs = [
+                json.loads(m.payload)["seq"]
+                for m in messages
+                if not m.retain and json.loads(m.payload)["device_id"] == device
+            ]
+            assert seqs == list(range(25))
     finally:
         engine.dispose()
