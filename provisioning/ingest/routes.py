@@ -27,6 +27,7 @@ from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.auth.tokens import read_body
 from provisioning.context import ServiceContext
+from provisioning.errors import ParkctlError
 from provisioning.ingest import sql, store
 from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
@@ -65,9 +66,11 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     publisher: OutboxPublisher | None = None
     if ctx.settings.mqtt_url:
         # Without a broker no outbox rows are written at all, so the table cannot grow unread.
-        publisher = OutboxPublisher(
-            ctx.engine, parse_mqtt_url(ctx.settings.mqtt_url), registry=ctx.metrics.registry
-        )
+        try:
+            target = parse_mqtt_url(ctx.settings.mqtt_url)
+        except ValueError as error:  # shown by `parkctl serve` as a message, never the URL
+            raise ParkctlError(f"--mqtt / PARK_MQTT_URL: {error}") from None
+        publisher = OutboxPublisher(ctx.engine, target, registry=ctx.metrics.registry)
         ctx.on_startup.append(publisher.start)
         ctx.on_shutdown.append(publisher.stop)
     ctx.mqtt = publisher

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from provisioning.app import create_app
+from provisioning.errors import ParkctlError
 from provisioning.ingest import outbox, sql
 from provisioning.ingest.mqtt import MqttTarget, OutboxPublisher, parse_mqtt_url
 from provisioning.store.db import make_engine, migrate
@@ -79,6 +80,13 @@ def test_url_parsing() -> None:
     for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h?ca=x", "mqtts://h?x=1"):
         with pytest.raises(ValueError):
             parse_mqtt_url(bad)
+
+
+def test_a_bad_mqtt_url_stops_the_service_with_a_clear_message(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", mqtt_url="http://svc:s3cret@broker:1883")
+    with pytest.raises(ParkctlError) as caught:
+        create_app(settings)
+    assert "mqtt://" in caught.value.message and "s3cret" not in caught.value.message
 
 
 def test_broker_accounts_and_acls(broker: MosquittoBroker) -> None:
