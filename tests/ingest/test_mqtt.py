@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from provisioning.app import create_app
+from provisioning.config import Settings
 from provisioning.errors import ParkctlError
 from provisioning.ingest import outbox, sql
 from provisioning.ingest.mqtt import MqttTarget, OutboxPublisher, parse_mqtt_url
@@ -80,6 +81,13 @@ def test_url_parsing() -> None:
     for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h?ca=x", "mqtts://h?x=1"):
         with pytest.raises(ValueError):
             parse_mqtt_url(bad)
+
+
+def test_park_mqtt_url_switches_fan_out_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARK_MQTT_URL", "mqtt://svc:pw@broker.example:1884")
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    publisher = app.state.ctx.mqtt
+    assert publisher is not None and publisher.target.safe_url == "mqtt://svc@broker.example:1884"
 
 
 def test_a_bad_mqtt_url_stops_the_service_with_a_clear_message(tmp_path: Path) -> None:
