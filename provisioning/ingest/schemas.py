@@ -36,6 +36,50 @@ _HEALTH_INTS: dict[str, tuple[int, int]] = {
 HEALTH_KEYS = frozenset({*_HEALTH_INTS, "reset_cause"})
 
 
+def _int(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+# The body as JSON Schema, for the OpenAPI document only (built from the same limits; requests
+# are checked by `parse_counts`).
+COUNTS_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["readings"],
+    "properties": {
+        "readings": {
+            "type": "array",
+            "maxItems": MAX_READINGS,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["seq", "cars"],
+                "properties": {
+                    "seq": _int(0, MAX_SEQ),
+                    "cars": _int(0, MAX_CARS),
+                    "ts": {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": MAX_TS},
+                },
+            },
+        },
+        "device_id": {"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID},
+        "health": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                **{
+                    name: _int(*bounds) | {"nullable": True}
+                    for name, bounds in _HEALTH_INTS.items()
+                },
+                "reset_cause": {
+                    "oneOf": [{"type": "string", "maxLength": MAX_RESET_CAUSE}, _int(0, 255)],
+                    "nullable": True,
+                },
+            },
+        },
+    },
+}
+
+
 class MalformedBody(ValueError):
     """The body is not JSON at all (400)."""
 
