@@ -118,7 +118,7 @@ def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> No
 def _check_keys(obj: dict[str, Any], allowed: frozenset[str], loc: tuple[str | int, ...]) -> None:
     unknown = obj.keys() - allowed
     if unknown:
-        name = sorted(unknown)[0]
+        name = sorted(unknown)[0][:40]  # echoed back: keep it short
         _fail(
             (*loc, name),
             f"unknown field {name!r}; allowed: {', '.join(sorted(allowed))}",
