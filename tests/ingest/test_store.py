@@ -123,6 +123,24 @@ def test_lot_totals_sum_each_devices_latest_reading(
         ingest(engine, a2, batch([(9, 1, None)]))
 
 
+def test_readings_count_towards_the_lot_registered_at_receive_time(
+    engine: Engine, make_device: MakeDevice
+) -> None:
+    dev = make_device("lot-a")
+    ingest(engine, dev, batch([(1, 5, None)]))
+    with session_factory(engine)() as session:
+        service.update_device(session, "op_test", dev, lot="lot-b")  # its token still says lot-a
+    assert ingest(engine, dev, batch([(2, 6, None)])).lot == "lot-b"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ReadingRow.seq, ReadingRow.lot).where(ReadingRow.device_id == dev)
+        ).all()
+        assert sorted(tuple(r) for r in rows) == [(1, "lot-a"), (2, "lot-b")]
+        assert store.lot_detail(conn, "lot-a") is None  # no device registered there any more
+        lot_b = store.lot_detail(conn, "lot-b")
+    assert lot_b is not None and lot_b["cars"] == 6
+
+
 def test_disabled_device_stores_nothing(engine: Engine, make_device: MakeDevice) -> None:
     dev = make_device("lot-a")
     with session_factory(engine)() as session:
