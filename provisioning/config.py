@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.store.db import normalise_url
+
 
 def default_data_dir() -> Path:
     """XDG data directory for the service's database, keys and hash key."""
@@ -50,10 +52,7 @@ class Settings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _normalise_db(cls, value: str | None) -> str | None:
-        if value and value.startswith("postgresql://"):
-            # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
-            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
-        return value
+        return normalise_url(value) if value else value
 
     @property
     def db_url(self) -> str:

@@ -209,7 +209,7 @@ def main() -> None:
                     time.sleep(1.0)
         except KeyboardInterrupt:
             console.print("stopping...")
-    console.print("demo stopped; everything it started has ended.")
+    console.print("\ndemo stopped; everything it started has ended.")
 
 
 if __name__ == "__main__":
