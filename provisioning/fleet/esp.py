@@ -41,8 +41,11 @@ ProgressFn = Callable[[int, int], None]
 
 
 def has_reset_lines(port: str) -> bool:
-    """Whether esptool can reset the board into its bootloader through DTR/RTS on `port`."""
-    return not port.startswith(("socket://", "rfc2217://"))
+    """Whether esptool can reset the board into its bootloader through DTR/RTS on `port`.
+
+    Network ports carry no modem lines, and neither does a pseudo-terminal (ioctl ENOTTY).
+    """
+    return not port.startswith(("socket://", "rfc2217://", "/dev/pts/"))
 
 
 class _ThreadLogger(TemplateLogger):  # type: ignore[misc]  # esptool ships no type hints

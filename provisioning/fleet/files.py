@@ -85,7 +85,7 @@ def _explain(port: str, output: str) -> ParkctlError:
             f"{port}: the board vanished during the copy ({last}); reconnect it and re-run, "
             "which copies everything again"
         )
-    if "enospc" in lowered or "errno 28" in lowered:
+    if any(s in lowered for s in ("enospc", "errno 28", "no space left")):
         return ParkctlError(f"{port}: the board's filesystem is full ({last})")
     return ParkctlError(f"{port}: mpremote failed: {last}")
 

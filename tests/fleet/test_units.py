@@ -158,3 +158,25 @@ def test_state_resumable_atomic(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ParkctlError, match="unreadable"):
         FleetState(path)
+
+
+@pytest.mark.parametrize(
+    ("port", "lines"),
+    [
+        ("/dev/ttyUSB0", True),
+        ("socket://127.0.0.1:5000", False),
+        ("rfc2217://bench:4000", False),
+        ("/dev/pts/7", False),
+    ],
+)
+def test_reset_lines_only_on_real_serial_ports(port: str, lines: bool) -> None:
+    from provisioning.fleet.esp import has_reset_lines
+
+    assert has_reset_lines(port) is lines
+
+
+def test_full_board_filesystem_is_named_as_such() -> None:
+    from provisioning.fleet.files import _explain
+
+    output = "cp device/agent.py :agent.py\nOSError: No space left on device.\n"
+    assert "filesystem is full" in _explain("socket://x:1", output).message
