@@ -26,7 +26,7 @@ def log(msg):
 
 class Agent:
     def __init__(self, c):
-        self.c = c
+        # Takes what it needs from the config dict, which is then freed (main pops it).
         self.up = Uplink(c, log)  # its buffers first, while the heap has large free blocks
         self.spool = Spool(c["spool_max"])
         self.sensor = sensor.make(c["sensor"], self.spool.cars)
@@ -37,6 +37,12 @@ class Agent:
         self.sensor_ok = True
         self.heap_peak = 0  # gc.mem_alloc() before each collection (live + one loop's garbage)
         self.heap_live = 0  # gc.mem_alloc() after each collection
+        self.hello = (c["device_id"], c["lot"])
+        self.wdt_ms = int(c["wdt_s"] * 1000)
+        self.interval = int(c["interval_s"] * 1000)
+        self.offline = int(c["offline_reboot_s"] * 1000)
+        self.debug = c["debug_heap"]
+        self.every = int(c["upload_every_s"] * 1000)
 
     def feed(self):
         if self.wdt:
@@ -70,20 +76,14 @@ class Agent:
         up.upload(sp, (self.uptime_ms // 1000, self.wifi.rssi(), sp.depth(), sp.dropped), self.feed)
 
     def run(self):
-        c = self.c
-        if c["wdt_s"]:
-            self.wdt = machine.WDT(timeout=int(c["wdt_s"] * 1000))
-        interval = int(c["interval_s"] * 1000)
-        offline = int(c["offline_reboot_s"] * 1000)
-        debug = c["debug_heap"]
+        if self.wdt_ms:
+            self.wdt = machine.WDT(timeout=self.wdt_ms)
+        interval, offline, debug = self.interval, self.offline, self.debug
         sp = self.spool
-        log(
-            "started %s in lot %s, seq %d, spool %d"
-            % (c["device_id"], c["lot"], sp.next_seq, sp.depth())
-        )
+        log("started %s in lot %s, seq %d, spool %d" % (self.hello + (sp.next_seq, sp.depth())))
         next_read = heap_at = time.ticks_ms()
         # upload_every_s > 0 collects readings into fewer, larger posts (one token header each).
-        every = int(c["upload_every_s"] * 1000)
+        every = self.every
         last_up = time.ticks_add(next_read, -every)
         while True:
             self.feed()
@@ -122,11 +122,12 @@ class Agent:
                 time.sleep_ms(min(wait, _SLICE_MS))
 
 
-def main(c):
-    # Run the agent with a validated config (main.py loads it); a crash reboots the board, and
+def main(box):
+    # Run the agent with the validated config main.py loads, handed over in a one-item list so
+    # that no caller's frame or global keeps the dict alive; a crash reboots the board, and
     # safemode counts such boots.
     try:
-        Agent(c).run()
+        Agent(box.pop()).run()
     except Exception as e:  # a bug must not leave a dead board in the field
         log("crashed: %r; rebooting in 10 s" % e)
         sys.print_exception(e)

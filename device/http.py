@@ -1,8 +1,9 @@
 # A small HTTP/1.1 client (RFC 9112) for the agent: one persistent connection per origin, a
 # timeout on every step, DNS resolved once, Content-Length and chunked bodies, and only the headers
-# the agent needs (Date, Retry-After, WWW-Authenticate, Connection). Buffers are allocated once:
-# the caller writes the request body into `conn.body` in place, the response body lands in
-# `conn.resp`. The transport raises OSError only; a non-2xx status raises HTTPError.
+# the agent needs (Date, Retry-After, WWW-Authenticate, Connection). One buffer, allocated once,
+# serves both directions: the caller writes the request body into `conn.body` in place, and the
+# response body lands in `conn.resp`, over the request, which is sent whole before any of the
+# response is read. The transport raises OSError only; a non-2xx status raises HTTPError.
 import socket
 import time
 from micropython import const
@@ -67,17 +68,16 @@ class Conn:
         self.tls, self.host, self.port = tls, host, port
         self.timeout = timeout_s
         self.ca_path = ca_path
-        self._out = bytearray(_ROOM + body_cap)
-        self.body = memoryview(self._out)[_ROOM:]
-        self._in = bytearray(in_cap)
-        self.resp = memoryview(self._in)[:0]
+        self._buf = bytearray(max(_ROOM + body_cap, in_cap))
+        self.body = memoryview(self._buf)[_ROOM:]
+        self._in = memoryview(self._buf)[:in_cap]  # a longer response body is cut off
+        self.resp = self._in[:0]
         self._sock = None
         self._addr = None
         self._fails = 0
         self.date = None  # server's Date of the last response, epoch seconds
-        self.requests = 0  # statistics for the console and the bench
+        self.requests = 0  # statistics for the tests
         self.connects = 0
-        self.tx = 0
 
     def same_origin(self, tls, host, port):
         return self.tls == tls and self.host == host and self.port == port
@@ -149,25 +149,30 @@ class Conn:
     def _exchange(self, method, path, nbody, ctype, auth, got):
         s = self._sock
         deadline = time.ticks_add(time.ticks_ms(), int(self.timeout * 3000))
-        head = memoryview(self._in)  # the input buffer is free until the response arrives
-        n = 0
-        for part in (method, b" ", path, b" HTTP/1.1\r\nHost: ", self.host):
-            n = _put(head, n, part)
+        head = [method, b" ", path, b" HTTP/1.1\r\nHost: ", self.host]
         if self.port != (443 if self.tls else 80):
-            n = _put(head, n, b":%d" % self.port)
+            head.append(b":%d" % self.port)
         if auth:
-            n = _put(head, n, b"\r\nAuthorization: ")
-            n = _put(head, n, auth)
+            head += (b"\r\nAuthorization: ", auth)
         if nbody:
-            n = _put(head, n, b"\r\nContent-Type: ")
-            n = _put(head, n, ctype)
-            n = _put(head, n, b"\r\nContent-Length: %d" % nbody)
-        n = _put(head, n, b"\r\n\r\n")
-        out = memoryview(self._out)
-        out[_ROOM - n : _ROOM] = head[:n]
-        s.write(out[_ROOM - n : _ROOM + nbody])  # one write: one TLS record, one TCP segment
+            head += (b"\r\nContent-Type: ", ctype, b"\r\nContent-Length: %d" % nbody)
+        head.append(b"\r\n\r\n")
+        n = 0
+        for i, part in enumerate(head):
+            if isinstance(part, str):
+                head[i] = part = part.encode()
+            n += len(part)
+        if n > _ROOM:
+            raise OSError("request head too long")
+        # The head goes right in front of the body, so the request leaves in one write: one TLS
+        # record, one TCP segment.
+        out = memoryview(self._buf)
+        i = _ROOM - n
+        for part in head:
+            out[i : i + len(part)] = part
+            i += len(part)
+        s.write(out[_ROOM - n : _ROOM + nbody])
         self.requests += 1
-        self.tx += n + nbody
 
         line = _readline(s, deadline)
         got[0] = True
@@ -201,7 +206,7 @@ class Conn:
                 error = _bearer_error(value)
         self.date = date  # per response: a stale Date must not be learned again later
         n = self._body(s, status, method, length, chunked, deadline)
-        self.resp = memoryview(self._in)[:n]
+        self.resp = self._in[:n]
         if not keep or (length < 0 and not chunked):
             self.close()
         if 200 <= status < 300:
@@ -232,16 +237,6 @@ class Conn:
         while _readline(s, deadline) not in (b"\r\n", b"\n"):
             pass
         return n
-
-
-def _put(buf, n, data):
-    if isinstance(data, str):
-        data = data.encode()
-    end = n + len(data)
-    if end > len(buf):
-        raise OSError("request head too long")
-    buf[n:end] = data
-    return end
 
 
 def _check(deadline):

@@ -13,9 +13,9 @@ if _why:
 else:
     import config
 
-    _c = config.wait_valid(lambda msg: print("parkfleet:", msg))
+    _c = [config.wait_valid(lambda msg: print("parkfleet:", msg))]
     del sys.modules["config"], config
     gc.collect()
     import agent
 
-    agent.main(_c)
+    agent.main(_c)  # takes the config out of the list: freed after the agent's setup

@@ -292,7 +292,7 @@ def test_http_date_and_clock():
 def test_form_quote_and_basic_credentials():
     from token import Token, form_quote
 
-    expect(form_quote("a b+c/d~é") == "a+b%2Bc%2Fd%7E%C3%A9", "form encoding")
+    expect(form_quote("a b+c/d~é") == b"a+b%2Bc%2Fd%7E%C3%A9", "form encoding")
 
     class Conn:
         date = None
