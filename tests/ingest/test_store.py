@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
 
 from provisioning.auth.secrets import SecretHasher
 from provisioning.ingest import outbox, sql, store
+from provisioning.ingest.commit import GroupCommit
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.registry import service
 from provisioning.store.db import make_engine, migrate, session_factory
@@ -303,3 +306,40 @@ def test_concurrent_writers_keep_lot_totals_and_order_on_postgresql(pg_url: str)
             assert seqs == list(range(25))
     finally:
         engine.dispose()
+
+
+def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
+    """SQLite: posts arriving together share a commit, yet each gets its own answer, and a
+    refused one stores nothing while the others are stored."""
+    url = f"sqlite:///{tmp_path / 'park.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        hasher = SecretHasher(b"k" * 32)
+        devices = [
+            service.create_device(session, hasher, "op_test", "lot-g", "b")[0].client_id
+            for _ in range(5)
+        ]
+    woken: list[bool] = []
+    group = GroupCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
+
+    async def post_all() -> list[object]:
+        posts = [
+            group.store(dev, batch([(1, n, None), (2, n, None)])) for n, dev in enumerate(devices)
+        ]
+        posts.append(group.store("dev_unknown", batch([(1, 1, None)])))
+        posts.append(group.store(devices[0], batch([(2, 9, None), (3, 9, None)])))
+        return await asyncio.gather(*posts, return_exceptions=True)
+
+    results = asyncio.run(post_all())
+    assert [(r.accepted, r.duplicates) for r in results[:5]] == [(2, 0)] * 5  # type: ignore[union-attr]
+    assert isinstance(results[5], store.UnknownDevice)
+    assert (results[6].accepted, results[6].duplicates) == (1, 1)  # type: ignore[union-attr]
+    assert woken == [True]  # one commit, one wake-up
+    with engine.connect() as conn:
+        lot = store.lot_detail(conn, "lot-g")
+        messages = outbox.fetch(conn, 100)
+    assert lot is not None and lot["cars"] == 9 + 1 + 2 + 3 + 4
+    assert json.loads(messages[-1].payload)["cars"] == lot["cars"]  # the last total is right
+    assert stored(engine, devices[0])[-1][:2] == (3, 9)
+    engine.dispose()
