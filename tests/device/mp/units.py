@@ -290,7 +290,9 @@ def test_http_date_and_clock():
 
 
 def test_form_quote_and_basic_credentials():
-    from token import Token, form_quote
+    from token import Token
+
+    from tokenget import form_quote
 
     expect(form_quote("a b+c/d~é") == b"a+b%2Bc%2Fd%7E%C3%A9", "form encoding")
 
