@@ -2,12 +2,12 @@
 # retry policy around it. HTTP refusals (HTTPError) and transport errors (OSError) are handled
 # only here: invalid_client backs off to a long cap, 429/503 honour Retry-After, a rejected token
 # is replaced once, everything else backs off exponentially with full jitter.
+import sys
 import time
 from micropython import const
 
 import clock
 import flash
-import health
 import http
 from backoff import Backoff
 from token import Token
@@ -90,7 +90,11 @@ class Uplink:
         if self.health_at is None or time.ticks_diff(now, self.health_at) >= self.health_ms:
             self.health_at = now
             self._put(b',"health":')
+            # Every few minutes only: health.py's code is loaded for it and dropped again.
+            import health
+
             self._put(health.encode(*health_args))
+            del sys.modules["health"]
         self._put(b"}")
         return got
 
