@@ -26,7 +26,6 @@ def log(msg):
 
 class Agent:
     def __init__(self, c):
-        # Takes what it needs from the config dict, which is then freed (main pops it).
         self.up = Uplink(c, log)  # its buffers first, while the heap has large free blocks
         self.spool = Spool(c["spool_max"])
         self.sensor = sensor.make(c["sensor"], self.spool.cars)
@@ -37,12 +36,6 @@ class Agent:
         self.sensor_ok = True
         self.heap_peak = 0  # gc.mem_alloc() before each collection (live + one loop's garbage)
         self.heap_live = 0  # gc.mem_alloc() after each collection
-        self.hello = (c["device_id"], c["lot"])
-        self.wdt_ms = int(c["wdt_s"] * 1000)
-        self.interval = int(c["interval_s"] * 1000)
-        self.offline = int(c["offline_reboot_s"] * 1000)
-        self.debug = c["debug_heap"]
-        self.every = int(c["upload_every_s"] * 1000)
 
     def feed(self):
         if self.wdt:
@@ -75,15 +68,25 @@ class Agent:
         sp = self.spool
         up.upload(sp, (self.uptime_ms // 1000, self.wifi.rssi(), sp.depth(), sp.dropped), self.feed)
 
-    def run(self):
-        if self.wdt_ms:
-            self.wdt = machine.WDT(timeout=self.wdt_ms)
-        interval, offline, debug = self.interval, self.offline, self.debug
-        sp = self.spool
-        log("started %s in lot %s, seq %d, spool %d" % (self.hello + (sp.next_seq, sp.depth())))
-        next_read = heap_at = time.ticks_ms()
+    def run(self, cfg):
+        # cfg: [config dict]. The loop's settings become locals and the dict is let go: taken
+        # out of the list here, not passed as an argument, because a stale copy of an argument
+        # in the caller's frame would keep it (about 1.8 KB) alive for the conservative GC.
+        c = cfg.pop()
+        if c["wdt_s"]:
+            self.wdt = machine.WDT(timeout=int(c["wdt_s"] * 1000))
+        interval = int(c["interval_s"] * 1000)
+        offline = int(c["offline_reboot_s"] * 1000)
+        debug = c["debug_heap"]
         # upload_every_s > 0 collects readings into fewer, larger posts (one token header each).
-        every = self.every
+        every = int(c["upload_every_s"] * 1000)
+        sp = self.spool
+        log(
+            "started %s in lot %s, seq %d, spool %d"
+            % (c["device_id"], c["lot"], sp.next_seq, sp.depth())
+        )
+        c = None
+        next_read = heap_at = time.ticks_ms()
         last_up = time.ticks_add(next_read, -every)
         while True:
             self.feed()
@@ -122,12 +125,12 @@ class Agent:
                 time.sleep_ms(min(wait, _SLICE_MS))
 
 
-def main(box):
+def main(cfg):
     # Run the agent with the validated config main.py loads, handed over in a one-item list so
-    # that no caller's frame or global keeps the dict alive; a crash reboots the board, and
-    # safemode counts such boots.
+    # that once run() has read it no frame or global keeps the dict alive; a crash reboots the
+    # board, and safemode counts such boots.
     try:
-        Agent(box.pop()).run()
+        Agent(cfg[0]).run(cfg)
     except Exception as e:  # a bug must not leave a dead board in the field
         log("crashed: %r; rebooting in 10 s" % e)
         sys.print_exception(e)

@@ -18,4 +18,4 @@ else:
     gc.collect()
     import agent
 
-    agent.main(_c)  # takes the config out of the list: freed after the agent's setup
+    agent.main(_c)  # takes the config out of the list: freed once the agent runs
