@@ -2,14 +2,12 @@
 # Configured by PARKSIM_* environment variables (README.md lists them).
 import os
 
+# Only the names the agent and status() use: on the Unix port every name here is a qstr in the
+# agent's heap, which a board's built-in module does not cost.
 STA_IF = 0
-AP_IF = 1
 STAT_IDLE = 1000
-STAT_CONNECTING = 1001
 STAT_GOT_IP = 1010
 STAT_NO_AP_FOUND = 201
-STAT_WRONG_PASSWORD = 202
-STAT_CONNECT_FAIL = 203
 
 
 def _link_up():
