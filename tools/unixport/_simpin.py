@@ -1,7 +1,31 @@
-# machine.Pin and machine.RTC for the Unix port (loaded lazily by machine.py); see README.md.
+# machine.Pin, machine.RTC and the rarely used rest of machine for the Unix port (loaded lazily
+# by machine.py); see README.md.
 import time
 
 from machine import _env
+
+
+def unique_id():
+    mac = _env("PARKSIM_MAC", "240ac4000001").replace(":", "").replace("-", "")
+    import binascii
+
+    return binascii.unhexlify(mac)
+
+
+def freq(hz=None):
+    return 240000000
+
+
+def idle():
+    time.sleep_ms(1)
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass
 
 
 class Pin:

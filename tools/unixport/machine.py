@@ -32,29 +32,6 @@ def soft_reset():
     reset()
 
 
-def unique_id():
-    mac = _env("PARKSIM_MAC", "240ac4000001").replace(":", "").replace("-", "")
-    import binascii
-
-    return binascii.unhexlify(mac)
-
-
-def freq(hz=None):
-    return 240000000
-
-
-def idle():
-    time.sleep_ms(1)
-
-
-def disable_irq():
-    return 0
-
-
-def enable_irq(state=0):
-    pass
-
-
 class WDT:
     feeds = 0
 
@@ -76,11 +53,12 @@ class WDT:
 
 
 def __getattr__(name):
-    # Pin and RTC live in _simpin.py and load on first use: on the Unix port this module shares
-    # the agent's heap, and a file-sensor board never touches a pin.
-    if name in ("Pin", "RTC"):
-        import _simpin
+    # Pin, RTC and the rarely used rest live in _simpin.py and load on first use: on the Unix
+    # port this module shares the agent's heap (its names are qstrs there too), and a
+    # file-sensor board never touches a pin.
+    if name not in ("Pin", "RTC", "unique_id", "freq", "idle", "disable_irq", "enable_irq"):
+        raise AttributeError(name)  # e.g. BROWNOUT_RESET, probed by health.py: no load for it
+    import _simpin
 
-        globals()["Pin"], globals()["RTC"] = _simpin.Pin, _simpin.RTC
-        return globals()[name]
-    raise AttributeError(name)
+    v = globals()[name] = getattr(_simpin, name)
+    return v
