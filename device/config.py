@@ -37,7 +37,28 @@ def _num(v, lo, key, integer=False):
     _need(ok and not isinstance(v, bool) and v >= lo, "%s must be a number >= %s" % (key, lo))
 
 
+def split_url(url):
+    # "https://host:port/path" -> (tls, host, port, path); ValueError for anything else.
+    if url.startswith("https://"):
+        tls, rest, port = True, url[8:], 443
+    elif url.startswith("http://"):
+        tls, rest, port = False, url[7:], 80
+    else:
+        raise ValueError("URL must start with http:// or https://")
+    i = rest.find("/")
+    hostport, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
+    i = hostport.rfind(":")
+    host = hostport
+    if i >= 0 and hostport[i + 1 :].isdigit():
+        host, port = hostport[:i], int(hostport[i + 1 :])
+    if not host:
+        raise ValueError("URL has no host")
+    return tls, host, port, path
+
+
 def validate(c):
+    # The config with defaults filled in; token_url and ingest_url are left split by split_url,
+    # so the agent needs no URL parser after boot.
     _need(isinstance(c, dict), "config.json must hold a JSON object")
     for k in _REQUIRED:
         _need(k in c, "missing key '%s'" % k)
@@ -45,14 +66,13 @@ def validate(c):
         _need(k in _REQUIRED or k in DEFAULTS, "unknown key '%s'" % k)
     for k in ("device_id", "client_secret", "audience", "lot"):
         _need(isinstance(c[k], str) and c[k], "%s must be a non-empty string" % k)
-    from http import split_url
-
     tls = False
     for k in ("token_url", "ingest_url"):
         try:
-            tls = split_url(c[k])[0] or tls
+            c[k] = split_url(c[k])
         except (ValueError, TypeError, AttributeError):
             raise ValueError("%s must be an http:// or https:// URL" % k)
+        tls = c[k][0] or tls
     _num(c["interval_s"], 0.05, "interval_s")
     w = c["wifi"]
     _need(isinstance(w, dict) and isinstance(w.get("ssid"), str), "wifi needs an ssid")

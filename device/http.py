@@ -5,6 +5,7 @@
 # response body lands in `conn.resp`, over the request, which is sent whole before any of the
 # response is read. The transport raises OSError only; a non-2xx status raises HTTPError.
 import socket
+import sys
 import time
 from micropython import const
 
@@ -21,46 +22,6 @@ class HTTPError(Exception):
         self.status = status
         self.error = error
         self.retry_after = retry_after
-
-
-def split_url(url):
-    # "https://host:port/path" -> (tls, host, port, path); ValueError for anything else.
-    if url.startswith("https://"):
-        tls, rest, port = True, url[8:], 443
-    elif url.startswith("http://"):
-        tls, rest, port = False, url[7:], 80
-    else:
-        raise ValueError("URL must start with http:// or https://")
-    i = rest.find("/")
-    hostport, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
-    i = hostport.rfind(":")
-    host = hostport
-    if i >= 0 and hostport[i + 1 :].isdigit():
-        host, port = hostport[:i], int(hostport[i + 1 :])
-    if not host:
-        raise ValueError("URL has no host")
-    return tls, host, port, path
-
-
-def _retry_after(value, date):
-    # RFC 9110 §10.2.3: delay-seconds or an HTTP-date (relative to the response's Date).
-    if value.isdigit():
-        return int(value)
-    from clock import parse_http_date
-
-    at = parse_http_date(value)
-    if at is None or date is None:
-        return None
-    return max(0, at - date)
-
-
-def _bearer_error(value):
-    # 'Bearer error="invalid_token", error_description="..."' -> "invalid_token"
-    i = value.find('error="')
-    if i < 0:
-        return None
-    j = value.find('"', i + 7)
-    return value[i + 7 : j] if j > 0 else None
 
 
 class Conn:
@@ -180,7 +141,7 @@ class Conn:
             raise OSError("bad status line")
         status = int(line[9:12])
         length, chunked, keep = -1, False, line[7:8] != b"0"
-        date = retry = error = None
+        date = retry = www = None
         while True:
             line = _readline(s, deadline)
             if line in (b"\r\n", b"\n"):
@@ -203,7 +164,7 @@ class Conn:
             elif name == b"retry-after":
                 retry = value
             elif name == b"www-authenticate":
-                error = _bearer_error(value)
+                www = value
         self.date = date  # per response: a stale Date must not be learned again later
         n = self._body(s, status, method, length, chunked, deadline)
         self.resp = self._in[:n]
@@ -211,16 +172,13 @@ class Conn:
             self.close()
         if 200 <= status < 300:
             return status
-        if retry is not None:
-            retry = _retry_after(retry, date)
-        if error is None and n and self._in[0] == 0x7B:  # "{": an RFC 6749 §5.2 JSON error
-            import json
+        # A refusal: httperr.py reads its details, loaded for that and dropped again.
+        import httperr
 
-            try:
-                error = json.loads(bytes(self.resp)).get("error")
-            except (ValueError, AttributeError):
-                pass
-        raise HTTPError(status, error, retry)
+        try:
+            raise httperr.refusal(status, retry, www, date, self.resp)
+        finally:
+            del sys.modules["httperr"]
 
     def _body(self, s, status, method, length, chunked, deadline):
         if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:

@@ -20,12 +20,12 @@ class Uplink:
     def __init__(self, c, log):
         self.log = log
         t = c["http_timeout_s"]
-        tls, host, port, path = http.split_url(c["ingest_url"])
+        tls, host, port, path = c["ingest_url"]  # split by config.validate
         self.counts_path = path.rstrip("/") + "/v1/counts"
         self.conn = http.Conn(
             tls, host, port, c["batch_max"] * _READING + 256, 1024, t, c["ca_cert"]
         )
-        tls, host, port, path = http.split_url(c["token_url"])
+        tls, host, port, path = c["token_url"]
         tconn = self.conn  # one kept-alive connection when both live on the same origin
         if not self.conn.same_origin(tls, host, port):
             tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])

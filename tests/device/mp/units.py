@@ -308,7 +308,7 @@ def test_form_quote_and_basic_credentials():
 
 
 def test_split_url():
-    from http import split_url
+    from config import split_url
 
     expect(
         split_url("https://h.example:8443/oauth/token")
