@@ -51,7 +51,9 @@ def _compiled(source_dir: Path) -> Path:
         out = Path(tempfile.mkdtemp(prefix="parkfleet-mpy-"))
         for src in source_dir.glob("*.py"):
             dst = out / (src.stem + ".mpy")
-            subprocess.run([compiler, "-o", str(dst), str(src)], check=True)
+            # -s names the source after the module ("spool", not ".../device/spool.py"): that
+            # name is a qstr the board already has, and every new qstr costs heap for good.
+            subprocess.run([compiler, "-s", src.stem, "-o", str(dst), str(src)], check=True)
         _COMPILED[key] = out
     return _COMPILED[key]
 
