@@ -7,7 +7,8 @@
 Tokens are checked by the shared verifier (`auth.deps.require_token`) before the body is read.
 Refusals: 401/403 from the verifier with `WWW-Authenticate`; a body over 64 KB is 413 before it
 is read whole, non-JSON 400 and schema errors 422, each a JSON `{"error", "error_description"}`.
-Nothing is stored unless the whole request is valid, and each request is one transaction.
+Nothing is stored unless the whole request is valid, and a request is answered only after its
+readings are committed (on SQLite, requests arriving together share one commit: commit.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from provisioning.auth.tokens import read_body
 from provisioning.context import ServiceContext
 from provisioning.errors import ParkctlError
 from provisioning.ingest import sql, store
+from provisioning.ingest.commit import GroupCommit
 from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
@@ -88,9 +90,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     writer = sql.Writer(engine)
     ctx.on_shutdown.append(writer.close)
 
+    fan_out = publisher is not None
+    group = GroupCommit(writer, fan_out, publisher.wake if publisher else None)
+
     def store_batch(device_id: str, batch: CountsBatch) -> store.IngestResult:
         with writer.transaction() as tx:
-            return store.store_counts(tx, device_id, batch, time.time(), publisher is not None)
+            return store.store_counts(tx, device_id, batch, time.time(), fan_out)
 
     check_writer = require_token(INGEST_AUDIENCE, COUNTS_WRITE)
 
@@ -110,15 +115,15 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             raise AccessDenied("device_id is not the token's subject")
         try:
             if writer.inline:
-                result = store_batch(device.client_id, batch)
+                result = await group.store(device.client_id, batch)  # wakes the publisher
             else:
                 result = await run_in_threadpool(store_batch, device.client_id, batch)
+                if publisher is not None and result.accepted:
+                    publisher.wake()
         except store.UnknownDevice:
             raise InvalidToken("the token's device is not registered and enabled") from None
         accepted.inc(result.accepted)
         duplicates.inc(result.duplicates)
-        if publisher is not None and result.accepted:
-            publisher.wake()
         return Response(
             b'{"accepted":%d,"duplicates":%d}' % (result.accepted, result.duplicates),
             media_type="application/json",
