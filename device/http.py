@@ -5,9 +5,10 @@
 # response body lands in `conn.resp`, over the request, which is sent whole before any of the
 # response is read. The transport raises OSError only; a non-2xx status raises HTTPError.
 import socket
-import sys
 import time
 from micropython import const
+
+import cold
 
 _ROOM = const(1024)  # head room in front of the body for the request line and headers
 _LINE = const(200)  # header lines longer than this are truncated (we need none of the rest)
@@ -172,13 +173,8 @@ class Conn:
             self.close()
         if 200 <= status < 300:
             return status
-        # A refusal: httperr.py reads its details, loaded for that and dropped again.
-        import httperr
-
-        try:
-            raise httperr.refusal(status, retry, www, date, self.resp)
-        finally:
-            del sys.modules["httperr"]
+        # A refusal: httperr.py reads its details (cold.py: loaded for that, dropped again).
+        raise cold.run("httperr", "refusal", status, retry, www, date, self.resp)
 
     def _body(self, s, status, method, length, chunked, deadline):
         if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:

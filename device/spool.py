@@ -6,9 +6,9 @@
 # seq is derived from the spool and the pointer, so it stays contiguous across reboots without a
 # write of its own.
 import struct
-import sys
 from micropython import const
 
+import cold
 import flash
 
 # Not "spool/": a directory named like a module would shadow spool.py on import.
@@ -33,11 +33,8 @@ class Spool:
         raw = flash.read(root + "/ptr")
         if raw and len(raw) == 12:
             self.head, self.dropped, self.cars = struct.unpack(_PTR_FMT, raw)
-        # Boot only: spoolscan.py finds the segments and the newest reading, then is dropped.
-        import spoolscan
-
-        spoolscan.scan(self)
-        del sys.modules["spoolscan"]
+        # Boot only: spoolscan.py finds the segments and the newest reading (cold.py).
+        cold.run("spoolscan", "scan", self)
         self._trim()
 
     def _path(self, k):

@@ -4,21 +4,11 @@
 # refreshed in the last tenth of its lifetime. Without a trustworthy clock a cached token is used
 # optimistically and a 401 invalid_token decides (the agent then drops it and fetches one).
 # This is the half every upload needs; tokenget.py, loaded only when needed, does the rest.
-import sys
 import time
 
 import clock
+import cold
 import flash
-
-
-def _cold(fn, *args):
-    # Run tokenget.fn, then drop the module again: its code is needed about once a day.
-    import tokenget
-
-    try:
-        return getattr(tokenget, fn)(*args)
-    finally:
-        del sys.modules["tokenget"]
 
 
 class Token:
@@ -30,7 +20,7 @@ class Token:
         self.exp = None  # expiry in epoch seconds by the server's clock, when known
         self.lifetime = 0
         self._due = None  # ticks_ms at which to refresh, for boards without a clock
-        _cold("setup", self, client_id, secret, audience)  # credentials, then token.json
+        cold.run("tokenget", "setup", self, client_id, secret, audience)  # and token.json
 
     def due(self):
         # True when a (new) token should be fetched before the next upload.
@@ -51,4 +41,4 @@ class Token:
 
     def fetch(self):
         # One token request (tokenget.fetch); returns the lifetime in seconds.
-        return _cold("fetch", self)
+        return cold.run("tokenget", "fetch", self)

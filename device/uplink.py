@@ -2,11 +2,11 @@
 # retry policy around it. HTTP refusals (HTTPError) and transport errors (OSError) are handled
 # only here: invalid_client backs off to a long cap, 429/503 honour Retry-After, a rejected token
 # is replaced once, everything else backs off exponentially with full jitter.
-import sys
 import time
 from micropython import const
 
 import clock
+import cold
 import flash
 import http
 from backoff import Backoff
@@ -90,11 +90,8 @@ class Uplink:
         if self.health_at is None or time.ticks_diff(now, self.health_at) >= self.health_ms:
             self.health_at = now
             self._put(b',"health":')
-            # Every few minutes only: health.py's code is loaded for it and dropped again.
-            import health
-
-            self._put(health.encode(*health_args))
-            del sys.modules["health"]
+            # Every few minutes only: health.py's code is loaded for it (cold.py).
+            self._put(cold.run("health", "encode", *health_args))
         self._put(b"}")
         return got
 
