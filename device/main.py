@@ -11,6 +11,9 @@ gc.collect()
 if _why:
     print("parkfleet: safe mode (%s): agent not started, REPL free" % _why)
 else:
+    # http first: from .py the board compiles it at import, which needs the largest free block,
+    # and that is on the fresh heap (shipped as .mpy this changes nothing; the agent needs it).
+    import http  # noqa: F401
     import config
 
     _c = [config.wait_valid(lambda msg: print("parkfleet:", msg))]
