@@ -6,7 +6,6 @@ import time
 import network
 
 import cold
-from backoff import Backoff
 
 
 class WiFi:
@@ -16,7 +15,7 @@ class WiFi:
         self.timeout_ms = int(timeout_s * 1000)
         self.log = log
         self.wlan = network.WLAN(network.STA_IF)
-        self.backoff = Backoff(2, 120)
+        self.backoff = [2, 120, 0]  # base_s, cap_s, failures (backoff.py)
         self._retry_at = None
         self.up = False
 

@@ -9,7 +9,6 @@ import clock
 import cold
 import flash
 import http
-from backoff import Backoff
 from token import Token
 
 _JSON = b"application/json"
@@ -31,8 +30,9 @@ class Uplink:
             tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])
         self.token = Token(tconn, path, c["device_id"], c["client_secret"], c["audience"])
         c["client_secret"] = None  # kept only inside the precomputed Basic credentials
-        self.retry = Backoff(c["backoff_base_s"], c["backoff_cap_s"])
-        self.auth_retry = Backoff(c["backoff_base_s"], c["auth_backoff_cap_s"])
+        # Backoffs as backoff.py takes them: [base_s, cap_s, consecutive failures]
+        self.retry = [c["backoff_base_s"], c["backoff_cap_s"], 0]
+        self.auth_retry = [c["backoff_base_s"], c["auth_backoff_cap_s"], 0]
         self.batch = c["batch_max"]
         self.health_ms = int(c["health_every_s"] * 1000)
         self.health_at = None
@@ -48,11 +48,10 @@ class Uplink:
         if offline and self.down_since is None:
             self.down_since = now
         b = self.auth_retry if auth else self.retry
-        delay = b.next(retry_after)
+        delay = cold.run("backoff", "next", b, retry_after)
         self.retry_at = time.ticks_add(now, delay)
         self.log(
-            "backoff %d.%ds after %s (failure %d)"
-            % (delay // 1000, delay % 1000 // 100, why, b.failures)
+            "backoff %d.%ds after %s (failure %d)" % (delay // 1000, delay % 1000 // 100, why, b[2])
         )
 
     def _heard(self, conn):
@@ -75,7 +74,7 @@ class Uplink:
             self.fail("token request failed: %r" % e, offline=True)
             return False
         self._heard(self.token.conn)
-        self.auth_retry.reset()
+        self.auth_retry[2] = 0
         self.log("token fetched, lifetime %ds" % life)
         return True
 
@@ -142,8 +141,7 @@ class Uplink:
                 return
             self._heard(self.conn)
             spool.ack(self._last[0], self._last[1])
-            self.retry.reset()
-            self.auth_retry.reset()
+            self.retry[2] = self.auth_retry[2] = 0
             self.retry_at = None
             self.log("sent %d up to seq %d, spool %d" % (got, self._last[0], spool.depth()))
             if not self.uploaded:

@@ -2,6 +2,8 @@
 # backoff, and what follows a join: the log line and setting the clock by NTP.
 import time
 
+import cold
+
 
 def join(w, feed):
     # Blocks at most w.timeout_ms (feeding the watchdog); False and a backoff when it fails.
@@ -10,7 +12,7 @@ def join(w, feed):
     start = time.ticks_ms()
     while not w.wlan.isconnected():
         if time.ticks_diff(time.ticks_ms(), start) > w.timeout_ms:
-            delay = w.backoff.next()
+            delay = cold.run("backoff", "next", w.backoff)
             w._retry_at = time.ticks_add(time.ticks_ms(), delay)
             w.log("wifi join failed (status %s), retry in %ds" % (w.wlan.status(), delay // 1000))
             try:
@@ -27,7 +29,7 @@ def join(w, feed):
 
 
 def joined(w):
-    w.backoff.reset()
+    w.backoff[2] = 0
     w.log("wifi connected, rssi %s" % w.rssi())
     _sync_clock(w.log)
 
