@@ -41,9 +41,6 @@ class Conn:
         self.requests = 0  # statistics for the tests
         self.connects = 0
 
-    def same_origin(self, tls, host, port):
-        return self.tls == tls and self.host == host and self.port == port
-
     def close(self):
         s, self._sock = self._sock, None
         if s:

@@ -3,42 +3,19 @@
 # only here: invalid_client backs off to a long cap, 429/503 honour Retry-After, a rejected token
 # is replaced once, everything else backs off exponentially with full jitter.
 import time
-from micropython import const
 
 import clock
 import cold
 import flash
 import http
-from token import Token
 
 _JSON = b"application/json"
-_READING = const(56)  # body bytes per reading, worst case
 
 
 class Uplink:
     def __init__(self, c, log):
-        self.log = log
-        t = c["http_timeout_s"]
-        tls, host, port, path = c["ingest_url"]  # split by config.validate
-        self.counts_path = path.rstrip("/") + "/v1/counts"
-        self.conn = http.Conn(
-            tls, host, port, c["batch_max"] * _READING + 256, 1024, t, c["ca_cert"]
-        )
-        tls, host, port, path = c["token_url"]
-        tconn = self.conn  # one kept-alive connection when both live on the same origin
-        if not self.conn.same_origin(tls, host, port):
-            tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])
-        self.token = Token(tconn, path, c["device_id"], c["client_secret"], c["audience"])
-        c["client_secret"] = None  # kept only inside the precomputed Basic credentials
-        # Backoffs as backoff.py takes them: [base_s, cap_s, consecutive failures]
-        self.retry = [c["backoff_base_s"], c["backoff_cap_s"], 0]
-        self.auth_retry = [c["backoff_base_s"], c["auth_backoff_cap_s"], 0]
-        self.batch = c["batch_max"]
-        self.health_ms = int(c["health_every_s"] * 1000)
-        self.health_at = None
-        self.retry_at = None  # ticks_ms before which no upload is tried
-        self.down_since = None  # first transport failure since the last HTTP response
-        self.uploaded = False
+        # Boot-only setup, in uplinkinit.py so that its code leaves the heap afterwards.
+        cold.run("uplinkinit", "setup", self, c, log)
 
     def waiting(self, now):
         return self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0

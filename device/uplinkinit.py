@@ -1,0 +1,31 @@
+# Uplink's constructor (uplink.py runs it once at boot through cold.py, so this code does not
+# stay in the heap): the connections, the token, the backoffs and the timers from the config.
+from micropython import const
+
+import http
+from token import Token
+
+_READING = const(56)  # body bytes per reading, worst case
+
+
+def setup(u, c, log):
+    u.log = log
+    t = c["http_timeout_s"]
+    tls, host, port, path = c["ingest_url"]  # split by config.validate
+    u.counts_path = path.rstrip("/") + "/v1/counts"
+    u.conn = http.Conn(tls, host, port, c["batch_max"] * _READING + 256, 1024, t, c["ca_cert"])
+    tls, host, port, path = c["token_url"]
+    tconn = u.conn  # one kept-alive connection when both live on the same origin
+    if (tls, host, port) != (u.conn.tls, u.conn.host, u.conn.port):
+        tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])
+    u.token = Token(tconn, path, c["device_id"], c["client_secret"], c["audience"])
+    c["client_secret"] = None  # kept only inside the precomputed Basic credentials
+    # Backoffs as backoff.py takes them: [base_s, cap_s, consecutive failures]
+    u.retry = [c["backoff_base_s"], c["backoff_cap_s"], 0]
+    u.auth_retry = [c["backoff_base_s"], c["auth_backoff_cap_s"], 0]
+    u.batch = c["batch_max"]
+    u.health_ms = int(c["health_every_s"] * 1000)
+    u.health_at = None
+    u.retry_at = None  # ticks_ms before which no upload is tried
+    u.down_since = None  # first transport failure since the last HTTP response
+    u.uploaded = False
