@@ -2,7 +2,8 @@
 
 Each module exposes `run() -> list[dict]`, rows with `bench`, `metric`, `value` and optionally
 `unit`, `p50_ms`, `p99_ms`, `baseline`, `ratio`, `target`, `ok`. Name modules to run only those:
-`python tools/bench.py token ingest`. Exits 1 when a row misses its target or a module fails.
+`python tools/bench.py token ingest`. A missed target is shown as NO in the table (a
+measurement, not a crash); the exit status is 1 only when a benchmark module itself fails.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(names: list[str]) -> int:
     if names:
         modules = [m for m in modules if m.removeprefix("bench_") in names or m in names]
     rows: list[dict[str, Any]] = []
-    failed = False
+    broken = False
     for name in modules:
         console.print(f"[dim]running {name} ...[/dim]")
         started = time.monotonic()
@@ -48,17 +49,20 @@ def main(names: list[str]) -> int:
         except Exception as error:  # noqa: BLE001 - one broken bench must not hide the others
             traceback.print_exc()
             rows.append({"bench": name, "metric": "error", "value": repr(error), "ok": False})
+            broken = True
         console.print(f"[dim]{name}: {time.monotonic() - started:.0f} s[/dim]")
     table = Table(title="parkfleet benchmarks")
     for column in (*COLUMNS, "ok"):
         table.add_column(column, justify="right" if column not in ("bench", "metric") else "left")
     for row in rows:
         ok = row.get("ok")
-        failed = failed or ok is False
         mark = "" if ok is None else ("[green]yes[/green]" if ok else "[red]NO[/red]")
         table.add_row(*(_cell(row.get(c)) for c in COLUMNS), mark)
     console.print(table)
-    return 1 if failed else 0
+    missed = sum(row.get("ok") is False for row in rows)
+    if missed:
+        console.print(f"{missed} row(s) below target, marked NO.")
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":
