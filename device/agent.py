@@ -9,11 +9,8 @@ import machine
 from micropython import const
 
 import clock
+import cold
 import flash
-import sensor
-from net import WiFi
-from spool import Spool
-from uplink import Uplink
 
 gc.collect()
 
@@ -26,16 +23,8 @@ def log(msg):
 
 class Agent:
     def __init__(self, c):
-        self.up = Uplink(c, log)  # its buffers first, while the heap has large free blocks
-        self.spool = Spool(c["spool_max"])
-        self.sensor = sensor.make(c["sensor"], self.spool.cars)
-        self.wifi = WiFi(c["wifi"]["ssid"], c["wifi"].get("password", ""), c["wifi_timeout_s"], log)
-        self.wdt = None
-        self.uptime_ms = 0
-        self._tick = time.ticks_ms()
-        self.sensor_ok = True
-        self.heap_peak = 0  # gc.mem_alloc() before each collection (live + one loop's garbage)
-        self.heap_live = 0  # gc.mem_alloc() after each collection
+        # Boot-only setup, in agentinit.py so that its code leaves the heap afterwards.
+        cold.run("agentinit", "agent", self, c, log)
 
     def feed(self):
         if self.wdt:

@@ -1,14 +1,32 @@
-# Uplink's constructor (uplink.py runs it once at boot through cold.py, so this code does not
-# stay in the heap): the connections, the token, the backoffs and the timers from the config.
+# The constructors of Agent and Uplink (run once at boot through cold.py, so this code does not
+# stay in the heap): the objects and settings the main loop works with, from the config.
+import time
 from micropython import const
 
 import http
+import sensor
+from net import WiFi
+from spool import Spool
 from token import Token
+from uplink import Uplink
 
 _READING = const(56)  # body bytes per reading, worst case
 
 
-def setup(u, c, log):
+def agent(a, c, log):
+    a.up = Uplink(c, log)  # its buffers first, while the heap has large free blocks
+    a.spool = Spool(c["spool_max"])
+    a.sensor = sensor.make(c["sensor"], a.spool.cars)
+    a.wifi = WiFi(c["wifi"]["ssid"], c["wifi"].get("password", ""), c["wifi_timeout_s"], log)
+    a.wdt = None
+    a.uptime_ms = 0
+    a._tick = time.ticks_ms()
+    a.sensor_ok = True
+    a.heap_peak = 0  # gc.mem_alloc() before each collection (live + one loop's garbage)
+    a.heap_live = 0  # gc.mem_alloc() after each collection
+
+
+def uplink(u, c, log):
     u.log = log
     t = c["http_timeout_s"]
     tls, host, port, path = c["ingest_url"]  # split by config.validate

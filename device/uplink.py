@@ -14,8 +14,8 @@ _JSON = b"application/json"
 
 class Uplink:
     def __init__(self, c, log):
-        # Boot-only setup, in uplinkinit.py so that its code leaves the heap afterwards.
-        cold.run("uplinkinit", "setup", self, c, log)
+        # Boot-only setup, in agentinit.py so that its code leaves the heap afterwards.
+        cold.run("agentinit", "uplink", self, c, log)
 
     def waiting(self, now):
         return self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0
