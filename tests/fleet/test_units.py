@@ -9,17 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from provisioning.errors import ParkctlError
 from provisioning.fleet.config import Network, board_config, pem_to_der, staged_config
 from provisioning.fleet.image import check_compatible, flash_offset, load_firmware
 from provisioning.fleet.manifest import read_manifest
 from provisioning.fleet.state import FleetState, default_state_path
+from tests.device.pki import make_pki
 
 
 def esp_image(chip_id: int = 0, banner: bytes = b"MicroPython v1.24.1", size: int = 4096) -> bytes:
@@ -59,27 +55,8 @@ def test_firmware_checks(tmp_path: Path) -> None:
         load_firmware(tmp_path / "missing.bin")
 
 
-def _ca_pem() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    import datetime
-
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(Encoding.PEM)
-
-
 def test_config_json_private_and_gone(tmp_path: Path) -> None:
-    pem = _ca_pem()
+    pem = make_pki(tmp_path / "pki").ca_pem.read_bytes()
     network = Network(
         "https://s/oauth/token", "https://s/v1/counts", "lotnet", "wifi-pw", ca_cert_pem=pem
     )
