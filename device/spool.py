@@ -94,14 +94,6 @@ class Spool:
         self.cars = cars
         self._save()
 
-    def skip(self):
-        # Give up on everything stored (unreadable records); returns how many were dropped.
-        n = self.depth()
-        self.dropped += n
-        self.head = self.next_seq
-        self._save()
-        return n
-
     def _save(self):
         ptr = struct.pack(_PTR_FMT, self.head, self.dropped, self.cars or 0)
         flash.write_atomic(self.dir + "/ptr", ptr)

@@ -1,6 +1,6 @@
-# Spool's boot-time half (spool.py imports it once at boot, then drops it): list the segment
+# Spool's rarely run half (loaded through cold.py, then dropped): at boot, list the segment
 # files, find the newest valid record, which gives the next seq and the last car count, and cut
-# off a torn tail left by a power cut mid-append.
+# off a torn tail left by a power cut mid-append; and skip() for a spool that cannot be read.
 import os
 import struct
 
@@ -43,3 +43,12 @@ def _truncate(path, size):
     with open(path, "rb") as f:
         data = f.read(size)
     flash.write_atomic(path, data)
+
+
+def skip(sp):
+    # Give up on everything stored (lost or corrupted segments); returns how many were dropped.
+    n = sp.depth()
+    sp.dropped += n
+    sp.head = sp.next_seq
+    sp._save()
+    return n

@@ -91,8 +91,10 @@ class Uplink:
             feed()
             got = self._body(spool, health_args)
             if not got:
-                # Segment files lost or corrupted under the pointer: count them, move past them.
-                self.log("spool: %d unreadable readings dropped" % spool.skip())
+                # Segment files lost or corrupted under the pointer: count them, move past them
+                # (spoolscan.py, through cold.py: this should never happen on a healthy board).
+                n = cold.run("spoolscan", "skip", spool)
+                self.log("spool: %d unreadable readings dropped" % n)
                 continue
             try:
                 self.conn.request(b"POST", self.counts_path, self._n, _JSON, self.token.value)
