@@ -1,11 +1,11 @@
-# The constructors of Agent and Uplink (run once at boot through cold.py, so this code does not
-# stay in the heap): the objects and settings the main loop works with, from the config.
+# The constructors of Agent and Uplink and the choice of sensor (run once at boot through cold.py,
+# so this code does not stay in the heap): the objects and settings the main loop works with.
 import time
 from micropython import const
 
 import http
-import sensor
 from net import WiFi
+from sensor import FileSensor
 from spool import Spool
 from token import Token
 from uplink import Uplink
@@ -16,7 +16,7 @@ _READING = const(56)  # body bytes per reading, worst case
 def agent(a, c, log):
     a.up = Uplink(c, log)  # its buffers first, while the heap has large free blocks
     a.spool = Spool(c["spool_max"])
-    a.sensor = sensor.make(c["sensor"], a.spool.cars)
+    a.sensor = make_sensor(c["sensor"], a.spool.cars)
     a.wifi = WiFi(c["wifi"]["ssid"], c["wifi"].get("password", ""), c["wifi_timeout_s"], log)
     a.wdt = None
     a.uptime_ms = 0
@@ -24,6 +24,15 @@ def agent(a, c, log):
     a.sensor_ok = True
     a.heap_peak = 0  # gc.mem_alloc() before each collection (live + one loop's garbage)
     a.heap_live = 0  # gc.mem_alloc() after each collection
+
+
+def make_sensor(cfg, start=None):
+    # start: the last count stored, so a gate board's occupancy survives a reboot.
+    if cfg["kind"] == "gate":
+        from gate import GateSensor  # gate boards only: its code stays out of the others' heap
+
+        return GateSensor(cfg, start)
+    return FileSensor(cfg["path"])
 
 
 def uplink(u, c, log):

@@ -1,5 +1,6 @@
 # Car counts. "file": an integer read from a file at every reading (Unix port, tests).
 # "gate" (gate.py, imported only for gate boards): two light barriers with interrupts.
+# agentinit.make_sensor picks one at boot.
 
 
 class FileSensor:
@@ -13,11 +14,3 @@ class FileSensor:
                 return max(0, int(f.read().strip()))
         except (OSError, ValueError):
             return None
-
-
-def make(cfg, start=None):
-    if cfg["kind"] == "gate":
-        from gate import GateSensor
-
-        return GateSensor(cfg, start)
-    return FileSensor(cfg["path"])

@@ -205,9 +205,9 @@ def test_gate_debounce_and_sync():
 
 def test_gate_sensor_on_simulated_pins():
     import machine
-    from sensor import make
+    from agentinit import make_sensor
 
-    s = make({"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 0}, 5)
+    s = make_sensor({"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 0}, 5)
     # active_low (default): a broken beam pulls the input low; pull-ups idle high.
     for pin, level in ((12, 0), (13, 0), (12, 1), (13, 1)):
         machine.Pin.sim_set(pin, level)
