@@ -4,6 +4,8 @@
 import time
 from micropython import const
 
+import cold
+
 _MIN_EPOCH = const(1704067200)  # 2024-01-01: a clock before this has not been set
 # Ports with a 2000 epoch return -946684800 here; 1970-epoch ports return 0.
 _EPOCH_SHIFT = -int(time.mktime((1970, 1, 1, 0, 0, 0, 0, 0)))
@@ -58,13 +60,9 @@ def learn(epoch):
     _ref = (epoch, time.ticks_ms())
     sys_t = _system()
     if sys_t is None or abs(sys_t - epoch) > 2:
-        try:
-            import machine
-
-            tm = time.gmtime(epoch - _EPOCH_SHIFT)
-            machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
-        except (ImportError, AttributeError, OSError):
-            pass  # no settable RTC here: the ticks reference is enough between Date headers
+        # Rare (a first Date after a power cut, or drift): the RTC code is in wifijoin.py, next
+        # to the NTP setting, loaded for this one call (cold.py).
+        cold.run("wifijoin", "set_rtc", epoch - _EPOCH_SHIFT)
 
 
 def trusted():

@@ -1,5 +1,6 @@
 # WiFi.ensure's rarely run half (net.py loads it through cold.py): joining with a timeout and
-# backoff, and what follows a join: the log line and setting the clock by NTP.
+# backoff, and what follows a join: the log line and setting the clock by NTP; also setting the
+# RTC from the server's Date (clock.learn, when the RTC is off).
 import time
 
 import cold
@@ -51,3 +52,15 @@ def _sync_clock(log):
         pass
     except (OSError, OverflowError) as e:
         log("NTP failed (%r); using the server's Date header" % e)
+
+
+def set_rtc(t):
+    # t: seconds since the port's epoch. No settable RTC (ImportError, AttributeError): the ticks
+    # reference that clock.learn keeps is enough between Date headers.
+    try:
+        import machine
+
+        tm = time.gmtime(t)
+        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
+    except (ImportError, AttributeError, OSError):
+        pass
