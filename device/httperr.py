@@ -1,7 +1,7 @@
-# The part of http.py that only a refusal (a non-2xx response) needs: the OAuth error code and
-# the Retry-After delay. http.py imports it for a refusal and drops it again, so on a healthy
-# board this code does not occupy the heap.
-from http import HTTPError
+# The parts of http.py that only unusual responses need: for a refusal (a non-2xx response) the
+# OAuth error code and the Retry-After delay, and the decoder for a chunked body. http.py imports
+# it for one call and drops it again, so on a healthy board this code does not occupy the heap.
+from http import HTTPError, _read, _readline
 
 
 def refusal(status, retry, www, date, body):
@@ -37,3 +37,18 @@ def _bearer_error(value):
         return None
     j = value.find('"', i + 7)
     return value[i + 7 : j] if j > 0 else None
+
+
+def chunked(s, buf, deadline):
+    # RFC 9112 §7.1: size line, data, CRLF; a zero size ends it, then trailers. Returns the body
+    # length in buf.
+    n = 0
+    while True:
+        size = int(bytes(_readline(s, deadline)).split(b";")[0].strip(), 16)
+        if size == 0:
+            break
+        n = _read(s, buf, n, size, deadline)
+        _readline(s, deadline)
+    while _readline(s, deadline) not in (b"\r\n", b"\n"):
+        pass
+    return n
