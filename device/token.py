@@ -38,7 +38,3 @@ class Token:
     def drop(self):
         self.value = self.exp = self._due = None
         flash.remove(self.cache)
-
-    def fetch(self):
-        # One token request (tokenget.fetch); returns the lifetime in seconds.
-        return cold.run("tokenget", "fetch", self)

@@ -1,6 +1,7 @@
 # The rarely run half of token.py: credentials at boot, the token cache's load, and the token
-# request itself (about once a day). Token loads this module for each of those and drops it from
-# sys.modules afterwards, so its code does not occupy the heap in between.
+# request itself (about once a day) with the uplink's handling of its outcome. Each of those
+# loads this module through cold.py, which drops it from sys.modules afterwards, so its code
+# does not occupy the heap in between.
 import binascii
 import json
 import time
@@ -8,6 +9,7 @@ from micropython import const
 
 import clock
 import flash
+import http
 
 _FORM = b"application/x-www-form-urlencoded"
 _MAX_DUE_MS = const(0x1FFFFFFF)  # keep ticks arithmetic inside ticks_diff's range
@@ -68,3 +70,25 @@ def fetch(t):
     d = {"access_token": tok, "expires_in": life, "exp": t.exp}
     flash.write_atomic(t.cache, json.dumps(d).encode())
     return life
+
+
+def get_token(up):
+    # Uplink.get_token: fetch a token; on failure log it and set the uplink's backoff (False).
+    try:
+        life = fetch(up.token)
+    except http.HTTPError as e:
+        up._heard(up.token.conn)
+        why = "token refused: %d %s" % (e.status, e.error or "")
+        if e.status in (429, 503):
+            up.fail(why, e.retry_after)
+        else:
+            # invalid_client: wrong secret or a disabled board; a long cap, never hammering.
+            up.fail(why, None, e.status in (400, 401, 403))
+        return False
+    except (OSError, ValueError) as e:
+        up.fail("token request failed: %r" % e, offline=True)
+        return False
+    up._heard(up.token.conn)
+    up.auth_retry[2] = 0
+    up.log("token fetched, lifetime %ds" % life)
+    return True

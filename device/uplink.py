@@ -1,7 +1,8 @@
 # Uploads: the spool's readings to POST {ingest_url}/v1/counts with a cached OAuth token, and the
 # retry policy around it. HTTP refusals (HTTPError) and transport errors (OSError) are handled
-# only here: invalid_client backs off to a long cap, 429/503 honour Retry-After, a rejected token
-# is replaced once, everything else backs off exponentially with full jitter.
+# only here (a token request's in tokenget.get_token): invalid_client backs off to a long cap,
+# 429/503 honour Retry-After, a rejected token is replaced once, everything else backs off
+# exponentially with full jitter.
 import time
 
 import clock
@@ -36,24 +37,8 @@ class Uplink:
         clock.learn(conn.date)
 
     def get_token(self):
-        try:
-            life = self.token.fetch()
-        except http.HTTPError as e:
-            self._heard(self.token.conn)
-            why = "token refused: %d %s" % (e.status, e.error or "")
-            if e.status in (429, 503):
-                self.fail(why, e.retry_after)
-            else:
-                # invalid_client: wrong secret or a disabled board; a long cap, never hammering.
-                self.fail(why, None, e.status in (400, 401, 403))
-            return False
-        except (OSError, ValueError) as e:
-            self.fail("token request failed: %r" % e, offline=True)
-            return False
-        self._heard(self.token.conn)
-        self.auth_retry[2] = 0
-        self.log("token fetched, lifetime %ds" % life)
-        return True
+        # About once a day: the request and its error handling are in tokenget.py (cold.py).
+        return cold.run("tokenget", "get_token", self)
 
     def _body(self, spool, health_args):
         # {"readings":[...],"health":{...}} written in place into the connection's buffer.
