@@ -63,6 +63,25 @@ class _NoStoreJSON(Response):
         ]
 
 
+def _token_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
+    """Content-Length, Content-Type and Authorization (the first of each, like
+    `Request.headers.get`) in one pass over the ASGI headers, whose names are lower case:
+    building `Headers` for three lookups costs ~3 µs, this ~0.5 µs (measured)."""
+    length = content_type = authorization = None
+    for name, value in raw:
+        if name == b"content-length" and length is None:
+            length = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value
+        elif name == b"authorization" and authorization is None:
+            authorization = value
+    return (
+        None if length is None else length.decode("latin-1"),
+        None if content_type is None else content_type.decode("latin-1"),
+        None if authorization is None else authorization.decode("latin-1"),
+    )
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the OAuth error handler, metrics and (unless this process only checks tokens
     against a remote JWKS) the authorization server's routes to `app`."""
@@ -98,11 +117,10 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
         # The one client lookup runs inline on the loop, also on PostgreSQL: measured on two
         # cores, moving it to a thread pool gave no more tokens/s (the database's own CPU was
         # the limit) and cost ~25% more server CPU per token.
-        body = await read_body(request.headers.get("content-length"), request.stream())
-        params = parse_params(request.headers.get("content-type"), body)
-        return params, authenticator.authenticate(
-            extract_credentials(request.headers.get("authorization"), params)
-        )
+        length, content_type, authorization = _token_headers(request.scope["headers"])
+        body = await read_body(length, request.stream())
+        params = parse_params(content_type, body)
+        return params, authenticator.authenticate(extract_credentials(authorization, params))
 
     # The two OAuth endpoints parse their own bodies (RFC 6749 §3.2 rules that a model cannot
     # express), so they are plain Starlette routes: FastAPI's per-request dependency solving
