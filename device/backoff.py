@@ -2,8 +2,9 @@
 # Jitter"), so a fleet coming back from an outage spreads out instead of returning in step.
 # A server's Retry-After (RFC 9110 §10.2.3) is a floor, with jitter on top.
 # A backoff is a plain list [base_s, cap_s, consecutive failures] that its owner (uplink.py,
-# net.py) keeps and resets (failures = 0); this module only computes the next delay, so it is
-# loaded through cold.py after a failure and a healthy board does not hold its code.
+# net.py) keeps and resets (failures = 0); this module computes the next delay (and applies it
+# to the uplink), so it is loaded through cold.py after a failure and a healthy board does not
+# hold its code.
 import random
 import time
 
@@ -26,3 +27,14 @@ def next(b, retry_after=None):
         return int(ra * 1000 + random.random() * max(1000, ra * 250))
     # Full jitter, floored at a tenth of the base so a run of small draws cannot hammer.
     return int(max(random.random() * ceiling, base / 10) * 1000)
+
+
+def fail(up, why, retry_after, auth, offline):
+    # Uplink.fail: count the failure in the uplink's (auth) backoff, set retry_at, log it.
+    now = time.ticks_ms()
+    if offline and up.down_since is None:
+        up.down_since = now
+    b = up.auth_retry if auth else up.retry
+    delay = next(b, retry_after)
+    up.retry_at = time.ticks_add(now, delay)
+    up.log("backoff %d.%ds after %s (failure %d)" % (delay // 1000, delay % 1000 // 100, why, b[2]))

@@ -22,15 +22,8 @@ class Uplink:
         return self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0
 
     def fail(self, why, retry_after=None, auth=False, offline=False):
-        now = time.ticks_ms()
-        if offline and self.down_since is None:
-            self.down_since = now
-        b = self.auth_retry if auth else self.retry
-        delay = cold.run("backoff", "next", b, retry_after)
-        self.retry_at = time.ticks_add(now, delay)
-        self.log(
-            "backoff %d.%ds after %s (failure %d)" % (delay // 1000, delay % 1000 // 100, why, b[2])
-        )
+        # After a failure only: backoff.fail sets retry_at and logs it (loaded by cold.py).
+        cold.run("backoff", "fail", self, why, retry_after, auth, offline)
 
     def _heard(self, conn):
         self.down_since = None
