@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
@@ -80,6 +81,19 @@ def _token_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | No
         None if content_type is None else content_type.decode("latin-1"),
         None if authorization is None else authorization.decode("latin-1"),
     )
+
+
+def _before_included_routers(routes: list[BaseRoute], count: int) -> None:
+    """Move the last `count` routes ahead of the first included router (keeping their order).
+
+    Routes are matched in order, and matching an included `APIRouter` (the ingestion API's
+    reads) cost ~12 µs per token request, measured. None of those paths can match an OAuth
+    path, so only the order of trying changes; `/healthz` and `POST /v1/counts` stay ahead.
+    """
+    moved = routes[-count:]
+    del routes[-count:]
+    at = next((i for i, r in enumerate(routes) if not isinstance(r, Route)), len(routes))
+    routes[at:at] = moved
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
@@ -171,6 +185,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
 
     app.router.add_route("/oauth/token", token, methods=["POST"])
     app.router.add_route("/oauth/introspect", introspect, methods=["POST"])
+    _before_included_routers(app.router.routes, 2)
 
     @app.get("/.well-known/jwks.json", tags=["oauth"])
     async def jwks() -> Response:
