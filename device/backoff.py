@@ -38,3 +38,20 @@ def fail(up, why, retry_after, auth, offline):
     delay = next(b, retry_after)
     up.retry_at = time.ticks_add(now, delay)
     up.log("backoff %d.%ds after %s (failure %d)" % (delay // 1000, delay % 1000 // 100, why, b[2]))
+
+
+def refused(up, e, renewed):
+    # Uplink.upload's answer to a refused batch (HTTPError e): True to send again, False when
+    # it backed off. renewed: a new token was already fetched for this batch.
+    if e.status == 401 and not renewed:
+        # RFC 6750 §3.1 invalid_token (expired, revoked key): one new token, one retry.
+        up.log("token rejected (%s), fetching a new one" % e.error)
+        up.token.drop()
+        return up.get_token()
+    why = "upload refused: %d %s" % (e.status, e.error or "")
+    if e.status == 413 and up.batch > 1:
+        up.batch //= 2
+        up.log("%s, batch now %d" % (why, up.batch))
+        return True
+    fail(up, why, e.retry_after, e.status in (401, 403), False)
+    return False

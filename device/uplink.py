@@ -78,21 +78,12 @@ class Uplink:
                 self.conn.request(b"POST", self.counts_path, self._n, _JSON, self.token.value)
             except http.HTTPError as e:
                 self._heard(self.conn)
-                if e.status == 401 and not renewed:
-                    # RFC 6750 §3.1 invalid_token (expired, revoked key): one new token, one retry.
-                    self.log("token rejected (%s), fetching a new one" % e.error)
-                    self.token.drop()
-                    renewed = True
-                    if not self.get_token():
-                        return
-                    continue
-                why = "upload refused: %d %s" % (e.status, e.error or "")
-                if e.status == 413 and self.batch > 1:
-                    self.batch //= 2
-                    self.log("%s, batch now %d" % (why, self.batch))
-                    continue
-                self.fail(why, e.retry_after, e.status in (401, 403))
-                return
+                # Rare: backoff.refused decides between one new token, a smaller batch and a
+                # backoff (loaded by cold.py).
+                if not cold.run("backoff", "refused", self, e, renewed):
+                    return
+                renewed = renewed or e.status == 401
+                continue
             except OSError as e:
                 self.fail("upload failed: %r" % e, offline=True)
                 return
