@@ -64,6 +64,23 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return params
 
 
+def _form_pairs(text: str) -> list[tuple[str, str]]:
+    # A body with nothing to unquote (the usual token request: IDs and secrets are URL-safe)
+    # is split directly, as `parse_qsl` would split it, at a third of its cost (measured).
+    if text and "%" not in text and "+" not in text:
+        pairs = []
+        for field in text.split("&"):
+            name, eq, value = field.partition("=")
+            if not eq:
+                raise InvalidRequest("malformed form body")
+            pairs.append((name, value))
+        return pairs
+    try:
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("malformed form body") from None
+
+
 def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     """Form or JSON body -> parameters; empty values count as absent (RFC 6749 §3.2).
 
@@ -77,13 +94,7 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
         raise InvalidRequest("body is not UTF-8") from None
     raw: dict[str, Any]
     if media == FORM:
-        try:
-            pairs = parse_qsl(
-                text, keep_blank_values=True, strict_parsing=bool(text), errors="strict"
-            )
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("malformed form body") from None
-        raw = _no_repeats(list(pairs))
+        raw = _no_repeats(_form_pairs(text))
     else:
         try:
             loaded = json.loads(text, object_pairs_hook=_no_repeats)

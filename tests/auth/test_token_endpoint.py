@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-from urllib.parse import quote_plus
+from urllib.parse import parse_qsl, quote_plus
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from provisioning.auth.scopes import (
     DEVICES_ADMIN,
     INGEST_AUDIENCE,
 )
+from provisioning.auth.tokens import _form_pairs
 from provisioning.registry import service as registry
 from provisioning.store.models import AuditEvent
 from tests.auth.conftest import ISSUER, Auth, MakeAuth, jwt_parts
@@ -342,3 +343,21 @@ def test_token_endpoint_survives_a_postgresql_restart_of_its_connections(
         )
     admin.dispose()
     assert auth.token_response(client_id, secret).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a=1&b=2", "a=&b", "", "&", "a=1&&b=2", "=x", "a=b=c", "a", "é=ü", "a%20b=c+d", "a=%zz"],
+)
+def test_form_fast_path_splits_like_parse_qsl(text: str) -> None:
+    try:
+        expected: object = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=bool(text), errors="strict"
+        )
+    except ValueError:
+        expected = InvalidRequest
+    try:
+        got: object = _form_pairs(text)
+    except InvalidRequest:
+        got = InvalidRequest
+    assert got == expected
