@@ -109,6 +109,16 @@ class TooManyRequests(OAuthError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class TemporarilyUnavailable(OAuthError):
+    """The server cannot answer now (RFC 6749 §4.1.2.1's code; 503 with `Retry-After`)."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 # --- RFC 6750 §3: protected resources ---
 
 

@@ -4,6 +4,7 @@ resource server in another process checks tokens knowing only the JWKS URL and t
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,29 @@ from tests.support.clients import register_devices
 from tests.support.server import ServiceProcess
 
 
+def test_no_token_leaves_the_server_unaudited_even_on_a_crash(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (device,) = register_devices(data_dir, 1)
+    service = ServiceProcess(data_dir).start()
+    try:
+        with service.client() as http:
+            grant = {"grant_type": "client_credentials"}
+            jti = [
+                jwt.decode(
+                    http.post("/oauth/token", data=grant, auth=device).json()["access_token"],
+                    options={"verify_signature": False},
+                )["jti"]
+                for _ in range(3)
+            ]
+    finally:
+        service.stop(signal.SIGKILL)  # the instant the last answer arrived: no shutdown flush
+    engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
+    with engine.connect() as conn:
+        query = select(AuditEvent.detail).where(AuditEvent.action == "token.issue")
+        assert sorted(d["jti"] for d in conn.execute(query).scalars()) == sorted(jti)
+    engine.dispose()
+
+
 def test_secrets_stay_out_of_the_database_and_the_logs(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     (device, other) = register_devices(data_dir, 2)
@@ -43,7 +67,6 @@ def test_secrets_stay_out_of_the_database_and_the_logs(tmp_path: Path) -> None:
         assert http.post("/oauth/token", json=body).status_code == 401
         http.post("/oauth/token", content=b"\xff" + other[1].encode(), auth=other)
         http.post("/oauth/introspect", data={"token": token}, auth=device)
-    # Stopped (SIGTERM) straight away: the batched issuance event was written on shutdown.
     engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
     with engine.connect() as conn:
         query = select(AuditEvent.actor).where(AuditEvent.action == "token.issue")
