@@ -1,6 +1,6 @@
 # WiFi station, the base layer under the uplink: whether the link is up (logging each change, and
 # setting the clock by NTP after a join while it is unset) and one join with a timeout. When to
-# join again is the retry supervisor's decision (Uplink.link). Under the Unix port
+# join again is the retry supervisor's decision (Uplink.upload). Under the Unix port
 # tools/unixport/network.py stands in for the radio and reports the host's network as joined.
 # The join and NTP are cold (wifijoin.py, clockset.py): loaded for the call, dropped again.
 import network

@@ -4,8 +4,8 @@
 # refreshed in the last tenth of its lifetime. Without a trustworthy clock a cached token is used
 # optimistically and a 401 invalid_token decides (the uplink then drops it and fetches one).
 # This class holds the token; the rarely run work (credentials, the cache file, the request) is
-# in tokenget.py, loaded for it and dropped again. What to do when a request fails is the
-# uplink's (Uplink.get_token) and the retry supervisor's (retry.py).
+# in tokenget.py, loaded for it and dropped again. When to renew and what to do when a request
+# fails is the retry supervisor's (Uplink.get_token and Uplink.failed in uplink.py).
 import time
 
 import clock

@@ -1,5 +1,5 @@
 # Cold (net.py loads it for a join, then drops it): joining a WiFi network with a timeout. The
-# backoff between joins is the retry supervisor's (retry.py); what follows a join is net.py's.
+# backoff between joins is the retry supervisor's (uplink.py); what follows a join is net.py's.
 import time
 
 
