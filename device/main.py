@@ -21,4 +21,4 @@ else:
     gc.collect()
     import agent
 
-    agent.main(_c)  # takes the config out of the list: freed once the agent runs
+    agent.main(_c)  # takes the config out of the list: freed once the agent is built
