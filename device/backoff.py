@@ -43,7 +43,8 @@ def judge(e, renewed, batch):
     # and send again; then > 0: send again with a batch this small; then 0: back off, by the
     # credentials' long cap if auth, no sooner than retry_after seconds if given.
     if not isinstance(e, HTTPError):
-        return 0, "%s failed: %r" % ("token request" if renewed is None else "upload", e), None, 0
+        what = "token request" if renewed is None else "upload"
+        return 0, "%s failed: %r" % (what, e), None, False
     s = e.status
     if renewed is None:
         # RFC 6749 §5.2: invalid_client (wrong secret, disabled board) gets a long cap, never
@@ -52,8 +53,8 @@ def judge(e, renewed, batch):
         return 0, why, e.retry_after if s in (429, 503) else None, s in (400, 401, 403)
     if s == 401 and not renewed:
         # RFC 6750 §3.1 invalid_token (expired, revoked key): one new token, one retry.
-        return -1, "token rejected (%s), fetching a new one" % e.error, None, 0
+        return -1, "token rejected (%s), fetching a new one" % e.error, None, False
     why = "upload refused: %d %s" % (s, e.error or "")
     if s == 413 and batch > 1:
-        return batch // 2, "%s, batch now %d" % (why, batch // 2), None, 0
+        return batch // 2, "%s, batch now %d" % (why, batch // 2), None, False
     return 0, why, e.retry_after, s in (401, 403)
