@@ -18,14 +18,14 @@ demo: venv
 	$(BIN)/python tools/demo.py
 
 test: venv
-	$(BIN)/ruff check provisioning tests tools
-	$(BIN)/ruff format --check provisioning tests tools
+	$(BIN)/ruff check provisioning tests tools device
+	$(BIN)/ruff format --check provisioning tests tools device
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check provisioning tests tools
-	$(BIN)/ruff format --check provisioning tests tools
+	$(BIN)/ruff check provisioning tests tools device
+	$(BIN)/ruff format --check provisioning tests tools device
 
 typecheck: venv
 	$(BIN)/mypy

@@ -1,6 +1,7 @@
 # The parking-lot agent's main loop: a reading every interval_s into the flash spool, uploads
-# (uplink.py) when the spool has readings and no backoff is pending, the watchdog fed only while
-# this loop runs, and a reboot after offline_reboot_s without reaching the server.
+# (uplink.py, also the retry supervisor) when the spool has readings and no backoff is pending,
+# the watchdog fed only while this loop runs, and a reboot after offline_reboot_s without
+# reaching the server. Its parts are built at boot by assemble.py.
 import gc
 import sys
 import time
@@ -22,9 +23,25 @@ def log(msg):
 
 
 class Agent:
-    def __init__(self, c):
-        # Boot-only setup, in agentinit.py so that its code leaves the heap afterwards.
-        cold.run("agentinit", "agent", self, c, log)
+    def __init__(self, cfg):
+        # cfg: [config dict], taken out of the list here and let go once assemble.py (boot only,
+        # so cold) has built the parts and read the loop's settings: passed as an argument
+        # instead, a stale copy in the caller's frame would keep it (about 1.8 KB) alive for the
+        # conservative GC.
+        import assemble
+
+        (
+            self.up,
+            self.spool,
+            self.sensor,
+            self.wifi,
+            self.wdt,
+            self._loop,  # the loop's settings, for run()
+        ) = assemble.parts(cfg.pop(), log)
+        cold.drop(assemble)
+        self.uptime_ms = 0
+        self._tick = time.ticks_ms()
+        self.sensor_ok = True
 
     def feed(self):
         if self.wdt:
@@ -44,37 +61,14 @@ class Agent:
         try:
             self.spool.append(cars, clock.now())
         except OSError as e:
-            self.spool.dropped += 1
             log("spool write failed (%s), reading dropped" % e)
 
-    def upload(self):
+    def run(self):
+        # every > 0: readings collected into fewer, larger posts (upload_every_s); debug: heap
+        # samples on the console (bench).
+        interval, offline, every, debug = self._loop
+        sp = self.spool
         up = self.up
-        if not self.wifi.ensure(self.feed):
-            up.retry_at = time.ticks_add(time.ticks_ms(), _SLICE_MS * 5)
-            if up.down_since is None:
-                up.down_since = time.ticks_ms()
-            return
-        sp = self.spool
-        up.upload(sp, (self.uptime_ms // 1000, self.wifi.rssi(), sp.depth(), sp.dropped), self.feed)
-
-    def run(self, cfg):
-        # cfg: [config dict]. The loop's settings become locals and the dict is let go: taken
-        # out of the list here, not passed as an argument, because a stale copy of an argument
-        # in the caller's frame would keep it (about 1.8 KB) alive for the conservative GC.
-        c = cfg.pop()
-        if c["wdt_s"]:
-            self.wdt = machine.WDT(timeout=int(c["wdt_s"] * 1000))
-        interval = int(c["interval_s"] * 1000)
-        offline = int(c["offline_reboot_s"] * 1000)
-        debug = c["debug_heap"]
-        # upload_every_s > 0 collects readings into fewer, larger posts (one token header each).
-        every = int(c["upload_every_s"] * 1000)
-        sp = self.spool
-        log(
-            "started %s in lot %s, seq %d, spool %d"
-            % (c["device_id"], c["lot"], sp.next_seq, sp.depth())
-        )
-        c = None
         next_read = heap_at = time.ticks_ms()
         last_up = time.ticks_add(next_read, -every)
         while True:
@@ -88,27 +82,26 @@ class Agent:
             d = sp.depth()
             if (
                 d
-                and not self.up.waiting(now)
-                and (d >= self.up.batch or time.ticks_diff(now, last_up) >= every)
+                and not up.waiting(now)
+                and (d >= up.batch or time.ticks_diff(now, last_up) >= every)
             ):
                 last_up = now
-                self.upload()
-            self.heap_peak = max(self.heap_peak, gc.mem_alloc())
-            gc.collect()
-            self.heap_live = max(self.heap_live, gc.mem_alloc())
+                up.upload(sp, self.uptime_ms // 1000, self.feed)
             if debug and time.ticks_diff(now, heap_at) >= 1000:
-                heap_at = now  # bench: heap samples, once a second
-                log(
-                    "heap live %d peak %d now %d" % (self.heap_live, self.heap_peak, gc.mem_alloc())
-                )
-            down = self.up.down_since
+                # bench (debug_heap): once a second, the heap before and after a collection
+                heap_at = now
+                peak = gc.mem_alloc()  # live data plus this loop's garbage
+                gc.collect()
+                log("heap live %d peak %d now %d" % (gc.mem_alloc(), peak, gc.mem_alloc()))
+            gc.collect()
+            down = up.down_since
             if offline and down is not None and time.ticks_diff(time.ticks_ms(), down) > offline:
                 log("no contact with the server for %ds, rebooting" % (offline // 1000))
                 flash.remove("boots")  # a deliberate reboot is not a crash loop
                 machine.reset()
             wake = next_read
-            if sp.depth() and self.up.waiting(wake):
-                wake = self.up.retry_at
+            if sp.depth() and up.waiting(wake):
+                wake = up.retry_at
             wait = time.ticks_diff(wake, time.ticks_ms())
             if wait > 0:
                 time.sleep_ms(min(wait, _SLICE_MS))
@@ -116,11 +109,11 @@ class Agent:
 
 def main(cfg):
     # Run the agent with the validated config main.py loads, handed over in a one-item list so
-    # that once run() has read it no frame or global keeps the dict alive; a crash reboots the
+    # that once the agent is built no frame or global keeps the dict alive; a crash reboots the
     # board, and safemode counts such boots.
     try:
-        Agent(cfg[0]).run(cfg)
-    except Exception as e:  # a bug must not leave a dead board in the field
+        Agent(cfg).run()
+    except Exception as e:  # noqa: BLE001 (a bug must not leave a dead board in the field)
         log("crashed: %r; rebooting in 10 s" % e)
         sys.print_exception(e)
         time.sleep(10)

@@ -1,12 +1,14 @@
-# Retry delays: exponential with full jitter (AWS Architecture Blog, "Exponential Backoff and
-# Jitter"), so a fleet coming back from an outage spreads out instead of returning in step.
-# A server's Retry-After (RFC 9110 §10.2.3) is a floor, with jitter on top.
-# A backoff is a plain list [base_s, cap_s, consecutive failures] that its owner (uplink.py,
-# net.py) keeps and resets (failures = 0); this module computes the next delay (and applies it
-# to the uplink), so it is loaded through cold.py after a failure and a healthy board does not
-# hold its code.
+# Cold: what a failed token request or upload means, and how long to wait. The retry supervisor
+# (Uplink.failed, uplink.py) loads this module after a failure only, applies its answer to its
+# own state, and drops it again.
+#
+# Delays are exponential with full jitter (AWS Architecture Blog, "Exponential Backoff and
+# Jitter"), so a fleet coming back from an outage spreads out instead of returning in step; a
+# server's Retry-After (RFC 9110 §10.2.3) is a floor, with jitter on top.
 import random
 import time
+
+from http import HTTPError
 
 try:
     import os
@@ -16,10 +18,8 @@ except (ImportError, AttributeError, OSError):
     random.seed(time.ticks_us())
 
 
-def next(b, retry_after=None):
-    # Counts a failure in b; returns the delay in milliseconds before the next attempt.
-    b[2] += 1
-    base, cap, failures = b
+def delay(base, cap, failures, retry_after=None):
+    # Milliseconds to wait after the failures-th failure in a row (base and cap in seconds).
     ceiling = min(cap, base * (1 << min(failures - 1, 20)))
     if retry_after is not None:
         # Honour the server, spread by up to a quarter of its delay (at least a second).
@@ -29,29 +29,32 @@ def next(b, retry_after=None):
     return int(max(random.random() * ceiling, base / 10) * 1000)
 
 
-def fail(up, why, retry_after, auth, offline):
-    # Uplink.fail: count the failure in the uplink's (auth) backoff, set retry_at, log it.
-    now = time.ticks_ms()
-    if offline and up.down_since is None:
-        up.down_since = now
-    b = up.auth_retry if auth else up.retry
-    delay = next(b, retry_after)
-    up.retry_at = time.ticks_add(now, delay)
-    up.log("backoff %d.%ds after %s (failure %d)" % (delay // 1000, delay % 1000 // 100, why, b[2]))
+def until(base, cap, failures, retry_after, why, log):
+    # ticks_ms of the next attempt after the failures-th failure in a row; logs the delay.
+    ms = delay(base, cap, failures, retry_after)
+    log("backoff %d.%ds after %s (failure %d)" % (ms // 1000, ms % 1000 // 100, why, failures))
+    return time.ticks_add(time.ticks_ms(), ms)
 
 
-def refused(up, e, renewed):
-    # Uplink.upload's answer to a refused batch (HTTPError e): True to send again, False when
-    # it backed off. renewed: a new token was already fetched for this batch.
-    if e.status == 401 and not renewed:
+def judge(e, renewed, batch):
+    # The failure e (HTTPError: a refusal; OSError, ValueError: no usable answer) of a token
+    # request (renewed is None) or of an upload of batch readings (renewed: a new token was
+    # fetched for it already). Returns (then, why, retry_after, auth): then -1: fetch a new token
+    # and send again; then > 0: send again with a batch this small; then 0: back off, by the
+    # credentials' long cap if auth, no sooner than retry_after seconds if given.
+    if not isinstance(e, HTTPError):
+        what = "token request" if renewed is None else "upload"
+        return 0, "%s failed: %r" % (what, e), None, False
+    s = e.status
+    if renewed is None:
+        # RFC 6749 §5.2: invalid_client (wrong secret, disabled board) gets a long cap, never
+        # hammering; 429/503 (RFC 6585 §4, RFC 9110 §15.6.4) wait for Retry-After.
+        why = "token refused: %d %s" % (s, e.error or "")
+        return 0, why, e.retry_after if s in (429, 503) else None, s in (400, 401, 403)
+    if s == 401 and not renewed:
         # RFC 6750 §3.1 invalid_token (expired, revoked key): one new token, one retry.
-        up.log("token rejected (%s), fetching a new one" % e.error)
-        up.token.drop()
-        return up.get_token()
-    why = "upload refused: %d %s" % (e.status, e.error or "")
-    if e.status == 413 and up.batch > 1:
-        up.batch //= 2
-        up.log("%s, batch now %d" % (why, up.batch))
-        return True
-    fail(up, why, e.retry_after, e.status in (401, 403), False)
-    return False
+        return -1, "token rejected (%s), fetching a new one" % e.error, None, False
+    why = "upload refused: %d %s" % (s, e.error or "")
+    if s == 413 and batch > 1:
+        return batch // 2, "%s, batch now %d" % (why, batch // 2), None, False
+    return 0, why, e.retry_after, s in (401, 403)

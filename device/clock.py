@@ -2,6 +2,7 @@
 # clock counts as trustworthy only once it is past _MIN_EPOCH or has been set from an HTTP Date
 # header (RFC 9110 §6.6.1) or NTP. Everything is Unix epoch seconds, whatever the port's epoch.
 import time
+
 from micropython import const
 
 import cold
@@ -60,10 +61,8 @@ def learn(epoch):
     _ref = (epoch, time.ticks_ms())
     sys_t = _system()
     if sys_t is None or abs(sys_t - epoch) > 2:
-        # Rare (a first Date after a power cut, or drift): the RTC code is in wifijoin.py, next
-        # to the NTP setting, loaded for this one call (cold.py).
-        cold.run("wifijoin", "set_rtc", epoch - _EPOCH_SHIFT)
+        # Rare (a first Date after a power cut, or drift): the RTC code is cold, in clockset.py.
+        import clockset
 
-
-def trusted():
-    return now() is not None
+        clockset.set_rtc(epoch - _EPOCH_SHIFT)
+        cold.drop(clockset)

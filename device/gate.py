@@ -3,6 +3,7 @@
 # start + in - out, never below zero. The logic is the pure class Gate, fed (pin, active, ticks_ms)
 # events, so tests drive it without hardware; GateSensor wires it to two GPIO interrupts.
 import time
+
 from micropython import const
 
 A = const(0)

@@ -6,6 +6,7 @@
 # response is read. The transport raises OSError only; a non-2xx status raises HTTPError.
 import socket
 import time
+
 from micropython import const
 
 import cold
@@ -38,8 +39,6 @@ class Conn:
         self._addr = None
         self._fails = 0
         self.date = None  # server's Date of the last response, epoch seconds
-        self.requests = 0  # statistics for the tests
-        self.connects = 0
 
     def close(self):
         s, self._sock = self._sock, None
@@ -74,7 +73,6 @@ class Conn:
             s.close()
             raise OSError("TLS: " + str(e).strip())
         self._fails = 0
-        self.connects += 1
         self._sock = s
 
     def _stale(self):
@@ -131,7 +129,6 @@ class Conn:
             out[i : i + len(part)] = part
             i += len(part)
         s.write(out[_ROOM - n : _ROOM + nbody])
-        self.requests += 1
 
         line = _readline(s, deadline)
         got[0] = True
@@ -170,8 +167,14 @@ class Conn:
             self.close()
         if 200 <= status < 300:
             return status
-        # A refusal: httperr.py reads its details (cold.py: loaded for that, dropped again).
-        raise cold.run("httperr", "refusal", status, retry, www, date, self.resp)
+        # A refusal: its details are read by httperr.py (cold: loaded for that, dropped again).
+        import httperr
+
+        try:
+            e = httperr.refusal(status, retry, www, date, self.resp)
+        finally:
+            cold.drop(httperr)
+        raise e
 
     def _body(self, s, status, method, length, chunked, deadline):
         if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
@@ -179,8 +182,13 @@ class Conn:
         if not chunked:
             return _read(s, self._in, 0, length, deadline)
         # Rare: the service's small JSON replies carry Content-Length; the decoder for chunked
-        # ones is in httperr.py, loaded for it and dropped again (cold.py).
-        return cold.run("httperr", "chunked", s, self._in, deadline)
+        # ones is in httperr.py, loaded for it and dropped again.
+        import httperr
+
+        try:
+            return httperr.chunked(s, self._in, deadline)
+        finally:
+            cold.drop(httperr)
 
 
 def _check(deadline):

@@ -1,6 +1,7 @@
-# The parts of http.py that only unusual responses need: for a refusal (a non-2xx response) the
-# OAuth error code and the Retry-After delay, and the decoder for a chunked body. http.py imports
-# it for one call and drops it again, so on a healthy board this code does not occupy the heap.
+# Cold: the parts of http.py that only unusual responses need: for a refusal (a non-2xx
+# response) the OAuth error code and the Retry-After delay, and the decoder for a chunked body.
+# http.py imports it for one call and drops it again, so on a healthy board this code does not
+# occupy the heap.
 from http import HTTPError, _read, _readline
 
 

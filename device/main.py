@@ -13,7 +13,7 @@ if _why:
 else:
     # http first: from .py the board compiles it at import, which needs the largest free block,
     # and that is on the fresh heap (shipped as .mpy this changes nothing; the agent needs it).
-    import http  # noqa: F401
+    import http  # noqa: F401  # isort: skip
     import config
 
     _c = [config.wait_valid(lambda msg: print("parkfleet:", msg))]
@@ -21,4 +21,4 @@ else:
     gc.collect()
     import agent
 
-    agent.main(_c)  # takes the config out of the list: freed once the agent runs
+    agent.main(_c)  # takes the config out of the list: freed once the agent is built

@@ -1,8 +1,8 @@
-# WiFi station: join with a timeout, rejoin with backoff when the link drops. Under the Unix port
+# WiFi station, the base layer under the uplink: whether the link is up (logging each change, and
+# setting the clock by NTP after a join while it is unset) and one join with a timeout. When to
+# join again is the retry supervisor's decision (Uplink.upload). Under the Unix port
 # tools/unixport/network.py stands in for the radio and reports the host's network as joined.
-# Joining (and the clock sync after it) is in wifijoin.py, loaded only for that (cold.py).
-import time
-
+# The join and NTP are cold (wifijoin.py, clockset.py): loaded for the call, dropped again.
 import network
 
 import cold
@@ -15,8 +15,6 @@ class WiFi:
         self.timeout_ms = int(timeout_s * 1000)
         self.log = log
         self.wlan = network.WLAN(network.STA_IF)
-        self.backoff = [2, 120, 0]  # base_s, cap_s, failures (backoff.py)
-        self._retry_at = None
         self.up = False
 
     def rssi(self):
@@ -25,17 +23,26 @@ class WiFi:
         except (OSError, ValueError, TypeError):
             return None
 
-    def ensure(self, feed):
-        # True when joined. Blocks at most timeout_s (feeding the watchdog), then backs off.
-        if self.wlan.isconnected():
-            if not self.up:
-                self.up = True
-                cold.run("wifijoin", "joined", self)
-            return True
-        if self.up:
+    def ensure(self, join, feed):
+        # True when the link is up (logging each change; NTP after a join while the clock is
+        # unset). Down and with join: one join first, blocking at most timeout_s (feeding the
+        # watchdog); if it fails, the radio's status code instead of False.
+        up = self.wlan.isconnected()
+        if self.up and not up:
             self.up = False
             self.log("wifi lost")
-        now = time.ticks_ms()
-        if self._retry_at is not None and time.ticks_diff(self._retry_at, now) > 0:
-            return False
-        return cold.run("wifijoin", "join", self, feed)
+        status = False
+        if not up and join:
+            import wifijoin
+
+            status = wifijoin.join(self.wlan, self.ssid, self._password, self.timeout_ms, feed)
+            cold.drop(wifijoin)
+            up = status is None
+        if up and not self.up:
+            self.up = True
+            self.log("wifi connected, rssi %s" % self.rssi())
+            import clockset  # NTP, when the clock is unset: cold
+
+            clockset.ntp(self.log)
+            cold.drop(clockset)
+        return up or status

@@ -36,7 +36,3 @@ def check():
         return "%d boots without a successful upload" % boots
     flash.write_atomic(BOOTS, b"%d" % (boots + 1))
     return None
-
-
-def healthy():
-    flash.remove(BOOTS)

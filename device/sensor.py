@@ -1,6 +1,6 @@
 # Car counts. "file": an integer read from a file at every reading (Unix port, tests).
 # "gate" (gate.py, imported only for gate boards): two light barriers with interrupts.
-# agentinit.make_sensor picks one at boot.
+# assemble.make_sensor picks one at boot.
 
 
 class FileSensor:

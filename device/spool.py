@@ -6,6 +6,7 @@
 # seq is derived from the spool and the pointer, so it stays contiguous across reboots without a
 # write of its own.
 import struct
+
 from micropython import const
 
 import cold
@@ -16,11 +17,15 @@ import flash
 REC = const(12)  # public: spoolscan.py reads records too
 SEG = const(256)
 FMT = "<IIHH"  # seq, ts (0 = unknown), cars, check
-_PTR_FMT = "<III"  # head, dropped, cars of the last acknowledged reading
+PTR_FMT = "<III"  # head, dropped, cars of the last acknowledged reading
 
 
 def check(seq, ts, cars):
     return (seq ^ (seq >> 16) ^ ts ^ (ts >> 16) ^ cars ^ 0x5A5A) & 0xFFFF
+
+
+def seg_path(root, k):
+    return "%s/%d" % (root, k)
 
 
 class Spool:
@@ -28,17 +33,15 @@ class Spool:
         self.max = max_readings
         self.dir = root
         self._rec = bytearray(REC)
-        flash.mkdir(root)
-        self.head, self.dropped, self.cars = 0, 0, None
-        raw = flash.read(root + "/ptr")
-        if raw and len(raw) == 12:
-            self.head, self.dropped, self.cars = struct.unpack(_PTR_FMT, raw)
-        # Boot only: spoolscan.py finds the segments and the newest reading (cold.py).
-        cold.run("spoolscan", "scan", self)
-        self._trim()
+        # Boot only, so cold: spoolscan.py reads the pointer and finds the segments and the
+        # newest reading. head: first seq not yet delivered; cars: of the newest reading.
+        import spoolscan
 
-    def _path(self, k):
-        return "%s/%d" % (self.dir, k)
+        self.head, self.dropped, self.cars, self.segs, self.next_seq = spoolscan.scan(
+            root, self._rec
+        )
+        cold.drop(spoolscan)
+        self._trim()
 
     def depth(self):
         return self.next_seq - self.head
@@ -50,8 +53,12 @@ class Spool:
         ts = ts or 0
         cars = min(cars, 0xFFFF)
         struct.pack_into(FMT, self._rec, 0, seq, ts, cars, check(seq, ts, cars))
-        with open(self._path(k), "ab") as f:
-            f.write(self._rec)
+        try:
+            with open(seg_path(self.dir, k), "ab") as f:
+                f.write(self._rec)
+        except OSError:
+            self.dropped += 1  # flash full or failing: the reading is lost, and counted
+            raise
         if not self.segs or self.segs[-1] != k:
             self.segs.append(k)
         self.next_seq = seq + 1
@@ -71,7 +78,7 @@ class Spool:
             if (k + 1) * SEG <= want:
                 continue
             try:
-                f = open(self._path(k), "rb")
+                f = open(seg_path(self.dir, k), "rb")  # noqa: SIM115 (`with f` below)
             except OSError:
                 continue  # a lost segment: its readings are skipped by the caller
             with f:
@@ -94,11 +101,20 @@ class Spool:
         self.cars = cars
         self._save()
 
+    def skip(self):
+        # Give up on everything stored (segments lost or corrupted under the pointer, which a
+        # healthy board never sees); returns how many readings were dropped.
+        n = self.depth()
+        self.dropped += n
+        self.head = self.next_seq
+        self._save()
+        return n
+
     def _save(self):
-        ptr = struct.pack(_PTR_FMT, self.head, self.dropped, self.cars or 0)
+        ptr = struct.pack(PTR_FMT, self.head, self.dropped, self.cars or 0)
         flash.write_atomic(self.dir + "/ptr", ptr)
         self._trim()
 
     def _trim(self):
         while self.segs and (self.segs[0] + 1) * SEG <= self.head:
-            flash.remove(self._path(self.segs.pop(0)))
+            flash.remove(seg_path(self.dir, self.segs.pop(0)))

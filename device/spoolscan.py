@@ -1,35 +1,40 @@
-# Spool's rarely run half (loaded through cold.py, then dropped): at boot, list the segment
-# files, find the newest valid record, which gives the next seq and the last car count, and cut
-# off a torn tail left by a power cut mid-append; and skip() for a spool that cannot be read.
+# Cold (Spool.__init__ loads it at boot, then drops it): the spool's boot scan. Read the pointer
+# file, list the segment files, find the newest valid record, which gives the next seq and the
+# last car count, and cut off a torn tail left by a power cut mid-append.
 import os
 import struct
 
 import flash
-from spool import FMT, REC, SEG, check
+from spool import FMT, PTR_FMT, REC, SEG, check, seg_path
 
 
-def scan(sp):
-    sp.segs = sorted(int(n) for n in os.listdir(sp.dir) if n.isdigit())
-    sp.next_seq = sp.head
-    while sp.segs:
-        last = _last(sp, sp.segs[-1])
+def scan(root, buf):
+    # (head, dropped, cars, sorted segment numbers, next seq) of the spool in directory root;
+    # buf: a REC-byte bytearray to read records into.
+    flash.mkdir(root)
+    head, dropped, cars = 0, 0, None
+    raw = flash.read(root + "/ptr")
+    if raw and len(raw) == struct.calcsize(PTR_FMT):
+        head, dropped, cars = struct.unpack(PTR_FMT, raw)
+    segs = sorted(int(n) for n in os.listdir(root) if n.isdigit())
+    while segs:
+        last = _last(seg_path(root, segs[-1]), segs[-1], buf)
         if last is not None:
-            sp.next_seq = max(sp.head, last[0] + 1)
-            sp.cars = last[2]  # the newest reading, delivered or not
-            return
-        flash.remove(sp._path(sp.segs.pop()))  # an empty segment: nothing to keep
+            # cars: the newest reading, delivered or not
+            return head, dropped, last[2], segs, max(head, last[0] + 1)
+        flash.remove(seg_path(root, segs.pop()))  # an empty segment: nothing to keep
+    return head, dropped, cars, segs, head
 
 
-def _last(sp, k):
+def _last(path, k, buf):
     # Newest valid record of segment k; a torn tail (power cut mid-append) is cut off.
-    path = sp._path(k)
     size = os.stat(path)[6]
     n = size // REC
     with open(path, "rb") as f:
         while n:
             f.seek((n - 1) * REC)
-            f.readinto(sp._rec)
-            rec = struct.unpack(FMT, sp._rec)
+            f.readinto(buf)
+            rec = struct.unpack(FMT, buf)
             if rec[3] == check(rec[0], rec[1], rec[2]) and rec[0] // SEG == k:
                 break
             n -= 1
@@ -43,12 +48,3 @@ def _truncate(path, size):
     with open(path, "rb") as f:
         data = f.read(size)
     flash.write_atomic(path, data)
-
-
-def skip(sp):
-    # Give up on everything stored (lost or corrupted segments); returns how many were dropped.
-    n = sp.depth()
-    sp.dropped += n
-    sp.head = sp.next_seq
-    sp._save()
-    return n

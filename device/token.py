@@ -2,8 +2,10 @@
 # authentication (§2.3.1: id and secret are form-encoded before base64). Cached in RAM and in
 # token.json (replaced atomically) with its expiry by the server's clock, reused across reboots,
 # refreshed in the last tenth of its lifetime. Without a trustworthy clock a cached token is used
-# optimistically and a 401 invalid_token decides (the agent then drops it and fetches one).
-# This is the half every upload needs; tokenget.py, loaded only when needed, does the rest.
+# optimistically and a 401 invalid_token decides (the uplink then drops it and fetches one).
+# This class holds the token; the rarely run work (credentials, the cache file, the request) is
+# in tokenget.py, loaded for it and dropped again. When to renew and what to do when a request
+# fails is the retry supervisor's (Uplink.get_token and Uplink.failed in uplink.py).
 import time
 
 import clock
@@ -16,11 +18,16 @@ class Token:
         self.conn = conn
         self.path = path
         self.cache = cache
-        self.value = None  # b"Bearer ..." ready for the Authorization header
-        self.exp = None  # expiry in epoch seconds by the server's clock, when known
-        self.lifetime = 0
         self._due = None  # ticks_ms at which to refresh, for boards without a clock
-        cold.run("tokenget", "setup", self, client_id, secret, audience)  # and token.json
+        import tokenget
+
+        # _basic, _form: the request's credentials and body (the secret is not kept otherwise);
+        # value: b"Bearer ..." ready for the Authorization header, or None; exp: expiry in epoch
+        # seconds by the server's clock, when known. From token.json, when it holds a token.
+        self._basic, self._form, self.value, self.exp, self.lifetime = tokenget.setup(
+            client_id, secret, audience, cache
+        )
+        cold.drop(tokenget)
 
     def due(self):
         # True when a (new) token should be fetched before the next upload.
@@ -34,6 +41,19 @@ class Token:
         if self._due is not None:
             return time.ticks_diff(time.ticks_ms(), self._due) >= 0
         return False  # no clock yet: use it optimistically, a 401 will tell
+
+    def fetch(self):
+        # One token request; returns its lifetime (s). HTTPError, OSError and ValueError reach
+        # the caller (Uplink.get_token) with this token unchanged.
+        import tokenget
+
+        try:
+            self.value, self.lifetime, self.exp, self._due = tokenget.request(
+                self.conn, self.path, self._form, self._basic, self.cache
+            )
+        finally:
+            cold.drop(tokenget)
+        return self.lifetime
 
     def drop(self):
         self.value = self.exp = self._due = None

@@ -1,9 +1,14 @@
-# Uploads: the spool's readings to POST {ingest_url}/v1/counts with a cached OAuth token, and the
-# retry policy around it. HTTP refusals (HTTPError) and transport errors (OSError) are handled
-# only here (a token request's in tokenget.get_token): invalid_client backs off to a long cap,
-# 429/503 honour Retry-After, a rejected token is replaced once, everything else backs off
-# exponentially with full jitter.
+# The uplink, and the agent's retry supervisor (as in mqtt_as). It posts the spool's readings to
+# POST {ingest_url}/v1/counts with a cached OAuth token, and it alone decides every retry: when to
+# join WiFi again, when to request a token or post again, how long the server has been out of
+# reach. The layers below report to it and keep no retry state: net.py returns the link's state,
+# http.py raises OSError (transport) or HTTPError (a refusal), token.py raises what its request
+# met. Here a rejected token is replaced once, 413 halves the batch, invalid_client backs off to a
+# long cap, 429/503 wait no less than Retry-After, and every other failure backs off
+# exponentially with full jitter (the delays: backoff.py, loaded after a failure only).
 import time
+
+from micropython import const
 
 import clock
 import cold
@@ -11,29 +16,87 @@ import flash
 import http
 
 _JSON = b"application/json"
+_WIFI_BASE_S = const(2)  # WiFi joins: 2 s, 4 s, ... up to 2 minutes, full jitter
+_WIFI_CAP_S = const(120)
+_LINK_WAIT_MS = const(5000)  # no WiFi and no join due: look again after this
 
 
 class Uplink:
-    def __init__(self, c, log):
-        # Boot-only setup, in agentinit.py so that its code leaves the heap afterwards.
-        cold.run("agentinit", "uplink", self, c, log)
+    def __init__(
+        self, conn, counts_path, token, wifi, batch, health_ms, base_s, cap_s, auth_s, log
+    ):
+        self.conn = conn  # to the ingest API; token.conn is the same one on the same origin
+        self.counts_path = counts_path
+        self.token = token
+        self.wifi = wifi
+        self.batch = batch  # readings per post; halved on 413
+        self.health_ms = health_ms
+        self.base_s = base_s  # backoff_base_s, backoff_cap_s, auth_backoff_cap_s (config)
+        self.cap_s = cap_s
+        self.auth_s = auth_s
+        self.log = log
+        # Retry state, written only here.
+        self.failures = 0  # uploads/token requests failed in a row (network, 5xx, 429/503)
+        self.auth_failures = 0  # refusals of the board's credentials in a row
+        self.wifi_failures = 0  # WiFi joins failed in a row
+        self.retry_at = None  # ticks_ms before which no upload (or token request) is tried
+        self.join_at = None  # ticks_ms before which no WiFi join is tried
+        self.down_since = None  # ticks_ms of the first failure to reach the server since the last
+        # answer: agent.py reboots after offline_reboot_s of it
+        self.health_at = None  # ticks_ms of the last health object sent
+        self.uploaded = False  # a batch went through since boot (safe mode's counter is reset)
+        self._n = 0  # body bytes written so far
+        self._last = None  # (seq, cars) of the last reading in the body
 
     def waiting(self, now):
+        # True while uploads must wait (a backoff, or no link).
         return self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0
 
-    def fail(self, why, retry_after=None, auth=False, offline=False):
-        # After a failure only: backoff.fail sets retry_at and logs it (loaded by cold.py).
-        cold.run("backoff", "fail", self, why, retry_after, auth, offline)
+    def failed(self, e, conn, renewed=None):
+        # A token request (renewed None) or an upload on conn failed with e. True: send again at
+        # once (with a new token, or a smaller batch); False: backed off. What e means (by the
+        # RFCs) is backoff.judge's answer; the bookkeeping is here.
+        answered = isinstance(e, http.HTTPError)
+        if answered:
+            self.down_since = None  # the server answered
+            clock.learn(conn.date)
+        elif self.down_since is None:
+            self.down_since = time.ticks_ms()  # out of reach: counts toward offline_reboot_s
+        import backoff
 
-    def _heard(self, conn):
-        self.down_since = None
-        clock.learn(conn.date)
+        then, why, retry_after, auth = backoff.judge(e, renewed, self.batch)
+        if not then:
+            if auth:
+                self.auth_failures += 1
+                n, cap = self.auth_failures, self.auth_s
+            else:
+                self.failures += 1
+                n, cap = self.failures, self.cap_s
+            self.retry_at = backoff.until(self.base_s, cap, n, retry_after, why, self.log)
+        cold.drop(backoff)
+        if not then:
+            return False
+        self.log(why)
+        if then > 0:
+            self.batch = then
+            return True
+        self.token.drop()
+        return self.get_token()
 
     def get_token(self):
-        # About once a day: the request and its error handling are in tokenget.py (cold.py).
-        return cold.run("tokenget", "get_token", self)
+        # Token renewal (about once a day): True with a fresh token; False after a failure, with
+        # a backoff set.
+        try:
+            life = self.token.fetch()
+        except (http.HTTPError, OSError, ValueError) as e:
+            return self.failed(e, self.token.conn)
+        self.down_since = None  # the server answered
+        clock.learn(self.token.conn.date)
+        self.auth_failures = 0
+        self.log("token fetched, lifetime %ds" % life)
+        return True
 
-    def _body(self, spool, health_args):
+    def _body(self, spool, uptime_s):
         # {"readings":[...],"health":{...}} written in place into the connection's buffer.
         self._n = 0
         self._last = None
@@ -44,8 +107,10 @@ class Uplink:
         if self.health_at is None or time.ticks_diff(now, self.health_at) >= self.health_ms:
             self.health_at = now
             self._put(b',"health":')
-            # Every few minutes only: health.py's code is loaded for it (cold.py).
-            self._put(cold.run("health", "encode", *health_args))
+            import health  # every few minutes only: cold
+
+            self._put(health.encode(uptime_s, self.wifi.rssi(), spool.depth(), spool.dropped))
+            cold.drop(health)
         self._put(b"}")
         return got
 
@@ -60,36 +125,50 @@ class Uplink:
         self._put(b'{"seq":%d,"cars":%d,"ts":%s}' % (seq, cars, b"%d" % ts if ts else b"null"))
         self._last = (seq, cars)
 
-    def upload(self, spool, health_args, feed):
-        # Send batches while the spool has readings; on failure set retry_at and return.
+    def upload(self, spool, uptime_s, feed):
+        # The link, a token, then batches while the spool has readings; after a failure a backoff
+        # is set and this returns.
+        now = time.ticks_ms()
+        join = self.join_at is None or time.ticks_diff(self.join_at, now) <= 0
+        status = self.wifi.ensure(join, feed)  # may block for a join, at most wifi_timeout_s
+        if status is not True:
+            if status is not False:
+                self.wifi_failures += 1
+                why = "wifi join failed (status %s)" % status
+                import backoff
+
+                n = self.wifi_failures
+                self.join_at = backoff.until(_WIFI_BASE_S, _WIFI_CAP_S, n, None, why, self.log)
+                cold.drop(backoff)
+            # No link: uploads wait, and the time out of reach counts toward offline_reboot_s.
+            now = time.ticks_ms()
+            self.retry_at = time.ticks_add(now, _LINK_WAIT_MS)
+            if self.down_since is None:
+                self.down_since = now
+            return
+        self.wifi_failures = 0
+        self.join_at = None
         if self.token.due() and not self.get_token():
             return
         renewed = False
         while spool.depth():
             feed()
-            got = self._body(spool, health_args)
+            got = self._body(spool, uptime_s)
             if not got:
-                # Segment files lost or corrupted under the pointer: count them, move past them
-                # (spoolscan.py, through cold.py: this should never happen on a healthy board).
-                n = cold.run("spoolscan", "skip", spool)
-                self.log("spool: %d unreadable readings dropped" % n)
+                # Segment files lost or corrupted under the pointer: count them, move past them.
+                self.log("spool: %d unreadable readings dropped" % spool.skip())
                 continue
             try:
                 self.conn.request(b"POST", self.counts_path, self._n, _JSON, self.token.value)
-            except http.HTTPError as e:
-                self._heard(self.conn)
-                # Rare: backoff.refused decides between one new token, a smaller batch and a
-                # backoff (loaded by cold.py).
-                if not cold.run("backoff", "refused", self, e, renewed):
+            except (http.HTTPError, OSError) as e:
+                if not self.failed(e, self.conn, renewed):
                     return
-                renewed = renewed or e.status == 401
+                renewed = renewed or e.status == 401  # again at once: a refusal (HTTPError)
                 continue
-            except OSError as e:
-                self.fail("upload failed: %r" % e, offline=True)
-                return
-            self._heard(self.conn)
+            self.down_since = None
+            clock.learn(self.conn.date)
             spool.ack(self._last[0], self._last[1])
-            self.retry[2] = self.auth_retry[2] = 0
+            self.failures = self.auth_failures = 0  # every backoff starts over
             self.retry_at = None
             self.log("sent %d up to seq %d, spool %d" % (got, self._last[0], spool.depth()))
             if not self.uploaded:

@@ -1,11 +1,12 @@
 """`make bench`: the device agent under the MicroPython Unix port, against the real service.
 
 - heap: the agent as shipped precompiled (.mpy) under `-X heapsize=64K`, through steady state, a
-  service outage (kill -9) with readings piling up in the spool, and the replay. The agent samples
-  `gc.mem_alloc()` (config `debug_heap`): "peak" before each collection (live data plus one loop's
-  garbage), "live" right after one. The Unix port is 64-bit, so objects and pointers cost up to
-  twice what they do on an ESP32, and its shims for `machine`/`network` (built in on a board) sit
-  in the same heap: both are reported. Also the smallest heap that runs the agent from plain .py
+  service outage (kill -9) with readings piling up in the spool, and the replay. With config
+  `debug_heap` the agent prints a `gc.mem_alloc()` sample once a second: "peak" before a
+  collection (live data plus one loop's garbage), "live" right after it; the maxima are
+  reported. The Unix port is 64-bit, so objects and pointers cost up to twice what they do on an
+  ESP32, and its shims for `machine`/`network` (built in on a board) sit in the same heap: both
+  are reported. Also the smallest heap that runs the agent from plain .py
   (compiled on the board at import).
 - wire: HTTP bytes per reading in steady state (one reading per post, the kept-alive connection),
   counted by the fault proxy on the board's side, split into request and response.

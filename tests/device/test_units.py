@@ -2,7 +2,9 @@
 
 Each MicroPython case is its own pytest test; one `micropython` run per script does them all.
 The HTTP cases talk to a scripted fake server below (the real service is for tests/device's
-integration tests; only a fake can send a malformed or stalled response on cue).
+integration tests; only a fake can send a malformed or stalled response on cue). The server
+counts the connections and requests it sees and answers `/stats` with them, on a connection of
+its own that it leaves out, so the cases check keep-alive on the wire, not by the client's word.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ _RESPONSES: dict[str, bytes] = {
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
     def handle(self) -> None:
+        counted = False
         while True:
             request = self.rfile.readline()
             if not request:
@@ -53,6 +58,14 @@ class _Handler(socketserver.StreamRequestHandler):
                     length = int(line.split(b":")[1])
             body = self.rfile.read(length)
             path = request.split()[1].decode()
+            if path == "/stats":
+                out = b"%d %d" % (self.server.connections, self.server.requests)
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+                continue
+            with self.server.lock:
+                self.server.connections += not counted
+                self.server.requests += 1
+            counted = True
             if path == "/stall":
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
                 time.sleep(3)
@@ -71,6 +84,9 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    lock = threading.Lock()
+    connections = 0  # that sent a request other than /stats
+    requests = 0  # other than /stats
 
 
 @pytest.fixture(scope="module")

@@ -94,7 +94,6 @@ def test_spool_torn_append_is_cut_off():
 
 
 def test_spool_unreadable_records_are_skipped_and_counted():
-    import cold
     from spool import Spool
 
     s = Spool(100)
@@ -102,7 +101,7 @@ def test_spool_unreadable_records_are_skipped_and_counted():
         s.append(i, None)
     os.remove("spool.d/0")  # a lost segment under the pointer
     expect(s.peek(10, lambda *r: None) == 0, "nothing readable")
-    expect(cold.run("spoolscan", "skip", s) == 5, "all five given up")
+    expect(s.skip() == 5, "all five given up")
     expect(s.depth() == 0 and s.dropped == 5, "counted as dropped")
     expect(s.append(1, None) == 5, "seq goes on")
 
@@ -122,28 +121,44 @@ def test_spool_pointer_rename_interrupted():
 
 
 def test_backoff_full_jitter_and_cap():
-    import backoff
+    from backoff import delay
 
-    b = [2, 60, 0]
     for i in range(12):
-        d = backoff.next(b)
+        d = delay(2, 60, i + 1)
         ceiling = min(60, 2 * (1 << i)) * 1000
         expect(200 <= d <= ceiling, "delay %d within [base/10, %d]" % (d, ceiling))
-    delays = [backoff.next(b) for _ in range(50)]
+    delays = [delay(2, 60, n) for n in range(13, 63)]
     expect(max(delays) <= 60000 and min(delays) < 30000, "capped and jittered")
-    expect(b[2] == 62, "failures counted")
-    b[2] = 0
-    expect(backoff.next(b) <= 2000, "reset starts over")
+    expect(delay(2, 60, 1) <= 2000, "a first failure (or one after a success) starts over")
 
 
 def test_backoff_honours_retry_after_with_jitter():
-    import backoff
+    from backoff import delay
 
-    b = [1, 5, 0]
-    delays = [backoff.next(b, 20) for _ in range(30)]
+    delays = [delay(1, 5, n, 20) for n in range(1, 31)]
     expect(min(delays) >= 20000, "never earlier than Retry-After")
     expect(max(delays) <= 25000 and len(set(delays)) > 5, "jitter up to a quarter on top")
-    expect(backoff.next(b, 10**9) <= 3600 * 1250, "absurd Retry-After capped at an hour")
+    expect(delay(1, 5, 31, 10**9) <= 3600 * 1250, "absurd Retry-After capped at an hour")
+
+
+def test_supervisor_counts_failures_and_backs_off():
+    import http
+
+    from uplink import Uplink
+
+    class Conn:
+        date = None
+
+    lines = []
+    up = Uplink(Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append)
+    for _ in range(62):
+        expect(not up.failed(OSError(104), up.conn, False), "an upload failure backs off")
+    expect(up.failures == 62 and up.auth_failures == 0, "failures counted")
+    expect(up.waiting(time.ticks_ms()) and up.down_since is not None, "waiting, out of reach")
+    expect(up.failed(http.HTTPError(413), up.conn, False) and up.batch == 10, "413: half a batch")
+    expect(not up.failed(http.HTTPError(403), up.conn, False), "403 backs off")
+    expect(up.auth_failures == 1 and up.down_since is None, "by the credentials' cap; answered")
+    expect("backoff" in lines[-1] and "(failure 1)" in lines[-1], "logged: " + lines[-1])
 
 
 # ---------------------------------------------------------------- gate sensor
@@ -205,7 +220,7 @@ def test_gate_debounce_and_sync():
 
 def test_gate_sensor_on_simulated_pins():
     import machine
-    from agentinit import make_sensor
+    from assemble import make_sensor
 
     s = make_sensor({"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 0}, 5)
     # active_low (default): a broken beam pulls the input low; pull-ups idle high.
@@ -339,7 +354,9 @@ def test_safe_mode_after_boots_without_upload():
     reasons = [safemode.check() for _ in range(4)]
     expect(reasons[:3] == [None, None, None], "three boots allowed")
     expect("3 boots" in reasons[3], "fourth boot is safe mode")
-    safemode.healthy()
+    import flash
+
+    flash.remove(safemode.BOOTS)  # what the agent does after its first successful upload
     expect(safemode.check() is None, "a successful upload resets the count")
 
 
