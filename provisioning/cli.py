@@ -78,7 +78,10 @@ def build() -> Verbs:
 
 def run(argv: Sequence[str]) -> None:
     """Parse `argv` (without the program name) and run the verb; raises `ParkctlError`."""
-    args = build().parser.parse_args(argv)
+    root = build().parser
+    args, extra = root.parse_known_args(argv)
+    if extra:  # named by the verb they were given to, not by `parkctl`
+        (args.verb or args.group).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.handler is None:
         args.group.print_help()
         raise ParkctlError(f"{args.group.prog}: give a command", USAGE_EXIT)

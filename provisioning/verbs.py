@@ -72,7 +72,7 @@ class Verbs:
         self.all_verbs = all_verbs
         self._choices = parser.add_subparsers(title="commands", metavar="COMMAND")
         # A group without its verb prints the group's help (and exits 2, as before).
-        parser.set_defaults(handler=None, group=parser)
+        parser.set_defaults(handler=None, group=parser, verb=None)
 
     @classmethod
     def root(cls, prog: str, text: str) -> Verbs:
@@ -96,7 +96,7 @@ class Verbs:
     def verb(self, name: str, handler: Handler, text: str) -> Parser:
         """A verb: `handler(args)` runs it; add its options to the parser returned."""
         parser = self._add(name, text)
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=handler, verb=parser)
         self.all_verbs[(*self.words, name)] = parser
         return parser
 
