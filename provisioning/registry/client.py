@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.errors import ParkctlError
+from provisioning.registry.lean_httpx import httpx
 from provisioning.registry.schemas import (
     AuditPage,
     Device,

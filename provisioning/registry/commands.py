@@ -21,15 +21,15 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from provisioning.errors import ParkctlError
 from provisioning.registry.client import AdminClient, from_environment
 from provisioning.registry.schemas import Device
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 _SHOWN_ONCE = (
     "[yellow]The client secret is shown only this once and cannot be recovered: "
@@ -37,11 +37,18 @@ _SHOWN_ONCE = (
 )
 
 
+# Rich is imported by the functions that print for people: `--json` runs of scripts skip it.
+
+
 def _out() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def _note(text: str) -> None:
+    from rich.console import Console
+
     Console(stderr=True, highlight=False).print(text)
 
 
@@ -74,6 +81,9 @@ _WHOLE = {"client_id": 20, "mac": 17}
 
 
 def _table(*columns: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold", min_width=_WHOLE.get(column))
@@ -81,6 +91,8 @@ def _table(*columns: str) -> Table:
 
 
 def _device_table(device: Device) -> Table:
+    from rich.table import Table
+
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
