@@ -6,15 +6,26 @@ verb's handler module (FastAPI, SQLAlchemy, esptool, httpx, Rich...) is imported
 runner only after the command line parsed. mpremote's layout: parsing here and in each area's
 `cli.py`, handlers in the area's `commands.py`, the transports below them.
 
-A verb is declared in its area's `cli.py`:
+Adding a verb (here `parkctl device show`):
 
-    cmd = device.verb("show", _device_show, "One device: state, latest reading and health.")
-    cmd.add_argument("client_id", help="The device's client_id (dev_...).")
+1. The handler, with typed parameters, in the area's `commands.py` (heavy imports at its top):
+   `def device_show(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool)`.
+2. Its declaration in the area's `cli.py`, inside the group's function (`device_verbs`):
 
-    def _device_show(args: Namespace) -> None:
-        from provisioning.registry import commands  # loaded only when the verb runs
+       cmd = device.verb("show", _show, "One device: state, latest reading and health.")
+       cmd.add_argument("client_id", help="The device's client_id (dev_...).")
+       api_options(cmd)  # --server, --ca-cert, --json: every admin-API verb
 
-        commands.device_show(args.client_id, args.server, args.ca_cert, args.json)
+3. Its runner beside the declarations, the one place the handler module is imported:
+
+       def _show(a: Namespace) -> None:
+           from provisioning.registry import commands
+
+           commands.device_show(a.client_id, a.server, a.ca_cert, a.json)
+
+4. Its bad inputs in tests/test_cli.py `BAD_INPUT` (that test fails for a verb without them).
+
+A new group is a function like `device_verbs(parkctl: Verbs)` called from `cli.build()`.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ class _HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (
-            default not in (None, False, argparse.SUPPRESS)
+            default not in (None, False, "", argparse.SUPPRESS)
             and not action.required
             and action.option_strings
             and "%(default)" not in text
