@@ -116,6 +116,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "@operator device register --lot no/slash --name x",
         "@operator device register --lot north --name x --mac 00:00:00:00:00:00",
         "@operator device register --lot north --name x --server not-a-url",
+        "@operator device register --lot north --name x --server http://[::1",
     ],
     ("device", "list"): [
         "device list",  # no operator credentials
@@ -154,6 +155,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "@operator provision --port {zero} --lot north --firmware {firmware}",
         "@operator provision --port {zero} --lot no/slash --firmware {firmware}",
         "provision --port {zero} --lot north --firmware {firmware} --server " + DEAD,
+        "@operator provision --port {zero} --lot north --firmware {firmware} --token-url tokens",
     ],
     ("fleet", "provision"): [
         "@operator fleet provision {tmp}/zero.csv --firmware {firmware}",

@@ -89,7 +89,8 @@ def _required(verb: tuple[str, ...], values: dict[str, str]) -> list[str]:
 
 def test_the_verbs_are_classified() -> None:
     assert ("device", "list") in API_VERBS and ("admin", "audit") in API_VERBS
-    assert all(_is_api_verb(v) for v in PARSERS if v[0] in ("device", "lot", "release"))
+    groups = ("device", "lot", "release", "rollout")
+    assert all(_is_api_verb(v) for v in PARSERS if v[0] in groups)
     assert ("board", "info") in BOARD_VERBS and ("provision",) in BOARD_VERBS
 
 

@@ -137,6 +137,9 @@ def _network(options: NetworkOptions) -> Network:
     except ValueError:
         raise ParkctlError("--sensor must be JSON, e.g. " + DEFAULT_SENSOR) from None
     urls = (token_url or f"{base}/oauth/token", ingest_url or base)
+    for flag, url in zip(("--token-url", "--ingest-url"), urls, strict=True):
+        if not url.startswith(("http://", "https://")):
+            raise ParkctlError(f"{flag} {url!r} is not an http:// or https:// URL (boards use it)")
     pem = read_ca_cert(ca_cert) if ca_cert else None
     if pem is None and any(u.startswith("https://") for u in urls):
         out.print("[yellow]note:[/] https URLs without --ca-cert: boards cannot verify the server")
