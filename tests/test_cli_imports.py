@@ -1,7 +1,8 @@
 """Each `parkctl` verb loads only what it needs (issue 15): `--help` loads nothing but the parser,
 verbs that talk to the admin API load neither the server stack nor esptool/mpremote, board verbs
-not the server stack, `serve` not esptool. Each verb runs for real in a fresh interpreter (against
-a dead server or port, so it fails fast) and the test reads `sys.modules` afterwards.
+not the server stack (`board ...` not even the admin API client), `serve` not esptool. Each verb
+runs for real in a fresh interpreter (against a dead server or port, so it fails fast) and the
+test reads `sys.modules` afterwards.
 
 Verbs are enumerated from the parser: a new admin-API verb (one with `--server` and no board) or
 board verb is pinned here by itself.
@@ -136,6 +137,8 @@ def test_board_verbs_load_no_server_stack(verb: tuple[str, ...], tmp_path: Path)
     loaded = _loaded(_required(verb, values), tmp_path, env)
     assert "esptool" in loaded  # it ran as far as the board tools
     assert not loaded & SERVER_STACK, loaded & SERVER_STACK
+    if verb[0] == "board":  # one board, no registry: not even the admin API client
+        assert not loaded & {"httpx", "pydantic"}, loaded & {"httpx", "pydantic"}
 
 
 def test_serve_loads_no_board_tools(tmp_path: Path) -> None:

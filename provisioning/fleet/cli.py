@@ -1,6 +1,7 @@
 """`parkctl board info|flash|install`, `parkctl provision` and `parkctl fleet provision`: the
-command line only. Each verb's runner imports `fleet.commands` (esptool, mpremote's driver, Rich)
-when the verb runs; see `provisioning.verbs`.
+command line only. Each verb's runner imports its handlers when the verb runs: board verbs
+`fleet.board_commands` (esptool, the mpremote driver, Rich), the provisioning runs
+`fleet.commands` (those and the admin API client); see `provisioning.verbs`.
 """
 
 from __future__ import annotations
@@ -137,21 +138,21 @@ def fleet_verbs(parkctl: Verbs) -> None:
 
 
 def _board_info(a: Namespace) -> None:
-    from provisioning.fleet import commands
+    from provisioning.fleet import board_commands
 
-    commands.board_info(a.port, a.json)
+    board_commands.board_info(a.port, a.json)
 
 
 def _board_flash(a: Namespace) -> None:
-    from provisioning.fleet import commands
+    from provisioning.fleet import board_commands
 
-    commands.board_flash(a.port, a.firmware, a.baud, a.erase)
+    board_commands.board_flash(a.port, a.firmware, a.baud, a.erase)
 
 
 def _board_install(a: Namespace) -> None:
-    from provisioning.fleet import commands
+    from provisioning.fleet import board_commands
 
-    commands.board_install(a.port, a.config, a.ca_cert)
+    board_commands.board_install(a.port, a.config, a.ca_cert)
 
 
 def _provision(a: Namespace) -> None:

@@ -33,7 +33,7 @@ from provisioning.fleet.image import (
     check_compatible,
     flash_offset,
 )
-from provisioning.registry.schemas import normalise_mac
+from provisioning.registry.rules import normalise_mac
 
 ROM_BAUD = 115200
 # (bytes done, bytes total) while writing flash.
