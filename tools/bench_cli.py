@@ -4,8 +4,9 @@ Whole processes, as a script driving `parkctl` pays them: each command runs ROUN
 interleaved (every round runs every command once, in a shuffled order, after one warm-up round),
 and the median wall time is compared with `esptool version`'s median from the same rounds.
 Target: `parkctl --help` and every verb's `--help` within 1.5x of esptool. `device list` against a
-server that is not there is an admin-API verb run for real (it fails fast) and shown for
-information, as is the slowest verb's `--help`.
+server that is not there is an admin-API verb run for real (it fails fast), `board info` on a
+port where nothing listens a board verb; both are shown for information. The slowest verb's
+`--help` is held to the target too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BIN = Path(sys.executable).parent
 ROUNDS = int(os.environ.get("BENCH_CLI_ROUNDS", "15"))
 TARGET = 1.5  # x esptool version
 BASELINE = "esptool version"
+NO_BOARD = "socket://127.0.0.1:9"  # nothing listens there: the verb fails fast
 
 
 def _commands() -> dict[str, list[str]]:
@@ -41,6 +43,7 @@ def _commands() -> dict[str, list[str]]:
         "parkctl device list --help": [parkctl, "device", "list", "--help"],
         "parkctl board info --help": [parkctl, "board", "info", "--help"],
         "parkctl device list (no server)": [parkctl, "device", "list"],
+        "parkctl board info (no board)": [parkctl, "board", "info", "--port", NO_BOARD],
     }
     for verb in sorted(build().all_verbs):
         named.setdefault(f"parkctl {' '.join(verb)} --help", [parkctl, *verb, "--help"])
@@ -109,6 +112,7 @@ def run() -> list[dict[str, Any]]:
     slowest = max(helps, key=lambda n: median(times[n]))
     rows.append(row(slowest, True, f"slowest of {len(helps)} --help: {slowest}"))
     rows.append(row("parkctl device list (no server)", False))
+    rows.append(row("parkctl board info (no board)", False))
     return rows
 
 
