@@ -1,91 +1,113 @@
-"""`parkctl`: the one command-line entry point. Sub-commands live beside the code they drive;
-this module only wires them together and turns `ParkctlError` into a message and exit code."""
+"""`parkctl`: the one command-line entry point.
+
+Verbs are declared beside the code they drive (`registry/cli.py`, `auth/cli.py`,
+`fleet/cli.py`, `serve` here); this module wires them together and is the one place where a
+`ParkctlError` becomes a message and an exit code. Nothing heavy is imported before the command
+line has parsed (see `provisioning.verbs`).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from argparse import Namespace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TextIO
 
-import typer
-from rich.console import Console
-
-from provisioning.auth.cli import keys_app
+from provisioning.auth.cli import keys_verbs
 from provisioning.errors import ParkctlError
-from provisioning.fleet.cli import board_app, fleet_app, provision_command
-from provisioning.registry.cli import admin_app, device_app
+from provisioning.fleet.cli import board_verbs, fleet_verbs, provision_verb
+from provisioning.registry.cli import admin_verbs, device_verbs
+from provisioning.verbs import USAGE_EXIT, Verbs, given
 
-app = typer.Typer(
-    name="parkctl",
-    help="Provision and run a fleet of parking-lot sensors.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+# The flags of `serve`, named as `Settings` fields (--mqtt fills mqtt_url).
+SERVE_SETTINGS = (
+    "host",
+    "port",
+    "db",
+    "data_dir",
+    "token_ttl",
+    "tls_cert",
+    "tls_key",
+    "issuer",
+    "mqtt_url",
+    "jwks_url",
+    "token_rate_burst",
+    "token_rate_per_hour",
+    "log_level",
 )
-app.add_typer(admin_app, name="admin")
-app.add_typer(device_app, name="device")
-app.add_typer(keys_app, name="keys")
-app.add_typer(board_app, name="board")
-app.add_typer(fleet_app, name="fleet")
-app.command("provision")(provision_command)
 
 
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Keys, hash key, SQLite file.")] = None,
-    token_ttl: Annotated[int | None, typer.Option(help="Access token lifetime, s.")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (HTTPS).")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key (HTTPS).")] = None,
-    issuer: Annotated[str | None, typer.Option(help="`iss` (default: the URL served).")] = None,
-    mqtt: Annotated[str | None, typer.Option(help="mqtt://user:pass@host:port")] = None,
-    jwks_url: Annotated[str | None, typer.Option(help="Verify tokens from this JWKS.")] = None,
-    token_rate_burst: Annotated[int | None, typer.Option(help="Token bucket size.")] = None,
-    token_rate_per_hour: Annotated[float | None, typer.Option(help="Bucket refill.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning.")] = None,
-) -> None:
-    """Run the authorization server, registry and ingestion API."""
-    import uvicorn
-
-    from provisioning.app import create_app
-    from provisioning.config import Settings
-
-    given: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "db": db,
-        "data_dir": data_dir,
-        "token_ttl": token_ttl,
-        "tls_cert": tls_cert,
-        "tls_key": tls_key,
-        "issuer": issuer,
-        "mqtt_url": mqtt,
-        "jwks_url": jwks_url,
-        "token_rate_burst": token_rate_burst,
-        "token_rate_per_hour": token_rate_per_hour,
-        "log_level": log_level,
-    }
-    # Flags beat PARK_* variables, which beat defaults: pass only the flags actually given.
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise ParkctlError("--tls-cert and --tls-key go together")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
-        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        log_level=settings.log_level,
-        access_log=False,  # request lines add nothing the metrics and audit log lack
-        timeout_keep_alive=75,  # boards keep their TLS connection between posts
-    )
+def serve_verb(parkctl: Verbs) -> None:
+    """`parkctl serve`."""
+    cmd = parkctl.verb("serve", _serve, "Run the authorization server, registry and ingestion API.")
+    cmd.add_argument("--host", help="Address to listen on.")
+    cmd.add_argument("--port", type=int, help="Port to listen on.")
+    cmd.add_argument("--db", help="SQLAlchemy URL (default: SQLite).")
+    cmd.add_argument("--data-dir", type=Path, help="Keys, hash key, SQLite file.")
+    cmd.add_argument("--token-ttl", type=int, help="Access token lifetime, s.")
+    cmd.add_argument("--tls-cert", type=Path, help="PEM certificate (HTTPS).")
+    cmd.add_argument("--tls-key", type=Path, help="PEM private key (HTTPS).")
+    cmd.add_argument("--issuer", help="`iss` (default: the URL served).")
+    cmd.add_argument("--mqtt", dest="mqtt_url", help="mqtt://user:pass@host:port")
+    cmd.add_argument("--jwks-url", help="Verify tokens from this JWKS.")
+    cmd.add_argument("--token-rate-burst", type=int, help="Token bucket size.")
+    cmd.add_argument("--token-rate-per-hour", type=float, help="Bucket refill.")
+    cmd.add_argument("--log-level", help="debug, info, warning.")
 
 
-def main() -> None:
-    """Console-script entry point."""
+def _serve(args: Namespace) -> None:
+    from provisioning.serve import serve
+
+    serve(given(args, SERVE_SETTINGS))
+
+
+def build() -> Verbs:
+    """Every verb of `parkctl`: to add one, call its declaration here (or in its group's)."""
+    parkctl = Verbs.root("parkctl", "Provision and run a fleet of parking-lot sensors.")
+    serve_verb(parkctl)
+    admin_verbs(parkctl)
+    device_verbs(parkctl)
+    keys_verbs(parkctl)
+    board_verbs(parkctl)
+    provision_verb(parkctl)
+    fleet_verbs(parkctl)
+    return parkctl
+
+
+def run(argv: Sequence[str]) -> None:
+    """Parse `argv` (without the program name) and run the verb; raises `ParkctlError`."""
+    root = build().parser
+    args, extra = root.parse_known_args(argv)
+    if extra:  # named by the verb they were given to, not by `parkctl`
+        (args.verb or args.group).error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.handler is None:
+        args.group.print_help()
+        raise ParkctlError(f"{args.group.prog}: give a command", USAGE_EXIT)
+    args.handler(args)
+
+
+def report(error: ParkctlError, stream: TextIO | None = None) -> int:
+    """Write `error` as one `error: ...` line (red on a terminal); return its exit code."""
+    out = stream or sys.stderr
+    label = "error:"
+    if out.isatty() and not os.environ.get("NO_COLOR"):
+        label = "\x1b[31merror:\x1b[0m"
+    out.write(f"{label} {error.message}\n")
+    out.flush()
+    return error.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: the one place errors become a message and an exit code."""
     try:
-        app()
+        run(sys.argv[1:] if argv is None else argv)
     except ParkctlError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error.message}", highlight=False)
-        sys.exit(error.exit_code)
+        sys.exit(report(error))
+    except KeyboardInterrupt:
+        sys.exit(report(ParkctlError("interrupted", 130)))
+    except BrokenPipeError:
+        # `parkctl device list | head`: the reader left; say nothing more on a closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

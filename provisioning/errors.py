@@ -10,3 +10,9 @@ class ParkctlError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message`: a library's error, short enough for one line."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -1,102 +1,41 @@
-"""`parkctl keys rotate|list`: JWT signing keys, run on the server host (they need the data
-directory, where the private keys live, and the database)."""
+"""`parkctl keys rotate|list`: the command line only; the work is in `auth.commands`."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from argparse import Namespace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-from rich.console import Console
-from rich.table import Column, Table
-
-from provisioning.errors import ParkctlError
-
-if TYPE_CHECKING:
-    from provisioning.auth.keys import KeyStore
-    from provisioning.config import Settings
-
-keys_app = typer.Typer(help="Manage the JWT signing keys.", no_args_is_help=True)
-
-DbOption = Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite).")]
-DataDirOption = Annotated[Path | None, typer.Option(help="Data directory of the server.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+from provisioning.verbs import Parser, Verbs
 
 
-@contextmanager
-def _key_store(db: str | None, data_dir: Path | None) -> Iterator[tuple[KeyStore, Settings]]:
-    from provisioning.auth.keys import KeyStore
-    from provisioning.config import Settings
-    from provisioning.store.db import make_engine, migrate, session_factory
-
-    given: dict[str, Any] = {"db": db, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    migrate(settings.db_url)
-    engine = make_engine(settings.db_url)
-    try:
-        yield KeyStore.from_settings(settings, session_factory(engine)), settings
-    finally:
-        engine.dispose()
-
-
-@keys_app.command("rotate")
-def rotate(
-    db: DbOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
-) -> None:
-    """Publish a new signing key; the server signs with it once verifiers have fetched it."""
-    with _key_store(db, data_dir) as (store, settings):
-        try:
-            kid = store.rotate()
-        except ValueError as error:
-            raise ParkctlError(str(error)) from None
-        active_after = time.time() + settings.key_publish_delay_s
-    if as_json:
-        print(json.dumps({"kid": kid, "status": "next", "active_after": active_after}))
-        return
-    Console().print(
-        f"published key [bold]{kid}[/bold]; it starts signing after "
-        f"{settings.key_publish_delay_s:.0f} s (the old key stays published until its "
-        "tokens have expired)"
+def keys_verbs(parkctl: Verbs) -> None:
+    """`parkctl keys ...`: run on the server host (the private keys and the database)."""
+    keys = parkctl.group("keys", "Manage the JWT signing keys.")
+    _store_options(
+        keys.verb(
+            "rotate",
+            _rotate,
+            "Publish a new signing key; the server signs with it once verifiers have fetched it.",
+        )
+    )
+    _store_options(
+        keys.verb("list", _list, "Show every signing key and where it is in its life cycle.")
     )
 
 
-@keys_app.command("list")
-def list_keys(
-    db: DbOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
-) -> None:
-    """Show every signing key and where it is in its life cycle."""
-    with _key_store(db, data_dir) as (store, _settings):
-        rows: list[dict[str, Any]] = [
-            {
-                "kid": key.kid,
-                "alg": key.alg,
-                "status": key.status,
-                "created_at": key.created_at,
-                "activated_at": key.activated_at,
-                "retire_after": key.retire_after,
-            }
-            for key in store.list_keys()
-        ]
-    if as_json:
-        print(json.dumps(rows))
-        return
-    table = Table("alg", "status", "created", "activated", "published until")
-    table.columns.insert(0, Column("kid", no_wrap=True))
-    for row in rows:
-        table.add_row(
-            row["kid"],
-            row["alg"],
-            row["status"],
-            _when(row["created_at"]),
-            _when(row["activated_at"]),
-            _when(row["retire_after"]),
-        )
-    Console().print(table)
+def _store_options(cmd: Parser) -> None:
+    cmd.add_argument("--db", help="SQLAlchemy URL (default: SQLite).")
+    cmd.add_argument("--data-dir", type=Path, help="Data directory of the server.")
+    cmd.add_argument("--json", action="store_true", help="Machine-readable output.")
 
 
-def _when(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "-"
+def _rotate(args: Namespace) -> None:
+    from provisioning.auth import commands
+
+    commands.rotate(args.db, args.data_dir, args.json)
+
+
+def _list(args: Namespace) -> None:
+    from provisioning.auth import commands
+
+    commands.list_keys(args.db, args.data_dir, args.json)

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from provisioning.auth.scopes import INGEST_AUDIENCE
 from provisioning.errors import ParkctlError
 
@@ -60,6 +57,10 @@ def board_config(network: Network, device_id: str, client_secret: str, lot: str)
 
 def pem_to_der(pem: bytes) -> bytes:
     """Convert a PEM CA certificate to DER, the only form MicroPython's `ssl` accepts."""
+    # Imported here: `parkctl provision --help` reads this module's defaults (start-up time).
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
     except ValueError as error:

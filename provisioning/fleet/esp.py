@@ -33,7 +33,7 @@ from provisioning.fleet.image import (
     check_compatible,
     flash_offset,
 )
-from provisioning.registry.schemas import normalise_mac
+from provisioning.registry.rules import normalise_mac
 
 ROM_BAUD = 115200
 # (bytes done, bytes total) while writing flash.
@@ -185,10 +185,21 @@ def chip_info(esp: Any) -> ChipInfo:
     """Chip, MAC and flash size of the connected board."""
     name = esp.CHIP_NAME.lower().replace("-", "")
     size = cmds.detect_flash_size(esp)
+    raw = ":".join(f"{b:02x}" for b in esp.read_mac())
+    try:
+        mac = normalise_mac(raw)
+    except ValueError:
+        # A zero or group MAC means blank or damaged eFuses: such a board cannot be bound to an
+        # identity (the registry keys boards by MAC), so nothing else is done with it.
+        port = getattr(esp._port, "port", "the board")
+        raise ParkctlError(
+            f"{port}: the board reports MAC {raw}, which is no board's address (blank or "
+            "damaged eFuses); it cannot be given an identity"
+        ) from None
     return ChipInfo(
         chip=name,
         description=esp.get_chip_description(),
-        mac=normalise_mac(":".join(f"{b:02x}" for b in esp.read_mac())),
+        mac=mac,
         flash_size=flash_size_bytes(size) if size else None,
     )
 

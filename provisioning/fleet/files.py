@@ -115,9 +115,13 @@ def board_files(port: str) -> BoardFiles:
     out = mpremote(port, ["exec", _PROBE], timeout=30)
     for line in reversed(out.splitlines()):
         if line.startswith("{"):
-            data = json.loads(line)
-            return BoardFiles(f"MicroPython {data['v']}", data["m"], list(data["f"]))
-    raise ParkctlError(f"{port}: unexpected answer from the board's REPL: {out.strip()[-200:]}")
+            try:
+                data = json.loads(line)
+                return BoardFiles(f"MicroPython {data['v']}", str(data["m"]), list(data["f"]))
+            except (ValueError, KeyError, TypeError):
+                break  # not our probe's answer: reported below
+    answer = " ".join(out.split())[-200:]  # one line, whatever the board sent
+    raise ParkctlError(f"{port}: unexpected answer from the board's REPL: {answer}")
 
 
 def agent_files(device_dir: Path = DEVICE_DIR) -> list[Path]:

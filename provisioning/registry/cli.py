@@ -1,360 +1,162 @@
-"""`parkctl admin ...` (local, on the database) and `parkctl device ...` (over the admin API).
+"""`parkctl admin ...` and `parkctl device ...`: the command line only.
 
-`admin create` is the first-superuser step: it writes an operator client straight into the
-database, because nobody can call the admin API before an operator exists. Everything else goes
-through the admin API as that operator (`PARK_SERVER`, `PARK_CLIENT_ID`, `PARK_CLIENT_SECRET`),
-so the CLI gets exactly the checks and audit trail any other caller gets.
-
-Secrets go to stdout only from `admin create`, `device register` and `device rotate-secret`,
-once; notes for people go to stderr so `--json` output stays parseable.
+Each verb's runner imports `registry.commands` when the verb runs, so `--help` and a failed parse
+cost no more than the standard library; see `provisioning.verbs`.
 """
 
 from __future__ import annotations
 
-import getpass
-import json
-import time
-from datetime import datetime
+from argparse import Namespace
 from pathlib import Path
-from typing import Annotated, Any
 
-import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
-from provisioning.errors import ParkctlError
-from provisioning.registry.client import AdminClient, from_environment
-from provisioning.registry.schemas import Device
-
-admin_app = typer.Typer(help="Operator clients (local, on the database).", no_args_is_help=True)
-device_app = typer.Typer(help="Devices in the registry (over the admin API).", no_args_is_help=True)
-
-Server = Annotated[
-    str | None, typer.Option("--server", help="Service URL [default: $PARK_SERVER].")
-]
-CaCert = Annotated[
-    Path | None,
-    typer.Option("--ca-cert", help="CA bundle for an HTTPS server [default: $PARK_CA_CERT]."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ClientId = Annotated[str, typer.Argument(help="The device's client_id (dev_...).")]
-
-_SHOWN_ONCE = (
-    "[yellow]The client secret is shown only this once and cannot be recovered: "
-    "store it now.[/yellow]"
-)
+from provisioning.verbs import Parser, Verbs, int_range
 
 
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _note(text: str) -> None:
-    Console(stderr=True, highlight=False).print(text)
-
-
-def _print_json(data: Any) -> None:
-    # Plain print: Rich would wrap long lines and interpret [brackets] in values.
-    typer.echo(json.dumps(data, indent=2))
-
-
-def _ago(ts: float | None) -> str:
-    """`42s ago`, `3h ago`: what a person scanning a table wants to know."""
-    if ts is None:
-        return "-"
-    age = max(0.0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if age >= size:
-            return f"{int(age // size)}{unit} ago"
-    return f"{int(age)}s ago"
-
-
-def _when(ts: float | None) -> str:
-    """Local time with the age: `2026-11-26T01:09:18+00:00 (4s ago)`."""
-    if ts is None:
-        return "-"
-    local = datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-    return local if ts > time.time() else f"{local} ({_ago(ts)})"
-
-
-# IDs and MACs are copied from tables into commands: keep them on one line, whole.
-_WHOLE = {"client_id": 20, "mac": 17}
-
-
-def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold", min_width=_WHOLE.get(column))
-    return table
-
-
-def _device_table(device: Device) -> Table:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    reading = device.reading
-    rows = [
-        ("client_id", device.client_id),
-        ("lot", device.lot),
-        ("name", device.name),
-        ("mac", device.mac or "-"),
-        ("enabled", "yes" if device.enabled else "[red]no[/red]"),
-        ("created", _when(device.created_at)),
-        ("last seen", _when(device.last_seen_at)),
-        ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
-        ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
-        ("health", json.dumps(device.health) if device.health else "-"),
-        ("health at", _when(device.health_at)),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
-
-
-@admin_app.command("create")
-def admin_create(
-    db: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL [default: $PARK_DB or SQLite in data dir].")
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="The service's data dir (holds the secret-hash key) [$PARK_DATA_DIR]."),
-    ] = None,
-    name: Annotated[str, typer.Option(help="Who or what this operator is.")] = "admin",
-    as_json: AsJson = False,
-) -> None:
-    """Create an operator client directly in the database and print its secret once."""
-    from provisioning.auth.secrets import SecretHasher
-    from provisioning.config import Settings
-    from provisioning.registry import service
-    from provisioning.store.db import make_engine, migrate, session_factory
-
-    given: dict[str, Any] = {"db": db, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    # The hash key must be the one the service uses, so this shares its data directory.
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        migrate(settings.db_url)
-    except Exception as error:  # noqa: BLE001 - any driver error: report it, not a traceback
-        raise ParkctlError(f"cannot open the database: {type(error).__name__}: {error}") from None
-    engine = make_engine(settings.db_url)
-    try:
-        with session_factory(engine)() as session:
-            client, secret = service.create_operator(
-                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name
-            )
-    except service.RegistryError as error:
-        raise ParkctlError(error.description) from None
-    finally:
-        engine.dispose()
-    if as_json:
-        _print_json({"client_id": client.client_id, "client_secret": secret})
-        return
-    _out().print(
-        f"Operator [bold]{client.client_id}[/bold] created. For parkctl and the fleet tool:\n"
-        f"  export PARK_CLIENT_ID={client.client_id}\n"
-        f"  export PARK_CLIENT_SECRET={secret}",
-        soft_wrap=True,  # never break the secret across lines
+def api_options(cmd: Parser) -> None:
+    """--server, --ca-cert and --json: every verb that talks to the admin API."""
+    cmd.add_argument("--server", help="Service URL [default: $PARK_SERVER].")
+    cmd.add_argument(
+        "--ca-cert", type=Path, help="CA bundle for an HTTPS server [default: $PARK_CA_CERT]."
     )
-    _note(_SHOWN_ONCE)
+    cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
 
 
-def _local_actor() -> str:
-    """Audit actor for changes made on the database directly: the OS user who ran parkctl."""
-    try:
-        return f"local:{getpass.getuser()}"[:64]
-    except (KeyError, OSError):  # no passwd entry, e.g. in a container
-        return "local"
+def _client_id(cmd: Parser) -> Parser:
+    cmd.add_argument("client_id", help="The device's client_id (dev_...).")
+    return cmd
 
 
-@admin_app.command("audit")
-def admin_audit(
-    target: Annotated[str | None, typer.Option(help="Only events about this client.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="How many events.")] = 50,
-    server: Server = None,
-    ca_cert: CaCert = None,
-    as_json: AsJson = False,
-) -> None:
-    """Recent admin actions and token issuance, newest first (over the admin API)."""
-    with _client(server, ca_cert) as api:
-        page = api.audit(limit=limit, target=target)
-    if as_json:
-        _print_json([event.model_dump(mode="json") for event in page.items])
-        return
-    table = _table("when", "actor", "action", "target", "detail")
-    for event in page.items:
-        detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
-        table.add_row(_ago(event.at), event.actor, event.action, event.target or "", detail)
-    _out().print(table)
+def admin_verbs(parkctl: Verbs) -> None:
+    """`parkctl admin ...`."""
+    admin = parkctl.group("admin", "Operator clients (local, on the database).")
 
-
-def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
-    return from_environment(server, ca_cert)
-
-
-@device_app.command("register")
-def device_register(
-    lot: Annotated[str, typer.Option(help="Lot id (letters, digits, . _ -).")],
-    name: Annotated[str, typer.Option(help="A name people recognise the board by.")],
-    mac: Annotated[
-        str | None, typer.Option(help="The board's MAC: binds the client to it.")
-    ] = None,
-    server: Server = None,
-    ca_cert: CaCert = None,
-    as_json: AsJson = False,
-) -> None:
-    """Register a board; prints its client_id and client_secret (once)."""
-    with _client(server, ca_cert) as api:
-        created = api.register_device(lot, name, mac)
-    if as_json:
-        _print_json(created.model_dump(mode="json"))
-        return
-    out = _out()
-    out.print(_device_table(created))
-    out.print(
-        f"[bold]client_secret[/bold] {created.client_secret.get_secret_value()}", soft_wrap=True
+    cmd = admin.verb(
+        "create",
+        _admin_create,
+        "Create an operator client directly in the database and print its secret once.",
     )
-    _note(_SHOWN_ONCE)
-
-
-@device_app.command("list")
-def device_list(
-    lot: Annotated[str | None, typer.Option(help="Only this lot.")] = None,
-    mac: Annotated[str | None, typer.Option(help="Only the board with this MAC.")] = None,
-    server: Server = None,
-    ca_cert: CaCert = None,
-    as_json: AsJson = False,
-) -> None:
-    """All devices (of a lot), oldest first."""
-    with _client(server, ca_cert) as api:
-        if mac is not None:
-            devices = api.list_devices(lot=lot, mac=mac).items
-        else:
-            devices = list(api.iter_devices(lot=lot))
-    if as_json:
-        _print_json([device.model_dump(mode="json") for device in devices])
-        return
-    table = _table("client_id", "lot", "name", "mac", "enabled", "cars", "seen")
-    for d in devices:
-        table.add_row(
-            d.client_id,
-            d.lot,
-            d.name,
-            d.mac or "-",
-            "yes" if d.enabled else "[red]no[/red]",
-            str(d.reading.cars) if d.reading else "-",
-            _ago(d.last_seen_at),
-        )
-    out = _out()
-    out.print(table)
-    out.print(f"{len(devices)} device(s)")
-
-
-@device_app.command("show")
-def device_show(
-    client_id: ClientId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
-) -> None:
-    """One device: state, latest reading and health."""
-    with _client(server, ca_cert) as api:
-        device = api.get_device(client_id)
-    if as_json:
-        _print_json(device.model_dump(mode="json"))
-    else:
-        _out().print(_device_table(device))
-
-
-@device_app.command("update")
-def device_update(
-    client_id: ClientId,
-    lot: Annotated[str | None, typer.Option(help="Move it to this lot.")] = None,
-    name: Annotated[str | None, typer.Option(help="Rename it.")] = None,
-    server: Server = None,
-    ca_cert: CaCert = None,
-    as_json: AsJson = False,
-) -> None:
-    """Rename a device or move it to another lot."""
-    if lot is None and name is None:
-        raise ParkctlError("nothing to change: give --lot and/or --name")
-    with _client(server, ca_cert) as api:
-        device = api.update_device(client_id, lot=lot, name=name)
-    _report(device, "updated", as_json)
-
-
-def _report(device: Device, what: str, as_json: bool) -> None:
-    if as_json:
-        _print_json(device.model_dump(mode="json"))
-    else:
-        _out().print(f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}.")
-
-
-def _set_enabled(
-    client_id: str, enabled: bool, server: str | None, ca_cert: Path | None, as_json: bool
-) -> None:
-    with _client(server, ca_cert) as api:
-        device = api.enable(client_id) if enabled else api.disable(client_id)
-    _report(device, "enabled" if enabled else "disabled", as_json)
-
-
-@device_app.command("disable")
-def device_disable(
-    client_id: ClientId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
-) -> None:
-    """Stop a device getting tokens; tokens it holds stop working within seconds."""
-    _set_enabled(client_id, False, server, ca_cert, as_json)
-
-
-@device_app.command("enable")
-def device_enable(
-    client_id: ClientId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
-) -> None:
-    """Let a disabled device get tokens again."""
-    _set_enabled(client_id, True, server, ca_cert, as_json)
-
-
-@device_app.command("rotate-secret")
-def device_rotate_secret(
-    client_id: ClientId,
-    grace: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Seconds the old secret keeps working; 0 revokes it now "
-            "[default: the server's, 24 h].",
-        ),
-    ] = None,
-    server: Server = None,
-    ca_cert: CaCert = None,
-    as_json: AsJson = False,
-) -> None:
-    """Give a device a new secret (printed once); the old one works for a grace period."""
-    with _client(server, ca_cert) as api:
-        rotated = api.rotate_secret(client_id, grace)
-    if as_json:
-        _print_json(rotated.model_dump(mode="json"))
-        return
-    out = _out()
-    out.print(f"[bold]client_id[/bold]     {rotated.client_id}")
-    out.print(
-        f"[bold]client_secret[/bold] {rotated.client_secret.get_secret_value()}", soft_wrap=True
+    cmd.add_argument("--db", help="SQLAlchemy URL [default: $PARK_DB or SQLite in data dir].")
+    cmd.add_argument(
+        "--data-dir",
+        type=Path,
+        help="The service's data dir (holds the secret-hash key) [$PARK_DATA_DIR].",
     )
-    until = rotated.previous_secret_expires_at
-    out.print(
-        f"The old secret works until {_when(until)}."
-        if until
-        else "The old secret no longer works."
+    cmd.add_argument("--name", default="admin", help="Who or what this operator is.")
+    cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+
+    cmd = admin.verb(
+        "audit",
+        _admin_audit,
+        "Recent admin actions and token issuance, newest first (over the admin API).",
     )
-    _note(_SHOWN_ONCE)
+    cmd.add_argument("--target", help="Only events about this client.")
+    cmd.add_argument("--limit", type=int_range(1, 500), default=50, help="How many events.")
+    api_options(cmd)
 
 
-@device_app.command("delete")
-def device_delete(
-    client_id: ClientId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
-) -> None:
-    """Delete a device: its secrets stop working and its MAC is free; readings are kept."""
-    with _client(server, ca_cert) as api:
-        api.delete_device(client_id)
-    if as_json:
-        _print_json({"client_id": client_id, "deleted": True})
-    else:
-        _out().print(f"Device [bold]{client_id}[/bold] deleted.")
+def device_verbs(parkctl: Verbs) -> None:
+    """`parkctl device ...`: all over the admin API."""
+    device = parkctl.group("device", "Devices in the registry (over the admin API).")
+
+    cmd = device.verb(
+        "register", _register, "Register a board; prints its client_id and client_secret (once)."
+    )
+    cmd.add_argument("--lot", required=True, help="Lot id (letters, digits, . _ -).")
+    cmd.add_argument("--name", required=True, help="A name people recognise the board by.")
+    cmd.add_argument("--mac", help="The board's MAC: binds the client to it.")
+    api_options(cmd)
+
+    cmd = device.verb("list", _list, "All devices (of a lot), oldest first.")
+    cmd.add_argument("--lot", help="Only this lot.")
+    cmd.add_argument("--mac", help="Only the board with this MAC.")
+    api_options(cmd)
+
+    api_options(
+        _client_id(device.verb("show", _show, "One device: state, latest reading and health."))
+    )
+
+    cmd = _client_id(device.verb("update", _update, "Rename a device or move it to another lot."))
+    cmd.add_argument("--lot", help="Move it to this lot.")
+    cmd.add_argument("--name", help="Rename it.")
+    api_options(cmd)
+
+    text = "Stop a device getting tokens; tokens it holds stop working within seconds."
+    api_options(_client_id(device.verb("disable", _disable, text)))
+    text = "Let a disabled device get tokens again."
+    api_options(_client_id(device.verb("enable", _enable, text)))
+
+    text = "Give a device a new secret (printed once); the old one works for a grace period."
+    cmd = _client_id(device.verb("rotate-secret", _rotate_secret, text))
+    cmd.add_argument(
+        "--grace",
+        type=int_range(0),
+        help="Seconds the old secret keeps working; 0 revokes it now "
+        "[default: the server's, 24 h].",
+    )
+    api_options(cmd)
+
+    text = "Delete a device: its secrets stop working and its MAC is free; readings are kept."
+    api_options(_client_id(device.verb("delete", _delete, text)))
+
+
+# Runners: each imports the handlers only now, when its verb runs.
+
+
+def _admin_create(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_create(a.db, a.data_dir, a.name, a.json)
+
+
+def _admin_audit(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_audit(a.target, a.limit, a.server, a.ca_cert, a.json)
+
+
+def _register(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_register(a.lot, a.name, a.mac, a.server, a.ca_cert, a.json)
+
+
+def _list(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_list(a.lot, a.mac, a.server, a.ca_cert, a.json)
+
+
+def _show(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_show(a.client_id, a.server, a.ca_cert, a.json)
+
+
+def _update(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_update(a.client_id, a.lot, a.name, a.server, a.ca_cert, a.json)
+
+
+def _disable(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_disable(a.client_id, a.server, a.ca_cert, a.json)
+
+
+def _enable(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_enable(a.client_id, a.server, a.ca_cert, a.json)
+
+
+def _rotate_secret(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_rotate_secret(a.client_id, a.grace, a.server, a.ca_cert, a.json)
+
+
+def _delete(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.device_delete(a.client_id, a.server, a.ca_cert, a.json)

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.errors import ParkctlError
+from provisioning.registry.lean_httpx import httpx
 from provisioning.registry.schemas import (
     AuditPage,
     Device,
@@ -163,6 +163,8 @@ class AdminClient:
         timeout: float = 15.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if not server.startswith(("http://", "https://")):
+            raise ParkctlError(f"server {server!r} is not an http:// or https:// URL")
         self.server = server.rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
@@ -171,9 +173,12 @@ class AdminClient:
         self._token: tuple[str, float] | None = None  # token, use until
         self._lock = threading.Lock()
         tls: bool | ssl.SSLContext = verify if isinstance(verify, bool) else _ca_context(verify)
-        self._http = httpx.Client(
-            base_url=self.server, timeout=timeout, verify=tls, transport=transport
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=self.server, timeout=timeout, verify=tls, transport=transport
+            )
+        except httpx.InvalidURL as error:
+            raise ParkctlError(f"server {server!r} is not a usable URL: {error}") from None
 
     def __repr__(self) -> str:
         return f"AdminClient({self.server!r}, client_id={self.client_id!r})"
@@ -247,6 +252,8 @@ class AdminClient:
             return self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise ParkctlError(f"{self.server} did not answer in time") from None
+        except httpx.InvalidURL as error:
+            raise ParkctlError(f"{self.server} is not a usable URL: {error}") from None
         except httpx.HTTPError as error:
             hint = ""
             if "CERTIFICATE_VERIFY_FAILED" in str(error):

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.auth.scopes import DEVICE, OPERATOR
 from provisioning.auth.secrets import SecretHasher, new_client_id, new_client_secret
-from provisioning.registry.schemas import check_lot, check_name, normalise_mac
+from provisioning.registry.rules import check_lot, check_name, normalise_mac
 from provisioning.store import audit
 from provisioning.store.models import AuditEvent, Client, DeviceState
 

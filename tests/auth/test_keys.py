@@ -12,12 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from provisioning.auth.cli import keys_app
 from provisioning.auth.keys import ACTIVE, NEXT, RETIRED, KeyStore
 from provisioning.store.db import make_engine, migrate, session_factory
 from tests.auth.conftest import Auth, jwt_parts
+from tests.clirunner import invoke
 from tests.support.clients import register_devices
 from tests.support.server import ServiceProcess
 
@@ -84,22 +83,21 @@ def test_key_life_cycle(db_url: str, tmp_path: Path) -> None:
 
 
 def test_keys_cli_rotate_and_list(tmp_path: Path) -> None:
-    runner = CliRunner()
     data = ["--data-dir", str(tmp_path)]
     store_url = f"sqlite:///{tmp_path / 'parkfleet.db'}"
     migrate(store_url)
     engine = make_engine(store_url)
     KeyStore(session_factory(engine), tmp_path / "keys", 600, 86400).ensure_active()
     engine.dispose()
-    result = runner.invoke(keys_app, ["rotate", *data, "--json"])
+    result = invoke(["keys", "rotate", *data, "--json"])
     assert result.exit_code == 0, result.output
     kid = json.loads(result.output)["kid"]
     assert mode(tmp_path / "keys" / f"{kid}.pem") == 0o600
-    again = runner.invoke(keys_app, ["rotate", *data])
+    again = invoke(["keys", "rotate", *data])
     assert again.exit_code != 0
-    listed = json.loads(runner.invoke(keys_app, ["list", *data, "--json"]).output)
+    listed = json.loads(invoke(["keys", "list", *data, "--json"]).output)
     assert [(k["status"]) for k in listed] == [ACTIVE, NEXT]
-    table = runner.invoke(keys_app, ["list", *data])
+    table = invoke(["keys", "list", *data])
     assert kid in table.output
 
 

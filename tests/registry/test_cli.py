@@ -2,8 +2,8 @@
 service in its own process: the whole device lifecycle, the token cache, no secret leaks.
 
 The first and last commands run as real `parkctl` processes (entry point, exit code, error
-message); those between run in-process through Typer's runner, which starts nothing new but
-reads the same environment and the same on-disk token cache, and saves a second each."""
+message); those between run in-process (tests/clirunner.py), which starts nothing new but
+reads the same environment and the same on-disk token cache."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from click.testing import Result
-from typer.testing import CliRunner
 
-from provisioning.cli import app
+from tests.clirunner import Invocation, invoke
 from tests.support.server import ServiceProcess
 
 GRACE_S = 2  # PARK_SECRET_GRACE_S for this service: long enough to try both secrets
@@ -54,8 +52,8 @@ def test_device_lifecycle_through_the_cli(tmp_path: Path) -> None:
     env.pop("PARK_SERVER", None)
     outputs: list[str] = []
 
-    def run(*args: str) -> Result:
-        result = CliRunner().invoke(app, list(args), env=cli_env)
+    def run(*args: str) -> Invocation:
+        result = invoke(list(args), env=cli_env)
         assert result.exit_code == 0, (result.output, result.exception)
         outputs.extend((result.stdout, result.stderr))
         return result
@@ -134,10 +132,8 @@ def test_admin_create_on_postgresql_stores_only_a_hash(pg_url: str, tmp_path: Pa
 
     from provisioning.errors import ParkctlError
 
-    env = {"PARK_DATA_DIR": str(tmp_path / "data")}
-    result = CliRunner().invoke(
-        app, ["admin", "create", "--db", pg_url, "--name", "ci bot"], env=env
-    )
+    env = {**os.environ, "PARK_DATA_DIR": str(tmp_path / "data")}
+    result = invoke(["admin", "create", "--db", pg_url, "--name", "ci bot"], env=env)
     assert result.exit_code == 0, result.output
     assert "shown only this once" in result.stderr
     line = next(x for x in result.stdout.splitlines() if "PARK_CLIENT_SECRET=" in x)
@@ -155,8 +151,6 @@ def test_admin_create_on_postgresql_stores_only_a_hash(pg_url: str, tmp_path: Pa
     assert actions[0].actor.startswith("local")
     assert (tmp_path / "data" / "secret-hash.key").stat().st_mode & 0o077 == 0
 
-    broken = CliRunner().invoke(
-        app, ["admin", "create", "--db", "postgresql://nobody@127.0.0.1:1/x"], env=env
-    )
+    broken = invoke(["admin", "create", "--db", "postgresql://nobody@127.0.0.1:1/x"], env=env)
     assert isinstance(broken.exception, ParkctlError)
     assert broken.exception.message.startswith("cannot open the database")

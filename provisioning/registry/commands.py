@@ -1,0 +1,300 @@
+"""`parkctl admin ...` (local, on the database) and `parkctl device ...` (over the admin API):
+what the verbs do; their options are parsed in `registry.cli`.
+
+`admin create` is the first-superuser step: it writes an operator client straight into the
+database, because nobody can call the admin API before an operator exists. Everything else goes
+through the admin API as that operator (`PARK_SERVER`, `PARK_CLIENT_ID`, `PARK_CLIENT_SECRET`),
+so the CLI gets exactly the checks and audit trail any other caller gets.
+
+Secrets go to stdout only from `admin create`, `device register` and `device rotate-secret`,
+once; notes for people go to stderr so `--json` output stays parseable.
+
+Loaded only when one of these verbs runs; it loads the admin API client (httpx, pydantic) and
+Rich, never the server stack: `admin create` imports that inside, as it is the one verb here that
+opens the database.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provisioning.errors import ParkctlError
+from provisioning.registry.client import AdminClient, from_environment
+from provisioning.registry.schemas import Device
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+_SHOWN_ONCE = (
+    "[yellow]The client secret is shown only this once and cannot be recovered: "
+    "store it now.[/yellow]"
+)
+
+
+# Rich is imported by the functions that print for people: `--json` runs of scripts skip it.
+
+
+def _out() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _note(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(text)
+
+
+def _print_json(data: Any) -> None:
+    # Plain print: Rich would wrap long lines and interpret [brackets] in values.
+    print(json.dumps(data, indent=2))
+
+
+def _ago(ts: float | None) -> str:
+    """`42s ago`, `3h ago`: what a person scanning a table wants to know."""
+    if ts is None:
+        return "-"
+    age = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if age >= size:
+            return f"{int(age // size)}{unit} ago"
+    return f"{int(age)}s ago"
+
+
+def _when(ts: float | None) -> str:
+    """Local time with the age: `2026-11-26T01:09:18+00:00 (4s ago)`."""
+    if ts is None:
+        return "-"
+    local = datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+    return local if ts > time.time() else f"{local} ({_ago(ts)})"
+
+
+# IDs and MACs are copied from tables into commands: keep them on one line, whole.
+_WHOLE = {"client_id": 20, "mac": 17}
+
+
+def _table(*columns: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=_WHOLE.get(column))
+    return table
+
+
+def _device_table(device: Device) -> Table:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    reading = device.reading
+    rows = [
+        ("client_id", device.client_id),
+        ("lot", device.lot),
+        ("name", device.name),
+        ("mac", device.mac or "-"),
+        ("enabled", "yes" if device.enabled else "[red]no[/red]"),
+        ("created", _when(device.created_at)),
+        ("last seen", _when(device.last_seen_at)),
+        ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
+        ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
+        ("health", json.dumps(device.health) if device.health else "-"),
+        ("health at", _when(device.health_at)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def admin_create(db: str | None, data_dir: Path | None, name: str, as_json: bool) -> None:
+    """Create an operator client directly in the database and print its secret once."""
+    # The server stack, for this verb only (the others here talk to the admin API).
+    from provisioning.auth.secrets import SecretHasher
+    from provisioning.local import open_store, settings_from_flags
+    from provisioning.registry import service
+
+    # The hash key must be the one the service uses, so this shares its data directory.
+    settings = settings_from_flags({"db": db, "data_dir": data_dir})
+    with open_store(settings) as sessions, sessions() as session:
+        try:
+            client, secret = service.create_operator(
+                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name
+            )
+        except service.RegistryError as error:
+            raise ParkctlError(error.description) from None
+    if as_json:
+        _print_json({"client_id": client.client_id, "client_secret": secret})
+        return
+    _out().print(
+        f"Operator [bold]{client.client_id}[/bold] created. For parkctl and the fleet tool:\n"
+        f"  export PARK_CLIENT_ID={client.client_id}\n"
+        f"  export PARK_CLIENT_SECRET={secret}",
+        soft_wrap=True,  # never break the secret across lines
+    )
+    _note(_SHOWN_ONCE)
+
+
+def _local_actor() -> str:
+    """Audit actor for changes made on the database directly: the OS user who ran parkctl."""
+    try:
+        return f"local:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):  # no passwd entry, e.g. in a container
+        return "local"
+
+
+def admin_audit(
+    target: str | None, limit: int, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Recent admin actions and token issuance, newest first (over the admin API)."""
+    with _client(server, ca_cert) as api:
+        page = api.audit(limit=limit, target=target)
+    if as_json:
+        _print_json([event.model_dump(mode="json") for event in page.items])
+        return
+    table = _table("when", "actor", "action", "target", "detail")
+    for event in page.items:
+        detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
+        table.add_row(_ago(event.at), event.actor, event.action, event.target or "", detail)
+    _out().print(table)
+
+
+def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
+    return from_environment(server, ca_cert)
+
+
+def device_register(
+    lot: str, name: str, mac: str | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Register a board; prints its client_id and client_secret (once)."""
+    with _client(server, ca_cert) as api:
+        created = api.register_device(lot, name, mac)
+    if as_json:
+        _print_json(created.model_dump(mode="json"))
+        return
+    out = _out()
+    out.print(_device_table(created))
+    out.print(
+        f"[bold]client_secret[/bold] {created.client_secret.get_secret_value()}", soft_wrap=True
+    )
+    _note(_SHOWN_ONCE)
+
+
+def device_list(
+    lot: str | None, mac: str | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """All devices (of a lot), oldest first."""
+    with _client(server, ca_cert) as api:
+        if mac is not None:
+            devices = api.list_devices(lot=lot, mac=mac).items
+        else:
+            devices = list(api.iter_devices(lot=lot))
+    if as_json:
+        _print_json([device.model_dump(mode="json") for device in devices])
+        return
+    table = _table("client_id", "lot", "name", "mac", "enabled", "cars", "seen")
+    for d in devices:
+        table.add_row(
+            d.client_id,
+            d.lot,
+            d.name,
+            d.mac or "-",
+            "yes" if d.enabled else "[red]no[/red]",
+            str(d.reading.cars) if d.reading else "-",
+            _ago(d.last_seen_at),
+        )
+    out = _out()
+    out.print(table)
+    out.print(f"{len(devices)} device(s)")
+
+
+def device_show(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """One device: state, latest reading and health."""
+    with _client(server, ca_cert) as api:
+        device = api.get_device(client_id)
+    if as_json:
+        _print_json(device.model_dump(mode="json"))
+    else:
+        _out().print(_device_table(device))
+
+
+def device_update(
+    client_id: str,
+    lot: str | None,
+    name: str | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Rename a device or move it to another lot."""
+    if lot is None and name is None:
+        raise ParkctlError("nothing to change: give --lot and/or --name")
+    with _client(server, ca_cert) as api:
+        device = api.update_device(client_id, lot=lot, name=name)
+    _report(device, "updated", as_json)
+
+
+def _report(device: Device, what: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(device.model_dump(mode="json"))
+    else:
+        _out().print(f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}.")
+
+
+def _set_enabled(
+    client_id: str, enabled: bool, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    with _client(server, ca_cert) as api:
+        device = api.enable(client_id) if enabled else api.disable(client_id)
+    _report(device, "enabled" if enabled else "disabled", as_json)
+
+
+def device_disable(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Stop a device getting tokens; tokens it holds stop working within seconds."""
+    _set_enabled(client_id, False, server, ca_cert, as_json)
+
+
+def device_enable(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Let a disabled device get tokens again."""
+    _set_enabled(client_id, True, server, ca_cert, as_json)
+
+
+def device_rotate_secret(
+    client_id: str, grace: int | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Give a device a new secret (printed once); the old one works for a grace period."""
+    with _client(server, ca_cert) as api:
+        rotated = api.rotate_secret(client_id, grace)
+    if as_json:
+        _print_json(rotated.model_dump(mode="json"))
+        return
+    out = _out()
+    out.print(f"[bold]client_id[/bold]     {rotated.client_id}")
+    out.print(
+        f"[bold]client_secret[/bold] {rotated.client_secret.get_secret_value()}", soft_wrap=True
+    )
+    until = rotated.previous_secret_expires_at
+    out.print(
+        f"The old secret works until {_when(until)}."
+        if until
+        else "The old secret no longer works."
+    )
+    _note(_SHOWN_ONCE)
+
+
+def device_delete(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Delete a device: its secrets stop working and its MAC is free; readings are kept."""
+    with _client(server, ca_cert) as api:
+        api.delete_device(client_id)
+    if as_json:
+        _print_json({"client_id": client_id, "deleted": True})
+    else:
+        _out().print(f"Device [bold]{client_id}[/bold] deleted.")
