@@ -21,15 +21,14 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from provisioning.fleet.config import Network
+from provisioning.fleet.image import load_firmware
+from provisioning.fleet.provision import BoardJob, BoardResult, Provisioner
+from provisioning.registry.client import AdminClient, TokenCache
+from tools.harness.server import ServiceProcess
+from tools.simboard import SimBoard, make_firmware_image
 
-from provisioning.fleet.config import Network  # noqa: E402
-from provisioning.fleet.image import load_firmware  # noqa: E402
-from provisioning.fleet.provision import BoardJob, BoardResult, Provisioner  # noqa: E402
-from provisioning.registry.client import AdminClient, TokenCache  # noqa: E402
-from tests.support.server import ServiceProcess  # noqa: E402
-from tools.simboard import SimBoard, make_firmware_image  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BOARDS = int(os.environ.get("BENCH_FLEET_BOARDS", "4"))
 FLASH_BAUD = 460800  # esptool's default flashing rate on real USB-serial bridges

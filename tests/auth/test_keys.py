@@ -18,8 +18,8 @@ from provisioning.auth.cli import keys_app
 from provisioning.auth.keys import ACTIVE, NEXT, RETIRED, KeyStore
 from provisioning.store.db import make_engine, migrate, session_factory
 from tests.auth.conftest import Auth, jwt_parts
-from tests.support.clients import register_devices
-from tests.support.server import ServiceProcess
+from tools.harness.clients import register_devices
+from tools.harness.server import ServiceProcess
 
 
 def mode(path: Path) -> int:

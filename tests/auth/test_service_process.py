@@ -27,8 +27,8 @@ from provisioning.auth.verify import RemoteJwks
 from provisioning.config import Settings
 from provisioning.store.db import make_engine
 from provisioning.store.models import AuditEvent
-from tests.support.clients import register_devices
-from tests.support.server import ServiceProcess
+from tools.harness.clients import register_devices
+from tools.harness.server import ServiceProcess
 
 
 def test_no_token_leaves_the_server_unaudited_even_on_a_crash(tmp_path: Path) -> None:

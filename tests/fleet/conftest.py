@@ -16,7 +16,7 @@ import pytest
 
 from provisioning.registry.client import AdminClient, TokenCache
 from provisioning.registry.schemas import Device
-from tests.support.server import ServiceProcess
+from tools.harness.server import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from provisioning.fleet.config import Network, board_config, pem_to_der, staged_
 from provisioning.fleet.image import check_compatible, flash_offset, load_firmware
 from provisioning.fleet.manifest import read_manifest
 from provisioning.fleet.state import FleetState, default_state_path
-from tests.device.pki import make_pki
+from tools.harness.pki import make_pki
 
 
 def esp_image(chip_id: int = 0, banner: bytes = b"MicroPython v1.24.1", size: int = 4096) -> bytes:

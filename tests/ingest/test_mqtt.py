@@ -19,8 +19,8 @@ from provisioning.ingest import outbox, sql
 from provisioning.ingest.mqtt import MqttTarget, OutboxPublisher, parse_mqtt_url
 from provisioning.store.db import make_engine, migrate
 from tests.auth.conftest import Auth, make_settings
-from tests.device.pki import make_pki
-from tests.support.mosquitto import MosquittoBroker, Received, Subscriber
+from tools.harness.mosquitto import MosquittoBroker, Received, Subscriber
+from tools.harness.pki import make_pki
 
 pytestmark = pytest.mark.mosquitto
 

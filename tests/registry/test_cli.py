@@ -20,7 +20,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from provisioning.cli import app
-from tests.support.server import ServiceProcess
+from tools.harness.server import ServiceProcess
 
 GRACE_S = 2  # PARK_SECRET_GRACE_S for this service: long enough to try both secrets
 

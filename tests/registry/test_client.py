@@ -21,8 +21,8 @@ from provisioning.registry.client import (
     TokenCache,
 )
 from provisioning.store.db import make_engine, session_factory
-from tests.device.pki import make_pki
-from tests.support.server import ServiceProcess
+from tools.harness.pki import make_pki
+from tools.harness.server import ServiceProcess
 
 
 def make_operator(data_dir: Path) -> tuple[str, str]:
