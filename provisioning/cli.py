@@ -47,9 +47,10 @@ def serve(
 ) -> None:
     """Run the authorization server, registry and ingestion API."""
     import uvicorn
+    from pydantic import ValidationError
 
     from provisioning.app import create_app
-    from provisioning.config import Settings
+    from provisioning.config import Settings, describe_invalid
 
     given: dict[str, Any] = {
         "host": host,
@@ -67,7 +68,10 @@ def serve(
         "log_level": log_level,
     }
     # Flags beat PARK_* variables, which beat defaults: pass only the flags actually given.
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        raise ParkctlError(describe_invalid(error)) from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ParkctlError("--tls-cert and --tls-key go together")
     uvicorn.run(

@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 from fastapi.testclient import TestClient
 
 from provisioning.app import create_app
-from provisioning.auth.metrics import Metrics
 from provisioning.auth.scopes import INGEST_AUDIENCE
 from provisioning.auth.verify import TokenVerifier
 from provisioning.config import Settings
+from provisioning.metrics import Metrics
 from provisioning.registry import service as registry
 from tools.harness.clients import register_devices
 from tools.harness.server import ServiceProcess

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from provisioning.app import create_app
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import InvalidToken
-from provisioning.auth.metrics import Metrics
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_WRITE, INGEST_AUDIENCE
 from provisioning.auth.verify import RemoteJwks
 from provisioning.config import Settings
+from provisioning.metrics import Metrics
 from provisioning.store.db import make_engine
 from provisioning.store.models import AuditEvent
 from tools.harness.clients import register_devices

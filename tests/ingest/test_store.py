@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from provisioning.auth.secrets import SecretHasher
-from provisioning.ingest import outbox, sql, store
-from provisioning.ingest.commit import GroupCommit
+from provisioning.ingest import outbox, store
+from provisioning.ingest.commit import CountsCommit
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.registry import service
+from provisioning.store import sql
 from provisioning.store.db import make_engine, migrate, session_factory
 from provisioning.store.models import DeviceState, OutboxMessage
 from provisioning.store.models import Reading as ReadingRow
@@ -321,7 +322,7 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
             for _ in range(5)
         ]
     woken: list[bool] = []
-    group = GroupCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
+    group = CountsCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
 
     async def post_all() -> list[object]:
         posts = [
