@@ -19,8 +19,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -35,6 +33,7 @@ from rich.table import Table
 from provisioning.registry.client import AdminClient, TokenCache
 from tools.harness.mosquitto import MosquittoBroker
 from tools.harness.net import free_port
+from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess
 from tools.harness.services import ServiceMissing
 from tools.simboard import SimBoard, make_firmware_image
@@ -47,14 +46,7 @@ console = Console()
 
 
 def _parkctl(args: list[str], env: dict[str, str] | None = None, capture: bool = True) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "provisioning", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    done = parkctl(*args, env=env, timeout=None, capture=capture)
     if done.returncode != 0:
         raise SystemExit(f"parkctl {args[0]} {args[1]} failed:\n{done.stderr or ''}")
     return done.stdout or ""

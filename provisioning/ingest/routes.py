@@ -23,7 +23,8 @@ from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import request_response
+from starlette.routing import Match, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import InvalidRequest, InvalidToken, OAuthError
@@ -80,6 +81,17 @@ class RawRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
+
+    # Matched and served as a Starlette `Route` (it is added to the app's router directly, never
+    # through `include_router`, so FastAPI's per-include route context never applies).
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = Route.matches(self, scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self  # the route template for the latency metric
+        return match, child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await Route.handle(self, scope, receive, send)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:

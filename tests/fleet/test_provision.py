@@ -9,7 +9,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from provisioning.release.mpy import agent_bundle
-from tests.fleet.conftest import Operator, parkctl
+from tests.fleet.conftest import Operator
+from tools.harness.parkctl import parkctl
 from tools.simboard import SimBoard
 
 APP_OFFSET = 0x1000  # where the firmware goes on an ESP32
