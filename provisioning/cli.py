@@ -47,10 +47,9 @@ def serve(
 ) -> None:
     """Run the authorization server, registry and ingestion API."""
     import uvicorn
-    from pydantic import ValidationError
 
     from provisioning.app import create_app
-    from provisioning.config import Settings, describe_invalid
+    from provisioning.config import from_flags
 
     given: dict[str, Any] = {
         "host": host,
@@ -67,11 +66,7 @@ def serve(
         "token_rate_per_hour": token_rate_per_hour,
         "log_level": log_level,
     }
-    # Flags beat PARK_* variables, which beat defaults: pass only the flags actually given.
-    try:
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as error:
-        raise ParkctlError(describe_invalid(error)) from None
+    settings = from_flags(given)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ParkctlError("--tls-cert and --tls-key go together")
     uvicorn.run(

@@ -8,11 +8,14 @@ directory on first start, with owner-only permissions.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.errors import ParkctlError
 from provisioning.store.db import normalise_url
 
 
@@ -80,6 +83,15 @@ class Settings(BaseSettings):
             return self.issuer.rstrip("/")
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
         return f"{self.scheme}://{host}:{self.port}"
+
+
+def from_flags(given: Mapping[str, Any]) -> Settings:
+    """Settings from the `parkctl` flags actually given (None: not given): flags beat PARK_*
+    variables, which beat defaults. A refused value is one `ParkctlError` line naming it."""
+    try:
+        return Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        raise ParkctlError(describe_invalid(error)) from None
 
 
 # Settings whose `parkctl serve` flag is not the field's name.

@@ -30,11 +30,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 @contextmanager
 def _key_store(db: str | None, data_dir: Path | None) -> Iterator[tuple[KeyStore, Settings]]:
     from provisioning.auth.keys import KeyStore
-    from provisioning.config import Settings
+    from provisioning.config import from_flags
     from provisioning.store.db import make_engine, migrate, session_factory
 
     given: dict[str, Any] = {"db": db, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    settings = from_flags(given)
     migrate(settings.db_url)
     engine = make_engine(settings.db_url)
     try:

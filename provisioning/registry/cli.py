@@ -126,12 +126,12 @@ def admin_create(
 ) -> None:
     """Create an operator client directly in the database and print its secret once."""
     from provisioning.auth.secrets import SecretHasher
-    from provisioning.config import Settings
+    from provisioning.config import from_flags
     from provisioning.registry import service
     from provisioning.store.db import make_engine, migrate, session_factory
 
     given: dict[str, Any] = {"db": db, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    settings = from_flags(given)
     # The hash key must be the one the service uses, so this shares its data directory.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
