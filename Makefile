@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: venv
-	$(BIN)/python tools/demo.py
+	$(BIN)/python -m tools.demo
 
 test: venv
 	$(BIN)/ruff check provisioning tests tools device
@@ -31,7 +31,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 bench: venv
-	$(BIN)/python tools/bench.py
+	$(BIN)/python -m tools.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

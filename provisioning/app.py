@@ -9,12 +9,12 @@ from fastapi import FastAPI
 
 from provisioning.auth import routes as auth_routes
 from provisioning.auth.keys import KeyStore
-from provisioning.auth.metrics import Metrics
 from provisioning.auth.secrets import SecretHasher
 from provisioning.auth.verify import TokenVerifier
 from provisioning.config import Settings
 from provisioning.context import ServiceContext
 from provisioning.ingest import routes as ingest_routes
+from provisioning.metrics import Metrics
 from provisioning.registry import routes as registry_routes
 from provisioning.store.db import make_engine, migrate, session_factory
 

@@ -8,11 +8,14 @@ directory on first start, with owner-only permissions.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.errors import ParkctlError
 from provisioning.store.db import normalise_url
 
 
@@ -25,7 +28,8 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Everything `parkctl serve` can be told, each also readable from `PARK_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="PARK_", extra="ignore")
+    # hide_input_in_errors: a refused value (a broker URL with its password) is never echoed.
+    model_config = SettingsConfigDict(env_prefix="PARK_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default_factory=default_data_dir)
     db: str | None = None  # SQLAlchemy URL; default: SQLite file in data_dir
@@ -54,6 +58,17 @@ class Settings(BaseSettings):
     def _normalise_db(cls, value: str | None) -> str | None:
         return normalise_url(value) if value else value
 
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        # At start, not when the publisher is built: a bad URL stops `parkctl serve` with one
+        # line naming the problem (never the password).
+        if value:
+            from provisioning.ingest.mqtt import parse_mqtt_url  # paho only when MQTT is used
+
+            parse_mqtt_url(value)
+        return value
+
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir / 'parkfleet.db'}"
@@ -68,3 +83,28 @@ class Settings(BaseSettings):
             return self.issuer.rstrip("/")
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
         return f"{self.scheme}://{host}:{self.port}"
+
+
+def from_flags(given: Mapping[str, Any]) -> Settings:
+    """Settings from the `parkctl` flags actually given (None: not given): flags beat PARK_*
+    variables, which beat defaults. A refused value is one `ParkctlError` line naming it."""
+    try:
+        return Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        raise ParkctlError(describe_invalid(error)) from None
+
+
+# Settings whose `parkctl serve` flag is not the field's name.
+_FLAGS = {"mqtt_url": "--mqtt", "db": "--db"}
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line naming each refused setting by its flag and variable, and why (never the value:
+    `hide_input_in_errors`)."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        name = str(item["loc"][0]) if item["loc"] else "settings"
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        reason = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{flag} / PARK_{name.upper()}: {reason}")
+    return "; ".join(problems)

@@ -13,10 +13,10 @@ from provisioning.config import Settings
 
 if TYPE_CHECKING:
     from provisioning.auth.keys import KeyStore
-    from provisioning.auth.metrics import Metrics
     from provisioning.auth.secrets import SecretHasher
     from provisioning.auth.verify import TokenVerifier
     from provisioning.ingest.mqtt import OutboxPublisher
+    from provisioning.metrics import Metrics
 
 
 @dataclass

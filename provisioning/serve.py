@@ -13,8 +13,8 @@ from typing import Any
 import uvicorn
 
 from provisioning.app import create_app
+from provisioning.config import from_flags
 from provisioning.errors import ParkctlError, first_line
-from provisioning.local import settings_from_flags
 
 
 def _readable(path: Path, what: str) -> None:
@@ -27,7 +27,7 @@ def _readable(path: Path, what: str) -> None:
 
 def serve(given: Mapping[str, Any]) -> None:
     """Run the service with the flags `given` (over PARK_* variables, over defaults)."""
-    settings = settings_from_flags(given)
+    settings = from_flags(given)
     if settings.log_level not in uvicorn.config.LOG_LEVELS:
         levels = ", ".join(uvicorn.config.LOG_LEVELS)
         raise ParkctlError(f"--log-level {settings.log_level!r}: use one of {levels}")

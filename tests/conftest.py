@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.server import ServiceProcess
-from tests.support.services import micropython_binary, postgres_database
+from tools.harness.server import ServiceProcess
+from tools.harness.services import ServiceMissing, micropython_binary, postgres_database
+
+
+def services_required() -> bool:
+    """Under CI a missing system service fails its tests instead of skipping them."""
+    return os.environ.get("CI") == "true" or os.environ.get("PARK_REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A `ServiceMissing` from the harness: a skip with the reason on a user's machine, a
+    failure naming the service under CI (so CI never skips silently)."""
+    report = yield
+    if call.excinfo is None or not call.excinfo.errisinstance(ServiceMissing):
+        return report
+    reason = str(call.excinfo.value)
+    if services_required():
+        report.longrepr = f"required service missing under CI: {reason}"
+    else:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {reason}")
+    return report
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

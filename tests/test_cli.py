@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.cli import build
-from tests.support.server import ServiceProcess
+from tools.harness.server import ServiceProcess
 from tools.simboard import SimBoard, make_firmware_image
 
 REPO = Path(__file__).resolve().parents[1]

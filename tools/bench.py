@@ -2,7 +2,7 @@
 
 Each module exposes `run() -> list[dict]`, rows with `bench`, `metric`, `value` and optionally
 `unit`, `p50_ms`, `p99_ms`, `baseline`, `ratio`, `target`, `ok`. Name modules to run only those:
-`python tools/bench.py token ingest`. A missed target is shown as NO in the table (a
+`python -m tools.bench token ingest`. A missed target is shown as NO in the table (a
 measurement, not a crash); the exit status is 1 only when a benchmark module itself fails.
 """
 
@@ -15,11 +15,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 COLUMNS = ("bench", "metric", "value", "unit", "p50_ms", "p99_ms", "baseline", "ratio", "target")
 

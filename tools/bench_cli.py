@@ -22,10 +22,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from provisioning.cli import build  # noqa: E402
+from provisioning.cli import build
 
 BIN = Path(sys.executable).parent
 ROUNDS = int(os.environ.get("BENCH_CLI_ROUNDS", "15"))

@@ -19,19 +19,14 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.device.harness import AgentProcess, Backend, board_config  # noqa: E402
-from tests.device.mpy import micropython_env  # noqa: E402
-from tests.device.proxy import FaultProxy  # noqa: E402
-from tests.support.services import micropython_binary  # noqa: E402
+from tools.harness.agent import AgentProcess, Backend, board_config, micropython_env
+from tools.harness.proxy import FaultProxy
+from tools.harness.services import micropython_binary
 
 HEAP_TARGET = 32 * 1024
 _HEAP = re.compile(r"heap live (\d+) peak (\d+) now (\d+)")

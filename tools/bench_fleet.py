@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,15 +19,13 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from provisioning.fleet.config import Network  # noqa: E402
-from provisioning.fleet.image import load_firmware  # noqa: E402
-from provisioning.fleet.provision import BoardJob, BoardResult, Provisioner  # noqa: E402
-from provisioning.registry.client import AdminClient, TokenCache  # noqa: E402
-from tests.support.server import ServiceProcess  # noqa: E402
-from tools.simboard import SimBoard, make_firmware_image  # noqa: E402
+from provisioning.fleet.config import Network
+from provisioning.fleet.image import load_firmware
+from provisioning.fleet.provision import BoardJob, BoardResult, Provisioner
+from provisioning.registry.client import AdminClient, TokenCache
+from tools.harness.parkctl import parkctl
+from tools.harness.server import ServiceProcess
+from tools.simboard import SimBoard, make_firmware_image
 
 BOARDS = int(os.environ.get("BENCH_FLEET_BOARDS", "4"))
 FLASH_BAUD = 460800  # esptool's default flashing rate on real USB-serial bridges
@@ -39,12 +35,11 @@ STEPS = ("register", "flash", "install", "verify")
 
 
 def _operator(data: Path) -> tuple[str, str]:
-    made = subprocess.run(
-        [sys.executable, "-m", "provisioning", "admin", "create", "--db",
-         f"sqlite:///{data / 'parkfleet.db'}", "--data-dir", str(data), "--name", "bench",
-         "--json"],
-        capture_output=True, text=True, check=True, cwd=REPO,
+    made = parkctl(
+        "admin", "create", "--db", f"sqlite:///{data / 'parkfleet.db'}", "--data-dir", str(data),
+        "--name", "bench", "--json",
     )  # fmt: skip
+    made.check_returncode()
     creds = json.loads(made.stdout)
     return creds["client_id"], creds["client_secret"]
 

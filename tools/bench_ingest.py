@@ -18,25 +18,21 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: `python tools/bench_ingest.py`
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-import httpx  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from provisioning.store.db import make_engine  # noqa: E402
-from tests.support.clients import register_devices  # noqa: E402
-from tests.support.mosquitto import MosquittoBroker  # noqa: E402
-from tests.support.server import ServiceProcess  # noqa: E402
-from tools.loadgen import build_request, run_in_process  # noqa: E402
+from provisioning.store.db import make_engine
+from tools.harness.clients import register_devices
+from tools.harness.mosquitto import MosquittoBroker
+from tools.harness.server import ServiceProcess
+from tools.loadgen import build_request, run_in_process
 
 SINGLE_CONNECTIONS = 64
 BATCH_CONNECTIONS = 8

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fastapi.testclient import TestClient
 
 from provisioning.app import create_app
-from provisioning.auth.metrics import Metrics
 from provisioning.auth.scopes import INGEST_AUDIENCE
 from provisioning.auth.verify import TokenVerifier
 from provisioning.config import Settings
+from provisioning.metrics import Metrics
 from provisioning.registry import service as registry
-from tests.support.clients import register_devices
-from tests.support.server import ServiceProcess
+from tools.harness.clients import register_devices
+from tools.harness.server import ServiceProcess
 from tools.loadgen import build_request, run_in_process
 
 CONNECTIONS = 64

@@ -19,8 +19,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -32,13 +30,15 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from provisioning.registry.client import AdminClient, TokenCache
+from tools.harness.mosquitto import MosquittoBroker
+from tools.harness.net import free_port
+from tools.harness.parkctl import parkctl
+from tools.harness.server import ServiceProcess
+from tools.harness.services import ServiceMissing
+from tools.simboard import SimBoard, make_firmware_image
 
-from provisioning.registry.client import AdminClient, TokenCache  # noqa: E402
-from tests.support.net import free_port  # noqa: E402
-from tests.support.server import ServiceProcess  # noqa: E402
-from tools.simboard import SimBoard, make_firmware_image  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MANIFEST = REPO / "examples" / "demo-manifest.csv"
 CAPACITY = {"north": 120, "south": 60}
@@ -46,14 +46,7 @@ console = Console()
 
 
 def _parkctl(args: list[str], env: dict[str, str] | None = None, capture: bool = True) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "provisioning", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    done = parkctl(*args, env=env, timeout=None, capture=capture)
     if done.returncode != 0:
         raise SystemExit(f"parkctl {args[0]} {args[1]} failed:\n{done.stderr or ''}")
     return done.stdout or ""
@@ -61,13 +54,12 @@ def _parkctl(args: list[str], env: dict[str, str] | None = None, capture: bool =
 
 def _mqtt_env(stack: ExitStack, work: Path) -> dict[str, str]:
     """PARK_MQTT_URL for the service when Mosquitto is installed: the broker runs from the
-    project's broker-config/ (tests/support/mosquitto.py is the one launcher for it)."""
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+    project's broker-config/ (tools/harness/mosquitto.py is the one launcher for it)."""
+    try:
+        broker = stack.enter_context(MosquittoBroker(work / "mosquitto"))
+    except ServiceMissing:
         console.print("[dim]Mosquitto not installed: the service runs without MQTT[/]")
         return {}
-    from tests.support.mosquitto import MosquittoBroker
-
-    broker = stack.enter_context(MosquittoBroker(work / "mosquitto"))
     console.print(f"Mosquitto on 127.0.0.1:{broker.port} (config from broker-config/)")
     # In the environment, not on the command line: `ps` would show the broker password.
     return {"PARK_MQTT_URL": broker.url()}

@@ -14,14 +14,14 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from provisioning.auth.keys import KeyStore
-from provisioning.config import Settings
+from provisioning.config import Settings, from_flags
 from provisioning.errors import ParkctlError
-from provisioning.local import open_store, settings_from_flags
+from provisioning.local import open_store
 
 
 @contextmanager
 def _key_store(db: str | None, data_dir: Path | None) -> Iterator[tuple[KeyStore, Settings]]:
-    settings = settings_from_flags({"db": db, "data_dir": data_dir})
+    settings = from_flags({"db": db, "data_dir": data_dir})
     with open_store(settings) as sessions:
         yield KeyStore.from_settings(settings, sessions), settings
 

@@ -64,12 +64,6 @@ class InvalidClient(OAuthError):
         return {"WWW-Authenticate": f'Basic realm="{REALM}"'} if self.basic else {}
 
 
-class UnauthorizedClient(OAuthError):
-    """The client may not use this grant type."""
-
-    error = "unauthorized_client"
-
-
 class UnsupportedGrantType(OAuthError):
     error = "unsupported_grant_type"
 

@@ -22,16 +22,17 @@ from provisioning.auth.errors import (
     oauth_error_handler,
 )
 from provisioning.auth.keys import JWKS_MAX_AGE_S
-from provisioning.auth.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.auth.tokens import (
+    MAX_BODY,
     ClientCredentialsGrant,
     IssuanceAudit,
     check_grant_type,
     parse_params,
-    read_body,
 )
 from provisioning.context import ServiceContext
+from provisioning.metrics import LatencyMiddleware, metrics_endpoint
+from provisioning.web.body import read_body
 
 JSON_TYPE = "application/json"
 
@@ -132,7 +133,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
         # cores, moving it to a thread pool gave no more tokens/s (the database's own CPU was
         # the limit) and cost ~25% more server CPU per token.
         length, content_type, authorization = _token_headers(request.scope["headers"])
-        body = await read_body(length, request.stream())
+        body = await read_body(length, request.stream(), MAX_BODY)
         params = parse_params(content_type, body)
         return params, authenticator.authenticate(extract_credentials(authorization, params))
 

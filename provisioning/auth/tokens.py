@@ -1,17 +1,15 @@
 """The client credentials grant (RFC 6749 §4.4) and JWT access tokens (RFC 9068).
 
-`read_params` parses a token or introspection request body strictly; `ClientCredentialsGrant`
+`parse_params` parses a token or introspection request body strictly; `ClientCredentialsGrant`
 validates the request (`validate_token_request`) and signs the token (`create_token_response`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +22,6 @@ from provisioning.auth.errors import (
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
-    PayloadTooLarge,
     TemporarilyUnavailable,
     TooManyRequests,
     UnsupportedGrantType,
@@ -32,6 +29,7 @@ from provisioning.auth.errors import (
 from provisioning.auth.keys import KeyStore
 from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.store import audit
+from provisioning.store.groupcommit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -114,25 +112,6 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     return params
 
 
-async def read_body(
-    content_length: str | None, chunks: AsyncIterator[bytes], limit: int = MAX_BODY
-) -> bytes:
-    """Read a request body, refusing (413) one over `limit` before reading it whole."""
-    if content_length is not None:
-        try:
-            declared = int(content_length)
-        except ValueError:
-            raise InvalidRequest("bad Content-Length") from None
-        if declared > limit:
-            raise PayloadTooLarge(f"body over {limit} bytes")
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body over {limit} bytes")
-    return bytes(body)
-
-
 def check_grant_type(params: dict[str, str]) -> None:
     """RFC 6749 §4.4.2: `grant_type=client_credentials`, nothing else."""
     grant_type = params.pop("grant_type", None)
@@ -142,53 +121,36 @@ def check_grant_type(params: dict[str, str]) -> None:
         raise UnsupportedGrantType("only client_credentials is supported")
 
 
-class IssuanceAudit:
-    """Token issuance audit events, group-committed before the tokens are handed out.
-
-    Measured on SQLite (WAL, synchronous=NORMAL): a transaction per issued token costs ~600 µs,
-    more than authentication and signing together. A background writer thread was no better: it
-    fought the event loop for the GIL. So the requests that issue tokens in the same event-loop
-    turn share one multi-row INSERT, run on the loop itself at the end of that turn, and each
-    waits for that commit before it answers: no token leaves the server unaudited, even if the
-    process is killed the next instant. Under load, groups form by themselves. If the write
-    fails, every token of the group is withheld (503) instead of being issued unrecorded.
+class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
+    """Token issuance audit events, group-committed (store/groupcommit.py) before the tokens are
+    handed out: no token leaves the server unaudited, even if the process is killed the next
+    instant. If the write fails, every token of the group is withheld (503) instead of being
+    issued unrecorded.
     """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
+        super().__init__()
         self._sessions = sessions
-        self._pending: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
 
     async def record(self, client_id: str, detail: dict[str, Any]) -> None:
         """Write a `token.issue` event (never the token itself); returns once it is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((client_id, detail, future))
-        if len(self._pending) == 1:
-            # After the requests already runnable in this turn have queued theirs.
-            loop.call_soon(self.flush)
-        await future
+        await self.submit((client_id, detail))
 
-    def flush(self) -> None:
-        """Write the waiting events in one transaction and release their requests."""
-        events, self._pending = self._pending, []
-        if not events:
-            return
-        error: BaseException | None = None
+    def write(self, items: list[tuple[str, dict[str, Any]]]) -> list[Exception | None]:
         try:
             with self._sessions.begin() as session:
                 audit.record_many(
-                    session, [(cid, "token.issue", cid, detail) for cid, detail, _ in events]
+                    session, [(cid, "token.issue", cid, detail) for cid, detail in items]
                 )
-        except SQLAlchemyError as failure:
-            log.exception("writing %d token issuance audit events failed", len(events))
-            error = failure
-        for _cid, _detail, future in events:
-            if future.done():  # the client went away
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(TemporarilyUnavailable("cannot record the issuance now"))
+        except SQLAlchemyError:
+            log.exception("writing %d token issuance audit events failed", len(items))
+            raise
+        return [None] * len(items)
+
+    def refusal(self, error: Exception) -> Exception:
+        if isinstance(error, SQLAlchemyError):
+            return TemporarilyUnavailable("cannot record the issuance now")
+        return error
 
     def close(self) -> None:
         """Write what is waiting (called on shutdown)."""

@@ -31,13 +31,14 @@ from sqlalchemy import Engine, bindparam, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.auth import scopes
-from provisioning.auth.clients import ClientRecord, FastQuery
+from provisioning.auth.clients import ClientRecord
 from provisioning.auth.errors import InvalidToken
 from provisioning.auth.keys import ALG, JWKS_MAX_AGE_S, JWT_TYPE, KeyStore
-from provisioning.auth.metrics import Metrics
 from provisioning.auth.principal import Principal
 from provisioning.config import Settings
+from provisioning.metrics import Metrics
 from provisioning.store.models import Client
+from provisioning.store.sql import FastQuery
 
 log = logging.getLogger(__name__)
 

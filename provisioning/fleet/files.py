@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.errors import ParkctlError
+from provisioning.release.mpy import DEVICE_DIR, agent_bundle, check_board_mpy
 
-# The agent lives in device/ of this repository (or of the installed source tree).
-DEVICE_DIR = Path(__file__).resolve().parents[2] / "device"
 # Board files that belong to a previous identity: a token cached for old credentials would hide
 # whether the new ones work (the verify step waits for a fresh token).
 STALE_FILES = ("token.json",)
@@ -97,6 +96,7 @@ class BoardFiles:
     micropython: str  # e.g. "MicroPython 1.24.1"
     machine: str
     files: list[str]
+    mpy: int | None  # sys.implementation._mpy: the .mpy version the board loads
 
     @property
     def agent_installed(self) -> bool:
@@ -106,7 +106,8 @@ class BoardFiles:
 _PROBE = (
     "import os, sys, json\n"
     "print(json.dumps({'v': '.'.join(str(n) for n in sys.implementation.version[:3]),"
-    " 'm': getattr(sys.implementation, '_machine', sys.platform), 'f': sorted(os.listdir())}))"
+    " 'm': getattr(sys.implementation, '_machine', sys.platform), 'f': sorted(os.listdir()),"
+    " 'mpy': getattr(sys.implementation, '_mpy', None)}))"
 )
 
 
@@ -117,25 +118,13 @@ def board_files(port: str) -> BoardFiles:
         if line.startswith("{"):
             try:
                 data = json.loads(line)
-                return BoardFiles(f"MicroPython {data['v']}", str(data["m"]), list(data["f"]))
+                return BoardFiles(
+                    f"MicroPython {data['v']}", str(data["m"]), list(data["f"]), data.get("mpy")
+                )
             except (ValueError, KeyError, TypeError):
                 break  # not our probe's answer: reported below
     answer = " ".join(out.split())[-200:]  # one line, whatever the board sent
     raise ParkctlError(f"{port}: unexpected answer from the board's REPL: {answer}")
-
-
-def agent_files(device_dir: Path = DEVICE_DIR) -> list[Path]:
-    """The agent's files, relative to `device_dir` (sources only, no caches)."""
-    if not device_dir.is_dir():
-        raise ParkctlError(f"agent sources not found at {device_dir}")
-    files = sorted(
-        p.relative_to(device_dir)
-        for p in device_dir.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json", ".mpy")
-    )
-    if Path("main.py") not in files:
-        raise ParkctlError(f"{device_dir} has no main.py; is it the agent's directory?")
-    return files
 
 
 def _prepare_snippet(dirs: list[str]) -> str:
@@ -155,14 +144,17 @@ def install(
     reset: bool = True,
     progress: CopyProgressFn | None = None,
 ) -> int:
-    """Copy the agent (`device_dir`) and `extra_files` (config.json, CA) to the board's root.
+    """Copy the agent (`device_dir`, built by `agent_bundle`: .mpy but main.py) and
+    `extra_files` (config.json, CA) to the board's root.
 
-    One mpremote session for all files (a connection costs a soft reset of the board), its
+    First reads the board's `.mpy` version and refuses a board that could not load the modules.
+    Then one mpremote session for all files (a connection costs a soft reset of the board), its
     output read line by line for the progress; files already identical on the board are skipped
     by mpremote's hash check, so a re-run after a failed copy only sends what is missing. Returns
     the number of files. With `reset`, hard-resets the board at the end.
     """
-    sources = [(device_dir / rel, rel.as_posix()) for rel in agent_files(device_dir)]
+    check_board_mpy(port, board_files(port).mpy)
+    sources = agent_bundle(device_dir)
     sources += [(path, path.name) for path in extra_files]
     dirs = sorted({str(Path(dest).parent) for _, dest in sources} - {"."}, key=len)
     args = ["exec", _prepare_snippet(dirs)]

@@ -60,27 +60,21 @@ def firmware_digest(image: FirmwareImage) -> str:
     return hashlib.sha256(image.data).hexdigest()[:16]
 
 
+@dataclass
 class Provisioner:
     """Provisions boards one at a time per call; safe to share between threads."""
 
-    def __init__(
-        self,
-        registry: AdminClient,
-        image: FirmwareImage,
-        network: Network,
-        state: FleetState | None = None,
-        baud: int | None = None,
-        erase: bool = False,
-        verify_timeout: float = 60.0,
-    ) -> None:
-        self.registry = registry
-        self.image = image
-        self.network = network
-        self.state = state
-        self.baud = baud
-        self.erase = erase
-        self.verify_timeout = verify_timeout
-        self.digest = firmware_digest(image)
+    registry: AdminClient
+    image: FirmwareImage
+    network: Network
+    state: FleetState | None = None
+    baud: int | None = None
+    erase: bool = False
+    verify_timeout: float = 60.0
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.digest = firmware_digest(self.image)
 
     def run(self, job: BoardJob, report: ReportFn | None = None) -> BoardResult:
         """Provision `job`'s board; never raises for a board failure (see `BoardResult`)."""

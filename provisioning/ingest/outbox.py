@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, select
 
-from provisioning.ingest import sql
 from provisioning.ingest.schemas import Reading
+from provisioning.store import sql
 from provisioning.store.models import OutboxMessage
 
 QOS = 1

@@ -14,23 +14,25 @@ readings are committed (on SQLite, requests arriving together share one commit: 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import InvalidRequest, InvalidToken, OAuthError
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
-from provisioning.auth.tokens import read_body
 from provisioning.context import ServiceContext
-from provisioning.errors import ParkctlError
-from provisioning.ingest import sql, store
-from provisioning.ingest.commit import GroupCommit
+from provisioning.ingest import store
+from provisioning.ingest.commit import CountsCommit
 from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
@@ -40,6 +42,8 @@ from provisioning.ingest.schemas import (
     MalformedBody,
     parse_counts,
 )
+from provisioning.store import sql
+from provisioning.web.body import read_body
 
 Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
 MAX_PAGE = 1000
@@ -64,15 +68,39 @@ def _invalid_body(error: InvalidBody) -> Response:
     )
 
 
+class RawRoute(APIRoute):
+    """An API route whose endpoint takes the `Request` and returns a `Response` itself, as a
+    Starlette `Route`'s does: documented from its own arguments (summary, responses, body
+    schema), served without FastAPI's per-request dependency solving and response handling."""
+
+    def __init__(
+        self, path: str, endpoint: Callable[[Request], Awaitable[Response]], **route: Any
+    ) -> None:
+        super().__init__(path, endpoint, **route)
+        self.app = request_response(endpoint)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
+
+    # Matched and served as a Starlette `Route` (it is added to the app's router directly, never
+    # through `include_router`, so FastAPI's per-include route context never applies).
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = Route.matches(self, scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self  # the route template for the latency metric
+        return match, child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await Route.handle(self, scope, receive, send)
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the ingestion API, and with `mqtt_url` the outbox publisher, to `app`."""
     publisher: OutboxPublisher | None = None
     if ctx.settings.mqtt_url:
         # Without a broker no outbox rows are written at all, so the table cannot grow unread.
-        try:
-            target = parse_mqtt_url(ctx.settings.mqtt_url)
-        except ValueError as error:  # shown by `parkctl serve` as a message, never the URL
-            raise ParkctlError(f"--mqtt / PARK_MQTT_URL: {error}") from None
+        # The URL was checked by the settings (config.py) already.
+        target = parse_mqtt_url(ctx.settings.mqtt_url)
         publisher = OutboxPublisher(ctx.engine, target, registry=ctx.metrics.registry)
         ctx.on_startup.append(publisher.start)
         ctx.on_shutdown.append(publisher.stop)
@@ -91,7 +119,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ctx.on_shutdown.append(writer.close)
 
     fan_out = publisher is not None
-    group = GroupCommit(writer, fan_out, publisher.wake if publisher else None)
+    group = CountsCommit(writer, fan_out, publisher.wake if publisher else None)
 
     def store_batch(device_id: str, batch: CountsBatch) -> store.IngestResult:
         with writer.transaction() as tx:
@@ -158,31 +186,31 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             return _not_found("no such device")
         return JSONResponse(page)
 
-    # Every board's posts land here: a plain Starlette route runs the same token check without
-    # FastAPI's dependency solving and response handling, a third of a one-reading post's cost
-    # (tools/bench_ingest.py). The price: the route is not in the generated OpenAPI schema.
-    app.router.add_route("/v1/counts", post_counts, methods=["POST"])
-    # The same handler as an API route, for the OpenAPI document only: the route above matches
-    # first, so requests never take this one.
-    router.add_api_route(
-        "/v1/counts",
-        post_counts,
-        methods=["POST"],
-        summary="Store a device's readings",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": COUNTS_BODY_SCHEMA}},
-            }
-        },
-        responses={
-            200: {"description": '`{"accepted": n, "duplicates": m}`'},
-            400: {"description": "Not JSON"},
-            401: {"description": "Missing, invalid or expired token (RFC 6750)"},
-            403: {"description": "No counts:write scope, or device_id is not the token's sub"},
-            413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
-            422: {"description": "JSON that breaks the schema; nothing was stored"},
-        },
+    # Every board's posts land here, so this is the first route and a `RawRoute`: in the
+    # OpenAPI document like any API route, but its requests skip FastAPI's dependency solving
+    # and response handling, a third of a one-reading post's cost (tools/bench_ingest.py).
+    app.router.routes.append(
+        RawRoute(
+            "/v1/counts",
+            post_counts,
+            methods=["POST"],
+            tags=["ingest"],
+            summary="Store a device's readings",
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": COUNTS_BODY_SCHEMA}},
+                }
+            },
+            responses={
+                200: {"description": '`{"accepted": n, "duplicates": m}`'},
+                400: {"description": "Not JSON"},
+                401: {"description": "Missing, invalid or expired token (RFC 6750)"},
+                403: {"description": "No counts:write scope, or device_id is not the token's sub"},
+                413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
+                422: {"description": "JSON that breaks the schema; nothing was stored"},
+            },
+        )
     )
     app.include_router(router)
 

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from provisioning.auth.scopes import DEVICE
-from provisioning.ingest import outbox, sql
+from provisioning.ingest import outbox
 from provisioning.ingest.schemas import CountsBatch, Reading
+from provisioning.store import sql
 from provisioning.store.models import Client, DeviceState
 from provisioning.store.models import Reading as ReadingRow
 

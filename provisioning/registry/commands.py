@@ -119,11 +119,12 @@ def admin_create(db: str | None, data_dir: Path | None, name: str, as_json: bool
     """Create an operator client directly in the database and print its secret once."""
     # The server stack, for this verb only (the others here talk to the admin API).
     from provisioning.auth.secrets import SecretHasher
-    from provisioning.local import open_store, settings_from_flags
+    from provisioning.config import from_flags
+    from provisioning.local import open_store
     from provisioning.registry import service
 
     # The hash key must be the one the service uses, so this shares its data directory.
-    settings = settings_from_flags({"db": db, "data_dir": data_dir})
+    settings = from_flags({"db": db, "data_dir": data_dir})
     with open_store(settings) as sessions, sessions() as session:
         try:
             client, secret = service.create_operator(

@@ -102,11 +102,6 @@ class SecretRotated(_WithSecret):
     previous_secret_expires_at: float | None
 
 
-class OperatorCreated(_WithSecret):
-    client_id: str
-    name: str
-
-
 class DevicePage(BaseModel):
     items: list[Device]
     next_cursor: str | None  # pass as ?cursor= for the next page; None: this was the last

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,9 @@ from provisioning.auth.keys import ACTIVE, NEXT, RETIRED, KeyStore
 from provisioning.store.db import make_engine, migrate, session_factory
 from tests.auth.conftest import Auth, jwt_parts
 from tests.clirunner import invoke
-from tests.support.clients import register_devices
-from tests.support.server import ServiceProcess
+from tools.harness.clients import register_devices
+from tools.harness.parkctl import parkctl
+from tools.harness.server import ServiceProcess
 
 
 def mode(path: Path) -> int:
@@ -108,13 +107,8 @@ def _token(http: httpx.Client, creds: tuple[str, str]) -> str:
 
 
 def _parkctl(*args: str) -> Any:
-    out = subprocess.run(
-        [sys.executable, "-m", "provisioning", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    out = parkctl(*args, timeout=60)
+    assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 

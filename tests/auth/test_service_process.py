@@ -20,15 +20,16 @@ from sqlalchemy import select
 from provisioning.app import create_app
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import InvalidToken
-from provisioning.auth.metrics import Metrics
+from provisioning.auth.keys import JWKS_MAX_AGE_S
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_WRITE, INGEST_AUDIENCE
 from provisioning.auth.verify import RemoteJwks
 from provisioning.config import Settings
+from provisioning.metrics import Metrics
 from provisioning.store.db import make_engine
 from provisioning.store.models import AuditEvent
-from tests.support.clients import register_devices
-from tests.support.server import ServiceProcess
+from tools.harness.clients import register_devices
+from tools.harness.server import ServiceProcess
 
 
 def test_no_token_leaves_the_server_unaudited_even_on_a_crash(tmp_path: Path) -> None:
@@ -133,14 +134,26 @@ def test_resource_server_in_another_process_uses_the_remote_jwks(
     assert not (settings.data_dir / "keys").exists()
 
 
-def test_remote_jwks_refetches_on_unknown_kid_at_most_every_interval(
+def _remote_jwks(
     issuer: tuple[ServiceProcess, Settings],
-) -> None:
+    min_interval_s: float,
+    max_age_s: float = JWKS_MAX_AGE_S,
+) -> tuple[RemoteJwks, Metrics, list[str]]:
+    """A resource server's view of the issuer's JWKS, its metrics, and the kids published."""
     service, settings = issuer
     assert settings.jwks_url is not None
     metrics = Metrics()
-    jwks = RemoteJwks(settings.jwks_url, metrics, min_interval_s=10)
+    jwks = RemoteJwks(
+        settings.jwks_url, metrics, min_interval_s=min_interval_s, max_age_s=max_age_s
+    )
     known = [k["kid"] for k in service.client().get("/.well-known/jwks.json").json()["keys"]]
+    return jwks, metrics, known
+
+
+def test_remote_jwks_refetches_on_unknown_kid_at_most_every_interval(
+    issuer: tuple[ServiceProcess, Settings],
+) -> None:
+    jwks, metrics, known = _remote_jwks(issuer, min_interval_s=10)
 
     async def scenario() -> list[Any]:
         return [await jwks.refetch(kid) for kid in (known[0], "forged-1", "forged-2")]
@@ -178,11 +191,7 @@ def test_remote_verifier_refuses_a_token_signed_elsewhere(
 def test_remote_jwks_is_refetched_after_its_max_age(
     issuer: tuple[ServiceProcess, Settings],
 ) -> None:
-    service, settings = issuer
-    assert settings.jwks_url is not None
-    metrics = Metrics()
-    jwks = RemoteJwks(settings.jwks_url, metrics, min_interval_s=0, max_age_s=0.2)
-    kid = service.client().get("/.well-known/jwks.json").json()["keys"][0]["kid"]
+    jwks, metrics, (kid, *_) = _remote_jwks(issuer, min_interval_s=0, max_age_s=0.2)
 
     async def scenario() -> None:
         assert await jwks.refetch(kid) is not None

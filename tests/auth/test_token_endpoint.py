@@ -7,6 +7,7 @@ import base64
 import time
 from urllib.parse import parse_qsl, quote_plus
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -31,6 +32,19 @@ def basic(client_id: str, secret: str) -> str:
     # RFC 6749 §2.3.1: form-urlencode each part, then base64.
     raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
     return "Basic " + base64.b64encode(raw).decode()
+
+
+def post_basic(
+    auth: Auth,
+    client_id: str,
+    secret: str,
+    data: dict[str, str] | None = None,
+    json: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST /oauth/token with HTTP Basic client authentication and a form or JSON body."""
+    return auth.http.post(
+        "/oauth/token", data=data, json=json, headers={"Authorization": basic(client_id, secret)}
+    )
 
 
 def assert_error(response: object, status: int, error: str) -> None:
@@ -79,11 +93,7 @@ def test_jti_is_unique(auth: Auth) -> None:
 
 def test_json_body_and_basic_auth_work(auth: Auth) -> None:
     client_id, secret = auth.device()
-    response = auth.http.post(
-        "/oauth/token",
-        json={**GRANT, "audience": INGEST_AUDIENCE},
-        headers={"Authorization": basic(client_id, secret)},
-    )
+    response = post_basic(auth, client_id, secret, json={**GRANT, "audience": INGEST_AUDIENCE})
     assert response.status_code == 200, response.text
     response = auth.http.post(
         "/oauth/token", json={**GRANT, "client_id": client_id, "client_secret": secret}
@@ -101,9 +111,7 @@ def test_basic_credentials_are_form_urlencoded_before_base64() -> None:
 
 def test_wrong_secret_is_invalid_client_with_basic_challenge(auth: Auth) -> None:
     client_id, secret = auth.device()
-    response = auth.http.post(
-        "/oauth/token", data=GRANT, headers={"Authorization": basic(client_id, secret + "x")}
-    )
+    response = post_basic(auth, client_id, secret + "x", data=GRANT)
     assert_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"] == 'Basic realm="parkfleet"'
     assert secret not in response.text
@@ -132,11 +140,7 @@ def test_unknown_missing_disabled_and_deleted_clients_are_invalid_client(auth: A
 
 def test_two_authentication_methods_at_once_are_invalid_request(auth: Auth) -> None:
     client_id, secret = auth.device()
-    response = auth.http.post(
-        "/oauth/token",
-        data={**GRANT, "client_secret": secret},
-        headers={"Authorization": basic(client_id, secret)},
-    )
+    response = post_basic(auth, client_id, secret, data={**GRANT, "client_secret": secret})
     assert_error(response, 400, "invalid_request")
 
 

@@ -17,15 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.device.harness import (
-    AgentProcess,
-    Backend,
-    assert_contiguous,
-    board_config,
-    wait_until,
-)
-from tests.device.pki import make_pki
-from tests.device.proxy import Fault, FaultProxy
+from tests.device.harness import assert_contiguous, wait_until
+from tools.harness.agent import AgentProcess, Backend, board_config
+from tools.harness.pki import make_pki
+from tools.harness.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.micropython
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.device.mpy import case_names, run_cases
+from tests.device.harness import case_names, run_cases
 
 pytestmark = pytest.mark.micropython
 

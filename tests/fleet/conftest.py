@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +14,8 @@ import pytest
 
 from provisioning.registry.client import AdminClient, TokenCache
 from provisioning.registry.schemas import Device
-from tests.support.server import ServiceProcess
+from tools.harness.parkctl import parkctl
+from tools.harness.server import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,21 +60,6 @@ class Operator:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no reading from {client_id} in {timeout}s")
                 time.sleep(0.3)
-
-
-def parkctl(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a child process, as an operator would."""
-    return subprocess.run(
-        [sys.executable, "-m", "provisioning", *args],
-        capture_output=True,
-        text=True,
-        env=env or {**os.environ, "COLUMNS": "200"},
-        timeout=timeout,
-        cwd=REPO,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet.conftest import parkctl
+from tools.harness.parkctl import parkctl
 from tools.simboard import SimBoard, make_firmware_image
 
 APP_OFFSET = 0x1000  # ESP32

@@ -12,7 +12,7 @@ from tests.fleet.conftest import REPO
 
 def test_demo_runs_and_stops_everything(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "tools/demo.py", "--duration", "4", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "tools.demo", "--duration", "4", "--dir", str(tmp_path / "demo")],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -8,8 +8,9 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
-from provisioning.fleet.files import DEVICE_DIR, agent_files
-from tests.fleet.conftest import Operator, parkctl
+from provisioning.release.mpy import agent_bundle
+from tests.fleet.conftest import Operator
+from tools.harness.parkctl import parkctl
 from tools.simboard import SimBoard
 
 APP_OFFSET = 0x1000  # where the firmware goes on an ESP32
@@ -91,8 +92,12 @@ def _board_commands(board: SimBoard, firmware: Path, tmp_path: Path) -> None:
     config.write_text(json.dumps({"device_id": "dev-x", "client_secret": "not-a-real-one"}))
     done = parkctl("board", "install", "--port", board.url, "--config", str(config))
     assert done.returncode == 0, done.stderr
-    for rel in agent_files(DEVICE_DIR):
-        assert (board.fs_dir / rel).read_bytes() == (DEVICE_DIR / rel).read_bytes()
+    # The agent as .mpy but main.py, byte for byte what the release build makes.
+    bundle = agent_bundle()
+    assert "main.py" in {name for _, name in bundle} and len(bundle) > 2
+    for src, name in bundle:
+        assert (board.fs_dir / name).read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in board.fs_dir.glob("*.py")) == ["main.py"]
     assert json.loads((board.fs_dir / "config.json").read_text())["device_id"] == "dev-x"
     assert json.loads(parkctl("board", "info", "--port", board.url, "--json").stdout)["agent"]
 

@@ -15,7 +15,7 @@ from provisioning.fleet.config import Network, board_config, pem_to_der, staged_
 from provisioning.fleet.image import check_compatible, flash_offset, load_firmware
 from provisioning.fleet.manifest import read_manifest
 from provisioning.fleet.state import FleetState, default_state_path
-from tests.device.pki import make_pki
+from tools.harness.pki import make_pki
 
 
 def esp_image(chip_id: int = 0, banner: bytes = b"MicroPython v1.24.1", size: int = 4096) -> bytes:
@@ -157,3 +157,29 @@ def test_full_board_filesystem_is_named_as_such() -> None:
 
     output = "cp device/agent.py :agent.py\nOSError: No space left on device.\n"
     assert "filesystem is full" in _explain("socket://x:1", output).message
+
+
+def test_board_with_other_mpy_version_is_refused_in_one_line() -> None:
+    from provisioning.release.mpy import check_board_mpy, compiler_mpy_version
+
+    version, sub = compiler_mpy_version()
+    check_board_mpy("socket://x:1", version | (sub << 8) | (2 << 10))  # same version: fine
+    check_board_mpy("socket://x:1", version | (2 << 10))  # sub-version: native code only
+    with pytest.raises(ParkctlError) as refused:
+        check_board_mpy("socket://x:1", (version - 1) | (1 << 8))
+    message = refused.value.message
+    assert "\n" not in message
+    assert f"v{version - 1}.1" in message and f"v{version}.{sub}" in message
+    with pytest.raises(ParkctlError, match=r"cannot import \.mpy"):
+        check_board_mpy("socket://x:1", None)
+
+
+def test_bundle_is_the_agent_as_mpy_but_main() -> None:
+    from provisioning.release.mpy import DEVICE_DIR, agent_bundle
+
+    names = [name for _, name in agent_bundle()]
+    modules = sorted(p.stem for p in DEVICE_DIR.glob("*.py"))
+    assert names == sorted(["main.py", *(m + ".mpy" for m in modules if m != "main")])
+    for src, name in agent_bundle():
+        if name.endswith(".mpy"):
+            assert src.read_bytes()[:2] == b"M\x06"  # an .mpy header, bytecode v6

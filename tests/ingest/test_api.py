@@ -294,3 +294,14 @@ def test_oversized_bodies_are_413_before_being_read(api: Auth) -> None:
     chunked = api.http.post(COUNTS, content=chunks(), headers=bearer(token))
     assert chunked.status_code == 413
     assert table_counts(api) == (0, 0)
+
+
+def test_counts_route_is_registered_once_and_documented_from_itself(api: Auth) -> None:
+    """The route that serves POST /v1/counts is the one the OpenAPI document describes."""
+    served = [r for r in api.app.router.routes if getattr(r, "path", None) == COUNTS]
+    assert len(served) == 1
+    operation = api.http.get("/openapi.json").json()["paths"][COUNTS]["post"]
+    assert operation["summary"] == "Store a device's readings"
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert "readings" in body["properties"]
+    assert {"200", "401", "403", "413", "422"} <= set(operation["responses"])

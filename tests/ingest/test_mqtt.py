@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,16 +14,17 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from provisioning.app import create_app
-from provisioning.config import Settings
-from provisioning.errors import ParkctlError
-from provisioning.ingest import outbox, sql
+from provisioning.config import Settings, describe_invalid
+from provisioning.ingest import outbox
 from provisioning.ingest.mqtt import MqttTarget, OutboxPublisher, parse_mqtt_url
+from provisioning.store import sql
 from provisioning.store.db import make_engine, migrate
 from tests.auth.conftest import Auth, make_settings
-from tests.device.pki import make_pki
-from tests.support.mosquitto import MosquittoBroker, Received, Subscriber
+from tools.harness.mosquitto import MosquittoBroker, Received, Subscriber
+from tools.harness.pki import make_pki
 
 pytestmark = pytest.mark.mosquitto
 
@@ -91,10 +95,23 @@ def test_park_mqtt_url_switches_fan_out_on(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_a_bad_mqtt_url_stops_the_service_with_a_clear_message(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data", mqtt_url="http://svc:s3cret@broker:1883")
-    with pytest.raises(ParkctlError) as caught:
-        create_app(settings)
-    assert "mqtt://" in caught.value.message and "s3cret" not in caught.value.message
+    with pytest.raises(ValidationError) as caught:  # the settings refuse it, before any app
+        make_settings(tmp_path / "data", mqtt_url="http://svc:s3cret@broker:1883")
+    message = describe_invalid(caught.value)
+    assert "mqtt://" in message and "s3cret" not in message
+    assert "s3cret" not in str(caught.value)
+    # `parkctl serve` stops at start with that one line, not a traceback.
+    done = subprocess.run(
+        [sys.executable, "-m", "provisioning", "serve", "--data-dir", str(tmp_path / "d")],
+        env={**os.environ, "PARK_MQTT_URL": "http://svc:s3cret@broker:1883"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: {message}"]
+    assert "s3cret" not in done.stdout + done.stderr
 
 
 def test_broker_accounts_and_acls(broker: MosquittoBroker) -> None:

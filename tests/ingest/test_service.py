@@ -13,9 +13,9 @@ from provisioning.auth.scopes import COUNTS_READ, INGEST_AUDIENCE
 from provisioning.auth.secrets import SecretHasher
 from provisioning.registry import service as registry
 from provisioning.store.db import make_engine, session_factory
-from tests.support.clients import register_devices
-from tests.support.mosquitto import MosquittoBroker, Subscriber
-from tests.support.server import ServiceProcess
+from tools.harness.clients import register_devices
+from tools.harness.mosquitto import MosquittoBroker, Subscriber
+from tools.harness.server import ServiceProcess
 
 pytestmark = pytest.mark.mosquitto
 

@@ -12,15 +12,30 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from provisioning.auth.secrets import SecretHasher
-from provisioning.ingest import outbox, sql, store
-from provisioning.ingest.commit import GroupCommit
+from provisioning.ingest import outbox, store
+from provisioning.ingest.commit import CountsCommit
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.registry import service
+from provisioning.store import sql
 from provisioning.store.db import make_engine, migrate, session_factory
 from provisioning.store.models import DeviceState, OutboxMessage
 from provisioning.store.models import Reading as ReadingRow
 
 MakeDevice = Callable[[str], str]
+
+
+def _migrated(url: str) -> Engine:
+    migrate(url)
+    return make_engine(url)
+
+
+def _register(engine: Engine, lots: list[str]) -> list[str]:
+    """One device per entry of `lots`, registered through the registry; their client_ids."""
+    hasher = SecretHasher(b"k" * 32)
+    with session_factory(engine)() as session:
+        return [
+            service.create_device(session, hasher, "op_test", lot, "b")[0].client_id for lot in lots
+        ]
 
 
 def batch(readings: list[Reading], health: dict[str, int | str] | None = None) -> CountsBatch:
@@ -227,15 +242,9 @@ def test_topic_levels_are_escaped() -> None:
 
 def test_queries_use_indexes_on_postgresql(pg_url: str) -> None:
     """With many readings, a device's page and a lot's total never scan `readings`."""
-    migrate(pg_url)
-    engine = make_engine(pg_url)
-    hasher = SecretHasher(b"k" * 32)
+    engine = _migrated(pg_url)
     try:
-        with session_factory(engine)() as session:
-            devices = [
-                service.create_device(session, hasher, "op_test", f"lot-{i % 4}", "b")[0].client_id
-                for i in range(20)
-            ]
+        devices = _register(engine, [f"lot-{i % 4}" for i in range(20)])
         with engine.begin() as conn:
             for dev in devices:
                 store.store_counts(
@@ -271,15 +280,9 @@ def test_queries_use_indexes_on_postgresql(pg_url: str) -> None:
 def test_concurrent_writers_keep_lot_totals_and_order_on_postgresql(pg_url: str) -> None:
     """Four boards of one lot posting at once: the outbox, read in id order, ends with the true
     total and holds each board's readings in seq order (the per-lot advisory lock)."""
-    migrate(pg_url)
-    engine = make_engine(pg_url)
-    hasher = SecretHasher(b"k" * 32)
+    engine = _migrated(pg_url)
     try:
-        with session_factory(engine)() as session:
-            devices = [
-                service.create_device(session, hasher, "op_test", "busy", "b")[0].client_id
-                for _ in range(4)
-            ]
+        devices = _register(engine, ["busy"] * 4)
 
         def board(device: str) -> None:
             for seq in range(25):
@@ -312,16 +315,10 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
     """SQLite: posts arriving together share a commit, yet each gets its own answer, and a
     refused one stores nothing while the others are stored."""
     url = f"sqlite:///{tmp_path / 'park.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with session_factory(engine)() as session:
-        hasher = SecretHasher(b"k" * 32)
-        devices = [
-            service.create_device(session, hasher, "op_test", "lot-g", "b")[0].client_id
-            for _ in range(5)
-        ]
+    engine = _migrated(url)
+    devices = _register(engine, ["lot-g"] * 5)
     woken: list[bool] = []
-    group = GroupCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
+    group = CountsCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
 
     async def post_all() -> list[object]:
         posts = [

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,6 +32,10 @@ class AdminApp:
         response = self.http.post("/oauth/token", data=data, auth=(client_id, secret))
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
+
+    def register(self, headers: dict[str, str], **device: str) -> httpx.Response:
+        """POST /admin/devices with `device` (lot, name, mac) as the JSON body."""
+        return self.http.post("/admin/devices", json=device, headers=headers)
 
     def headers(self) -> dict[str, str]:
         op = self.operator

@@ -62,11 +62,7 @@ def test_without_a_token_401_with_a_device_token_401_without_the_scope_403(
 
 def test_register_show_list_update(admin_app: AdminApp) -> None:
     http, headers = admin_app.http, admin_app.headers()
-    response = http.post(
-        "/admin/devices",
-        json={"lot": "north", "name": "Gate 1", "mac": "AA:BB:CC:00:00:01"},
-        headers=headers,
-    )
+    response = admin_app.register(headers, lot="north", name="Gate 1", mac="AA:BB:CC:00:00:01")
     assert response.status_code == 201, response.text
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
@@ -100,9 +96,7 @@ def test_register_show_list_update(admin_app: AdminApp) -> None:
 
 def test_show_includes_latest_reading_and_health(admin_app: AdminApp) -> None:
     http, headers = admin_app.http, admin_app.headers()
-    client_id = http.post("/admin/devices", json={"lot": "l", "name": "a"}, headers=headers).json()[
-        "client_id"
-    ]
+    client_id = admin_app.register(headers, lot="l", name="a").json()["client_id"]
     ctx = http.app.state.ctx  # type: ignore[attr-defined]
     now = time.time()
     with ctx.sessions.begin() as session:
@@ -166,17 +160,9 @@ def test_bad_query_and_unknown_ids(admin_app: AdminApp) -> None:
 
 
 def test_mac_conflict_names_the_existing_device(admin_app: AdminApp) -> None:
-    http, headers = admin_app.http, admin_app.headers()
-    first = http.post(
-        "/admin/devices",
-        json={"lot": "l", "name": "a", "mac": "02:00:00:00:00:01"},
-        headers=headers,
-    ).json()
-    response = http.post(
-        "/admin/devices",
-        json={"lot": "l", "name": "b", "mac": "02-00-00-00-00-01"},
-        headers=headers,
-    )
+    headers = admin_app.headers()
+    first = admin_app.register(headers, lot="l", name="a", mac="02:00:00:00:00:01").json()
+    response = admin_app.register(headers, lot="l", name="b", mac="02-00-00-00-00-01")
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
     assert response.json()["client_id"] == first["client_id"]
@@ -185,7 +171,7 @@ def test_mac_conflict_names_the_existing_device(admin_app: AdminApp) -> None:
 
 def test_disable_enable_rotate_delete_against_the_token_endpoint(admin_app: AdminApp) -> None:
     http, headers = admin_app.http, admin_app.headers()
-    device = http.post("/admin/devices", json={"lot": "l", "name": "a"}, headers=headers).json()
+    device = admin_app.register(headers, lot="l", name="a").json()
     client_id, old = device["client_id"], device["client_secret"]
     grant = {"grant_type": "client_credentials"}
 
@@ -226,7 +212,7 @@ def test_disable_enable_rotate_delete_against_the_token_endpoint(admin_app: Admi
 
 def test_disable_revokes_tokens_already_issued(admin_app: AdminApp) -> None:
     http, headers = admin_app.http, admin_app.headers()
-    device = http.post("/admin/devices", json={"lot": "l", "name": "a"}, headers=headers).json()
+    device = admin_app.register(headers, lot="l", name="a").json()
     ctx = http.app.state.ctx  # type: ignore[attr-defined]
     token = admin_app.token(device["client_id"], device["client_secret"])
     principal = asyncio.run(ctx.verifier.verify(token, "parkfleet-ingest"))
@@ -273,7 +259,7 @@ def test_pagination_and_audit(admin_app: AdminApp) -> None:
 
 def test_no_secret_reaches_the_database_or_audit_log(admin_app: AdminApp) -> None:
     http, headers = admin_app.http, admin_app.headers()
-    device = http.post("/admin/devices", json={"lot": "l", "name": "a"}, headers=headers).json()
+    device = admin_app.register(headers, lot="l", name="a").json()
     rotated = http.post(
         f"/admin/devices/{device['client_id']}/rotate-secret", headers=headers
     ).json()

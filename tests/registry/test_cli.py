@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,14 @@ from typing import Any
 import httpx
 
 from tests.clirunner import Invocation, invoke
-from tests.support.server import ServiceProcess
+from tools.harness.parkctl import parkctl as run_parkctl
+from tools.harness.server import ServiceProcess
 
 GRACE_S = 2  # PARK_SECRET_GRACE_S for this service: long enough to try both secrets
 
 
 def parkctl(*args: str, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "provisioning", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_parkctl(*args, env=env, timeout=60)
     if ok:
         assert result.returncode == 0, result.stderr
     return result

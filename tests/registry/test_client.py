@@ -21,8 +21,8 @@ from provisioning.registry.client import (
     TokenCache,
 )
 from provisioning.store.db import make_engine, session_factory
-from tests.device.pki import make_pki
-from tests.support.server import ServiceProcess
+from tools.harness.pki import make_pki
+from tools.harness.server import ServiceProcess
 
 
 def make_operator(data_dir: Path) -> tuple[str, str]:
@@ -80,13 +80,21 @@ def test_one_token_serves_many_calls_and_many_clients(
     assert secret not in cache.path.read_text()
 
 
+def _cache_holding(
+    server: ServiceProcess, client_id: str, tmp_path: Path, token: str, use_by: float
+) -> tuple[TokenCache, str]:
+    """A token cache holding `token` as the operator's admin token; the cache and its key."""
+    cache = TokenCache(tmp_path / "cache")
+    key = f"{server.url} {client_id} parkfleet-admin"
+    cache.put(key, token, use_by)
+    return cache, key
+
+
 def test_a_refused_cached_token_is_dropped_and_the_call_retried_once(
     server: ServiceProcess, operator: tuple[str, str], tmp_path: Path
 ) -> None:
     client_id, secret = operator
-    cache = TokenCache(tmp_path / "cache")
-    key = f"{server.url} {client_id} parkfleet-admin"
-    cache.put(key, "not-a-token", time.time() + 3600)
+    cache, key = _cache_holding(server, client_id, tmp_path, "not-a-token", time.time() + 3600)
     issued = admin_tokens_issued(server)
     with AdminClient(server.url, client_id, secret, cache=cache) as api:
         assert api.list_devices(limit=1).items is not None
@@ -99,9 +107,8 @@ def test_an_expiring_cached_token_is_replaced(
     server: ServiceProcess, operator: tuple[str, str], tmp_path: Path
 ) -> None:
     client_id, secret = operator
-    cache = TokenCache(tmp_path / "cache")
-    key = f"{server.url} {client_id} parkfleet-admin"
-    cache.put(key, "stale", time.time() - 1)  # past its use-by time (60 s before `exp`)
+    # Past its use-by time (60 s before `exp`).
+    cache, key = _cache_holding(server, client_id, tmp_path, "stale", time.time() - 1)
     assert cache.get(key) is None
     with AdminClient(server.url, client_id, secret, cache=cache) as api:
         api.list_devices(limit=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import micropython_binary
+from tools.harness.services import micropython_binary
 from tools.simboard import SimBoard
 
 REPO = Path(__file__).resolve().parents[2]

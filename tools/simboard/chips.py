@@ -88,6 +88,24 @@ _ESP32_FIXED = {
 _ESP32S3_FIXED = {0x60007044 + 12: (2 << 18) | (1 << 24), 0x6000705C + 16: 1}
 _ESP32C3_FIXED = {0x60008844 + 12: (4 << 18) | (1 << 24)}
 
+
+def _later_chip(name: str, key: str, chip_id: int, magic: int, fixed: dict[int, int]) -> Chip:
+    """An ESP32-S3 or -C3: the image at 0, GET_SECURITY_INFO, two status bytes, and the same
+    SPI flash controller and UART addresses."""
+    return Chip(
+        name=name,
+        key=key,
+        app_offset=0x0,
+        image_chip_id=chip_id,
+        magic=magic,
+        security_info=True,
+        rom_status_len=2,
+        spi=SpiRegs(base=0x60002000, usr2=0x60002020, w0=0x60002058),
+        uart_clkdiv_reg=0x60000014,
+        fixed=fixed,
+    )
+
+
 CHIPS = {
     "esp32": Chip(
         name="ESP32",
@@ -101,30 +119,8 @@ CHIPS = {
         uart_clkdiv_reg=0x3FF40014,
         fixed=_ESP32_FIXED,
     ),
-    "esp32s3": Chip(
-        name="ESP32-S3",
-        key="esp32s3",
-        app_offset=0x0,
-        image_chip_id=9,
-        magic=0x00000009,
-        security_info=True,
-        rom_status_len=2,
-        spi=SpiRegs(base=0x60002000, usr2=0x60002020, w0=0x60002058),
-        uart_clkdiv_reg=0x60000014,
-        fixed=_ESP32S3_FIXED,
-    ),
-    "esp32c3": Chip(
-        name="ESP32-C3",
-        key="esp32c3",
-        app_offset=0x0,
-        image_chip_id=5,
-        magic=0x1B31506F,
-        security_info=True,
-        rom_status_len=2,
-        spi=SpiRegs(base=0x60002000, usr2=0x60002020, w0=0x60002058),
-        uart_clkdiv_reg=0x60000014,
-        fixed=_ESP32C3_FIXED,
-    ),
+    "esp32s3": _later_chip("ESP32-S3", "esp32s3", 9, 0x00000009, _ESP32S3_FIXED),
+    "esp32c3": _later_chip("ESP32-C3", "esp32c3", 5, 0x1B31506F, _ESP32C3_FIXED),
 }
 
 

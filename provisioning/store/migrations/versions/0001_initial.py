@@ -18,6 +18,11 @@ depends_on = None
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _time(name: str, nullable: bool = False) -> sa.Column[float]:
+    # Every time in the schema is Unix epoch seconds as a double, as in models.py.
+    return sa.Column(name, sa.Double(), nullable=nullable)
+
+
 def upgrade() -> None:
     op.create_table(
         "clients",
@@ -28,11 +33,11 @@ def upgrade() -> None:
         sa.Column("mac", sa.String(17), nullable=True, unique=True),
         sa.Column("secret_hash", sa.String(128), nullable=True),
         sa.Column("previous_secret_hash", sa.String(128), nullable=True),
-        sa.Column("previous_secret_expires_at", sa.Double(), nullable=True),
+        _time("previous_secret_expires_at", nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
-        sa.Column("updated_at", sa.Double(), nullable=False),
-        sa.Column("deleted_at", sa.Double(), nullable=True),
+        _time("created_at"),
+        _time("updated_at"),
+        _time("deleted_at", nullable=True),
     )
     op.create_index("ix_clients_lot", "clients", ["lot"])
     op.create_table(
@@ -41,15 +46,15 @@ def upgrade() -> None:
         sa.Column("alg", sa.String(16), nullable=False),
         sa.Column("public_jwk", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
-        sa.Column("activated_at", sa.Double(), nullable=True),
-        sa.Column("retire_after", sa.Double(), nullable=True),
+        _time("created_at"),
+        _time("activated_at", nullable=True),
+        _time("retire_after", nullable=True),
     )
     op.create_index("ix_signing_keys_status", "signing_keys", ["status"])
     op.create_table(
         "audit_log",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
-        sa.Column("at", sa.Double(), nullable=False),
+        _time("at"),
         sa.Column("actor", sa.String(64), nullable=False),
         sa.Column("action", sa.String(48), nullable=False),
         sa.Column("target", sa.String(64), nullable=True),
@@ -64,8 +69,8 @@ def upgrade() -> None:
         sa.Column("lot", sa.String(64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("cars", sa.Integer(), nullable=False),
-        sa.Column("ts", sa.Double(), nullable=True),
-        sa.Column("received_at", sa.Double(), nullable=False),
+        _time("ts", nullable=True),
+        _time("received_at"),
         sa.UniqueConstraint("device_id", "seq", name="uq_readings_device_seq"),
     )
     op.create_table(
@@ -73,11 +78,11 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), primary_key=True),
         sa.Column("last_seq", sa.BigInteger(), nullable=True),
         sa.Column("cars", sa.Integer(), nullable=True),
-        sa.Column("ts", sa.Double(), nullable=True),
-        sa.Column("received_at", sa.Double(), nullable=True),
-        sa.Column("last_seen_at", sa.Double(), nullable=True),
+        _time("ts", nullable=True),
+        _time("received_at", nullable=True),
+        _time("last_seen_at", nullable=True),
         sa.Column("health", sa.JSON(), nullable=True),
-        sa.Column("health_at", sa.Double(), nullable=True),
+        _time("health_at", nullable=True),
     )
     op.create_table(
         "mqtt_outbox",
@@ -85,7 +90,7 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(255), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("retain", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
+        _time("created_at"),
     )
 
 

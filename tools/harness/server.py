@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.net import free_port, wait_for_port
+from tools.harness.net import free_port, wait_for_port
 
 
 class ServiceProcess:

@@ -1,0 +1,1 @@
+"""What parkfleet ships to a board: the device agent, built for the board's MicroPython."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing every API of the service shares (request bodies)."""

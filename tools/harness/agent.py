@@ -1,0 +1,215 @@
+"""The real service with registered boards, and agents under the MicroPython Unix port."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from provisioning.auth.secrets import SecretHasher
+from provisioning.registry import service as registry
+from provisioning.release.mpy import DEVICE_DIR, compile_dir, stage_bundle
+from provisioning.store.db import make_engine, migrate, session_factory
+from tools.harness.server import ServiceProcess
+from tools.harness.services import REPO
+
+UNIXPORT = REPO / "tools" / "unixport"
+
+
+def micropython_env(
+    extra: dict[str, str] | None = None, with_device: bool = False, compiled: bool = False
+) -> dict[str, str]:
+    """Environment for `micropython`: the shims (and optionally device/) on MICROPYPATH.
+
+    `.frozen` stays on the path because the Unix port's `ssl` is a frozen module. `compiled`
+    puts the shims there as .mpy, like the board's own modules (nothing left to compile later).
+    """
+    path = [str(compile_dir(UNIXPORT) if compiled else UNIXPORT), ".frozen"]
+    if with_device:
+        path.insert(0, str(DEVICE_DIR))
+    return {**os.environ, "MICROPYPATH": ":".join(path), **(extra or {})}
+
+
+def make_board(
+    root: Path, config: dict[str, object], cars: int = 0, compiled: bool = False
+) -> Path:
+    """A board's filesystem: the agent, config.json beside it, a cars.txt sensor file.
+
+    `compiled` ships the agent exactly as `parkctl board install` does (`agent_bundle()`: .mpy
+    but main.py); otherwise device/ is copied as source.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    if compiled:
+        stage_bundle(root)
+    else:
+        for src in DEVICE_DIR.glob("*.py"):
+            shutil.copy(src, root / src.name)
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "cars.txt").write_text(str(cars))
+    return root
+
+
+class Backend:
+    """`parkctl serve` on a free port plus direct access to its SQLite store for assertions."""
+
+    def __init__(
+        self, root: Path, token_ttl: int | None = None, tls: tuple[Path, Path] | None = None
+    ):
+        self.data_dir = root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "parkfleet.db"
+        self.db_url = f"sqlite:///{self.db_path}"
+        migrate(self.db_url)
+        args = ["--token-ttl", str(token_ttl)] if token_ttl else []
+        self.service = ServiceProcess(self.data_dir, extra_args=args, tls=tls)
+        self.url = self.service.url
+        self.port = self.service.port
+
+    def start(self) -> Backend:
+        self.service.start()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.service.stop(sig)
+
+    def restart(self) -> None:
+        self.service.start()
+
+    def create_device(self, lot: str = "lot-a", enabled: bool = True) -> tuple[str, str]:
+        """Register a board through the registry; returns (client_id, client_secret)."""
+        engine = make_engine(self.db_url)
+        try:
+            with session_factory(engine).begin() as session:
+                client, secret = registry.create_device(
+                    session, SecretHasher.from_data_dir(self.data_dir), "test", lot, "board"
+                )
+                client_id = client.client_id
+            if not enabled:
+                with session_factory(engine).begin() as session:
+                    registry.disable(session, "test", client_id)
+        finally:
+            engine.dispose()
+        return client_id, secret
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db_path, timeout=10) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def seqs(self, device_id: str) -> list[int]:
+        """Stored readings' seq numbers for a device, in order (duplicates would show twice)."""
+        rows = self.query("SELECT seq FROM readings WHERE device_id = ? ORDER BY seq", device_id)
+        return [int(r[0]) for r in rows]
+
+    def readings(self, device_id: str) -> list[tuple[int, int, float | None]]:
+        sql = "SELECT seq, cars, ts FROM readings WHERE device_id = ? ORDER BY seq"
+        return [(int(s), int(c), t) for s, c, t in self.query(sql, device_id)]
+
+    def tokens_issued(self, device_id: str) -> int:
+        """Token issuance from the audit log (one row per token the server signed; the row is
+        committed before the token is handed out)."""
+        sql = "SELECT count(*) FROM audit_log WHERE action = 'token.issue' AND target = ?"
+        return int(self.query(sql, device_id)[0][0])
+
+    def health(self, device_id: str) -> Any:
+        rows = self.query("SELECT health FROM device_state WHERE device_id = ?", device_id)
+        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+
+def board_config(
+    device_id: str, secret: str, base_url: str, token_base: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A config.json as the provisioning tool writes it, tuned for fast tests."""
+    config: dict[str, Any] = {
+        "device_id": device_id,
+        "client_secret": secret,
+        "token_url": (token_base or base_url) + "/oauth/token",
+        "audience": "parkfleet-ingest",
+        "ingest_url": base_url,
+        "lot": "lot-a",
+        "interval_s": 0.2,
+        "sensor": {"kind": "file", "path": "cars.txt"},
+        "wifi": {"ssid": "test-lot", "password": "wifi-pass"},
+        "http_timeout_s": 1,
+        "backoff_base_s": 0.2,
+        "backoff_cap_s": 1,
+        "auth_backoff_cap_s": 2,
+        "health_every_s": 1,
+    }
+    config.update(extra)
+    return config
+
+
+class AgentProcess:
+    """The agent (`main.py`) in a board directory, run by the MicroPython Unix port."""
+
+    def __init__(
+        self,
+        micropython: str,
+        board: Path,
+        heap: str = "128K",
+        env: dict[str, str] | None = None,
+        compiled: bool = False,
+    ):
+        self.argv = [micropython, "-X", f"heapsize={heap}", "main.py"]
+        self.board = board
+        self.env = micropython_env(env, compiled=compiled)
+        self.log_path = board.parent / f"{board.name}.console"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def on_new_board(
+        cls,
+        micropython: str,
+        root: Path,
+        config: dict[str, Any],
+        compiled: bool = True,
+        **kwargs: Any,
+    ) -> AgentProcess:
+        """A fresh board running the agent; compiled (.mpy) boards get a board-sized 64 KB heap.
+
+        From source the Unix port (64-bit, so about twice an ESP32's heap per object) also needs
+        room to compile, hence 128 KB.
+        """
+        kwargs.setdefault("heap", "64K" if compiled else "128K")
+        board = make_board(root, config, cars=3, compiled=compiled)
+        return cls(micropython, board, compiled=compiled, **kwargs)
+
+    def start(self) -> AgentProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, cwd=self.board, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def console(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def lines(self, pattern: str) -> list[str]:
+        return [line for line in self.console().splitlines() if re.search(pattern, line)]
+
+    def wait_for(self, pattern: str, timeout: float = 15.0, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.lines(pattern)) >= count:
+                return
+            if self.proc and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {count}x /{pattern}/ on the console:\n{self.console()}")
+
+    def write_sensor(self, cars: int) -> None:
+        (self.board / "cars.txt").write_text(str(cars))
