@@ -15,6 +15,7 @@ from provisioning.auth.verify import TokenVerifier
 from provisioning.config import Settings
 from provisioning.context import ServiceContext
 from provisioning.ingest import routes as ingest_routes
+from provisioning.registry import lots_api
 from provisioning.registry import routes as registry_routes
 from provisioning.store.db import make_engine, migrate, session_factory
 
@@ -65,4 +66,5 @@ def create_app(settings: Settings) -> FastAPI:
     ingest_routes.install(app, ctx)
     auth_routes.install(app, ctx)
     registry_routes.install(app, ctx)
+    lots_api.install(app, ctx)
     return app

@@ -14,6 +14,7 @@ from provisioning.auth.cli import keys_app
 from provisioning.errors import ParkctlError
 from provisioning.fleet.cli import board_app, fleet_app, provision_command
 from provisioning.registry.cli import admin_app, device_app
+from provisioning.registry.lot_cli import lot_app
 
 app = typer.Typer(
     name="parkctl",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(admin_app, name="admin")
 app.add_typer(device_app, name="device")
+app.add_typer(lot_app, name="lot")
 app.add_typer(keys_app, name="keys")
 app.add_typer(board_app, name="board")
 app.add_typer(fleet_app, name="fleet")

@@ -141,7 +141,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         with engine.connect() as conn:
             detail = store.lot_detail(conn, lot)
         if detail is None:
-            return _not_found("no device is registered in this lot")
+            return _not_found("no device is registered in this lot and it has no record")
         return JSONResponse(detail)
 
     @router.get("/v1/devices/{device_id}/readings")

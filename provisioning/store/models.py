@@ -113,6 +113,19 @@ class DeviceState(Base):
     health_at: Mapped[float | None] = mapped_column(Double)
 
 
+class Lot(Base):
+    """A parking lot as the product knows it. A lot with devices but no record still works;
+    the record adds a capacity (for `free` spaces) and a label people read."""
+
+    __tablename__ = "lots"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
 class OutboxMessage(Base):
     """An MQTT message committed with the readings it reports; deleted once the broker acks it."""
 
