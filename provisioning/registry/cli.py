@@ -122,6 +122,9 @@ def admin_create(
         typer.Option(help="The service's data dir (holds the secret-hash key) [$PARK_DATA_DIR]."),
     ] = None,
     name: Annotated[str, typer.Option(help="Who or what this operator is.")] = "admin",
+    role: Annotated[
+        str, typer.Option(help="admin (the admin API) or viewer (counts:read only).")
+    ] = "admin",
     as_json: AsJson = False,
 ) -> None:
     """Create an operator client directly in the database and print its secret once."""
@@ -142,7 +145,7 @@ def admin_create(
     try:
         with session_factory(engine)() as session:
             client, secret = service.create_operator(
-                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name
+                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name, role
             )
     except service.RegistryError as error:
         raise ParkctlError(error.description) from None
@@ -152,7 +155,8 @@ def admin_create(
         _print_json({"client_id": client.client_id, "client_secret": secret})
         return
     _out().print(
-        f"Operator [bold]{client.client_id}[/bold] created. For parkctl and the fleet tool:\n"
+        f"Operator [bold]{client.client_id}[/bold] ({role}) created. "
+        "For parkctl and the fleet tool:\n"
         f"  export PARK_CLIENT_ID={client.client_id}\n"
         f"  export PARK_CLIENT_SECRET={secret}",
         soft_wrap=True,  # never break the secret across lines

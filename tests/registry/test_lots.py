@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from provisioning.cli import app
 from provisioning.registry import service
 from tests.registry.conftest import AdminApp
-from tests.registry.test_cli import parkctl_json
+from tests.registry.test_cli import parkctl, parkctl_json
 from tests.support.server import ServiceProcess
 
 
@@ -155,3 +155,30 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         run("lot", "delete", "west")
         listed = json.loads(run("lot", "list", "--json"))
         assert listed == []
+
+
+def test_a_viewer_reads_counts_and_nothing_else(tmp_path: Path) -> None:
+    """`parkctl admin create --role viewer`: counts:read, no admin audience at all."""
+    data = tmp_path / "data"
+    env = {**os.environ, "PARK_CACHE_DIR": str(tmp_path)}
+    with ServiceProcess(data, env=env) as server, server.client() as http:
+        viewer = parkctl_json(
+            "admin", "create", "--data-dir", str(data), "--role", "viewer", "--name", "wall",
+            env=env,
+        )  # fmt: skip
+        auth = (viewer["client_id"], viewer["client_secret"])
+        refused = http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "audience": "parkfleet-admin"},
+            auth=auth,
+        )
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_target"
+        token = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=auth)
+        assert token.status_code == 200 and token.json()["scope"] == "counts:read"
+        bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        assert http.get("/v1/lots", headers=bearer).status_code == 200
+        assert http.get("/admin/lots", headers=bearer).status_code == 401
+        bad = parkctl(
+            "admin", "create", "--data-dir", str(data), "--role", "root", env=env, ok=False
+        )  # fmt: skip
+        assert bad.returncode == 1 and "role must be one of admin, viewer" in bad.stderr
