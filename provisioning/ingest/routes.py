@@ -2,6 +2,7 @@
 
     POST /v1/counts                       counts:write (a device; the device is the token's sub)
     GET  /v1/lots, /v1/lots/{lot}         counts:read
+    GET  /v1/lots/{lot}/history           counts:read, ?from=&to=&step= (ingest/history.py)
     GET  /v1/devices/{id}/readings        counts:read, paginated by seq
 
 Tokens are checked by the shared verifier (`auth.deps.require_token`) before the body is read.
@@ -29,7 +30,7 @@ from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_A
 from provisioning.auth.tokens import read_body
 from provisioning.context import ServiceContext
 from provisioning.errors import ParkctlError
-from provisioning.ingest import sql, store
+from provisioning.ingest import history, sql, store
 from provisioning.ingest.commit import GroupCommit
 from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
@@ -143,6 +144,28 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         if detail is None:
             return _not_found("no device is registered in this lot and it has no record")
         return JSONResponse(detail)
+
+    @router.get("/v1/lots/{lot}/history")
+    def get_lot_history(
+        lot: str,
+        _reader: Reader,
+        from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+        to: Annotated[str | None, Query(max_length=40)] = None,
+        step: Annotated[str | None, Query(max_length=12)] = None,
+    ) -> Response:
+        """Occupancy at each multiple of `step` seconds from `from` to `to` (epoch seconds or
+        ISO 8601; default the last 24 h): the sum of each board's latest reading then."""
+        try:
+            end = history.parse_time(to, "to") if to else time.time()
+            start = history.parse_time(from_, "from") if from_ else end - 86400
+            every = history.parse_step(step) if step else history.default_step(end - start)
+            with engine.connect() as conn:
+                body = history.history_response(conn, lot, start, end, every)
+        except history.BadRange as error:
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": str(error)}, status_code=422
+            )
+        return JSONResponse(body)
 
     @router.get("/v1/devices/{device_id}/readings")
     def get_readings(

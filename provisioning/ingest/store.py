@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from provisioning.auth.scopes import DEVICE
-from provisioning.ingest import outbox, sql
+from provisioning.ingest import history, outbox, sql
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.store.models import Client, DeviceState, Lot
 from provisioning.store.models import Reading as ReadingRow
@@ -103,6 +103,8 @@ def store_counts(
             if len(new) == len(batch.readings)
             else [r for r in batch.readings if r[0] in new]
         )
+    if inserted:
+        history.record(tx, lot, device_id, inserted, received_at)
     # seqs are unique, so max() is the reading with the highest seq; all None: no new reading.
     latest: tuple[object, ...] = (*max(inserted), received_at) if inserted else (None,) * 4
     state = (device_id, received_at, *latest)

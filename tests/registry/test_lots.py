@@ -182,3 +182,36 @@ def test_a_viewer_reads_counts_and_nothing_else(tmp_path: Path) -> None:
             "admin", "create", "--data-dir", str(data), "--role", "root", env=env, ok=False
         )  # fmt: skip
         assert bad.returncode == 1 and "role must be one of admin, viewer" in bad.stderr
+
+
+def test_history_endpoint(admin_app: AdminApp) -> None:
+    http = admin_app.http
+    ctx = http.app.state.ctx  # type: ignore[attr-defined]
+    with ctx.sessions() as session:
+        device, secret = service.create_device(session, ctx.hasher, "test", "north", "gate")
+    token = admin_app.token(device.client_id, secret)
+    t0 = 1_800_000_000
+    posted = http.post(
+        "/v1/counts",
+        json={
+            "readings": [{"seq": 1, "cars": 4, "ts": t0 + 10}, {"seq": 2, "cars": 6, "ts": t0 + 70}]
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert posted.status_code == 200
+    reader = _reader(admin_app)
+    got = http.get(
+        "/v1/lots/north/history",
+        params={"from": "2027-01-15T08:00:00Z", "to": str(t0 + 180), "step": "60"},
+        headers=reader,
+    ).json()
+    assert got == {
+        "lot": "north", "from": t0, "to": t0 + 180, "step": 60,
+        "t": [t0, t0 + 60, t0 + 120, t0 + 180], "cars": [None, 4, 6, 6],
+    }  # fmt: skip
+    for params in ({"step": "90"}, {"from": "soon"}, {"step": "-60"}, {"from": "9", "to": "5"}):
+        bad = http.get("/v1/lots/north/history", params=params, headers=reader)
+        assert bad.status_code == 422 and bad.json()["error"] == "invalid_request", params
+    assert http.get("/v1/lots/north/history").status_code == 401
+    default = http.get("/v1/lots/north/history", headers=reader).json()
+    assert default["step"] == 300 and len(default["t"]) in (288, 289)
