@@ -32,6 +32,7 @@ from provisioning.context import ServiceContext
 from provisioning.errors import ParkctlError
 from provisioning.ingest import history, sql, store
 from provisioning.ingest.commit import GroupCommit
+from provisioning.ingest.live import LiveFeed
 from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
@@ -92,6 +93,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ctx.on_shutdown.append(writer.close)
 
     fan_out = publisher is not None
+    live = ctx.live = LiveFeed(engine)
     group = GroupCommit(writer, fan_out, publisher.wake if publisher else None)
 
     def store_batch(device_id: str, batch: CountsBatch) -> store.IngestResult:
@@ -123,6 +125,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
                     publisher.wake()
         except store.UnknownDevice:
             raise InvalidToken("the token's device is not registered and enabled") from None
+        if live is not None and result.accepted:
+            live.touched(result.lot, device.client_id)  # committed: tell open dashboards
         accepted.inc(result.accepted)
         duplicates.inc(result.duplicates)
         return Response(
