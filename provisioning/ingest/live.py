@@ -2,13 +2,13 @@
 
 `POST /v1/counts` calls `touched(lot, device)` right after its readings are committed, at the
 same point where it wakes the MQTT outbox publisher; that costs a set insertion. A task on the
-event loop wakes every `interval_s`, reads the new totals of the touched lots and the state of
-the touched boards once (one query each, however many posts arrived), and puts one event per
-lot into every subscriber's queue. So the database work is per interval, not per post or per
-open dashboard, and an event reaches a dashboard at most `interval_s` plus a query after the
-commit. A subscriber that does not keep up (its queue is full) loses its oldest events, never
-blocks the others; each event carries whole values (totals, not deltas), so the next one
-corrects it.
+event loop then reads the new totals of the touched lots and the state of the touched boards
+once (one query each, however many posts arrived) and puts one event per lot into every
+subscriber's queue: at once after a quiet spell, else at most once per `interval_s`. So the
+database work is per broadcast, not per post or per open dashboard, and an event reaches a
+dashboard at most `interval_s` plus a query after the commit. A subscriber that does not
+keep up (its queue is full) loses its oldest events and never blocks the others; each event
+carries whole values (totals, not deltas), so the next one corrects it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class LiveFeed:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
+        self._last = float("-inf")
 
     def touched(self, lot: str, device_id: str) -> None:
         """Readings for `device_id` in `lot` were committed (called on the event loop)."""
@@ -82,9 +83,13 @@ class LiveFeed:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            # Let the posts of the next moments join this broadcast.
-            await asyncio.sleep(self.interval_s)
+            # The first change after a quiet spell goes out at once; under a stream of posts,
+            # at most one broadcast per interval carries all of them.
+            wait = self._last + self.interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
+            self._last = time.monotonic()
             lots, self._lots = self._lots, set()
             devices, self._devices = self._devices, set()
             if not lots or not self._subscribers:
