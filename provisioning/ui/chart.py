@@ -43,7 +43,7 @@ class Chart:
     area: str
     capacity_y: float | None
     y_labels: list[tuple[float, int]]  # (y, value)
-    x_labels: list[tuple[float, str]]  # (x, text)
+    x_labels: list[tuple[float, str, str]]  # (x, text, text-anchor)
     peak: int | None
     empty: bool
 
@@ -74,10 +74,14 @@ def chart(times: list[int], values: list[int | None], capacity: int | None, span
         )
     y_labels = [(y_of(v), v) for v in sorted({0, high // 2, high})]
     fmt = "%H:%M" if span_s <= 86400 else "%d %b"
+    # Six labels, the last one ending at the right edge instead of running past it.
+    every = max(len(times) // 6, 1)
     x_labels = [
-        (xs[i], time.strftime(fmt, time.gmtime(times[i])))
-        for i in range(0, len(times), max(len(times) // 6, 1))
+        (xs[i], time.strftime(fmt, time.gmtime(times[i])), "middle")
+        for i in range(0, len(times) - every // 2, every)
     ]
+    if times:
+        x_labels.append((xs[-1], time.strftime(fmt, time.gmtime(times[-1])), "end"))
     return Chart(
         width,
         height,

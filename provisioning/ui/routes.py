@@ -286,7 +286,8 @@ class Dashboard:
             totals = next((lot for lot in store.list_lots(conn) if lot["lot"] == name), None)
             if totals is None:
                 return self.error(request, session, 404, "No such lot.")
-            times, values = views.series(conn, name, span_s, step)
+            current = totals["cars"] if totals["devices"] else None
+            times, values = views.series(conn, name, span_s, step, current)
             boards = views.boards(conn, self.ctx.settings.token_ttl, lot=name)
             totals["updated_at"] = views.last_updates(conn).get(name)
         drawn = chart.chart(times, values, totals.get("capacity"), span_s)

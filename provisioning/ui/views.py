@@ -24,7 +24,8 @@ OFFLINE_AFTER_INTERVALS = 3
 MIN_OFFLINE_S = 90
 WEAK_RSSI_DBM = -80
 LOW_HEAP_BYTES = 16 * 1024
-_QUIET_RESETS = {"power_on", "soft", "hard", "deepsleep", "0", "1", None}
+# device/health.py's names; watchdog, brownout and unknown codes are worth a look.
+_QUIET_RESETS = frozenset({"power_on", "soft", "hard", "deepsleep"})
 RANGES = {"24h": (86400, 300), "7d": (7 * 86400, 3600), "30d": (30 * 86400, 3 * 3600)}
 SPARK_SPAN_S, SPARK_STEP_S = 86400, 1800
 
@@ -76,7 +77,7 @@ def board_status(
     if isinstance(health.get("free_heap"), int) and health["free_heap"] < LOW_HEAP_BYTES:
         problems.append(f"low free heap ({health['free_heap']} B)")
     cause = health.get("reset_cause")
-    if str(cause).lower() not in {str(c) for c in _QUIET_RESETS}:
+    if cause is not None and str(cause) not in _QUIET_RESETS:
         problems.append(f"reset by {cause}")
     return online, problems
 
@@ -145,12 +146,17 @@ def last_updates(conn: Connection) -> dict[str, float]:
 
 
 def series(
-    conn: Connection, lot: str, span_s: int, step: int
+    conn: Connection, lot: str, span_s: int, step: int, current: int | None
 ) -> tuple[list[int], list[int | None]]:
-    """The lot's occupancy over the last `span_s`, every `step` seconds."""
+    """The lot's occupancy over the last `span_s`, every `step` seconds, ending with
+    `current` (the lot's total now) so the line reaches the present."""
     end = time.time()
     times = history.points(end - span_s, end, step)
-    return times, history.lot_history(conn, lot, times, step)
+    values = history.lot_history(conn, lot, times, step)
+    if current is not None:
+        times.append(int(end))
+        values.append(current)
+    return times, values
 
 
 def overview(conn: Connection) -> list[dict[str, Any]]:
@@ -159,7 +165,8 @@ def overview(conn: Connection) -> list[dict[str, Any]]:
     lots = store.list_lots(conn)
     for lot in lots:
         lot["updated_at"] = updated.get(lot["lot"])
-        _times, lot["spark"] = series(conn, lot["lot"], SPARK_SPAN_S, SPARK_STEP_S)
+        current = lot["cars"] if lot["devices"] else None
+        _times, lot["spark"] = series(conn, lot["lot"], SPARK_SPAN_S, SPARK_STEP_S, current)
     return lots
 
 

@@ -3,9 +3,11 @@ XSS probe), and Debian's Chromium under Playwright."""
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ class Fleet:
     viewer: tuple[str, str]
     boards: dict[str, tuple[str, str]]  # name -> (client_id, secret)
     screenshots: Path
+    last: dict[str, int] = field(default_factory=dict)  # board name -> its latest count
 
     def device_token(self, name: str) -> str:
         client_id, secret = self.boards[name]
@@ -81,13 +84,35 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             headers={"Authorization": f"Bearer {admin_token}"},
         )
         assert created.status_code == 201, created.text
-        yield Fleet(
+        fleet = Fleet(
             server,
             (admin.client_id, admin_secret),
             (viewer.client_id, viewer_secret),
             boards,
             shots,
         )
+        _seed_history(fleet)
+        yield fleet
+
+
+def _seed_history(fleet: Fleet) -> None:
+    """A day of readings from two boards, by their clocks, posted as a board posts a backlog:
+    the charts have a history to draw."""
+    now = time.time()
+    for n, name in enumerate(("north-gate", XSS_NAME)):
+        token = fleet.device_token(name)
+        readings = [
+            {"seq": 1 + k, "cars": int(9 + 8 * math.sin(k / 40 + n) + 3 * n),
+             "ts": now - 86400 + k * 600}
+            for k in range(140)
+        ]  # fmt: skip
+        with fleet.server.client() as http:
+            response = http.post(
+                "/v1/counts", json={"readings": readings},
+                headers={"Authorization": f"Bearer {token}"},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+        fleet.last[name] = readings[-1]["cars"]
 
 
 @pytest.fixture(scope="module")

@@ -45,12 +45,18 @@ def test_sign_in_and_counts_arrive_live(page: Any, fleet: Fleet) -> None:
     page.wait_for_selector("[data-live-status]:has-text('live')")
     page.evaluate("window.stillHere = true")  # gone if the page reloads
     token = fleet.device_token("north-gate")
-    assert fleet.post(token, 1, 17, {"rssi": -60, "uptime_s": 7200, "free_heap": 90000}) == 200
+    assert fleet.post(token, 1001, 17, {"rssi": -60, "uptime_s": 7200, "free_heap": 90000}) == 200
     # The bound: within 2 s of the post's answer, without a reload.
-    expect(card.locator("[data-field=cars]")).to_have_text("17", timeout=2000)
-    assert card.locator("[data-field=free]").inner_text() == "23"
+    total = 17 + fleet.last[XSS_NAME]  # the lot's other board keeps its count
+    expect(card.locator("[data-field=cars]")).to_have_text(str(total), timeout=2000)
+    assert card.locator("[data-field=free]").inner_text() == str(max(0, 40 - total))
     assert page.evaluate("window.stillHere") is True
     page.screenshot(path=str(fleet.screenshots / "dashboard-desktop.png"), full_page=True)
+    page.goto(f"{fleet.server.url}/ui/lots/north")
+    assert page.locator("figure.chart path.line").get_attribute("d")
+    page.screenshot(path=str(fleet.screenshots / "dashboard-lot.png"), full_page=True)
+    page.goto(f"{fleet.server.url}/ui/boards")
+    page.screenshot(path=str(fleet.screenshots / "dashboard-boards.png"), full_page=True)
     # The browser holds no token and no secret: only the opaque HttpOnly session cookie.
     cookies = page.context.cookies()
     assert [c["name"] for c in cookies] == ["parkfleet_session"]
@@ -105,7 +111,7 @@ def test_viewer_sees_no_actions_and_a_forged_post_is_refused(page: Any, fleet: F
     )
     assert forged.status == 403
     token = fleet.device_token("north-gate")
-    assert fleet.post(token, 50, 5) == 200  # still enabled
+    assert fleet.post(token, 1050, 5) == 200  # still enabled
 
 
 def test_a_post_without_the_csrf_token_is_refused(page: Any, fleet: Fleet) -> None:
@@ -115,7 +121,7 @@ def test_a_post_without_the_csrf_token_is_refused(page: Any, fleet: Fleet) -> No
         response = page.request.post(f"{fleet.server.url}/ui/boards/{client_id}/disable", form=form)
         assert response.status == 403
     token = fleet.device_token("north-gate")
-    assert fleet.post(token, 51, 5) == 200
+    assert fleet.post(token, 1051, 5) == 200
 
 
 def test_a_board_named_like_markup_is_shown_as_text(page: Any, fleet: Fleet) -> None:
