@@ -122,3 +122,24 @@ def test_overview_assets_are_small() -> None:
     """The overview page's JavaScript and CSS, compressed, against the 150 KB budget."""
     total = sum(len(gzip.compress(path.read_bytes())) for path in STATIC.iterdir())
     assert total < 150 * 1024, total
+
+
+def test_over_tls_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
+    from tests.device.pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    data = tmp_path / "data"
+    who = _operator(data)
+    with (
+        ServiceProcess(data, tls=(pki.server_cert, pki.server_key)) as server,
+        httpx.Client(base_url=server.url, verify=str(pki.ca_pem), timeout=10) as http,
+    ):
+        signed = _sign_in(http, who)
+        assert signed.status_code == 303
+        cookie = signed.headers["set-cookie"]
+        # RFC 6265bis §4.1.3.2: `__Host-` cookies are Secure, Path=/ and have no Domain.
+        assert cookie.startswith("__Host-parkfleet=") and "Secure" in cookie
+        assert "Domain" not in cookie and "HttpOnly" in cookie
+        page = http.get("/ui/")
+        assert page.status_code == 200
+        assert page.headers["strict-transport-security"].startswith("max-age=")
