@@ -169,9 +169,47 @@ def _one(backend: str, url: str) -> list[dict[str, Any]]:
         engine.dispose()
 
 
+def _ingest_cost(url: str, posts: int = 3000) -> list[dict[str, Any]]:
+    """What keeping the rollup costs a one-reading post's store transaction on SQLite (the
+    hot path's worst case): the same posts with and without `history.record`, alternating."""
+    from provisioning.ingest import sql, store
+    from provisioning.ingest.schemas import CountsBatch
+
+    migrate(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        device = service.create_device(session, SecretHasher(b"b" * 32), "bench", LOT, "x")[0]
+    writer = sql.Writer(engine)
+    keep = history.record
+    seq = 0
+    per_post: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for round_ in range(6):
+            with_rollup = round_ % 2 == 0
+            history.record = keep if with_rollup else (lambda *_args: None)  # type: ignore[assignment]
+            started = time.perf_counter()
+            for _ in range(posts // 6):
+                seq += 1
+                batch = CountsBatch([(seq, seq % 40, T0 + seq * 10.0)], 1, None, None)
+                with writer.transaction() as tx:
+                    store.store_counts(tx, device.client_id, batch, time.time(), False)
+            per_post[with_rollup].append((time.perf_counter() - started) / (posts // 6) * 1e6)
+    finally:
+        history.record = keep
+        writer.close()
+        engine.dispose()
+    on, off = statistics.median(per_post[True]), statistics.median(per_post[False])
+    return [
+        {"bench": "history", "metric": "sqlite: store one-reading post, with rollup", "value": on,
+         "unit": "us", "baseline": off, "ratio": on / off},
+    ]  # fmt: skip
+
+
 def run() -> list[dict[str, Any]]:
     """Rows for tools/bench.py."""
     rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+        rows += _ingest_cost(f"sqlite:///{Path(tmp) / 'ingest.db'}")
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         rows += _one("sqlite", f"sqlite:///{Path(tmp) / 'history.db'}")
     print(rows, flush=True)  # the SQLite half is worth keeping if PostgreSQL fails

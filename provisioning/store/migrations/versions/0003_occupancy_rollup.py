@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("cars", sa.Integer(), nullable=False),
         sa.Column("at", sa.Double(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
+        sqlite_with_rowid=False,
     )
     backfill(op.get_bind())
 
