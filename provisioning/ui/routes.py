@@ -123,7 +123,7 @@ class Dashboard:
         self.cookie = "__Host-parkfleet" if self.tls else "parkfleet_session"
         self.login_cookie = "__Host-parkfleet-login" if self.tls else "parkfleet_login"
         self.sessions = SessionStore()
-        # Sign-in attempts per address, the same bucket shape as the token endpoint's.
+        # Failed sign-in attempts per address, the same bucket shape as the token endpoint's.
         self.attempts = TokenBuckets(
             ctx.settings.token_rate_burst, ctx.settings.token_rate_per_hour
         )
@@ -215,8 +215,11 @@ class Dashboard:
             or not self.same_origin(request)
         ):
             return self.error(request, None, 403, "The sign-in form expired. Load it again.")
+        # Failed sign-ins per address, like the token endpoint's failures per client ID: a
+        # guesser is throttled before any work, while an office behind one address can sign
+        # in all day (each sign-in also takes from the operator's token bucket).
         address = request.client.host if request.client else "unknown"
-        wait = self.attempts.take(address)
+        wait = self.attempts.wait_time(address)
         refused: SignInRefused | None = None
         if wait:
             refused = SignInRefused(
@@ -229,6 +232,8 @@ class Dashboard:
                 )
             except SignInRefused as error:
                 refused = error
+                if error.status in (400, 401, 403):
+                    self.attempts.take(address)
         if refused is not None:
             token = secrets.token_urlsafe(32)
             response = self.page(

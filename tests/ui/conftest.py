@@ -71,7 +71,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     engine.dispose()
     # Room for every sign-in of the module; the limit itself is tested with the defaults.
     env = {**os.environ, "PARK_TOKEN_RATE_BURST": "200"}
-    shots = Path(os.environ.get("PARK_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    # Artifacts for CI to keep (build/ is ignored by git); PARK_SCREENSHOTS=docs refreshes
+    # the README's.
+    shots = Path(os.environ.get("PARK_SCREENSHOTS") or REPO / "build" / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
     with ServiceProcess(data, env=env) as server:
         admin_token = httpx.post(
             f"{server.url}/oauth/token",

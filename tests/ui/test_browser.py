@@ -72,8 +72,12 @@ def test_disable_a_board_from_its_page(page: Any, fleet: Fleet) -> None:
     sign_in(page, fleet, fleet.admin)
     page.goto(f"{fleet.server.url}/ui/boards")
     page.get_by_role("link", name="south-1").click()
-    page.get_by_role("link", name="Disable…").click()
-    page.get_by_role("button", name="Disable south-1").click()  # the confirmation
+    # With the keyboard: the action link, then the confirmation button (it has the focus).
+    page.get_by_role("link", name="Disable…").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/disable$"))
+    assert page.evaluate("document.activeElement.textContent") == "Disable south-1"
+    page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*done=disable$"))
     assert "(disabled)" in page.locator(".facts").inner_text()
     assert fleet.post(token, 2, 4) == 401  # its next post is refused
