@@ -131,3 +131,34 @@ def test_times_parse_as_epoch_or_iso8601() -> None:
             history.parse_time(bad, "from")
     assert history.default_step(86400) == 300
     assert history.default_step(30 * 86400) == 3600
+
+
+def test_the_migration_fills_the_rollup_from_stored_readings(db_url: str) -> None:
+    """A database with readings from before the rollup existed gets its history at upgrade."""
+    from alembic import command
+
+    from provisioning.store.db import alembic_config, make_engine
+
+    command.upgrade(alembic_config(db_url), "0002")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO clients (client_id, kind, name, lot, enabled, created_at, "
+                    "updated_at) VALUES ('dev_a', 'device', 'a', 'north', TRUE, 0, 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO readings (device_id, lot, seq, cars, ts, received_at) VALUES "
+                    "('dev_a', 'north', 1, 3, :t, :t), ('dev_a', 'north', 2, 8, NULL, :u)"
+                ),
+                {"t": T0 + 5.0, "u": T0 + 3700.0},
+            )
+        command.upgrade(alembic_config(db_url), "head")
+        with engine.connect() as conn:
+            times = [T0, T0 + 3600, T0 + 7200]
+            assert history.lot_history(conn, "north", times, 3600) == [None, 3, 8]
+    finally:
+        engine.dispose()
