@@ -14,7 +14,6 @@ carries whole values (totals, not deltas), so the next one corrects it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -73,12 +72,6 @@ class LiveFeed:
         with self._engine.connect() as conn:
             lots = {lot["lot"] for lot in store.list_lots(conn)}
         return self._frames(lots, set())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import Gauge
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -455,6 +456,12 @@ def _safe_next(request: Request) -> str:
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Serve the dashboard under /ui (after the APIs: their routes are matched first)."""
     ui = Dashboard(app, ctx)
+    streams = Gauge(
+        "parkfleet_dashboard_streams",
+        "Open dashboard event streams (GET /ui/events).",
+        registry=ctx.metrics.registry,
+    )
+    streams.set_function(lambda: ui.live.subscribers)
 
     def get(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
         return Route(path, endpoint, methods=["GET"])

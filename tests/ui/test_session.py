@@ -87,6 +87,8 @@ def test_session_cookie_logout_expiry_headers(tmp_path: Path) -> None:
             assert stream.headers["content-type"].startswith("text/event-stream")
             lines = stream.iter_lines()
             assert next(lines) == "retry: 2000"
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert "parkfleet_dashboard_streams 1.0" in metrics
 
         # Logout needs the CSRF token, then ends the session at once.
         assert http.post("/ui/logout", data={}).status_code == 403
