@@ -430,11 +430,20 @@ class Dashboard:
                 yield b"retry: 2000\n\n"
                 for frame in first:
                     yield frame
+                checked = time.monotonic()
                 while not session.ended and time.time() < session.expires_at:
                     try:
                         yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                     except TimeoutError:
                         yield b": keep-alive\n\n"
+                    if time.monotonic() - checked >= KEEPALIVE_S:
+                        # Is the operator still allowed? Disabled or deleted, the stream ends
+                        # within the verifier's status bound, like the pages.
+                        checked = time.monotonic()
+                        try:
+                            await self.ctx.verifier.verify(session.read_token, INGEST_AUDIENCE)
+                        except InvalidToken:
+                            return
             finally:
                 self.live.unsubscribe(queue)
 

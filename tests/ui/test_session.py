@@ -90,11 +90,18 @@ def test_session_cookie_logout_expiry_headers(tmp_path: Path) -> None:
             metrics = httpx.get(f"{server.url}/metrics").text
             assert "parkfleet_dashboard_streams 1.0" in metrics
 
-        # Logout needs the CSRF token, then ends the session at once.
+        # Logout needs the CSRF token, then ends the session at once, and its open stream.
         assert http.post("/ui/logout", data={}).status_code == 403
         assert http.get("/ui/").status_code == 200
-        out = http.post("/ui/logout", data={"csrf": _csrf(http.get("/ui/").text)})
-        assert out.status_code == 303
+        csrf = _csrf(http.get("/ui/").text)
+        with http.stream("GET", "/ui/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            out = http.post("/ui/logout", data={"csrf": csrf})
+            assert out.status_code == 303
+            ended = time.monotonic()
+            for _line in lines:  # ends when the server closes the stream
+                assert time.monotonic() - ended < 8, "the stream outlived the session"
         assert http.get("/ui/").status_code == 303
 
         # A new session ends when its tokens expire.
