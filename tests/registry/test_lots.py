@@ -153,6 +153,10 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         )
         assert json.loads(run("lot", "show", "west", "--json"))["label"] == "West"
         run("lot", "delete", "west")
+        missing = CliRunner().invoke(app, ["lot", "show", "west"], env=cli_env)
+        assert missing.exit_code == 1 and "no lot record named 'west'" in str(missing.exception)
+        nothing = CliRunner().invoke(app, ["lot", "set", "west"], env=cli_env)
+        assert nothing.exit_code == 1 and "nothing to change" in str(nothing.exception)
         listed = json.loads(run("lot", "list", "--json"))
         assert listed == []
 
