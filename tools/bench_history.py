@@ -8,8 +8,8 @@ The baseline, side by side: the same 30-day series straight from `readings` thro
 (device_id, ts) made for it (one "latest before t" seek per board per point), the design the
 rollup replaces. `BENCH_HISTORY_DAYS` scales the data down for a quick look;
 `BENCH_HISTORY_SQLITE_ONLY=1` skips PostgreSQL. At full size it takes about 25 minutes here,
-most of it PostgreSQL's bulk insert (12 min) and SQLite's (3 min). Also: what the rollup costs a one-reading
-post's store transaction, alone and in a group commit.
+most of it PostgreSQL's bulk insert (12 min) and SQLite's (3 min). Also: what the rollup
+costs a one-reading post's store transaction, alone and in a group commit.
 """
 
 from __future__ import annotations
