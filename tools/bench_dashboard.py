@@ -14,6 +14,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +26,7 @@ sys.path.insert(0, str(REPO))  # run as a script: `python tools/bench_dashboard.
 
 import httpx  # noqa: E402
 
-from provisioning.auth.secrets import SecretHasher  # noqa: E402
-from provisioning.registry import service as registry  # noqa: E402
-from provisioning.store.db import make_engine, migrate, session_factory  # noqa: E402
+from tests.support.clients import register_devices  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 
 DASHBOARDS = 200
@@ -38,18 +37,15 @@ TARGET_S = 2.0
 
 
 def _setup(data: Path) -> tuple[tuple[str, str], tuple[str, str]]:
-    url = f"sqlite:///{data / 'parkfleet.db'}"
-    data.mkdir(parents=True, exist_ok=True)
-    migrate(url)
-    engine = make_engine(url)
-    hasher = SecretHasher.from_data_dir(data)
-    try:
-        with session_factory(engine)() as session:
-            op, op_secret = registry.create_operator(session, hasher, "bench", "wall", "viewer")
-            dev, dev_secret = registry.create_device(session, hasher, "bench", LOT, "gate")
-            return (op.client_id, op_secret), (dev.client_id, dev_secret)
-    finally:
-        engine.dispose()
+    """A viewer made the way an operator makes one, and one board."""
+    made = subprocess.run(
+        [sys.executable, "-m", "provisioning", "admin", "create", "--data-dir", str(data),
+         "--role", "viewer", "--name", "wall", "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    viewer = json.loads(made.stdout)
+    (device,) = register_devices(data, 1, lot=LOT)
+    return (viewer["client_id"], viewer["client_secret"]), device
 
 
 async def _sign_in(url: str, who: tuple[str, str]) -> httpx.AsyncClient:
