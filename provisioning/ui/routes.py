@@ -87,19 +87,11 @@ class SecurityHeaders:
 
 
 def _utc(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _ago(ts: float | None) -> str:
+    """An absolute time; app.js turns those in <time data-ts> into "3 s ago" and keeps them
+    ticking (without JavaScript the page shows when, which is never wrong later)."""
     if ts is None:
         return "never"
-    age = max(0.0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if age >= size:
-            return f"{int(age // size)} {unit} ago"
-    return f"{int(age)} s ago"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _until(ts: float | None) -> str:
@@ -138,7 +130,7 @@ class Dashboard:
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
-        self.templates.filters.update(utc=_utc, ago=_ago, until=_until)
+        self.templates.filters.update(utc=_utc, until=_until)
 
     # --- helpers ---
 

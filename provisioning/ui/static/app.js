@@ -68,6 +68,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var url = document.body.dataset.live;
     if (url && window.EventSource) connect(url);
+    tick();
     setInterval(tick, 5000);
   });
 })();
