@@ -15,8 +15,10 @@ from provisioning.config import Settings
 from provisioning.context import ServiceContext
 from provisioning.ingest import routes as ingest_routes
 from provisioning.metrics import Metrics
+from provisioning.registry import lots_api
 from provisioning.registry import routes as registry_routes
 from provisioning.store.db import make_engine, migrate, session_factory
+from provisioning.ui import routes as ui_routes
 
 
 def build_context(settings: Settings) -> ServiceContext:
@@ -65,4 +67,6 @@ def create_app(settings: Settings) -> FastAPI:
     ingest_routes.install(app, ctx)
     auth_routes.install(app, ctx)
     registry_routes.install(app, ctx)
+    lots_api.install(app, ctx)
+    ui_routes.install(app, ctx)  # the dashboard, last: every API route is matched first
     return app

@@ -18,7 +18,7 @@ from typing import TextIO
 from provisioning.auth.cli import keys_verbs
 from provisioning.errors import ParkctlError
 from provisioning.fleet.cli import board_verbs, fleet_verbs, provision_verb
-from provisioning.registry.cli import admin_verbs, device_verbs
+from provisioning.registry.cli import admin_verbs, device_verbs, lot_verbs
 from provisioning.verbs import USAGE_EXIT, Verbs, given
 
 # The flags of `serve`, named as `Settings` fields (--mqtt fills mqtt_url).
@@ -69,6 +69,7 @@ def build() -> Verbs:
     serve_verb(parkctl)
     admin_verbs(parkctl)
     device_verbs(parkctl)
+    lot_verbs(parkctl)
     keys_verbs(parkctl)
     board_verbs(parkctl)
     provision_verb(parkctl)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from provisioning.auth.keys import KeyStore
     from provisioning.auth.secrets import SecretHasher
     from provisioning.auth.verify import TokenVerifier
+    from provisioning.ingest.live import LiveFeed
     from provisioning.ingest.mqtt import OutboxPublisher
     from provisioning.metrics import Metrics
 
@@ -31,5 +32,6 @@ class ServiceContext:
     keys: KeyStore  # JWT signing keys
     verifier: TokenVerifier  # the one bearer-token checker (auth.deps.require_token)
     mqtt: OutboxPublisher | None = None  # MQTT fan-out, when --mqtt / PARK_MQTT_URL is set
+    live: LiveFeed | None = None  # Server-Sent Events to open dashboards (ui/)
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)

@@ -103,6 +103,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("admin", "create"): [
         "admin create --data-dir {tmp}/a-file",
         "admin create --db bogus://x --data-dir {tmp}/admin",
+        "admin create --role king --data-dir {tmp}/admin",
     ],
     ("admin", "audit"): [
         "@operator admin audit --limit 0",
@@ -136,6 +137,15 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "@operator device rotate-secret dev_nobody",
     ],
     ("device", "delete"): ["@operator device delete dev_nobody --server {nonsense_url}"],
+    ("lot", "create"): [
+        "@operator lot create north --capacity -1",
+        "@operator lot create no/slash",
+        "@operator lot create north --server " + DEAD,
+    ],
+    ("lot", "set"): ["@operator lot set north", "@operator lot set nolot --capacity ten"],
+    ("lot", "list"): ["lot list", "@operator lot list --server {nonsense_url}"],
+    ("lot", "show"): ["@operator lot show nolot", "@operator lot show"],
+    ("lot", "delete"): ["@operator lot delete nolot"],
     ("board", "info"): [
         "board info --port {zero}",
         "board info --port /dev/ttyUSB99",

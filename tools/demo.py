@@ -1,12 +1,15 @@
 """`make demo`: the whole product on one machine, until Ctrl-C (or `--duration S`).
 
 1. the service on SQLite in `.park/demo/` (and Mosquitto from broker-config/ when installed);
-2. an operator made with `parkctl admin create`;
+2. an operator made with `parkctl admin create`, the lots of examples/demo-lots.csv (capacity,
+   label) made with `parkctl lot create`, and a viewer for the dashboard at /ui/;
 3. three simulated ESP32 boards (tools/simboard) provisioned by `parkctl fleet provision` from
    examples/demo-manifest.csv (its `sim-N` ports are replaced by the simulators' socket:// URLs);
 4. their agents run under the MicroPython Unix port while the demo changes each board's car count
    (the file sensor reads `cars.txt`);
-5. a live view of each lot's occupancy (GET /v1/lots) and each board's last upload (admin API).
+5. a live view of each lot's occupancy (GET /v1/lots, capacities from the lots' records) and
+   each board's last upload (admin API); the same live on the dashboard, whose URL and viewer
+   sign-in are printed.
 Ctrl-C stops everything the demo started.
 """
 
@@ -41,7 +44,7 @@ from tools.simboard import SimBoard, make_firmware_image
 REPO = Path(__file__).resolve().parents[1]
 
 MANIFEST = REPO / "examples" / "demo-manifest.csv"
-CAPACITY = {"north": 120, "south": 60}
+LOTS = REPO / "examples" / "demo-lots.csv"
 console = Console()
 
 
@@ -68,16 +71,19 @@ def _mqtt_env(stack: ExitStack, work: Path) -> dict[str, str]:
 class Cars(threading.Thread):
     """Changes each board's car count now and then, as cars come and go."""
 
-    def __init__(self, boards: dict[str, tuple[SimBoard, str]]) -> None:
+    def __init__(self, boards: dict[str, tuple[SimBoard, str]], capacity: dict[str, int]) -> None:
         super().__init__(daemon=True)
         self.boards = boards
+        self.capacity = capacity
         self.stop = threading.Event()
         self.count = {name: random.randrange(5, 30) for name in boards}
 
     def run(self) -> None:
         while not self.stop.is_set():
             for name, (board, lot) in self.boards.items():
-                cap = CAPACITY.get(lot, 100) // 2
+                # Each lot's boards share its spaces: keep every board's count below its share.
+                share = sum(1 for _b, other in self.boards.values() if other == lot)
+                cap = self.capacity.get(lot, 100) // max(share, 1)
                 self.count[name] = max(0, min(cap, self.count[name] + random.randint(-3, 4)))
                 tmp = board.fs_dir / "cars.txt.tmp"
                 tmp.write_text(f"{self.count[name]}\n")
@@ -103,12 +109,13 @@ def _view(lots: list[dict[str, Any]], devices: list[Any], started: float) -> Gro
     for column in ("lot", "cars", "capacity", "occupancy", "boards"):
         lot_table.add_column(column)
     for lot in lots:
-        cap = CAPACITY.get(lot["lot"], 100)
-        share = lot["cars"] / cap
-        bar = "█" * round(share * 20) + "·" * (20 - round(share * 20))
-        lot_table.add_row(
-            lot["lot"], str(lot["cars"]), str(cap), f"{bar} {share:4.0%}", str(lot["devices"])
-        )
+        cap = lot.get("capacity")  # from the lot's record (`parkctl lot create`)
+        if cap:
+            share = min(lot["cars"] / cap, 1.0)
+            bar = "█" * round(share * 20) + "·" * (20 - round(share * 20)) + f" {share:4.0%}"
+        else:
+            bar = "-"
+        lot_table.add_row(lot["lot"], str(lot["cars"]), str(cap or "-"), bar, str(lot["devices"]))
     board_table = Table(title="Boards")
     for column in ("name", "lot", "client_id", "cars", "seq", "last upload"):
         board_table.add_column(column)
@@ -152,6 +159,17 @@ def main() -> None:
             "PARK_CLIENT_SECRET": creds["client_secret"],
             "PARK_CACHE_DIR": str(work / "cache"),
         }
+        capacity: dict[str, int] = {}
+        for row in LOTS.read_text().splitlines()[1:]:
+            name, cap, label = row.split(",", 2)
+            _parkctl(["lot", "create", name, "--capacity", cap, "--label", label], env=env)
+            capacity[name] = int(cap)
+        viewer = json.loads(
+            _parkctl(
+                ["admin", "create", "--data-dir", str(data), "--name", "wall", "--role", "viewer",
+                 "--json"]
+            )
+        )  # fmt: skip
         rows = MANIFEST.read_text().splitlines()
         boards: dict[str, tuple[SimBoard, str]] = {}
         manifest = work / "manifest.csv"
@@ -164,7 +182,7 @@ def main() -> None:
             boards[name] = (board, lot)
             lines.append(f"{board.url},{lot},{name}")
         manifest.write_text("\n".join(lines) + "\n")
-        cars = Cars(boards)
+        cars = Cars(boards, capacity)
         for name, (board, _lot) in boards.items():
             board.fs_dir.mkdir(parents=True, exist_ok=True)
             (board.fs_dir / "cars.txt").write_text(f"{cars.count[name]}\n")
@@ -188,6 +206,13 @@ def main() -> None:
         )
         token = _reader_token(service.url, creds["client_id"], creds["client_secret"])
         started = time.monotonic()
+        console.rule("dashboard")
+        console.print(
+            f"Open [bold]{service.url}/ui/[/bold] and sign in as the viewer:\n"
+            f"  client ID     {viewer['client_id']}\n"
+            f"  client secret {viewer['client_secret']}",
+            soft_wrap=True,
+        )
         console.rule("live view")
         try:
             with Live(console=console, refresh_per_second=2) as live:

@@ -11,7 +11,7 @@ class Principal:
     """The client behind a verified token: `client_id` is the token's `sub`."""
 
     client_id: str
-    kind: str  # scopes.DEVICE | scopes.OPERATOR
+    kind: str  # scopes.DEVICE | scopes.OPERATOR | scopes.VIEWER
     audience: str
     scopes: frozenset[str]
     lot: str | None

@@ -12,6 +12,8 @@ DEVICES_ADMIN = "devices:admin"
 
 DEVICE = "device"
 OPERATOR = "operator"
+# An operator who may only read counts (the dashboard's viewers): no admin audience at all.
+VIEWER = "viewer"
 
 # kind -> audience -> scopes a client of that kind may be granted on that audience.
 ALLOWED: dict[str, dict[str, frozenset[str]]] = {
@@ -20,6 +22,7 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
         ADMIN_AUDIENCE: frozenset({DEVICES_ADMIN}),
         INGEST_AUDIENCE: frozenset({COUNTS_READ}),
     },
+    VIEWER: {INGEST_AUDIENCE: frozenset({COUNTS_READ})},
 }
 
 ALL_SCOPES: tuple[str, ...] = (COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN)

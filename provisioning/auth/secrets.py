@@ -20,7 +20,8 @@ _HASH_PREFIX = "hmac-sha256$"
 
 def new_client_id(kind: str) -> str:
     """A public, unguessable client identifier such as `dev_4kQ...`."""
-    prefix = {"device": "dev", "operator": "op"}[kind]
+    # A viewer is an operator with fewer rights: the same prefix.
+    prefix = {"device": "dev", "operator": "op", "viewer": "op"}[kind]
     return f"{prefix}_{secrets.token_urlsafe(12)}"
 
 

@@ -2,6 +2,7 @@
 
     POST /v1/counts                       counts:write (a device; the device is the token's sub)
     GET  /v1/lots, /v1/lots/{lot}         counts:read
+    GET  /v1/lots/{lot}/history           counts:read, ?from=&to=&step= (ingest/history.py)
     GET  /v1/devices/{id}/readings        counts:read, paginated by seq
 
 Tokens are checked by the shared verifier (`auth.deps.require_token`) before the body is read.
@@ -31,8 +32,9 @@ from provisioning.auth.errors import InvalidRequest, InvalidToken, OAuthError
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.context import ServiceContext
-from provisioning.ingest import store
+from provisioning.ingest import history, store
 from provisioning.ingest.commit import CountsCommit
+from provisioning.ingest.live import LiveFeed
 from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
@@ -119,6 +121,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ctx.on_shutdown.append(writer.close)
 
     fan_out = publisher is not None
+    live = ctx.live = LiveFeed(engine)
     group = CountsCommit(writer, fan_out, publisher.wake if publisher else None)
 
     def store_batch(device_id: str, batch: CountsBatch) -> store.IngestResult:
@@ -150,6 +153,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
                     publisher.wake()
         except store.UnknownDevice:
             raise InvalidToken("the token's device is not registered and enabled") from None
+        if live is not None and result.accepted:
+            live.touched(result.lot, device.client_id)  # committed: tell open dashboards
         accepted.inc(result.accepted)
         duplicates.inc(result.duplicates)
         return Response(
@@ -169,8 +174,30 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         with engine.connect() as conn:
             detail = store.lot_detail(conn, lot)
         if detail is None:
-            return _not_found("no device is registered in this lot")
+            return _not_found("no device is registered in this lot and it has no record")
         return JSONResponse(detail)
+
+    @router.get("/v1/lots/{lot}/history")
+    def get_lot_history(
+        lot: str,
+        _reader: Reader,
+        from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+        to: Annotated[str | None, Query(max_length=40)] = None,
+        step: Annotated[str | None, Query(max_length=12)] = None,
+    ) -> Response:
+        """Occupancy at each multiple of `step` seconds from `from` to `to` (epoch seconds or
+        ISO 8601; default the last 24 h): the sum of each board's latest reading then."""
+        try:
+            end = history.parse_time(to, "to") if to else time.time()
+            start = history.parse_time(from_, "from") if from_ else end - 86400
+            every = history.parse_step(step) if step else history.default_step(end - start)
+            with engine.connect() as conn:
+                body = history.history_response(conn, lot, start, end, every)
+        except history.BadRange as error:
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": str(error)}, status_code=422
+            )
+        return JSONResponse(body)
 
     @router.get("/v1/devices/{device_id}/readings")
     def get_readings(

@@ -32,8 +32,12 @@ _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "rssi": (-200, 50),  # dBm
     "spool_depth": (0, 2**31),
     "dropped": (0, 2**53),
+    # How often the board takes a reading: the dashboard calls it offline after a few missed.
+    "interval_s": (1, 86400),
 }
-HEALTH_KEYS = frozenset({*_HEALTH_INTS, "reset_cause"})
+# Short printable names: why the board last reset, and the agent's version.
+_HEALTH_NAMES = ("reset_cause", "agent")
+HEALTH_KEYS = frozenset({*_HEALTH_INTS, *_HEALTH_NAMES})
 
 
 def _int(low: int, high: int) -> dict[str, Any]:
@@ -74,6 +78,7 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                     "oneOf": [{"type": "string", "maxLength": MAX_RESET_CAUSE}, _int(0, 255)],
                     "nullable": True,
                 },
+                "agent": {"type": "string", "maxLength": MAX_RESET_CAUSE, "nullable": True},
             },
         },
     },
@@ -216,8 +221,8 @@ def parse_health(raw: Any) -> dict[str, int | str]:
     for name, value in raw.items():
         if value is None:
             continue
-        if name == "reset_cause":
-            code = type(value) is int and 0 <= value <= 255
+        if name in _HEALTH_NAMES:
+            code = name == "reset_cause" and type(value) is int and 0 <= value <= 255
             name_ok = type(value) is str and 0 < len(value) <= MAX_RESET_CAUSE
             if not (code or (name_ok and value.isprintable())):
                 _fail(

@@ -15,15 +15,16 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from provisioning.auth.scopes import DEVICE
-from provisioning.ingest import outbox
+from provisioning.ingest import history, outbox
 from provisioning.ingest.schemas import CountsBatch, Reading
 from provisioning.store import sql
-from provisioning.store.models import Client, DeviceState
+from provisioning.store.models import Client, DeviceState, Lot
 from provisioning.store.models import Reading as ReadingRow
 
 _CLIENTS = Client.__table__
 _STATE = DeviceState.__table__
 _READINGS = ReadingRow.__table__
+_LOTS = Lot.__table__
 _READING_COLUMNS = ("device_id", "lot", "seq", "cars", "ts", "received_at")
 # RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
 # counted, and not published again.
@@ -103,6 +104,8 @@ def store_counts(
             if len(new) == len(batch.readings)
             else [r for r in batch.readings if r[0] in new]
         )
+    if inserted:
+        history.record(tx, lot, device_id, inserted, received_at)
     # seqs are unique, so max() is the reading with the highest seq; all None: no new reading.
     latest: tuple[object, ...] = (*max(inserted), received_at) if inserted else (None,) * 4
     state = (device_id, received_at, *latest)
@@ -133,8 +136,30 @@ def _registered() -> Any:
     return and_(_CLIENTS.c.kind == DEVICE, _CLIENTS.c.deleted_at.is_(None))
 
 
+def _records(conn: Connection, lot: str | None = None) -> dict[str, tuple[int | None, str]]:
+    """Lot records (issue 11): name -> (capacity, label)."""
+    query = select(_LOTS.c.name, _LOTS.c.capacity, _LOTS.c.label)
+    if lot is not None:
+        query = query.where(_LOTS.c.name == lot)
+    return {r.name: (r.capacity, r.label) for r in conn.execute(query)}
+
+
+def _with_record(lot: dict[str, Any], record: tuple[int | None, str] | None) -> dict[str, Any]:
+    """With a record: add its `label`, and `capacity` and `free` when it gives a capacity.
+    Without one the lot answers exactly as before lots had records."""
+    if record is None:
+        return lot
+    capacity, lot["label"] = record
+    if capacity is not None:
+        lot["capacity"] = capacity
+        # More cars than spaces (a miscount, cars parked in the aisles) is full, not negative.
+        lot["free"] = max(0, capacity - lot["cars"])
+    return lot
+
+
 def list_lots(conn: Connection) -> list[dict[str, Any]]:
-    """Every lot with at least one registered device: `{"lot", "cars", "devices"}`."""
+    """Every lot with a registered device or a record: `{"lot", "cars", "devices"}`, plus
+    `label` from its record and `capacity` and `free` when the record gives a capacity."""
     query = (
         select(
             _CLIENTS.c.lot,
@@ -144,16 +169,21 @@ def list_lots(conn: Connection) -> list[dict[str, Any]]:
         .select_from(_CLIENTS.outerjoin(_STATE, _STATE.c.device_id == _CLIENTS.c.client_id))
         .where(_registered(), _CLIENTS.c.lot.is_not(None))
         .group_by(_CLIENTS.c.lot)
-        .order_by(_CLIENTS.c.lot)
     )
-    return [
-        {"lot": r.lot, "cars": int(r.cars), "devices": int(r.devices)} for r in conn.execute(query)
-    ]
+    totals = {
+        r.lot: {"lot": r.lot, "cars": int(r.cars), "devices": int(r.devices)}
+        for r in conn.execute(query)
+    }
+    records = _records(conn)
+    for name in records.keys() - totals.keys():
+        totals[name] = {"lot": name, "cars": 0, "devices": 0}
+    return [_with_record(totals[name], records.get(name)) for name in sorted(totals)]
 
 
 def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
-    """`{"lot", "cars", "devices": [...]}`: the sum of each registered device's latest reading
-    (0 before any); None if no device is registered in `lot`."""
+    """`{"lot", "cars", "devices": [...]}` (+ `label`, `capacity`, `free` from its record):
+    the sum of each registered device's latest reading (0 before any); None if `lot` has
+    neither a registered device nor a record."""
     query = (
         select(
             _CLIENTS.c.client_id,
@@ -176,9 +206,11 @@ def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
         }
         for r in conn.execute(query)
     ]
-    if not devices:
+    record = _records(conn, lot).get(lot)
+    if not devices and record is None:
         return None
-    return {"lot": lot, "cars": sum(d["cars"] for d in devices), "devices": devices}
+    detail = {"lot": lot, "cars": sum(d["cars"] for d in devices), "devices": devices}
+    return _with_record(detail, record)
 
 
 def device_readings(

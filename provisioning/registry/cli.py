@@ -1,4 +1,4 @@
-"""`parkctl admin ...` and `parkctl device ...`: the command line only.
+"""`parkctl admin ...`, `parkctl device ...` and `parkctl lot ...`: the command line only.
 
 Each verb's runner imports `registry.commands` when the verb runs, so `--help` and a failed parse
 cost no more than the standard library; see `provisioning.verbs`.
@@ -42,6 +42,12 @@ def admin_verbs(parkctl: Verbs) -> None:
         help="The service's data dir (holds the secret-hash key) [$PARK_DATA_DIR].",
     )
     cmd.add_argument("--name", default="admin", help="Who or what this operator is.")
+    cmd.add_argument(
+        "--role",
+        choices=("admin", "viewer"),
+        default="admin",
+        help="admin (the admin API) or viewer (counts:read only).",
+    )
     cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
 
     cmd = admin.verb(
@@ -99,13 +105,38 @@ def device_verbs(parkctl: Verbs) -> None:
     api_options(_client_id(device.verb("delete", _delete, text)))
 
 
+def _lot_name(cmd: Parser) -> Parser:
+    cmd.add_argument("name", help="The lot id devices are registered with.")
+    return cmd
+
+
+def lot_verbs(parkctl: Verbs) -> None:
+    """`parkctl lot ...`: lot records (capacity, label), all over the admin API."""
+    lot = parkctl.group("lot", "Lot records: capacity and label (over the admin API).")
+
+    cmd = _lot_name(lot.verb("create", _lot_create, "Give a lot a record with its capacity."))
+    cmd.add_argument("--capacity", type=int_range(0), help="Spaces in the lot (shows free spaces).")
+    cmd.add_argument("--label", help="What people read [default: the id].")
+    api_options(cmd)
+
+    cmd = _lot_name(lot.verb("set", _lot_set, "Change a lot's capacity and/or label."))
+    cmd.add_argument("--capacity", help="Spaces in the lot; 'none' clears it.")
+    cmd.add_argument("--label", help="A new label.")
+    api_options(cmd)
+
+    api_options(lot.verb("list", _lot_list, "Every lot record."))
+    api_options(_lot_name(lot.verb("show", _lot_show, "One lot record.")))
+    text = "Drop a lot's record; its devices and readings stay and it works as before."
+    api_options(_lot_name(lot.verb("delete", _lot_delete, text)))
+
+
 # Runners: each imports the handlers only now, when its verb runs.
 
 
 def _admin_create(a: Namespace) -> None:
     from provisioning.registry import commands
 
-    commands.admin_create(a.db, a.data_dir, a.name, a.json)
+    commands.admin_create(a.db, a.data_dir, a.name, a.role, a.json)
 
 
 def _admin_audit(a: Namespace) -> None:
@@ -160,3 +191,33 @@ def _delete(a: Namespace) -> None:
     from provisioning.registry import commands
 
     commands.device_delete(a.client_id, a.server, a.ca_cert, a.json)
+
+
+def _lot_create(a: Namespace) -> None:
+    from provisioning.registry import lot_commands
+
+    lot_commands.lot_create(a.name, a.capacity, a.label, a.server, a.ca_cert, a.json)
+
+
+def _lot_set(a: Namespace) -> None:
+    from provisioning.registry import lot_commands
+
+    lot_commands.lot_set(a.name, a.capacity, a.label, a.server, a.ca_cert, a.json)
+
+
+def _lot_list(a: Namespace) -> None:
+    from provisioning.registry import lot_commands
+
+    lot_commands.lot_list(a.server, a.ca_cert, a.json)
+
+
+def _lot_show(a: Namespace) -> None:
+    from provisioning.registry import lot_commands
+
+    lot_commands.lot_show(a.name, a.server, a.ca_cert, a.json)
+
+
+def _lot_delete(a: Namespace) -> None:
+    from provisioning.registry import lot_commands
+
+    lot_commands.lot_delete(a.name, a.server, a.ca_cert, a.json)

@@ -32,6 +32,8 @@ from provisioning.registry.schemas import (
     Device,
     DeviceCreated,
     DevicePage,
+    LotList,
+    LotRecord,
     SecretRotated,
 )
 
@@ -361,6 +363,32 @@ class AdminClient:
         """Recent audit events, newest first."""
         response = self._call("GET", "/admin/audit", limit=limit, cursor=cursor, target=target)
         return self._parse(AuditPage, response)
+
+    # --- lots ---
+
+    def create_lot(self, name: str, capacity: int | None, label: str | None) -> LotRecord:
+        """Give lot `name` a record (409 `AdminApiError` if it has one)."""
+        body: dict[str, Any] = {"name": name, "capacity": capacity}
+        if label is not None:
+            body["label"] = label
+        return self._parse(LotRecord, self._call("POST", "/admin/lots", body))
+
+    def list_lots(self) -> LotList:
+        return self._parse(LotList, self._call("GET", "/admin/lots"))
+
+    def get_lot(self, name: str) -> LotRecord:
+        return self._parse(LotRecord, self._call("GET", _lot_path(name)))
+
+    def update_lot(self, name: str, changes: dict[str, Any]) -> LotRecord:
+        """PATCH the lot: `{"capacity": n or None, "label": s}`, only the keys given."""
+        return self._parse(LotRecord, self._call("PATCH", _lot_path(name), changes))
+
+    def delete_lot(self, name: str) -> None:
+        self._call("DELETE", _lot_path(name))
+
+
+def _lot_path(name: str) -> str:
+    return f"/admin/lots/{quote(name, safe='')}"
 
 
 def _device_path(client_id: str, action: str | None = None) -> str:

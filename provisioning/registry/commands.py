@@ -115,7 +115,9 @@ def _device_table(device: Device) -> Table:
     return table
 
 
-def admin_create(db: str | None, data_dir: Path | None, name: str, as_json: bool) -> None:
+def admin_create(
+    db: str | None, data_dir: Path | None, name: str, role: str, as_json: bool
+) -> None:
     """Create an operator client directly in the database and print its secret once."""
     # The server stack, for this verb only (the others here talk to the admin API).
     from provisioning.auth.secrets import SecretHasher
@@ -128,7 +130,7 @@ def admin_create(db: str | None, data_dir: Path | None, name: str, as_json: bool
     with open_store(settings) as sessions, sessions() as session:
         try:
             client, secret = service.create_operator(
-                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name
+                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name, role
             )
         except service.RegistryError as error:
             raise ParkctlError(error.description) from None
@@ -136,7 +138,8 @@ def admin_create(db: str | None, data_dir: Path | None, name: str, as_json: bool
         _print_json({"client_id": client.client_id, "client_secret": secret})
         return
     _out().print(
-        f"Operator [bold]{client.client_id}[/bold] created. For parkctl and the fleet tool:\n"
+        f"Operator [bold]{client.client_id}[/bold] ({role}) created. "
+        "For parkctl and the fleet tool:\n"
         f"  export PARK_CLIENT_ID={client.client_id}\n"
         f"  export PARK_CLIENT_SECRET={secret}",
         soft_wrap=True,  # never break the secret across lines

@@ -127,3 +127,34 @@ class ApiError(BaseModel):
     error: str  # invalid_request, not_found, conflict, invalid_token, insufficient_scope
     error_description: str
     client_id: str | None = None  # on a MAC conflict: the device that already has the MAC
+
+
+CAPACITY_MAX = 1_000_000
+Capacity = Annotated[int, Field(ge=0, le=CAPACITY_MAX)]
+
+
+class LotCreate(_Body):
+    name: Lot
+    capacity: Capacity | None = None  # spaces in the lot; None: unknown (no `free`)
+    label: Name | None = None  # what people read; default: the name
+
+
+class LotUpdate(_Body):
+    """Only the fields sent change; `"capacity": null` clears the capacity."""
+
+    capacity: Capacity | None = None
+    label: Name | None = None
+
+
+class LotRecord(BaseModel):
+    """A lot's record (GET /admin/lots...). Times are epoch seconds."""
+
+    name: str
+    capacity: int | None
+    label: str
+    created_at: float
+    updated_at: float
+
+
+class LotList(BaseModel):
+    items: list[LotRecord]

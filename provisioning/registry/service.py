@@ -21,7 +21,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.auth.scopes import DEVICE, OPERATOR
+from provisioning.auth.scopes import DEVICE, OPERATOR, VIEWER
 from provisioning.auth.secrets import SecretHasher, new_client_id, new_client_secret
 from provisioning.registry.rules import check_lot, check_name, normalise_mac
 from provisioning.store import audit
@@ -153,12 +153,18 @@ def create_device(
     return client, secret
 
 
+ROLES = {"admin": OPERATOR, "viewer": VIEWER}
+
+
 def create_operator(
-    session: Session, hasher: SecretHasher, actor: str, name: str
+    session: Session, hasher: SecretHasher, actor: str, name: str, role: str = "admin"
 ) -> tuple[Client, str]:
-    """Create an operator client (may use the admin API); returns it and its secret, once."""
-    client, secret = _new_client(session, hasher, OPERATOR, _valid(check_name, name))
-    audit.record(session, actor, "operator.create", client.client_id, {"name": name})
+    """Create an operator client; returns it and its secret, once. An `admin` may use the
+    admin API; a `viewer` gets `counts:read` only (scopes.ALLOWED)."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    client, secret = _new_client(session, hasher, ROLES[role], _valid(check_name, name))
+    audit.record(session, actor, "operator.create", client.client_id, {"name": name, "role": role})
     session.commit()
     return client, secret
 

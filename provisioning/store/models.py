@@ -113,6 +113,40 @@ class DeviceState(Base):
     health_at: Mapped[float | None] = mapped_column(Double)
 
 
+class Lot(Base):
+    """A parking lot as the product knows it. A lot with devices but no record still works;
+    the record adds a capacity (for `free` spaces) and a label people read."""
+
+    __tablename__ = "lots"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class OccupancyRollup(Base):
+    """Each device's last reading per time bucket, at a few resolutions, for lot history.
+
+    Written with the readings on the ingest commit path (ingest/history.py). Lot history at a
+    step reads one row per device per step instead of every reading (30 days of a 100-board
+    lot at one reading per 10 s is 26M readings but 72,000 hourly rows).
+    """
+
+    __tablename__ = "occupancy_rollup"
+    # SQLite: the rows live in the primary key's b-tree, so a post dirties one page, not two.
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012
+
+    lot: Mapped[str] = mapped_column(String(64), primary_key=True)
+    res: Mapped[int] = mapped_column(Integer, primary_key=True)  # bucket width, s
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # start, epoch s
+    cars: Mapped[int] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Double)  # the reading's time: ts, else received_at
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class OutboxMessage(Base):
     """An MQTT message committed with the readings it reports; deleted once the broker acks it."""
 

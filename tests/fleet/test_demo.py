@@ -23,6 +23,9 @@ def test_demo_runs_and_stops_everything(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3/3 boards ready" in done.stdout
     assert "north" in done.stdout and "south" in done.stdout
+    # The dashboard and a viewer's sign-in are printed; capacities come from the lot records.
+    assert "/ui/" in done.stdout and "client secret" in done.stdout
+    assert "120" in done.stdout and "60" in done.stdout
     assert "demo stopped" in done.stdout
     # Every board's simulator (and its MicroPython) ended with the demo.
     for ready in (tmp_path / "demo").glob("sim-*/ready.json"):

@@ -1,0 +1,114 @@
+"""What `parkctl lot create|set|list|show|delete` run: lot records over the admin API (issue 11).
+
+Like `parkctl device`, it runs as the operator in `PARK_CLIENT_ID` / `PARK_CLIENT_SECRET`
+against `PARK_SERVER`, so every change gets the admin API's checks and audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from provisioning.errors import ParkctlError
+from provisioning.registry.commands import _client, _out, _print_json, _table
+from provisioning.registry.schemas import LotRecord
+
+
+def _capacity(text: str | None) -> int | str | None:
+    """`--capacity 120` -> 120, `--capacity none` -> None (clear), absent -> "" (keep)."""
+    if text is None:
+        return ""
+    if text.lower() in ("none", "-", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ParkctlError(f"--capacity must be a whole number or 'none', not {text!r}") from None
+
+
+def _show(lot: LotRecord, as_json: bool, what: str | None = None) -> None:
+    if as_json:
+        _print_json(lot.model_dump(mode="json"))
+        return
+    capacity = "-" if lot.capacity is None else str(lot.capacity)
+    if what:
+        _out().print(f"Lot [bold]{lot.name}[/bold] {what} (capacity {capacity}, {lot.label!r}).")
+        return
+    table = _table("field", "value")
+    for key, value in (
+        ("name", lot.name),
+        ("label", lot.label),
+        ("capacity", capacity),
+        ("updated", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lot.updated_at))),
+    ):
+        table.add_row(key, value)
+    _out().print(table)
+
+
+def lot_create(
+    name: str,
+    capacity: int | None,
+    label: str | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Give a lot a record with its capacity and label."""
+    with _client(server, ca_cert) as api:
+        lot = api.create_lot(name, capacity, label)
+    _show(lot, as_json, "created")
+
+
+def lot_set(
+    name: str,
+    capacity: str | None,
+    label: str | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Change a lot's capacity and/or label."""
+    changes: dict[str, Any] = {}
+    parsed = _capacity(capacity)
+    if parsed != "":
+        changes["capacity"] = parsed
+    if label is not None:
+        changes["label"] = label
+    if not changes:
+        raise ParkctlError("nothing to change: give --capacity and/or --label")
+    with _client(server, ca_cert) as api:
+        lot = api.update_lot(name, changes)
+    _show(lot, as_json, "updated")
+
+
+def lot_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Every lot record."""
+    with _client(server, ca_cert) as api:
+        items = api.list_lots().items
+    if as_json:
+        _print_json([lot.model_dump(mode="json") for lot in items])
+        return
+    table = _table("name", "capacity", "label")
+    for lot in items:
+        table.add_row(lot.name, "-" if lot.capacity is None else str(lot.capacity), lot.label)
+    out = _out()
+    out.print(table)
+    out.print(f"{len(items)} lot(s)")
+
+
+def lot_show(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """One lot record."""
+    with _client(server, ca_cert) as api:
+        lot = api.get_lot(name)
+    _show(lot, as_json)
+
+
+def lot_delete(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Drop a lot's record; its devices and readings stay and it works as before."""
+    with _client(server, ca_cert) as api:
+        api.delete_lot(name)
+    if as_json:
+        _print_json({"name": name, "deleted": True})
+    else:
+        _out().print(f"Lot [bold]{name}[/bold]'s record deleted.")

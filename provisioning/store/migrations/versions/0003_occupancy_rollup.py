@@ -1,0 +1,37 @@
+"""Occupancy rollup for lot history, filled from the readings already stored.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from provisioning.ingest.history import backfill
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "occupancy_rollup",
+        sa.Column("lot", sa.String(64), primary_key=True),
+        sa.Column("res", sa.Integer(), primary_key=True),
+        sa.Column("device_id", sa.String(64), primary_key=True),
+        sa.Column("bucket", sa.BigInteger(), primary_key=True),
+        sa.Column("cars", sa.Integer(), nullable=False),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sqlite_with_rowid=False,
+    )
+    backfill(op.get_bind())
+
+
+def downgrade() -> None:
+    op.drop_table("occupancy_rollup")

@@ -1,0 +1,1 @@
+"""The operator dashboard at /ui/: server-rendered pages, Server-Sent Events, BFF sign-in."""
