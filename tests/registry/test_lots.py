@@ -8,10 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner
-
-from provisioning.cli import app
 from provisioning.registry import service
+from tests.clirunner import invoke
 from tests.registry.conftest import AdminApp
 from tests.registry.test_cli import parkctl, parkctl_json
 from tools.harness.server import ServiceProcess
@@ -138,7 +136,7 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         }
 
         def run(*args: str, code: int = 0) -> str:
-            result = CliRunner().invoke(app, list(args), env=cli_env)
+            result = invoke(list(args), env=cli_env)
             assert result.exit_code == code, (result.output, result.exception)
             return result.output
 
@@ -153,9 +151,9 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         )
         assert json.loads(run("lot", "show", "west", "--json"))["label"] == "West"
         run("lot", "delete", "west")
-        missing = CliRunner().invoke(app, ["lot", "show", "west"], env=cli_env)
+        missing = invoke(["lot", "show", "west"], env=cli_env)
         assert missing.exit_code == 1 and "no lot record named 'west'" in str(missing.exception)
-        nothing = CliRunner().invoke(app, ["lot", "set", "west"], env=cli_env)
+        nothing = invoke(["lot", "set", "west"], env=cli_env)
         assert nothing.exit_code == 1 and "nothing to change" in str(nothing.exception)
         listed = json.loads(run("lot", "list", "--json"))
         assert listed == []
