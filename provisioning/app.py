@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from provisioning import edge
 from provisioning.auth import routes as auth_routes
 from provisioning.auth.keys import KeyStore
 from provisioning.auth.metrics import Metrics
@@ -53,7 +54,15 @@ def create_app(settings: Settings) -> FastAPI:
                 stop()
             ctx.engine.dispose()
 
-    app = FastAPI(title="parkfleet", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs  # opt-in: the API's map is not for every caller (README)
+    app = FastAPI(
+        title="parkfleet",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+    )
     app.state.ctx = ctx
 
     @app.get("/healthz", include_in_schema=False)
@@ -65,4 +74,5 @@ def create_app(settings: Settings) -> FastAPI:
     ingest_routes.install(app, ctx)
     auth_routes.install(app, ctx)
     registry_routes.install(app, ctx)
+    edge.install(app)  # added last: outermost of the app's middleware
     return app

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
+from provisioning.auth.deps import require_token
 from provisioning.auth.errors import (
     NO_STORE,
     InvalidRequest,
@@ -21,6 +22,7 @@ from provisioning.auth.errors import (
     OAuthError,
     oauth_error_handler,
 )
+from provisioning.auth.failures import FailureAudit, FailureLimits
 from provisioning.auth.keys import JWKS_MAX_AGE_S
 from provisioning.auth.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.auth.ratelimit import TokenBuckets
@@ -101,7 +103,18 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     against a remote JWKS) the authorization server's routes to `app`."""
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics, router=app.router)
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if ctx.settings.metrics_public:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    else:
+        # Counts of clients, refusals and routes tell an attacker how the service is used:
+        # an operator token (the admin audience) unless PARK_METRICS_PUBLIC opens it.
+        check = require_token(scopes.ADMIN_AUDIENCE, scopes.DEVICES_ADMIN)
+
+        async def protected_metrics(request: Request) -> Response:
+            await check(request)
+            return await metrics_endpoint(request)
+
+        app.add_api_route("/metrics", protected_metrics, methods=["GET"], include_in_schema=False)
     if ctx.settings.jwks_url:
         # A resource server only (RFC 9068 §4): the authorization server, its keys and its
         # token endpoint live in another process.
@@ -112,9 +125,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     settings = ctx.settings
     ctx.keys.ensure_active()  # first start: create the signing key before anything is served
-    # Failed authentications per client ID tried: same bucket shape as the token limit.
-    failures = TokenBuckets(settings.token_rate_burst, settings.token_rate_per_hour)
-    authenticator = ClientAuthenticator(ctx.engine, ctx.hasher, failures)
+    # Failed authentications: limited and audited apart from issuance (failures.py).
+    failure_audit = FailureAudit(ctx.sessions, settings.auth_fail_audit_window_s)
+    ctx.on_shutdown.append(failure_audit.close)
+    authenticator = ClientAuthenticator(
+        ctx.engine, ctx.hasher, FailureLimits(settings, failure_audit)
+    )
     grant = ClientCredentialsGrant(
         ctx.keys,
         settings.issuer_url,
@@ -134,7 +150,11 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
         length, content_type, authorization = _token_headers(request.scope["headers"])
         body = await read_body(length, request.stream())
         params = parse_params(content_type, body)
-        return params, authenticator.authenticate(extract_credentials(authorization, params))
+        client = request.scope.get("client")
+        source = client[0] if client else "unknown"
+        return params, authenticator.authenticate(
+            extract_credentials(authorization, params), source
+        )
 
     # The two OAuth endpoints parse their own bodies (RFC 6749 §3.2 rules that a model cannot
     # express), so they are plain Starlette routes: FastAPI's per-request dependency solving
@@ -158,10 +178,13 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
 
     async def introspect(request: Request) -> Response:
         """RFC 7662 §2: token metadata for resource servers that do not verify JWTs."""
-        params, _caller = await read_params(request)
+        params, caller = await read_params(request)
         token_value = params.get("token")
         if token_value is None:
             raise InvalidRequest("token is required")
+        if caller.kind not in scopes.INTROSPECTION_KINDS:
+            # RFC 7662 §4: a caller not entitled learns nothing, not even that it is not.
+            return _NoStoreJSON({"active": False})
         try:
             principal = await ctx.verifier.verify(token_value, None)
         except InvalidToken:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from provisioning.auth.errors import (
 from provisioning.auth.keys import KeyStore
 from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.store import audit
+from provisioning.text import is_clean_text
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,8 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     """Form or JSON body -> parameters; empty values count as absent (RFC 6749 §3.2).
 
     Anything malformed (bad UTF-8, bad percent-encoding, repeated or non-string parameters,
-    JSON that is not an object) is `invalid_request`.
+    lone surrogates or NUL, JSON that is not an object or nested too deep) is
+    `invalid_request`.
     """
     media = _media_type(content_type)
     try:
@@ -99,7 +102,7 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     else:
         try:
             loaded = json.loads(text, object_pairs_hook=_no_repeats)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested too deep
             raise InvalidRequest("malformed JSON body") from None
         if not isinstance(loaded, dict):
             raise InvalidRequest("JSON body must be an object")
@@ -110,6 +113,8 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
             continue
         if not isinstance(value, str):
             raise InvalidRequest(f"parameter {name} must be a string")
+        if not (is_clean_text(name) and is_clean_text(value)):
+            raise InvalidRequest("parameters must be UTF-8 text without NUL")
         params[name] = value
     return params
 
@@ -209,11 +214,9 @@ class ClientCredentialsGrant:
     ) -> tuple[str, list[str]]:
         """The audience and granted scopes for `client`, or the RFC error.
 
-        Every authenticated request takes a token from the client's bucket, successful or not.
+        Only a request that will be granted takes a token from the client's bucket: a refused
+        one (or a failed authentication, limited in `failures.py`) costs the client nothing.
         """
-        wait = self.buckets.take(client.client_id)
-        if wait:
-            raise TooManyRequests(wait)
         allowed = scopes.ALLOWED.get(client.kind, {})
         audience = params.get("audience")
         if audience is None:
@@ -234,6 +237,9 @@ class ClientCredentialsGrant:
             if not wanted or not wanted <= permitted:
                 raise InvalidScope("scope not allowed for this client and audience")
             granted = sorted(wanted)
+        wait = self.buckets.take(client.client_id)
+        if wait:
+            raise TooManyRequests(wait)
         return audience, granted
 
     def create_token_response(
@@ -241,6 +247,11 @@ class ClientCredentialsGrant:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Sign the token; returns (response body, claims) — claims for the audit record."""
         now = int(time.time())
+        if client.tokens_valid_after is not None:
+            # Tokens with an `iat` before it are revoked; `iat` has whole seconds, so a token
+            # issued in the same second as the revocation carries the next second (within the
+            # verifier's leeway) instead of being refused with the revoked ones.
+            now = max(now, math.ceil(client.tokens_valid_after))
         scope = " ".join(granted)
         claims: dict[str, Any] = {
             "iss": self.issuer,

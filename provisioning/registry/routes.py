@@ -13,7 +13,6 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -25,6 +24,7 @@ from provisioning.auth.errors import NO_STORE
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.context import ServiceContext
+from provisioning.edge import validation_error
 from provisioning.registry import service
 from provisioning.registry.schemas import (
     ApiError,
@@ -41,7 +41,8 @@ from provisioning.registry.schemas import (
 )
 from provisioning.registry.service import DeviceRow, MacConflict, RegistryError
 
-Operator = Annotated[Principal, Depends(require_token(ADMIN_AUDIENCE, DEVICES_ADMIN))]
+_check_operator = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)
+Operator = Annotated[Principal, Depends(_check_operator)]
 
 
 def open_session(request: Request) -> Iterator[Session]:
@@ -63,16 +64,6 @@ def _error(status: int, error: str, description: str, **extra: str) -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
-def _describe(errors: list[dict[str, Any]]) -> str:
-    """FastAPI's validation errors as one line: `lot: lot must be 1 to 64 characters`."""
-    parts = []
-    for item in errors:
-        loc = [str(p) for p in item["loc"]]
-        where = ".".join(loc[1:] if loc[:1] == ["body"] else loc) or "body"
-        parts.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 class AdminRoute(APIRoute):
     """Renders the registry's refusals and FastAPI's 422s in the admin API's error format."""
 
@@ -80,10 +71,14 @@ class AdminRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            # The token first (401/403 before 422): FastAPI would parse and validate the body
+            # before running the `Operator` dependency, telling strangers about the schema.
+            # The dependency's own check is then a verified-token cache hit.
+            await _check_operator(request)
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return _error(422, "invalid_request", _describe(jsonable_encoder(exc.errors())))
+                return validation_error(exc)
             except MacConflict as exc:
                 return _error(exc.status, exc.error, exc.description, client_id=exc.client_id)
             except RegistryError as exc:

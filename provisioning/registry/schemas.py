@@ -18,9 +18,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictInt,
     WithJsonSchema,
     field_serializer,
+    model_validator,
 )
+
+from provisioning.text import is_clean_text
 
 LOT_MAX = 64  # clients.lot is String(64)
 NAME_MAX = 128  # clients.name is String(128)
@@ -79,6 +83,16 @@ class _Body(BaseModel):
     # An unknown field is a typo the operator wants to hear about, not silently ignore.
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _clean_text(cls, data: Any) -> Any:
+        # Once for every body and field: a lone surrogate or NUL cannot be stored (422).
+        if isinstance(data, dict):
+            for value in data.values():
+                if isinstance(value, str) and not is_clean_text(value):
+                    raise ValueError("text must be valid Unicode without NUL")
+        return data
+
 
 class DeviceCreate(_Body):
     lot: Lot
@@ -94,7 +108,8 @@ class DeviceUpdate(_Body):
 class RotateSecret(_Body):
     # How long the old secret keeps working; absent = the server's PARK_SECRET_GRACE_S,
     # 0 = revoke it now (a leaked secret).
-    grace_s: int | None = Field(default=None, ge=0, le=90 * 86400)
+    # Strict: `true` is not a number of seconds (the OpenAPI document says integer).
+    grace_s: StrictInt | None = Field(default=None, ge=0, le=90 * 86400)
 
 
 class Reading(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from provisioning.store import audit
 from provisioning.store.models import AuditEvent, Client, DeviceState
 
 MAX_PAGE = 500
+MAX_ID = 2**63 - 1  # BIGINT
+_AUDIT_CURSOR = re.compile(r"[0-9]{1,19}")
 T = TypeVar("T")
 
 
@@ -50,9 +53,21 @@ class DeviceNotFound(RegistryError):
     error = "not_found"
     status = 404
 
-    def __init__(self, client_id: str) -> None:
-        super().__init__(f"no device with client_id {client_id!r}")
+    def __init__(self, client_id: str, kind: str = DEVICE) -> None:
+        super().__init__(f"no {kind} with client_id {client_id!r}")
         self.client_id = client_id
+
+
+class LastOperator(RegistryError):
+    """Disabling or deleting the last enabled operator would lock everyone out of the API."""
+
+    error = "conflict"
+    status = 409
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(
+            f"operator {client_id} is the last enabled operator: create or enable another first"
+        )
 
 
 class MacConflict(RegistryError):
@@ -171,11 +186,11 @@ def _live_devices() -> Select[Client, DeviceState]:
     )
 
 
-def get_device(session: Session, client_id: str) -> Client:
-    """The live (not deleted) device `client_id`, or `DeviceNotFound`."""
+def get_device(session: Session, client_id: str, kind: str = DEVICE) -> Client:
+    """The live (not deleted) client `client_id` of `kind`, or `DeviceNotFound`."""
     client = session.get(Client, client_id)
-    if client is None or client.kind != DEVICE or client.deleted_at is not None:
-        raise DeviceNotFound(client_id)
+    if client is None or client.kind != kind or client.deleted_at is not None:
+        raise DeviceNotFound(client_id, kind)
     return client
 
 
@@ -193,6 +208,12 @@ def find_by_mac(session: Session, mac: str) -> Client | None:
     return session.scalars(
         select(Client).where(Client.mac == mac, Client.deleted_at.is_(None))
     ).first()
+
+
+def list_operators(session: Session) -> list[Client]:
+    """Live operators, oldest first (a handful: no pagination)."""
+    query = select(Client).where(Client.kind == OPERATOR, Client.deleted_at.is_(None))
+    return list(session.scalars(query.order_by(Client.created_at, Client.client_id)))
 
 
 def _encode_cursor(created_at: float, client_id: str) -> str:
@@ -278,23 +299,50 @@ def update_device(
     return client
 
 
-def _set_enabled(session: Session, actor: str, client_id: str, enabled: bool) -> Client:
-    client = get_device(session, client_id)
+def _keep_an_operator(session: Session, client_id: str) -> None:
+    """Refuse (`LastOperator`) to disable or delete the last enabled operator.
+
+    The enabled operators are locked (`FOR UPDATE` on PostgreSQL; SQLite has one writer), so two
+    concurrent requests cannot each disable one of the last two.
+    """
+    enabled = session.scalars(
+        select(Client.client_id)
+        .where(Client.kind == OPERATOR, Client.enabled.is_(True), Client.deleted_at.is_(None))
+        .with_for_update()
+    ).all()
+    if set(enabled) <= {client_id}:
+        raise LastOperator(client_id)
+
+
+def _revoke_tokens(client: Client, now: float) -> None:
+    # The verifier refuses tokens with an earlier `iat` (within the revocation bound).
+    client.tokens_valid_after = now
+
+
+def _set_enabled(session: Session, actor: str, client_id: str, enabled: bool, kind: str) -> Client:
+    client = get_device(session, client_id, kind)
+    now = time.time()
+    if not enabled:
+        if kind == OPERATOR and client.enabled:
+            _keep_an_operator(session, client_id)
+        # Its tokens stay revoked after an enable: it gets fresh ones with its secret.
+        _revoke_tokens(client, now)
     client.enabled = enabled
-    client.updated_at = time.time()
-    audit.record(session, actor, "device.enable" if enabled else "device.disable", client_id)
+    client.updated_at = now
+    audit.record(session, actor, f"{kind}.enable" if enabled else f"{kind}.disable", client_id)
     session.commit()
     return client
 
 
-def disable(session: Session, actor: str, client_id: str) -> Client:
-    """Refuse the device tokens (invalid_client) until enabled; its secrets stay valid."""
-    return _set_enabled(session, actor, client_id, False)
+def disable(session: Session, actor: str, client_id: str, kind: str = DEVICE) -> Client:
+    """Refuse the client tokens (invalid_client) until enabled, and revoke those it holds;
+    its secrets stay valid. The last enabled operator cannot be disabled (`LastOperator`)."""
+    return _set_enabled(session, actor, client_id, False, kind)
 
 
-def enable(session: Session, actor: str, client_id: str) -> Client:
-    """Let a disabled device get tokens again with the secret it has."""
-    return _set_enabled(session, actor, client_id, True)
+def enable(session: Session, actor: str, client_id: str, kind: str = DEVICE) -> Client:
+    """Let a disabled client get tokens again with the secret it has."""
+    return _set_enabled(session, actor, client_id, True, kind)
 
 
 def rotate_secret(
@@ -304,16 +352,18 @@ def rotate_secret(
     client_id: str,
     grace_s: float,
     now: float | None = None,
+    kind: str = DEVICE,
 ) -> tuple[Client, str]:
-    """Give the device a new secret; the current one keeps working for `grace_s` seconds
-    (0: not at all) so a board can be re-provisioned without downtime.
+    """Give the client a new secret; the current one keeps working for `grace_s` seconds
+    (0: not at all, and the tokens issued so far are revoked too: the leaked-secret path) so a
+    board can be re-provisioned without downtime.
 
     Only one previous secret is kept: rotating again within the grace period ends the
     older one's grace at once.
     """
     if grace_s < 0:
         raise InvalidInput("grace_s must not be negative")
-    client = get_device(session, client_id)
+    client = get_device(session, client_id, kind)
     now = time.time() if now is None else now
     secret = new_client_secret()
     if grace_s > 0:
@@ -322,12 +372,13 @@ def rotate_secret(
     else:
         client.previous_secret_hash = None
         client.previous_secret_expires_at = None
+        _revoke_tokens(client, now)
     client.secret_hash = hasher.hash(secret)
     client.updated_at = now
     audit.record(
         session,
         actor,
-        "device.rotate_secret",
+        f"{kind}.rotate_secret",
         client_id,
         {"previous_valid_until": client.previous_secret_expires_at},
     )
@@ -335,10 +386,13 @@ def rotate_secret(
     return client, secret
 
 
-def delete_device(session: Session, actor: str, client_id: str) -> None:
-    """Soft delete: the device can no longer authenticate (hashes cleared) and its MAC is
-    free, so the board can be registered again; its readings stay for the lot's history."""
-    client = get_device(session, client_id)
+def delete_device(session: Session, actor: str, client_id: str, kind: str = DEVICE) -> None:
+    """Soft delete: the client can no longer authenticate (hashes cleared) and a device's MAC
+    is free, so the board can be registered again; its readings stay for the lot's history.
+    The last enabled operator cannot be deleted (`LastOperator`)."""
+    client = get_device(session, client_id, kind)
+    if kind == OPERATOR and client.enabled:
+        _keep_an_operator(session, client_id)
     detail = {"lot": client.lot, "name": client.name, "mac": client.mac}
     now = time.time()
     client.deleted_at = now
@@ -348,7 +402,8 @@ def delete_device(session: Session, actor: str, client_id: str) -> None:
     client.secret_hash = None
     client.previous_secret_hash = None
     client.previous_secret_expires_at = None
-    audit.record(session, actor, "device.delete", client_id, detail)
+    _revoke_tokens(client, now)
+    audit.record(session, actor, f"{kind}.delete", client_id, detail)
     session.commit()
 
 
@@ -364,7 +419,9 @@ def list_audit(
     if target is not None:
         query = query.where(AuditEvent.target == target)
     if cursor:
-        if not cursor.isdigit():
+        # ASCII digits within BIGINT: `str.isdigit` also takes '²', and a 30-digit number
+        # overflows the database's integer (a 500 instead of a 422).
+        if not _AUDIT_CURSOR.fullmatch(cursor) or int(cursor) > MAX_ID:
             raise InvalidInput("cursor is not one this server returned")
         query = query.where(AuditEvent.id < int(cursor))
     events = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))

@@ -188,6 +188,9 @@ def test_disabled_or_deleted_device_is_refused_at_once_in_process(auth: Auth) ->
     assert_invalid_token(auth.http.get("/probe", headers=bearer(token)))
     with auth.ctx.sessions() as session:
         registry.enable(session, "test", client_id)
+    # Tokens issued before the disable stay revoked; the secret gets fresh ones.
+    assert_invalid_token(auth.http.get("/probe", headers=bearer(token)))
+    token = auth.token(client_id, secret)
     assert auth.http.get("/probe", headers=bearer(token)).status_code == 200
     with auth.ctx.sessions() as session:
         registry.delete_device(session, "test", client_id)
@@ -215,7 +218,7 @@ def test_verified_tokens_are_cached_and_counted(probe: Auth) -> None:
     token = probe.token(client_id, secret)
     for _ in range(3):
         assert probe.http.get("/probe", headers=bearer(token)).status_code == 200
-    metrics = probe.http.get("/metrics").text
+    metrics = probe.ctx.metrics.render().body.decode()
     assert 'parkfleet_token_checks_total{result="verified"} 1.0' in metrics
     assert 'parkfleet_token_checks_total{result="cache_hit"} 2.0' in metrics
 

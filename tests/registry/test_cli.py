@@ -51,6 +51,7 @@ def device_token(http: httpx.Client, client_id: str, secret: str) -> httpx.Respo
 def test_device_lifecycle_through_the_cli(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {**os.environ, "PARK_SECRET_GRACE_S": str(GRACE_S), "PARK_CACHE_DIR": str(tmp_path)}
+    env["PARK_METRICS_PUBLIC"] = "1"  # read below to count operator tokens
     env.pop("PARK_SERVER", None)
     outputs: list[str] = []
 
