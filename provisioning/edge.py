@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -72,7 +71,11 @@ def describe(errors: list[dict[str, Any]]) -> str:
 
 def validation_error(exc: RequestValidationError) -> JSONResponse:
     """422 `invalid_request` naming each broken field (and FastAPI's `detail` list)."""
-    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: repr(b)})
+    # Never echo the input: it may not even be encodable (a lone surrogate), or be a secret.
+    errors = [
+        {"loc": list(item["loc"]), "msg": str(item["msg"]), "type": str(item["type"])}
+        for item in exc.errors()
+    ]
     body = {"error": "invalid_request", "error_description": describe(errors), "detail": errors}
     return JSONResponse(body, status_code=422)
 

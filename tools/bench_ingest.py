@@ -231,7 +231,10 @@ def bench_latency(tmp: Path, broker: MosquittoBroker) -> dict[str, Any]:
     latencies = []
     args = ["--log-level", "warning", "--mqtt", broker.url()]
     try:
-        with ServiceProcess(data_dir, extra_args=args, env=_METRICS) as service, service.client() as http:
+        with (
+            ServiceProcess(data_dir, extra_args=args, env=_METRICS) as service,
+            service.client() as http,
+        ):
             (token,) = fetch_tokens(service.url, creds)
             headers = {"Authorization": f"Bearer {token}"}
             time.sleep(1.0)  # publisher connected

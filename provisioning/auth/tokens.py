@@ -248,9 +248,9 @@ class ClientCredentialsGrant:
         """Sign the token; returns (response body, claims) — claims for the audit record."""
         now = int(time.time())
         if client.tokens_valid_after is not None:
-            # Tokens with an `iat` before it are revoked; `iat` has whole seconds, so a token
-            # issued in the same second as the revocation carries the next second (within the
-            # verifier's leeway) instead of being refused with the revoked ones.
+            # Tokens with an `iat` before it are revoked (registry/service.py `_revoke_tokens`):
+            # a token issued in the second of the revocation carries the next second (within
+            # the verifiers' leeway) instead of being refused with the revoked ones.
             now = max(now, math.ceil(client.tokens_valid_after))
         scope = " ".join(granted)
         claims: dict[str, Any] = {

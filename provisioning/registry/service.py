@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -315,8 +316,15 @@ def _keep_an_operator(session: Session, client_id: str) -> None:
 
 
 def _revoke_tokens(client: Client, now: float) -> None:
-    # The verifier refuses tokens with an earlier `iat` (within the revocation bound).
-    client.tokens_valid_after = now
+    """Revoke every token issued so far: the verifier refuses an `iat` before the value set
+    here (within the revocation bound).
+
+    `iat` is whole seconds, so the value is the next whole second after both `now` and the
+    previous value; the token endpoint gives later tokens at least that `iat` (a second or so
+    ahead, well within the verifiers' 30 s leeway), so they are valid at once.
+    """
+    previous = math.ceil(client.tokens_valid_after or 0)
+    client.tokens_valid_after = float(max(math.floor(now), previous) + 1)
 
 
 def _set_enabled(session: Session, actor: str, client_id: str, enabled: bool, kind: str) -> Client:
