@@ -25,9 +25,12 @@ from rich.table import Table
 
 from provisioning.errors import ParkctlError
 from provisioning.registry.client import AdminClient, from_environment
-from provisioning.registry.schemas import Device
+from provisioning.registry.schemas import Device, Operator, SecretRotated
 
-admin_app = typer.Typer(help="Operator clients (local, on the database).", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Operator clients: `create` on the database, the rest over the admin API.",
+    no_args_is_help=True,
+)
 device_app = typer.Typer(help="Devices in the registry (over the admin API).", no_args_is_help=True)
 
 Server = Annotated[
@@ -189,6 +192,84 @@ def admin_audit(
     _out().print(table)
 
 
+OperatorId = Annotated[str, typer.Argument(help="The operator's client_id (op_...).")]
+
+
+def _operator_done(operator: Operator, what: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(operator.model_dump(mode="json"))
+    else:
+        _out().print(f"Operator [bold]{operator.client_id}[/bold] ({operator.name}) {what}.")
+
+
+@admin_app.command("list")
+def admin_list(server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False) -> None:
+    """Operators, oldest first (over the admin API)."""
+    with _client(server, ca_cert) as api:
+        operators = api.list_operators().items
+    if as_json:
+        _print_json([operator.model_dump(mode="json") for operator in operators])
+        return
+    table = _table("client_id", "name", "enabled", "created")
+    for op in operators:
+        enabled = "yes" if op.enabled else "[red]no[/red]"
+        table.add_row(op.client_id, op.name, enabled, _ago(op.created_at))
+    _out().print(table)
+
+
+@admin_app.command("disable")
+def admin_disable(
+    client_id: OperatorId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
+) -> None:
+    """Stop an operator: no new tokens, and those it holds stop working within seconds.
+    The last enabled operator cannot be disabled."""
+    with _client(server, ca_cert) as api:
+        _operator_done(api.set_operator_enabled(client_id, False), "disabled", as_json)
+
+
+@admin_app.command("enable")
+def admin_enable(
+    client_id: OperatorId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
+) -> None:
+    """Let a disabled operator get tokens again."""
+    with _client(server, ca_cert) as api:
+        _operator_done(api.set_operator_enabled(client_id, True), "enabled", as_json)
+
+
+@admin_app.command("rotate-secret")
+def admin_rotate_secret(
+    client_id: OperatorId,
+    grace: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Seconds the old secret keeps working; 0 revokes it and its tokens now "
+            "[default: the server's, 24 h].",
+        ),
+    ] = None,
+    server: Server = None,
+    ca_cert: CaCert = None,
+    as_json: AsJson = False,
+) -> None:
+    """Give an operator a new secret (printed once)."""
+    with _client(server, ca_cert) as api:
+        rotated = api.rotate_operator_secret(client_id, grace)
+    _show_rotated(rotated, as_json)
+
+
+@admin_app.command("delete")
+def admin_delete(
+    client_id: OperatorId, server: Server = None, ca_cert: CaCert = None, as_json: AsJson = False
+) -> None:
+    """Delete an operator (not the last enabled one); its audit trail stays."""
+    with _client(server, ca_cert) as api:
+        api.delete_operator(client_id)
+    if as_json:
+        _print_json({"client_id": client_id, "deleted": True})
+    else:
+        _out().print(f"Operator [bold]{client_id}[/bold] deleted.")
+
+
 def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
     return from_environment(server, ca_cert)
 
@@ -330,6 +411,10 @@ def device_rotate_secret(
     """Give a device a new secret (printed once); the old one works for a grace period."""
     with _client(server, ca_cert) as api:
         rotated = api.rotate_secret(client_id, grace)
+    _show_rotated(rotated, as_json)
+
+
+def _show_rotated(rotated: SecretRotated, as_json: bool) -> None:
     if as_json:
         _print_json(rotated.model_dump(mode="json"))
         return

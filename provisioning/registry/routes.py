@@ -1,4 +1,4 @@
-"""The admin API: `/admin/devices` and `/admin/audit`, for operator tokens only.
+"""The admin API: `/admin/devices`, `/admin/operators` and `/admin/audit`, for operator tokens.
 
 Every route needs a Bearer token for `parkfleet-admin` with scope `devices:admin`, checked by the
 shared verifier (401/403 per RFC 6750 §3.1). Errors are JSON `{"error", "error_description"}`
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import NO_STORE
 from provisioning.auth.principal import Principal
-from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
+from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.context import ServiceContext
 from provisioning.edge import validation_error
 from provisioning.registry import service
@@ -35,11 +35,16 @@ from provisioning.registry.schemas import (
     DeviceCreated,
     DevicePage,
     DeviceUpdate,
+    OperatorCreate,
+    OperatorCreated,
+    OperatorList,
     Reading,
     RotateSecret,
     SecretRotated,
 )
+from provisioning.registry.schemas import Operator as OperatorView
 from provisioning.registry.service import DeviceRow, MacConflict, RegistryError
+from provisioning.store.models import Client
 
 _check_operator = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)
 Operator = Annotated[Principal, Depends(_check_operator)]
@@ -109,6 +114,16 @@ def _device(row: DeviceRow) -> Device:
     )
 
 
+def _operator_view(client: Client) -> OperatorView:
+    return OperatorView(
+        client_id=client.client_id,
+        name=client.name,
+        enabled=client.enabled,
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+    )
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the admin API to `app`."""
     router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute, responses=_ERRORS)
@@ -170,6 +185,31 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
+    def rotate(
+        db: Session,
+        actor: str,
+        client_id: str,
+        body: RotateSecret | None,
+        response: Response,
+        kind: str,
+    ) -> SecretRotated:
+        grace = body.grace_s if body and body.grace_s is not None else None
+        client, secret = service.rotate_secret(
+            db,
+            ctx.hasher,
+            actor,
+            client_id,
+            ctx.settings.secret_grace_s if grace is None else grace,
+            kind=kind,
+        )
+        changed(client_id)  # a zero-grace rotation revokes its tokens: bite now here
+        response.headers.update(NO_STORE)
+        return SecretRotated(
+            client_id=client.client_id,
+            client_secret=SecretStr(secret),
+            previous_secret_expires_at=client.previous_secret_expires_at,
+        )
+
     @router.post("/devices/{client_id}/rotate-secret", response_model=SecretRotated)
     def rotate_secret(
         client_id: str,
@@ -178,26 +218,68 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         response: Response,
         body: RotateSecret | None = None,
     ) -> SecretRotated:
-        """A new secret; the old one works for `grace_s` more (default PARK_SECRET_GRACE_S)."""
-        grace = body.grace_s if body and body.grace_s is not None else None
-        client, secret = service.rotate_secret(
-            db,
-            ctx.hasher,
-            operator.client_id,
-            client_id,
-            ctx.settings.secret_grace_s if grace is None else grace,
-        )
-        response.headers.update(NO_STORE)
-        return SecretRotated(
-            client_id=client.client_id,
-            client_secret=SecretStr(secret),
-            previous_secret_expires_at=client.previous_secret_expires_at,
-        )
+        """A new secret; the old one works for `grace_s` more (default PARK_SECRET_GRACE_S);
+        `grace_s: 0` also revokes the tokens issued so far (a leaked secret)."""
+        return rotate(db, operator.client_id, client_id, body, response, DEVICE)
 
     @router.delete("/devices/{client_id}", status_code=204, response_class=Response)
     def delete_device(client_id: str, operator: Operator, db: Db) -> Response:
         """Soft delete: the device's secrets stop working, its MAC is free, readings stay."""
         service.delete_device(db, operator.client_id, client_id)
+        changed(client_id)
+        return Response(status_code=204)
+
+    @router.get("/operators", response_model=OperatorList)
+    def list_operators(_operator: Operator, db: Db) -> OperatorList:
+        """Live operators, oldest first."""
+        return OperatorList(items=[_operator_view(c) for c in service.list_operators(db)])
+
+    @router.post("/operators", status_code=201, response_model=OperatorCreated)
+    def create_operator(
+        body: OperatorCreate, operator: Operator, db: Db, response: Response
+    ) -> OperatorCreated:
+        """Another operator; the 201 body holds its secret, shown this once."""
+        client, secret = service.create_operator(db, ctx.hasher, operator.client_id, body.name)
+        response.headers.update(NO_STORE)
+        response.headers["Location"] = f"/admin/operators/{client.client_id}"
+        return OperatorCreated(
+            client_id=client.client_id, name=client.name, client_secret=SecretStr(secret)
+        )
+
+    @router.get("/operators/{client_id}", response_model=OperatorView)
+    def show_operator(client_id: str, _operator: Operator, db: Db) -> OperatorView:
+        """One operator."""
+        return _operator_view(service.get_device(db, client_id, OPERATOR))
+
+    @router.post("/operators/{client_id}/disable", response_model=OperatorView)
+    def disable_operator(client_id: str, operator: Operator, db: Db) -> OperatorView:
+        """Refuse the operator tokens and revoke those it holds (409 for the last enabled)."""
+        client = service.disable(db, operator.client_id, client_id, OPERATOR)
+        changed(client_id)
+        return _operator_view(client)
+
+    @router.post("/operators/{client_id}/enable", response_model=OperatorView)
+    def enable_operator(client_id: str, operator: Operator, db: Db) -> OperatorView:
+        """Let a disabled operator authenticate again (its old tokens stay revoked)."""
+        client = service.enable(db, operator.client_id, client_id, OPERATOR)
+        changed(client_id)
+        return _operator_view(client)
+
+    @router.post("/operators/{client_id}/rotate-secret", response_model=SecretRotated)
+    def rotate_operator_secret(
+        client_id: str,
+        operator: Operator,
+        db: Db,
+        response: Response,
+        body: RotateSecret | None = None,
+    ) -> SecretRotated:
+        """As for a device: `grace_s: 0` ends the old secret and its tokens now."""
+        return rotate(db, operator.client_id, client_id, body, response, OPERATOR)
+
+    @router.delete("/operators/{client_id}", status_code=204, response_class=Response)
+    def delete_operator(client_id: str, operator: Operator, db: Db) -> Response:
+        """Soft delete (409 for the last enabled operator); its audit trail stays."""
+        service.delete_device(db, operator.client_id, client_id, OPERATOR)
         changed(client_id)
         return Response(status_code=204)
 

@@ -165,6 +165,24 @@ class SecretRotated(_WithSecret):
     previous_secret_expires_at: float | None
 
 
+class OperatorCreate(_Body):
+    name: Name
+
+
+class Operator(BaseModel):
+    """An operator client: a person's or a script's key to the admin API."""
+
+    client_id: str
+    name: str
+    enabled: bool
+    created_at: float
+    updated_at: float
+
+
+class OperatorList(BaseModel):
+    items: list[Operator]  # oldest first; operators are few, so one page
+
+
 class OperatorCreated(_WithSecret):
     client_id: str
     name: str
