@@ -50,6 +50,7 @@ def serve(
 
     from provisioning.app import create_app
     from provisioning.config import Settings
+    from provisioning.transport import log_config, protocol_for
 
     given: dict[str, Any] = {
         "host": host,
@@ -77,8 +78,14 @@ def serve(
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         access_log=False,  # request lines add nothing the metrics and audit log lack
         timeout_keep_alive=75,  # boards keep their TLS connection between posts
+        # Head and body deadlines, connections per source (transport.py); in all, beyond
+        # max_connections requests get 503. No `server: uvicorn` banner.
+        http=protocol_for(settings),
+        limit_concurrency=settings.max_connections,
+        server_header=False,
     )
 
 

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioning.auth.errors import NO_STORE, InvalidRequest, oauth_error_response
+from provisioning.transport import TIMED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 
 async def _client_gone(request: Request, _exc: Exception) -> Response:
     # Nobody is left to answer: one line, no traceback (a slow or vanished client is routine).
+    # A request cut off by a deadline was logged by the transport already.
+    if request.scope.get("state", {}).get(TIMED_OUT):
+        return Response(status_code=408)
     client = request.client
     log.info(
         "client %s disconnected during %s %s",
