@@ -113,7 +113,7 @@ class RotateSecret(_Body):
 
 
 class Reading(BaseModel):
-    """The device's latest reading (highest seq) as the ingestion API stored it."""
+    """The device's current reading (its newest by arrival) as the ingestion API stored it."""
 
     seq: int
     cars: int

@@ -99,7 +99,8 @@ class Reading(Base):
 
 
 class DeviceState(Base):
-    """Latest reading (by seq) and health per device: lot totals never scan `readings`."""
+    """Current reading (the newest stored by the latest post: ingest/store.py) and health per
+    device: lot totals never scan `readings`."""
 
     __tablename__ = "device_state"
 
