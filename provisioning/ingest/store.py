@@ -2,8 +2,8 @@
 
 Every function takes a Core `Connection` and runs inside the caller's transaction (a Session's
 work can pass `session.connection()`). Lot totals read `device_state` (one row per device, its
-current reading: see `_NEWER`) and never scan `readings`; a device's readings are read through the unique
-index `(device_id, seq)`, so both stay fast with millions of rows.
+current reading: see `_NEWER`) and never scan `readings`; a device's readings are read through
+the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 """
 
 from __future__ import annotations
