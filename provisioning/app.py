@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,12 +20,23 @@ from provisioning.ingest import routes as ingest_routes
 from provisioning.registry import routes as registry_routes
 from provisioning.store.db import make_engine, migrate, session_factory
 
+log = logging.getLogger(__name__)
+
 
 def build_context(settings: Settings) -> ServiceContext:
     """Migrate the database and open it; nothing here talks to the network."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = settings.data_dir.stat().st_mode
+    if mode & 0o077:
+        # Keys and the database live here: say so, but do not change a directory we did not
+        # make (it may be shared on purpose); the files in it are owner-only regardless.
+        log.warning(
+            "data directory %s is readable by others (mode %o): chmod 700 it",
+            settings.data_dir,
+            mode & 0o777,
+        )
     migrate(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, settings.sqlite_synchronous)
     sessions = session_factory(engine)
     metrics = Metrics()
     keys = KeyStore.from_settings(settings, sessions)
