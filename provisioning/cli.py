@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -39,7 +40,16 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (HTTPS).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key (HTTPS).")] = None,
     issuer: Annotated[str | None, typer.Option(help="`iss` (default: the URL served).")] = None,
-    mqtt: Annotated[str | None, typer.Option(help="mqtt://user:pass@host:port")] = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="mqtt://user@host:port; the password only from --mqtt-password-file, or the "
+            "whole URL in $PARK_MQTT_URL (a command line is visible to every user in ps)."
+        ),
+    ] = None,
+    mqtt_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the MQTT password for --mqtt.")
+    ] = None,
     jwks_url: Annotated[str | None, typer.Option(help="Verify tokens from this JWKS.")] = None,
     token_rate_burst: Annotated[int | None, typer.Option(help="Token bucket size.")] = None,
     token_rate_per_hour: Annotated[float | None, typer.Option(help="Bucket refill.")] = None,
@@ -52,6 +62,10 @@ def serve(
     from provisioning.config import Settings
     from provisioning.transport import log_config, protocol_for
 
+    if mqtt is not None:
+        mqtt = _mqtt_url(mqtt, mqtt_password_file)
+    elif mqtt_password_file is not None:
+        raise ParkctlError("--mqtt-password-file goes with --mqtt")
     given: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -87,6 +101,33 @@ def serve(
         limit_concurrency=settings.max_connections,
         server_header=False,
     )
+
+
+def _mqtt_url(url: str, password_file: Path | None) -> str:
+    """`--mqtt` with the password from `password_file`; a password in the flag is refused."""
+    parts = urlsplit(url)
+    try:
+        has_password = parts.password is not None
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        raise ParkctlError("--mqtt: not a URL (mqtt://user@host:port)") from None
+    if has_password:
+        raise ParkctlError(
+            "--mqtt must not hold the password (any user sees it in ps): use "
+            "--mqtt-password-file FILE, or give the whole URL in PARK_MQTT_URL"
+        )
+    if password_file is None:
+        return url
+    if not parts.username:
+        raise ParkctlError("--mqtt-password-file needs a user in --mqtt (mqtt://user@host)")
+    try:
+        password = password_file.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParkctlError(
+            f"cannot read --mqtt-password-file: {error.__class__.__name__}"
+        ) from None
+    netloc = f"{quote(parts.username, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def main() -> None:

@@ -174,8 +174,9 @@ def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> list[dict[str, A
     """Readings/s in 500-reading batches; with a broker, also the outbox's publish rate."""
     data_dir = tmp / ("batch-mqtt" if broker else "batch")
     creds = register_devices(data_dir, BATCH_CONNECTIONS, LOT)
-    args = ["--log-level", "warning", *(["--mqtt", broker.url()] if broker else [])]
-    with ServiceProcess(data_dir, extra_args=args, env=_METRICS) as service:
+    args = ["--log-level", "warning"]
+    env = {**_METRICS, **({"PARK_MQTT_URL": broker.url()} if broker else {})}
+    with ServiceProcess(data_dir, extra_args=args, env=env) as service:
         tokens = fetch_tokens(service.url, creds)
         posts = counts_requests(f"127.0.0.1:{service.port}", tokens, 150, BATCH)
         acked = published(service.url) if broker else 0.0
@@ -229,10 +230,12 @@ def bench_latency(tmp: Path, broker: MosquittoBroker) -> dict[str, Any]:
     watcher.subscribe(f"parking/{LOT}/devices/+/count", qos=1)
     watcher.loop_start()
     latencies = []
-    args = ["--log-level", "warning", "--mqtt", broker.url()]
+    args = ["--log-level", "warning"]
     try:
         with (
-            ServiceProcess(data_dir, extra_args=args, env=_METRICS) as service,
+            ServiceProcess(
+                data_dir, extra_args=args, env={**_METRICS, "PARK_MQTT_URL": broker.url()}
+            ) as service,
             service.client() as http,
         ):
             (token,) = fetch_tokens(service.url, creds)

@@ -90,6 +90,12 @@ class PayloadTooLarge(InvalidRequest):
     status_code = 413
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A body in a media type the endpoint does not take (RFC 9110 §15.5.16: 415)."""
+
+    status_code = 415
+
+
 class TooManyRequests(OAuthError):
     """The client's token bucket is empty (RFC 6585 §4: 429 with `Retry-After`).
 

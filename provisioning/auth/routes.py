@@ -27,6 +27,8 @@ from provisioning.auth.keys import JWKS_MAX_AGE_S
 from provisioning.auth.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.auth.tokens import (
+    FORM,
+    GRANT_TYPE,
     ClientCredentialsGrant,
     IssuanceAudit,
     check_grant_type,
@@ -96,6 +98,66 @@ def _before_included_routers(routes: list[BaseRoute], count: int) -> None:
     del routes[-count:]
     at = next((i for i, r in enumerate(routes) if not isinstance(r, Route)), len(routes))
     routes[at:at] = moved
+
+
+def _body_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": required}
+    return {
+        "required": True,
+        "content": {FORM: {"schema": schema}, JSON_TYPE: {"schema": schema}},
+    }
+
+
+_TEXT = {"type": "string", "maxLength": 256}
+_CLIENT = {"client_id": _TEXT, "client_secret": _TEXT}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid_request, invalid_scope, invalid_target, ... (RFC 6749 §5.2)"},
+    401: {"description": "invalid_client (RFC 6749 §5.2)"},
+    413: {"description": "Body over 16 KB"},
+    429: {"description": "too_many_requests, with Retry-After"},
+    503: {"description": "temporarily_unavailable, with Retry-After"},
+}
+
+
+def _document(app: FastAPI, token: Any, introspect: Any) -> None:
+    """The two OAuth endpoints in the OpenAPI document: routes that requests never take (the
+    plain routes above match first), as for `POST /v1/counts`."""
+    token_body = _body_schema(
+        {
+            "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
+            "audience": _TEXT,
+            "scope": _TEXT,
+            **_CLIENT,
+        },
+        ["grant_type"],
+    )
+    app.add_api_route(
+        "/oauth/token",
+        token,
+        methods=["POST"],
+        tags=["oauth"],
+        summary="Client credentials grant (RFC 6749 §4.4)",
+        description="Client authentication by HTTP Basic or client_id/client_secret in the "
+        "body, never both. Failed authentications are limited per source and per client ID.",
+        openapi_extra={"requestBody": token_body},
+        responses={
+            200: {"description": "access_token, token_type, expires_in, scope"},
+            **_ERROR_RESPONSES,
+        },
+    )
+    app.add_api_route(
+        "/oauth/introspect",
+        introspect,
+        methods=["POST"],
+        tags=["oauth"],
+        summary="Token introspection for operators (RFC 7662)",
+        description='Any other caller gets {"active": false} (RFC 7662 §4).',
+        openapi_extra={"requestBody": _body_schema({"token": _TEXT, **_CLIENT}, ["token"])},
+        responses={
+            200: {"description": "active, and the token's claims if it is"},
+            **_ERROR_RESPONSES,
+        },
+    )
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
@@ -210,6 +272,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     app.router.add_route("/oauth/token", token, methods=["POST"])
     app.router.add_route("/oauth/introspect", introspect, methods=["POST"])
     _before_included_routers(app.router.routes, 2)
+    _document(app, token, introspect)
 
     @app.get("/.well-known/jwks.json", tags=["oauth"])
     async def jwks() -> Response:

@@ -5,8 +5,9 @@
     GET  /v1/devices/{id}/readings        counts:read, paginated by seq
 
 Tokens are checked by the shared verifier (`auth.deps.require_token`) before the body is read.
-Refusals: 401/403 from the verifier with `WWW-Authenticate`; a body over 64 KB is 413 before it
-is read whole, non-JSON 400 and schema errors 422, each a JSON `{"error", "error_description"}`.
+Refusals: 401/403 from the verifier with `WWW-Authenticate`; a Content-Type other than JSON
+415, a body over 64 KB 413 before it is read whole, non-JSON or a repeated key 400 and schema
+errors 422, each a JSON `{"error", "error_description"}`.
 Nothing is stored unless the whole request is valid, and a request is answered only after its
 readings are committed (on SQLite, requests arriving together share one commit: commit.py).
 """
@@ -23,7 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from provisioning.auth.deps import require_token
-from provisioning.auth.errors import InvalidRequest, InvalidToken, OAuthError
+from provisioning.auth.errors import (
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    UnsupportedMediaType,
+)
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.auth.tokens import read_body
@@ -102,6 +108,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     async def post_counts(request: Request) -> Response:
         """Store a device's readings once each; answer `{"accepted", "duplicates"}`."""
         device = await check_writer(request)
+        if not _is_json(request.headers.get("content-type")):
+            raise UnsupportedMediaType("Content-Type must be application/json")
         body = await read_body(
             request.headers.get("content-length"), request.stream(), MAX_BODY_BYTES
         )
@@ -177,14 +185,26 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         },
         responses={
             200: {"description": '`{"accepted": n, "duplicates": m}`'},
-            400: {"description": "Not JSON"},
+            400: {"description": "Not JSON, or a JSON object repeats a key"},
             401: {"description": "Missing, invalid or expired token (RFC 6750)"},
             403: {"description": "No counts:write scope, or device_id is not the token's sub"},
             413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
+            415: {"description": "Content-Type is not application/json"},
             422: {"description": "JSON that breaks the schema; nothing was stored"},
         },
     )
     app.include_router(router)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """`application/json`, with no parameter but `charset=utf-8` (RFC 8259 §8.1: UTF-8)."""
+    if content_type is None:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    params = params.strip().lower().replace(" ", "")
+    return params in ("", "charset=utf-8", 'charset="utf-8"')
 
 
 def _not_found(description: str) -> Response:
