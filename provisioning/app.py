@@ -74,6 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url=None,
+        # Any operation: NUL in the path or query, or a body that does not parse (edge.py).
+        responses={400: {"description": "invalid_request: malformed request"}},
     )
     app.state.ctx = ctx
 

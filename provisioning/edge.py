@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioning.auth.errors import NO_STORE, InvalidRequest, oauth_error_response
@@ -86,14 +87,28 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return validation_error(exc)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     body = {
         "error": _ERROR_CODES.get(status, "invalid_request"),
         "error_description": str(exc.detail),
     }
-    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(exc.headers or {})})
+    headers = {**NO_STORE, **(exc.headers or {})}
+    if status == 405:
+        headers["Allow"] = _allowed(request)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every method any route of this path takes (RFC 9110 §15.5.6): Starlette names only the
+    first route that matched the path, but a path may have several (GET and DELETE)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _child = route.matches({**request.scope, "method": "OPTIONS"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 async def _client_gone(request: Request, _exc: Exception) -> Response:

@@ -8,6 +8,9 @@ the service (the token endpoint's parameters, path and query, admin API bodies),
 
 from __future__ import annotations
 
+# The same rule for the OpenAPI document (ECMA-262 has no way to say "valid Unicode").
+NO_NUL_PATTERN = r"^[^\x00]*\Z"
+
 
 def is_clean_text(value: str) -> bool:
     """True if `value` encodes as UTF-8 (no lone surrogates) and holds no NUL character."""

@@ -36,6 +36,7 @@ from provisioning.auth.tokens import (
     read_body,
 )
 from provisioning.context import ServiceContext
+from provisioning.text import NO_NUL_PATTERN
 
 JSON_TYPE = "application/json"
 
@@ -101,14 +102,21 @@ def _before_included_routers(routes: list[BaseRoute], count: int) -> None:
 
 
 def _body_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties, "required": required}
+    # Unknown parameters are ignored (RFC 6749 §3.1) but must be text, like the known ones.
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "propertyNames": {"pattern": NO_NUL_PATTERN},
+        "additionalProperties": {"type": "string", "pattern": NO_NUL_PATTERN},
+    }
     return {
         "required": True,
         "content": {FORM: {"schema": schema}, JSON_TYPE: {"schema": schema}},
     }
 
 
-_TEXT = {"type": "string", "maxLength": 256}
+_TEXT = {"type": "string", "maxLength": 256, "pattern": NO_NUL_PATTERN}
 _CLIENT = {"client_id": _TEXT, "client_secret": _TEXT}
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "invalid_request, invalid_scope, invalid_target, ... (RFC 6749 §5.2)"},
@@ -152,7 +160,9 @@ def _document(app: FastAPI, token: Any, introspect: Any) -> None:
         tags=["oauth"],
         summary="Token introspection for operators (RFC 7662)",
         description='Any other caller gets {"active": false} (RFC 7662 §4).',
-        openapi_extra={"requestBody": _body_schema({"token": _TEXT, **_CLIENT}, ["token"])},
+        openapi_extra={
+            "requestBody": _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
+        },
         responses={
             200: {"description": "active, and the token's claims if it is"},
             **_ERROR_RESPONSES,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -41,14 +41,18 @@ from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
     MAX_BODY_BYTES,
+    MAX_SEQ,
     CountsBatch,
     InvalidBody,
     MalformedBody,
     parse_counts,
 )
+from provisioning.text import NO_NUL_PATTERN
 
 Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
 MAX_PAGE = 1000
+# NUL is refused for every path and query (edge.py): the document says so.
+TextPath = Annotated[str, Path(json_schema_extra={"pattern": NO_NUL_PATTERN})]
 
 
 class AccessDenied(OAuthError):
@@ -143,8 +147,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         with engine.connect() as conn:
             return {"lots": store.list_lots(conn)}
 
-    @router.get("/v1/lots/{lot}")
-    def get_lot(lot: str, _reader: Reader) -> Response:
+    @router.get("/v1/lots/{lot}", responses={404: {"description": "No device in this lot"}})
+    def get_lot(lot: TextPath, _reader: Reader) -> Response:
         """A lot's total and each device's latest reading."""
         with engine.connect() as conn:
             detail = store.lot_detail(conn, lot)
@@ -152,11 +156,13 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             return _not_found("no device is registered in this lot")
         return JSONResponse(detail)
 
-    @router.get("/v1/devices/{device_id}/readings")
+    @router.get(
+        "/v1/devices/{device_id}/readings", responses={404: {"description": "No such device"}}
+    )
     def get_readings(
-        device_id: str,
+        device_id: TextPath,
         _reader: Reader,
-        since_seq: Annotated[int | None, Query(ge=-1, le=2**63 - 1)] = None,
+        since_seq: Annotated[int | None, Query(ge=-1, le=MAX_SEQ)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response:
         """A device's readings with seq > `since_seq`, in seq order; follow `next_since_seq`."""

@@ -19,13 +19,15 @@ import orjson
 MAX_READINGS = 500
 # 500 readings with 19-digit seqs and float timestamps fit in ~40 KB; 64 KB leaves headroom.
 MAX_BODY_BYTES = 64 * 1024
-MAX_SEQ = 2**63 - 1  # BIGINT
+# A board's seq is 32 bits; the API takes up to 2**53 - 1, the integers every JSON parser
+# reads exactly (RFC 7493 §2.2), so the document's bound means the same to every tool.
+MAX_SEQ = 2**53 - 1
 MAX_CARS = 1_000_000
 MAX_TS = 1e10  # epoch seconds, year 2286: anything later is a broken clock, not a time
 MAX_DEVICE_ID = 64
 MAX_RESET_CAUSE = 32
 # A reset cause name: printable ASCII (MicroPython's names are), the same rule as the schema's.
-RESET_CAUSE_PATTERN = f"^[ -~]{{1,{MAX_RESET_CAUSE}}}$"
+RESET_CAUSE_PATTERN = rf"^[ -~]{{1,{MAX_RESET_CAUSE}}}\Z"  # \Z: `$` would allow a final "\n"
 RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
 _BODY_KEYS = frozenset({"readings", "device_id", "health"})
@@ -66,18 +68,21 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "device_id": {"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID},
+        "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
         "health": {
-            "type": "object",
+            "type": ["object", "null"],
             "additionalProperties": False,
             "properties": {
                 **{
-                    name: _int(*bounds) | {"nullable": True}
+                    name: _int(*bounds) | {"type": ["integer", "null"]}
                     for name, bounds in _HEALTH_INTS.items()
                 },
                 "reset_cause": {
-                    "oneOf": [{"type": "string", "pattern": RESET_CAUSE_PATTERN}, _int(0, 255)],
-                    "nullable": True,
+                    "oneOf": [
+                        {"type": "string", "pattern": RESET_CAUSE_PATTERN},
+                        _int(0, 255),
+                        {"type": "null"},
+                    ],
                 },
             },
         },

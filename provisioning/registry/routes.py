@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -27,6 +27,9 @@ from provisioning.context import ServiceContext
 from provisioning.edge import validation_error
 from provisioning.registry import service
 from provisioning.registry.schemas import (
+    LOT_MAX,
+    LOT_PATTERN,
+    MAC_PATTERN,
     ApiError,
     AuditEntry,
     AuditPage,
@@ -45,8 +48,11 @@ from provisioning.registry.schemas import (
 from provisioning.registry.schemas import Operator as OperatorView
 from provisioning.registry.service import DeviceRow, MacConflict, RegistryError
 from provisioning.store.models import Client
+from provisioning.text import NO_NUL_PATTERN
 
 _check_operator = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)
+# NUL is refused for every path and query (edge.py): the document says so.
+ClientIdPath = Annotated[str, Path(json_schema_extra={"pattern": NO_NUL_PATTERN})]
 Operator = Annotated[Principal, Depends(_check_operator)]
 
 
@@ -60,7 +66,7 @@ def open_session(request: Request) -> Iterator[Session]:
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Db = Annotated[Session, Depends(open_session)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ApiError} for status in (401, 403, 404, 422)
+    status: {"model": ApiError} for status in (401, 403, 404, 409, 422)
 }
 
 
@@ -150,36 +156,42 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     def list_devices(
         _operator: Operator,
         db: Db,
-        lot: str | None = None,
-        mac: str | None = None,
+        lot: Annotated[
+            str | None, Query(json_schema_extra={"pattern": LOT_PATTERN, "maxLength": LOT_MAX})
+        ] = None,
+        mac: Annotated[str | None, Query(json_schema_extra={"pattern": MAC_PATTERN})] = None,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
-        cursor: str | None = None,
+        cursor: Annotated[
+            str | None, Query(json_schema_extra={"pattern": service.DEVICE_CURSOR_PATTERN})
+        ] = None,
     ) -> DevicePage:
         """Live devices, oldest first; follow `next_cursor` for more."""
         page = service.list_devices(db, lot=lot, mac=mac, limit=limit, cursor=cursor)
         return DevicePage(items=[_device(row) for row in page.items], next_cursor=page.next_cursor)
 
     @router.get("/devices/{client_id}", response_model=Device)
-    def show_device(client_id: str, _operator: Operator, db: Db) -> Device:
+    def show_device(client_id: ClientIdPath, _operator: Operator, db: Db) -> Device:
         """One device with its latest reading and health."""
         return _device(service.get_device_row(db, client_id))
 
     @router.patch("/devices/{client_id}", response_model=Device)
-    def update_device(client_id: str, body: DeviceUpdate, operator: Operator, db: Db) -> Device:
+    def update_device(
+        client_id: ClientIdPath, body: DeviceUpdate, operator: Operator, db: Db
+    ) -> Device:
         """Rename a device or move it to another lot."""
         service.update_device(db, operator.client_id, client_id, lot=body.lot, name=body.name)
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
     @router.post("/devices/{client_id}/disable", response_model=Device)
-    def disable_device(client_id: str, operator: Operator, db: Db) -> Device:
+    def disable_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Device:
         """Refuse the device tokens (`invalid_client`) and its current tokens (`invalid_token`)."""
         service.disable(db, operator.client_id, client_id)
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
     @router.post("/devices/{client_id}/enable", response_model=Device)
-    def enable_device(client_id: str, operator: Operator, db: Db) -> Device:
+    def enable_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Device:
         """Let a disabled device authenticate again."""
         service.enable(db, operator.client_id, client_id)
         changed(client_id)
@@ -188,7 +200,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     def rotate(
         db: Session,
         actor: str,
-        client_id: str,
+        client_id: ClientIdPath,
         body: RotateSecret | None,
         response: Response,
         kind: str,
@@ -212,7 +224,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @router.post("/devices/{client_id}/rotate-secret", response_model=SecretRotated)
     def rotate_secret(
-        client_id: str,
+        client_id: ClientIdPath,
         operator: Operator,
         db: Db,
         response: Response,
@@ -223,7 +235,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return rotate(db, operator.client_id, client_id, body, response, DEVICE)
 
     @router.delete("/devices/{client_id}", status_code=204, response_class=Response)
-    def delete_device(client_id: str, operator: Operator, db: Db) -> Response:
+    def delete_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Response:
         """Soft delete: the device's secrets stop working, its MAC is free, readings stay."""
         service.delete_device(db, operator.client_id, client_id)
         changed(client_id)
@@ -247,19 +259,19 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         )
 
     @router.get("/operators/{client_id}", response_model=OperatorView)
-    def show_operator(client_id: str, _operator: Operator, db: Db) -> OperatorView:
+    def show_operator(client_id: ClientIdPath, _operator: Operator, db: Db) -> OperatorView:
         """One operator."""
         return _operator_view(service.get_device(db, client_id, OPERATOR))
 
     @router.post("/operators/{client_id}/disable", response_model=OperatorView)
-    def disable_operator(client_id: str, operator: Operator, db: Db) -> OperatorView:
+    def disable_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> OperatorView:
         """Refuse the operator tokens and revoke those it holds (409 for the last enabled)."""
         client = service.disable(db, operator.client_id, client_id, OPERATOR)
         changed(client_id)
         return _operator_view(client)
 
     @router.post("/operators/{client_id}/enable", response_model=OperatorView)
-    def enable_operator(client_id: str, operator: Operator, db: Db) -> OperatorView:
+    def enable_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> OperatorView:
         """Let a disabled operator authenticate again (its old tokens stay revoked)."""
         client = service.enable(db, operator.client_id, client_id, OPERATOR)
         changed(client_id)
@@ -267,7 +279,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @router.post("/operators/{client_id}/rotate-secret", response_model=SecretRotated)
     def rotate_operator_secret(
-        client_id: str,
+        client_id: ClientIdPath,
         operator: Operator,
         db: Db,
         response: Response,
@@ -277,7 +289,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return rotate(db, operator.client_id, client_id, body, response, OPERATOR)
 
     @router.delete("/operators/{client_id}", status_code=204, response_class=Response)
-    def delete_operator(client_id: str, operator: Operator, db: Db) -> Response:
+    def delete_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> Response:
         """Soft delete (409 for the last enabled operator); its audit trail stays."""
         service.delete_device(db, operator.client_id, client_id, OPERATOR)
         changed(client_id)
@@ -288,8 +300,10 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         _operator: Operator,
         db: Db,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
-        cursor: str | None = None,
-        target: str | None = None,
+        cursor: Annotated[
+            str | None, Query(json_schema_extra={"pattern": service.AUDIT_CURSOR_PATTERN})
+        ] = None,
+        target: Annotated[str | None, Query(json_schema_extra={"pattern": NO_NUL_PATTERN})] = None,
     ) -> AuditPage:
         """Admin actions and token issuance, newest first."""
         page = service.list_audit(db, limit=limit, cursor=cursor, target=target)

@@ -276,9 +276,10 @@ def test_wrong_secrets_never_lock_the_owner_out(make_auth: MakeAuth) -> None:
         token_rate_burst=3,
         auth_fail_source_burst=5,
         auth_fail_client_burst=8,
-        auth_fail_audit_window_s=0.3,
+        auth_fail_audit_window_s=1.0,
     )
     client_id, secret = auth.device()
+    started = time.monotonic()
     attacker = _from(auth, "198.51.100.7")
     answers = [
         attacker.post("/oauth/token", data=GRANT, auth=(client_id, "x" * 43)) for _ in range(20)
@@ -307,16 +308,20 @@ def test_wrong_secrets_never_lock_the_owner_out(make_auth: MakeAuth) -> None:
     for n in range(3):
         _from(auth, "192.0.2.77").post("/oauth/token", data=GRANT, auth=(f"dev_nobody{n}", "z"))
     # Audited in aggregate: one row per client ID per window, with the count, never a secret.
-    time.sleep(0.8)
+    elapsed = time.monotonic() - started
+    time.sleep(1.5)
     with auth.ctx.sessions() as session:
         rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.fail")).all()
-    by_target = {row.target: row.detail for row in rows}
-    assert len(rows) == 2, [(r.target, r.detail) for r in rows]
-    assert by_target[client_id] is not None and by_target[client_id]["count"] == 5 + 12
-    assert "198.51.100.7" in by_target[client_id]["sources"]
-    assert len(by_target[client_id]["sources"]) <= 5
-    assert by_target[None] is not None and by_target[None]["count"] == 3
-    assert secret not in str(by_target)
+    windows = int(elapsed / 1.0) + 2  # the failures above span at most this many windows
+    mine = [row.detail for row in rows if row.target == client_id and row.detail]
+    unknown = [row.detail for row in rows if row.target is None and row.detail]
+    assert 1 <= len(mine) <= windows and 1 <= len(unknown) <= windows
+    assert len(rows) == len(mine) + len(unknown)
+    assert sum(d["count"] for d in mine) == 5 + 12  # every failure counted, none twice
+    assert sum(d["count"] for d in unknown) == 3 and unknown[0]["unknown_client_id"] is True
+    assert "198.51.100.7" in mine[0]["sources"]
+    assert all(len(d["sources"]) <= 5 for d in mine)
+    assert secret not in str(mine)
 
 
 def test_refused_token_requests_do_not_spend_the_issuance_quota(make_auth: MakeAuth) -> None:

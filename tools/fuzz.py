@@ -1,0 +1,133 @@
+"""`make fuzz`: schemathesis against the real service, from its own OpenAPI document.
+
+For SQLite and then PostgreSQL: start `parkctl serve` (with `PARK_API_DOCS=1`, so the document
+is served, and failure limits raised so the token endpoint's parsing is what gets exercised),
+register a device and an operator, fetch their tokens, and run `st run` with every check on
+every operation (tools/fuzz_hooks.py gives each operation its token). Prints the cases run and
+the failures per database from schemathesis' JSON report; exit status 1 if any check failed.
+
+    .venv/bin/python tools/fuzz.py [--max-examples N] [--db sqlite|postgresql ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from tests.support.clients import register_devices  # noqa: E402
+from tests.support.server import ServiceProcess  # noqa: E402
+from tests.support.services import postgres_database  # noqa: E402
+
+GRANT = {"grant_type": "client_credentials"}
+LIMITS = {
+    "PARK_API_DOCS": "1",
+    "PARK_TOKEN_RATE_BURST": "1000000",
+    "PARK_AUTH_FAIL_SOURCE_BURST": "1000000",
+    "PARK_AUTH_FAIL_CLIENT_BURST": "1000000",
+}
+
+
+def _token(url: str, creds: tuple[str, str], **params: str) -> str:
+    response = httpx.post(f"{url}/oauth/token", data={**GRANT, **params}, auth=creds, timeout=30)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def _operator(data_dir: Path, db: str | None) -> tuple[str, str]:
+    args = ["admin", "create", "--data-dir", str(data_dir), "--name", "fuzz", "--json"]
+    out = subprocess.run(
+        [sys.executable, "-m", "provisioning", *args, *(["--db", db] if db else [])],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    made = json.loads(out.stdout)
+    return made["client_id"], made["client_secret"]
+
+
+def fuzz(work: Path, name: str, db: str | None, max_examples: int) -> dict[str, Any]:
+    """One `st run` against a fresh service on `db` (None: SQLite); the report's figures."""
+    data_dir = work / name
+    (device,) = register_devices(data_dir, 1, "fuzz-lot", db=db)
+    operator = _operator(data_dir, db)
+    with ServiceProcess(data_dir, db=db, env=LIMITS) as service:
+        env = {
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tools.fuzz_hooks",
+            "PYTHONPATH": str(REPO),
+            "PARK_FUZZ_DEVICE_TOKEN": _token(service.url, device),
+            "PARK_FUZZ_READER_TOKEN": _token(
+                service.url, operator, audience="parkfleet-ingest", scope="counts:read"
+            ),
+            "PARK_FUZZ_ADMIN_TOKEN": _token(service.url, operator, audience="parkfleet-admin"),
+            "PARK_FUZZ_PROTECTED": f"{device[0]},{operator[0]}",
+        }
+        report = work / f"{name}.json"
+        command = [
+            str(Path(sys.executable).with_name("st")),
+            "run",
+            f"{service.url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(max_examples),
+            "--workers",
+            "1",  # several threads trip a CPython 3.11 ast.parse bug inside hypothesis
+            "--seed",
+            "9",
+            "--no-color",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ]
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+        log = service.log()
+    print(run.stdout[-6000:])
+    if run.stderr.strip():
+        print(run.stderr[-3000:], file=sys.stderr)
+    figures: dict[str, Any] = {
+        "db": name,
+        "exit": run.returncode,
+        "tracebacks": log.count("Traceback"),
+    }
+    if report.exists():
+        figures["report"] = json.loads(report.read_text())
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, default=300)
+    parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as name:
+        work = Path(name)
+        for db in args.db or ["sqlite", "postgresql"]:
+            if db == "sqlite":
+                results.append(fuzz(work, db, None, args.max_examples))
+            else:
+                with postgres_database() as url:
+                    results.append(fuzz(work, db, url, args.max_examples))
+    failed = False
+    for result in results:
+        print(json.dumps({k: v for k, v in result.items() if k != "report"}))
+        failed |= result["exit"] != 0 or result["tracebacks"] > 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
