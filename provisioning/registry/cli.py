@@ -42,6 +42,14 @@ CaCert = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ClientId = Annotated[str, typer.Argument(help="The device's client_id (dev_...).")]
+Grace = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Seconds the old secret keeps working; 0 revokes it and the tokens issued with it "
+        "now [default: the server's, 24 h].",
+    ),
+]
 
 _SHOWN_ONCE = (
     "[yellow]The client secret is shown only this once and cannot be recovered: "
@@ -239,14 +247,7 @@ def admin_enable(
 @admin_app.command("rotate-secret")
 def admin_rotate_secret(
     client_id: OperatorId,
-    grace: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Seconds the old secret keeps working; 0 revokes it and its tokens now "
-            "[default: the server's, 24 h].",
-        ),
-    ] = None,
+    grace: Grace = None,
     server: Server = None,
     ca_cert: CaCert = None,
     as_json: AsJson = False,
@@ -396,14 +397,7 @@ def device_enable(
 @device_app.command("rotate-secret")
 def device_rotate_secret(
     client_id: ClientId,
-    grace: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Seconds the old secret keeps working; 0 revokes it now "
-            "[default: the server's, 24 h].",
-        ),
-    ] = None,
+    grace: Grace = None,
     server: Server = None,
     ca_cert: CaCert = None,
     as_json: AsJson = False,
