@@ -77,6 +77,8 @@ def fuzz(work: Path, name: str, db: str | None, max_examples: int) -> dict[str, 
         report = work / f"{name}.json"
         command = [
             str(Path(sys.executable).with_name("st")),
+            "--config-file",
+            str(REPO / "tools" / "fuzz.toml"),
             "run",
             f"{service.url}/openapi.json",
             "--checks",

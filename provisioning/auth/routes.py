@@ -133,7 +133,7 @@ def _document(app: FastAPI, token: Any, introspect: Any) -> None:
     token_body = _body_schema(
         {
             "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
-            "audience": _TEXT,
+            "audience": {"type": "string", "enum": list(scopes.AUDIENCES)},
             "scope": _TEXT,
             **_CLIENT,
         },
