@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck bench clean serve
+.PHONY: venv demo test lint typecheck bench fuzz clean serve
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m tools.bench
+
+# schemathesis, every check, from the service's OpenAPI document, on SQLite and PostgreSQL.
+FUZZ_EXAMPLES ?= 100
+fuzz: venv
+	$(BIN)/python -m tools.fuzz --max-examples $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

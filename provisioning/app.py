@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from provisioning import edge
 from provisioning.auth import routes as auth_routes
 from provisioning.auth.keys import KeyStore
 from provisioning.auth.secrets import SecretHasher
@@ -20,12 +22,23 @@ from provisioning.registry import routes as registry_routes
 from provisioning.store.db import make_engine, migrate, session_factory
 from provisioning.ui import routes as ui_routes
 
+log = logging.getLogger(__name__)
+
 
 def build_context(settings: Settings) -> ServiceContext:
     """Migrate the database and open it; nothing here talks to the network."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = settings.data_dir.stat().st_mode
+    if mode & 0o077:
+        # Keys and the database live here: say so, but do not change a directory we did not
+        # make (it may be shared on purpose); the files in it are owner-only regardless.
+        log.warning(
+            "data directory %s is readable by others (mode %o): chmod 700 it",
+            settings.data_dir,
+            mode & 0o777,
+        )
     migrate(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, settings.sqlite_synchronous)
     sessions = session_factory(engine)
     metrics = Metrics()
     keys = KeyStore.from_settings(settings, sessions)
@@ -55,7 +68,17 @@ def create_app(settings: Settings) -> FastAPI:
                 stop()
             ctx.engine.dispose()
 
-    app = FastAPI(title="parkfleet", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs  # opt-in: the API's map is not for every caller (README)
+    app = FastAPI(
+        title="parkfleet",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        # Any operation: NUL in the path or query, or a body that does not parse (edge.py).
+        responses={400: {"description": "invalid_request: malformed request"}},
+    )
     app.state.ctx = ctx
 
     @app.get("/healthz", include_in_schema=False)
@@ -69,4 +92,5 @@ def create_app(settings: Settings) -> FastAPI:
     registry_routes.install(app, ctx)
     lots_api.install(app, ctx)
     ui_routes.install(app, ctx)  # the dashboard, last: every API route is matched first
+    edge.install(app)  # added last: outermost of the app's middleware
     return app

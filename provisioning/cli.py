@@ -50,7 +50,15 @@ def serve_verb(parkctl: Verbs) -> None:
     cmd.add_argument("--tls-cert", type=Path, help="PEM certificate (HTTPS).")
     cmd.add_argument("--tls-key", type=Path, help="PEM private key (HTTPS).")
     cmd.add_argument("--issuer", help="`iss` (default: the URL served).")
-    cmd.add_argument("--mqtt", dest="mqtt_url", help="mqtt://user:pass@host:port")
+    cmd.add_argument(
+        "--mqtt",
+        dest="mqtt_url",
+        help="mqtt://user@host:port; the password only from --mqtt-password-file, or the whole "
+        "URL in $PARK_MQTT_URL (a command line is visible to every user in ps).",
+    )
+    cmd.add_argument(
+        "--mqtt-password-file", type=Path, help="File holding the MQTT password for --mqtt."
+    )
     cmd.add_argument("--jwks-url", help="Verify tokens from this JWKS.")
     cmd.add_argument("--token-rate-burst", type=int, help="Token bucket size.")
     cmd.add_argument("--token-rate-per-hour", type=float, help="Bucket refill.")
@@ -60,7 +68,7 @@ def serve_verb(parkctl: Verbs) -> None:
 def _serve(args: Namespace) -> None:
     from provisioning.serve import serve
 
-    serve(given(args, SERVE_SETTINGS))
+    serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)
 
 
 def build() -> Verbs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,9 +41,30 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # Old secret keeps working this long after rotate-secret (re-provision without downtime).
     secret_grace_s: int = Field(default=86400, ge=0)
-    # Per-client token bucket on /oauth/token.
+    # Per-client token bucket on /oauth/token: spent by tokens issued, never by failures.
     token_rate_burst: int = Field(default=10, ge=1)
     token_rate_per_hour: float = Field(default=10.0, gt=0)
+    # Failed client authentications (token and introspection endpoints), limited apart from
+    # issuance: per source address (refused before any work once spent) and per client ID
+    # (only wrong secrets are refused, the owner's right one is still served).
+    auth_fail_source_burst: int = Field(default=20, ge=1)
+    auth_fail_source_per_hour: float = Field(default=60.0, gt=0)
+    auth_fail_client_burst: int = Field(default=10, ge=1)
+    auth_fail_client_per_hour: float = Field(default=10.0, gt=0)
+    # Failed authentications are audited as one row per client per window, with a count.
+    auth_fail_audit_window_s: float = Field(default=60.0, gt=0, le=3600)
+    # Slow clients: time to send a request's head, and its body once the head is in.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Open connections per source address, and in all (beyond: refused at once).
+    max_connections_per_source: int = Field(default=128, ge=1)
+    max_connections: int = Field(default=4096, ge=1)
+    # SQLite: FULL makes an acknowledged reading survive a power cut (NORMAL: a process crash).
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # GET /metrics without a token (for a Prometheus on a private network); else operator token.
+    metrics_public: bool = False
+    # /docs and /openapi.json (off: the API's map is not handed to every caller).
+    api_docs: bool = False
     # A rotated-in signing key is published this long before it signs (>= JWKS max-age, 300 s).
     key_publish_delay_s: float = Field(default=600.0, ge=0)
     # How long a verifier may trust a device's enabled/deleted state (README states the bound).

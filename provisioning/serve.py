@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import uvicorn
 
 from provisioning.app import create_app
 from provisioning.config import from_flags
 from provisioning.errors import ParkctlError, first_line
+from provisioning.transport import log_config, protocol_for
 
 
 def _readable(path: Path, what: str) -> None:
@@ -25,8 +27,13 @@ def _readable(path: Path, what: str) -> None:
         raise ParkctlError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def serve(given: Mapping[str, Any]) -> None:
+def serve(given: Mapping[str, Any], mqtt_password_file: Path | None = None) -> None:
     """Run the service with the flags `given` (over PARK_* variables, over defaults)."""
+    given = dict(given)
+    if given.get("mqtt_url") is not None:
+        given["mqtt_url"] = _mqtt_url(given["mqtt_url"], mqtt_password_file)
+    elif mqtt_password_file is not None:
+        raise ParkctlError("--mqtt-password-file goes with --mqtt")
     settings = from_flags(given)
     if settings.log_level not in uvicorn.config.LOG_LEVELS:
         levels = ", ".join(uvicorn.config.LOG_LEVELS)
@@ -49,6 +56,39 @@ def serve(given: Mapping[str, Any]) -> None:
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         access_log=False,  # request lines add nothing the metrics and audit log lack
         timeout_keep_alive=75,  # boards keep their TLS connection between posts
+        # Head and body deadlines, connections per source (transport.py); in all, beyond
+        # max_connections requests get 503. No `server: uvicorn` banner.
+        http=protocol_for(settings),
+        limit_concurrency=settings.max_connections,
+        server_header=False,
     )
+
+
+def _mqtt_url(url: str, password_file: Path | None) -> str:
+    """`--mqtt` with the password from `password_file`; a password in the flag is refused."""
+    parts = urlsplit(url)
+    try:
+        has_password = parts.password is not None
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        raise ParkctlError("--mqtt: not a URL (mqtt://user@host:port)") from None
+    if has_password:
+        raise ParkctlError(
+            "--mqtt must not hold the password (any user sees it in ps): use "
+            "--mqtt-password-file FILE, or give the whole URL in PARK_MQTT_URL"
+        )
+    if password_file is None:
+        return url
+    if not parts.username:
+        raise ParkctlError("--mqtt-password-file needs a user in --mqtt (mqtt://user@host)")
+    try:
+        password = password_file.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParkctlError(
+            f"cannot read --mqtt-password-file: {error.__class__.__name__}"
+        ) from None
+    netloc = f"{quote(parts.username, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -99,12 +99,23 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "serve --db bogus://x --data-dir {tmp}/serve",
         "serve --tls-cert {tmp}/missing.pem --tls-key {tmp}/missing.key --data-dir {tmp}/serve",
         "serve --data-dir {tmp}/a-file",
+        "serve --mqtt mqtt://user:pass@127.0.0.1:1883 --data-dir {tmp}/serve",
+        "serve --mqtt mqtt://user@127.0.0.1:1883 --mqtt-password-file {tmp}/missing",
+        "serve --mqtt-password-file {tmp}/missing",
     ],
     ("admin", "create"): [
         "admin create --data-dir {tmp}/a-file",
         "admin create --db bogus://x --data-dir {tmp}/admin",
         "admin create --role king --data-dir {tmp}/admin",
     ],
+    ("admin", "list"): ["admin list", "@operator admin list --server {nonsense_url}"],
+    ("admin", "disable"): ["@operator admin disable op_nobody", "@operator admin disable"],
+    ("admin", "enable"): ["@operator admin enable op_nobody --server " + DEAD],
+    ("admin", "rotate-secret"): [
+        "@operator admin rotate-secret op_nobody --grace -1",
+        "@operator admin rotate-secret op_nobody",
+    ],
+    ("admin", "delete"): ["@operator admin delete op_nobody"],
     ("admin", "audit"): [
         "@operator admin audit --limit 0",
         "@operator admin audit --server " + DEAD,

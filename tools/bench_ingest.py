@@ -44,6 +44,8 @@ SINGLE_TARGET = 0.50
 BATCH_TARGET = 100_000
 LATENCY_SAMPLES = 300
 LOT = "bench-lot"
+# The service's /metrics is read below: open it (it needs an operator token by default).
+_METRICS = {"PARK_METRICS_PUBLIC": "1"}
 
 
 def fetch_tokens(url: str, creds: list[tuple[str, str]]) -> list[str]:
@@ -126,7 +128,7 @@ def bench_single(tmp: Path) -> list[dict[str, Any]]:
     data_dir = tmp / "single"
     creds = register_devices(data_dir, SINGLE_CONNECTIONS, LOT)
     args = ["--token-rate-burst", "1000000000", "--log-level", "warning"]
-    with ServiceProcess(data_dir, extra_args=args) as service:
+    with ServiceProcess(data_dir, extra_args=args, env=_METRICS) as service:
         host = f"127.0.0.1:{service.port}"
         tokens = fetch_tokens(service.url, creds)
         healthz = [build_request("GET", "/healthz", host)]
@@ -168,8 +170,9 @@ def bench_batches(tmp: Path, broker: MosquittoBroker | None) -> list[dict[str, A
     """Readings/s in 500-reading batches; with a broker, also the outbox's publish rate."""
     data_dir = tmp / ("batch-mqtt" if broker else "batch")
     creds = register_devices(data_dir, BATCH_CONNECTIONS, LOT)
-    args = ["--log-level", "warning", *(["--mqtt", broker.url()] if broker else [])]
-    with ServiceProcess(data_dir, extra_args=args) as service:
+    args = ["--log-level", "warning"]
+    env = {**_METRICS, **({"PARK_MQTT_URL": broker.url()} if broker else {})}
+    with ServiceProcess(data_dir, extra_args=args, env=env) as service:
         tokens = fetch_tokens(service.url, creds)
         posts = counts_requests(f"127.0.0.1:{service.port}", tokens, 150, BATCH)
         acked = published(service.url) if broker else 0.0
@@ -223,9 +226,14 @@ def bench_latency(tmp: Path, broker: MosquittoBroker) -> dict[str, Any]:
     watcher.subscribe(f"parking/{LOT}/devices/+/count", qos=1)
     watcher.loop_start()
     latencies = []
-    args = ["--log-level", "warning", "--mqtt", broker.url()]
+    args = ["--log-level", "warning"]
     try:
-        with ServiceProcess(data_dir, extra_args=args) as service, service.client() as http:
+        with (
+            ServiceProcess(
+                data_dir, extra_args=args, env={**_METRICS, "PARK_MQTT_URL": broker.url()}
+            ) as service,
+            service.client() as http,
+        ):
             (token,) = fetch_tokens(service.url, creds)
             headers = {"Authorization": f"Bearer {token}"}
             time.sleep(1.0)  # publisher connected

@@ -17,11 +17,12 @@ from urllib.parse import unquote_plus
 
 from sqlalchemy import Engine, bindparam, select
 
-from provisioning.auth.errors import InvalidClient, InvalidRequest, TooManyRequests
-from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.auth.errors import InvalidClient, InvalidRequest
+from provisioning.auth.failures import FailureLimits
 from provisioning.auth.secrets import SecretHasher
 from provisioning.store.models import Client
 from provisioning.store.sql import FastQuery
+from provisioning.text import is_clean_text
 
 # Compared against when the client is unknown, so that path does the same HMAC work.
 _NO_SUCH_HASH = "hmac-sha256$" + "0" * 64
@@ -45,6 +46,8 @@ class ClientRecord:
     kind: str
     lot: str | None
     active: bool  # enabled and not deleted
+    # Tokens with an earlier `iat` are revoked (zero-grace rotation, disable); None: none are.
+    tokens_valid_after: float | None = None
 
 
 def parse_basic(header: str) -> tuple[str, str]:
@@ -64,9 +67,13 @@ def parse_basic(header: str) -> tuple[str, str]:
     if not colon:
         raise InvalidRequest("malformed Basic credentials")
     try:
-        return unquote_plus(client_id, errors="strict"), unquote_plus(secret, errors="strict")
+        client_id = unquote_plus(client_id, errors="strict")
+        secret = unquote_plus(secret, errors="strict")
     except UnicodeDecodeError:
         raise InvalidRequest("malformed Basic credentials") from None
+    if not (is_clean_text(client_id) and is_clean_text(secret)):
+        raise InvalidRequest("malformed Basic credentials")
+    return client_id, secret
 
 
 def extract_credentials(authorization: str | None, params: dict[str, str]) -> Credentials:
@@ -97,9 +104,9 @@ def _same(presented: str, stored: str | None) -> bool:
 
 
 class ClientAuthenticator:
-    """Checks client credentials against the registry; counts failures per client ID tried."""
+    """Checks client credentials against the registry; failures go to `FailureLimits`."""
 
-    def __init__(self, engine: Engine, hasher: SecretHasher, failures: TokenBuckets) -> None:
+    def __init__(self, engine: Engine, hasher: SecretHasher, failures: FailureLimits) -> None:
         self._engine = engine
         self._hasher = hasher
         self._failures = failures
@@ -114,19 +121,18 @@ class ClientAuthenticator:
                 Client.previous_secret_expires_at,
                 Client.enabled,
                 Client.deleted_at,
+                Client.tokens_valid_after,
             ).where(Client.client_id == bindparam("client_id")),
         )
 
-    def authenticate(self, creds: Credentials) -> ClientRecord:
-        """The client if `creds` are right and it is enabled; else `invalid_client`.
+    def authenticate(self, creds: Credentials, source: str) -> ClientRecord:
+        """The client if `creds` are right and it is enabled; else `invalid_client` (or 429
+        once the failures of `source` or of the client ID are spent, see `failures.py`).
 
-        A client ID that failed too often recently is throttled (429) before any work: this
-        bounds what a flood of guesses can cost, at the price that it can delay that client's
-        own refresh (which keeps its current token meanwhile).
+        The right secret is served even while others fail for the same client ID: failures
+        never spend the issuance quota, so nobody can lock a board out by knowing its ID.
         """
-        wait = self._failures.wait_time(creds.client_id)
-        if wait:
-            raise TooManyRequests(wait)
+        self._failures.check_source(source)
         row = self._query.first(client_id=creds.client_id)
         now = time.time()
         if row is None:
@@ -142,6 +148,12 @@ class ClientAuthenticator:
                 row["enabled"] and row["deleted_at"] is None
             )
         if not ok or row is None:
-            self._failures.take(creds.client_id)
+            self._failures.failed(creds.client_id, row is not None, source)
             raise InvalidClient(basic=creds.basic)
-        return ClientRecord(creds.client_id, row["kind"], row["lot"], active=True)
+        return ClientRecord(
+            creds.client_id,
+            row["kind"],
+            row["lot"],
+            active=True,
+            tokens_valid_after=row["tokens_valid_after"],
+        )

@@ -84,6 +84,12 @@ class PayloadTooLarge(InvalidRequest):
     status_code = 413
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A body in a media type the endpoint does not take (RFC 9110 §15.5.16: 415)."""
+
+    status_code = 415
+
+
 class TooManyRequests(OAuthError):
     """The client's token bucket is empty (RFC 6585 §4: 429 with `Retry-After`).
 
@@ -94,8 +100,10 @@ class TooManyRequests(OAuthError):
     error = "too_many_requests"
     status_code = 429
 
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__("token rate limit exceeded; retry later")
+    def __init__(
+        self, retry_after_s: float, description: str = "token rate limit exceeded; retry later"
+    ) -> None:
+        super().__init__(description)
         # Retry-After is whole seconds (RFC 9110 §10.2.3); round up so an obedient client wins.
         self.retry_after = max(1, math.ceil(retry_after_s))
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
+from provisioning.auth.deps import require_token
 from provisioning.auth.errors import (
     NO_STORE,
     InvalidRequest,
@@ -21,9 +22,12 @@ from provisioning.auth.errors import (
     OAuthError,
     oauth_error_handler,
 )
+from provisioning.auth.failures import FailureAudit, FailureLimits
 from provisioning.auth.keys import JWKS_MAX_AGE_S
 from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.auth.tokens import (
+    FORM,
+    GRANT_TYPE,
     MAX_BODY,
     ClientCredentialsGrant,
     IssuanceAudit,
@@ -32,6 +36,7 @@ from provisioning.auth.tokens import (
 )
 from provisioning.context import ServiceContext
 from provisioning.metrics import LatencyMiddleware, metrics_endpoint
+from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
 
 JSON_TYPE = "application/json"
@@ -97,12 +102,92 @@ def _before_included_routers(routes: list[BaseRoute], count: int) -> None:
     routes[at:at] = moved
 
 
+def _body_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    # Unknown parameters are ignored (RFC 6749 §3.1) but must be text, like the known ones.
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "propertyNames": {"pattern": NO_NUL_PATTERN},
+        "additionalProperties": {"type": "string", "pattern": NO_NUL_PATTERN},
+    }
+    return {
+        "required": True,
+        "content": {FORM: {"schema": schema}, JSON_TYPE: {"schema": schema}},
+    }
+
+
+_TEXT = {"type": "string", "maxLength": 256, "pattern": NO_NUL_PATTERN}
+_CLIENT = {"client_id": _TEXT, "client_secret": _TEXT}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid_request, invalid_scope, invalid_target, ... (RFC 6749 §5.2)"},
+    401: {"description": "invalid_client (RFC 6749 §5.2)"},
+    413: {"description": "Body over 16 KB"},
+    429: {"description": "too_many_requests, with Retry-After"},
+    503: {"description": "temporarily_unavailable, with Retry-After"},
+}
+
+
+def _document(app: FastAPI, token: Any, introspect: Any) -> None:
+    """The two OAuth endpoints in the OpenAPI document: routes that requests never take (the
+    plain routes above match first), as for `POST /v1/counts`."""
+    token_body = _body_schema(
+        {
+            "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
+            "audience": {"type": "string", "enum": list(scopes.AUDIENCES)},
+            "scope": _TEXT,
+            **_CLIENT,
+        },
+        ["grant_type"],
+    )
+    app.add_api_route(
+        "/oauth/token",
+        token,
+        methods=["POST"],
+        tags=["oauth"],
+        summary="Client credentials grant (RFC 6749 §4.4)",
+        description="Client authentication by HTTP Basic or client_id/client_secret in the "
+        "body, never both. Failed authentications are limited per source and per client ID.",
+        openapi_extra={"requestBody": token_body},
+        responses={
+            200: {"description": "access_token, token_type, expires_in, scope"},
+            **_ERROR_RESPONSES,
+        },
+    )
+    app.add_api_route(
+        "/oauth/introspect",
+        introspect,
+        methods=["POST"],
+        tags=["oauth"],
+        summary="Token introspection for operators (RFC 7662)",
+        description='Any other caller gets {"active": false} (RFC 7662 §4).',
+        openapi_extra={
+            "requestBody": _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
+        },
+        responses={
+            200: {"description": "active, and the token's claims if it is"},
+            **_ERROR_RESPONSES,
+        },
+    )
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the OAuth error handler, metrics and (unless this process only checks tokens
     against a remote JWKS) the authorization server's routes to `app`."""
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics, router=app.router)
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if ctx.settings.metrics_public:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    else:
+        # Counts of clients, refusals and routes tell an attacker how the service is used:
+        # an operator token (the admin audience) unless PARK_METRICS_PUBLIC opens it.
+        check = require_token(scopes.ADMIN_AUDIENCE, scopes.DEVICES_ADMIN)
+
+        async def protected_metrics(request: Request) -> Response:
+            await check(request)
+            return await metrics_endpoint(request)
+
+        app.add_api_route("/metrics", protected_metrics, methods=["GET"], include_in_schema=False)
     if ctx.settings.jwks_url:
         # A resource server only (RFC 9068 §4): the authorization server, its keys and its
         # token endpoint live in another process.
@@ -113,9 +198,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     settings = ctx.settings
     ctx.keys.ensure_active()  # first start: create the signing key before anything is served
-    # Failed authentications per client ID tried: same bucket shape as the token limit.
-    failures = TokenBuckets(settings.token_rate_burst, settings.token_rate_per_hour)
-    authenticator = ClientAuthenticator(ctx.engine, ctx.hasher, failures)
+    # Failed authentications: limited and audited apart from issuance (failures.py).
+    failure_audit = FailureAudit(ctx.sessions, settings.auth_fail_audit_window_s)
+    ctx.on_shutdown.append(failure_audit.close)
+    authenticator = ClientAuthenticator(
+        ctx.engine, ctx.hasher, FailureLimits(settings, failure_audit)
+    )
     grant = ClientCredentialsGrant(
         ctx.keys,
         settings.issuer_url,
@@ -135,7 +223,11 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
         length, content_type, authorization = _token_headers(request.scope["headers"])
         body = await read_body(length, request.stream(), MAX_BODY)
         params = parse_params(content_type, body)
-        return params, authenticator.authenticate(extract_credentials(authorization, params))
+        client = request.scope.get("client")
+        source = client[0] if client else "unknown"
+        return params, authenticator.authenticate(
+            extract_credentials(authorization, params), source
+        )
 
     # The two OAuth endpoints parse their own bodies (RFC 6749 §3.2 rules that a model cannot
     # express), so they are plain Starlette routes: FastAPI's per-request dependency solving
@@ -159,10 +251,13 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
 
     async def introspect(request: Request) -> Response:
         """RFC 7662 §2: token metadata for resource servers that do not verify JWTs."""
-        params, _caller = await read_params(request)
+        params, caller = await read_params(request)
         token_value = params.get("token")
         if token_value is None:
             raise InvalidRequest("token is required")
+        if caller.kind not in scopes.INTROSPECTION_KINDS:
+            # RFC 7662 §4: a caller not entitled learns nothing, not even that it is not.
+            return _NoStoreJSON({"active": False})
         try:
             principal = await ctx.verifier.verify(token_value, None)
         except InvalidToken:
@@ -188,6 +283,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     app.router.add_route("/oauth/token", token, methods=["POST"])
     app.router.add_route("/oauth/introspect", introspect, methods=["POST"])
     _before_included_routers(app.router.routes, 2)
+    _document(app, token, introspect)
 
     @app.get("/.well-known/jwks.json", tags=["oauth"])
     async def jwks() -> Response:

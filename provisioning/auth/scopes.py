@@ -26,3 +26,8 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
 }
 
 ALL_SCOPES: tuple[str, ...] = (COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN)
+
+# RFC 7662 §4: only callers entitled to it may introspect tokens. Operators (and the resource
+# servers run with an operator's credentials) are; a device is not: it could otherwise learn
+# whether any token it found, an operator's admin token included, is live and what it may do.
+INTROSPECTION_KINDS: frozenset[str] = frozenset({OPERATOR})

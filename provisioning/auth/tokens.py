@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from typing import Any
@@ -30,6 +31,7 @@ from provisioning.auth.keys import KeyStore
 from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.store import audit
 from provisioning.store.groupcommit import GroupCommit
+from provisioning.text import is_clean_text
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     """Form or JSON body -> parameters; empty values count as absent (RFC 6749 §3.2).
 
     Anything malformed (bad UTF-8, bad percent-encoding, repeated or non-string parameters,
-    JSON that is not an object) is `invalid_request`.
+    lone surrogates or NUL, JSON that is not an object or nested too deep) is
+    `invalid_request`.
     """
     media = _media_type(content_type)
     try:
@@ -97,7 +100,7 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     else:
         try:
             loaded = json.loads(text, object_pairs_hook=_no_repeats)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested too deep
             raise InvalidRequest("malformed JSON body") from None
         if not isinstance(loaded, dict):
             raise InvalidRequest("JSON body must be an object")
@@ -108,6 +111,8 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
             continue
         if not isinstance(value, str):
             raise InvalidRequest(f"parameter {name} must be a string")
+        if not (is_clean_text(name) and is_clean_text(value)):
+            raise InvalidRequest("parameters must be UTF-8 text without NUL")
         params[name] = value
     return params
 
@@ -171,11 +176,9 @@ class ClientCredentialsGrant:
     ) -> tuple[str, list[str]]:
         """The audience and granted scopes for `client`, or the RFC error.
 
-        Every authenticated request takes a token from the client's bucket, successful or not.
+        Only a request that will be granted takes a token from the client's bucket: a refused
+        one (or a failed authentication, limited in `failures.py`) costs the client nothing.
         """
-        wait = self.buckets.take(client.client_id)
-        if wait:
-            raise TooManyRequests(wait)
         allowed = scopes.ALLOWED.get(client.kind, {})
         audience = params.get("audience")
         if audience is None:
@@ -196,6 +199,9 @@ class ClientCredentialsGrant:
             if not wanted or not wanted <= permitted:
                 raise InvalidScope("scope not allowed for this client and audience")
             granted = sorted(wanted)
+        wait = self.buckets.take(client.client_id)
+        if wait:
+            raise TooManyRequests(wait)
         return audience, granted
 
     def create_token_response(
@@ -203,6 +209,11 @@ class ClientCredentialsGrant:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Sign the token; returns (response body, claims) — claims for the audit record."""
         now = int(time.time())
+        if client.tokens_valid_after is not None:
+            # Tokens with an `iat` before it are revoked (registry/service.py `_revoke_tokens`):
+            # a token issued in the second of the revocation carries the next second (within
+            # the verifiers' leeway) instead of being refused with the revoked ones.
+            now = max(now, math.ceil(client.tokens_valid_after))
         scope = " ".join(granted)
         claims: dict[str, Any] = {
             "iss": self.issuer,

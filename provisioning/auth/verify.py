@@ -7,8 +7,9 @@ the admin API, the ingestion API and the introspection endpoint.
 - The algorithm is pinned to ES256 (no `none`, no HMAC keyed with a public key), `typ` must be
   `at+jwt`, and `iss`, `aud`, `exp`/`nbf`/`iat` (30 s leeway) and the required claims are checked.
 - The token's `sub` must be an existing, enabled, not deleted client whose kind may hold the
-  token's scopes. That status is cached for `device_status_ttl_s` (at most 60 s), which is the
-  bound on how long a disabled or deleted device's tokens keep working.
+  token's scopes, and the token must not be issued before the client's `tokens_valid_after`
+  (a zero-grace rotation or a disable). That status is cached for `device_status_ttl_s` (at most
+  60 s), which is the bound on how long a revoked client's tokens keep working.
 - Verified tokens are cached by their exact string (bounded LRU, never past `exp`), so a board
   posting every few seconds skips the signature check; the status check still applies.
 """
@@ -124,9 +125,13 @@ class ClientDirectory:
         self._lock = threading.Lock()
         self._query = FastQuery(
             engine,
-            select(Client.kind, Client.lot, Client.enabled, Client.deleted_at).where(
-                Client.client_id == bindparam("client_id")
-            ),
+            select(
+                Client.kind,
+                Client.lot,
+                Client.enabled,
+                Client.deleted_at,
+                Client.tokens_valid_after,
+            ).where(Client.client_id == bindparam("client_id")),
         )
 
     def get(self, client_id: str, now: float | None = None) -> ClientRecord | None:
@@ -140,7 +145,11 @@ class ClientDirectory:
             None
             if row is None
             else ClientRecord(
-                client_id, row["kind"], row["lot"], bool(row["enabled"] and not row["deleted_at"])
+                client_id,
+                row["kind"],
+                row["lot"],
+                bool(row["enabled"] and not row["deleted_at"]),
+                row["tokens_valid_after"],
             )
         )
         with self._lock:
@@ -295,6 +304,10 @@ class TokenVerifier:
         record = self.clients.get(principal.client_id)
         if record is None or not record.active:
             raise InvalidToken("client unknown, disabled or deleted")
+        revoked_before = record.tokens_valid_after
+        if revoked_before is not None and principal.claims["iat"] < revoked_before:
+            # Issued before a zero-grace rotation or a disable: revoked (README's bound).
+            raise InvalidToken("token revoked")
         allowed = scopes.ALLOWED.get(record.kind, {}).get(principal.audience, frozenset())
         if not principal.scopes <= allowed:
             raise InvalidToken("token scope not allowed for this client")

@@ -6,8 +6,9 @@
     GET  /v1/devices/{id}/readings        counts:read, paginated by seq
 
 Tokens are checked by the shared verifier (`auth.deps.require_token`) before the body is read.
-Refusals: 401/403 from the verifier with `WWW-Authenticate`; a body over 64 KB is 413 before it
-is read whole, non-JSON 400 and schema errors 422, each a JSON `{"error", "error_description"}`.
+Refusals: 401/403 from the verifier with `WWW-Authenticate`; a Content-Type other than JSON
+415, a body over 64 KB 413 before it is read whole, non-JSON or a repeated key 400 and schema
+errors 422, each a JSON `{"error", "error_description"}`.
 Nothing is stored unless the whole request is valid, and a request is answered only after its
 readings are committed (on SQLite, requests arriving together share one commit: commit.py).
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +29,12 @@ from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from provisioning.auth.deps import require_token
-from provisioning.auth.errors import InvalidRequest, InvalidToken, OAuthError
+from provisioning.auth.errors import (
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    UnsupportedMediaType,
+)
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.context import ServiceContext
@@ -39,16 +45,20 @@ from provisioning.ingest.mqtt import OutboxPublisher, parse_mqtt_url
 from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
     MAX_BODY_BYTES,
+    MAX_SEQ,
     CountsBatch,
     InvalidBody,
     MalformedBody,
     parse_counts,
 )
 from provisioning.store import sql
+from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
 
 Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
 MAX_PAGE = 1000
+# NUL is refused for every path and query (edge.py): the document says so.
+TextPath = Annotated[str, Path(json_schema_extra={"pattern": NO_NUL_PATTERN})]
 
 
 class AccessDenied(OAuthError):
@@ -133,6 +143,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     async def post_counts(request: Request) -> Response:
         """Store a device's readings once each; answer `{"accepted", "duplicates"}`."""
         device = await check_writer(request)
+        if not _is_json(request.headers.get("content-type")):
+            raise UnsupportedMediaType("Content-Type must be application/json")
         body = await read_body(
             request.headers.get("content-length"), request.stream(), MAX_BODY_BYTES
         )
@@ -168,8 +180,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         with engine.connect() as conn:
             return {"lots": store.list_lots(conn)}
 
-    @router.get("/v1/lots/{lot}")
-    def get_lot(lot: str, _reader: Reader) -> Response:
+    @router.get("/v1/lots/{lot}", responses={404: {"description": "No device in this lot"}})
+    def get_lot(lot: TextPath, _reader: Reader) -> Response:
         """A lot's total and each device's latest reading."""
         with engine.connect() as conn:
             detail = store.lot_detail(conn, lot)
@@ -179,7 +191,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @router.get("/v1/lots/{lot}/history")
     def get_lot_history(
-        lot: str,
+        lot: TextPath,
         _reader: Reader,
         from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         to: Annotated[str | None, Query(max_length=40)] = None,
@@ -199,11 +211,13 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             )
         return JSONResponse(body)
 
-    @router.get("/v1/devices/{device_id}/readings")
+    @router.get(
+        "/v1/devices/{device_id}/readings", responses={404: {"description": "No such device"}}
+    )
     def get_readings(
-        device_id: str,
+        device_id: TextPath,
         _reader: Reader,
-        since_seq: Annotated[int | None, Query(ge=-1, le=2**63 - 1)] = None,
+        since_seq: Annotated[int | None, Query(ge=-1, le=MAX_SEQ)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response:
         """A device's readings with seq > `since_seq`, in seq order; follow `next_since_seq`."""
@@ -231,15 +245,27 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             },
             responses={
                 200: {"description": '`{"accepted": n, "duplicates": m}`'},
-                400: {"description": "Not JSON"},
+                400: {"description": "Not JSON, or a JSON object repeats a key"},
                 401: {"description": "Missing, invalid or expired token (RFC 6750)"},
                 403: {"description": "No counts:write scope, or device_id is not the token's sub"},
                 413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
+                415: {"description": "Content-Type is not application/json"},
                 422: {"description": "JSON that breaks the schema; nothing was stored"},
             },
         )
     )
     app.include_router(router)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """`application/json`, with no parameter but `charset=utf-8` (RFC 8259 §8.1: UTF-8)."""
+    if content_type is None:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    params = params.strip().lower().replace(" ", "")
+    return params in ("", "charset=utf-8", 'charset="utf-8"')
 
 
 def _not_found(description: str) -> Response:

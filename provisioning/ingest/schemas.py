@@ -9,6 +9,8 @@ the offending field with a FastAPI-style `loc`, so a board's log shows exactly w
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -17,11 +19,16 @@ import orjson
 MAX_READINGS = 500
 # 500 readings with 19-digit seqs and float timestamps fit in ~40 KB; 64 KB leaves headroom.
 MAX_BODY_BYTES = 64 * 1024
-MAX_SEQ = 2**63 - 1  # BIGINT
+# A board's seq is 32 bits; the API takes up to 2**53 - 1, the integers every JSON parser
+# reads exactly (RFC 7493 §2.2), so the document's bound means the same to every tool.
+MAX_SEQ = 2**53 - 1
 MAX_CARS = 1_000_000
 MAX_TS = 1e10  # epoch seconds, year 2286: anything later is a broken clock, not a time
 MAX_DEVICE_ID = 64
 MAX_RESET_CAUSE = 32
+# A reset cause name: printable ASCII (MicroPython's names are), the same rule as the schema's.
+RESET_CAUSE_PATTERN = rf"^[ -~]{{1,{MAX_RESET_CAUSE}}}\Z"  # \Z: `$` would allow a final "\n"
+RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
 _BODY_KEYS = frozenset({"readings", "device_id", "health"})
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
@@ -65,20 +72,25 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "device_id": {"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID},
+        "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
         "health": {
-            "type": "object",
+            "type": ["object", "null"],
             "additionalProperties": False,
             "properties": {
                 **{
-                    name: _int(*bounds) | {"nullable": True}
+                    name: _int(*bounds) | {"type": ["integer", "null"]}
                     for name, bounds in _HEALTH_INTS.items()
                 },
                 "reset_cause": {
-                    "oneOf": [{"type": "string", "maxLength": MAX_RESET_CAUSE}, _int(0, 255)],
-                    "nullable": True,
+                    "oneOf": [
+                        {"type": "string", "pattern": RESET_CAUSE_PATTERN},
+                        _int(0, 255),
+                        {"type": "null"},
+                    ],
                 },
-                "agent": {"type": "string", "maxLength": MAX_RESET_CAUSE, "nullable": True},
+                "agent": {
+                    "oneOf": [{"type": "string", "pattern": RESET_CAUSE_PATTERN}, {"type": "null"}]
+                },
             },
         },
     },
@@ -148,22 +160,47 @@ def parse_counts(body: bytes) -> CountsBatch:
     health = data.get("health")
     if "readings" not in data:
         _fail(("readings",), "field required", "missing")
-    readings = _parse_readings(data["readings"])
+    readings, received, keys = _parse_readings(data["readings"])
+    parsed_health = None if health is None else parse_health(health)
+    keys += len(data) + (len(health) if type(health) is dict else 0)
+    _no_repeated_keys(body, keys)
     return CountsBatch(
-        readings=readings[0],
-        received=readings[1],
+        readings=readings,
+        received=received,
         device_id=device_id,
-        health=None if health is None else parse_health(health),
+        health=parsed_health,
     )
 
 
-def _parse_readings(raw: Any) -> tuple[list[Reading], int]:
+def _no_repeated_keys(body: bytes, keys: int) -> None:
+    """Refuse an object with a key twice (`{"seq": 1, "seq": 2}`: orjson keeps the last), as
+    the token endpoint does (RFC 8259 §4: names SHOULD be unique; which one wins is undefined).
+
+    Every key is followed by one ':' outside strings, so a body with no more ':' than the
+    parsed objects have keys has no repeated key; only one with colons inside strings as well
+    takes the exact (slower) parse.
+    """
+    if body.count(b":") <= keys:
+        return
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen = dict(items)
+        if len(seen) != len(items):
+            raise MalformedBody("a JSON object repeats a key")
+        return seen
+
+    json.loads(body, object_pairs_hook=pairs)
+
+
+def _parse_readings(raw: Any) -> tuple[list[Reading], int, int]:
+    """(unique readings, readings received, keys in the reading objects)."""
     if type(raw) is not list:
         _fail(("readings",), "must be a list", "list_type")
     if len(raw) > MAX_READINGS:
         _fail(("readings",), f"at most {MAX_READINGS} readings per request", "too_long")
     out: list[Reading] = []
     seen: set[int] = set()
+    keys = 0
     for i, item in enumerate(raw):
         # The fast path tests everything at once; `_explain` names the first broken rule.
         # `type(x) is int` rejects bool (a subclass of int) and floats such as 3.0 in one test.
@@ -173,6 +210,7 @@ def _parse_readings(raw: Any) -> tuple[list[Reading], int]:
         cars = item.get("cars")
         ts = item.get("ts")
         size = len(item)
+        keys += size
         if (
             type(seq) is not int
             or type(cars) is not int
@@ -180,7 +218,7 @@ def _parse_readings(raw: Any) -> tuple[list[Reading], int]:
             or not 0 <= cars <= MAX_CARS
             or not (size == 2 or (size == 3 and (ts is not None or "ts" in item)))
         ):
-            _explain(i, item)
+            seq, cars = _integral(i, item, seq, cars)
         if ts is not None:
             if type(ts) is int and 0 <= ts < MAX_TS:  # range first: float(10**400) raises
                 ts = float(ts)
@@ -189,7 +227,28 @@ def _parse_readings(raw: Any) -> tuple[list[Reading], int]:
         if seq not in seen:
             seen.add(seq)
             out.append((seq, cars, ts))
-    return out, len(raw)
+    return out, len(raw), keys
+
+
+def _whole(value: Any) -> Any:
+    """An integral float (110.0, 1e2) as an int, anything else as it is: JSON Schema's
+    "integer", which the OpenAPI document promises, includes them (the slow path only)."""
+    if type(value) is float and value.is_integer() and abs(value) <= MAX_SEQ:
+        return int(value)
+    return value
+
+
+def _integral(i: int, item: dict[str, Any], seq: Any, cars: Any) -> tuple[int, int]:
+    """`seq` and `cars` as ints (see `_whole`), or the reading's `InvalidBody`."""
+    values = []
+    for value, high in ((_whole(seq), MAX_SEQ), (_whole(cars), MAX_CARS)):
+        if type(value) is not int or not 0 <= value <= high:
+            _explain(i, item)
+        values.append(value)
+    size = len(item)
+    if not (size == 2 or (size == 3 and "ts" in item)):
+        _explain(i, item)
+    return values[0], values[1]
 
 
 def _explain(i: int, item: Any) -> NoReturn:
@@ -198,7 +257,7 @@ def _explain(i: int, item: Any) -> NoReturn:
         _fail(("readings", i), "must be an object", "dict_type")
     _check_keys(item, _READING_KEYS, ("readings", i))
     for name, high in (("seq", MAX_SEQ), ("cars", MAX_CARS)):
-        value = item.get(name)
+        value = _whole(item.get(name))
         if type(value) is not int or not 0 <= value <= high:
             kind = "missing" if name not in item else "int_type"
             _fail(("readings", i, name), f"must be an integer from 0 to {high}", kind)
@@ -221,14 +280,14 @@ def parse_health(raw: Any) -> dict[str, int | str]:
     for name, value in raw.items():
         if value is None:
             continue
+        value = _whole(value)
         if name in _HEALTH_NAMES:
             code = name == "reset_cause" and type(value) is int and 0 <= value <= 255
-            name_ok = type(value) is str and 0 < len(value) <= MAX_RESET_CAUSE
-            if not (code or (name_ok and value.isprintable())):
+            if not (code or (type(value) is str and RESET_CAUSE_RE.fullmatch(value))):
                 _fail(
                     ("health", name),
-                    f"must be a short name (at most {MAX_RESET_CAUSE} characters) or a code "
-                    "from 0 to 255",
+                    f"must be a name (1 to {MAX_RESET_CAUSE} printable ASCII characters) or a "
+                    "code from 0 to 255",
                 )
             health[name] = value
             continue

@@ -1,9 +1,9 @@
 """Storing counts and answering lot and device queries, on SQLite and PostgreSQL alike.
 
 Every function takes a Core `Connection` and runs inside the caller's transaction (a Session's
-work can pass `session.connection()`). Lot totals read `device_state` (one row per device, the
-latest reading by seq) and never scan `readings`; a device's readings are read through the unique
-index `(device_id, seq)`, so both stay fast with millions of rows.
+work can pass `session.connection()`). Lot totals read `device_state` (one row per device, its
+current reading: see `_NEWER`) and never scan `readings`; a device's readings are read through
+the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 """
 
 from __future__ import annotations
@@ -34,10 +34,23 @@ _DEVICE_LOT = (
     "SELECT lot, enabled FROM clients WHERE client_id = ? AND kind = 'device' "
     "AND deleted_at IS NULL"
 )
-# One upsert records the visit, the health (if sent) and the newest reading (if any). Only a
-# newer seq replaces the latest reading, so late replays from a board's spool do not; SET
-# expressions read the row as it was before the update (SQLite and PostgreSQL alike).
-_NEWER = "(device_state.last_seq IS NULL OR excluded.last_seq > device_state.last_seq)"
+# One upsert records the visit, the health (if sent) and the current reading (if any).
+#
+# The current reading: a post's new reading with the highest seq replaces the current one if
+# its seq is higher (normal progress), or if it is more than SEQ_GAP away on either side: a
+# discontinuity (a seq restarted by a re-flash or a wiped spool, or a stray value such as
+# 2**63-1 from a torn spool or a bug) after which the board's newest post is the truth. Only a
+# slightly lower seq (a late replay from the spool) leaves the current reading alone. "Highest
+# seq ever" is not the rule: one stray seq would pin the lot's total for ever. A stray seq is
+# stored like any other reading (nothing is lost) and is current only until the board's next
+# post. Differences, not sums, so BIGINT cannot overflow. SET expressions read the row as it
+# was before the update (SQLite and PostgreSQL alike).
+SEQ_GAP = 1_000_000  # far more than a board's spool holds (device/spool.py)
+_NEWER = (
+    "(excluded.last_seq IS NOT NULL AND (device_state.last_seq IS NULL"
+    " OR excluded.last_seq - device_state.last_seq > 0"
+    f" OR device_state.last_seq - excluded.last_seq > {SEQ_GAP}))"
+)
 _STATE_UPSERT = (
     "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at{h}) "
     "VALUES (?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
@@ -106,7 +119,7 @@ def store_counts(
         )
     if inserted:
         history.record(tx, lot, device_id, inserted, received_at)
-    # seqs are unique, so max() is the reading with the highest seq; all None: no new reading.
+    # The candidate for current reading (see _NEWER): the highest seq this post stored.
     latest: tuple[object, ...] = (*max(inserted), received_at) if inserted else (None,) * 4
     state = (device_id, received_at, *latest)
     if batch.health is None:

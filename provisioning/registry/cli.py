@@ -26,9 +26,26 @@ def _client_id(cmd: Parser) -> Parser:
     return cmd
 
 
+def _operator_id(cmd: Parser) -> Parser:
+    cmd.add_argument("client_id", help="The operator's client_id (op_...).")
+    return cmd
+
+
+def _grace(cmd: Parser) -> Parser:
+    cmd.add_argument(
+        "--grace",
+        type=int_range(0),
+        help="Seconds the old secret keeps working; 0 revokes it and the tokens issued with it "
+        "now [default: the server's, 24 h].",
+    )
+    return cmd
+
+
 def admin_verbs(parkctl: Verbs) -> None:
     """`parkctl admin ...`."""
-    admin = parkctl.group("admin", "Operator clients (local, on the database).")
+    admin = parkctl.group(
+        "admin", "Operator clients: `create` on the database, the rest over the admin API."
+    )
 
     cmd = admin.verb(
         "create",
@@ -49,6 +66,19 @@ def admin_verbs(parkctl: Verbs) -> None:
         help="admin (the admin API) or viewer (counts:read only).",
     )
     cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+
+    api_options(admin.verb("list", _admin_list, "Operators, oldest first (over the admin API)."))
+    text = (
+        "Stop an operator: no new tokens, and those it holds stop working within seconds. "
+        "The last enabled operator cannot be disabled."
+    )
+    api_options(_operator_id(admin.verb("disable", _admin_disable, text)))
+    text = "Let a disabled operator get tokens again."
+    api_options(_operator_id(admin.verb("enable", _admin_enable, text)))
+    text = "Give an operator a new secret (printed once)."
+    api_options(_grace(_operator_id(admin.verb("rotate-secret", _admin_rotate_secret, text))))
+    text = "Delete an operator (not the last enabled one); its audit trail stays."
+    api_options(_operator_id(admin.verb("delete", _admin_delete, text)))
 
     cmd = admin.verb(
         "audit",
@@ -92,14 +122,7 @@ def device_verbs(parkctl: Verbs) -> None:
     api_options(_client_id(device.verb("enable", _enable, text)))
 
     text = "Give a device a new secret (printed once); the old one works for a grace period."
-    cmd = _client_id(device.verb("rotate-secret", _rotate_secret, text))
-    cmd.add_argument(
-        "--grace",
-        type=int_range(0),
-        help="Seconds the old secret keeps working; 0 revokes it now "
-        "[default: the server's, 24 h].",
-    )
-    api_options(cmd)
+    api_options(_grace(_client_id(device.verb("rotate-secret", _rotate_secret, text))))
 
     text = "Delete a device: its secrets stop working and its MAC is free; readings are kept."
     api_options(_client_id(device.verb("delete", _delete, text)))
@@ -221,3 +244,33 @@ def _lot_delete(a: Namespace) -> None:
     from provisioning.registry import lot_commands
 
     lot_commands.lot_delete(a.name, a.server, a.ca_cert, a.json)
+
+
+def _admin_list(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_list(a.server, a.ca_cert, a.json)
+
+
+def _admin_disable(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_set_enabled(a.client_id, False, a.server, a.ca_cert, a.json)
+
+
+def _admin_enable(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_set_enabled(a.client_id, True, a.server, a.ca_cert, a.json)
+
+
+def _admin_rotate_secret(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_rotate_secret(a.client_id, a.grace, a.server, a.ca_cert, a.json)
+
+
+def _admin_delete(a: Namespace) -> None:
+    from provisioning.registry import commands
+
+    commands.admin_delete(a.client_id, a.server, a.ca_cert, a.json)

@@ -34,6 +34,9 @@ from provisioning.registry.schemas import (
     DevicePage,
     LotList,
     LotRecord,
+    Operator,
+    OperatorCreated,
+    OperatorList,
     SecretRotated,
 )
 
@@ -276,7 +279,7 @@ class AdminClient:
         status = response.status_code
         if status == 404 and error == "not_found":
             raise DeviceNotFoundError(description, status, error)
-        if status == 409:
+        if status == 409 and "client_id" in _body(response):
             raise MacConflictError(description, str(_body(response).get("client_id", "")))
         if status == 401:
             message = f"the server refused the operator token: {description}"
@@ -357,6 +360,28 @@ class AdminClient:
     def delete_device(self, client_id: str) -> None:
         self._call("DELETE", _device_path(client_id))
 
+    def list_operators(self) -> OperatorList:
+        return self._parse(OperatorList, self._call("GET", "/admin/operators"))
+
+    def create_operator(self, name: str) -> OperatorCreated:
+        """A new operator; the result carries its `client_secret` (shown only now)."""
+        response = self._call("POST", "/admin/operators", {"name": name})
+        return self._parse(OperatorCreated, response)
+
+    def set_operator_enabled(self, client_id: str, enabled: bool) -> Operator:
+        """Enable or disable an operator (the last enabled one cannot be disabled: 409)."""
+        path = _operator_path(client_id, "enable" if enabled else "disable")
+        return self._parse(Operator, self._call("POST", path))
+
+    def rotate_operator_secret(self, client_id: str, grace_s: int | None = None) -> SecretRotated:
+        """Like `rotate_secret`, for an operator."""
+        body = {"grace_s": grace_s} if grace_s is not None else {}
+        response = self._call("POST", _operator_path(client_id, "rotate-secret"), body)
+        return self._parse(SecretRotated, response)
+
+    def delete_operator(self, client_id: str) -> None:
+        self._call("DELETE", _operator_path(client_id))
+
     def audit(
         self, limit: int = 100, cursor: str | None = None, target: str | None = None
     ) -> AuditPage:
@@ -391,9 +416,13 @@ def _lot_path(name: str) -> str:
     return f"/admin/lots/{quote(name, safe='')}"
 
 
-def _device_path(client_id: str, action: str | None = None) -> str:
-    path = f"/admin/devices/{quote(client_id, safe='')}"
+def _device_path(client_id: str, action: str | None = None, kind: str = "devices") -> str:
+    path = f"/admin/{kind}/{quote(client_id, safe='')}"
     return f"{path}/{action}" if action else path
+
+
+def _operator_path(client_id: str, action: str | None = None) -> str:
+    return _device_path(client_id, action, "operators")
 
 
 def _ca_context(ca_file: str | Path) -> ssl.SSLContext:

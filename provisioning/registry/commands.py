@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from provisioning.errors import ParkctlError
 from provisioning.registry.client import AdminClient, from_environment
-from provisioning.registry.schemas import Device
+from provisioning.registry.schemas import Device, Operator, SecretRotated
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -277,6 +277,10 @@ def device_rotate_secret(
     """Give a device a new secret (printed once); the old one works for a grace period."""
     with _client(server, ca_cert) as api:
         rotated = api.rotate_secret(client_id, grace)
+    _show_rotated(rotated, as_json)
+
+
+def _show_rotated(rotated: SecretRotated, as_json: bool) -> None:
     if as_json:
         _print_json(rotated.model_dump(mode="json"))
         return
@@ -302,3 +306,55 @@ def device_delete(client_id: str, server: str | None, ca_cert: Path | None, as_j
         _print_json({"client_id": client_id, "deleted": True})
     else:
         _out().print(f"Device [bold]{client_id}[/bold] deleted.")
+
+
+# --- operators (over the admin API) ---
+
+
+def _operator_done(operator: Operator, what: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(operator.model_dump(mode="json"))
+    else:
+        _out().print(f"Operator [bold]{operator.client_id}[/bold] ({operator.name}) {what}.")
+
+
+def admin_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Operators, oldest first (over the admin API)."""
+    with _client(server, ca_cert) as api:
+        operators = api.list_operators().items
+    if as_json:
+        _print_json([operator.model_dump(mode="json") for operator in operators])
+        return
+    table = _table("client_id", "name", "enabled", "created")
+    for op in operators:
+        enabled = "yes" if op.enabled else "[red]no[/red]"
+        table.add_row(op.client_id, op.name, enabled, _ago(op.created_at))
+    _out().print(table)
+
+
+def admin_set_enabled(
+    client_id: str, enabled: bool, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Disable (the last enabled operator cannot be) or enable an operator."""
+    with _client(server, ca_cert) as api:
+        operator = api.set_operator_enabled(client_id, enabled)
+    _operator_done(operator, "enabled" if enabled else "disabled", as_json)
+
+
+def admin_rotate_secret(
+    client_id: str, grace: int | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Give an operator a new secret (printed once)."""
+    with _client(server, ca_cert) as api:
+        rotated = api.rotate_operator_secret(client_id, grace)
+    _show_rotated(rotated, as_json)
+
+
+def admin_delete(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Delete an operator (not the last enabled one); its audit trail stays."""
+    with _client(server, ca_cert) as api:
+        api.delete_operator(client_id)
+    if as_json:
+        _print_json({"client_id": client_id, "deleted": True})
+    else:
+        _out().print(f"Operator [bold]{client_id}[/bold] deleted.")

@@ -1,4 +1,4 @@
-"""The admin API: `/admin/devices` and `/admin/audit`, for operator tokens only.
+"""The admin API: `/admin/devices`, `/admin/operators` and `/admin/audit`, for operator tokens.
 
 Every route needs a Bearer token for `parkfleet-admin` with scope `devices:admin`, checked by the
 shared verifier (401/403 per RFC 6750 §3.1). Errors are JSON `{"error", "error_description"}`
@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -23,9 +22,11 @@ from sqlalchemy.orm import Session
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import NO_STORE
 from provisioning.auth.principal import Principal
-from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
+from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.context import ServiceContext
+from provisioning.edge import validation_error
 from provisioning.registry import service
+from provisioning.registry.rules import LOT_MAX, LOT_PATTERN, MAC_PATTERN
 from provisioning.registry.schemas import (
     ApiError,
     AuditEntry,
@@ -35,13 +36,22 @@ from provisioning.registry.schemas import (
     DeviceCreated,
     DevicePage,
     DeviceUpdate,
+    OperatorCreate,
+    OperatorCreated,
+    OperatorList,
     Reading,
     RotateSecret,
     SecretRotated,
 )
+from provisioning.registry.schemas import Operator as OperatorView
 from provisioning.registry.service import DeviceRow, MacConflict, RegistryError
+from provisioning.store.models import Client
+from provisioning.text import NO_NUL_PATTERN
 
-Operator = Annotated[Principal, Depends(require_token(ADMIN_AUDIENCE, DEVICES_ADMIN))]
+_check_operator = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)
+# NUL is refused for every path and query (edge.py): the document says so.
+ClientIdPath = Annotated[str, Path(json_schema_extra={"pattern": NO_NUL_PATTERN})]
+Operator = Annotated[Principal, Depends(_check_operator)]
 
 
 def open_session(request: Request) -> Iterator[Session]:
@@ -54,23 +64,13 @@ def open_session(request: Request) -> Iterator[Session]:
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Db = Annotated[Session, Depends(open_session)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ApiError} for status in (401, 403, 404, 422)
+    status: {"model": ApiError} for status in (401, 403, 404, 409, 422)
 }
 
 
 def _error(status: int, error: str, description: str, **extra: str) -> JSONResponse:
     body = {"error": error, "error_description": description, **extra}
     return JSONResponse(body, status_code=status)
-
-
-def _describe(errors: list[dict[str, Any]]) -> str:
-    """FastAPI's validation errors as one line: `lot: lot must be 1 to 64 characters`."""
-    parts = []
-    for item in errors:
-        loc = [str(p) for p in item["loc"]]
-        where = ".".join(loc[1:] if loc[:1] == ["body"] else loc) or "body"
-        parts.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
-    return "; ".join(parts)
 
 
 class AdminRoute(APIRoute):
@@ -80,10 +80,14 @@ class AdminRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            # The token first (401/403 before 422): FastAPI would parse and validate the body
+            # before running the `Operator` dependency, telling strangers about the schema.
+            # The dependency's own check is then a verified-token cache hit.
+            await _check_operator(request)
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return _error(422, "invalid_request", _describe(jsonable_encoder(exc.errors())))
+                return validation_error(exc)
             except MacConflict as exc:
                 return _error(exc.status, exc.error, exc.description, client_id=exc.client_id)
             except RegistryError as exc:
@@ -114,6 +118,16 @@ def _device(row: DeviceRow) -> Device:
     )
 
 
+def _operator_view(client: Client) -> OperatorView:
+    return OperatorView(
+        client_id=client.client_id,
+        name=client.name,
+        enabled=client.enabled,
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+    )
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the admin API to `app`."""
     router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute, responses=_ERRORS)
@@ -140,58 +154,65 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     def list_devices(
         _operator: Operator,
         db: Db,
-        lot: str | None = None,
-        mac: str | None = None,
+        lot: Annotated[
+            str | None, Query(json_schema_extra={"pattern": LOT_PATTERN, "maxLength": LOT_MAX})
+        ] = None,
+        mac: Annotated[str | None, Query(json_schema_extra={"pattern": MAC_PATTERN})] = None,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
-        cursor: str | None = None,
+        cursor: Annotated[
+            str | None, Query(json_schema_extra={"pattern": service.DEVICE_CURSOR_PATTERN})
+        ] = None,
     ) -> DevicePage:
         """Live devices, oldest first; follow `next_cursor` for more."""
         page = service.list_devices(db, lot=lot, mac=mac, limit=limit, cursor=cursor)
         return DevicePage(items=[_device(row) for row in page.items], next_cursor=page.next_cursor)
 
     @router.get("/devices/{client_id}", response_model=Device)
-    def show_device(client_id: str, _operator: Operator, db: Db) -> Device:
+    def show_device(client_id: ClientIdPath, _operator: Operator, db: Db) -> Device:
         """One device with its latest reading and health."""
         return _device(service.get_device_row(db, client_id))
 
     @router.patch("/devices/{client_id}", response_model=Device)
-    def update_device(client_id: str, body: DeviceUpdate, operator: Operator, db: Db) -> Device:
+    def update_device(
+        client_id: ClientIdPath, body: DeviceUpdate, operator: Operator, db: Db
+    ) -> Device:
         """Rename a device or move it to another lot."""
         service.update_device(db, operator.client_id, client_id, lot=body.lot, name=body.name)
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
     @router.post("/devices/{client_id}/disable", response_model=Device)
-    def disable_device(client_id: str, operator: Operator, db: Db) -> Device:
+    def disable_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Device:
         """Refuse the device tokens (`invalid_client`) and its current tokens (`invalid_token`)."""
         service.disable(db, operator.client_id, client_id)
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
     @router.post("/devices/{client_id}/enable", response_model=Device)
-    def enable_device(client_id: str, operator: Operator, db: Db) -> Device:
+    def enable_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Device:
         """Let a disabled device authenticate again."""
         service.enable(db, operator.client_id, client_id)
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
-    @router.post("/devices/{client_id}/rotate-secret", response_model=SecretRotated)
-    def rotate_secret(
-        client_id: str,
-        operator: Operator,
-        db: Db,
+    def rotate(
+        db: Session,
+        actor: str,
+        client_id: ClientIdPath,
+        body: RotateSecret | None,
         response: Response,
-        body: RotateSecret | None = None,
+        kind: str,
     ) -> SecretRotated:
-        """A new secret; the old one works for `grace_s` more (default PARK_SECRET_GRACE_S)."""
         grace = body.grace_s if body and body.grace_s is not None else None
         client, secret = service.rotate_secret(
             db,
             ctx.hasher,
-            operator.client_id,
+            actor,
             client_id,
             ctx.settings.secret_grace_s if grace is None else grace,
+            kind=kind,
         )
+        changed(client_id)  # a zero-grace rotation revokes its tokens: bite now here
         response.headers.update(NO_STORE)
         return SecretRotated(
             client_id=client.client_id,
@@ -199,10 +220,76 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             previous_secret_expires_at=client.previous_secret_expires_at,
         )
 
+    @router.post("/devices/{client_id}/rotate-secret", response_model=SecretRotated)
+    def rotate_secret(
+        client_id: ClientIdPath,
+        operator: Operator,
+        db: Db,
+        response: Response,
+        body: RotateSecret | None = None,
+    ) -> SecretRotated:
+        """A new secret; the old one works for `grace_s` more (default PARK_SECRET_GRACE_S);
+        `grace_s: 0` also revokes the tokens issued so far (a leaked secret)."""
+        return rotate(db, operator.client_id, client_id, body, response, DEVICE)
+
     @router.delete("/devices/{client_id}", status_code=204, response_class=Response)
-    def delete_device(client_id: str, operator: Operator, db: Db) -> Response:
+    def delete_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Response:
         """Soft delete: the device's secrets stop working, its MAC is free, readings stay."""
         service.delete_device(db, operator.client_id, client_id)
+        changed(client_id)
+        return Response(status_code=204)
+
+    @router.get("/operators", response_model=OperatorList)
+    def list_operators(_operator: Operator, db: Db) -> OperatorList:
+        """Live operators, oldest first."""
+        return OperatorList(items=[_operator_view(c) for c in service.list_operators(db)])
+
+    @router.post("/operators", status_code=201, response_model=OperatorCreated)
+    def create_operator(
+        body: OperatorCreate, operator: Operator, db: Db, response: Response
+    ) -> OperatorCreated:
+        """Another operator; the 201 body holds its secret, shown this once."""
+        client, secret = service.create_operator(db, ctx.hasher, operator.client_id, body.name)
+        response.headers.update(NO_STORE)
+        response.headers["Location"] = f"/admin/operators/{client.client_id}"
+        return OperatorCreated(
+            client_id=client.client_id, name=client.name, client_secret=SecretStr(secret)
+        )
+
+    @router.get("/operators/{client_id}", response_model=OperatorView)
+    def show_operator(client_id: ClientIdPath, _operator: Operator, db: Db) -> OperatorView:
+        """One operator."""
+        return _operator_view(service.get_device(db, client_id, OPERATOR))
+
+    @router.post("/operators/{client_id}/disable", response_model=OperatorView)
+    def disable_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> OperatorView:
+        """Refuse the operator tokens and revoke those it holds (409 for the last enabled)."""
+        client = service.disable(db, operator.client_id, client_id, OPERATOR)
+        changed(client_id)
+        return _operator_view(client)
+
+    @router.post("/operators/{client_id}/enable", response_model=OperatorView)
+    def enable_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> OperatorView:
+        """Let a disabled operator authenticate again (its old tokens stay revoked)."""
+        client = service.enable(db, operator.client_id, client_id, OPERATOR)
+        changed(client_id)
+        return _operator_view(client)
+
+    @router.post("/operators/{client_id}/rotate-secret", response_model=SecretRotated)
+    def rotate_operator_secret(
+        client_id: ClientIdPath,
+        operator: Operator,
+        db: Db,
+        response: Response,
+        body: RotateSecret | None = None,
+    ) -> SecretRotated:
+        """As for a device: `grace_s: 0` ends the old secret and its tokens now."""
+        return rotate(db, operator.client_id, client_id, body, response, OPERATOR)
+
+    @router.delete("/operators/{client_id}", status_code=204, response_class=Response)
+    def delete_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> Response:
+        """Soft delete (409 for the last enabled operator); its audit trail stays."""
+        service.delete_device(db, operator.client_id, client_id, OPERATOR)
         changed(client_id)
         return Response(status_code=204)
 
@@ -211,8 +298,10 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         _operator: Operator,
         db: Db,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
-        cursor: str | None = None,
-        target: str | None = None,
+        cursor: Annotated[
+            str | None, Query(json_schema_extra={"pattern": service.AUDIT_CURSOR_PATTERN})
+        ] = None,
+        target: Annotated[str | None, Query(json_schema_extra={"pattern": NO_NUL_PATTERN})] = None,
     ) -> AuditPage:
         """Admin actions and token issuance, newest first."""
         page = service.list_audit(db, limit=limit, cursor=cursor, target=target)

@@ -9,23 +9,55 @@ saying why.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 LOT_MAX = 64  # clients.lot is String(64)
 NAME_MAX = 128  # clients.name is String(128)
 
+# Each rule is one regular expression, used both to check input and as the `pattern` in the
+# OpenAPI document, so the document and the validators never disagree (issue 9). `\Z`, not `$`:
+# `$` also matches before a final newline.
+#
 # Lot ids become MQTT topic levels (`parkfleet/lots/<lot>/...`): '/' would add a level, '+' and
 # '#' are wildcards (MQTT 5.0 §4.7.1) and may not appear in a published topic. An allow-list is
 # stricter than that and also keeps ids safe in URLs, file names and log lines.
-_LOT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_MAC_RE = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}")
+LOT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z"
+# Names: no control (Cc), invisible format (Cf), line/paragraph separator (Zl, Zp) or surrogate
+# (Cs) characters, which would corrupt tables and logs (ranges from Unicode 14), and at least one
+# character that is not blank (surrounding blanks are trimmed).
+_NOT_IN_NAMES_BMP = (
+    r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+# Surrogates and the few format characters beyond the BMP: checked here too, but left out of
+# the document's pattern, which JSON Schema tools read as ECMA-262 (no `\U` escapes there).
+_NOT_IN_NAMES = _NOT_IN_NAMES_BMP + (
+    r"\ud800-\udfff\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    r"\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+
+
+def _name_pattern(forbidden: str) -> str:
+    return rf"^[^{forbidden}]*[^{forbidden}\s][^{forbidden}]*\Z"
+
+
+NAME_PATTERN = _name_pattern(_NOT_IN_NAMES_BMP)
+# A unicast MAC-48 (the I/G bit, IEEE 802 §8.2, is the first octet's lowest bit: a board's
+# station address is never a group address) and not all zero, with ':' or '-' or nothing
+# between octets.
+MAC_PATTERN = (
+    r"^\s*(?!(?:00[:-]?){5}00\s*\Z)"
+    r"[0-9A-Fa-f][02468AaCcEe]([:-]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}\s*\Z"
+)
+_LOT_RE = re.compile(LOT_PATTERN)
+_NAME_RE = re.compile(_name_pattern(_NOT_IN_NAMES))
+_MAC_RE = re.compile(MAC_PATTERN)
 
 
 def check_lot(lot: str) -> str:
     """Return `lot` if it is a valid lot id, else raise `ValueError` saying why."""
     if not 1 <= len(lot) <= LOT_MAX:
         raise ValueError(f"lot must be 1 to {LOT_MAX} characters")
-    if not _LOT_RE.fullmatch(lot):
+    if not _LOT_RE.search(lot):
         raise ValueError(
             "lot may contain only letters A-Z a-z, digits, '.', '_' and '-', and must start "
             "with a letter or digit (it is used as an MQTT topic level)"
@@ -35,25 +67,21 @@ def check_lot(lot: str) -> str:
 
 def check_name(name: str) -> str:
     """Return `name` without surrounding blanks, or raise `ValueError` saying why."""
-    name = name.strip()
-    if not 1 <= len(name) <= NAME_MAX:
+    if not 1 <= len(name) <= NAME_MAX or not name.strip():
         raise ValueError(f"name must be 1 to {NAME_MAX} characters")
-    # Cc/Cf: control and invisible format characters would corrupt tables and logs.
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+    if not _NAME_RE.search(name):
         raise ValueError("name may not contain control characters")
-    return name
+    return name.strip()
 
 
 def normalise_mac(mac: str) -> str:
     """`AA-BB-CC-DD-EE-FF`, `aabbccddeeff`, ... -> `aa:bb:cc:dd:ee:ff`; `ValueError` if not a
     unicast MAC-48 (a board's station address is never multicast, zero or broadcast)."""
-    text = mac.strip().lower()
-    if not _MAC_RE.fullmatch(text):
+    if not _MAC_RE.search(mac):
+        if re.search(r"^\s*[0-9A-Fa-f][13579BbDdFf]", mac):
+            raise ValueError("mac is a multicast or broadcast address, not a board's")
+        if re.search(r"^\s*(?:00[:-]?){5}00\s*\Z", mac):
+            raise ValueError("mac 00:00:00:00:00:00 is not a board's address")
         raise ValueError("mac must be six hex octets, e.g. aa:bb:cc:dd:ee:ff")
-    digits = text.replace(":", "").replace("-", "")
-    octets = [digits[i : i + 2] for i in range(0, 12, 2)]
-    if int(octets[0], 16) & 0x01:  # the I/G bit (IEEE 802 §8.2): group address
-        raise ValueError("mac is a multicast or broadcast address, not a board's")
-    if digits == "0" * 12:
-        raise ValueError("mac 00:00:00:00:00:00 is not a board's address")
-    return ":".join(octets)
+    digits = "".join(ch for ch in mac.lower() if ch in "0123456789abcdef")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))

@@ -13,23 +13,59 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    StrictInt,
     WithJsonSchema,
     field_serializer,
+    model_validator,
 )
 
-from provisioning.registry.rules import check_lot, check_name, normalise_mac
+from provisioning.registry.rules import (
+    LOT_MAX,
+    LOT_PATTERN,
+    MAC_PATTERN,
+    NAME_MAX,
+    NAME_PATTERN,
+    check_lot,
+    check_name,
+    normalise_mac,
+)
+from provisioning.text import is_clean_text
 
-Lot = Annotated[str, AfterValidator(check_lot)]
-Name = Annotated[str, AfterValidator(check_name)]
-Mac = Annotated[str, AfterValidator(normalise_mac)]
+MAX_GRACE_S = 90 * 86400
+
+# The same rules as JSON Schema for the OpenAPI document (and so for `make fuzz`).
+Lot = Annotated[
+    str,
+    AfterValidator(check_lot),
+    WithJsonSchema({"type": "string", "maxLength": LOT_MAX, "pattern": LOT_PATTERN}),
+]
+Name = Annotated[
+    str,
+    AfterValidator(check_name),
+    WithJsonSchema({"type": "string", "maxLength": NAME_MAX, "pattern": NAME_PATTERN}),
+]
+Mac = Annotated[
+    str, AfterValidator(normalise_mac), WithJsonSchema({"type": "string", "pattern": MAC_PATTERN})
+]
 
 
 class _Body(BaseModel):
     # An unknown field is a typo the operator wants to hear about, not silently ignore.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean_text(cls, data: Any) -> Any:
+        # Once for every body and field: a lone surrogate or NUL cannot be stored (422).
+        if isinstance(data, dict):
+            for value in data.values():
+                if isinstance(value, str) and not is_clean_text(value):
+                    raise ValueError("text must be valid Unicode without NUL")
+        return data
 
 
 class DeviceCreate(_Body):
@@ -43,14 +79,28 @@ class DeviceUpdate(_Body):
     name: Name | None = None
 
 
+def _whole_number(value: Any) -> Any:
+    # JSON Schema's "integer" (the OpenAPI document) includes 3065.0; `true` and "60" are no
+    # integers there, so the field is strict apart from this.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 class RotateSecret(_Body):
     # How long the old secret keeps working; absent = the server's PARK_SECRET_GRACE_S,
     # 0 = revoke it now (a leaked secret).
-    grace_s: int | None = Field(default=None, ge=0, le=90 * 86400)
+    grace_s: Annotated[
+        Annotated[StrictInt, Field(ge=0, le=MAX_GRACE_S)] | None,
+        BeforeValidator(_whole_number),
+        WithJsonSchema(
+            {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_GRACE_S}, {"type": "null"}]}
+        ),
+    ] = None
 
 
 class Reading(BaseModel):
-    """The device's latest reading (highest seq) as the ingestion API stored it."""
+    """The device's current reading (its newest by arrival) as the ingestion API stored it."""
 
     seq: int
     cars: int
@@ -100,6 +150,29 @@ class SecretRotated(_WithSecret):
     client_id: str
     # Until when the previous secret is still accepted; None: it no longer works.
     previous_secret_expires_at: float | None
+
+
+class OperatorCreate(_Body):
+    name: Name
+
+
+class Operator(BaseModel):
+    """An operator client: a person's or a script's key to the admin API."""
+
+    client_id: str
+    name: str
+    enabled: bool
+    created_at: float
+    updated_at: float
+
+
+class OperatorList(BaseModel):
+    items: list[Operator]  # oldest first; operators are few, so one page
+
+
+class OperatorCreated(_WithSecret):
+    client_id: str
+    name: str
 
 
 class DevicePage(BaseModel):

@@ -9,9 +9,8 @@ keyed hashes (auth/secrets.py).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,9 +49,21 @@ class DeviceNotFound(RegistryError):
     error = "not_found"
     status = 404
 
-    def __init__(self, client_id: str) -> None:
-        super().__init__(f"no device with client_id {client_id!r}")
+    def __init__(self, client_id: str, kind: str = DEVICE) -> None:
+        super().__init__(f"no {kind} with client_id {client_id!r}")
         self.client_id = client_id
+
+
+class LastOperator(RegistryError):
+    """Disabling or deleting the last enabled operator would lock everyone out of the API."""
+
+    error = "conflict"
+    status = 409
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(
+            f"operator {client_id} is the last enabled operator: create or enable another first"
+        )
 
 
 class MacConflict(RegistryError):
@@ -177,11 +188,11 @@ def _live_devices() -> Select[Client, DeviceState]:
     )
 
 
-def get_device(session: Session, client_id: str) -> Client:
-    """The live (not deleted) device `client_id`, or `DeviceNotFound`."""
+def get_device(session: Session, client_id: str, kind: str = DEVICE) -> Client:
+    """The live (not deleted) client `client_id` of `kind`, or `DeviceNotFound`."""
     client = session.get(Client, client_id)
-    if client is None or client.kind != DEVICE or client.deleted_at is not None:
-        raise DeviceNotFound(client_id)
+    if client is None or client.kind != kind or client.deleted_at is not None:
+        raise DeviceNotFound(client_id, kind)
     return client
 
 
@@ -201,18 +212,31 @@ def find_by_mac(session: Session, mac: str) -> Client | None:
     ).first()
 
 
+def list_operators(session: Session) -> list[Client]:
+    """Live operators, oldest first (a handful: no pagination)."""
+    query = select(Client).where(Client.kind == OPERATOR, Client.deleted_at.is_(None))
+    return list(session.scalars(query.order_by(Client.created_at, Client.client_id)))
+
+
+# Device cursors are `<created_at>~<client_id>` (keyset pagination): anything matching
+# DEVICE_CURSOR_PATTERN decodes, so the OpenAPI document can describe it exactly.
+DEVICE_CURSOR_PATTERN = r"^[0-9]{1,20}(?:\.[0-9]{1,20})?~[A-Za-z0-9_-]{1,64}\Z"
+_DEVICE_CURSOR = re.compile(DEVICE_CURSOR_PATTERN)
+# Audit cursors are event ids: 18 digits stay below BIGINT's 2**63 - 1.
+AUDIT_CURSOR_PATTERN = r"^[0-9]{1,18}\Z"
+_AUDIT_CURSOR = re.compile(AUDIT_CURSOR_PATTERN)
+
+
 def _encode_cursor(created_at: float, client_id: str) -> str:
-    raw = json.dumps([created_at, client_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    # repr: the shortest text that reads back as exactly the same float (keyset equality).
+    return f"{created_at!r}~{client_id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, client_id = json.loads(raw)
-        return float(created_at), str(client_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInput("cursor is not one this server returned") from None
+    if not _DEVICE_CURSOR.search(cursor):
+        raise InvalidInput("cursor is not one this server returned")
+    created_at, _, client_id = cursor.partition("~")
+    return float(created_at), client_id
 
 
 def _check_limit(limit: int) -> int:
@@ -239,7 +263,7 @@ def list_devices(
         query = query.where(Client.lot == _valid(check_lot, lot))
     if mac is not None:
         query = query.where(Client.mac == _valid(normalise_mac, mac))
-    if cursor:
+    if cursor is not None:
         after_at, after_id = _decode_cursor(cursor)
         query = query.where(
             or_(
@@ -284,23 +308,57 @@ def update_device(
     return client
 
 
-def _set_enabled(session: Session, actor: str, client_id: str, enabled: bool) -> Client:
-    client = get_device(session, client_id)
+def _keep_an_operator(session: Session, client_id: str) -> None:
+    """Refuse (`LastOperator`) to disable or delete the last enabled operator.
+
+    The enabled operators are locked (`FOR UPDATE` on PostgreSQL; SQLite has one writer), so two
+    concurrent requests cannot each disable one of the last two.
+    """
+    enabled = session.scalars(
+        select(Client.client_id)
+        .where(Client.kind == OPERATOR, Client.enabled.is_(True), Client.deleted_at.is_(None))
+        .with_for_update()
+    ).all()
+    if set(enabled) <= {client_id}:
+        raise LastOperator(client_id)
+
+
+def _revoke_tokens(client: Client, now: float) -> None:
+    """Revoke every token issued so far: the verifier refuses an `iat` before the value set
+    here (within the revocation bound).
+
+    `iat` is whole seconds, so the value is the next whole second after both `now` and the
+    previous value; the token endpoint gives later tokens at least that `iat` (a second or so
+    ahead, well within the verifiers' 30 s leeway), so they are valid at once.
+    """
+    previous = math.ceil(client.tokens_valid_after or 0)
+    client.tokens_valid_after = float(max(math.floor(now), previous) + 1)
+
+
+def _set_enabled(session: Session, actor: str, client_id: str, enabled: bool, kind: str) -> Client:
+    client = get_device(session, client_id, kind)
+    now = time.time()
+    if not enabled:
+        if kind == OPERATOR and client.enabled:
+            _keep_an_operator(session, client_id)
+        # Its tokens stay revoked after an enable: it gets fresh ones with its secret.
+        _revoke_tokens(client, now)
     client.enabled = enabled
-    client.updated_at = time.time()
-    audit.record(session, actor, "device.enable" if enabled else "device.disable", client_id)
+    client.updated_at = now
+    audit.record(session, actor, f"{kind}.enable" if enabled else f"{kind}.disable", client_id)
     session.commit()
     return client
 
 
-def disable(session: Session, actor: str, client_id: str) -> Client:
-    """Refuse the device tokens (invalid_client) until enabled; its secrets stay valid."""
-    return _set_enabled(session, actor, client_id, False)
+def disable(session: Session, actor: str, client_id: str, kind: str = DEVICE) -> Client:
+    """Refuse the client tokens (invalid_client) until enabled, and revoke those it holds;
+    its secrets stay valid. The last enabled operator cannot be disabled (`LastOperator`)."""
+    return _set_enabled(session, actor, client_id, False, kind)
 
 
-def enable(session: Session, actor: str, client_id: str) -> Client:
-    """Let a disabled device get tokens again with the secret it has."""
-    return _set_enabled(session, actor, client_id, True)
+def enable(session: Session, actor: str, client_id: str, kind: str = DEVICE) -> Client:
+    """Let a disabled client get tokens again with the secret it has."""
+    return _set_enabled(session, actor, client_id, True, kind)
 
 
 def rotate_secret(
@@ -310,16 +368,18 @@ def rotate_secret(
     client_id: str,
     grace_s: float,
     now: float | None = None,
+    kind: str = DEVICE,
 ) -> tuple[Client, str]:
-    """Give the device a new secret; the current one keeps working for `grace_s` seconds
-    (0: not at all) so a board can be re-provisioned without downtime.
+    """Give the client a new secret; the current one keeps working for `grace_s` seconds
+    (0: not at all, and the tokens issued so far are revoked too: the leaked-secret path) so a
+    board can be re-provisioned without downtime.
 
     Only one previous secret is kept: rotating again within the grace period ends the
     older one's grace at once.
     """
     if grace_s < 0:
         raise InvalidInput("grace_s must not be negative")
-    client = get_device(session, client_id)
+    client = get_device(session, client_id, kind)
     now = time.time() if now is None else now
     secret = new_client_secret()
     if grace_s > 0:
@@ -328,12 +388,13 @@ def rotate_secret(
     else:
         client.previous_secret_hash = None
         client.previous_secret_expires_at = None
+        _revoke_tokens(client, now)
     client.secret_hash = hasher.hash(secret)
     client.updated_at = now
     audit.record(
         session,
         actor,
-        "device.rotate_secret",
+        f"{kind}.rotate_secret",
         client_id,
         {"previous_valid_until": client.previous_secret_expires_at},
     )
@@ -341,10 +402,13 @@ def rotate_secret(
     return client, secret
 
 
-def delete_device(session: Session, actor: str, client_id: str) -> None:
-    """Soft delete: the device can no longer authenticate (hashes cleared) and its MAC is
-    free, so the board can be registered again; its readings stay for the lot's history."""
-    client = get_device(session, client_id)
+def delete_device(session: Session, actor: str, client_id: str, kind: str = DEVICE) -> None:
+    """Soft delete: the client can no longer authenticate (hashes cleared) and a device's MAC
+    is free, so the board can be registered again; its readings stay for the lot's history.
+    The last enabled operator cannot be deleted (`LastOperator`)."""
+    client = get_device(session, client_id, kind)
+    if kind == OPERATOR and client.enabled:
+        _keep_an_operator(session, client_id)
     detail = {"lot": client.lot, "name": client.name, "mac": client.mac}
     now = time.time()
     client.deleted_at = now
@@ -354,7 +418,8 @@ def delete_device(session: Session, actor: str, client_id: str) -> None:
     client.secret_hash = None
     client.previous_secret_hash = None
     client.previous_secret_expires_at = None
-    audit.record(session, actor, "device.delete", client_id, detail)
+    _revoke_tokens(client, now)
+    audit.record(session, actor, f"{kind}.delete", client_id, detail)
     session.commit()
 
 
@@ -369,8 +434,10 @@ def list_audit(
     query = select(AuditEvent)
     if target is not None:
         query = query.where(AuditEvent.target == target)
-    if cursor:
-        if not cursor.isdigit():
+    if cursor is not None:
+        # ASCII digits within BIGINT: `str.isdigit` also takes '²', and a 30-digit number
+        # overflows the database's integer (a 500 instead of a 422).
+        if not _AUDIT_CURSOR.search(cursor):
             raise InvalidInput("cursor is not one this server returned")
         query = query.where(AuditEvent.id < int(cursor))
     events = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))

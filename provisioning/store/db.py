@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +24,47 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the single writer; NORMAL is durable across app crashes
-    # (only a power cut can drop the last transactions, never corrupt the file).
+    # WAL lets readers run beside the single writer. FULL syncs the WAL at every commit, so an
+    # acknowledged reading (which the board then deletes from its spool) survives a power cut;
+    # NORMAL only survives a process crash. The group commit (ingest/commit.py) shares one
+    # sync among the posts of a loop turn; `make bench` measures what FULL costs.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of SYNCHRONOUS, checked
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; for SQLite the file's directory is created (owner-only)."""
+def make_engine(url: str, synchronous: str = "FULL") -> Engine:
+    """An engine for `url`; for SQLite the file's directory is created (owner-only) and the
+    database and its `-wal`/`-shm` files are owner-only too."""
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _owner_only(Path(parsed.database))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous))
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _owner_only(database: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (its `-wal` and `-shm` files take the
+    database's mode), and tighten one an older version left 0644."""
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -47,6 +47,8 @@ class Client(Base):
     created_at: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
     deleted_at: Mapped[float | None] = mapped_column(Double)
+    # Tokens issued (`iat`) before this are revoked: set by a zero-grace rotation and a disable.
+    tokens_valid_after: Mapped[float | None] = mapped_column(Double)
 
 
 class SigningKey(Base):
@@ -97,7 +99,8 @@ class Reading(Base):
 
 
 class DeviceState(Base):
-    """Latest reading (by seq) and health per device: lot totals never scan `readings`."""
+    """Current reading (the newest stored by the latest post: ingest/store.py) and health per
+    device: lot totals never scan `readings`."""
 
     __tablename__ = "device_state"
 

@@ -115,6 +115,9 @@ def _parkctl(*args: str) -> Any:
 def test_rotation_without_downtime_against_the_real_service(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     (creds,) = register_devices(data_dir)
+    # Introspection is for operators (RFC 7662 §4), so an operator's credentials ask.
+    made = _parkctl("admin", "create", "--data-dir", str(data_dir), "--json")
+    operator = (made["client_id"], made["client_secret"])
     delay = 3.0
     with (
         ServiceProcess(
@@ -144,7 +147,7 @@ def test_rotation_without_downtime_against_the_real_service(tmp_path: Path) -> N
         published = {k["kid"] for k in http.get("/.well-known/jwks.json").json()["keys"]}
         assert published == {old_kid, new_kid}
         for token in (old_token, new_token):
-            answer = http.post("/oauth/introspect", data={"token": token}, auth=creds).json()
+            answer = http.post("/oauth/introspect", data={"token": token}, auth=operator).json()
             assert answer["active"] is True
         listed = {
             k["kid"]: k for k in _parkctl("keys", "list", "--data-dir", str(data_dir), "--json")

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, quote_plus
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from provisioning.auth.clients import parse_basic
@@ -265,19 +266,76 @@ def test_rate_limit_per_client_with_retry_after(make_auth: MakeAuth) -> None:
     assert auth.token_response(other_id, other_secret).status_code == 200  # per client
 
 
-def test_failed_authentications_are_throttled_per_client_id(make_auth: MakeAuth) -> None:
-    auth = make_auth(token_rate_burst=3)
+def _from(auth: Auth, address: str) -> TestClient:
+    """A client of the same running app whose requests come from `address` (on the app's one
+    event loop, as in the service, so the audit window's timer runs)."""
+    http = TestClient(auth.app, client=(address, 40000))
+    http.portal = auth.http.portal
+    return http
+
+
+def test_wrong_secrets_never_lock_the_owner_out(make_auth: MakeAuth) -> None:
+    # Issue 9, finding 1: client IDs are public, so failures must not spend the owner's quota.
+    auth = make_auth(
+        token_rate_burst=3,
+        auth_fail_source_burst=5,
+        auth_fail_client_burst=8,
+        auth_fail_audit_window_s=1.0,
+    )
     client_id, secret = auth.device()
-    for _ in range(3):
-        assert auth.token_response(client_id, "wrong").status_code == 401
-    response = auth.token_response(client_id, "wrong")
-    assert_error(response, 429, "too_many_requests")
-    assert int(response.headers["retry-after"]) >= 1
-    # Until the bucket refills the right secret waits too (the board keeps its current token).
-    assert auth.token_response(client_id, secret).status_code == 429
-    # Guessing at one ID costs nothing to the others.
-    other_id, other_secret = auth.device()
-    assert auth.token_response(other_id, other_secret).status_code == 200
+    started = time.monotonic()
+    attacker = _from(auth, "198.51.100.7")
+    answers = [
+        attacker.post("/oauth/token", data=GRANT, auth=(client_id, "x" * 43)) for _ in range(20)
+    ]
+    assert [r.status_code for r in answers] == [401] * 5 + [429] * 15  # per source
+    assert_error(answers[-1], 429, "too_many_requests")
+    assert "failed authentications" in answers[-1].json()["error_description"]
+    # The owner, elsewhere, is served with the right secret: the issuance burst is intact.
+    owner = _from(auth, "192.0.2.10")
+    for _ in range(2):
+        assert owner.post("/oauth/token", data=GRANT, auth=(client_id, secret)).status_code == 200
+    # Guessing from many addresses: the client ID's failure limit answers 429 to wrong secrets
+    # once spent (3 left of 8), and still serves the right one.
+    spread = [
+        _from(auth, f"203.0.113.{n}").post("/oauth/token", data=GRANT, auth=(client_id, "y"))
+        for n in range(12)
+    ]
+    assert [r.status_code for r in spread] == [401] * 3 + [429] * 9
+    assert (
+        _from(auth, "203.0.113.99")
+        .post("/oauth/token", data=GRANT, auth=(client_id, secret))
+        .status_code
+        == 200
+    )
+    # Unknown client IDs count together.
+    for n in range(3):
+        _from(auth, "192.0.2.77").post("/oauth/token", data=GRANT, auth=(f"dev_nobody{n}", "z"))
+    # Audited in aggregate: one row per client ID per window, with the count, never a secret.
+    elapsed = time.monotonic() - started
+    time.sleep(1.5)
+    with auth.ctx.sessions() as session:
+        rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.fail")).all()
+    windows = int(elapsed / 1.0) + 2  # the failures above span at most this many windows
+    mine = [row.detail for row in rows if row.target == client_id and row.detail]
+    unknown = [row.detail for row in rows if row.target is None and row.detail]
+    assert 1 <= len(mine) <= windows and 1 <= len(unknown) <= windows
+    assert len(rows) == len(mine) + len(unknown)
+    assert sum(d["count"] for d in mine) == 5 + 12  # every failure counted, none twice
+    assert sum(d["count"] for d in unknown) == 3 and unknown[0]["unknown_client_id"] is True
+    assert "198.51.100.7" in mine[0]["sources"]
+    assert all(len(d["sources"]) <= 5 for d in mine)
+    assert secret not in str(mine)
+
+
+def test_refused_token_requests_do_not_spend_the_issuance_quota(make_auth: MakeAuth) -> None:
+    auth = make_auth(token_rate_burst=2)
+    client_id, secret = auth.device()
+    for _ in range(5):  # authenticated, but refused: no token, no quota spent
+        assert_error(auth.token_response(client_id, secret, scope="bogus"), 400, "invalid_scope")
+    assert auth.token_response(client_id, secret).status_code == 200
+    assert auth.token_response(client_id, secret).status_code == 200
+    assert_error(auth.token_response(client_id, secret), 429, "too_many_requests")
 
 
 def test_issuance_is_audited_without_the_token(auth: Auth) -> None:
@@ -309,7 +367,8 @@ def test_metadata_document(auth: Auth) -> None:
     assert set(meta["scopes_supported"]) == {COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN}
 
 
-def test_metrics_count_issued_and_refused_tokens(auth: Auth) -> None:
+def test_metrics_count_issued_and_refused_tokens(make_auth: MakeAuth) -> None:
+    auth = make_auth(metrics_public=True)
     client_id, secret = auth.device()
     auth.token(client_id, secret)
     auth.token_response(client_id, "wrong")

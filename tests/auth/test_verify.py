@@ -188,6 +188,9 @@ def test_disabled_or_deleted_device_is_refused_at_once_in_process(auth: Auth) ->
     assert_invalid_token(auth.http.get("/probe", headers=bearer(token)))
     with auth.ctx.sessions() as session:
         registry.enable(session, "test", client_id)
+    # Tokens issued before the disable stay revoked; the secret gets fresh ones.
+    assert_invalid_token(auth.http.get("/probe", headers=bearer(token)))
+    token = auth.token(client_id, secret)
     assert auth.http.get("/probe", headers=bearer(token)).status_code == 200
     with auth.ctx.sessions() as session:
         registry.delete_device(session, "test", client_id)
@@ -215,7 +218,7 @@ def test_verified_tokens_are_cached_and_counted(probe: Auth) -> None:
     token = probe.token(client_id, secret)
     for _ in range(3):
         assert probe.http.get("/probe", headers=bearer(token)).status_code == 200
-    metrics = probe.http.get("/metrics").text
+    metrics = probe.ctx.metrics.render().body.decode()
     assert 'parkfleet_token_checks_total{result="verified"} 1.0' in metrics
     assert 'parkfleet_token_checks_total{result="cache_hit"} 2.0' in metrics
 
@@ -263,3 +266,73 @@ def test_introspection(auth: Auth) -> None:
     assert response.json()["error"] == "invalid_client"
     response = auth.http.post("/oauth/introspect", data={}, auth=(rs_id, rs_secret))
     assert response.status_code == 400
+
+
+def test_only_entitled_callers_may_introspect(auth: Auth) -> None:
+    # Issue 9, finding 7 (RFC 7662 §4): a device learns nothing, even about its own token.
+    device_id, device_secret = auth.device()
+    op_id, op_secret = auth.operator()
+    admin_token = auth.token(op_id, op_secret, audience=ADMIN_AUDIENCE)
+    device_token = auth.token(device_id, device_secret)
+    for token in (admin_token, device_token):
+        response = auth.http.post(
+            "/oauth/introspect", data={"token": token}, auth=(device_id, device_secret)
+        )
+        assert response.status_code == 200
+        assert response.json() == {"active": False}
+        response = auth.http.post(
+            "/oauth/introspect", data={"token": token}, auth=(op_id, op_secret)
+        )
+        assert response.json()["active"] is True
+
+
+def _post_counts(auth: Auth, token: str, seq: int) -> int:
+    body = {"readings": [{"seq": seq, "cars": 1}]}
+    headers = {"Authorization": f"Bearer {token}"}
+    return auth.http.post("/v1/counts", json=body, headers=headers).status_code
+
+
+def _active(auth: Auth, token: str, operator: tuple[str, str]) -> bool:
+    answer = auth.http.post("/oauth/introspect", data={"token": token}, auth=operator).json()
+    return bool(answer["active"])
+
+
+def test_zero_grace_rotation_and_disable_revoke_issued_tokens(auth_any_db: Auth) -> None:
+    # Issue 9, finding 5: the README's leaked-secret path must end the tokens minted with it.
+    auth = auth_any_db
+    operator = auth.operator()
+    client_id, secret = auth.device()
+    old = auth.token(client_id, secret)
+    assert _post_counts(auth, old, 1) == 200
+    with auth.ctx.sessions() as session:  # with a grace period tokens stay valid
+        _client, secret = registry.rotate_secret(session, auth.ctx.hasher, "t", client_id, 60)
+    assert _post_counts(auth, old, 2) == 200
+    with auth.ctx.sessions() as session:
+        _client, secret = registry.rotate_secret(session, auth.ctx.hasher, "t", client_id, 0)
+    assert _post_counts(auth, old, 3) == 401
+    assert not _active(auth, old, operator)
+    # A token from the new secret works at once, even within the same second.
+    new = auth.token(client_id, secret)
+    assert _post_counts(auth, new, 4) == 200
+    assert _active(auth, new, operator)
+    # Disable revokes too, and enabling again does not bring those tokens back.
+    with auth.ctx.sessions() as session:
+        registry.disable(session, "t", client_id)
+        registry.enable(session, "t", client_id)
+    assert _post_counts(auth, new, 5) == 401
+    assert not _active(auth, new, operator)
+    assert _post_counts(auth, auth.token(client_id, secret), 6) == 200
+
+
+def test_revocation_reaches_other_processes_within_the_bound(auth_any_db: Auth) -> None:
+    # Another server sharing the database learns of the revocation from its status cache.
+    auth = auth_any_db
+    client_id, _secret = auth.device()
+    directory = ClientDirectory(auth.ctx.engine, ttl_s=30)
+    assert directory.get(client_id, now=100.0).tokens_valid_after is None  # type: ignore[union-attr]
+    with auth.ctx.sessions() as session:
+        registry.rotate_secret(session, auth.ctx.hasher, "t", client_id, 0)
+    cached = directory.get(client_id, now=129.0)
+    assert cached is not None and cached.tokens_valid_after is None  # within the bound
+    fresh = directory.get(client_id, now=130.5)
+    assert fresh is not None and fresh.tokens_valid_after is not None

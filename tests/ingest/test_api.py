@@ -263,7 +263,7 @@ def test_non_json_is_400_and_changes_nothing(api: Auth, raw: bytes) -> None:
     [
         ({"readings": readings((1, 1)), "extra": True}, "extra"),
         ({"readings": [{"seq": 1, "cars": True}]}, "readings.0.cars"),
-        ({"readings": [{"seq": 1.0, "cars": 1}]}, "readings.0.seq"),
+        ({"readings": [{"seq": 1.5, "cars": 1}]}, "readings.0.seq"),
         ({"readings": [{"seq": -1, "cars": 1}]}, "readings.0.seq"),
         ({"readings": [*readings((1, 1)), {"seq": 2, "cars": 1, "x": 0}]}, "readings.1.x"),
         ({"readings": readings(*((s, 1) for s in range(501)))}, "readings"),
@@ -283,7 +283,8 @@ def test_schema_errors_are_422_and_change_nothing(api: Auth, body: Any, where: s
 def test_oversized_bodies_are_413_before_being_read(api: Auth) -> None:
     _dev, token = device_token(api)
     big = b'{"readings": [' + b" " * 70_000 + b"]}"
-    declared = api.http.post(COUNTS, content=big, headers=bearer(token))
+    headers = bearer(token) | {"Content-Type": "application/json"}
+    declared = api.http.post(COUNTS, content=big, headers=headers)
     assert declared.status_code == 413
 
     def chunks() -> Iterator[bytes]:  # chunked: no Content-Length to check up front
@@ -291,7 +292,7 @@ def test_oversized_bodies_are_413_before_being_read(api: Auth) -> None:
             yield b" " * 8192
 
     # (That the body is not read whole is pinned against the real server in test_service.py.)
-    chunked = api.http.post(COUNTS, content=chunks(), headers=bearer(token))
+    chunked = api.http.post(COUNTS, content=chunks(), headers=headers)
     assert chunked.status_code == 413
     assert table_counts(api) == (0, 0)
 
@@ -305,3 +306,20 @@ def test_counts_route_is_registered_once_and_documented_from_itself(api: Auth) -
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert "readings" in body["properties"]
     assert {"200", "401", "403", "413", "422"} <= set(operation["responses"])
+
+
+def test_counts_need_json_and_refuse_repeated_keys(api: Auth) -> None:
+    # Issue 9, finding 8: Content-Type was ignored, and a repeated key's last value won.
+    _device, token = device_token(api)
+    body = b'{"readings": [{"seq": 1, "cars": 2}]}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None,
+                         "application/json; charset=latin-1"):  # fmt: skip
+        headers = bearer(token) | ({"Content-Type": content_type} if content_type else {})
+        response = api.http.post(COUNTS, content=body, headers=headers)
+        assert response.status_code == 415, (content_type, response.text)
+        assert response.json()["error"] == "invalid_request"
+    json_headers = bearer(token) | {"Content-Type": "application/json; charset=utf-8"}
+    repeated = b'{"readings": [{"seq": 1, "cars": 2, "cars": 40}]}'
+    response = api.http.post(COUNTS, content=repeated, headers=json_headers)
+    assert response.status_code == 400 and "repeats a key" in response.text
+    assert api.http.post(COUNTS, content=body, headers=json_headers).json()["accepted"] == 1

@@ -37,7 +37,7 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 @pytest.fixture
 def api(tmp_path: Path, broker: MosquittoBroker) -> Iterator[Auth]:
-    settings = make_settings(tmp_path / "data", mqtt_url=broker.url())
+    settings = make_settings(tmp_path / "data", mqtt_url=broker.url(), metrics_public=True)
     with TestClient(create_app(settings)) as http:
         auth = Auth(http)
         assert auth.ctx.mqtt is not None

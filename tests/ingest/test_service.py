@@ -47,7 +47,7 @@ def test_serve_with_mqtt_end_to_end(tmp_path: Path) -> None:
     device, operator = register(data_dir)
     with (
         MosquittoBroker(tmp_path / "broker") as broker,
-        ServiceProcess(data_dir, extra_args=["--mqtt", broker.url()]) as proc,
+        ServiceProcess(data_dir, env={"PARK_MQTT_URL": broker.url()}) as proc,
         proc.client() as http,
         Subscriber(broker) as watcher,
     ):

@@ -78,7 +78,9 @@ def state(engine: Engine, device: str) -> DeviceState | None:
         return service.get_device_row(session, device).state
 
 
-def test_latest_reading_is_by_seq_not_arrival(engine: Engine, make_device: MakeDevice) -> None:
+def test_a_late_replay_does_not_replace_the_current_reading(
+    engine: Engine, make_device: MakeDevice
+) -> None:
     dev = make_device("lot-a")
     ingest(engine, dev, batch([(10, 7, None), (9, 1, None)]), at=100.0)
     ingest(engine, dev, batch([(5, 2, None)]), at=200.0)  # a late replay from the spool
@@ -340,3 +342,27 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
     assert json.loads(messages[-1].payload)["cars"] == lot["cars"]  # the last total is right
     assert stored(engine, devices[0])[-1][:2] == (3, 9)
     engine.dispose()
+
+
+def test_a_stray_seq_never_pins_the_current_reading(
+    engine: Engine, make_device: MakeDevice
+) -> None:
+    # Issue 9, finding 6: a board that posts seq 2**63-1 once (a bug, a torn spool) must not
+    # pin its lot's total: its real readings win again as soon as it resumes.
+    dev = make_device("lot-a")
+    ingest(engine, dev, batch([(10, 7, None)]), at=100.0)
+    ingest(engine, dev, batch([(2**63 - 1, 99, None)]), at=200.0)
+    stray = state(engine, dev)
+    assert stray is not None and stray.last_seq == 2**63 - 1  # stored, current for now
+    ingest(engine, dev, batch([(11, 3, None), (12, 4, None)]), at=300.0)
+    resumed = state(engine, dev)
+    assert resumed is not None and (resumed.last_seq, resumed.cars) == (12, 4)
+    with engine.connect() as conn:
+        assert store.lot_detail(conn, "lot-a")["cars"] == 4  # type: ignore[index]
+    # A seq that restarted (re-flashed board, wiped spool) wins too.
+    ingest(engine, dev, batch([(2_000_000, 5, None)]), at=400.0)
+    ingest(engine, dev, batch([(0, 6, None)]), at=500.0)
+    restarted = state(engine, dev)
+    assert restarted is not None and (restarted.last_seq, restarted.cars) == (0, 6)
+    # Nothing was lost: every reading is stored.
+    assert [r[0] for r in stored(engine, dev)] == [0, 10, 11, 12, 2_000_000, 2**63 - 1]

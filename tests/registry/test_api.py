@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from provisioning.app import create_app
 from provisioning.auth.clients import ClientRecord
 from provisioning.auth.errors import InvalidToken
 from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.auth.scopes import ADMIN_AUDIENCE
 from provisioning.auth.tokens import ClientCredentialsGrant
 from provisioning.store.models import AuditEvent, DeviceState
+from tests.auth.conftest import Auth, make_settings
 from tests.registry.conftest import AdminApp
 
 
@@ -272,3 +278,58 @@ def test_no_secret_reaches_the_database_or_audit_log(admin_app: AdminApp) -> Non
     for secret in secrets:
         assert secret.encode() not in data
         assert secret not in details
+
+
+@pytest.fixture
+def ops_any_db(tmp_path: Path, db_url: str) -> Iterator[Auth]:
+    with TestClient(create_app(make_settings(tmp_path / "data", db_url))) as http:
+        yield Auth(http)
+
+
+def test_operators_can_be_disabled_rotated_and_deleted(ops_any_db: Auth) -> None:
+    # Issue 9, finding 4: a leaked operator secret must not be forever.
+    api = ops_any_db
+    a_id, a_secret = api.operator("alice")
+    admin = {"Authorization": "Bearer " + api.token(a_id, a_secret, audience=ADMIN_AUDIENCE)}
+    made = api.http.post("/admin/operators", json={"name": "bob"}, headers=admin)
+    assert made.status_code == 201 and made.headers["Cache-Control"] == "no-store"
+    b_id, b_secret = made.json()["client_id"], made.json()["client_secret"]
+    listed = api.http.get("/admin/operators", headers=admin).json()["items"]
+    assert [(o["client_id"], o["enabled"]) for o in listed] == [(a_id, True), (b_id, True)]
+    bob = {"Authorization": "Bearer " + api.token(b_id, b_secret, audience=ADMIN_AUDIENCE)}
+    assert api.http.get("/admin/devices", headers=bob).status_code == 200
+
+    disabled = api.http.post(f"/admin/operators/{b_id}/disable", headers=admin)
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    assert api.http.get("/admin/devices", headers=bob).status_code == 401  # at once, here
+    assert api.token_response(b_id, b_secret, audience=ADMIN_AUDIENCE).status_code == 401
+    # Alice is now the last enabled operator: she can neither disable nor delete herself.
+    for response in (
+        api.http.post(f"/admin/operators/{a_id}/disable", headers=admin),
+        api.http.delete(f"/admin/operators/{a_id}", headers=admin),
+    ):
+        assert response.status_code == 409, response.text
+        assert response.json()["error"] == "conflict"
+        assert "last enabled operator" in response.json()["error_description"]
+
+    assert api.http.post(f"/admin/operators/{b_id}/enable", headers=admin).status_code == 200
+    assert api.http.get("/admin/devices", headers=bob).status_code == 401  # still revoked
+    bob = {"Authorization": "Bearer " + api.token(b_id, b_secret, audience=ADMIN_AUDIENCE)}
+    assert api.http.get("/admin/devices", headers=bob).status_code == 200
+    rotated = api.http.post(
+        f"/admin/operators/{b_id}/rotate-secret", json={"grace_s": 0}, headers=admin
+    )
+    assert rotated.status_code == 200 and rotated.json()["previous_secret_expires_at"] is None
+    assert api.http.get("/admin/devices", headers=bob).status_code == 401
+    assert api.token_response(b_id, b_secret, audience=ADMIN_AUDIENCE).status_code == 401
+    new_secret = rotated.json()["client_secret"]
+    assert api.token_response(b_id, new_secret, audience=ADMIN_AUDIENCE).status_code == 200
+    # With Bob enabled Alice may step down; then Bob is the last one.
+    assert api.http.delete(f"/admin/operators/{b_id}", headers=admin).status_code == 204
+    assert api.http.get(f"/admin/operators/{b_id}", headers=admin).status_code == 404
+    assert api.token_response(b_id, new_secret, audience=ADMIN_AUDIENCE).status_code == 401
+    # Devices and operators are apart: the device routes do not find an operator.
+    assert api.http.post(f"/admin/devices/{a_id}/disable", headers=admin).status_code == 404
+    actions = {e["action"] for e in api.http.get("/admin/audit", headers=admin).json()["items"]}
+    assert {"operator.create", "operator.disable", "operator.enable"} <= actions
+    assert {"operator.rotate_secret", "operator.delete"} <= actions

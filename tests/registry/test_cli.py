@@ -43,6 +43,7 @@ def device_token(http: httpx.Client, client_id: str, secret: str) -> httpx.Respo
 def test_device_lifecycle_through_the_cli(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {**os.environ, "PARK_SECRET_GRACE_S": str(GRACE_S), "PARK_CACHE_DIR": str(tmp_path)}
+    env["PARK_METRICS_PUBLIC"] = "1"  # read below to count operator tokens
     env.pop("PARK_SERVER", None)
     outputs: list[str] = []
 
@@ -148,3 +149,54 @@ def test_admin_create_on_postgresql_stores_only_a_hash(pg_url: str, tmp_path: Pa
     broken = invoke(["admin", "create", "--db", "postgresql://nobody@127.0.0.1:1/x"], env=env)
     assert isinstance(broken.exception, ParkctlError)
     assert broken.exception.message.startswith("cannot open the database")
+
+
+def test_operator_lifecycle_through_the_cli(tmp_path: Path) -> None:
+    # Issue 9, finding 4: `parkctl admin list|disable|enable|rotate-secret|delete`.
+    data = tmp_path / "data"
+    env = {**os.environ, "PARK_CACHE_DIR": str(tmp_path)}
+    env.pop("PARK_SERVER", None)
+    with ServiceProcess(data, env=env) as server, server.client() as http:
+        alice = parkctl_json("admin", "create", "--data-dir", str(data), "--name", "alice", env=env)
+        bob = parkctl_json("admin", "create", "--data-dir", str(data), "--name", "bob", env=env)
+        as_alice = {
+            **env,
+            "PARK_SERVER": server.url,
+            "PARK_CLIENT_ID": alice["client_id"],
+            "PARK_CLIENT_SECRET": alice["client_secret"],
+        }
+
+        def run(*args: str, ok: bool = True) -> Invocation:
+            result = invoke(list(args), env=as_alice)
+            assert (result.exit_code == 0) == ok, (result.output, result.exception)
+            return result
+
+        listed = json.loads(run("admin", "list", "--json").stdout)
+        assert [o["name"] for o in listed] == ["alice", "bob"]
+        table = run("admin", "list").stdout
+        assert bob["client_id"] in table and bob["client_secret"] not in table
+
+        def bob_token() -> int:
+            data = {"grant_type": "client_credentials", "audience": "parkfleet-admin"}
+            auth = (bob["client_id"], bob["client_secret"])
+            return http.post("/oauth/token", data=data, auth=auth).status_code
+
+        assert bob_token() == 200
+        assert (
+            json.loads(run("admin", "disable", bob["client_id"], "--json").stdout)["enabled"]
+            is False
+        )
+        assert bob_token() == 401
+        assert "enabled" in run("admin", "enable", bob["client_id"]).stdout
+        assert bob_token() == 200
+        rotated = json.loads(
+            run("admin", "rotate-secret", bob["client_id"], "--grace", "0", "--json").stdout
+        )
+        assert rotated["previous_secret_expires_at"] is None
+        assert bob_token() == 401
+        run("admin", "delete", bob["client_id"])
+        # The last enabled operator stays: a clear message, exit code 1, no traceback.
+        refused = parkctl("admin", "disable", alice["client_id"], env=as_alice, ok=False)
+        assert refused.returncode == 1
+        assert "last enabled operator" in refused.stderr
+        assert "Traceback" not in refused.stdout + refused.stderr

@@ -51,7 +51,8 @@ def admin_tokens_issued(server: ServiceProcess) -> float:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with ServiceProcess(tmp_path_factory.mktemp("registry-client") / "data") as proc:
+    data_dir = tmp_path_factory.mktemp("registry-client") / "data"
+    with ServiceProcess(data_dir, env={"PARK_METRICS_PUBLIC": "1"}) as proc:
         yield proc
 
 

@@ -134,7 +134,7 @@ def test_overview_assets_are_small() -> None:
 
 
 def test_over_tls_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
-    from tests.device.pki import make_pki
+    from tools.harness.pki import make_pki
 
     pki = make_pki(tmp_path / "pki")
     data = tmp_path / "data"
