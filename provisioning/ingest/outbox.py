@@ -22,11 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine
 
 from provisioning.ingest import sql
 from provisioning.ingest.schemas import Reading
-from provisioning.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +97,6 @@ def enqueue(tx: sql.Tx, messages: Sequence[tuple[str, str, bool]], now: float) -
         params += (topic, payload, retain, now)
     template = sql.values_insert("mqtt_outbox", _COLUMNS, len(messages))
     sql.run(tx, template, params)
-
-
-def fetch(conn: Connection, limit: int) -> list[Message]:
-    """The oldest `limit` committed messages, in id order."""
-    rows = conn.execute(
-        select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload, OutboxMessage.retain)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    return [Message(int(r.id), r.topic, r.payload, bool(r.retain)) for r in rows]
-
-
-def remove(conn: Connection, ids: Sequence[int]) -> None:
-    """Forget messages the broker has acknowledged."""
-    if ids:
-        conn.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-
-
-def pending(conn: Connection) -> int:
-    """How many messages wait for the broker."""
-    return int(conn.execute(select(func.count()).select_from(OutboxMessage)).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)
