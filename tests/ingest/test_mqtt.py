@@ -29,12 +29,6 @@ pytestmark = pytest.mark.mosquitto
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(tmp_path / "broker", dashboards=("dashboard", "wallboard")) as b:
-        yield b
-
-
-@pytest.fixture
 def api(tmp_path: Path, broker: MosquittoBroker) -> Iterator[Auth]:
     settings = make_settings(tmp_path / "data", mqtt_url=broker.url())
     with TestClient(create_app(settings)) as http:
