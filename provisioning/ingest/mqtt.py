@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.ingest import outbox
 from provisioning.ingest.mqttwire import BrokerError, Connection, encode_topic, publish_packet
@@ -39,8 +40,11 @@ log = logging.getLogger(__name__)
 # busy; 4,000 covers a long-haul link (25,000 msg/s x 150 ms). Packet ids are 16 bits (§2.3.1).
 WINDOW = 4000
 CHUNK = 500  # messages read from the outbox and written to the socket at a time
-DELETE_EVERY = 2000  # acknowledged messages deleted per transaction (or when the window drains)
-DELETE_AFTER_S = 0.2  # ... or after this long, so the outbox depth stays current
+# Acknowledged messages are deleted in one transaction per DELETE_EVERY, or DELETE_AFTER_S after
+# the first of them: on SQLite each delete takes the one write lock the ingestion API also needs,
+# so a trickle of small deletes would stall requests; half a second keeps /metrics current.
+DELETE_EVERY = 2000
+DELETE_AFTER_S = 0.5
 ACK_TIMEOUT_S = 30.0  # no PUBACK for this long with messages out: reconnect and resend
 KEEPALIVE_S = 30
 # Readiness (GET /readyz) calls the fan-out degraded past either bound, or while the relay is
@@ -195,9 +199,14 @@ class OutboxPublisher:
         with self._backlog_lock:
             now = time.monotonic()
             if now - self._backlog_at >= BACKLOG_CACHE_S:
-                with self._engine.connect() as conn:
-                    self._backlog = outbox.backlog(conn, time.time())
                 self._backlog_at = now
+                try:
+                    with self._engine.connect() as conn:
+                        self._backlog = outbox.backlog(conn, time.time())
+                except SQLAlchemyError:
+                    # The database is away (readiness says so): keep the last figures rather
+                    # than fail the whole /metrics scrape.
+                    log.warning("MQTT outbox: backlog unreadable", exc_info=True)
             return self._backlog
 
     def degraded(self) -> bool:
@@ -280,7 +289,7 @@ class OutboxPublisher:
                 self._resent.inc(len(unacked))
 
     def _relay(self, reader: outbox.RelayReader, broker: Connection, window: _Window) -> None:
-        last_delete = last_sent = last_ack = time.monotonic()
+        first_ack = last_sent = last_ack = time.monotonic()
         while not self._stopping.is_set():
             sent = 0
             if window.room >= min(CHUNK, self._window):
@@ -302,19 +311,19 @@ class OutboxPublisher:
             else:
                 last_ack = time.monotonic()
             now = time.monotonic()
-            acked = window.acked
-            if acked and (
-                acked >= DELETE_EVERY or not window.out or now - last_delete >= DELETE_AFTER_S
-            ):
+            if not window.acked:
+                first_ack = now
+            elif window.acked >= DELETE_EVERY or now - first_ack >= DELETE_AFTER_S:
                 ids = window.take_acked()
                 reader.acknowledged(ids)
                 self._published.inc(len(ids))
-                last_delete = now
+                first_ack = now
             if not window.out and not sent:
                 if now - last_sent >= KEEPALIVE_S / 2:
                     broker.ping()  # MQTT 3.1.1 §3.1.2.10: keep the idle connection alive
                     last_sent = now
-                self._wake.wait(self._poll_s)
+                due = first_ack + DELETE_AFTER_S - now if window.acked else self._poll_s
+                self._wake.wait(max(0.0, min(self._poll_s, due)))
                 broker.read_acks(0.0)  # PINGRESP, or the broker closing the connection
 
     def _packet(self, message: outbox.Message, window: _Window) -> bytes:
