@@ -19,8 +19,10 @@ one takes over within about a second when the relay's process or connection dies
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -128,6 +130,10 @@ class OutboxPublisher:
         self._max_backoff_s = max_backoff_s
         self._client_id = f"parkfleet-relay-{secrets.token_hex(4)}"
         self._wake = threading.Event()
+        # The same wake-up as a socket, so waiting for PUBACKs is cut short by new rows.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._active = threading.Event()
@@ -192,7 +198,17 @@ class OutboxPublisher:
 
     def wake(self) -> None:
         """New rows were committed: relay now."""
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
+            # Full: the socket already holds wake-ups nobody has read.
+            with contextlib.suppress(BlockingIOError):
+                self._wake_w.send(b"\0")
+
+    def _clear_wake(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                pass
 
     def backlog(self) -> outbox.Backlog:
         """The outbox's depth and oldest age, read at most once per `BACKLOG_CACHE_S`."""
@@ -228,7 +244,7 @@ class OutboxPublisher:
                     if not reader.claim():
                         self._set_active(False)
                         self._wake.wait(self._poll_s)
-                        self._wake.clear()
+                        self._clear_wake()
                         continue
                     self._set_active(True)
                     self._relay_connected(reader)
@@ -294,7 +310,7 @@ class OutboxPublisher:
             sent = 0
             if window.room >= min(CHUNK, self._window):
                 # Cleared before reading, so a commit after the read wakes the next turn.
-                self._wake.clear()
+                self._clear_wake()
                 messages = reader.take(min(CHUNK, window.room))
                 if messages:
                     broker.send(b"".join([self._packet(m, window) for m in messages]))
@@ -302,7 +318,9 @@ class OutboxPublisher:
                     last_sent = time.monotonic()
             if window.out:
                 # More to read: just collect what has arrived; otherwise wait for PUBACKs.
-                acks = broker.read_acks(0.0 if sent == CHUNK and window.room else 0.05)
+                wait = 0.0 if sent == CHUNK and window.room else 0.05
+                # New rows cut the wait short while there is room in the window for them.
+                acks = broker.read_acks(wait, self._wake_r if window.room >= CHUNK else None)
                 if acks:
                     window.ack(acks)
                     last_ack = time.monotonic()

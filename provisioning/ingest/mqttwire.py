@@ -136,11 +136,13 @@ class Connection:
         """PINGREQ (§3.12): keeps an idle connection alive within the keep-alive interval."""
         self._sock.sendall(_PINGREQ)
 
-    def read_acks(self, timeout_s: float) -> list[int]:
-        """Packet ids of the PUBACKs that arrive within `timeout_s` (possibly none)."""
+    def read_acks(self, timeout_s: float, interrupt: socket.socket | None = None) -> list[int]:
+        """Packet ids of the PUBACKs that arrive within `timeout_s` (possibly none); returns
+        early, possibly with none, when `interrupt` becomes readable."""
         if not self._buffer and not _pending_tls(self._sock):
-            readable, _w, _x = select.select([self._sock], [], [], timeout_s)
-            if not readable:
+            watched = [self._sock] if interrupt is None else [self._sock, interrupt]
+            readable, _w, _x = select.select(watched, [], [], timeout_s)
+            if self._sock not in readable:
                 return []
         chunk = self._sock.recv(_RECV_BYTES)
         if not chunk:
