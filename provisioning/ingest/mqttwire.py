@@ -97,8 +97,13 @@ class Connection:
         keepalive_s: int,
         tls: ssl.SSLContext | None = None,
         timeout_s: float = 10.0,
+        send_timeout_s: float = 30.0,
     ) -> Connection:
-        """Connect, send CONNECT and wait for CONNACK; raises `OSError` / `BrokerError`."""
+        """Connect, send CONNECT and wait for CONNACK; raises `OSError` / `BrokerError`.
+
+        Afterwards a write that cannot go out for `send_timeout_s` (a broker host that vanished
+        without a reset) raises `TimeoutError` instead of blocking until TCP gives up.
+        """
         sock = socket.create_connection((host, port), timeout=timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -110,7 +115,7 @@ class Connection:
         except BaseException:
             sock.close()
             raise
-        sock.settimeout(None)
+        connection._sock.settimeout(send_timeout_s)
         return connection
 
     def _read_connack(self, timeout_s: float) -> None:

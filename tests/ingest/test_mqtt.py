@@ -294,3 +294,44 @@ def test_broker_restarting_mid_run_loses_nothing(tmp_path: Path, broker: Mosquit
         assert list(dict.fromkeys(seqs(got, "mid", d))) == list(range(per_device))
     assert len(got) - total <= WINDOW  # repeats only from the at-least-once window
     engine.dispose()
+
+
+def test_a_full_batch_is_one_message(api: Auth, broker: MosquittoBroker) -> None:
+    """500 readings (the API's maximum) in one PUBLISH: a three-byte remaining length."""
+    dev, token = device(api, "big")
+    with Subscriber(broker) as watcher:
+        watcher.wait_subscribed()
+        seqs_ = range(10**12, 10**12 + 500)
+        body = {"readings": [{"seq": s, "cars": 3, "ts": 1.8e9 + s % 1000 / 7} for s in seqs_]}
+        answer = api.http.post(
+            "/v1/counts", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.json() == {"accepted": 500, "duplicates": 0}
+        (batch,) = watcher.wait_for(1, topic_prefix=f"parking/big/devices/{dev}/readings")
+    assert len(batch.payload) > 16_383
+    assert [r["seq"] for r in json.loads(batch.payload)["readings"]] == list(seqs_)
+
+
+def test_a_refused_relay_keeps_the_rows_and_says_degraded(
+    tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    """Wrong password: CONNACK 'not authorised' (MQTT 3.1.1 §3.2.2.3); nothing is deleted."""
+    url = f"sqlite:///{tmp_path / 'park.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with sql.transaction(engine) as tx:
+        outbox.enqueue(tx, [outbox.occupancy_message("lot-x", 1, 1, 1.0)], 1.0)
+    wrong = broker.url().replace(broker.passwords["parkfleet-service"], "not-the-password")
+    publisher = OutboxPublisher(engine, parse_mqtt_url(wrong), registry=CollectorRegistry())
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not publisher.active:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert not publisher.connected and publisher.degraded()
+        assert depth(engine) == 1
+    finally:
+        publisher.stop()
+        engine.dispose()
