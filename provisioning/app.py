@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from provisioning import edge
+from provisioning import edge, readiness
 from provisioning.auth import routes as auth_routes
 from provisioning.auth.keys import KeyStore
 from provisioning.auth.secrets import SecretHasher
@@ -85,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         # Constant JSON: also the framework ceiling that `make bench` compares endpoints with.
         return {"status": "ok"}
+
+    readiness.install(app)  # GET /readyz: database reachable, which optional parts are degraded
 
     # Routes are matched in order: the ingestion API (every board's posts) goes first.
     ingest_routes.install(app, ctx)

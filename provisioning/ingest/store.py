@@ -140,8 +140,10 @@ def _queue_messages(
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
         sql.run(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
     ((cars, devices),) = sql.run(tx, _LOT_TOTAL, (lot,))
-    messages = outbox.reading_messages(lot, device_id, readings, received_at)
-    messages.append(outbox.occupancy_message(lot, int(cars), int(devices), received_at))
+    messages = [
+        outbox.readings_message(lot, device_id, readings, received_at),
+        outbox.occupancy_message(lot, int(cars), int(devices), received_at),
+    ]
     outbox.enqueue(tx, messages, received_at)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -10,6 +11,7 @@ from sqlalchemy import Engine
 from provisioning.auth.secrets import SecretHasher
 from provisioning.registry import service
 from provisioning.store.db import make_engine, migrate, session_factory
+from tools.harness.mosquitto import MosquittoBroker
 
 ACTOR = "op_test"
 
@@ -34,3 +36,10 @@ def make_device(engine: Engine) -> Callable[[str], str]:
             return client.client_id
 
     return make
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """Mosquitto from broker-config/ on a free port, with two dashboard accounts."""
+    with MosquittoBroker(tmp_path / "broker", dashboards=("dashboard", "wallboard")) as b:
+        yield b

@@ -9,17 +9,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from sqlalchemy import Engine
 
 from provisioning.app import create_app
 from provisioning.config import Settings, describe_invalid
 from provisioning.ingest import outbox
-from provisioning.ingest.mqtt import MqttTarget, OutboxPublisher, parse_mqtt_url
+from provisioning.ingest.mqtt import WINDOW, MqttTarget, OutboxPublisher, parse_mqtt_url
 from provisioning.store import sql
 from provisioning.store.db import make_engine, migrate
 from tests.auth.conftest import Auth, make_settings
@@ -27,12 +30,6 @@ from tools.harness.mosquitto import MosquittoBroker, Received, Subscriber
 from tools.harness.pki import make_pki
 
 pytestmark = pytest.mark.mosquitto
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(tmp_path / "broker", dashboards=("dashboard", "wallboard")) as b:
-        yield b
 
 
 @pytest.fixture
@@ -60,20 +57,34 @@ def device(api: Auth, lot: str) -> tuple[str, str]:
     return client_id, api.token(client_id, secret)
 
 
-def wait_drained(api: Auth, timeout: float = 10) -> None:
-    """Until the publisher has had every outbox message acknowledged and deleted."""
+def depth(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return outbox.backlog(conn, time.time()).depth
+
+
+def wait_drained(engine: Engine, timeout: float = 10) -> None:
+    """Until the relay has had every outbox message acknowledged and deleted."""
     deadline = time.monotonic() + timeout
-    while True:
-        with api.ctx.engine.connect() as conn:
-            left = outbox.pending(conn)
-        if left == 0:
-            return
+    while (left := depth(engine)) != 0:
         assert time.monotonic() < deadline, f"{left} messages still in the outbox"
         time.sleep(0.02)
 
 
-def payloads(messages: list[Received]) -> list[dict[str, object]]:
+def payloads(messages: list[Received]) -> list[dict[str, Any]]:
     return [json.loads(m.payload) for m in messages]
+
+
+def seqs(messages: list[Received], lot: str, device: str) -> list[int]:
+    """The seqs a subscriber heard for `device`, in arrival order (repeats included)."""
+    topic = f"parking/{lot}/devices/{device}/readings"
+    return [
+        r["seq"] for p in payloads([m for m in messages if m.topic == topic]) for r in p["readings"]
+    ]
+
+
+def metric(text: str, name: str) -> float:
+    (value,) = [line.split()[1] for line in text.splitlines() if line.startswith(f"{name} ")]
+    return float(value)
 
 
 def test_url_parsing() -> None:
@@ -141,25 +152,32 @@ def test_counts_reach_dashboards_with_a_retained_total(api: Auth, broker: Mosqui
     with Subscriber(broker) as watcher:
         watcher.wait_subscribed()
         post(api, token, range(1, 4), cars=6)
-        counts = watcher.wait_for(3, topic_prefix=f"parking/north/devices/{dev}/count")
+        (batch,) = watcher.wait_for(1, topic_prefix=f"parking/north/devices/{dev}/readings")
         totals = watcher.wait_for(1, topic_prefix="parking/north/occupancy")
-    assert [p["seq"] for p in payloads(counts)] == [1, 2, 3]
-    first = payloads(counts)[0]
-    assert set(first) == {"lot", "device_id", "seq", "cars", "ts", "received_at"}
-    assert (first["lot"], first["device_id"], first["cars"], first["ts"]) == ("north", dev, 6, None)
+    message = json.loads(batch.payload)
+    assert set(message) == {"lot", "device_id", "received_at", "readings"}
+    assert (message["lot"], message["device_id"]) == ("north", dev)
+    assert message["readings"] == [{"seq": s, "cars": 6, "ts": None} for s in (1, 2, 3)]
     assert payloads(totals)[-1]["cars"] == 6
     # A dashboard that connects later still learns the lot's total from the retained message.
+    wait_drained(api.ctx.engine)
+    time.sleep(1.1)  # the backlog gauges are read at most once a second
     metrics = api.http.get("/metrics").text
-    assert "parkfleet_mqtt_connected 1.0" in metrics
+    assert metric(metrics, "parkfleet_mqtt_connected") == 1.0
+    assert metric(metrics, "parkfleet_mqtt_relay_active") == 1.0
+    assert metric(metrics, "parkfleet_mqtt_published_total") == 2.0
+    assert metric(metrics, "parkfleet_mqtt_outbox_depth") == 0.0
+    assert metric(metrics, "parkfleet_mqtt_outbox_oldest_age_seconds") == 0.0
     assert 'parkfleet_readings_total{result="accepted"} 3.0' in metrics
+    assert api.http.get("/readyz").json() == {"status": "ready", "degraded": []}
     with Subscriber(broker, "wallboard", topic="parking/north/occupancy") as late:
         (retained,) = late.wait_for(1)
     assert retained.retain and json.loads(retained.payload)["cars"] == 6
-    with api.ctx.engine.connect() as conn:
-        assert outbox.pending(conn) == 0
 
 
-def test_broker_outage_loses_nothing(api: Auth, broker: MosquittoBroker) -> None:
+def test_broker_outage_loses_nothing_and_shows_in_readiness(
+    api: Auth, broker: MosquittoBroker
+) -> None:
     a, token_a = device(api, "east")
     b, token_b = device(api, "east")
     publisher = api.ctx.mqtt
@@ -168,33 +186,44 @@ def test_broker_outage_loses_nothing(api: Auth, broker: MosquittoBroker) -> None
     with Subscriber(broker, persistent=True) as watcher:
         watcher.wait_subscribed()
         post(api, token_a, range(0, 3))
-        watcher.wait_for(3, topic_prefix=f"parking/east/devices/{a}/")
-        wait_drained(api)
+        watcher.wait_for(1, topic_prefix=f"parking/east/devices/{a}/")
+        wait_drained(api.ctx.engine)
         broker.stop()
         while publisher.connected:
             time.sleep(0.02)
-        # The HTTP API keeps accepting while the broker is away; the outbox holds the messages.
+        # The HTTP API keeps accepting while the broker is away; the outbox holds the messages,
+        # and readiness says the fan-out is degraded (the relay is cut off), not the service.
         post(api, token_a, range(3, 40))
         post(api, token_b, range(0, 25))
         post(api, token_a, range(40, 60))
-        with api.ctx.engine.connect() as conn:
-            assert outbox.pending(conn) == 37 + 25 + 20 + 3
+        assert depth(api.ctx.engine) == 3 * 2
+        ready = api.http.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {
+            "status": "ready",
+            "degraded": ["mqtt"],
+        }
+        time.sleep(1.1)
+        metrics = api.http.get("/metrics").text
+        assert metric(metrics, "parkfleet_mqtt_outbox_depth") == 6.0
+        assert metric(metrics, "parkfleet_mqtt_outbox_oldest_age_seconds") >= 1.0
         broker.start()
-
-        def seqs(device: str, messages: list[Received]) -> list[int]:
-            prefix = f"parking/east/devices/{device}/"
-            return [json.loads(m.payload)["seq"] for m in messages if m.topic.startswith(prefix)]
-
         # QoS 1 is at least once: a message whose PUBACK was lost may come twice.
         got = watcher.wait_until(
-            lambda ms: set(seqs(a, ms)) == set(range(60)) and set(seqs(b, ms)) == set(range(25)),
+            lambda ms: (
+                set(seqs(ms, "east", a)) == set(range(60))
+                and set(seqs(ms, "east", b)) == set(range(25))
+            ),
             timeout=30,
         )
-        wait_drained(api)
-    assert list(dict.fromkeys(seqs(a, got))) == list(range(60))  # everything, in order
-    assert list(dict.fromkeys(seqs(b, got))) == list(range(25))
+        wait_drained(api.ctx.engine)
+    assert list(dict.fromkeys(seqs(got, "east", a))) == list(range(60))  # everything, in order
+    assert list(dict.fromkeys(seqs(got, "east", b))) == list(range(25))
     totals = [json.loads(m.payload) for m in got if m.topic == "parking/east/occupancy"]
     assert totals[-1]["cars"] == 2
+    deadline = time.monotonic() + 5
+    while api.http.get("/readyz").json()["degraded"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert api.http.get("/readyz").json() == {"status": "ready", "degraded": []}
 
 
 def test_without_a_broker_nothing_is_queued(tmp_path: Path) -> None:
@@ -203,8 +232,8 @@ def test_without_a_broker_nothing_is_queued(tmp_path: Path) -> None:
         assert api.ctx.mqtt is None
         _dev, token = device(api, "west")
         post(api, token, range(5))
-        with api.ctx.engine.connect() as conn:
-            assert outbox.pending(conn) == 0
+        assert depth(api.ctx.engine) == 0
+        assert http.get("/readyz").json() == {"status": "ready", "degraded": []}
 
 
 def test_publishing_over_tls_with_a_private_ca(tmp_path: Path) -> None:
@@ -236,40 +265,90 @@ def test_publishing_over_tls_with_a_private_ca(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_broker_lost_mid_round_resends_the_round(tmp_path: Path, broker: MosquittoBroker) -> None:
-    """The broker dies while a round is on the wire: nothing acknowledged is lost."""
+def test_broker_restarting_mid_run_loses_nothing(tmp_path: Path, broker: MosquittoBroker) -> None:
+    """The broker dies with a full window on the wire and comes back: every message arrives, in
+    order per device, and the only repeats are what was out without its PUBACK."""
     url = f"sqlite:///{tmp_path / 'park.db'}"
     migrate(url)
     engine = make_engine(url)
-    total = 3000
+    devices, per_device = [f"dev_{n}" for n in range(8)], 8000
     with sql.transaction(engine) as tx:
-        outbox.enqueue(
-            tx,
-            outbox.reading_messages("mid", "dev_x", [(seq, 1, None) for seq in range(total)], 1.0),
-            1.0,
-        )
-    publisher = OutboxPublisher(engine, parse_mqtt_url(broker.url()), max_backoff_s=0.5)
+        for seq in range(per_device):
+            outbox.enqueue(
+                tx, [outbox.readings_message("mid", d, [(seq, 1, None)], 1.0) for d in devices], 1.0
+            )
+    total = len(devices) * per_device
+    publisher = OutboxPublisher(
+        engine, parse_mqtt_url(broker.url()), max_backoff_s=0.5, registry=CollectorRegistry()
+    )
     with Subscriber(broker, persistent=True) as watcher:
         watcher.wait_subscribed()
         publisher.start()
         try:
-            watcher.wait_until(lambda ms: len(ms) >= 700)  # into the second round
+            deadline = time.monotonic() + 60
+            while depth(engine) > total * 3 // 4:  # a quarter relayed (faster than dashboards)
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
             broker.stop()
-            with engine.connect() as conn:
-                assert outbox.pending(conn) > 0  # stopped with work on the wire
+            assert 0 < depth(engine) < total  # stopped with work on the wire
             broker.start()
-            seen: set[int] = set()
+            heard: dict[str, set[int]] = {d: set() for d in devices}
             looked = [0]
 
             def complete(messages: list[Received]) -> bool:
                 # Called on every arrival: look only at what is new.
-                seen.update(json.loads(m.payload)["seq"] for m in messages[looked[0] :])
+                for m in messages[looked[0] :]:
+                    p = json.loads(m.payload)
+                    heard[p["device_id"]].update(r["seq"] for r in p["readings"])
                 looked[0] = len(messages)
-                return len(seen) == total
+                return all(len(s) == per_device for s in heard.values())
 
-            got = watcher.wait_until(complete, timeout=60)
+            got = watcher.wait_until(complete, timeout=120)
+            wait_drained(engine)
         finally:
             publisher.stop()
-    seqs = [json.loads(m.payload)["seq"] for m in got]
-    assert list(dict.fromkeys(seqs)) == list(range(total))  # duplicates allowed, gaps not
+    for d in devices:
+        assert list(dict.fromkeys(seqs(got, "mid", d))) == list(range(per_device))
+    assert len(got) - total <= WINDOW  # repeats only from the at-least-once window
     engine.dispose()
+
+
+def test_a_full_batch_is_one_message(api: Auth, broker: MosquittoBroker) -> None:
+    """500 readings (the API's maximum) in one PUBLISH: a three-byte remaining length."""
+    dev, token = device(api, "big")
+    with Subscriber(broker) as watcher:
+        watcher.wait_subscribed()
+        seqs_ = range(10**12, 10**12 + 500)
+        body = {"readings": [{"seq": s, "cars": 3, "ts": 1.8e9 + s % 1000 / 7} for s in seqs_]}
+        answer = api.http.post(
+            "/v1/counts", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.json() == {"accepted": 500, "duplicates": 0}
+        (batch,) = watcher.wait_for(1, topic_prefix=f"parking/big/devices/{dev}/readings")
+    assert len(batch.payload) > 16_383
+    assert [r["seq"] for r in json.loads(batch.payload)["readings"]] == list(seqs_)
+
+
+def test_a_refused_relay_keeps_the_rows_and_says_degraded(
+    tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    """Wrong password: CONNACK 'not authorised' (MQTT 3.1.1 §3.2.2.3); nothing is deleted."""
+    url = f"sqlite:///{tmp_path / 'park.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with sql.transaction(engine) as tx:
+        outbox.enqueue(tx, [outbox.occupancy_message("lot-x", 1, 1, 1.0)], 1.0)
+    wrong = broker.url().replace(broker.passwords["parkfleet-service"], "not-the-password")
+    publisher = OutboxPublisher(engine, parse_mqtt_url(wrong), registry=CollectorRegistry())
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not publisher.active:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert not publisher.connected and publisher.degraded()
+        assert depth(engine) == 1
+    finally:
+        publisher.stop()
+        engine.dispose()

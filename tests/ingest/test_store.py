@@ -52,6 +52,15 @@ def ingest(
         return store.store_counts(tx, device, b, at, fan_out)
 
 
+def queued(engine: Engine) -> list[outbox.Message]:
+    """The outbox in id order, as the relay reads it."""
+    reader = outbox.RelayReader(engine)
+    try:
+        return reader.take(10_000)
+    finally:
+        reader.close()
+
+
 def stored(engine: Engine, device: str) -> list[tuple[int, int, float | None, float]]:
     with engine.connect() as conn:
         rows = conn.execute(
@@ -193,39 +202,93 @@ def test_readings_page_in_seq_order(engine: Engine, make_device: MakeDevice) -> 
     assert seen == list(range(1, 26))
 
 
-def test_fan_out_queues_new_readings_and_lot_total(engine: Engine, make_device: MakeDevice) -> None:
+def test_fan_out_queues_one_message_per_batch_and_the_lot_total(
+    engine: Engine, make_device: MakeDevice
+) -> None:
     a1, a2 = make_device("lot-a"), make_device("lot-a")
     ingest(engine, a2, batch([(1, 4, None)]), at=5.0)  # fan-out off: nothing queued
-    with engine.connect() as conn:
-        assert outbox.pending(conn) == 0
+    assert queued(engine) == []
     ingest(engine, a1, batch([(1, 2, 1.5), (2, 3, None)]), at=10.0, fan_out=True)
     ingest(engine, a1, batch([(2, 3, None)]), at=11.0, fan_out=True)  # duplicate: no messages
-    with engine.connect() as conn:
-        messages = outbox.fetch(conn, 100)
+    ingest(engine, a1, batch([(2, 3, None), (3, 1, 2.5)]), at=12.0, fan_out=True)  # only seq 3
+    messages = queued(engine)
     assert [(m.topic, m.retain) for m in messages] == [
-        (f"parking/lot-a/devices/{a1}/count", False),
-        (f"parking/lot-a/devices/{a1}/count", False),
+        (f"parking/lot-a/devices/{a1}/readings", False),
+        ("parking/lot-a/occupancy", True),
+        (f"parking/lot-a/devices/{a1}/readings", False),
         ("parking/lot-a/occupancy", True),
     ]
     assert json.loads(messages[0].payload) == {
         "lot": "lot-a",
         "device_id": a1,
-        "seq": 1,
-        "cars": 2,
-        "ts": 1.5,
         "received_at": 10.0,
+        "readings": [{"seq": 1, "cars": 2, "ts": 1.5}, {"seq": 2, "cars": 3, "ts": None}],
     }
-    assert json.loads(messages[1].payload)["ts"] is None
-    assert json.loads(messages[2].payload) == {
+    assert json.loads(messages[1].payload) == {
         "lot": "lot-a",
         "cars": 7,
         "devices": 2,
         "updated_at": 10.0,
     }
-    with engine.begin() as conn:
-        outbox.remove(conn, [messages[0].id])
+    assert json.loads(messages[2].payload)["readings"] == [{"seq": 3, "cars": 1, "ts": 2.5}]
+    assert json.loads(messages[3].payload)["cars"] == 5
+
+
+def test_relay_reader_deletes_only_what_was_acknowledged(
+    engine: Engine, make_device: MakeDevice
+) -> None:
+    dev = make_device("lot-r")
+    for seq in range(5):
+        ingest(engine, dev, batch([(seq, 1, None)]), at=1.0, fan_out=True)
+    reader = outbox.RelayReader(engine)
+    try:
+        assert reader.claim()
+        first = reader.take(4)
+        assert len(first) == 4 and [m.id for m in first] == sorted(m.id for m in first)
+        rest = reader.take(100)  # what is out already is not read twice
+        assert len(rest) == 6 and rest[0].id > first[-1].id
+        reader.acknowledged([first[0].id, first[1].id, first[3].id])  # first[2]: no PUBACK
+        reader.unsent([first[2].id, *(m.id for m in rest)])
+        again = reader.take(100)  # resent from the oldest unacknowledged, in id order
+        assert [m.id for m in again] == [first[2].id, *(m.id for m in rest)]
+        assert reader.take(100) == []
+    finally:
+        reader.close()
     with engine.connect() as conn:
-        assert [m.id for m in outbox.fetch(conn, 100)] == [m.id for m in messages[1:]]
+        assert outbox.backlog(conn, 2.0) == outbox.Backlog(7, 1.0)
+
+
+def test_relay_reader_finds_a_row_committed_below_its_cursor(
+    engine: Engine, make_device: MakeDevice
+) -> None:
+    """PostgreSQL takes an id at INSERT and shows the row at COMMIT; SQLite reuses the ids of
+    deleted rows: either way a row can appear below what the relay has read."""
+    dev = make_device("lot-c")
+    ingest(engine, dev, batch([(1, 1, None)]), at=1.0, fan_out=True)
+    ingest(engine, dev, batch([(2, 1, None)]), at=1.0, fan_out=True)
+    with engine.begin() as conn:  # the second message, as if its transaction had not committed
+        (late_id, topic, payload) = conn.execute(
+            text("SELECT id, topic, payload FROM mqtt_outbox ORDER BY id LIMIT 1 OFFSET 1")
+        ).one()
+        conn.execute(text("DELETE FROM mqtt_outbox WHERE id = :id"), {"id": late_id})
+    reader = outbox.RelayReader(engine)
+    try:
+        reader.claim()
+        assert late_id not in [m.id for m in reader.take(100)]
+        with engine.begin() as conn:  # ... and now it commits, below the reader's cursor
+            conn.execute(
+                text(
+                    "INSERT INTO mqtt_outbox (id, topic, payload, retain, created_at) "
+                    "VALUES (:id, :topic, :payload, false, 1.0)"
+                ),
+                {"id": late_id, "topic": topic, "payload": payload},
+            )
+        ingest(engine, dev, batch([(3, 1, None)]), at=3.0, fan_out=True)
+        later = reader.take(100)
+        assert later[0].id == late_id  # oldest first, nothing skipped
+        assert [m.id for m in later] == sorted(m.id for m in later) and len(later) == 3
+    finally:
+        reader.close()
 
 
 def test_rolled_back_batch_leaves_nothing(engine: Engine, make_device: MakeDevice) -> None:
@@ -296,17 +359,18 @@ def test_concurrent_writers_keep_lot_totals_and_order_on_postgresql(pg_url: str)
             thread.start()
         for thread in threads:
             thread.join()
+        messages = queued(engine)
         with engine.connect() as conn:
-            messages = outbox.fetch(conn, 1000)
             lot = store.lot_detail(conn, "busy")
         assert lot is not None and lot["cars"] == 4 * (24 % 9)
         totals = [json.loads(m.payload)["cars"] for m in messages if m.retain]
         assert len(totals) == 100 and totals[-1] == lot["cars"]
         for device in devices:
             seqs = [
-                json.loads(m.payload)["seq"]
+                r["seq"]
                 for m in messages
                 if not m.retain and json.loads(m.payload)["device_id"] == device
+                for r in json.loads(m.payload)["readings"]
             ]
             assert seqs == list(range(25))
     finally:
@@ -335,9 +399,9 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
     assert isinstance(results[5], store.UnknownDevice)
     assert (results[6].accepted, results[6].duplicates) == (1, 1)  # type: ignore[union-attr]
     assert woken == [True]  # one commit, one wake-up
+    messages = queued(engine)
     with engine.connect() as conn:
         lot = store.lot_detail(conn, "lot-g")
-        messages = outbox.fetch(conn, 100)
     assert lot is not None and lot["cars"] == 9 + 1 + 2 + 3 + 4
     assert json.loads(messages[-1].payload)["cars"] == lot["cars"]  # the last total is right
     assert stored(engine, devices[0])[-1][:2] == (3, 9)
