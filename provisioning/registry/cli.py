@@ -61,7 +61,6 @@ def admin_verbs(parkctl: Verbs) -> None:
     cmd.add_argument("--name", default="admin", help="Who or what this operator is.")
     cmd.add_argument(
         "--role",
-        choices=("admin", "viewer"),
         default="admin",
         help="admin (the admin API) or viewer (counts:read only).",
     )

@@ -57,7 +57,11 @@ def test_session_cookie_logout_expiry_headers(tmp_path: Path) -> None:
     data = tmp_path / "data"
     who = _operator(data)
     # Tokens live 5 s here: the session must end with them.
-    with ServiceProcess(data, extra_args=["--token-ttl", "5"]) as server, server.client() as http:
+    env = {"PARK_METRICS_PUBLIC": "1"}  # the streams gauge is read below without a token
+    with (
+        ServiceProcess(data, extra_args=["--token-ttl", "5"], env=env) as server,
+        server.client() as http,
+    ):
         page = http.get("/ui/")
         assert page.status_code == 303 and page.headers["location"] == "/ui/login?next=%2Fui%2F"
         signed = _sign_in(http, who, next_="https://evil.example/")
