@@ -81,7 +81,7 @@ def _everywhere_within(cluster: Cluster, check: Callable[[httpx.Client], bool]) 
 
 
 def test_revocation_reaches_every_instance_within_a_second(cluster: Cluster) -> None:
-    (d1, s1), (d2, s2), (d3, s3) = cluster.devices
+    (d1, s1), (d2, s2), (d3, _) = cluster.devices
     a, b, c = cluster.http
     tokens = {}
     for client_id, secret in cluster.devices:
@@ -112,7 +112,6 @@ def test_revocation_reaches_every_instance_within_a_second(cluster: Cluster) -> 
 
 
 def test_one_key_set_and_rotation_seen_by_all(cluster: Cluster) -> None:
-    a, b, c = cluster.http
     jwks = [http.get("/.well-known/jwks.json").json() for http in cluster.http]
     assert jwks[0] == jwks[1] == jwks[2] and len(jwks[0]["keys"]) == 1
     kid = jwks[0]["keys"][0]["kid"]
