@@ -79,7 +79,7 @@ class RateBucket(Base):
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     level: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
-    granted: Mapped[bool] = mapped_column(Boolean)
+    granted: Mapped[int] = mapped_column(Integer)  # by the last take (returned by it)
 
 
 class AuditEvent(Base):

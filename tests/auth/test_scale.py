@@ -149,10 +149,12 @@ def test_workers_share_one_port(tmp_path: Path, pg_url: str) -> None:
     (device,) = register_devices(tmp_path, db=pg_url)
     extra = ["--workers", "2", "--token-rate-burst", "10"]
     with ServiceProcess(tmp_path, db=pg_url, extra_args=extra) as service:
+        form = {"grant_type": "client_credentials"}
         with service.client() as http:
+            # A new connection each time, so the kernel spreads them over both workers.
             codes = [
                 http.post(
-                    "/oauth/token", data={"grant_type": "client_credentials"}, auth=device
+                    "/oauth/token", data=form, auth=device, headers={"Connection": "close"}
                 ).status_code
                 for _ in range(14)
             ]

@@ -57,8 +57,8 @@ def upgrade() -> None:
         sa.Column("key", sa.String(160), primary_key=True),
         sa.Column("level", sa.Double(), nullable=False),
         sa.Column("updated_at", sa.Double(), nullable=False),
-        # Whether the last take was granted (one round trip: the UPSERT returns it).
-        sa.Column("granted", sa.Boolean(), nullable=False),
+        # How many tokens the last take granted (one round trip: the UPSERT returns it).
+        sa.Column("granted", sa.Integer(), nullable=False),
     )
     with op.batch_alter_table("signing_keys") as batch:
         batch.add_column(sa.Column("private_key_enc", sa.LargeBinary(), nullable=True))
