@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CLIENTS_CHANNEL = "parkfleet_clients"  # payload: the client_id (migration 0005)
 KEYS_CHANNEL = "parkfleet_keys"
+APPLICATION_NAME = "parkfleet-listen"  # in pg_stat_activity
 _POLL_S = 0.5  # how long one wait for notifications lasts (also how fast `stop` is seen)
 _PING_S = 5.0  # a silent connection is probed this often, so a dead one is noticed
 _BACKOFF_S = (0.5, 30.0)
@@ -85,7 +86,9 @@ class ChangeListener:
             backoff = min(backoff * 2, _BACKOFF_S[1])
 
     def _listen(self) -> None:
-        with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(
+            self._dsn, autocommit=True, connect_timeout=5, application_name=APPLICATION_NAME
+        ) as conn:
             conn.execute(f"LISTEN {CLIENTS_CHANNEL}")
             conn.execute(f"LISTEN {KEYS_CHANNEL}")
             # From here on every change is announced; forget what may have changed before.
