@@ -36,7 +36,7 @@ def test_takes_are_exact_and_roll_back_with_their_transaction(pg_url: str) -> No
             assert buckets.take_many(session, ["b"] * 9) == [0.0] * 9
 
         # Concurrent takes from many connections (instances) never grant more than the burst.
-        granted = []
+        granted: list[bool] = []
         lock = threading.Lock()
 
         def take() -> None:
