@@ -137,6 +137,8 @@ class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
     empty is refused (429) and writes nothing, and a failed commit gives the tokens back.
     """
 
+    in_thread = True  # the commit's wait (fsync, round trip) overlaps the next requests' work
+
     def __init__(
         self, sessions: sessionmaker[Session], buckets: SharedBuckets | None = None
     ) -> None:
@@ -175,7 +177,7 @@ class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
 
     def close(self) -> None:
         """Write what is waiting (called on shutdown)."""
-        self.flush()
+        self.shutdown()
 
 
 class ClientCredentialsGrant:
