@@ -145,10 +145,6 @@ class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
         super().__init__()
         self._sessions = sessions
         self._buckets = buckets
-        if sessions.kw["bind"].dialect.name == "postgresql":
-            # PostgreSQL commits groups concurrently (its WAL flush is shared); bucket rows are
-            # locked in key order, so concurrent groups cannot deadlock.
-            self.writers = 4
 
     async def record(self, client_id: str, detail: dict[str, Any]) -> None:
         """Write a `token.issue` event (never the token itself); returns once it is committed."""

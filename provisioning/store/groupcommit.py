@@ -39,13 +39,10 @@ class GroupCommit(ABC, Generic[Item, Result]):
     # whose commit mostly waits (a SQLite fsync under synchronous=FULL, a PostgreSQL round trip
     # and its WAL flush): measured on the token endpoint, the loop sat idle in that wait.
     in_thread = False
-    # With `in_thread`: how many groups may be committing at once (1 for SQLite's one writer;
-    # more where the database takes concurrent commits and each one's latency is the limit).
-    writers = 1
 
     def __init__(self) -> None:
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._writing = 0  # groups being committed on writer threads
+        self._writing = False
         self._thread: ThreadPoolExecutor | None = None
 
     @abstractmethod
@@ -62,7 +59,7 @@ class GroupCommit(ABC, Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._pending.append((item, future))
-        if len(self._pending) == 1 and self._writing < self.writers:
+        if len(self._pending) == 1 and not self._writing:
             # After the requests already runnable in this turn have queued theirs.
             loop.call_soon(self._next_group)
         return await future
@@ -71,21 +68,19 @@ class GroupCommit(ABC, Generic[Item, Result]):
         if not self.in_thread:
             self.flush()
             return
-        if self._writing >= self.writers:
-            return  # a committing group finishes and starts the next one
         group, self._pending = self._pending, []
         if not group:
             return
         if self._thread is None:
-            self._thread = ThreadPoolExecutor(self.writers, thread_name_prefix=type(self).__name__)
-        self._writing += 1
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=type(self).__name__)
+        self._writing = True
         loop = asyncio.get_running_loop()
         done = loop.run_in_executor(self._thread, self._outcomes, [item for item, _ in group])
 
         def committed(finished: asyncio.Future[list[Result | Exception] | Exception]) -> None:
-            self._writing -= 1
+            self._writing = False
             self._settle(group, finished.result())
-            if self._pending and self._writing < self.writers:
+            if self._pending:
                 loop.call_soon(self._next_group)
 
         done.add_done_callback(committed)
