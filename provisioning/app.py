@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from provisioning import edge, readiness
 from provisioning.auth import routes as auth_routes
 from provisioning.auth.keys import KeyStore
+from provisioning.auth.listen import ChangeListener, libpq_dsn
 from provisioning.auth.secrets import SecretHasher
 from provisioning.auth.verify import TokenVerifier
 from provisioning.config import Settings
@@ -42,7 +43,7 @@ def build_context(settings: Settings) -> ServiceContext:
     sessions = session_factory(engine)
     metrics = Metrics()
     keys = KeyStore.from_settings(settings, sessions)
-    return ServiceContext(
+    ctx = ServiceContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -51,6 +52,15 @@ def build_context(settings: Settings) -> ServiceContext:
         keys=keys,
         verifier=TokenVerifier.from_settings(settings, engine, sessions, keys, metrics),
     )
+    if engine.dialect.name == "postgresql":
+        # Other instances' revocations and key changes, as they commit (auth/listen.py).
+        listener = ChangeListener(
+            libpq_dsn(engine), ctx.verifier.clients, None if settings.jwks_url else keys
+        )
+        ctx.listener = listener
+        ctx.on_startup.append(listener.start)
+        ctx.on_shutdown.append(listener.stop)
+    return ctx
 
 
 def create_app(settings: Settings) -> FastAPI:

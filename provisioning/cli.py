@@ -36,6 +36,7 @@ SERVE_SETTINGS = (
     "token_rate_burst",
     "token_rate_per_hour",
     "log_level",
+    "workers",
 )
 
 
@@ -63,6 +64,7 @@ def serve_verb(parkctl: Verbs) -> None:
     cmd.add_argument("--token-rate-burst", type=int, help="Token bucket size.")
     cmd.add_argument("--token-rate-per-hour", type=float, help="Bucket refill.")
     cmd.add_argument("--log-level", help="debug, info, warning.")
+    cmd.add_argument("--workers", type=int, help="Worker processes on one port (PostgreSQL).")
 
 
 def _serve(args: Namespace) -> None:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # Run the ingestion API against a remote authorization server instead of in-process keys.
     jwks_url: str | None = None
     log_level: str = "info"
+    # Worker processes on one port (PostgreSQL only: SQLite is single-process).
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("db")
     @classmethod

@@ -13,6 +13,7 @@ from provisioning.config import Settings
 
 if TYPE_CHECKING:
     from provisioning.auth.keys import KeyStore
+    from provisioning.auth.listen import ChangeListener
     from provisioning.auth.secrets import SecretHasher
     from provisioning.auth.verify import TokenVerifier
     from provisioning.ingest.live import LiveFeed
@@ -33,5 +34,6 @@ class ServiceContext:
     verifier: TokenVerifier  # the one bearer-token checker (auth.deps.require_token)
     mqtt: OutboxPublisher | None = None  # MQTT fan-out, when --mqtt / PARK_MQTT_URL is set
     live: LiveFeed | None = None  # Server-Sent Events to open dashboards (ui/)
+    listener: ChangeListener | None = None  # PostgreSQL: other instances' changes (LISTEN)
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)

@@ -6,6 +6,7 @@ comes in, and never esptool or mpremote.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,30 @@ def serve(given: Mapping[str, Any], mqtt_password_file: Path | None = None) -> N
     if settings.tls_cert and settings.tls_key:
         _readable(settings.tls_cert, "TLS certificate")
         _readable(settings.tls_key, "TLS key")
+    if settings.workers > 1 and settings.db_url.startswith("sqlite"):
+        raise ParkctlError(
+            "--workers above 1 needs PostgreSQL (--db postgresql://...): SQLite is single-process"
+        )
     try:
         app = create_app(settings)
     except ParkctlError:
         raise
     except Exception as error:  # noqa: BLE001 - any driver or file error: one line, not a traceback
         raise ParkctlError(f"cannot start the service: {first_line(error)}") from None
+    target: Any = app
+    protocol: Any = protocol_for(settings)
+    if settings.workers > 1:
+        # The parent has migrated the database and created the keys (create_app above); each
+        # worker builds its own app from the same settings (worker.py).
+        from provisioning import worker
+
+        app.state.ctx.engine.dispose()
+        os.environ[worker.ENV] = settings.model_dump_json()
+        target, protocol = worker.APP, worker.PROTOCOL
     uvicorn.run(
-        app,
+        target,
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
@@ -61,7 +78,7 @@ def serve(given: Mapping[str, Any], mqtt_password_file: Path | None = None) -> N
         timeout_keep_alive=75,  # boards keep their TLS connection between posts
         # Head and body deadlines, connections per source (transport.py); in all, beyond
         # max_connections requests get 503. No `server: uvicorn` banner.
-        http=protocol_for(settings),
+        http=protocol,
         limit_concurrency=settings.max_connections,
         server_header=False,
     )

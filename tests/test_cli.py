@@ -102,6 +102,8 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "serve --mqtt mqtt://user:pass@127.0.0.1:1883 --data-dir {tmp}/serve",
         "serve --mqtt mqtt://user@127.0.0.1:1883 --mqtt-password-file {tmp}/missing",
         "serve --mqtt-password-file {tmp}/missing",
+        "serve --workers 2 --data-dir {tmp}/serve",
+        "serve --workers 0 --data-dir {tmp}/serve",
     ],
     ("admin", "create"): [
         "admin create --data-dir {tmp}/a-file",

@@ -9,8 +9,12 @@ server promotes it once it has been published for `key_publish_delay_s` (at leas
 token signed with it arrives. Promotion is checked from the database every `REFRESH_S` seconds at
 issuance time, so several server processes sharing one database converge on the same key.
 
-Private keys live in `<data_dir>/keys/<kid>.pem` with mode 0600 and never leave this module; the
-database holds only the public JWK and the status. A retired key's private file is deleted.
+Every instance sharing the database signs with the same keys: a private key lives in its row,
+sealed under the key-encryption key (kek.py), and is opened only in this module. A retired key's
+sealed private part is erased. Keys of older versions, 0600 files `<data_dir>/keys/<kid>.pem`,
+are sealed into the database at start (`ensure_active`) and their files removed. On PostgreSQL
+a trigger notifies every instance of a change to the key set (listen.py), so a rotation is seen
+at once; `REFRESH_S` polling remains for SQLite and while the notifications are down.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from jwt.algorithms import ECAlgorithm
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from provisioning.auth.secrets import write_private_file
+from provisioning.auth.kek import KeyWrap, load_kek
 from provisioning.config import Settings
 from provisioning.store.models import SigningKey
 
@@ -97,7 +101,8 @@ def _public_jwk(private_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
 
 
 class KeyStore:
-    """Signing keys of one authorization server: files in `keys_dir`, metadata in the database."""
+    """Signing keys of one authorization service, sealed in the database under `kek`;
+    `keys_dir` is only read for the private key files of older versions."""
 
     def __init__(
         self,
@@ -105,9 +110,11 @@ class KeyStore:
         keys_dir: Path,
         publish_delay_s: float,
         max_token_ttl_s: float,
+        kek: bytes,
     ) -> None:
         self._sessions = sessions
         self._dir = keys_dir
+        self._wrap = KeyWrap(kek)
         self._publish_delay_s = publish_delay_s
         self._max_token_ttl_s = max_token_ttl_s
         self._lock = threading.Lock()
@@ -126,12 +133,13 @@ class KeyStore:
             # A retired key stays published for one token lifetime (plus the verifiers' leeway).
             # Lowering --token-ttl across a restart shortens that for tokens issued before.
             max_token_ttl_s=settings.token_ttl + 60,
+            kek=load_kek(settings.data_dir),
         )
 
     # --- life cycle -------------------------------------------------------------------------
 
     def create_key(self, status: str, now: float | None = None) -> str:
-        """Generate a P-256 key, write its private PEM (0600) and record it; returns the kid."""
+        """Generate a P-256 key and record it, its private part sealed; returns the kid."""
         now = time.time() if now is None else now
         private_key = ec.generate_private_key(ec.SECP256R1())
         jwk = _public_jwk(private_key)
@@ -141,7 +149,6 @@ class KeyStore:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        write_private_file(self._dir / f"{kid}.pem", pem)
         with self._sessions.begin() as session:
             session.add(
                 SigningKey(
@@ -151,12 +158,15 @@ class KeyStore:
                     status=status,
                     created_at=now,
                     activated_at=now if status == ACTIVE else None,
+                    private_key_enc=self._wrap.seal(kid, pem),
                 )
             )
         return kid
 
     def ensure_active(self) -> None:
-        """On start: create the first key if there is none, promote a due `next` key, load."""
+        """On start: seal older versions' key files into the database, create the first key
+        if there is none, promote a due `next` key, load."""
+        self._seal_key_files()
         with self._sessions() as session:
             has_active = session.scalar(select(SigningKey.kid).where(SigningKey.status == ACTIVE))
         if has_active is None:
@@ -195,7 +205,7 @@ class KeyStore:
             # The last token it signed was issued no later than now and expires a TTL later.
             key.status = RETIRED
             key.retire_after = now + self._max_token_ttl_s
-            (self._dir / f"{key.kid}.pem").unlink(missing_ok=True)
+            key.private_key_enc = None  # no longer needed to sign: destroyed
 
     def refresh(self, force: bool = False) -> None:
         """Reload the key set from the database (at most every `REFRESH_S` unless `force`)."""
@@ -216,13 +226,30 @@ class KeyStore:
             ]
             active = [row for row in rows if row.status == ACTIVE]
             if active and (self._signer is None or self._signer.kid != active[-1].kid):
-                self._signer = Signer(active[-1].kid, self._load_private(active[-1].kid))
+                self._signer = Signer(active[-1].kid, self._load_private(active[-1]))
             self._public = {row.kid: ECAlgorithm.from_jwk(row.public_jwk) for row in published}
             self._jwks = {"keys": [dict(row.public_jwk) for row in published]}
             self._checked_at = now
 
-    def _load_private(self, kid: str) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key((self._dir / f"{kid}.pem").read_bytes(), None)
+    def _seal_key_files(self) -> None:
+        # Older versions kept private keys in 0600 files: seal each into its row, then remove
+        # the file (a retired key's file is only removed).
+        files = sorted(self._dir.glob("*.pem")) if self._dir.is_dir() else []
+        if not files:
+            return
+        with self._sessions.begin() as session:
+            for path in files:
+                row = session.get(SigningKey, path.stem)
+                if row is not None and row.status != RETIRED and row.private_key_enc is None:
+                    row.private_key_enc = self._wrap.seal(row.kid, path.read_bytes())
+        for path in files:
+            path.unlink()
+
+    def _load_private(self, row: SigningKey) -> ec.EllipticCurvePrivateKey:
+        if row.private_key_enc is None:
+            raise ValueError(f"signing key {row.kid} has no private part in the database")
+        kid = row.kid
+        key = serialization.load_pem_private_key(self._wrap.open(kid, row.private_key_enc), None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"signing key {kid} is not an EC key")
         return key

@@ -2,16 +2,20 @@
 
 Defaults (Settings: burst 10, 10 per hour) are generous for a board that asks once per token
 lifetime and reboots now and then, and stop one that asks in a loop: Auth0's M2M token quota
-exists for the same reason. Buckets live in memory per server process; the number of tracked
-keys is bounded (least recently used dropped first), so a flood of made-up client IDs cannot
-grow memory without limit.
+exists for the same reason. On SQLite (one process) buckets live in memory (`TokenBuckets`); the
+number of tracked keys is bounded (least recently used dropped first), so a flood of made-up
+client IDs cannot grow memory without limit. On PostgreSQL the issuance buckets are rows shared
+by every instance (`SharedBuckets`), taken in the transaction that writes the issuance audit.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 
 class TokenBuckets:
@@ -50,3 +54,60 @@ class TokenBuckets:
         with self._lock:
             level = self._level(key, now)
         return 0.0 if level >= 1.0 else (1.0 - level) / self.rate
+
+
+# The level of a row at the moment of this take (`EXCLUDED.updated_at`: the database's clock).
+_REFILLED = "LEAST(:capacity, b.level + (EXCLUDED.updated_at - b.updated_at) * :rate)"
+# Refill and take in one statement per group: every key's row is locked in key order (no
+# deadlock between instances), refilled by the database's clock (instances on several hosts
+# need not agree on the time), and `granted` says how many of the `n` asked for were given.
+_TAKE_SQL = text(
+    f"""
+    INSERT INTO rate_buckets AS b (key, level, updated_at, granted)
+    SELECT t.k, :capacity - LEAST(t.n, FLOOR(:capacity)),
+           EXTRACT(EPOCH FROM clock_timestamp()), LEAST(t.n, FLOOR(:capacity))
+    FROM unnest(CAST(:keys AS text[]), CAST(:counts AS integer[])) AS t(k, n)
+    ORDER BY t.k
+    ON CONFLICT (key) DO UPDATE SET
+        level = {_REFILLED} - LEAST(EXCLUDED.granted, FLOOR({_REFILLED})),
+        granted = LEAST(EXCLUDED.granted, FLOOR({_REFILLED})),
+        updated_at = EXCLUDED.updated_at
+    RETURNING b.key, b.level, b.granted
+    """  # noqa: S608 - only constants are formatted in; values are bound
+)
+
+
+class SharedBuckets:
+    """Token buckets in the database (`rate_buckets`), shared by every instance on one
+    PostgreSQL database: taken inside the caller's transaction, so a take is undone with it."""
+
+    def __init__(self, capacity: int, per_hour: float, prefix: str) -> None:
+        if capacity < 1 or per_hour <= 0:
+            raise ValueError("token bucket needs capacity >= 1 and a positive refill rate")
+        self.capacity = float(capacity)
+        self.rate = per_hour / 3600.0
+        self.prefix = prefix  # several limits share the table
+
+    def take_many(self, session: Session, keys: list[str]) -> list[float]:
+        """One token per entry of `keys` (repeats allowed), in order: 0.0 where granted, else
+        the seconds until one is available. One statement, in `session`'s transaction."""
+        counts = Counter(keys)
+        rows = session.execute(
+            _TAKE_SQL,
+            {
+                "keys": [self.prefix + key for key in counts],
+                "counts": list(counts.values()),
+                "capacity": self.capacity,
+                "rate": self.rate,
+            },
+        ).all()
+        left = {key.removeprefix(self.prefix): (granted, level) for key, level, granted in rows}
+        waits = []
+        for key in keys:
+            granted, level = left[key]
+            if granted > 0:
+                left[key] = (granted - 1, level)
+                waits.append(0.0)
+            else:
+                waits.append(max(1.0 - level, 0.0) / self.rate)
+        return waits

@@ -24,7 +24,7 @@ from provisioning.auth.errors import (
 )
 from provisioning.auth.failures import FailureAudit, FailureLimits
 from provisioning.auth.keys import JWKS_MAX_AGE_S
-from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.auth.ratelimit import SharedBuckets, TokenBuckets
 from provisioning.auth.tokens import (
     FORM,
     GRANT_TYPE,
@@ -204,16 +204,17 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     authenticator = ClientAuthenticator(
         ctx.engine, ctx.hasher, FailureLimits(settings, failure_audit)
     )
-    grant = ClientCredentialsGrant(
-        ctx.keys,
-        settings.issuer_url,
-        settings.token_ttl,
-        TokenBuckets(settings.token_rate_burst, settings.token_rate_per_hour),
-    )
+    burst, per_hour = settings.token_rate_burst, settings.token_rate_per_hour
+    if ctx.engine.dialect.name == "postgresql":
+        # Every instance on the database shares the buckets, taken with the audit record.
+        local, shared = None, SharedBuckets(burst, per_hour, "issue:")
+    else:
+        local, shared = TokenBuckets(burst, per_hour), None
+    grant = ClientCredentialsGrant(ctx.keys, settings.issuer_url, settings.token_ttl, local)
     metrics = ctx.metrics
     issued = functools.cache(metrics.tokens_issued.labels)
     refused = functools.cache(metrics.tokens_refused.labels)
-    issuance_audit = IssuanceAudit(ctx.sessions)
+    issuance_audit = IssuanceAudit(ctx.sessions, shared)
     ctx.on_shutdown.append(issuance_audit.close)
 
     async def read_params(request: Request) -> tuple[dict[str, str], ClientRecord]:
@@ -238,16 +239,17 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
             params, client = await read_params(request)
             check_grant_type(params)
             audience, granted = grant.validate_token_request(client, params)
-            response, claims = grant.create_token_response(client, audience, granted)
+            claims = grant.claims(client, audience, granted)
+            # Committed before the token is signed: no token is out that the audit log does
+            # not show (on PostgreSQL the shared bucket is taken in the same transaction).
+            await issuance_audit.record(
+                client.client_id, {"aud": audience, "scope": claims["scope"], "jti": claims["jti"]}
+            )
         except OAuthError as error:
             refused(error.error).inc()
             raise
-        # Committed before the answer: no token is out that the audit log does not show.
-        await issuance_audit.record(
-            client.client_id, {"aud": audience, "scope": response["scope"], "jti": claims["jti"]}
-        )
         issued(audience).inc()
-        return _NoStoreJSON(response)
+        return _NoStoreJSON(grant.sign(claims))
 
     async def introspect(request: Request) -> Response:
         """RFC 7662 §2: token metadata for resource servers that do not verify JWTs."""

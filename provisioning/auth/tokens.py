@@ -28,7 +28,7 @@ from provisioning.auth.errors import (
     UnsupportedGrantType,
 )
 from provisioning.auth.keys import KeyStore
-from provisioning.auth.ratelimit import TokenBuckets
+from provisioning.auth.ratelimit import SharedBuckets, TokenBuckets
 from provisioning.store import audit
 from provisioning.store.groupcommit import GroupCommit
 from provisioning.text import is_clean_text
@@ -128,29 +128,47 @@ def check_grant_type(params: dict[str, str]) -> None:
 
 class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
     """Token issuance audit events, group-committed (store/groupcommit.py) before the tokens are
-    handed out: no token leaves the server unaudited, even if the process is killed the next
-    instant. If the write fails, every token of the group is withheld (503) instead of being
-    issued unrecorded.
+    signed and handed out: no token leaves the server unaudited, even if the process is killed
+    the next instant. If the write fails, every token of the group is withheld (503) instead of
+    being issued unrecorded.
+
+    With `buckets` (PostgreSQL: shared by every instance) the group's issuance tokens are taken
+    in the same transaction, one statement for the group: a request whose client's bucket is
+    empty is refused (429) and writes nothing, and a failed commit gives the tokens back.
     """
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    in_thread = True  # the commit's wait (fsync, round trip) overlaps the next requests' work
+
+    def __init__(
+        self, sessions: sessionmaker[Session], buckets: SharedBuckets | None = None
+    ) -> None:
         super().__init__()
         self._sessions = sessions
+        self._buckets = buckets
 
     async def record(self, client_id: str, detail: dict[str, Any]) -> None:
         """Write a `token.issue` event (never the token itself); returns once it is committed."""
         await self.submit((client_id, detail))
 
     def write(self, items: list[tuple[str, dict[str, Any]]]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = [None] * len(items)
         try:
             with self._sessions.begin() as session:
+                if self._buckets is not None:
+                    waits = self._buckets.take_many(session, [cid for cid, _ in items])
+                    outcomes = [TooManyRequests(wait) if wait else None for wait in waits]
                 audit.record_many(
-                    session, [(cid, "token.issue", cid, detail) for cid, detail in items]
+                    session,
+                    [
+                        (cid, "token.issue", cid, detail)
+                        for (cid, detail), outcome in zip(items, outcomes, strict=True)
+                        if outcome is None
+                    ],
                 )
         except SQLAlchemyError:
             log.exception("writing %d token issuance audit events failed", len(items))
             raise
-        return [None] * len(items)
+        return outcomes
 
     def refusal(self, error: Exception) -> Exception:
         if isinstance(error, SQLAlchemyError):
@@ -159,13 +177,16 @@ class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
 
     def close(self) -> None:
         """Write what is waiting (called on shutdown)."""
-        self.flush()
+        self.shutdown()
 
 
 class ClientCredentialsGrant:
     """Issues ES256 access tokens to authenticated clients (RFC 6749 §4.4, RFC 9068)."""
 
-    def __init__(self, keys: KeyStore, issuer: str, ttl_s: int, buckets: TokenBuckets) -> None:
+    def __init__(
+        self, keys: KeyStore, issuer: str, ttl_s: int, buckets: TokenBuckets | None
+    ) -> None:
+        # buckets None: the issuance limit is taken with the audit record (IssuanceAudit).
         self.keys = keys
         self.issuer = issuer
         self.ttl_s = ttl_s
@@ -199,15 +220,21 @@ class ClientCredentialsGrant:
             if not wanted or not wanted <= permitted:
                 raise InvalidScope("scope not allowed for this client and audience")
             granted = sorted(wanted)
-        wait = self.buckets.take(client.client_id)
-        if wait:
-            raise TooManyRequests(wait)
+        if self.buckets is not None:
+            wait = self.buckets.take(client.client_id)
+            if wait:
+                raise TooManyRequests(wait)
         return audience, granted
 
     def create_token_response(
         self, client: ClientRecord, audience: str, granted: list[str]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Sign the token; returns (response body, claims) — claims for the audit record."""
+        claims = self.claims(client, audience, granted)
+        return self.sign(claims), claims
+
+    def claims(self, client: ClientRecord, audience: str, granted: list[str]) -> dict[str, Any]:
+        """The claims of the token to issue (its `jti` goes into the audit record first)."""
         now = int(time.time())
         if client.tokens_valid_after is not None:
             # Tokens with an `iat` before it are revoked (registry/service.py `_revoke_tokens`):
@@ -227,12 +254,13 @@ class ClientCredentialsGrant:
         }
         if client.kind == scopes.DEVICE and client.lot:
             claims["lot"] = client.lot
-        signer = self.keys.signer()
-        token = signer.sign_access_token(claims)
-        body = {
-            "access_token": token,
+        return claims
+
+    def sign(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """The token response (RFC 6749 §5.1) for `claims`, signed with the active key."""
+        return {
+            "access_token": self.keys.signer().sign_access_token(claims),
             "token_type": "Bearer",
             "expires_in": self.ttl_s,
-            "scope": scope,
+            "scope": claims["scope"],
         }
-        return body, claims

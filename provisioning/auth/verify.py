@@ -8,8 +8,10 @@ the admin API, the ingestion API and the introspection endpoint.
   `at+jwt`, and `iss`, `aud`, `exp`/`nbf`/`iat` (30 s leeway) and the required claims are checked.
 - The token's `sub` must be an existing, enabled, not deleted client whose kind may hold the
   token's scopes, and the token must not be issued before the client's `tokens_valid_after`
-  (a zero-grace rotation or a disable). That status is cached for `device_status_ttl_s` (at most
-  60 s), which is the bound on how long a revoked client's tokens keep working.
+  (a zero-grace rotation or a disable). On PostgreSQL every instance is told of a change at
+  once (LISTEN/NOTIFY, listen.py): a revoked client's tokens stop working everywhere within a
+  second. On SQLite, and while the notifications are down, the status is cached for
+  `device_status_ttl_s` (at most 60 s), the bound for changes made by another process.
 - Verified tokens are cached by their exact string (bounded LRU, never past `exp`), so a board
   posting every few seconds skips the signature check; the status check still applies.
 """
@@ -47,6 +49,9 @@ LEEWAY_S = 30
 JWKS_REFETCH_MIN_S = 10.0
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"]
 _MAX_TOKEN = 4096
+# While change notifications arrive, a cached status is dropped by its notification; this only
+# bounds the damage of one lost in a way nobody foresaw.
+LISTENING_TTL_S = 300.0
 
 
 class LocalKeys:
@@ -115,14 +120,19 @@ def _parse_jwks(document: Any) -> dict[str, Any]:
 
 
 class ClientDirectory:
-    """Client status by ID, cached for `ttl_s` (the bound for disable/delete to bite)."""
+    """Client status by ID, cached for `ttl_s` (the bound for disable/delete to bite), or, while
+    change notifications are being received (listen.py), until a notification drops it (and
+    at most `LISTENING_TTL_S`)."""
 
     def __init__(self, engine: Engine, ttl_s: float, max_entries: int = 100_000) -> None:
         self._engine = engine
-        self._ttl_s = ttl_s
+        self.ttl_s = ttl_s
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, ClientRecord | None]] = OrderedDict()
         self._lock = threading.Lock()
+        self._listening = False
+        # Bumped by every forget: a read that began before a change must not cache its answer.
+        self._generation = 0
         self._query = FastQuery(
             engine,
             select(
@@ -134,11 +144,21 @@ class ClientDirectory:
             ).where(Client.client_id == bindparam("client_id")),
         )
 
+    def set_listening(self, listening: bool) -> None:
+        """Change notifications started or stopped arriving: forget everything cached (changes
+        may have gone unannounced) and use the matching cache lifetime from now on."""
+        with self._lock:
+            self._listening = listening
+            self._generation += 1
+            self._cache.clear()
+
     def get(self, client_id: str, now: float | None = None) -> ClientRecord | None:
         now = time.monotonic() if now is None else now
         with self._lock:
             cached = self._cache.get(client_id)
-        if cached is not None and cached[0] > now:
+            generation = self._generation
+            ttl = LISTENING_TTL_S if self._listening else self.ttl_s
+        if cached is not None and cached[0] + ttl > now:
             return cached[1]
         row = self._query.first(client_id=client_id)
         record = (
@@ -153,15 +173,17 @@ class ClientDirectory:
             )
         )
         with self._lock:
-            self._cache[client_id] = (now + self._ttl_s, record)
-            self._cache.move_to_end(client_id)
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+            if generation == self._generation:
+                self._cache[client_id] = (now, record)
+                self._cache.move_to_end(client_id)
+                if len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
         return record
 
     def forget(self, client_id: str) -> None:
         """Drop a cached status at once."""
         with self._lock:
+            self._generation += 1
             self._cache.pop(client_id, None)
 
     def watch(self, sessions: sessionmaker[Session]) -> None:

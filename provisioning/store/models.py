@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -65,6 +66,20 @@ class SigningKey(Base):
     created_at: Mapped[float] = mapped_column(Double)
     activated_at: Mapped[float | None] = mapped_column(Double)
     retire_after: Mapped[float | None] = mapped_column(Double)
+    # AES-256-GCM of the PKCS#8 private key under the key-encryption key (auth/kek.py); None
+    # once the key is retired (its private part is destroyed).
+    private_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class RateBucket(Base):
+    """A token bucket shared by every instance on one PostgreSQL database (auth/ratelimit.py)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    level: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+    granted: Mapped[int] = mapped_column(Integer)  # by the last take (returned by it)
 
 
 class AuditEvent(Base):

@@ -1,4 +1,5 @@
-"""Signing keys: owner-only private files, public-only JWKS, rotation without downtime."""
+"""Signing keys: private parts sealed in the database under an owner-only key-encryption key,
+public-only JWKS, rotation without downtime, older versions' key files migrated."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from provisioning.auth.kek import KEK_FILE, KeyWrap, load_kek
 from provisioning.auth.keys import ACTIVE, NEXT, RETIRED, KeyStore
+from provisioning.errors import ParkctlError
 from provisioning.store.db import make_engine, migrate, session_factory
+from provisioning.store.models import SigningKey
 from tests.auth.conftest import Auth, jwt_parts
 from tests.clirunner import invoke
 from tools.harness.clients import register_devices
@@ -24,13 +30,25 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_private_keys_are_owner_only_and_never_published(auth: Auth) -> None:
+def _sealed(sessions: sessionmaker[Session]) -> dict[str, bytes | None]:
+    with sessions() as session:
+        return dict(session.execute(select(SigningKey.kid, SigningKey.private_key_enc)).all())
+
+
+def test_private_keys_are_sealed_and_never_published(auth: Auth) -> None:
     data_dir = auth.ctx.settings.data_dir
-    pems = list((data_dir / "keys").glob("*.pem"))
-    assert len(pems) == 1
-    assert mode(pems[0]) == 0o600
-    assert mode(data_dir / "keys") == 0o700
+    assert not list(data_dir.glob("keys/*.pem"))
+    assert mode(data_dir / KEK_FILE) == 0o600
     assert mode(data_dir / "secret-hash.key") == 0o600
+    ((kid, sealed),) = _sealed(auth.ctx.sessions).items()
+    assert sealed is not None
+    assert b"PRIVATE KEY" not in sealed
+    pem = KeyWrap(load_kek(data_dir)).open(kid, sealed)
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    with pytest.raises(ParkctlError, match="key-encryption key"):
+        KeyWrap(bytes(32)).open(kid, sealed)
+    with pytest.raises(ParkctlError, match="key-encryption key"):
+        KeyWrap(load_kek(data_dir)).open("another-kid", sealed)  # bound to its row
     response = auth.http.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert "max-age=300" in response.headers["cache-control"]
@@ -39,15 +57,15 @@ def test_private_keys_are_owner_only_and_never_published(auth: Auth) -> None:
     (jwk,) = keys
     assert set(jwk) == {"kty", "crv", "x", "y", "kid", "alg", "use"}  # no "d"
     assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("EC", "P-256", "ES256", "sig")
-    assert pems[0].stem == jwk["kid"]
-    assert pems[0].read_text().split("\n")[1] not in response.text
+    assert jwk["kid"] == kid
+    assert pem.decode().split("\n")[1] not in response.text
 
 
 def test_key_life_cycle(db_url: str, tmp_path: Path) -> None:
     migrate(db_url)
     engine = make_engine(db_url)
     try:
-        store = KeyStore(session_factory(engine), tmp_path / "keys", 0.3, max_token_ttl_s=0.6)
+        store = KeyStore(session_factory(engine), tmp_path / "keys", 0.3, 0.6, load_kek(tmp_path))
         store.ensure_active()
         first = store.signer().kid
         assert [k["kid"] for k in store.jwks()["keys"]] == [first]
@@ -67,7 +85,9 @@ def test_key_life_cycle(db_url: str, tmp_path: Path) -> None:
         assert statuses[second].status == ACTIVE
         assert statuses[first].status == RETIRED
         assert statuses[first].retire_after is not None
-        assert not (tmp_path / "keys" / f"{first}.pem").exists()  # no longer needed to sign
+        sealed = _sealed(store._sessions)
+        assert sealed[first] is None  # no longer needed to sign: destroyed
+        assert sealed[second] is not None
         # Still published until the last token it signed has expired ...
         assert {k["kid"] for k in store.jwks()["keys"]} == {first, second}
         assert store.public_key(first) is not None
@@ -86,12 +106,13 @@ def test_keys_cli_rotate_and_list(tmp_path: Path) -> None:
     store_url = f"sqlite:///{tmp_path / 'parkfleet.db'}"
     migrate(store_url)
     engine = make_engine(store_url)
-    KeyStore(session_factory(engine), tmp_path / "keys", 600, 86400).ensure_active()
-    engine.dispose()
+    sessions = session_factory(engine)
+    KeyStore(sessions, tmp_path / "keys", 600, 86400, load_kek(tmp_path)).ensure_active()
     result = invoke(["keys", "rotate", *data, "--json"])
     assert result.exit_code == 0, result.output
     kid = json.loads(result.output)["kid"]
-    assert mode(tmp_path / "keys" / f"{kid}.pem") == 0o600
+    assert _sealed(sessions)[kid] is not None
+    engine.dispose()
     again = invoke(["keys", "rotate", *data])
     assert again.exit_code != 0
     listed = json.loads(invoke(["keys", "list", *data, "--json"]).output)
@@ -155,3 +176,33 @@ def test_rotation_without_downtime_against_the_real_service(tmp_path: Path) -> N
         assert listed[old_kid]["status"] == RETIRED
         assert listed[old_kid]["retire_after"] > time.time() + 86000
         assert listed[new_kid]["status"] == ACTIVE
+
+
+def test_key_files_of_older_versions_are_sealed_into_the_database(
+    db_url: str, tmp_path: Path
+) -> None:
+    migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        sessions = session_factory(engine)
+        kek = load_kek(tmp_path)
+        first = KeyStore(sessions, tmp_path / "keys", 600, 86400, kek)
+        first.ensure_active()
+        kid = first.signer().kid
+        # What an older version left: the private key in a 0600 file, none in the row.
+        pem = KeyWrap(kek).open(kid, _sealed(sessions)[kid] or b"")
+        with sessions.begin() as session:
+            session.execute(update(SigningKey).values(private_key_enc=None))
+        (tmp_path / "keys").mkdir()
+        (tmp_path / "keys" / f"{kid}.pem").write_bytes(pem)
+
+        store = KeyStore(sessions, tmp_path / "keys", 600, 86400, kek)
+        store.ensure_active()
+        assert store.signer().kid == kid  # the same key goes on signing
+        assert store.signer().private_key.private_numbers() == (
+            first.signer().private_key.private_numbers()
+        )
+        assert KeyWrap(kek).open(kid, _sealed(sessions)[kid] or b"") == pem
+        assert not list((tmp_path / "keys").glob("*.pem"))
+    finally:
+        engine.dispose()
