@@ -22,14 +22,8 @@ PTR_FMT = "<IIIII"  # head, dropped, kind, a, b of the last acknowledged reading
 
 
 def check(seq, ts, a, b, kind):
-    return (
-        seq ^ (seq >> 16) ^ ts ^ (ts >> 16) ^ a ^ (a >> 16) ^ b ^ (b >> 16) ^ kind ^ 0x5A5A
-    ) & 0xFFFF
-
-
-def value(kind, a, b):
-    # The reading a record holds: cars (zone) or (in, out) (gate).
-    return (a, b) if kind else a
+    x = seq ^ ts ^ a ^ (b << 1) ^ (kind << 8) ^ 0x5A5A
+    return (x ^ (x >> 16)) & 0xFFFF
 
 
 def seg_path(root, k):
@@ -60,10 +54,8 @@ class Spool:
         seq = self.next_seq
         k = seq // SEG
         ts = ts or 0
-        if isinstance(v, tuple):
-            kind, a, b = 1, v[0], v[1]
-        else:
-            kind, a, b = 0, v, 0
+        kind = isinstance(v, tuple)
+        a, b = v if kind else (v, 0)
         struct.pack_into(FMT, self._rec, 0, seq, ts, a, b, kind, check(seq, ts, a, b, kind))
         try:
             with open(seg_path(self.dir, k), "ab") as f:
@@ -98,7 +90,7 @@ class Spool:
                     seq, ts, a, b, kind, chk = struct.unpack(FMT, self._rec)
                     if seq < want or chk != check(seq, ts, a, b, kind):
                         continue
-                    out(seq, value(kind, a, b), ts or None)
+                    out(seq, (a, b) if kind else a, ts or None)
                     want = seq + 1
                     got += 1
             if got >= n:
@@ -125,9 +117,11 @@ class Spool:
 
     def _save(self):
         v = self.last or 0
-        t = isinstance(v, tuple)
-        ptr = struct.pack(PTR_FMT, self.head, self.dropped, t, v[0] if t else v, v[1] if t else 0)
-        flash.write_atomic(self.dir + "/ptr", ptr)
+        kind = isinstance(v, tuple)
+        a, b = v if kind else (v, 0)
+        flash.write_atomic(
+            self.dir + "/ptr", struct.pack(PTR_FMT, self.head, self.dropped, kind, a, b)
+        )
         self._trim()
 
     def _trim(self):

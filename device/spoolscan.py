@@ -7,7 +7,7 @@ import os
 import struct
 
 import flash
-from spool import FMT, PTR_FMT, REC, SEG, check, seg_path, value
+from spool import FMT, PTR_FMT, REC, SEG, check, seg_path
 
 
 def scan(root, buf):
@@ -18,7 +18,7 @@ def scan(root, buf):
     raw = flash.read(root + "/ptr")
     if raw and len(raw) == struct.calcsize(PTR_FMT):
         head, dropped, kind, a, b = struct.unpack(PTR_FMT, raw)
-        last = value(kind, a, b)
+        last = (a, b) if kind else a
     elif raw and len(raw) == 12:
         head, dropped, last = struct.unpack("<III", raw)
     segs = sorted(int(n) for n in os.listdir(root) if n.isdigit())
@@ -26,7 +26,8 @@ def scan(root, buf):
         rec = _last(seg_path(root, segs[-1]), segs[-1], buf)
         if rec is not None:
             # the newest reading, delivered or not
-            return head, dropped, value(rec[4], rec[2], rec[3]), segs, max(head, rec[0] + 1)
+            last = (rec[2], rec[3]) if rec[4] else rec[2]
+            return head, dropped, last, segs, max(head, rec[0] + 1)
         flash.remove(seg_path(root, segs.pop()))  # an empty segment: nothing to keep
     return head, dropped, last, segs, head
 

@@ -231,3 +231,20 @@ class LotRecord(BaseModel):
 
 class LotList(BaseModel):
     items: list[LotRecord]
+
+
+class LotRecount(_Body):
+    """`POST /admin/lots/{name}/recount`: the cars an operator counted in the lot."""
+
+    cars: Capacity
+
+
+class RecountResult(BaseModel):
+    """The lot's new baseline. `counters`: each gate board's (in, out) at the recount, which
+    its flows now count from; `previous`: the total reported just before."""
+
+    lot: str
+    cars: int
+    since: float
+    previous: int
+    counters: dict[str, list[int]]
