@@ -13,6 +13,7 @@ from typing import Any
 
 from provisioning.errors import ParkctlError
 from provisioning.registry.commands import _client, _out, _print_json, _table
+from provisioning.registry.rules import check_lot
 from provisioning.registry.schemas import LotRecord
 
 
@@ -119,6 +120,10 @@ def lot_recount(
     name: str, cars: int, server: str | None, ca_cert: Path | None, as_json: bool
 ) -> None:
     """Set a lot's baseline to the cars counted now; gate boards' flows count from here."""
+    try:
+        check_lot(name)  # here: a name with "/" would never reach the route
+    except ValueError as error:
+        raise ParkctlError(str(error)) from None
     with _client(server, ca_cert) as api:
         result = api.recount_lot(name, cars)
     if as_json:

@@ -162,6 +162,11 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         assert nothing.exit_code == 1 and "nothing to change" in str(nothing.exception)
         listed = json.loads(run("lot", "list", "--json"))
         assert listed == []
+        # Issue 13: a recount, by the command line, of a lot with a record.
+        run("lot", "create", "east", "--capacity", "10")
+        recount = json.loads(run("lot", "recount", "east", "4", "--json"))
+        assert (recount["lot"], recount["cars"], recount["previous"]) == ("east", 4, 0)
+        assert "recounted: 2 car(s)" in run("lot", "recount", "east", "2")
 
 
 def test_a_viewer_reads_counts_and_nothing_else(tmp_path: Path) -> None:
