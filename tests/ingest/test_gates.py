@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 
 from provisioning.app import create_app
 from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.ingest.schemas import InvalidBody, parse_counts
+from provisioning.registry.commands import _device_table
+from provisioning.registry.schemas import Device
 from tests.auth.conftest import Auth, make_settings
 from tests.ingest.test_api import bearer, post, reader_token
 
@@ -141,6 +144,16 @@ def test_a_counter_going_backwards_starts_a_new_series(svc: Auth) -> None:
     assert entrance["series"] == 2 and entrance["series_since"] is not None
     lot.post(lot.entrance, gate(3, 5, 0))  # three more cars in the new series
     assert lot.cars() == 13
+    # `parkctl device show` says so: the admin API's device and the table the verb prints.
+    response = svc.http.get(f"/admin/devices/{lot.entrance[0]}", headers=lot.admin)
+    assert response.status_code == 200, response.text
+    device = Device.model_validate(response.json())
+    assert device.counters is not None
+    assert (device.counters.gate_in, device.counters.series) == (5, 2)
+    console = Console(record=True, width=200)
+    console.print(_device_table(device))
+    shown = console.export_text()
+    assert "in 5, out 0 (seq 3)" in shown and "counters went backwards" in shown, shown
 
 
 def test_counters_wrap_at_2_32(svc: Auth) -> None:
