@@ -13,8 +13,6 @@ class FileSensor:
         try:
             with open(self.path) as f:
                 v = f.read().split()
-            if len(v) == 2:
-                return (int(v[0]) & 0xFFFFFFFF, int(v[1]) & 0xFFFFFFFF)
-            return max(0, int(v[0]))
+            return (int(v[0]), int(v[1])) if len(v) == 2 else max(0, int(v[0]))
         except (OSError, ValueError, IndexError):
             return None

@@ -123,12 +123,12 @@ class Uplink:
         # A zone reading {"seq","cars","ts"}, a gate reading {"seq","in","out","ts"}.
         if self._last is not None:
             self._put(b",")
+        self._last = (seq, v)
         t = b"%d" % ts if ts else b"null"
         if isinstance(v, tuple):
             self._put(b'{"seq":%d,"in":%d,"out":%d,"ts":%s}' % (seq, v[0], v[1], t))
         else:
             self._put(b'{"seq":%d,"cars":%d,"ts":%s}' % (seq, v, t))
-        self._last = (seq, v)
 
     def upload(self, spool, uptime_s, feed):
         # The link, a token, then batches while the spool has readings; after a failure a backoff
