@@ -241,3 +241,25 @@ def test_history_follows_the_same_rule(svc: Auth) -> None:
     assert response.status_code == 200, response.text
     values = [v for v in response.json()["cars"] if v is not None]
     assert values and values[-1] == 1, response.json()
+
+
+def test_the_document_describes_both_kinds_with_the_validators_limits() -> None:
+    from provisioning.ingest import schemas
+
+    zone, gate_item = schemas.COUNTS_BODY_SCHEMA["properties"]["readings"]["items"]["oneOf"]
+    assert set(zone["properties"]) == schemas._READING_KEYS
+    assert set(gate_item["properties"]) == schemas._GATE_KEYS
+    assert gate_item["required"] == ["seq", "in", "out"] and not gate_item["additionalProperties"]
+    for name in ("in", "out"):
+        assert gate_item["properties"][name] == {
+            "type": "integer", "minimum": 0, "maximum": schemas.MAX_COUNTER
+        }  # fmt: skip
+    # What the document allows at the edges, the validator takes; one past, it refuses.
+    top = schemas.MAX_COUNTER
+    assert parse_counts(b'{"readings":[{"seq":0,"in":%d,"out":0}]}' % top).gates
+    try:
+        parse_counts(b'{"readings":[{"seq":0,"in":0,"out":%d}]}' % (top + 1))
+    except InvalidBody:
+        pass
+    else:
+        raise AssertionError("a counter past 2**32 - 1 was accepted")
