@@ -51,15 +51,15 @@ class Agent:
         self._tick = now
 
     def read_sensor(self):
-        cars = self.sensor.read()
-        if cars is None:
+        v = self.sensor.read()  # cars, or a gate's (in, out)
+        if v is None:
             if self.sensor_ok:
                 log("sensor: no reading")
             self.sensor_ok = False
             return
         self.sensor_ok = True
         try:
-            self.spool.append(cars, clock.now())
+            self.spool.append(v, clock.now())
         except OSError as e:
             log("spool write failed (%s), reading dropped" % e)
 

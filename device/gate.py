@@ -1,21 +1,25 @@
-# Gate sensor: two light barriers across the lot's lane, A on the street side and B on the lot
-# side. A car that trips A then B and leaves B last went in, the reverse went out; occupancy is
-# start + in - out, never below zero. The logic is the pure class Gate, fed (pin, active, ticks_ms)
-# events, so tests drive it without hardware; GateSensor wires it to two GPIO interrupts.
+# Gate sensor: two light barriers across a lane, A on the street side and B on the lot side. A
+# car that trips A then B and leaves B last went in, the reverse went out. The board reports
+# cumulative counters (in, out) since it was first installed, never clamped, wrapping at 2**32
+# (the server reads them wrap-safe); the spool keeps them on flash, so a reboot restores them
+# from the newest stored reading: no car counted twice, none lost. Occupancy is the server's
+# business (baseline + in - out over the lot's gates). The logic is the pure class Gate, fed
+# (pin, active, ticks_ms) events, so tests drive it without hardware; GateSensor wires it to two
+# GPIO interrupts.
 import time
 
 from micropython import const
 
 A = const(0)
 B = const(1)
+_WRAP = const(0xFFFFFFFF)
 
 
 class Gate:
-    def __init__(self, start=0, debounce_ms=50):
-        self.cars = max(0, start)
+    def __init__(self, ins=0, outs=0, debounce_ms=50):
+        self.ins = ins
+        self.outs = outs
         self.debounce = debounce_ms
-        self.ins = 0
-        self.outs = 0
         self.active = [False, False]  # beam broken, after debouncing
         self._edge = [None, None]  # ticks of the last accepted edge per pin
         self._first = None  # pin tripped first in the current passage
@@ -43,11 +47,9 @@ class Gate:
         if not both or first == pin:
             return 0  # backed out the way it came
         if first == A:
-            self.ins += 1
-            self.cars += 1
+            self.ins = (self.ins + 1) & _WRAP
             return 1
-        self.outs += 1
-        self.cars = max(0, self.cars - 1)  # never below zero, whatever the gate saw
+        self.outs = (self.outs + 1) & _WRAP
         return -1
 
     def sync(self, level_a, level_b, t):
@@ -58,13 +60,13 @@ class Gate:
 
 class GateSensor:
     def __init__(self, cfg, start):
+        # start: (in, out) of the newest stored reading, None on a new board.
         from machine import Pin
 
         self.low = cfg.get("active_low", True)
         pull = Pin.PULL_UP if cfg.get("pull_up", True) else None
-        self.gate = Gate(
-            cfg.get("start", 0) if start is None else start, cfg.get("debounce_ms", 50)
-        )
+        ins, outs = start if isinstance(start, tuple) else (0, 0)
+        self.gate = Gate(ins, outs, cfg.get("debounce_ms", 50))
         self.pins = (Pin(cfg["pin_a"], Pin.IN, pull), Pin(cfg["pin_b"], Pin.IN, pull))
         trig = Pin.IRQ_RISING | Pin.IRQ_FALLING
         # Soft IRQs (the default hard=False) are scheduled like Python code, so the handler may
@@ -79,5 +81,7 @@ class GateSensor:
         self.gate.event(i, self._level(i), time.ticks_ms())
 
     def read(self):
-        self.gate.sync(self._level(A), self._level(B), time.ticks_ms())
-        return self.gate.cars
+        # (in, out): the spool stores it as a gate reading.
+        g = self.gate
+        g.sync(self._level(A), self._level(B), time.ticks_ms())
+        return (g.ins, g.outs)

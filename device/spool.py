@@ -1,10 +1,11 @@
-# Store and forward on flash. Each reading is a fixed 12-byte record appended to a segment file
-# (spool.d/<k> holds seqs k*256 .. k*256+255, about 3 KB, inside one 4 KB littlefs block), so a
+# Store and forward on flash. Each reading is a fixed 20-byte record appended to a segment file
+# (spool.d/<k> holds seqs k*192 .. k*192+191, 3840 bytes, inside one 4 KB littlefs block), so a
 # reading costs one small append, never a rewrite. A pointer file, replaced atomically after the
 # server acknowledged a batch, holds the first seq not yet delivered (or dropped): a power cut at
 # any instant loses no acknowledged state and at worst resends a batch, which the server dedups.
 # seq is derived from the spool and the pointer, so it stays contiguous across reboots without a
-# write of its own.
+# write of its own. A reading is a zone board's int (cars) or a gate board's (in, out) counters
+# (sensor.py); the record keeps its kind, and the newest one restores a gate's counters at boot.
 import struct
 
 from micropython import const
@@ -14,14 +15,15 @@ import flash
 
 # Not "spool/": a directory named like a module would shadow spool.py on import.
 
-REC = const(12)  # public: spoolscan.py reads records too
-SEG = const(256)
-FMT = "<IIHH"  # seq, ts (0 = unknown), cars, check
-PTR_FMT = "<III"  # head, dropped, cars of the last acknowledged reading
+REC = const(20)  # public: spoolscan.py reads records too
+SEG = const(192)
+FMT = "<IIIIHH"  # seq, ts (0 = unknown), cars or in, 0 or out, kind (0 zone, 1 gate), check
+PTR_FMT = "<IIIII"  # head, dropped, kind, a, b of the last acknowledged reading
 
 
-def check(seq, ts, cars):
-    return (seq ^ (seq >> 16) ^ ts ^ (ts >> 16) ^ cars ^ 0x5A5A) & 0xFFFF
+def check(seq, ts, a, b, kind):
+    x = seq ^ ts ^ a ^ (b << 1) ^ (kind << 8) ^ 0x5A5A
+    return (x ^ (x >> 16)) & 0xFFFF
 
 
 def seg_path(root, k):
@@ -34,10 +36,10 @@ class Spool:
         self.dir = root
         self._rec = bytearray(REC)
         # Boot only, so cold: spoolscan.py reads the pointer and finds the segments and the
-        # newest reading. head: first seq not yet delivered; cars: of the newest reading.
+        # newest reading. head: first seq not yet delivered; last: the newest reading.
         import spoolscan
 
-        self.head, self.dropped, self.cars, self.segs, self.next_seq = spoolscan.scan(
+        self.head, self.dropped, self.last, self.segs, self.next_seq = spoolscan.scan(
             root, self._rec
         )
         cold.drop(spoolscan)
@@ -46,13 +48,15 @@ class Spool:
     def depth(self):
         return self.next_seq - self.head
 
-    def append(self, cars, ts):
-        # Store one reading; returns its seq. OSError (flash full) propagates to the caller.
+    def append(self, v, ts):
+        # Store one reading (cars, or (in, out)); returns its seq. OSError (flash full)
+        # propagates to the caller.
         seq = self.next_seq
         k = seq // SEG
         ts = ts or 0
-        cars = min(cars, 0xFFFF)
-        struct.pack_into(FMT, self._rec, 0, seq, ts, cars, check(seq, ts, cars))
+        kind = isinstance(v, tuple)
+        a, b = v if kind else (v, 0)
+        struct.pack_into(FMT, self._rec, 0, seq, ts, a, b, kind, check(seq, ts, a, b, kind))
         try:
             with open(seg_path(self.dir, k), "ab") as f:
                 f.write(self._rec)
@@ -71,7 +75,7 @@ class Spool:
         return seq
 
     def peek(self, n, out):
-        # Call out(seq, cars, ts) for up to n readings from the oldest; returns how many.
+        # Call out(seq, reading, ts) for up to n readings from the oldest; returns how many.
         got = 0
         want = self.head
         for k in self.segs:
@@ -83,22 +87,23 @@ class Spool:
                 continue  # a lost segment: its readings are skipped by the caller
             with f:
                 while got < n and f.readinto(self._rec) == REC:
-                    seq, ts, cars, chk = struct.unpack(FMT, self._rec)
-                    if seq < want or chk != check(seq, ts, cars):
+                    seq, ts, a, b, kind, chk = struct.unpack(FMT, self._rec)
+                    if seq < want or chk != check(seq, ts, a, b, kind):
                         continue
-                    out(seq, cars, ts or None)
+                    out(seq, (a, b) if kind else a, ts or None)
                     want = seq + 1
                     got += 1
             if got >= n:
                 break
         return got
 
-    def ack(self, last_seq, cars):
-        # The server stored everything up to last_seq: move the pointer, then free segments.
+    def ack(self, last_seq, v):
+        # The server stored everything up to last_seq (v: its reading): move the pointer, then
+        # free segments.
         if last_seq < self.head:
             return
         self.head = last_seq + 1
-        self.cars = cars
+        self.last = v
         self._save()
 
     def skip(self):
@@ -111,8 +116,12 @@ class Spool:
         return n
 
     def _save(self):
-        ptr = struct.pack(PTR_FMT, self.head, self.dropped, self.cars or 0)
-        flash.write_atomic(self.dir + "/ptr", ptr)
+        v = self.last or 0
+        kind = isinstance(v, tuple)
+        a, b = v if kind else (v, 0)
+        flash.write_atomic(
+            self.dir + "/ptr", struct.pack(PTR_FMT, self.head, self.dropped, kind, a, b)
+        )
         self._trim()
 
     def _trim(self):

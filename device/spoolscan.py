@@ -1,6 +1,8 @@
 # Cold (Spool.__init__ loads it at boot, then drops it): the spool's boot scan. Read the pointer
 # file, list the segment files, find the newest valid record, which gives the next seq and the
-# last car count, and cut off a torn tail left by a power cut mid-append.
+# last reading (a gate's counters), and cut off a torn tail left by a power cut mid-append. A
+# pointer from before gate readings (12 bytes: head, dropped, cars) still gives head, so seqs
+# go on where they were (the server dedups on them); its 12-byte records do not pass the check.
 import os
 import struct
 
@@ -9,21 +11,25 @@ from spool import FMT, PTR_FMT, REC, SEG, check, seg_path
 
 
 def scan(root, buf):
-    # (head, dropped, cars, sorted segment numbers, next seq) of the spool in directory root;
-    # buf: a REC-byte bytearray to read records into.
+    # (head, dropped, last reading, sorted segment numbers, next seq) of the spool in directory
+    # root; buf: a REC-byte bytearray to read records into.
     flash.mkdir(root)
-    head, dropped, cars = 0, 0, None
+    head, dropped, last = 0, 0, None
     raw = flash.read(root + "/ptr")
     if raw and len(raw) == struct.calcsize(PTR_FMT):
-        head, dropped, cars = struct.unpack(PTR_FMT, raw)
+        head, dropped, kind, a, b = struct.unpack(PTR_FMT, raw)
+        last = (a, b) if kind else a
+    elif raw and len(raw) == 12:
+        head, dropped, last = struct.unpack("<III", raw)
     segs = sorted(int(n) for n in os.listdir(root) if n.isdigit())
     while segs:
-        last = _last(seg_path(root, segs[-1]), segs[-1], buf)
-        if last is not None:
-            # cars: the newest reading, delivered or not
-            return head, dropped, last[2], segs, max(head, last[0] + 1)
+        rec = _last(seg_path(root, segs[-1]), segs[-1], buf)
+        if rec is not None:
+            # the newest reading, delivered or not
+            last = (rec[2], rec[3]) if rec[4] else rec[2]
+            return head, dropped, last, segs, max(head, rec[0] + 1)
         flash.remove(seg_path(root, segs.pop()))  # an empty segment: nothing to keep
-    return head, dropped, cars, segs, head
+    return head, dropped, last, segs, head
 
 
 def _last(path, k, buf):
@@ -35,7 +41,7 @@ def _last(path, k, buf):
             f.seek((n - 1) * REC)
             f.readinto(buf)
             rec = struct.unpack(FMT, buf)
-            if rec[3] == check(rec[0], rec[1], rec[2]) and rec[0] // SEG == k:
+            if rec[5] == check(rec[0], rec[1], rec[2], rec[3], rec[4]) and rec[0] // SEG == k:
                 break
             n -= 1
     if n * REC != size:

@@ -46,7 +46,7 @@ class Uplink:
         self.health_at = None  # ticks_ms of the last health object sent
         self.uploaded = False  # a batch went through since boot (safe mode's counter is reset)
         self._n = 0  # body bytes written so far
-        self._last = None  # (seq, cars) of the last reading in the body
+        self._last = None  # (seq, reading) of the last reading in the body
 
     def waiting(self, now):
         # True while uploads must wait (a backoff, or no link).
@@ -119,11 +119,16 @@ class Uplink:
         self.conn.body[self._n : end] = data
         self._n = end
 
-    def _reading(self, seq, cars, ts):
+    def _reading(self, seq, v, ts):
+        # A zone reading {"seq","cars","ts"}, a gate reading {"seq","in","out","ts"}.
         if self._last is not None:
             self._put(b",")
-        self._put(b'{"seq":%d,"cars":%d,"ts":%s}' % (seq, cars, b"%d" % ts if ts else b"null"))
-        self._last = (seq, cars)
+        self._last = (seq, v)
+        t = b"%d" % ts if ts else b"null"
+        if isinstance(v, tuple):
+            self._put(b'{"seq":%d,"in":%d,"out":%d,"ts":%s}' % (seq, v[0], v[1], t))
+        else:
+            self._put(b'{"seq":%d,"cars":%d,"ts":%s}' % (seq, v, t))
 
     def upload(self, spool, uptime_s, feed):
         # The link, a token, then batches while the spool has readings; after a failure a backoff

@@ -159,6 +159,13 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("lot", "list"): ["lot list", "@operator lot list --server {nonsense_url}"],
     ("lot", "show"): ["@operator lot show nolot", "@operator lot show"],
     ("lot", "delete"): ["@operator lot delete nolot"],
+    ("lot", "recount"): [
+        "@operator lot recount north -1",
+        "@operator lot recount north ten",
+        "@operator lot recount nolot 3",
+        "@operator lot recount no/slash 3",
+        "@operator lot recount north",
+    ],
     ("board", "info"): [
         "board info --port {zero}",
         "board info --port /dev/ttyUSB99",

@@ -74,6 +74,7 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
             agent.kill()
             proxy.close()
         assert "MemoryError" not in agent.console(), agent.console()
+        rows.append(_gate_steady_heap(micropython, root, backend, shims=_shim_heap(micropython)))
         rows.append(_source_min_heap(micropython, root, backend))
         rows.append(_wire_batched(micropython, root, backend))
         peak = max(p for _, p, _ in samples)
@@ -113,6 +114,32 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
     finally:
         backend.stop()
     return rows
+
+
+def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int) -> dict[str, Any]:
+    """Steady heap (without the Unix-port shims) of a board posting gate readings (issue 13):
+    the file sensor reports counters "in out", so the spool and the body carry them."""
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url, debug_heap=True, interval_s=0.25)
+    agent = AgentProcess.on_new_board(micropython, root / "gate-board", config)
+    (agent.board / "cars.txt").write_text("4000000000 3999999990")
+    agent.start()
+    try:
+        agent.wait_for(r"sent \d+ up to seq", count=4)
+        start = len(_heap_samples(agent))
+        time.sleep(4)
+        steady = [live for live, _, _ in _heap_samples(agent)[start:]]
+    finally:
+        agent.kill()
+    assert "MemoryError" not in agent.console(), agent.console()
+    value = max(steady) - shims
+    return {
+        "bench": "device",
+        "metric": "heap_steady_in_use_without_shims_bytes (gate readings)",
+        "value": value,
+        "target": HEAP_TARGET,
+        "ok": value < HEAP_TARGET,
+    }
 
 
 def _wire_batched(micropython: str, root: Path, backend: Backend) -> dict[str, Any]:

@@ -5,8 +5,11 @@
    label) made with `parkctl lot create`, and a viewer for the dashboard at /ui/;
 3. three simulated ESP32 boards (tools/simboard) provisioned by `parkctl fleet provision` from
    examples/demo-manifest.csv (its `sim-N` ports are replaced by the simulators' socket:// URLs);
-4. their agents run under the MicroPython Unix port while the demo changes each board's car count
-   (the file sensor reads `cars.txt`);
+4. their agents run under the MicroPython Unix port. The north lot is built the common way: an
+   entrance board and an exit board with the real gate sensor (device/gate.py: two light
+   barriers), driven by simulated cars breaking and clearing the beams (the pin files of
+   tools/unixport), and a recount at start; the south lot has a zone board whose file sensor
+   (`cars.txt`) the demo changes as cars come and go;
 5. a live view of each lot's occupancy (GET /v1/lots, capacities from the lots' records) and
    each board's last upload (admin API); the same live on the dashboard, whose URL and viewer
    sign-in are printed.
@@ -68,8 +71,49 @@ def _mqtt_env(stack: ExitStack, work: Path) -> dict[str, str]:
     return {"PARK_MQTT_URL": broker.url()}
 
 
+GATE_SENSOR = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10}
+GATE_INTERVAL_S = 1  # a gate board reads (and syncs the beams) this often, s
+NORTH_AT_START = 12  # the attendant's count when the demo starts (`parkctl lot recount`)
+
+
+def _is_gate(name: str) -> bool:
+    return name.endswith(("-entrance", "-exit"))
+
+
+class GateTraffic(threading.Thread):
+    """Cars through one gate board's lane: each breaks beam A, then A and B, then B, then
+    clears (the reverse on the way out), as the real sensor's pins (active low) would see."""
+
+    STEPS = ((0, 1), (0, 0), (1, 0), (1, 1))  # (pin_a, pin_b) levels, a car going in
+
+    def __init__(self, pins: Path, inward: bool, lot: list[int], capacity: int) -> None:
+        super().__init__(daemon=True)
+        self.pins, self.inward, self.lot, self.capacity = pins, inward, lot, capacity
+        self.stop = threading.Event()
+        self._beams(1, 1)
+
+    def _beams(self, a: int, b: int) -> None:
+        for pin, level in ((12, a), (13, b)):
+            tmp = self.pins / f"pin{pin}.tmp"
+            tmp.write_text(str(level))
+            os.replace(tmp, self.pins / f"pin{pin}")
+
+    def run(self) -> None:
+        while not self.stop.wait(random.uniform(1.0, 4.0)):
+            # More arrivals while the lot is empty, more departures while it is full.
+            full = self.lot[0] >= self.capacity
+            if full if self.inward else self.lot[0] <= 0:
+                continue
+            for a, b in self.STEPS if self.inward else tuple((b, a) for a, b in self.STEPS):
+                self._beams(a, b)
+                # Held past a reading: the main loop's sync() sees every step.
+                if self.stop.wait(GATE_INTERVAL_S * 2.2):
+                    return
+            self.lot[0] += 1 if self.inward else -1
+
+
 class Cars(threading.Thread):
-    """Changes each board's car count now and then, as cars come and go."""
+    """Changes each zone board's car count now and then, as cars come and go."""
 
     def __init__(self, boards: dict[str, tuple[SimBoard, str]], capacity: dict[str, int]) -> None:
         super().__init__(daemon=True)
@@ -81,6 +125,8 @@ class Cars(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             for name, (board, lot) in self.boards.items():
+                if _is_gate(name):
+                    continue
                 # Each lot's boards share its spaces: keep every board's count below its share.
                 share = sum(1 for _b, other in self.boards.values() if other == lot)
                 cap = self.capacity.get(lot, 100) // max(share, 1)
@@ -106,7 +152,7 @@ def _reader_token(url: str, client_id: str, secret: str) -> str:
 
 def _view(lots: list[dict[str, Any]], devices: list[Any], started: float) -> Group:
     lot_table = Table(title="Lots")
-    for column in ("lot", "cars", "capacity", "occupancy", "boards"):
+    for column in ("lot", "cars", "capacity", "occupancy", "boards", "baseline + flows"):
         lot_table.add_column(column)
     for lot in lots:
         cap = lot.get("capacity")  # from the lot's record (`parkctl lot create`)
@@ -115,20 +161,27 @@ def _view(lots: list[dict[str, Any]], devices: list[Any], started: float) -> Gro
             bar = "█" * round(share * 20) + "·" * (20 - round(share * 20)) + f" {share:4.0%}"
         else:
             bar = "-"
-        lot_table.add_row(lot["lot"], str(lot["cars"]), str(cap or "-"), bar, str(lot["devices"]))
+        flows = " ".join(f"+{f['in']}-{f['out']}" for f in lot.get("flows", []))
+        made_of = f"{lot.get('baseline', 0)} {flows}" if flows else "-"
+        if lot.get("drift"):
+            made_of += " [red]drift: recount[/]"
+        lot_table.add_row(
+            lot["lot"], str(lot["cars"]), str(cap or "-"), bar, str(lot["devices"]), made_of
+        )
     board_table = Table(title="Boards")
-    for column in ("name", "lot", "client_id", "cars", "seq", "last upload"):
+    for column in ("name", "lot", "client_id", "cars / in-out", "seq", "last seen"):
         board_table.add_column(column)
     now = time.time()
     for d in sorted(devices, key=lambda d: d.name):
-        r = d.reading
+        r, c = d.reading, d.counters
+        seen = d.last_seen_at
         board_table.add_row(
             d.name,
             d.lot,
             d.client_id,
-            str(r.cars) if r else "-",
-            str(r.seq) if r else "-",
-            f"{now - r.received_at:.0f} s ago" if r and r.received_at else "never",
+            f"in {c.gate_in} out {c.gate_out}" if c else str(r.cars) if r else "-",
+            str(c.seq if c else r.seq) if c or r else "-",
+            f"{now - seen:.0f} s ago" if seen else "never",
         )
     footer = f"[dim]running {time.monotonic() - started:.0f} s; Ctrl-C stops everything[/]"
     return Group(lot_table, board_table, footer)
@@ -174,14 +227,28 @@ def main() -> None:
         boards: dict[str, tuple[SimBoard, str]] = {}
         manifest = work / "manifest.csv"
         lines = [rows[0]]
+        gate_lines = [rows[0]]
+        pins: dict[str, Path] = {}
         for i, row in enumerate(rows[1:], start=1):
             port, lot, name = row.split(",")
+            board_env = None
+            if _is_gate(name):
+                pins[name] = work / f"pins-{name}"
+                pins[name].mkdir()
+                board_env = {"PARKSIM_PIN_DIR": str(pins[name])}
             board = stack.enter_context(
-                SimBoard(work / port, chip="esp32", mac=f"24:0a:c4:de:00:{i:02x}")
+                SimBoard(work / port, chip="esp32", mac=f"24:0a:c4:de:00:{i:02x}", env=board_env)
             )
             boards[name] = (board, lot)
-            lines.append(f"{board.url},{lot},{name}")
+            (gate_lines if _is_gate(name) else lines).append(f"{board.url},{lot},{name}")
         manifest.write_text("\n".join(lines) + "\n")
+        gate_manifest = work / "gates.csv"
+        gate_manifest.write_text("\n".join(gate_lines) + "\n")
+        north = [NORTH_AT_START]  # the demo's own idea of the north lot, to keep it in range
+        traffic = [
+            GateTraffic(path, name.endswith("-entrance"), north, capacity.get("north", 100))
+            for name, path in pins.items()
+        ]
         cars = Cars(boards, capacity)
         for name, (board, _lot) in boards.items():
             board.fs_dir.mkdir(parents=True, exist_ok=True)
@@ -194,8 +261,22 @@ def main() -> None:
              "--interval", "2", "--verify-timeout", "60"],
             env=env, capture=False,
         )  # fmt: skip
+        _parkctl(
+            ["fleet", "provision", str(gate_manifest), "--firmware", str(firmware), "--jobs", "3",
+             "--interval", str(GATE_INTERVAL_S), "--sensor", json.dumps(GATE_SENSOR),
+             "--verify-timeout", "60"],
+            env=env, capture=False,
+        )  # fmt: skip
+        # The attendant counts the north lot once its gate boards are up; they count from here.
+        console.print(
+            _parkctl(["lot", "recount", "north", str(NORTH_AT_START)], env=env).strip(),
+            soft_wrap=True,
+        )
         cars.start()
         stack.callback(cars.stop.set)
+        for thread in traffic:
+            thread.start()
+            stack.callback(thread.stop.set)
         admin = stack.enter_context(
             AdminClient(
                 service.url,

@@ -10,6 +10,12 @@ device and bucket, the last reading of that bucket (`occupancy_rollup`) at a few
 one row per bucket in the range plus the last row before it, and carries each board's value
 forward in Python. Late readings replayed from a board's spool land in their own (old) bucket
 and replace its row only if they are newer there, so history is right after an outage too.
+
+Gate boards (issue 13, ingest/occupancy.py) follow the lot's rule: their rows hold their flows
+(in - out) since the lot's baseline, and the baseline itself has rows under `BASELINE_ID`,
+written by a recount (which also puts each gate board's flows back to 0 at that moment). A
+negative sum is reported as 0, as the live total is. A gate reading older than the board's
+newest adds nothing to its cumulative counters and writes no row.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from provisioning.store import sql
 RESOLUTIONS: tuple[int, ...] = (60, 300, 3600)
 MIN_STEP = RESOLUTIONS[0]
 MAX_POINTS = 2000
+# The rollup's row for a lot's baseline: no device has this id (device ids are `dev_...`).
+BASELINE_ID = "~baseline"
 _COLUMNS = ("lot", "res", "device_id", "bucket", "cars", "at", "seq")
 # Only a reading that is later in its bucket (by time, then seq) replaces the bucket's row.
 _UPSERT_SUFFIX = (
@@ -172,7 +180,7 @@ def lot_history(conn: Connection, lot: str, times: list[int], step: int) -> list
     # Every device that ever reported here, from the coarsest (smallest) rollup.
     for device_id, now_lot, deleted_at in sql.run(tx, _DEVICES, (lot, RESOLUTIONS[-1])):
         end = float("inf") if deleted_at is None else deleted_at
-        if now_lot != lot:
+        if now_lot != lot and device_id != BASELINE_ID:
             ((moved,),) = sql.run(tx, _LAST, (lot, res, device_id))
             end = min(end, moved + res)
         rows = sql.run(tx, _ROWS, (lot, res, device_id, lot, res, device_id, first, first, last))
@@ -185,7 +193,7 @@ def lot_history(conn: Connection, lot: str, times: list[int], step: int) -> list
             if value is not None and t <= end:
                 total[k] += value
                 seen[k] = True
-    return [cars if any_seen else None for cars, any_seen in zip(total, seen, strict=True)]
+    return [max(0, cars) if any_seen else None for cars, any_seen in zip(total, seen, strict=True)]
 
 
 def history_response(

@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioning.ingest.schemas import Reading
+from provisioning.ingest.schemas import GateReading, Reading
 from provisioning.store import sql
 
 log = logging.getLogger(__name__)
@@ -61,18 +61,22 @@ def readings_topic(lot: str, device_id: str) -> str:
 
 
 def readings_message(
-    lot: str, device_id: str, readings: Sequence[Reading], received_at: float
+    lot: str,
+    device_id: str,
+    readings: Sequence[Reading],
+    received_at: float,
+    gates: Sequence[GateReading] = (),
 ) -> tuple[str, str, bool]:
-    """(topic, payload, retain) for a device's newly stored readings, in the order posted:
-    `{"lot", "device_id", "received_at", "readings": [{"seq", "cars", "ts"}, ...]}`. orjson:
-    this runs for up to 500 readings per request, 3x faster than formatting by hand."""
+    """(topic, payload, retain) for a device's newly stored readings, zone readings in the
+    order posted, then gate readings: `{"lot", "device_id", "received_at", "readings":
+    [{"seq", "cars", "ts"} or {"seq", "in", "out", "ts"}, ...]}`. orjson: this runs for up to
+    500 readings per request, 3x faster than formatting by hand."""
+    items: list[dict[str, object]] = [
+        {"seq": seq, "cars": cars, "ts": ts} for seq, cars, ts in readings
+    ]
+    items += ({"seq": seq, "in": n_in, "out": n_out, "ts": ts} for seq, n_in, n_out, ts in gates)
     payload = orjson.dumps(
-        {
-            "lot": lot,
-            "device_id": device_id,
-            "received_at": received_at,
-            "readings": [{"seq": seq, "cars": cars, "ts": ts} for seq, cars, ts in readings],
-        }
+        {"lot": lot, "device_id": device_id, "received_at": received_at, "readings": items}
     )
     return readings_topic(lot, device_id), payload.decode(), False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import orjson
@@ -23,6 +23,8 @@ MAX_BODY_BYTES = 64 * 1024
 # reads exactly (RFC 7493 §2.2), so the document's bound means the same to every tool.
 MAX_SEQ = 2**53 - 1
 MAX_CARS = 1_000_000
+# A gate board's counters are 32-bit and wrap (device/gate.py); the server reads them wrap-safe.
+MAX_COUNTER = 2**32 - 1
 MAX_TS = 1e10  # epoch seconds, year 2286: anything later is a broken clock, not a time
 MAX_DEVICE_ID = 64
 MAX_RESET_CAUSE = 32
@@ -32,6 +34,7 @@ RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
 _BODY_KEYS = frozenset({"readings", "device_id", "health"})
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
+_GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.
 _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "uptime_s": (0, 2**53),
@@ -51,6 +54,8 @@ def _int(low: int, high: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high}
 
 
+_TS: dict[str, Any] = {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": MAX_TS}
+
 # The body as JSON Schema, for the OpenAPI document only (built from the same limits; requests
 # are checked by `parse_counts`).
 COUNTS_BODY_SCHEMA: dict[str, Any] = {
@@ -61,15 +66,31 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
         "readings": {
             "type": "array",
             "maxItems": MAX_READINGS,
+            # A zone board's absolute count, or a gate board's cumulative counters.
             "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["seq", "cars"],
-                "properties": {
-                    "seq": _int(0, MAX_SEQ),
-                    "cars": _int(0, MAX_CARS),
-                    "ts": {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": MAX_TS},
-                },
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["seq", "cars"],
+                        "properties": {
+                            "seq": _int(0, MAX_SEQ),
+                            "cars": _int(0, MAX_CARS),
+                            "ts": _TS,
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["seq", "in", "out"],
+                        "properties": {
+                            "seq": _int(0, MAX_SEQ),
+                            "in": _int(0, MAX_COUNTER),
+                            "out": _int(0, MAX_COUNTER),
+                            "ts": _TS,
+                        },
+                    },
+                ]
             },
         },
         "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
@@ -115,17 +136,20 @@ class InvalidBody(ValueError):
         return [{"loc": list(self.loc), "msg": self.msg, "type": self.kind}]
 
 
-Reading = tuple[int, int, float | None]  # (seq, cars, ts)
+Reading = tuple[int, int, float | None]  # a zone board's (seq, cars, ts)
+GateReading = tuple[int, int, int, float | None]  # a gate board's (seq, in, out, ts)
 
 
 @dataclass(frozen=True, slots=True)
 class CountsBatch:
-    """A validated body: readings unique by seq (first occurrence wins), in body order."""
+    """A validated body: readings unique by seq (first occurrence wins), in body order; zone
+    readings in `readings`, gate readings in `gates`."""
 
     readings: list[Reading]
     received: int  # readings in the body, counting in-batch repeats
     device_id: str | None
     health: dict[str, int | str] | None
+    gates: list[GateReading] = field(default_factory=list)
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> NoReturn:
@@ -160,12 +184,13 @@ def parse_counts(body: bytes) -> CountsBatch:
     health = data.get("health")
     if "readings" not in data:
         _fail(("readings",), "field required", "missing")
-    readings, received, keys = _parse_readings(data["readings"])
+    readings, gates, received, keys = _parse_readings(data["readings"])
     parsed_health = None if health is None else parse_health(health)
     keys += len(data) + (len(health) if type(health) is dict else 0)
     _no_repeated_keys(body, keys)
     return CountsBatch(
         readings=readings,
+        gates=gates,
         received=received,
         device_id=device_id,
         health=parsed_health,
@@ -192,13 +217,15 @@ def _no_repeated_keys(body: bytes, keys: int) -> None:
     json.loads(body, object_pairs_hook=pairs)
 
 
-def _parse_readings(raw: Any) -> tuple[list[Reading], int, int]:
-    """(unique readings, readings received, keys in the reading objects)."""
+def _parse_readings(raw: Any) -> tuple[list[Reading], list[GateReading], int, int]:
+    """(unique zone readings, unique gate readings, readings received, keys in the reading
+    objects)."""
     if type(raw) is not list:
         _fail(("readings",), "must be a list", "list_type")
     if len(raw) > MAX_READINGS:
         _fail(("readings",), f"at most {MAX_READINGS} readings per request", "too_long")
     out: list[Reading] = []
+    gates: list[GateReading] = []
     seen: set[int] = set()
     keys = 0
     for i, item in enumerate(raw):
@@ -211,6 +238,12 @@ def _parse_readings(raw: Any) -> tuple[list[Reading], int, int]:
         ts = item.get("ts")
         size = len(item)
         keys += size
+        if cars is None and "cars" not in item:
+            gate = _gate_reading(i, item, seq, ts)
+            if gate[0] not in seen:
+                seen.add(gate[0])
+                gates.append(gate)
+            continue
         if (
             type(seq) is not int
             or type(cars) is not int
@@ -219,15 +252,36 @@ def _parse_readings(raw: Any) -> tuple[list[Reading], int, int]:
             or not (size == 2 or (size == 3 and (ts is not None or "ts" in item)))
         ):
             seq, cars = _integral(i, item, seq, cars)
-        if ts is not None:
-            if type(ts) is int and 0 <= ts < MAX_TS:  # range first: float(10**400) raises
-                ts = float(ts)
-            elif type(ts) is not float or not 0.0 <= ts < MAX_TS:  # NaN fails the comparison
-                _explain(i, item)
+        ts = _ts(i, item, ts)
         if seq not in seen:
             seen.add(seq)
             out.append((seq, cars, ts))
-    return out, len(raw), keys
+    return out, gates, len(raw), keys
+
+
+def _gate_reading(i: int, item: dict[str, Any], seq: Any, ts: Any) -> GateReading:
+    """A gate board's reading `{"seq", "in", "out", "ts"?}`, or its `InvalidBody`."""
+    values = [_whole(seq), _whole(item.get("in")), _whole(item.get("out"))]
+    size = len(item)
+    if (
+        not all(type(v) is int for v in values)
+        or not 0 <= values[0] <= MAX_SEQ
+        or not (0 <= values[1] <= MAX_COUNTER and 0 <= values[2] <= MAX_COUNTER)
+        or not (size == 3 or (size == 4 and "ts" in item))
+    ):
+        _explain(i, item)
+    return (values[0], values[1], values[2], _ts(i, item, ts))
+
+
+def _ts(i: int, item: dict[str, Any], ts: Any) -> float | None:
+    """A reading's `ts` as float seconds (None: not sent), or its `InvalidBody`."""
+    if ts is None:
+        return None
+    if type(ts) is int and 0 <= ts < MAX_TS:  # range first: float(10**400) raises
+        return float(ts)
+    if type(ts) is not float or not 0.0 <= ts < MAX_TS:  # NaN fails the comparison
+        _explain(i, item)
+    return ts
 
 
 def _whole(value: Any) -> Any:
@@ -255,8 +309,19 @@ def _explain(i: int, item: Any) -> NoReturn:
     """Raise the `InvalidBody` for the first rule that reading `i` breaks."""
     if type(item) is not dict:
         _fail(("readings", i), "must be an object", "dict_type")
-    _check_keys(item, _READING_KEYS, ("readings", i))
-    for name, high in (("seq", MAX_SEQ), ("cars", MAX_CARS)):
+    gate = "in" in item or "out" in item
+    if gate and "cars" in item:
+        _fail(
+            ("readings", i),
+            "a reading has either cars (a zone board) or in and out (a gate board), not both",
+        )
+    _check_keys(item, _GATE_KEYS if gate else _READING_KEYS, ("readings", i))
+    limits = (
+        (("seq", MAX_SEQ), ("in", MAX_COUNTER), ("out", MAX_COUNTER))
+        if gate
+        else (("seq", MAX_SEQ), ("cars", MAX_CARS))
+    )
+    for name, high in limits:
         value = _whole(item.get(name))
         if type(value) is not int or not 0 <= value <= high:
             kind = "missing" if name not in item else "int_type"

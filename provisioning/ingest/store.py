@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, select
 
 from provisioning.auth.scopes import DEVICE
-from provisioning.ingest import history, outbox
-from provisioning.ingest.schemas import CountsBatch, Reading
+from provisioning.ingest import history, occupancy, outbox
+from provisioning.ingest.schemas import CountsBatch, GateReading, Reading
 from provisioning.store import sql
 from provisioning.store.models import Client, DeviceState, Lot
 from provisioning.store.models import Reading as ReadingRow
@@ -25,7 +25,7 @@ _CLIENTS = Client.__table__
 _STATE = DeviceState.__table__
 _READINGS = ReadingRow.__table__
 _LOTS = Lot.__table__
-_READING_COLUMNS = ("device_id", "lot", "seq", "cars", "ts", "received_at")
+_READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "ts", "received_at")
 # RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
 # counted, and not published again.
 _INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
@@ -66,11 +66,6 @@ _SEEN_WITH_HEALTH = _STATE_UPSERT.format(
     hv=", ?, ?",
     hs=", health = excluded.health, health_at = excluded.health_at",
 )
-_LOT_TOTAL = (
-    "SELECT COALESCE(SUM(s.cars), 0), COUNT(*) FROM clients c "
-    "LEFT JOIN device_state s ON s.device_id = c.client_id "
-    "WHERE c.lot = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
-)
 
 
 class UnknownDevice(LookupError):
@@ -82,6 +77,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     lot: str
+    new_series: int = 0  # gate counters that went backwards in this post (ingest/occupancy.py)
 
 
 def store_counts(
@@ -104,45 +100,59 @@ def store_counts(
     # Readings count towards the lot the device is registered in now, not the token's claim.
     lot: str = rows[0][0]
     inserted: list[Reading] = []
-    if batch.readings:
+    gates: list[GateReading] = []
+    if batch.readings or batch.gates:
         params: list[object] = []
         for seq, cars, ts in batch.readings:
-            params += (device_id, lot, seq, cars, ts, received_at)
-        template = sql.values_insert(
-            "readings", _READING_COLUMNS, len(batch.readings), _INSERT_SUFFIX
-        )
+            params += (device_id, lot, seq, cars, None, None, ts, received_at)
+        for seq, n_in, n_out, ts in batch.gates:
+            params += (device_id, lot, seq, None, n_in, n_out, ts, received_at)
+        count = len(batch.readings) + len(batch.gates)
+        template = sql.values_insert("readings", _READING_COLUMNS, count, _INSERT_SUFFIX)
         new = {seq for (seq,) in sql.run(tx, template, params)}
-        inserted = (
-            batch.readings
-            if len(new) == len(batch.readings)
-            else [r for r in batch.readings if r[0] in new]
-        )
+        inserted = [r for r in batch.readings if r[0] in new]
+        gates = [g for g in batch.gates if g[0] in new]
     if inserted:
         history.record(tx, lot, device_id, inserted, received_at)
-    # The candidate for current reading (see _NEWER): the highest seq this post stored.
-    latest: tuple[object, ...] = (*max(inserted), received_at) if inserted else (None,) * 4
+    # The candidate for current reading (see _NEWER): the highest seq this post stored; a gate
+    # reading's cars is NULL (its flows live in the g_* columns).
+    candidates = [r for r in inserted] + [(g[0], None, g[3]) for g in gates]
+    latest: tuple[object, ...] = (
+        (*max(candidates, key=lambda r: r[0]), received_at) if candidates else (None,) * 4
+    )
     state = (device_id, received_at, *latest)
     if batch.health is None:
         sql.run(tx, _SEEN, state)
     else:
         health = json.dumps(batch.health, separators=(",", ":"))
         sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
-    if inserted and fan_out:
-        _queue_messages(tx, lot, device_id, inserted, received_at)
-    return IngestResult(len(inserted), batch.received - len(inserted), lot)
+    breaks = 0
+    if gates:
+        moved, breaks = occupancy.advance(tx, device_id, gates, SEQ_GAP, received_at)
+        if moved:
+            history.record(tx, lot, device_id, moved, received_at)
+    if (inserted or gates) and fan_out:
+        _queue_messages(tx, lot, device_id, inserted, gates, received_at)
+    stored = len(inserted) + len(gates)
+    return IngestResult(stored, batch.received - stored, lot, breaks)
 
 
 def _queue_messages(
-    tx: sql.Tx, lot: str, device_id: str, readings: list[Reading], received_at: float
+    tx: sql.Tx,
+    lot: str,
+    device_id: str,
+    readings: list[Reading],
+    gates: list[GateReading],
+    received_at: float,
 ) -> None:
     if tx.postgresql:
         # Serialise a lot's writers until commit, so each total includes every earlier batch and
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
         sql.run(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
-    ((cars, devices),) = sql.run(tx, _LOT_TOTAL, (lot,))
+    total = occupancy.occupancy(tx, lot).get(lot) or occupancy.Occupancy(lot)
     messages = [
-        outbox.readings_message(lot, device_id, readings, received_at),
-        outbox.occupancy_message(lot, int(cars), int(devices), received_at),
+        outbox.readings_message(lot, device_id, readings, received_at, gates),
+        outbox.occupancy_message(lot, total.cars, total.devices, received_at),
     ]
     outbox.enqueue(tx, messages, received_at)
 
@@ -159,9 +169,14 @@ def _records(conn: Connection, lot: str | None = None) -> dict[str, tuple[int | 
     return {r.name: (r.capacity, r.label) for r in conn.execute(query)}
 
 
-def _with_record(lot: dict[str, Any], record: tuple[int | None, str] | None) -> dict[str, Any]:
-    """With a record: add its `label`, and `capacity` and `free` when it gives a capacity.
-    Without one the lot answers exactly as before lots had records."""
+def _with_record(
+    lot: dict[str, Any], record: tuple[int | None, str] | None, occ: occupancy.Occupancy
+) -> dict[str, Any]:
+    """Add what the total is made of (`baseline`, `since`, `flows`, `counted`, `drift`,
+    `over_capacity`: ingest/occupancy.py) and, with a record, its `label`, and `capacity` and
+    `free` when it gives a capacity."""
+    capacity = record[0] if record is not None else None
+    lot.update(occ.fields(capacity))
     if record is None:
         return lot
     capacity, lot["label"] = record
@@ -173,32 +188,29 @@ def _with_record(lot: dict[str, Any], record: tuple[int | None, str] | None) -> 
 
 
 def list_lots(conn: Connection) -> list[dict[str, Any]]:
-    """Every lot with a registered device or a record: `{"lot", "cars", "devices"}`, plus
-    `label` from its record and `capacity` and `free` when the record gives a capacity."""
-    query = (
-        select(
-            _CLIENTS.c.lot,
-            func.coalesce(func.sum(_STATE.c.cars), 0).label("cars"),
-            func.count().label("devices"),
-        )
-        .select_from(_CLIENTS.outerjoin(_STATE, _STATE.c.device_id == _CLIENTS.c.client_id))
-        .where(_registered(), _CLIENTS.c.lot.is_not(None))
-        .group_by(_CLIENTS.c.lot)
-    )
-    totals = {
-        r.lot: {"lot": r.lot, "cars": int(r.cars), "devices": int(r.devices)}
-        for r in conn.execute(query)
-    }
+    """Every lot with a registered device, a record or a recount: `{"lot", "cars", "devices"}`
+    and what the total is made of (see `_with_record`), plus `label` from its record and
+    `capacity` and `free` when the record gives a capacity."""
+    totals = occupancy.occupancy(sql.Tx.of(conn))
     records = _records(conn)
     for name in records.keys() - totals.keys():
-        totals[name] = {"lot": name, "cars": 0, "devices": 0}
-    return [_with_record(totals[name], records.get(name)) for name in sorted(totals)]
+        totals[name] = occupancy.Occupancy(name)
+    return [
+        _with_record(
+            {"lot": name, "cars": totals[name].cars, "devices": totals[name].devices},
+            records.get(name),
+            totals[name],
+        )
+        for name in sorted(totals)
+    ]
 
 
 def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
-    """`{"lot", "cars", "devices": [...]}` (+ `label`, `capacity`, `free` from its record):
-    the sum of each registered device's latest reading (0 before any); None if `lot` has
-    neither a registered device nor a record."""
+    """`{"lot", "cars", "devices": [...]}` and what the total is made of (see `_with_record`;
+    + `label`, `capacity`, `free` from its record): the lot's baseline, plus its gate boards'
+    flows since then, plus its zone boards' current cars; each device's `cars` is its share
+    (a gate board's in - out since the baseline). None if `lot` has neither a registered
+    device, a record nor a recount."""
     query = (
         select(
             _CLIENTS.c.client_id,
@@ -211,21 +223,25 @@ def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
         .where(_registered(), _CLIENTS.c.lot == lot)
         .order_by(_CLIENTS.c.client_id)
     )
-    devices = [
-        {
+    occ = occupancy.occupancy(sql.Tx.of(conn), lot).get(lot)
+    flows = {f["device_id"]: f for f in occ.flows} if occ is not None else {}
+    devices = []
+    for r in conn.execute(query):
+        flow = flows.get(r.client_id)
+        device = {
             "device_id": r.client_id,
-            "cars": r.cars or 0,
+            "kind": "gate" if flow is not None else "zone",
+            "cars": flow["in"] - flow["out"] if flow is not None else r.cars or 0,
             "seq": r.last_seq,
             "ts": r.ts,
             "received_at": r.received_at,
         }
-        for r in conn.execute(query)
-    ]
+        devices.append(device)
     record = _records(conn, lot).get(lot)
-    if not devices and record is None:
+    if occ is None and record is None:
         return None
-    detail = {"lot": lot, "cars": sum(d["cars"] for d in devices), "devices": devices}
-    return _with_record(detail, record)
+    occ = occ or occupancy.Occupancy(lot)
+    return _with_record({"lot": lot, "cars": occ.cars, "devices": devices}, record, occ)
 
 
 def device_readings(
@@ -245,6 +261,8 @@ def device_readings(
         select(
             _READINGS.c.seq,
             _READINGS.c.cars,
+            _READINGS.c.gate_in,
+            _READINGS.c.gate_out,
             _READINGS.c.ts,
             _READINGS.c.received_at,
             _READINGS.c.lot,
@@ -257,6 +275,15 @@ def device_readings(
         query = query.where(_READINGS.c.seq > since_seq)
     readings = [
         {"seq": r.seq, "cars": r.cars, "ts": r.ts, "received_at": r.received_at, "lot": r.lot}
+        if r.gate_in is None
+        else {
+            "seq": r.seq,
+            "in": r.gate_in,
+            "out": r.gate_out,
+            "ts": r.ts,
+            "received_at": r.received_at,
+            "lot": r.lot,
+        }
         for r in conn.execute(query)
     ]
     next_since = readings[-1]["seq"] if len(readings) == limit else None

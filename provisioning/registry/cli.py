@@ -150,6 +150,10 @@ def lot_verbs(parkctl: Verbs) -> None:
     api_options(_lot_name(lot.verb("show", _lot_show, "One lot record.")))
     text = "Drop a lot's record; its devices and readings stay and it works as before."
     api_options(_lot_name(lot.verb("delete", _lot_delete, text)))
+    text = "Set the lot's count to CARS counted now: gate boards' flows count from here."
+    cmd = _lot_name(lot.verb("recount", _lot_recount, text))
+    cmd.add_argument("cars", type=int_range(0), help="Cars in the lot now (0 when it is empty).")
+    api_options(cmd)
 
 
 # Runners: each imports the handlers only now, when its verb runs.
@@ -237,6 +241,12 @@ def _lot_show(a: Namespace) -> None:
     from provisioning.registry import lot_commands
 
     lot_commands.lot_show(a.name, a.server, a.ca_cert, a.json)
+
+
+def _lot_recount(a: Namespace) -> None:
+    from provisioning.registry import lot_commands
+
+    lot_commands.lot_recount(a.name, a.cars, a.server, a.ca_cert, a.json)
 
 
 def _lot_delete(a: Namespace) -> None:

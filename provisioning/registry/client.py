@@ -37,6 +37,7 @@ from provisioning.registry.schemas import (
     Operator,
     OperatorCreated,
     OperatorList,
+    RecountResult,
     SecretRotated,
 )
 
@@ -410,6 +411,12 @@ class AdminClient:
 
     def delete_lot(self, name: str) -> None:
         self._call("DELETE", _lot_path(name))
+
+    def recount_lot(self, name: str, cars: int) -> RecountResult:
+        """Set the lot's baseline to `cars` counted now (issue 13)."""
+        return self._parse(
+            RecountResult, self._call("POST", _lot_path(name) + "/recount", {"cars": cars})
+        )
 
 
 def _lot_path(name: str) -> str:

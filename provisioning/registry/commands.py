@@ -90,6 +90,23 @@ def _table(*columns: str) -> Table:
     return table
 
 
+def _counter_rows(device: Device) -> list[tuple[str, str]]:
+    """A gate board's counters, and whether they went backwards (issue 13)."""
+    c = device.counters
+    if c is None:
+        return []
+    rows = [("counters", f"in {c.gate_in}, out {c.gate_out} (seq {c.seq})")]
+    if c.series > 1:
+        rows.append(
+            (
+                "series",
+                f"[yellow]{c.series}: the counters went backwards at {_when(c.series_since)} "
+                "(flash wiped or board swapped); counting goes on from there[/yellow]",
+            )
+        )
+    return rows
+
+
 def _device_table(device: Device) -> Table:
     from rich.table import Table
 
@@ -107,6 +124,7 @@ def _device_table(device: Device) -> Table:
         ("last seen", _when(device.last_seen_at)),
         ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
         ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
+        *_counter_rows(device),
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
     ]

@@ -1,4 +1,5 @@
-"""What `parkctl lot create|set|list|show|delete` run: lot records over the admin API (issue 11).
+"""What `parkctl lot create|set|list|show|delete|recount` run: lot records (issue 11) and
+recounts (issue 13) over the admin API.
 
 Like `parkctl device`, it runs as the operator in `PARK_CLIENT_ID` / `PARK_CLIENT_SECRET`
 against `PARK_SERVER`, so every change gets the admin API's checks and audit trail.
@@ -12,6 +13,7 @@ from typing import Any
 
 from provisioning.errors import ParkctlError
 from provisioning.registry.commands import _client, _out, _print_json, _table
+from provisioning.registry.rules import check_lot
 from provisioning.registry.schemas import LotRecord
 
 
@@ -112,3 +114,22 @@ def lot_delete(name: str, server: str | None, ca_cert: Path | None, as_json: boo
         _print_json({"name": name, "deleted": True})
     else:
         _out().print(f"Lot [bold]{name}[/bold]'s record deleted.")
+
+
+def lot_recount(
+    name: str, cars: int, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Set a lot's baseline to the cars counted now; gate boards' flows count from here."""
+    try:
+        check_lot(name)  # here: a name with "/" would never reach the route
+    except ValueError as error:
+        raise ParkctlError(str(error)) from None
+    with _client(server, ca_cert) as api:
+        result = api.recount_lot(name, cars)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    _out().print(
+        f"Lot [bold]{name}[/bold] recounted: {result.cars} car(s) from now "
+        f"(was {result.previous}); {len(result.counters)} gate board(s) count from here."
+    )

@@ -130,4 +130,40 @@ def delete_lot(session: Session, actor: str, name: str) -> None:
     session.commit()
 
 
+def recount(
+    session: Session, actor: str, name: str, cars: int, queue_message: bool
+) -> tuple[float, dict[str, list[int]], int]:
+    """An operator counted `cars` in lot `name` (issue 13): from now the lot's baseline is
+    `cars` and its gate boards' flows count from here; the boards' counters are not reset (the
+    server keeps their values at this moment, returned and audited). With `queue_message`, the
+    lot's new total is queued for MQTT in the same transaction. `LotNotFound` for a lot with
+    neither a record nor a registered device. Returns (since, counters, the total before)."""
+    from provisioning.ingest import occupancy, outbox
+    from provisioning.store import sql
+
+    name = _checked(name)
+    if not 0 <= cars <= CAPACITY_MAX:
+        raise InvalidInput(f"cars must be 0 to {CAPACITY_MAX}")
+    tx = sql.Tx.of(session.connection())
+    before = occupancy.occupancy(tx, name).get(name)
+    if before is None and session.get(Lot, name) is None:
+        raise LotNotFound(name)
+    now = time.time()
+    counters = occupancy.recount(tx, name, cars, actor, now)
+    previous = before.cars if before is not None else 0
+    audit.record(
+        session,
+        actor,
+        "lot.recount",
+        name,
+        {"cars": cars, "previous": previous, "counters": counters},
+    )
+    if queue_message:
+        total = occupancy.occupancy(tx, name)[name]
+        message = outbox.occupancy_message(name, total.cars, total.devices, now)
+        outbox.enqueue(tx, [message], now)
+    session.commit()
+    return now, counters, previous
+
+
 UNSET = _UNSET

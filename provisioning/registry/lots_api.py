@@ -5,6 +5,7 @@ GET    /admin/lots            every record
 GET    /admin/lots/{name}     one record, 404 without one
 PATCH  /admin/lots/{name}     {"capacity"?, "label"?}; "capacity": null clears it
 DELETE /admin/lots/{name}     204; the lot's devices and readings stay
+POST   /admin/lots/{name}/recount {"cars"}   the lot's new baseline (issue 13), audited
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from fastapi import APIRouter, FastAPI, Response
 from provisioning.context import ServiceContext
 from provisioning.registry import lots
 from provisioning.registry.routes import _ERRORS, AdminRoute, Db, Operator
-from provisioning.registry.schemas import LotCreate, LotList, LotRecord, LotUpdate
+from provisioning.registry.schemas import (
+    LotCreate,
+    LotList,
+    LotRecord,
+    LotRecount,
+    LotUpdate,
+    RecountResult,
+)
 from provisioning.store.models import Lot
 
 
@@ -22,7 +30,7 @@ def _record(lot: Lot) -> LotRecord:
     return LotRecord.model_validate(lot, from_attributes=True)
 
 
-def install(app: FastAPI, _ctx: ServiceContext) -> None:
+def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add `/admin/lots` to `app`."""
     router = APIRouter(
         prefix="/admin/lots", tags=["admin"], route_class=AdminRoute, responses=_ERRORS
@@ -56,5 +64,16 @@ def install(app: FastAPI, _ctx: ServiceContext) -> None:
         """Drop the record; the lot keeps working from its devices as before."""
         lots.delete_lot(db, operator.client_id, name)
         return Response(status_code=204)
+
+    @router.post("/{name}/recount", response_model=RecountResult)
+    def recount_lot(name: str, body: LotRecount, operator: Operator, db: Db) -> RecountResult:
+        """Set the lot's count to what an operator counted: gate flows count from here."""
+        fan_out = ctx.mqtt is not None
+        since, counters, previous = lots.recount(db, operator.client_id, name, body.cars, fan_out)
+        if ctx.mqtt is not None:
+            ctx.mqtt.wake()
+        return RecountResult(
+            lot=name, cars=body.cars, since=since, previous=previous, counters=counters
+        )
 
     app.include_router(router)

@@ -36,6 +36,7 @@ from provisioning.registry.schemas import (
     DeviceCreated,
     DevicePage,
     DeviceUpdate,
+    GateCounters,
     OperatorCreate,
     OperatorCreated,
     OperatorList,
@@ -103,6 +104,15 @@ def _device(row: DeviceRow) -> Device:
         reading = Reading(
             seq=state.last_seq, cars=state.cars, ts=state.ts, received_at=state.received_at
         )
+    counters = None
+    if state is not None and state.g_seq is not None:
+        counters = GateCounters(
+            seq=state.g_seq,
+            gate_in=state.g_in or 0,
+            gate_out=state.g_out or 0,
+            series=state.g_series or 1,
+            series_since=state.g_series_at,
+        )
     return Device(
         client_id=client.client_id,
         lot=client.lot or "",
@@ -113,6 +123,7 @@ def _device(row: DeviceRow) -> Device:
         updated_at=client.updated_at,
         last_seen_at=state.last_seen_at if state else None,
         reading=reading,
+        counters=counters,
         health=state.health if state else None,
         health_at=state.health_at if state else None,
     )

@@ -108,6 +108,18 @@ class Reading(BaseModel):
     received_at: float | None  # the server's clock
 
 
+class GateCounters(BaseModel):
+    """A gate board's newest counters (issue 13): raw 32-bit `in`/`out` as the board sent
+    them, and its series: a counter that went backwards (a wiped flash, a swapped board) began
+    series 2, 3... at `series_since` instead of subtracting from the lot's total."""
+
+    seq: int
+    gate_in: int
+    gate_out: int
+    series: int
+    series_since: float | None
+
+
 class Device(BaseModel):
     """A registered board. Times are epoch seconds, like JWT `iat`/`exp`."""
 
@@ -120,6 +132,7 @@ class Device(BaseModel):
     updated_at: float
     last_seen_at: float | None = None
     reading: Reading | None = None
+    counters: GateCounters | None = None  # gate boards only
     health: dict[str, Any] | None = None
     health_at: float | None = None
 
@@ -231,3 +244,20 @@ class LotRecord(BaseModel):
 
 class LotList(BaseModel):
     items: list[LotRecord]
+
+
+class LotRecount(_Body):
+    """`POST /admin/lots/{name}/recount`: the cars an operator counted in the lot."""
+
+    cars: Capacity
+
+
+class RecountResult(BaseModel):
+    """The lot's new baseline. `counters`: each gate board's (in, out) at the recount, which
+    its flows now count from; `previous`: the total reported just before."""
+
+    lot: str
+    cars: int
+    since: float
+    previous: int
+    counters: dict[str, list[int]]

@@ -98,7 +98,8 @@ class AuditEvent(Base):
 
 
 class Reading(Base):
-    """One car count from one board; (device_id, seq) is unique so retries store once."""
+    """One reading from one board: a zone board's `cars`, or a gate board's cumulative
+    counters `gate_in`/`gate_out`; (device_id, seq) is unique so retries store once."""
 
     __tablename__ = "readings"
 
@@ -106,7 +107,9 @@ class Reading(Base):
     device_id: Mapped[str] = mapped_column(String(64), ForeignKey("clients.client_id"))
     lot: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger)
-    cars: Mapped[int] = mapped_column(Integer)
+    cars: Mapped[int | None] = mapped_column(Integer)
+    gate_in: Mapped[int | None] = mapped_column(BigInteger)
+    gate_out: Mapped[int | None] = mapped_column(BigInteger)
     ts: Mapped[float | None] = mapped_column(Double)  # the board's clock, if it had one
     received_at: Mapped[float] = mapped_column(Double)  # the server's clock
 
@@ -129,6 +132,30 @@ class DeviceState(Base):
     last_seen_at: Mapped[float | None] = mapped_column(Double)
     health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     health_at: Mapped[float | None] = mapped_column(Double)
+    # A gate board's counters (ingest/occupancy.py): the newest reading's seq and raw 32-bit
+    # values, the flows since install summed wrap-safe over all its series, the flows at the
+    # lot's last recount, and its series (a counter that went backwards starts a new one).
+    g_seq: Mapped[int | None] = mapped_column(BigInteger)
+    g_in: Mapped[int | None] = mapped_column(BigInteger)
+    g_out: Mapped[int | None] = mapped_column(BigInteger)
+    g_total_in: Mapped[int | None] = mapped_column(BigInteger)
+    g_total_out: Mapped[int | None] = mapped_column(BigInteger)
+    g_ref_in: Mapped[int | None] = mapped_column(BigInteger)
+    g_ref_out: Mapped[int | None] = mapped_column(BigInteger)
+    g_series: Mapped[int | None] = mapped_column(Integer)
+    g_series_at: Mapped[float | None] = mapped_column(Double)
+
+
+class LotBaseline(Base):
+    """A lot's last recount: `cars` counted by an operator at `since`; gate flows count from
+    there (ingest/occupancy.py)."""
+
+    __tablename__ = "lot_baselines"
+
+    lot: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cars: Mapped[int] = mapped_column(Integer)
+    since: Mapped[float] = mapped_column(Double)
+    actor: Mapped[str] = mapped_column(String(64))
 
 
 class Lot(Base):
@@ -160,7 +187,7 @@ class OccupancyRollup(Base):
     res: Mapped[int] = mapped_column(Integer, primary_key=True)  # bucket width, s
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # start, epoch s
-    cars: Mapped[int] = mapped_column(Integer)
+    cars: Mapped[int] = mapped_column(BigInteger)  # a gate board's: its flows since baseline
     at: Mapped[float] = mapped_column(Double)  # the reading's time: ts, else received_at
     seq: Mapped[int] = mapped_column(BigInteger)
 

@@ -301,11 +301,12 @@ def test_reboot_after_long_offline(micropython: str, tmp_path: Path) -> None:
 
 
 def test_gate_sensor_board_counts_cars(micropython: str, backend: Backend, tmp_path: Path) -> None:
-    """A gate board end to end: simulated light barriers (pin files), occupancy at the server."""
+    """A gate board end to end: simulated light barriers (pin files), cumulative counters at the
+    server; killed (kill -9) mid-stream and restarted, it goes on from its stored counters."""
     dev, secret = backend.create_device()
     pins = tmp_path / "pins"
     pins.mkdir()
-    gate = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10, "start": 2}
+    gate = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10}
     config = board_config(dev, secret, backend.url, sensor=gate, interval_s=0.1)
     # 96 KB: the Unix port's stand-in for machine.Pin takes heap that a board's built-in does not.
     agent = AgentProcess.on_new_board(
@@ -317,21 +318,31 @@ def test_gate_sensor_board_counts_cars(micropython: str, backend: Backend, tmp_p
         (pins / "pin13").write_text(str(b))
         time.sleep(0.3)  # longer than a reading: the main loop's sync() sees every step
 
+    def car(inward: bool) -> None:
+        steps = ((0, 1), (0, 0), (1, 0), (1, 1))
+        for a, b in steps if inward else tuple((b, a) for a, b in steps):
+            beams(a, b)
+
     try:
         agent.wait_for(r"sent \d+ up to seq", count=2)
-        for _ in range(2):  # two cars in: A, A+B, B, clear
-            for a, b in ((0, 1), (0, 0), (1, 0), (1, 1)):
-                beams(a, b)
-        for a, b in ((1, 0), (0, 0), (0, 1), (1, 1)):  # one car out
-            beams(a, b)
+        car(True)
+        car(True)
+        car(False)
         for a, b in ((0, 1), (1, 1)):  # someone turns back at the street side
             beams(a, b)
         time.sleep(0.5)
+        agent.kill()  # kill -9 mid-stream
+        agent.start()
+        agent.wait_for(r"started .* seq", count=2)
+        car(True)
+        time.sleep(0.5)
+        agent.wait_for(r"sent \d+ up to seq", count=len(agent.lines(r"sent \d+ up to seq")) + 1)
     finally:
         agent.kill()
-    readings = backend.readings(dev)
-    assert readings[0][1] == 2 and readings[-1][1] == 3, readings
-    assert max(cars for _, cars, _ in readings) == 4
+    readings = backend.gate_readings(dev)
+    assert readings[0][1:] == (0, 0) and readings[-1][1:] == (3, 1), readings
+    pairs = [r[1:] for r in readings]
+    assert pairs == sorted(pairs), "counters never go back, across the reboot too"
     assert_contiguous([seq for seq, _, _ in readings])
 
 

@@ -21,7 +21,9 @@ def test_demo_runs_and_stops_everything(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "3/3 boards ready" in done.stdout
+    # The zone board, then the north lot's two gate boards, then the attendant's recount.
+    assert "1/1 boards ready" in done.stdout and "2/2 boards ready" in done.stdout
+    assert "Lot north recounted: 12 car(s)" in done.stdout
     assert "north" in done.stdout and "south" in done.stdout
     # The dashboard and a viewer's sign-in are printed; capacities come from the lot records.
     assert "/ui/" in done.stdout and "client secret" in done.stdout

@@ -83,8 +83,12 @@ def test_counts_are_stored_once_and_read_back(api_any_db: Auth) -> None:
     (entry,) = lot["devices"]
     assert entry["device_id"] == dev and entry["seq"] == 2 and entry["ts"] == 1_800_000_002.0
     assert abs(entry["received_at"] - time.time()) < 60
+    made_of = {"baseline": 0, "since": None, "flows": [], "counted": 5}
     assert api.http.get("/v1/lots", headers=read).json() == {
-        "lots": [{"lot": "north", "cars": 5, "devices": 1}]
+        "lots": [
+            {"lot": "north", "cars": 5, "devices": 1, "drift": False, "over_capacity": False}
+            | made_of
+        ]
     }
     page = api.http.get(f"/v1/devices/{dev}/readings", headers=read).json()
     assert [r["seq"] for r in page["readings"]] == [1, 2] and page["next_since_seq"] is None

@@ -138,9 +138,12 @@ def test_lot_totals_sum_each_devices_latest_reading(
         a1: (7, 2),
         a2: (3, 1),
     }
+    zones_only = {"baseline": 0, "since": None, "flows": [], "drift": False}
     assert lots == [
-        {"lot": "lot-a", "cars": 10, "devices": 2},
-        {"lot": "lot-b", "cars": 40, "devices": 1},
+        {"lot": "lot-a", "cars": 10, "devices": 2, "counted": 10, "over_capacity": False}
+        | zones_only,
+        {"lot": "lot-b", "cars": 40, "devices": 1, "counted": 40, "over_capacity": False}
+        | zones_only,
     ]
     # A deleted device stops counting; its token no longer stores anything.
     with session_factory(engine)() as session:

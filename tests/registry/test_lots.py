@@ -41,7 +41,10 @@ def test_lot_record_lifecycle_and_occupancy(admin_app: AdminApp) -> None:
 
     # Without a record the lot works as before: no capacity, no free.
     (north,) = http.get("/v1/lots", headers=reader).json()["lots"]
-    assert north == {"lot": "north", "cars": 30, "devices": 1}
+    assert {k: north[k] for k in ("lot", "cars", "devices", "baseline", "flows")} == {
+        "lot": "north", "cars": 30, "devices": 1, "baseline": 0, "flows": []
+    }  # fmt: skip
+    assert "capacity" not in north and "free" not in north
 
     created = http.post(
         "/admin/lots", json={"name": "north", "capacity": 120, "label": "North car park"},
@@ -53,10 +56,12 @@ def test_lot_record_lifecycle_and_occupancy(admin_app: AdminApp) -> None:
     again = http.post("/admin/lots", json={"name": "north"}, headers=admin)
     assert again.status_code == 409 and again.json()["error"] == "conflict"
 
+    made_of = {"baseline": 0, "since": None, "flows": [], "counted": 30, "drift": False,
+               "over_capacity": False}  # fmt: skip
     lots = http.get("/v1/lots", headers=reader).json()["lots"]
     assert lots == [
         {"lot": "north", "label": "North car park", "cars": 30, "devices": 1,
-         "capacity": 120, "free": 90},
+         "capacity": 120, "free": 90} | made_of,
     ]  # fmt: skip
     detail = http.get("/v1/lots/north", headers=reader).json()
     assert (detail["capacity"], detail["free"], detail["cars"]) == (120, 90, 30)
@@ -69,7 +74,7 @@ def test_lot_record_lifecycle_and_occupancy(admin_app: AdminApp) -> None:
     south = http.get("/v1/lots/south", headers=reader).json()
     assert south == {
         "lot": "south", "label": "south", "cars": 0, "devices": [], "capacity": 10, "free": 10,
-    }  # fmt: skip
+    } | made_of | {"counted": 0}  # fmt: skip
 
     # PATCH: only the fields sent; null clears the capacity; more cars than spaces is 0 free.
     patched = http.patch("/admin/lots/north", json={"capacity": 20}, headers=admin).json()
@@ -157,6 +162,11 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         assert nothing.exit_code == 1 and "nothing to change" in str(nothing.exception)
         listed = json.loads(run("lot", "list", "--json"))
         assert listed == []
+        # Issue 13: a recount, by the command line, of a lot with a record.
+        run("lot", "create", "east", "--capacity", "10")
+        recount = json.loads(run("lot", "recount", "east", "4", "--json"))
+        assert (recount["lot"], recount["cars"], recount["previous"]) == ("east", 4, 0)
+        assert "recounted: 2 car(s)" in run("lot", "recount", "east", "2")
 
 
 def test_a_viewer_reads_counts_and_nothing_else(tmp_path: Path) -> None:

@@ -111,6 +111,11 @@ class Backend:
         sql = "SELECT seq, cars, ts FROM readings WHERE device_id = ? ORDER BY seq"
         return [(int(s), int(c), t) for s, c, t in self.query(sql, device_id)]
 
+    def gate_readings(self, device_id: str) -> list[tuple[int, int, int]]:
+        """A gate board's stored (seq, in, out), in seq order."""
+        sql = "SELECT seq, gate_in, gate_out FROM readings WHERE device_id = ? ORDER BY seq"
+        return [(int(s), int(i), int(o)) for s, i, o in self.query(sql, device_id)]
+
     def tokens_issued(self, device_id: str) -> int:
         """Token issuance from the audit log (one row per token the server signed; the row is
         committed before the token is handed out)."""

@@ -47,7 +47,61 @@ def test_spool_append_peek_ack_and_reboot():
     got = []
     s2.peek(100, lambda seq, cars, ts: got.append(seq))
     expect(got == [4, 5, 6, 7, 8, 9], "resends only what was not acknowledged")
-    expect(s2.cars == 9, "newest reading restores the gate's occupancy")
+    expect(s2.last == 9, "the newest reading is known at boot")
+
+
+def test_spool_gate_counters_survive_reboot_and_power_cut():
+    # A gate board's (in, out) restored from the newest record, delivered or not; wrap-safe.
+    from assemble import make_sensor
+    from spool import REC, Spool
+
+    s = Spool(100)
+    s.append((7, 3), 1700000000)
+    s.append((0xFFFFFFFF, 4), None)
+    got = []
+    s.peek(5, lambda seq, v, ts: got.append((seq, v, ts)))
+    expect(got == [(0, (7, 3), 1700000000), (1, (0xFFFFFFFF, 4), None)], "gate records: %r" % got)
+    s.ack(1, (0xFFFFFFFF, 4))
+    s.append((0, 5), None)  # wrapped at 2**32, never clamped
+    with open("spool.d/0", "ab") as f:
+        f.write(b"\x01" * (REC // 2))  # a power cut mid-append
+    s2 = Spool(100)
+    expect((s2.next_seq, s2.last) == (3, (0, 5)), "newest intact record: %r" % (s2.last,))
+    sensor = make_sensor({"kind": "gate", "pin_a": 20, "pin_b": 21, "debounce_ms": 0}, s2.last)
+    expect(sensor.read() == (0, 5), "the gate goes on from its stored counters")
+    s2.ack(2, (0, 5))
+    for f in os.listdir("spool.d"):
+        if f != "ptr":
+            os.remove("spool.d/" + f)  # all delivered and trimmed: the pointer alone remembers
+    expect(Spool(100).last == (0, 5), "counters from the pointer")
+
+
+def test_spool_keeps_seq_from_a_pointer_before_gate_readings():
+    import struct
+
+    from spool import Spool
+
+    if "spool.d" not in os.listdir():
+        os.mkdir("spool.d")
+    with open("spool.d/ptr", "wb") as f:
+        f.write(struct.pack("<III", 500, 2, 9))  # the 12-byte pointer of earlier agents
+    s = Spool(100)
+    expect((s.head, s.dropped, s.next_seq, s.last) == (500, 2, 500, 9), "seq goes on")
+
+
+def test_file_sensor_simulates_both_kinds():
+    from sensor import FileSensor
+
+    s = FileSensor("cars.txt")
+    with open("cars.txt", "w") as f:
+        f.write("12\n")
+    expect(s.read() == 12, "zone")
+    with open("cars.txt", "w") as f:
+        f.write("10 4\n")
+    expect(s.read() == (10, 4), "gate")
+    with open("cars.txt", "w") as f:
+        f.write("x")
+    expect(s.read() is None, "garbage: no reading")
 
 
 def test_spool_seq_survives_full_drain_across_segments():
@@ -57,7 +111,7 @@ def test_spool_seq_survives_full_drain_across_segments():
     for i in range(600):
         s.append(1, None)
     s.ack(599, 1)
-    expect(sorted(os.listdir("spool.d")) == ["2", "ptr"], "acknowledged segments are deleted")
+    expect(sorted(os.listdir("spool.d")) == ["3", "ptr"], "acknowledged segments are deleted")
     s2 = Spool(1000)
     expect(s2.next_seq == 600 and s2.depth() == 0, "seq continues after an empty spool")
     expect(s2.append(2, None) == 600, "next seq")
@@ -89,7 +143,7 @@ def test_spool_torn_append_is_cut_off():
         f.write(b"\x05\x00\x00")  # power cut in the middle of the sixth record
     s2 = Spool(100)
     expect(s2.next_seq == 5, "torn record ignored")
-    expect(os.stat("spool.d/0")[6] == 60, "torn tail removed so appends stay aligned")
+    expect(os.stat("spool.d/0")[6] == 5 * 20, "torn tail removed so appends stay aligned")
     expect(s2.append(7, None) == 5, "the lost reading's seq is reused: no gap")
 
 
@@ -176,34 +230,35 @@ def _pass(g, order, t0, step=100):
 def test_gate_counts_in_and_out():
     from gate import Gate
 
-    g = Gate(start=2, debounce_ms=20)
+    g = Gate(5, 1, debounce_ms=20)
     t = _pass(g, ("A+", "B+", "A-", "B-"), 1000)  # in
     t = _pass(g, ("A+", "B+", "A-", "B-"), t)  # in
     t = _pass(g, ("B+", "A+", "B-", "A-"), t)  # out
-    expect((g.cars, g.ins, g.outs) == (3, 2, 1), "occupancy = start + in - out")
+    expect((g.ins, g.outs) == (7, 2), "cumulative counters from the restored ones")
 
 
 def test_gate_backing_out_does_not_count():
     from gate import Gate
 
-    g = Gate(start=0, debounce_ms=20)
+    g = Gate(debounce_ms=20)
     t = _pass(g, ("A+", "A-"), 1000)  # a pedestrian on the street side
     t = _pass(g, ("A+", "B+", "B-", "A-"), t)  # drove in halfway, reversed
-    expect(g.cars == 0 and g.ins == 0, "no count")
+    expect(g.ins == 0 and g.outs == 0, "no count")
 
 
-def test_gate_never_below_zero():
+def test_gate_never_clamped_and_wraps():
     from gate import Gate
 
-    g = Gate(start=0, debounce_ms=20)
-    _pass(g, ("B+", "A+", "B-", "A-"), 1000)
-    expect(g.cars == 0 and g.outs == 1, "out counted, occupancy clamped at 0")
+    g = Gate(0xFFFFFFFF, 0, debounce_ms=20)
+    t = _pass(g, ("B+", "A+", "B-", "A-"), 1000)
+    _pass(g, ("A+", "B+", "A-", "B-"), t)
+    expect((g.ins, g.outs) == (0, 1), "an exit lane counts outs; in wraps at 2**32")
 
 
 def test_gate_debounce_and_sync():
     from gate import Gate
 
-    g = Gate(start=0, debounce_ms=50)
+    g = Gate(debounce_ms=50)
     g.event(0, True, 1000)
     g.event(0, False, 1005)  # bounce: ignored
     g.event(0, True, 1010)
@@ -211,23 +266,23 @@ def test_gate_debounce_and_sync():
     g.event(1, True, 1200)
     g.event(0, False, 1300)
     g.event(1, False, 1310)
-    expect(g.cars == 1, "counted in")
+    expect(g.ins == 1, "counted in")
     g.event(1, True, 1320)  # a real trip inside the debounce window: missed
     expect(not g.active[1], "missed edge")
     g.sync(False, True, 1500)  # the main loop reads the real levels
-    expect(g.active[1] and g.cars == 1, "sync restores the true level without a count")
+    expect(g.active[1] and g.ins == 1, "sync restores the true level without a count")
 
 
 def test_gate_sensor_on_simulated_pins():
     import machine
     from assemble import make_sensor
 
-    s = make_sensor({"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 0}, 5)
+    s = make_sensor({"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 0}, (5, 2))
     # active_low (default): a broken beam pulls the input low; pull-ups idle high.
     for pin, level in ((12, 0), (13, 0), (12, 1), (13, 1)):
         machine.Pin.sim_set(pin, level)
         time.sleep_ms(2)
-    expect(s.read() == 6, "IRQ handlers counted a car in from the restored occupancy 5")
+    expect(s.read() == (6, 2), "IRQ handlers counted a car in from the restored counters")
 
 
 # ---------------------------------------------------------------- config

@@ -1,0 +1,68 @@
+"""Gate boards (issue 13): readings with cumulative in/out counters, each gate board's counter
+state, and each lot's recount baseline.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+from provisioning.ingest.history import BASELINE_ID
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+_GATE_STATE: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+    ("g_seq", sa.BigInteger()),
+    ("g_in", sa.BigInteger()),
+    ("g_out", sa.BigInteger()),
+    ("g_total_in", sa.BigInteger()),
+    ("g_total_out", sa.BigInteger()),
+    ("g_ref_in", sa.BigInteger()),
+    ("g_ref_out", sa.BigInteger()),
+    ("g_series", sa.Integer()),
+    ("g_series_at", sa.Double()),
+)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("readings") as batch:
+        batch.alter_column("cars", existing_type=sa.Integer(), nullable=True)
+        batch.add_column(sa.Column("gate_in", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("gate_out", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("device_state") as batch:
+        for name, kind in _GATE_STATE:
+            batch.add_column(sa.Column(name, kind, nullable=True))
+    # A gate board's flows (in - out since the baseline) go past 2**31 with its 32-bit counters.
+    with op.batch_alter_table("occupancy_rollup") as batch:
+        batch.alter_column("cars", existing_type=sa.Integer(), type_=sa.BigInteger())
+    op.create_table(
+        "lot_baselines",
+        sa.Column("lot", sa.String(64), primary_key=True),
+        sa.Column("cars", sa.Integer(), nullable=False),
+        sa.Column("since", sa.Double(), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("lot_baselines")
+    op.execute(f"DELETE FROM occupancy_rollup WHERE device_id = '{BASELINE_ID}'")  # noqa: S608
+    with op.batch_alter_table("occupancy_rollup") as batch:
+        batch.alter_column("cars", existing_type=sa.BigInteger(), type_=sa.Integer())
+    with op.batch_alter_table("device_state") as batch:
+        for name, _kind in reversed(_GATE_STATE):
+            batch.drop_column(name)
+    op.execute("DELETE FROM readings WHERE cars IS NULL")
+    with op.batch_alter_table("readings") as batch:
+        batch.drop_column("gate_out")
+        batch.drop_column("gate_in")
+        batch.alter_column("cars", existing_type=sa.Integer(), nullable=False)
