@@ -1,8 +1,8 @@
 """Gate boards (issue 13): readings with cumulative in/out counters, each gate board's counter
 state, and each lot's recount baseline.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from provisioning.ingest.history import BASELINE_ID
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
