@@ -23,6 +23,9 @@ DEFAULTS = {
     "wifi_timeout_s": 20,  # WiFi join timeout
     "upload_every_s": 0,  # 0: post each reading at once; else batch them, post this often
     "debug_heap": False,  # print heap use once a second (bench)
+    "release_key": None,  # hex X||Y of the P-256 key that signs releases; None: no updates
+    "trial_boots": 3,  # a new version not confirmed within this many boots is abandoned
+    "trial_s": 600,  # ... or within this many seconds (read by the boot stub, main.py)
 }
 _GATE = ("pin_a", "pin_b", "debounce_ms", "active_low", "start", "pull_up")
 
@@ -95,7 +98,20 @@ def validate(c):
         _num(c[k], 0, k)
     _need(c["safe_pin"] is None or isinstance(c["safe_pin"], int), "safe_pin must be a pin number")
     _need(not tls or isinstance(c["ca_cert"], str), "https URLs need ca_cert")
+    k = c["release_key"]
+    _need(k is None or _hex(k, 128), "release_key must be 128 hex digits (X||Y of a P-256 key)")
+    _num(c["trial_boots"], 1, "trial_boots", True)
+    _num(c["trial_s"], 1, "trial_s")
     return c
+
+
+def _hex(s, n):
+    # bytes, not characters: each distinct one-character str would be a qstr, kept for good
+    return (
+        isinstance(s, str)
+        and len(s) == n
+        and all(48 <= b <= 57 or 97 <= b <= 102 for b in s.encode())
+    )
 
 
 def _sensor(s):

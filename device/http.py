@@ -39,6 +39,7 @@ class Conn:
         self._addr = None
         self._fails = 0
         self.date = None  # server's Date of the last response, epoch seconds
+        self.sink = None  # ota.py's: sink(sock, status, length, deadline) takes a 2xx body
 
     def close(self):
         s, self._sock = self._sock, None
@@ -83,7 +84,7 @@ class Conn:
         p.register(self._sock, select.POLLIN)
         return bool(p.poll(0))
 
-    def request(self, method, path, nbody, ctype=None, auth=None):
+    def request(self, method, path, nbody, ctype=None, auth=None, extra=None):
         # Send method+path with the first nbody bytes of self.body; returns the status (2xx) with
         # the body in self.resp, raises HTTPError (other statuses) or OSError (transport).
         reused = self._sock is not None
@@ -95,7 +96,7 @@ class Conn:
                 self._connect()
             got = [False]
             try:
-                return self._exchange(method, path, nbody, ctype, auth, got)
+                return self._exchange(method, path, nbody, ctype, auth, got, extra)
             except OSError:
                 self.close()
                 # A kept-alive connection may die between our poll and our write; resend once if
@@ -103,7 +104,7 @@ class Conn:
                 if attempt or not reused or got[0]:
                     raise
 
-    def _exchange(self, method, path, nbody, ctype, auth, got):
+    def _exchange(self, method, path, nbody, ctype, auth, got, extra):
         s = self._sock
         deadline = time.ticks_add(time.ticks_ms(), int(self.timeout * 3000))
         head = [method, b" ", path, b" HTTP/1.1\r\nHost: ", self.host]
@@ -113,6 +114,8 @@ class Conn:
             head += (b"\r\nAuthorization: ", auth)
         if nbody:
             head += (b"\r\nContent-Type: ", ctype, b"\r\nContent-Length: %d" % nbody)
+        if extra:
+            head.append(extra)  # more header lines, each after its own CRLF
         head.append(b"\r\n\r\n")
         n = 0
         for i, part in enumerate(head):
@@ -179,6 +182,8 @@ class Conn:
     def _body(self, s, status, method, length, chunked, deadline):
         if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
             return 0
+        if self.sink and 200 <= status < 300:
+            return self.sink(s, status, length, deadline)  # a download, straight to flash
         if not chunked:
             return _read(s, self._in, 0, length, deadline)
         # Rare: the service's small JSON replies carry Content-Length; the decoder for chunked

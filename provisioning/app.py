@@ -65,4 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     ingest_routes.install(app, ctx)
     auth_routes.install(app, ctx)
     registry_routes.install(app, ctx)
+    from provisioning.release import routes as release_routes
+
+    release_routes.install(app, ctx)
     return app

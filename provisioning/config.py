@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Run the ingestion API against a remote authorization server instead of in-process keys.
     jwks_url: str | None = None
     log_level: str = "info"
+    # Release public keys (PEM files, comma-separated) that published agent releases must be
+    # signed by (issue 10); none: publishing is refused.
+    release_keys: str | None = None
 
     @field_validator("db")
     @classmethod

@@ -23,7 +23,12 @@ MAX_TS = 1e10  # epoch seconds, year 2286: anything later is a broken clock, not
 MAX_DEVICE_ID = 64
 MAX_RESET_CAUSE = 32
 
-_BODY_KEYS = frozenset({"readings", "device_id", "health"})
+_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent"})
+# The agent's report of the version it runs and its update state (device/appstate.py).
+AGENT_KEYS = frozenset({"version", "update", "reason", "target"})
+UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
+MAX_REASON = 200
+_VERSION_RE = r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.
 _HEALTH_INTS: dict[str, tuple[int, int]] = {
@@ -62,6 +67,17 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
             },
         },
         "device_id": {"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID},
+        "agent": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version"],
+            "properties": {
+                "version": {"type": "string", "pattern": _VERSION_RE},
+                "target": {"type": "string", "pattern": _VERSION_RE},
+                "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
+                "reason": {"type": "string", "maxLength": MAX_REASON},
+            },
+        },
         "health": {
             "type": "object",
             "additionalProperties": False,
@@ -109,6 +125,7 @@ class CountsBatch:
     received: int  # readings in the body, counting in-batch repeats
     device_id: str | None
     health: dict[str, int | str] | None
+    agent: dict[str, str] | None = None
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> NoReturn:
@@ -149,6 +166,7 @@ def parse_counts(body: bytes) -> CountsBatch:
         received=readings[1],
         device_id=device_id,
         health=None if health is None else parse_health(health),
+        agent=None if data.get("agent") is None else parse_agent(data["agent"]),
     )
 
 
@@ -232,3 +250,28 @@ def parse_health(raw: Any) -> dict[str, int | str]:
             _fail(("health", name), f"must be an integer from {low} to {high}", "int_type")
         health[name] = value
     return health
+
+
+def parse_agent(raw: Any) -> dict[str, str]:
+    """Validate the agent's report: `version` X.Y.Z, `update` one of UPDATE_STATES, a short
+    printable `reason`, a `target` version."""
+    import re
+
+    if type(raw) is not dict:
+        _fail(("agent",), "must be an object", "dict_type")
+    _check_keys(raw, AGENT_KEYS, ("agent",))
+    for name in ("version", "target"):
+        value = raw.get(name)
+        if (value is not None or name == "version") and (
+            type(value) is not str or not re.match(_VERSION_RE, value)
+        ):
+            _fail(("agent", name), "must be a version X.Y.Z")
+    update = raw.get("update")
+    if update is not None and update not in UPDATE_STATES:
+        _fail(("agent", "update"), f"must be one of {', '.join(sorted(UPDATE_STATES))}")
+    reason = raw.get("reason")
+    if reason is not None and (
+        type(reason) is not str or len(reason) > MAX_REASON or not reason.isprintable()
+    ):
+        _fail(("agent", "reason"), f"must be printable text of at most {MAX_REASON} characters")
+    return {k: v for k, v in raw.items() if v is not None}

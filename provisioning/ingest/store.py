@@ -68,6 +68,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     lot: str
+    update: str | None = None  # the version the board should run, when it runs another
 
 
 def store_counts(
@@ -113,7 +114,38 @@ def store_counts(
         sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
     if inserted and fan_out:
         _queue_messages(tx, lot, device_id, inserted, received_at)
-    return IngestResult(len(inserted), batch.received - len(inserted), lot)
+    update = agent_report(tx, device_id, batch.agent, received_at)
+    return IngestResult(len(inserted), batch.received - len(inserted), lot, update)
+
+
+_AGENT = "SELECT version, target, state FROM device_agent WHERE device_id = ?"
+_AGENT_UPSERT = (
+    "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, "
+    "state = COALESCE(excluded.state, device_agent.state), "
+    "reason = CASE WHEN excluded.state IS NULL THEN device_agent.reason ELSE excluded.reason END, "
+    "updated_at = excluded.updated_at"
+)
+_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def agent_report(
+    tx: sql.Tx, device_id: str, agent: dict[str, str] | None, now: float
+) -> str | None:
+    """Record the agent's report (version, update state; a state change is audited as
+    `agent.<state>`); return the version the board should install, if it runs another."""
+    rows = sql.run(tx, _AGENT, (device_id,))
+    version, target = (rows[0][0], rows[0][1]) if rows else (None, None)
+    if agent is not None:
+        state = agent.get("update")
+        sql.run(tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
+        version = agent["version"]
+        if state:
+            detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
+            sql.run(tx, _AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
+    if target and version and target != version:
+        return str(target)
+    return None
 
 
 def _queue_messages(

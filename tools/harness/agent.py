@@ -15,7 +15,8 @@ from typing import Any
 
 from provisioning.auth.secrets import SecretHasher
 from provisioning.registry import service as registry
-from provisioning.release.mpy import DEVICE_DIR, compile_dir, stage_bundle
+from provisioning.release.bundle import install_plan, stage_install
+from provisioning.release.mpy import DEVICE_DIR, compile_dir
 from provisioning.store.db import make_engine, migrate, session_factory
 from tools.harness.server import ServiceProcess
 from tools.harness.services import REPO
@@ -38,16 +39,24 @@ def micropython_env(
 
 
 def make_board(
-    root: Path, config: dict[str, object], cars: int = 0, compiled: bool = False
+    root: Path,
+    config: dict[str, object],
+    cars: int = 0,
+    compiled: bool = False,
+    release: Path | None = None,
 ) -> Path:
     """A board's filesystem: the agent, config.json beside it, a cars.txt sensor file.
 
-    `compiled` ships the agent exactly as `parkctl board install` does (`agent_bundle()`: .mpy
-    but main.py); otherwise device/ is copied as source.
+    `compiled` ships the agent exactly as `parkctl board install` does (`install_plan()`: the
+    boot stub at the root, .mpy modules in app_a/, app.json; `release`: that built release,
+    whose key goes into config.json); otherwise device/ is copied as source, flat.
     """
     root.mkdir(parents=True, exist_ok=True)
-    if compiled:
-        stage_bundle(root)
+    if compiled or release:
+        plan = install_plan(release)
+        stage_install(plan, root)
+        if plan.release_key:
+            config = {**config, "release_key": plan.release_key}
     else:
         for src in DEVICE_DIR.glob("*.py"):
             shutil.copy(src, root / src.name)

@@ -1,0 +1,51 @@
+"""Agent releases (issue 10): signed bundles, their files, each board's version and update state.
+
+Revision ID: 0002_releases
+Revises: 0001
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002_releases"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "releases",
+        sa.Column("version", sa.String(32), primary_key=True),
+        sa.Column("manifest", sa.LargeBinary(), nullable=False),
+        sa.Column("signature", sa.LargeBinary(), nullable=False),
+        sa.Column("key_id", sa.String(16), nullable=False),
+        sa.Column("rollback", sa.Boolean(), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.Column("created_by", sa.String(64), nullable=False),
+    )
+    op.create_table(
+        "release_files",
+        sa.Column("version", sa.String(32), sa.ForeignKey("releases.version"), primary_key=True),
+        sa.Column("path", sa.String(64), primary_key=True),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+    )
+    op.create_table(
+        "device_agent",
+        sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), primary_key=True),
+        sa.Column("version", sa.String(32), nullable=True),
+        sa.Column("target", sa.String(32), nullable=True),
+        sa.Column("state", sa.String(16), nullable=True),
+        sa.Column("reason", sa.String(200), nullable=True),
+        sa.Column("updated_at", sa.Double(), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("device_agent")
+    op.drop_table("release_files")
+    op.drop_table("releases")
