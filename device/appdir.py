@@ -1,56 +1,21 @@
-# Boot only, with main.py and flash.py the code an update never replaces (device/README.md,
-# "Updates"): which app directory to boot. app.json names the directory that holds the agent's
-# modules ({"cur": "app_a", "ver": "1.2.0", "prev": "app_b", "pver": "1.1.0", "try": n}). A
-# version on trial ("try": its boots so far) that has not confirmed (its first successful upload
-# removes "try", see appstate.py) within trial_boots boots or trial_s seconds is abandoned:
-# app.json points back at the previous directory, with the reason in "fell" for the agent to
-# report and the version in "bad", never installed again. Without app.json (a source checkout)
-# the modules sit beside main.py.
-import json
-
+# Boot only, with main.py, trial.py and flash.py the code an update never replaces
+# (device/README.md, "Updates"): which app directory to boot. The file "app" holds one line
+# "cur ver prev pver try bad" ("-" for none: prev/pver the directory and version to fall back
+# to, try the boots so far of a version on trial, bad a version abandoned and never installed
+# again) and, after a fallback, a second line: why. Positional, with no key names: every
+# identifier and short string a module holds is interned for good (device/README.md, Memory).
+# Without the file (a source checkout) the modules sit beside main.py.
 import flash
 
-STATE = "app.json"
 
-
-def fall(s, why):
-    # Back to the previous directory.
-    s = {"cur": s["prev"], "ver": s["pver"], "bad": s["ver"], "fell": s["ver"] + " " + why}
-    flash.write_atomic(STATE, json.dumps(s).encode())
-    print("parkfleet: rolled back to %s (%s)" % (s["ver"], s["fell"]))
-    return s
-
-
-def _trial(s):
-    # Count this boot of a version on trial, or fall back; arm the trial_s timer.
-    try:
-        with open("config.json") as f:
-            c = json.load(f)
-        boots, secs = c.get("trial_boots", 3), c.get("trial_s", 600)
-    except (OSError, ValueError, AttributeError):
-        boots, secs = 3, 600
-    if s["try"] >= boots:
-        return fall(s, "not confirmed within %d boots" % boots)
-    s["try"] += 1
-    flash.write_atomic(STATE, json.dumps(s).encode())
-    import machine
-
-    def expire(_t):
-        t = json.loads(flash.read(STATE))
-        if "try" in t:
-            fall(t, "not confirmed within %d s" % secs)
-            machine.reset()
-
-    machine.Timer(0).init(mode=machine.Timer.ONE_SHOT, period=int(secs * 1000), callback=expire)
-    return s
-
-
-def pick():
+def path():
     # The directory to put first on sys.path ("" for a source checkout).
-    try:
-        s = json.loads(flash.read(STATE))
-    except (TypeError, ValueError):
+    s = flash.read("app")
+    if not s:
         return ""
-    if "try" in s:
-        s = _trial(s)
-    return s["cur"]
+    t = s.split(b"\n")[0].split()
+    if t[4] != b"-":
+        import trial  # a version on trial: count this boot, or fall back
+
+        t = trial.check(t)
+    return t[0].decode()

@@ -84,7 +84,7 @@ class Conn:
         p.register(self._sock, select.POLLIN)
         return bool(p.poll(0))
 
-    def request(self, method, path, nbody, ctype=None, auth=None, extra=None):
+    def request(self, method, path, nbody, ctype=None, auth=None):
         # Send method+path with the first nbody bytes of self.body; returns the status (2xx) with
         # the body in self.resp, raises HTTPError (other statuses) or OSError (transport).
         reused = self._sock is not None
@@ -96,7 +96,7 @@ class Conn:
                 self._connect()
             got = [False]
             try:
-                return self._exchange(method, path, nbody, ctype, auth, got, extra)
+                return self._exchange(method, path, nbody, ctype, auth, got)
             except OSError:
                 self.close()
                 # A kept-alive connection may die between our poll and our write; resend once if
@@ -104,7 +104,7 @@ class Conn:
                 if attempt or not reused or got[0]:
                     raise
 
-    def _exchange(self, method, path, nbody, ctype, auth, got, extra):
+    def _exchange(self, method, path, nbody, ctype, auth, got):
         s = self._sock
         deadline = time.ticks_add(time.ticks_ms(), int(self.timeout * 3000))
         head = [method, b" ", path, b" HTTP/1.1\r\nHost: ", self.host]
@@ -114,8 +114,6 @@ class Conn:
             head += (b"\r\nAuthorization: ", auth)
         if nbody:
             head += (b"\r\nContent-Type: ", ctype, b"\r\nContent-Length: %d" % nbody)
-        if extra:
-            head.append(extra)  # more header lines, each after its own CRLF
         head.append(b"\r\n\r\n")
         n = 0
         for i, part in enumerate(head):

@@ -9,11 +9,13 @@
 #   3. each file streamed to <dir>/<file>.part while hashing (never a whole file in RAM), resumed
 #      with an HTTP Range request (RFC 9110 §14.2) after an interruption, its size and SHA-256
 #      checked, then renamed into place; files already there with the right hash are kept;
-#   4. app.json rewritten atomically to boot the new directory on trial (appdir.py), and a reset.
-# A power cut anywhere before 4 leaves app.json naming the old directory; after it, the trial
-# rules bring a bad version back. Returns a refusal reason; network failures raise (the next
+#   4. the state file "app" rewritten atomically to boot the new directory on trial
+#      (appdir.py), and a reset.
+# A power cut anywhere before 4 leaves the state file naming the old directory; after it, the
+# trial rules bring a bad version back. Returns a refusal reason; network failures raise (the next
 # post's answer offers the update again, and the download resumes).
 import binascii
+import gc
 import hashlib
 import json
 import os
@@ -36,11 +38,13 @@ def _vt(v):
     return tuple(int(x) for x in v.split("."))
 
 
+_mv = None  # one chunk buffer for the whole update (run() makes it, then lets it go)
+
+
 def _get(up, path, f, h, have):
     # GET path into the open file f from byte `have` on (Range), updating hash h; returns False
     # when a server ignored the Range and sent the whole file (discarded: start over).
-    buf = bytearray(_CHUNK)
-    mv = memoryview(buf)
+    mv = _mv
     whole = [False]
 
     def sink(s, status, length, deadline):
@@ -59,10 +63,14 @@ def _get(up, path, f, h, have):
             left -= n
         return 0
 
-    extra = b"\r\nRange: bytes=%d-" % have if have else None
+    auth = up.token.value
+    if have:
+        # RFC 9110 §14.2. The header rides after the Authorization value (http.py writes that
+        # verbatim): one parameter fewer in the resident client.
+        auth += b"\r\nRange: bytes=%d-" % have
     up.conn.sink = sink
     try:
-        up.conn.request(b"GET", path, 0, None, up.token.value, extra)
+        up.conn.request(b"GET", path, 0, None, auth)
     finally:
         up.conn.sink = None
     return not whole[0]
@@ -71,14 +79,13 @@ def _get(up, path, f, h, have):
 def _hash_file(path, h):
     # Feed an existing file to h; returns its size (0 when missing).
     n = 0
-    buf = bytearray(_CHUNK)
     try:
         with open(path, "rb") as f:
             while True:
-                k = f.readinto(buf)
+                k = f.readinto(_mv)
                 if not k:
                     break
-                h.update(memoryview(buf)[:k])
+                h.update(_mv[:k])
                 n += k
     except OSError:
         return 0
@@ -121,15 +128,25 @@ def _fetch(up, base, d, e, feed):
 
 
 def run(up, want, log, feed):
+    global _mv
+    _mv = memoryview(bytearray(_CHUNK))
+    try:
+        return _run(up, want, log, feed)
+    finally:
+        _mv = None
+
+
+def _run(up, want, log, feed):
     app = up.app
     if not app[3]:
         return "no release_key in config.json"
     if up.token.due() and not up.get_token():
         raise OSError("no token")
-    s = appstate.load()
-    cur = s.get("cur")
-    if not cur:
-        return "not installed from a release (no app.json)"
+    t = appstate.read()[0]
+    cur = t[0]
+    if cur == b"-":
+        return "not installed from a release (no state file)"
+    want = want.decode()
     base = up.counts_path[:-10] + "/v1/releases/" + want + "/"
     log("update %s: downloading" % want)
     # 1. the manifest and its signature
@@ -145,6 +162,8 @@ def run(up, want, log, feed):
     if not ok:
         return "bad signature on the manifest"
     # 2. what it says
+    del sig, h
+    gc.collect()
     with open(_MANIFEST) as f:
         m = json.load(f)
     flash.remove(_MANIFEST)
@@ -155,21 +174,22 @@ def run(up, want, log, feed):
     mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
     if m.get("mpy") != mpy:
         return "bytecode v%s, this board loads v%d" % (m.get("mpy"), mpy)
-    if _vt(want) <= _vt(app[0]) and m.get("rollback") is not True:
-        return "%s is not newer than %s" % (want, app[0])
+    if _vt(want) <= _vt(app[0].decode()) and m.get("rollback") is not True:
+        return "%s is not newer than %s" % (want, app[0].decode())
     # 3. the files, into the other directory
-    d = "app_b" if cur == "app_a" else "app_a"
+    d = "app_b" if cur == b"app_a" else "app_a"
     flash.mkdir(d)
     keep = [e["path"] for e in m["files"]]
     for name in os.listdir(d):
         if name not in keep and name[:-5] not in keep:
             flash.remove(d + "/" + name)  # an older release's leftovers
     for e in m["files"]:
+        gc.collect()
         why = _fetch(up, base + "app/", d, e, feed)
         if why:
             return why
     # 4. the switch: from here on the boot stub boots d, on trial
-    n = {"cur": d, "ver": want, "prev": cur, "pver": app[0], "try": 0}
-    flash.write_atomic(appstate.STATE, json.dumps(n).encode())
+    n = b"%s %s %s %s 0 %s" % (d.encode(), want.encode(), cur, app[0], t[5])
+    flash.write_atomic("app", n)
     log("update %s installed in %s, rebooting" % (want, d))
     machine.reset()

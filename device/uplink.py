@@ -181,5 +181,5 @@ class Uplink:
                 # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py.
                 import appstate
 
-                appstate.after(self, self.log, feed)
+                appstate.update(self, self.log, feed)
                 cold.drop(appstate)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.errors import ParkctlError
-from provisioning.release.bundle import InstallPlan, install_plan
+from provisioning.release.bundle import STATE_FILE, InstallPlan, install_plan
 from provisioning.release.mpy import check_board_mpy
 
 # Board files that belong to a previous identity: a token cached for old credentials would hide
@@ -158,7 +158,7 @@ def install(
     check_board_mpy(port, board_files(port).mpy)
     plan = plan or install_plan(None)
     with tempfile.TemporaryDirectory(prefix="parkctl-app-") as stage:
-        state = Path(stage) / "app.json"
+        state = Path(stage) / STATE_FILE
         state.write_bytes(plan.app_state())
         sources = plan.files + [(path, path.name) for path in [*extra_files, state]]
         return _copy(port, sources, reset, progress)

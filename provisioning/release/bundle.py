@@ -37,10 +37,11 @@ from provisioning.errors import ParkctlError
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC = "release.pub"  # hex X||Y of the signer, for the board's config.json (release_key)
+STATE_FILE = "app"  # the boot stub's state: which app directory, which version (appdir.py)
 APP_DIR = "app_a"  # where a USB install puts the modules; updates alternate with app_b
 FORMAT = 1
 # Installed by USB only: the boot stub picks the app directory and must survive a bad release.
-BOOT_FILES = ("main.py", "appdir.mpy", "flash.mpy")
+BOOT_FILES = ("main.py", "appdir.mpy", "trial.mpy", "flash.mpy")
 VERSION_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 MAX_FILES = 64
 DEV_VERSION = "0.0.0"  # an agent installed without a built release
@@ -330,8 +331,9 @@ class InstallPlan:
     release_key: str | None  # hex X||Y for config.json; None: the board takes no updates
 
     def app_state(self) -> bytes:
-        """app.json for the boot stub: the modules in APP_DIR, this version, confirmed."""
-        return json.dumps({"cur": APP_DIR, "ver": self.version}).encode()
+        """The boot stub's state file `app` (device/appdir.py): the modules in APP_DIR, this
+        version, confirmed, nothing to fall back to."""
+        return f"{APP_DIR} {self.version} - - - -".encode()
 
 
 def install_plan(release: Path | None) -> InstallPlan:
@@ -376,5 +378,5 @@ def stage_install(plan: InstallPlan, dest: Path) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, target)
         names.append(name)
-    (dest / "app.json").write_bytes(plan.app_state())
-    return [*names, "app.json"]
+    (dest / STATE_FILE).write_bytes(plan.app_state())
+    return [*names, STATE_FILE]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
+from provisioning.registry.cli import api_options
 from provisioning.verbs import Verbs
 
 
@@ -26,6 +27,36 @@ def release_verbs(parkctl: Verbs) -> None:
         action="store_true",
         help="A deliberate downgrade: boards install it though it is not newer.",
     )
+
+    text = "Upload a built bundle; the service checks its signature against its release keys."
+    cmd = release.verb("publish", _publish, text)
+    cmd.add_argument("directory", type=Path, help="The bundle (parkctl release build --out).")
+    api_options(cmd)
+
+    cmd = release.verb("list", _list, "Every published release, newest first.")
+    api_options(cmd)
+
+    cmd = release.verb("show", _show, "One release and the boards that run or target it.")
+    cmd.add_argument("version", help="X.Y.Z")
+    api_options(cmd)
+
+
+def _publish(a: Namespace) -> None:
+    from provisioning.release import commands
+
+    commands.publish(a.directory, a.server, a.ca_cert, a.json)
+
+
+def _list(a: Namespace) -> None:
+    from provisioning.release import commands
+
+    commands.list_releases(a.server, a.ca_cert, a.json)
+
+
+def _show(a: Namespace) -> None:
+    from provisioning.release import commands
+
+    commands.show(a.version, a.server, a.ca_cert, a.json)
 
 
 def _keygen(a: Namespace) -> None:

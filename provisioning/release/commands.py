@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
+from provisioning.errors import ParkctlError
 from provisioning.release import bundle
 
 
@@ -27,3 +32,68 @@ def build(version: str, key: Path, out: Path | None, rollback: bool) -> None:
         f"Built release {version} in {target}: {len(manifest['files'])} modules, {size} bytes, "
         f".mpy v{manifest['mpy']}{', rollback' if rollback else ''}; signed (manifest.sig)."
     )
+
+
+def _client(server: str | None, ca_cert: Path | None) -> Any:
+    from provisioning.registry.client import from_environment
+
+    return from_environment(server, ca_cert)
+
+
+def publish(directory: Path, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Upload a bundle; the service checks its signature against its release keys."""
+    try:
+        manifest = (directory / bundle.MANIFEST).read_bytes()
+    except OSError:
+        raise ParkctlError(f"{directory} has no manifest.json; is it a release bundle?") from None
+    sig = directory / bundle.SIGNATURE
+    files = {
+        f"{sub}/{p.name}": base64.b64encode(p.read_bytes()).decode()
+        for sub in ("app", "boot")
+        for p in sorted((directory / sub).glob("*"))
+        if p.is_file()
+    }
+    body = {
+        "manifest": base64.b64encode(manifest).decode(),
+        "signature": base64.b64encode(sig.read_bytes() if sig.is_file() else b"").decode(),
+        "files": files,
+    }
+    with _client(server, ca_cert) as client:
+        done = client.call_json("POST", "/admin/releases", body)
+    if as_json:
+        print(json.dumps(done))
+        return
+    print(
+        f"Published release {done['version']}: {done['files']} modules, {done['size']} bytes, "
+        f"signed by key {done['key_id']}."
+    )
+
+
+def list_releases(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Every published release, newest first."""
+    with _client(server, ca_cert) as client:
+        items = client.call_json("GET", "/admin/releases")["items"]
+    if as_json:
+        print(json.dumps(items))
+        return
+    for r in items:
+        flag = " rollback" if r["rollback"] else ""
+        print(f"{r['version']:<12} {r['files']:>3} files {r['size']:>7} B  key {r['key_id']}{flag}")
+    if not items:
+        print("No releases published.")
+
+
+def show(version: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """One release and the boards that run or target it."""
+    with _client(server, ca_cert) as client:
+        done = client.call_json("GET", f"/admin/releases/{quote(version, safe='')}")
+    if as_json:
+        print(json.dumps(done))
+        return
+    print(
+        f"Release {done['version']} (.mpy v{done['mpy']}), key {done['key_id']}, "
+        f"{done['files']} modules, {done['size']} bytes"
+    )
+    for b in done["boards"]:
+        why = f" ({b['reason']})" if b["reason"] else ""
+        print(f"  {b['device_id']}: runs {b['version']}, target {b['target']}, {b['state']}{why}")

@@ -187,6 +187,7 @@ def test_bundle_is_the_agent_as_mpy_but_main() -> None:
         "appdir.mpy",
         "flash.mpy",
         "main.py",
+        "trial.mpy",
     ]  # the boot stub, never updated over the air
     assert len(plan.files) == len(names) and plan.release_key is None
     for src, name in agent_bundle():

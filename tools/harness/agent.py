@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,11 @@ class Backend:
     """`parkctl serve` on a free port plus direct access to its SQLite store for assertions."""
 
     def __init__(
-        self, root: Path, token_ttl: int | None = None, tls: tuple[Path, Path] | None = None
+        self,
+        root: Path,
+        token_ttl: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+        extra_args: list[str] | None = None,
     ):
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +82,7 @@ class Backend:
         self.db_url = f"sqlite:///{self.db_path}"
         migrate(self.db_url)
         args = ["--token-ttl", str(token_ttl)] if token_ttl else []
+        args += extra_args or []
         self.service = ServiceProcess(self.data_dir, extra_args=args, tls=tls)
         self.url = self.service.url
         self.port = self.service.port
@@ -107,8 +113,22 @@ class Backend:
             engine.dispose()
         return client_id, secret
 
+    def create_operator(self) -> tuple[str, str]:
+        """An operator client (admin API); returns (client_id, client_secret)."""
+        engine = make_engine(self.db_url)
+        try:
+            with session_factory(engine)() as session:
+                client, secret = registry.create_operator(
+                    session, SecretHasher.from_data_dir(self.data_dir), "test", "ops"
+                )
+                return client.client_id, secret
+        finally:
+            engine.dispose()
+
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db_path, timeout=10) as conn:
+        # closing(): a sqlite3 connection's own `with` commits but never closes, and a test that
+        # polls would run out of file descriptors.
+        with closing(sqlite3.connect(self.db_path, timeout=10)) as conn, conn:
             return conn.execute(sql, args).fetchall()
 
     def seqs(self, device_id: str) -> list[int]:
