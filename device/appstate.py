@@ -75,6 +75,11 @@ def update(up, log, feed):
 
     try:
         why = ota.run(up, want, log, feed)
+    except Exception as e:  # noqa: BLE001 (network, a refusal, no memory: try again later)
+        # The next answer offers the update again and the download resumes (Range); the
+        # version running is untouched.
+        log("update %s failed: %r" % (want.decode(), e))
+        return
     finally:
         cold.drop(ota)
     if why:

@@ -19,7 +19,7 @@ from provisioning.auth.cli import keys_verbs
 from provisioning.errors import ParkctlError
 from provisioning.fleet.cli import board_verbs, fleet_verbs, provision_verb
 from provisioning.registry.cli import admin_verbs, device_verbs
-from provisioning.release.cli import release_verbs
+from provisioning.release.cli import release_verbs, rollout_verbs
 from provisioning.verbs import USAGE_EXIT, Verbs, given
 
 # The flags of `serve`, named as `Settings` fields (--mqtt fills mqtt_url).
@@ -85,6 +85,7 @@ def build() -> Verbs:
     provision_verb(parkctl)
     fleet_verbs(parkctl)
     release_verbs(parkctl)
+    rollout_verbs(parkctl)
     return parkctl
 
 

@@ -157,6 +157,18 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "provision --port {zero} --lot north --firmware {firmware} --server " + DEAD,
         "@operator provision --port {zero} --lot north --firmware {firmware} --token-url tokens",
     ],
+    ("release", "keygen"): ["release keygen --out {tmp}/no-such-dir/k.key", "release keygen"],
+    ("release", "build"): [
+        "release build --version 1.0 --key {tmp}/k.key",
+        "release build --version 1.0.0 --key {tmp}/missing.key",
+        "release build --version 1.0.0 --key {tmp}/config.json",
+    ],
+    ("release", "publish"): [
+        "@operator release publish {tmp}/no-bundle",
+        "@operator release publish {tmp} --server " + DEAD,
+    ],
+    ("release", "list"): ["release list", "@operator release list --server {nonsense_url}"],
+    ("release", "show"): ["@operator release show 9.9.9", "@operator release show"],
     ("fleet", "provision"): [
         "@operator fleet provision {tmp}/zero.csv --firmware {firmware}",
         "@operator fleet provision {tmp}/bad-lot.csv --firmware {firmware}",

@@ -97,3 +97,57 @@ def show(version: str, server: str | None, ca_cert: Path | None, as_json: bool) 
     for b in done["boards"]:
         why = f" ({b['reason']})" if b["reason"] else ""
         print(f"  {b['device_id']}: runs {b['version']}, target {b['target']}, {b['state']}{why}")
+
+
+def rollout_start(
+    version: str,
+    lot: str | None,
+    devices: list[str] | None,
+    canary: int,
+    canary_wait_s: float,
+    silence_s: float,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Start a rollout and show it."""
+    body = {
+        "version": version,
+        "lot": lot,
+        "devices": devices,
+        "canary": canary,
+        "canary_wait_s": canary_wait_s,
+        "silence_s": silence_s,
+    }
+    with _client(server, ca_cert) as client:
+        done = client.call_json("POST", "/admin/rollouts", body)
+    _show_rollout(done, as_json)
+
+
+def rollout_control(
+    action: str, rollout_id: int | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """status (of `rollout_id` or the newest), pause, resume or abort."""
+    with _client(server, ca_cert) as client:
+        if action != "status":
+            done = client.call_json("POST", f"/admin/rollouts/{rollout_id}/{action}")
+        elif rollout_id is not None:
+            done = client.call_json("GET", f"/admin/rollouts/{rollout_id}")
+        else:
+            items = client.call_json("GET", "/admin/rollouts")["items"]
+            if not items:
+                raise ParkctlError("no rollouts yet (parkctl rollout start)")
+            done = items[0]
+    _show_rollout(done, as_json)
+
+
+def _show_rollout(r: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(r))
+        return
+    why = f": {r['reason']}" if r["reason"] else ""
+    print(f"Rollout {r['id']} of {r['version']}: {r['state']}{why}")
+    for b in r["boards"]:
+        mark = "canary " if b["canary"] else "       "
+        reason = f" ({b['reason']})" if b["reason"] else ""
+        print(f"  {mark}{b['device_id']}: runs {b['version']}, {b['state']}{reason}")

@@ -3,6 +3,9 @@
     POST /admin/releases                       devices:admin  publish a signed bundle
     GET  /admin/releases[/{version}]           devices:admin  list, show
     POST /admin/releases/{version}/targets     devices:admin  set boards' target version
+    POST /admin/rollouts                       devices:admin  canaries first (rollout.py)
+    GET  /admin/rollouts[/{id}]                devices:admin  status
+    POST /admin/rollouts/{id}/pause|resume|abort
     GET  /v1/releases/{version}/manifest.json  releases:read  (a device token)
     GET  /v1/releases/{version}/manifest.sig
     GET  /v1/releases/{version}/app/{file}     with HTTP Range (RFC 9110 §14.2), 206/416
@@ -40,9 +43,9 @@ from provisioning.context import ServiceContext
 from provisioning.errors import ParkctlError
 from provisioning.registry.routes import AdminRoute, Db
 from provisioning.registry.service import RegistryError
-from provisioning.release import bundle
+from provisioning.release import bundle, rollout
 from provisioning.store import audit
-from provisioning.store.models import Client, DeviceAgent, Release, ReleaseFile
+from provisioning.store.models import Client, DeviceAgent, Release, ReleaseFile, Rollout
 
 Operator = Annotated[Principal, Depends(require_token(ADMIN_AUDIENCE, DEVICES_ADMIN))]
 Board = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, RELEASES_READ))]
@@ -185,13 +188,63 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ) -> dict[str, Any]:
         """Make `version` the target of `{"devices": [...]}` or `{"lot": L}`: each board gets
         it in the answer to its next post (state `pending`)."""
-        body = await request.json()
+        body = await _json(request)
         if db.get(Release, version) is None:
             raise NotFound(f"no release {version}")
         ids = target_devices(db, body.get("devices"), body.get("lot"))
-        set_target(db, operator.client_id, ids, version)
+        rollout.set_targets(db, ids, version, operator.client_id)
         db.commit()
         return {"version": version, "devices": ids}
+
+    @admin.post("/rollouts", status_code=201)
+    async def start_rollout(request: Request, operator: Operator, db: Db) -> dict[str, Any]:
+        """`{"version", "devices" | "lot", "canary": n, "canary_wait_s", "silence_s"}`."""
+        body = await _json(request)
+        version = body.get("version")
+        if not isinstance(version, str) or db.get(Release, version) is None:
+            raise NotFound(f"no release {version}")
+        ids = target_devices(db, body.get("devices"), body.get("lot"))
+        canary = body.get("canary", 1)
+        wait = body.get("canary_wait_s", 1800)
+        silence = body.get("silence_s", 900)
+        numbers = (canary, wait, silence)
+        if any(type(n) not in (int, float) or n < 0 for n in numbers) or type(canary) is not int:
+            raise BadBundle("canary, canary_wait_s and silence_s must be numbers >= 0")
+        r = rollout.start(db, operator.client_id, version, ids, canary, wait, max(silence, 1))
+        db.commit()
+        return rollout.view(db, r)
+
+    @admin.get("/rollouts")
+    def list_rollouts(_operator: Operator, db: Db) -> dict[str, Any]:
+        """Every rollout, newest first."""
+        rollout.tick(db)
+        db.commit()
+        rows = db.scalars(select(Rollout).order_by(Rollout.id.desc())).all()
+        return {"items": [rollout.view(db, r) for r in rows]}
+
+    @admin.get("/rollouts/{rollout_id}")
+    def show_rollout(rollout_id: int, _operator: Operator, db: Db) -> dict[str, Any]:
+        """One rollout and each of its boards."""
+        rollout.tick(db)
+        db.commit()
+        return rollout.view(db, _rollout(db, rollout_id))
+
+    @admin.post("/rollouts/{rollout_id}/{action}")
+    def control_rollout(rollout_id: int, action: str, operator: Operator, db: Db) -> dict[str, Any]:
+        """pause, resume or abort."""
+        if action not in ("pause", "resume", "abort"):
+            raise NotFound(f"no action {action}; pause, resume or abort")
+        r = _rollout(db, rollout_id)
+        try:
+            rollout.control(db, operator.client_id, r, action)
+        except ValueError as error:
+            raise Exists(str(error)) from None
+        db.commit()
+        return rollout.view(db, r)
+
+    ticker = rollout.Ticker(ctx.sessions)
+    ctx.on_startup.append(ticker.start)
+    ctx.on_shutdown.append(ticker.stop)
 
     app.include_router(admin)
 
@@ -211,6 +264,25 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     for path in ("/v1/releases/{version}/{name}", "/v1/releases/{version}/app/{name}"):
         app.add_api_route(path, download, methods=["GET"], include_in_schema=False)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        import json
+
+        body = json.loads(await request.body())
+    except ValueError:
+        raise BadBundle("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadBundle("body must be a JSON object")
+    return body
+
+
+def _rollout(db: Session, rollout_id: int) -> Rollout:
+    r = db.get(Rollout, rollout_id)
+    if r is None:
+        raise NotFound(f"no rollout {rollout_id}")
+    return r
 
 
 def _release_file(db: Session, version: str, name: str) -> bytes | None:
@@ -267,19 +339,6 @@ def target_devices(db: Session, devices: Any, lot: Any) -> list[str]:
             raise NotFound(f"no device in lot {lot}")
         return ids
     raise BadBundle('give "devices" (a list of ids) or "lot"')
-
-
-def set_target(db: Session, actor: str, ids: list[str], version: str) -> None:
-    """Target `version` on each device (state `pending`), audited."""
-    now = time.time()
-    for device_id in ids:
-        row = db.get(DeviceAgent, device_id) or DeviceAgent(device_id=device_id)
-        row.target = version
-        if row.version != version:
-            row.state, row.reason = "pending", None
-        row.updated_at = now
-        db.add(row)
-        audit.record(db, actor, "agent.pending", device_id, {"target": version})
 
 
 def _downloading(db: Session, device_id: str, version: str) -> None:

@@ -166,3 +166,22 @@ class DeviceAgent(Base):
     state: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[float | None] = mapped_column(Double)
+
+
+class Rollout(Base):
+    """A release going out to a set of boards: canaries first, the rest after their wait."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(32), ForeignKey("releases.version"))
+    devices: Mapped[list[str]] = mapped_column(JSON)
+    canaries: Mapped[list[str]] = mapped_column(JSON)
+    canary_wait_s: Mapped[float] = mapped_column(Double)
+    silence_s: Mapped[float] = mapped_column(Double)  # a canary this long without a post: pause
+    # canary -> rolling -> done; paused (reason) and aborted on the way
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[float] = mapped_column(Double)
+    canaries_ok_at: Mapped[float | None] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)

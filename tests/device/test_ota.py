@@ -8,6 +8,7 @@ assertion reads the service's store: readings contiguous from seq 0, each stored
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -217,13 +218,15 @@ def test_board_refuses_and_keeps_its_version(
         # A compromised service (or a corrupted store) serves a module that is not the one
         # signed: the board's SHA-256 check catches it.
         backend.query(
-            "UPDATE release_files SET data = data || x'00' WHERE version = ? AND path = ?",
+            "UPDATE release_files SET data = CAST(data || x'00' AS BLOB) "
+            "WHERE version = ? AND path = ?",
             v,
             "uplink.mpy",
         )
     if case == "manifest":
         backend.query(
-            "UPDATE releases SET manifest = replace(manifest, 'false', 'true ') WHERE version = ?",
+            "UPDATE releases SET manifest = "
+            "CAST(replace(CAST(manifest AS TEXT), 'false', 'true ') AS BLOB) WHERE version = ?",
             v,
         )
     board, dev = new_board(micropython, backend, tmp_path, releases)
@@ -277,3 +280,72 @@ def test_a_bad_release_rolls_back_by_itself(
     assert took < 60, took
     assert board.app() == ["app_a", "1.0.0", "-", "-", "-", v]
     assert_contiguous(backend.seqs(dev))
+
+
+def rollout(env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = parkctl("rollout", *args, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_canary_rollout_to_three_boards_ends_all_confirmed(
+    micropython: str, backend: Backend, operator_env: dict[str, str], releases: Releases,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    boards = [new_board(micropython, backend, tmp_path, releases, f"b{i}") for i in range(3)]
+    ids = [dev for _, dev in boards]
+    try:
+        for dev in ids:
+            wait_until(lambda d=dev: len(backend.seqs(d)) >= 2, 30, "no readings")
+        publish(operator_env, releases.build("1.4.0"))
+        started = time.monotonic()
+        r = rollout(operator_env, "start", "1.4.0", "--devices", ",".join(ids),
+                    "--canary", "1", "--canary-wait", "3s", "--silence", "20s")  # fmt: skip
+        assert r["state"] == "canary" and [b["canary"] for b in r["boards"]] == [1, 0, 0]
+        wait_until(lambda: rollout(operator_env, "status", str(r["id"]))["state"] == "done",
+                   120, "the rollout never finished")  # fmt: skip
+        took = time.monotonic() - started
+        for dev in ids:
+            row = wait_state(backend, dev, "confirmed")
+            assert row[0] == "1.4.0", row
+    finally:
+        for board, _ in boards:
+            board.stop()
+    assert took >= 3  # the canary wait
+    canary_ok = backend.query(
+        "SELECT min(id) FROM audit_log WHERE action = 'agent.confirmed' AND target = ?", ids[0]
+    )[0][0]
+    for dev in ids[1:]:
+        pending = backend.query(
+            "SELECT min(id) FROM audit_log WHERE action = 'agent.pending' AND target = ?", dev
+        )[0][0]
+        assert pending > canary_ok, "a board got the release before the canary confirmed it"
+        assert_contiguous(backend.seqs(dev))
+    assert_contiguous(backend.seqs(ids[0]))
+
+
+def test_a_canary_that_rolls_back_pauses_the_rollout(
+    micropython: str, backend: Backend, operator_env: dict[str, str], releases: Releases,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    release = releases.broken(
+        "1.5.1", "start.py", "import gc\n", "import gc\nraise ImportError('bug')\n"
+    )
+    publish(operator_env, release)
+    boards = [new_board(micropython, backend, tmp_path, releases, f"b{i}") for i in range(2)]
+    ids = [dev for _, dev in boards]
+    try:
+        for dev in ids:
+            wait_until(lambda d=dev: len(backend.seqs(d)) >= 2, 30, "no readings")
+        r = rollout(operator_env, "start", "1.5.1", "--devices", ",".join(ids),
+                    "--canary", "1", "--canary-wait", "2s", "--silence", "60s")  # fmt: skip
+        wait_until(lambda: rollout(operator_env, "status")["state"] == "paused", 90,
+                   "the rollout never paused")  # fmt: skip
+        status = rollout(operator_env, "status", str(r["id"]))
+    finally:
+        for board, _ in boards:
+            board.stop()
+    assert f"canary {ids[0]} rolled_back" in status["reason"], status
+    assert "not confirmed within 3 boots" in status["reason"], status
+    rest = status["boards"][1]
+    assert rest["version"] == "1.0.0" and rest["target"] is None, rest  # never offered

@@ -1,4 +1,4 @@
-"""Agent releases (issue 10): signed bundles, their files, each board's version and update state.
+"""Agent releases (issue 10): signed bundles, their files, boards' versions and states, rollouts.
 
 Revision ID: 0002_releases
 Revises: 0001
@@ -43,9 +43,24 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(200), nullable=True),
         sa.Column("updated_at", sa.Double(), nullable=True),
     )
+    op.create_table(
+        "rollouts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("version", sa.String(32), sa.ForeignKey("releases.version"), nullable=False),
+        sa.Column("devices", sa.JSON(), nullable=False),
+        sa.Column("canaries", sa.JSON(), nullable=False),
+        sa.Column("canary_wait_s", sa.Double(), nullable=False),
+        sa.Column("silence_s", sa.Double(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("reason", sa.String(200), nullable=True),
+        sa.Column("started_at", sa.Double(), nullable=False),
+        sa.Column("canaries_ok_at", sa.Double(), nullable=True),
+        sa.Column("updated_at", sa.Double(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rollouts")
     op.drop_table("device_agent")
     op.drop_table("release_files")
     op.drop_table("releases")
