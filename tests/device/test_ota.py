@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from provisioning.release import bundle
 from provisioning.release.mpy import DEVICE_DIR
 from tests.device.harness import assert_contiguous, wait_until
-from tools.harness.agent import AgentProcess, Backend, board_config, make_board
+from tools.harness.agent import Backend, RebootingBoard, board_config
 from tools.harness.parkctl import parkctl
 
 pytestmark = pytest.mark.micropython
@@ -111,44 +110,6 @@ def target(env: dict[str, str], version: str, devices: list[str]) -> None:
         os.environ.update(old)
 
 
-class Board:
-    """A board on the Unix port that reboots whenever main.py exits (reset, crash, kill -9)."""
-
-    def __init__(self, micropython: str, root: Path, config: dict[str, Any], release: Path):
-        make_board(root, config, cars=3, release=release)
-        self.agent = AgentProcess(micropython, root, heap=HEAP, compiled=True)
-        self.boots = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.boots += 1
-            self.agent.start()
-            proc = self.agent.proc
-            assert proc is not None
-            while proc.poll() is None and not self._stop.is_set():
-                time.sleep(0.05)
-
-    def start(self) -> Board:
-        self._thread.start()
-        return self
-
-    def power_cut(self) -> None:
-        proc = self.agent.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.power_cut()
-        self._thread.join(timeout=10)
-
-    def app(self) -> list[str]:
-        """The boot stub's state file: cur ver prev pver try bad (device/appdir.py)."""
-        return (self.agent.board / "app").read_text().splitlines()[0].split()
-
-
 def agent_row(backend: Backend, device_id: str) -> tuple[Any, ...] | None:
     rows = backend.query(
         "SELECT version, target, state, reason FROM device_agent WHERE device_id = ?", device_id
@@ -157,10 +118,10 @@ def agent_row(backend: Backend, device_id: str) -> tuple[Any, ...] | None:
 
 
 def new_board(micropython: str, backend: Backend, tmp_path: Path, releases: Releases,
-              name: str = "board", **extra: Any) -> tuple[Board, str]:  # fmt: skip
+              name: str = "board", **extra: Any) -> tuple[RebootingBoard, str]:  # fmt: skip
     device_id, secret = backend.create_device()
     config = board_config(device_id, secret, backend.url, trial_limit_s=6, **extra)
-    board = Board(micropython, tmp_path / name, config, releases.build("1.0.0"))
+    board = RebootingBoard(micropython, tmp_path / name, config, releases.build("1.0.0"), HEAP)
     return board.start(), device_id
 
 
@@ -349,3 +310,31 @@ def test_a_canary_that_rolls_back_pauses_the_rollout(
     assert "not confirmed within 3 boots" in status["reason"], status
     rest = status["boards"][1]
     assert rest["version"] == "1.0.0" and rest["target"] is None, rest  # never offered
+
+
+def test_power_cuts_during_an_update_lose_nothing(
+    micropython: str, backend: Backend, operator_env: dict[str, str], releases: Releases,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """kill -9 at arbitrary instants of an update: while downloading, after checking, during
+    the switch, during the first boots of the new version. The board always comes back on a
+    working version, counts on, and needs no new token."""
+    publish(operator_env, releases.build("1.6.0"))
+    board, dev = new_board(micropython, backend, tmp_path, releases, trial_boots=10)
+    rng = random.Random(10)
+    try:
+        wait_until(lambda: len(backend.seqs(dev)) >= 2, 30, "no readings")
+        target(operator_env, "1.6.0", [dev])
+        for _ in range(10):
+            time.sleep(rng.uniform(0.05, 0.8))
+            board.power_cut()
+        row = wait_state(backend, dev, "confirmed", timeout=90)
+        seen = len(backend.seqs(dev))
+        wait_until(lambda: len(backend.seqs(dev)) > seen + 3, 30, "stopped counting")
+    finally:
+        board.stop()
+    assert row[0] == "1.6.0", row
+    assert board.app()[:2] == ["app_b", "1.6.0"]
+    assert_contiguous(backend.seqs(dev))
+    assert backend.tokens_issued(dev) == 1  # the token cache survived every cut
+    assert board.boots >= 10

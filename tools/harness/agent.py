@@ -9,6 +9,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -242,3 +243,48 @@ class AgentProcess:
 
     def write_sensor(self, cars: int) -> None:
         (self.board / "cars.txt").write_text(str(cars))
+
+
+class RebootingBoard:
+    """A board on the Unix port that reboots whenever main.py exits (reset, crash, kill -9)."""
+
+    def __init__(
+        self,
+        micropython: str,
+        root: Path,
+        config: dict[str, Any],
+        release: Path,
+        heap: str = "96K",
+    ):
+        make_board(root, config, cars=3, release=release)
+        self.agent = AgentProcess(micropython, root, heap=heap, compiled=True)
+        self.boots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.boots += 1
+            self.agent.start()
+            proc = self.agent.proc
+            assert proc is not None
+            while proc.poll() is None and not self._stop.is_set():
+                time.sleep(0.05)
+
+    def start(self) -> RebootingBoard:
+        self._thread.start()
+        return self
+
+    def power_cut(self) -> None:
+        proc = self.agent.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.power_cut()
+        self._thread.join(timeout=10)
+
+    def app(self) -> list[str]:
+        """The boot stub's state file: cur ver prev pver try bad (device/appdir.py)."""
+        return (self.agent.board / "app").read_text().splitlines()[0].split()
