@@ -24,6 +24,7 @@ from provisioning.release.mpy import DEVICE_DIR
 from tests.device.harness import assert_contiguous, wait_until
 from tools.harness.agent import Backend, RebootingBoard, board_config
 from tools.harness.parkctl import parkctl
+from tools.harness.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.micropython
 # An update needs room beside the running agent (its code, the manifest, the P-256 arithmetic)
@@ -338,3 +339,35 @@ def test_power_cuts_during_an_update_lose_nothing(
     assert_contiguous(backend.seqs(dev))
     assert backend.tokens_issued(dev) == 1  # the token cache survived every cut
     assert board.boots >= 10
+
+
+def test_a_download_cut_mid_file_resumes_with_range(
+    micropython: str, backend: Backend, operator_env: dict[str, str], releases: Releases,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The connection dies halfway through a module and the board is killed while it waits:
+    after the reboot the download resumes where the .part file ends (206), the update goes
+    through, nothing is lost."""
+    publish(operator_env, releases.build("1.7.0"))
+    proxy = FaultProxy(backend.port)
+    proxy.fault = Fault(stall=True, path="/v1/releases/1.7.0/app/agent.mpy")
+    device_id, secret = backend.create_device()
+    config = board_config(device_id, secret, proxy.url, trial_limit_s=6)
+    board = RebootingBoard(micropython, tmp_path / "board", config, releases.build("1.0.0"), HEAP)
+    board.start()
+    try:
+        wait_until(lambda: len(backend.seqs(device_id)) >= 2, 30, "no readings")
+        target(operator_env, "1.7.0", [device_id])
+        wait_until(lambda: any(e.status == -1 for e in proxy.exchanges("/app/")), 30, "no stall")
+        part = board.agent.board / "app_b" / "agent.mpy.part"
+        wait_until(part.exists, 10, "no .part file")
+        board.power_cut()  # killed while downloading
+        proxy.fault = None
+        row = wait_state(backend, device_id, "confirmed", timeout=60)
+    finally:
+        board.stop()
+        proxy.close()
+    assert row[0] == "1.7.0"
+    statuses = [e.status for e in proxy.exchanges("/v1/releases/1.7.0/app/agent.mpy")]
+    assert statuses[0] == -1 and 206 in statuses, statuses
+    assert_contiguous(backend.seqs(device_id))
