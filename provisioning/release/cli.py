@@ -79,7 +79,8 @@ def rollout_verbs(parkctl: Verbs) -> None:
     text = "Start: the canaries get VERSION; the rest after the canaries' wait."
     cmd = rollout.verb("start", _start, text)
     cmd.add_argument("version", help="A published release, X.Y.Z.")
-    where = cmd.add_mutually_exclusive_group(required=True)
+    # One of the two (the service refuses neither with one clear line).
+    where = cmd.add_mutually_exclusive_group()
     where.add_argument("--lot", help="Every board of this lot.")
     where.add_argument("--devices", help="Comma-separated device ids.")
     cmd.add_argument("--canary", type=int_range(0), default=1, help="Boards that go first.")

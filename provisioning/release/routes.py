@@ -281,7 +281,7 @@ async def _json(request: Request) -> dict[str, Any]:
 def _rollout(db: Session, rollout_id: int) -> Rollout:
     r = db.get(Rollout, rollout_id)
     if r is None:
-        raise NotFound(f"no rollout {rollout_id}")
+        raise NotFound(f"no rollout {rollout_id} (parkctl rollout status shows the newest)")
     return r
 
 
