@@ -87,16 +87,19 @@ def keygen(out: Path) -> Path:
     return pub
 
 
+def _read_key(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ParkctlError(f"cannot read {what} {path}: {error.strerror}") from None
+
+
 def _load_private(path: Path) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as error:
-        raise ParkctlError(f"cannot read release key {path}: {error.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    data = _read_key(path, "release key")
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ParkctlError(f"release key {path} is readable by others; chmod 600 it")
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -110,25 +113,16 @@ def _load_private(path: Path) -> Any:
 def load_public(path: Path) -> Any:
     """A release public key from a PEM file (`release.key.pub`); ParkctlError if it is not
     a P-256 public key."""
-
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ParkctlError(f"cannot read release public key {path}: {error.strerror}") from None
-    return public_from_pem(data, str(path))
-
-
-def public_from_pem(data: bytes, name: str) -> Any:
-    """A P-256 public key from PEM bytes (`name` for the error)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    data = _read_key(path, "release public key")
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
-        raise ParkctlError(f"{name} is not a PEM public key") from None
+        raise ParkctlError(f"{path} is not a PEM public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ParkctlError(f"{name} is not a P-256 (ES256) public key")
+        raise ParkctlError(f"{path} is not a P-256 (ES256) public key")
     return key
 
 
