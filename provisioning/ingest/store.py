@@ -135,9 +135,13 @@ def agent_report(
     """Record the agent's report (version, update state; a state change is audited as
     `agent.<state>`); return the version the board should install, if it runs another."""
     rows = sql.run(tx, _AGENT, (device_id,))
-    version, target = (rows[0][0], rows[0][1]) if rows else (None, None)
+    version, target, known = rows[0] if rows else (None, None, None)
     if agent is not None:
         state = agent.get("update")
+        if state is None and agent["version"] == target and known not in (None, "confirmed"):
+            # A board reports without a state only outside a trial: the confirmation it sent
+            # was lost to a power cut, the target runs confirmed all the same.
+            state = "confirmed"
         sql.run(tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
         version = agent["version"]
         if state:
