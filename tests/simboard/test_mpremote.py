@@ -177,7 +177,12 @@ def test_board_reports_the_mpy_version_parkctl_builds_and_runs_the_bundle(
     bundle = [name for _, name in install_plan(None).files]
     assert install(board.url, [], reset=False) == len(bundle) + 1  # and app.json
     # The board's own MicroPython imports every shipped .mpy module (no source beside them).
-    modules = [name.removesuffix(".mpy").split("/")[-1] for name in bundle if name.endswith(".mpy")]
+    # (but start, which would run the agent)
+    modules = [
+        name.removesuffix(".mpy").split("/")[-1]
+        for name in bundle
+        if name.endswith(".mpy") and name != "app_a/start.mpy"
+    ]
     code = (
         f"import sys; sys.path.insert(0, 'app_a'); import {', '.join(modules)}; "
         f"print('imported', {modules[0]}.__file__)"
