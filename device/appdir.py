@@ -1,5 +1,5 @@
 # Boot only, with main.py, trial.py and flash.py the code an update never replaces
-# (device/README.md, "Updates"): which app directory to boot. The file "app" holds one line
+# (device/README.md, "Updates"): which app directory to boot. The file "state" holds one line
 # "cur ver prev pver try bad" ("-" for none: prev/pver the directory and version to fall back
 # to, try the boots so far of a version on trial, bad a version abandoned and never installed
 # again) and, after a fallback, a second line: why. Positional, with no key names: every
@@ -10,7 +10,7 @@ import flash
 
 def path():
     # The directory to put first on sys.path ("" for a source checkout).
-    s = flash.read("app")
+    s = flash.read("state")
     if not s:
         return ""
     t = s.split(b"\n")[0].split()

@@ -1,4 +1,4 @@
-# Cold: the agent's side of the state file "app" (the boot stub's, format in appdir.py): the
+# Cold: the agent's side of the state file "state" (the boot stub's, format in appdir.py): the
 # report of the running version and its update state that rides along with the next post
 # ("agent" in the counts body), the confirmation of a version on trial by its first successful
 # upload, and the "update" an answer may carry, which loads the updater (ota.py). Bytes
@@ -12,7 +12,7 @@ import flash
 
 
 def read():
-    s = flash.read("app") or b"- 0.0.0 - - - -"
+    s = flash.read("state") or b"- 0.0.0 - - - -"
     lines = s.split(b"\n")
     return lines[0].split(), lines[1] if len(lines) > 1 else b""
 
@@ -44,7 +44,7 @@ def load(key):
 
 def update(up, log, feed):
     # A post went through: what it confirms, and the update its answer offers.
-    app = up.app
+    app = up.state
     sent = app[1]
     app[1] = None
     if not up.uploaded:
@@ -55,11 +55,11 @@ def update(up, log, feed):
         if t[4] != b"-":
             # The first successful upload confirms the version on trial.
             t[4] = b"-"
-            flash.write_atomic("app", b" ".join(t))
+            flash.write_atomic("state", b" ".join(t))
             app[1] = encode(app[0], b"confirmed")
             log("update %s confirmed" % app[0].decode())
         elif why:
-            flash.write_atomic("app", b" ".join(t))  # reported: keep only "bad"
+            flash.write_atomic("state", b" ".join(t))  # reported: keep only "bad"
     resp = bytes(up.conn.resp)
     if b'"update"' not in resp:
         return

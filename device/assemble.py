@@ -36,7 +36,7 @@ def parts(c, log):
     up = Uplink(conn, counts_path, token, wifi, c["batch_max"], health_ms, base, cap, auth, log)
     import appstate
 
-    up.app = appstate.load(c["release_key"])
+    up.state = appstate.load(c["release_key"])
     cold.drop(appstate)
     spool = Spool(c["spool_max"])
     sensor = make_sensor(c["sensor"], spool.cars)

@@ -9,7 +9,7 @@
 #   3. each file streamed to <dir>/<file>.part while hashing (never a whole file in RAM), resumed
 #      with an HTTP Range request (RFC 9110 §14.2) after an interruption, its size and SHA-256
 #      checked, then renamed into place; files already there with the right hash are kept;
-#   4. the state file "app" rewritten atomically to boot the new directory on trial
+#   4. the state file "state" rewritten atomically to boot the new directory on trial
 #      (appdir.py), and a reset.
 # A power cut anywhere before 4 leaves the state file naming the old directory; after it, the
 # trial rules bring a bad version back. Returns a refusal reason; network failures raise (the next
@@ -47,7 +47,7 @@ def _get(up, path, f, h, have):
     mv = _mv
     whole = [False]
 
-    def sink(s, status, length, deadline):
+    def stream(s, status, length, deadline):
         if length < 0:
             raise OSError("download without Content-Length")
         whole[0] = have and status == 200
@@ -68,11 +68,11 @@ def _get(up, path, f, h, have):
         # RFC 9110 §14.2. The header rides after the Authorization value (http.py writes that
         # verbatim): one parameter fewer in the resident client.
         auth += b"\r\nRange: bytes=%d-" % have
-    up.conn.sink = sink
+    up.conn.stream = stream
     try:
         up.conn.request(b"GET", path, 0, None, auth)
     finally:
-        up.conn.sink = None
+        up.conn.stream = None
     return not whole[0]
 
 
@@ -137,7 +137,7 @@ def run(up, want, log, feed):
 
 
 def _run(up, want, log, feed):
-    app = up.app
+    app = up.state
     if not app[3]:
         return "no release_key in config.json"
     if up.token.due() and not up.get_token():
@@ -190,6 +190,6 @@ def _run(up, want, log, feed):
             return why
     # 4. the switch: from here on the boot stub boots d, on trial
     n = b"%s %s %s %s 0 %s" % (d.encode(), want.encode(), cur, app[0], t[5])
-    flash.write_atomic("app", n)
+    flash.write_atomic("state", n)
     log("update %s installed in %s, rebooting" % (want, d))
     machine.reset()

@@ -10,7 +10,7 @@ import flash
 def fall(t, why):
     # Back to the previous directory; t[1] becomes the version never to install again.
     t = [t[2], t[3], b"-", b"-", b"-", t[1]]
-    flash.write_atomic("app", b" ".join(t) + b"\n" + t[5] + b" " + why)
+    flash.write_atomic("state", b" ".join(t) + b"\n" + t[5] + b" " + why)
     print("parkfleet: rolled back to %s (%s %s)" % (t[1].decode(), t[5].decode(), why.decode()))
     return t
 
@@ -26,11 +26,11 @@ def check(t):
     if n >= boots:
         return fall(t, b"not confirmed within %d boots" % boots)
     t[4] = b"%d" % (n + 1)
-    flash.write_atomic("app", b" ".join(t))
+    flash.write_atomic("state", b" ".join(t))
     import machine
 
     def expire(_):
-        s = flash.read("app").split()
+        s = flash.read("state").split()
         if s[4] != b"-":
             fall(s, b"not confirmed within %d s" % secs)
             machine.reset()

@@ -47,7 +47,7 @@ class Uplink:
         self.uploaded = False  # a batch went through since boot (safe mode's counter is reset)
         # appstate.py's: [running version, b',"agent":{...}' for the next post or None, version
         # not to install, release key]
-        self.app = None
+        self.state = None
         self._n = 0  # body bytes written so far
         self._last = None  # (seq, cars) of the last reading in the body
 
@@ -114,8 +114,8 @@ class Uplink:
 
             self._put(health.encode(uptime_s, self.wifi.rssi(), spool.depth(), spool.dropped))
             cold.drop(health)
-        if self.app[1]:
-            self._put(self.app[1])  # the version and update state (appstate.py)
+        if self.state[1]:
+            self._put(self.state[1])  # the version and update state (appstate.py)
         self._put(b"}")
         return got
 
@@ -176,7 +176,7 @@ class Uplink:
             self.failures = self.auth_failures = 0  # every backoff starts over
             self.retry_at = None
             self.log("sent %d up to seq %d, spool %d" % (got, self._last[0], spool.depth()))
-            if self.app[1] or not self.uploaded or len(self.conn.resp) > _PLAIN:
+            if self.state[1] or not self.uploaded or len(self.conn.resp) > _PLAIN:
                 # The first upload of a boot, a report delivered, or an answer with more than
                 # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py.
                 import appstate

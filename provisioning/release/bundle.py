@@ -37,7 +37,7 @@ from provisioning.errors import ParkctlError
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC = "release.pub"  # hex X||Y of the signer, for the board's config.json (release_key)
-STATE_FILE = "app"  # the boot stub's state: which app directory, which version (appdir.py)
+STATE_FILE = "state"  # the boot stub's state: which app directory, which version (appdir.py)
 APP_DIR = "app_a"  # where a USB install puts the modules; updates alternate with app_b
 FORMAT = 1
 # Installed by USB only: the boot stub picks the app directory and must survive a bad release.

@@ -93,13 +93,13 @@ def _board_commands(board: SimBoard, firmware: Path, tmp_path: Path) -> None:
     done = parkctl("board", "install", "--port", board.url, "--config", str(config))
     assert done.returncode == 0, done.stderr
     # The agent as .mpy but main.py, byte for byte what the release build makes: the boot
-    # stub at the root, the modules in app_a/, the state file `app` naming them.
+    # stub at the root, the modules in app_a/, the state file `state` naming them.
     bundle = install_plan(None).files
     assert "main.py" in {name for _, name in bundle} and len(bundle) > 2
     for src, name in bundle:
         assert (board.fs_dir / name).read_bytes() == src.read_bytes()
     assert sorted(p.name for p in board.fs_dir.glob("*.py")) == ["main.py"]
-    assert (board.fs_dir / "app").read_text() == "app_a 0.0.0 - - - -"
+    assert (board.fs_dir / "state").read_text() == "app_a 0.0.0 - - - -"
     assert json.loads((board.fs_dir / "config.json").read_text())["device_id"] == "dev-x"
     assert json.loads(parkctl("board", "info", "--port", board.url, "--json").stdout)["agent"]
 

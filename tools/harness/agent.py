@@ -287,4 +287,4 @@ class RebootingBoard:
 
     def app(self) -> list[str]:
         """The boot stub's state file: cur ver prev pver try bad (device/appdir.py)."""
-        return (self.agent.board / "app").read_text().splitlines()[0].split()
+        return (self.agent.board / "state").read_text().splitlines()[0].split()
