@@ -4,6 +4,7 @@
 import machine
 from micropython import const
 
+import cold
 import http
 from net import WiFi
 from sensor import FileSensor
@@ -36,6 +37,10 @@ def parts(c, log):
     health_ms = int(c["health_every_s"] * 1000)
     base, cap, auth = c["backoff_base_s"], c["backoff_cap_s"], c["auth_backoff_cap_s"]
     up = Uplink(conn, counts_path, token, wifi, c["batch_max"], health_ms, base, cap, auth, log)
+    import appstate
+
+    up.state = appstate.load(c["release_key"])
+    cold.drop(appstate)
     spool = Spool(c["spool_max"])
     sensor = make_sensor(c["sensor"], spool.last)
     log(

@@ -23,18 +23,21 @@ DEFAULTS = {
     "wifi_timeout_s": 20,  # WiFi join timeout
     "upload_every_s": 0,  # 0: post each reading at once; else batch them, post this often
     "debug_heap": False,  # print heap use once a second (bench)
+    "release_key": None,  # hex X||Y of the P-256 key that signs releases; None: no updates
+    "trial_boots": 3,  # a new version not confirmed within this many boots is abandoned
+    "trial_limit_s": 600,  # ... or within this many seconds (read by trial.py at boot)
 }
-_GATE = ("pin_a", "pin_b", "debounce_ms", "active_low", "start", "pull_up")
 
 
-def _need(cond, msg):
-    if not cond:
+def _need(c, msg):
+    if not c:
         raise ValueError(msg)
 
 
-def _num(v, lo, key, integer=False):
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    _need(ok and not isinstance(v, bool) and v >= lo, "%s must be a number >= %s" % (key, lo))
+def _num(v, d, key, k=False):
+    # v >= d, an integer when k. Short parameter names: each distinct one is a qstr for good.
+    ok = isinstance(v, int) if k else isinstance(v, (int, float))
+    _need(ok and not isinstance(v, bool) and v >= d, "%s must be a number >= %s" % (key, d))
 
 
 def split_url(url):
@@ -95,6 +98,16 @@ def validate(c):
         _num(c[k], 0, k)
     _need(c["safe_pin"] is None or isinstance(c["safe_pin"], int), "safe_pin must be a pin number")
     _need(not tls or isinstance(c["ca_cert"], str), "https URLs need ca_cert")
+    k = c["release_key"]
+    # hex digits checked as bytes: each distinct one-character str would be a qstr for good
+    ok = k is None or (
+        isinstance(k, str)
+        and len(k) == 128
+        and all(48 <= b <= 57 or 97 <= b <= 102 for b in k.encode())
+    )
+    _need(ok, "release_key must be 128 hex digits (X||Y of a P-256 key)")
+    _num(c["trial_boots"], 1, "trial_boots", True)
+    _num(c["trial_limit_s"], 1, "trial_limit_s")
     return c
 
 
@@ -106,7 +119,10 @@ def _sensor(s):
         _need(len(s) == 2, "sensor (file) takes only kind and path")
     elif kind == "gate":
         for k in s:
-            _need(k == "kind" or k in _GATE, "unknown key 'sensor.%s'" % k)
+            _need(
+                k in ("kind", "pin_a", "pin_b", "debounce_ms", "active_low", "start", "pull_up"),
+                "unknown key 'sensor.%s'" % k,
+            )
         for k in ("pin_a", "pin_b"):
             _need(isinstance(s.get(k), int), "sensor.%s must be a pin number" % k)
         _need(s["pin_a"] != s["pin_b"], "sensor.pin_a and sensor.pin_b must differ")

@@ -39,6 +39,7 @@ class Conn:
         self._addr = None
         self._fails = 0
         self.date = None  # server's Date of the last response, epoch seconds
+        self.stream = None  # ota.py's: stream(sock, status, length, deadline) takes a 2xx body
 
     def close(self):
         s, self._sock = self._sock, None
@@ -179,6 +180,8 @@ class Conn:
     def _body(self, s, status, method, length, chunked, deadline):
         if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
             return 0
+        if self.stream and 200 <= status < 300:
+            return self.stream(s, status, length, deadline)  # a download, straight to flash
         if not chunked:
             return _read(s, self._in, 0, length, deadline)
         # Rare: the service's small JSON replies carry Content-Length; the decoder for chunked

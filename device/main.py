@@ -1,24 +1,17 @@
-# Boot entry point: safe-mode check, config, then the agent. Boot-only modules are dropped after
-# use so their heap goes to the agent; the order also compiles the big modules on a fresh heap.
-import gc
+# Boot stub: with appdir.py, trial.py and flash.py the only code an update never replaces
+# (device/README.md, "Updates"), so kept minimal: the app directory appdir.path() names goes first
+# on sys.path, then start.py (safe mode, config, the agent) runs from it. A release that cannot
+# even start reboots, which counts toward its trial boots and so falls back.
 import sys
 
-import safemode
+import appdir
 
-_why = safemode.check()
-del sys.modules["safemode"]
-gc.collect()
-if _why:
-    print("parkfleet: safe mode (%s): agent not started, REPL free" % _why)
-else:
-    # http first: from .py the board compiles it at import, which needs the largest free block,
-    # and that is on the fresh heap (shipped as .mpy this changes nothing; the agent needs it).
-    import http  # noqa: F401  # isort: skip
-    import config
+sys.path.insert(0, appdir.path())
+del sys.modules["appdir"], appdir
+try:
+    import start  # noqa: F401
+except Exception as e:  # noqa: BLE001 (a broken release must reboot, to fall back)
+    print("parkfleet: start failed: %r; rebooting" % e)
+    import machine
 
-    _c = [config.wait_valid(lambda msg: print("parkfleet:", msg))]
-    del sys.modules["config"], config
-    gc.collect()
-    import agent
-
-    agent.main(_c)  # takes the config out of the list: freed once the agent is built
+    machine.reset()

@@ -5,8 +5,6 @@
 # Leave safe mode by fixing the cause and deleting it: `mpremote rm :boots` (or a fresh install).
 import flash
 
-BOOTS = "boots"
-
 
 def _config():
     try:
@@ -27,12 +25,12 @@ def check():
 
         if Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0:
             return "pin %d held low at boot" % pin
-    raw = flash.read(BOOTS)
+    raw = flash.read("boots")
     try:
         boots = int(raw) if raw else 0
     except ValueError:
         boots = 0
     if isinstance(limit, int) and boots >= limit:
         return "%d boots without a successful upload" % boots
-    flash.write_atomic(BOOTS, b"%d" % (boots + 1))
+    flash.write_atomic("boots", b"%d" % (boots + 1))
     return None

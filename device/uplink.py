@@ -12,13 +12,13 @@ from micropython import const
 
 import clock
 import cold
-import flash
 import http
 
 _JSON = b"application/json"
 _WIFI_BASE_S = const(2)  # WiFi joins: 2 s, 4 s, ... up to 2 minutes, full jitter
 _WIFI_CAP_S = const(120)
 _LINK_WAIT_MS = const(5000)  # no WiFi and no join due: look again after this
+_PLAIN = const(48)  # longest answer without an "update"
 
 
 class Uplink:
@@ -45,6 +45,9 @@ class Uplink:
         # answer: agent.py reboots after offline_reboot_s of it
         self.health_at = None  # ticks_ms of the last health object sent
         self.uploaded = False  # a batch went through since boot (safe mode's counter is reset)
+        # appstate.py's: [running version, b',"agent":{...}' for the next post or None, version
+        # not to install, release key]
+        self.state = None
         self._n = 0  # body bytes written so far
         self._last = None  # (seq, reading) of the last reading in the body
 
@@ -111,6 +114,8 @@ class Uplink:
 
             self._put(health.encode(uptime_s, self.wifi.rssi(), spool.depth(), spool.dropped))
             cold.drop(health)
+        if self.state[1]:
+            self._put(self.state[1])  # the version and update state (appstate.py)
         self._put(b"}")
         return got
 
@@ -176,6 +181,10 @@ class Uplink:
             self.failures = self.auth_failures = 0  # every backoff starts over
             self.retry_at = None
             self.log("sent %d up to seq %d, spool %d" % (got, self._last[0], spool.depth()))
-            if not self.uploaded:
-                self.uploaded = True
-                flash.remove("boots")  # this boot worked: reset safemode's crash-loop counter
+            if self.state[1] or not self.uploaded or len(self.conn.resp) > _PLAIN:
+                # The first upload of a boot, a report delivered, or an answer with more than
+                # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py.
+                import appstate
+
+                appstate.update(self, self.log, feed)
+                cold.drop(appstate)

@@ -103,6 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
     auth_routes.install(app, ctx)
     registry_routes.install(app, ctx)
     lots_api.install(app, ctx)
+    from provisioning.release import routes as release_routes
+
+    release_routes.install(app, ctx)
     ui_routes.install(app, ctx)  # the dashboard, last: every API route is matched first
     edge.install(app)  # added last: outermost of the app's middleware
     return app

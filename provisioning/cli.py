@@ -19,6 +19,7 @@ from provisioning.auth.cli import keys_verbs
 from provisioning.errors import ParkctlError
 from provisioning.fleet.cli import board_verbs, fleet_verbs, provision_verb
 from provisioning.registry.cli import admin_verbs, device_verbs, lot_verbs
+from provisioning.release.cli import release_verbs, rollout_verbs
 from provisioning.verbs import USAGE_EXIT, Verbs, given
 
 # The flags of `serve`, named as `Settings` fields (--mqtt fills mqtt_url).
@@ -37,6 +38,7 @@ SERVE_SETTINGS = (
     "token_rate_per_hour",
     "log_level",
     "workers",
+    "release_keys",
 )
 
 
@@ -65,11 +67,20 @@ def serve_verb(parkctl: Verbs) -> None:
     cmd.add_argument("--token-rate-per-hour", type=float, help="Bucket refill.")
     cmd.add_argument("--log-level", help="debug, info, warning.")
     cmd.add_argument("--workers", type=int, help="Worker processes on one port (PostgreSQL).")
+    cmd.add_argument(
+        "--release-key",
+        dest="release_keys",
+        action="append",
+        type=Path,
+        help="Release public key (PEM) that agent releases must be signed by; repeatable.",
+    )
 
 
 def _serve(args: Namespace) -> None:
     from provisioning.serve import serve
 
+    if args.release_keys:
+        args.release_keys = ",".join(str(p) for p in args.release_keys)
     serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)
 
 
@@ -84,6 +95,8 @@ def build() -> Verbs:
     board_verbs(parkctl)
     provision_verb(parkctl)
     fleet_verbs(parkctl)
+    release_verbs(parkctl)
+    rollout_verbs(parkctl)
     return parkctl
 
 

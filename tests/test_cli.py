@@ -187,6 +187,28 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "provision --port {zero} --lot north --firmware {firmware} --server " + DEAD,
         "@operator provision --port {zero} --lot north --firmware {firmware} --token-url tokens",
     ],
+    ("release", "keygen"): ["release keygen --out {tmp}/no-such-dir/k.key", "release keygen"],
+    ("release", "build"): [
+        "release build --version 1.0 --key {tmp}/k.key",
+        "release build --version 1.0.0 --key {tmp}/missing.key",
+        "release build --version 1.0.0 --key {tmp}/config.json",
+    ],
+    ("release", "publish"): [
+        "@operator release publish {tmp}/no-bundle",
+        "@operator release publish {tmp} --server " + DEAD,
+    ],
+    ("release", "list"): ["release list", "@operator release list --server {nonsense_url}"],
+    ("release", "show"): ["@operator release show 9.9.9", "@operator release show"],
+    ("rollout", "start"): [
+        "@operator rollout start 1.0.0 --lot north --canary-wait soon",
+        "@operator rollout start 1.0.0 --lot north --canary -1",
+        "@operator rollout start 9.9.9 --lot north",
+        "@operator rollout start 1.0.0",
+    ],
+    ("rollout", "status"): ["@operator rollout status 0", "@operator rollout status 99"],
+    ("rollout", "pause"): ["@operator rollout pause", "@operator rollout pause 99"],
+    ("rollout", "resume"): ["@operator rollout resume x", "@operator rollout resume 99"],
+    ("rollout", "abort"): ["@operator rollout abort 99 --server " + DEAD],
     ("fleet", "provision"): [
         "@operator fleet provision {tmp}/zero.csv --firmware {firmware}",
         "@operator fleet provision {tmp}/bad-lot.csv --firmware {firmware}",

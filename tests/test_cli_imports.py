@@ -91,7 +91,10 @@ def _required(verb: tuple[str, ...], values: dict[str, str]) -> list[str]:
 def test_the_verbs_are_classified() -> None:
     assert ("device", "list") in API_VERBS and ("admin", "audit") in API_VERBS
     groups = ("device", "lot", "release", "rollout")
-    assert all(_is_api_verb(v) for v in PARSERS if v[0] in groups)
+    # The release key and the build stay on the operator's machine: no admin API.
+    local = {("release", "keygen"), ("release", "build")}
+    assert all(_is_api_verb(v) for v in PARSERS if v[0] in groups and v not in local)
+    assert not any(_is_api_verb(v) for v in local)
     assert ("board", "info") in BOARD_VERBS and ("provision",) in BOARD_VERBS
 
 
@@ -111,7 +114,11 @@ def test_admin_api_verbs_load_no_server_stack_and_no_board_tools(
         "PARK_CLIENT_SECRET": "x" * 43,
         "PARK_CACHE_DIR": str(tmp_path / "cache"),
     }
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
     values = {"client_id": "dev_x", "lot": "north", "name": "gate", "target": "dev_x"}
+    values |= {"directory": str(bundle), "version": "1.2.3", "id": "1"}
     loaded = _loaded(_required(verb, values), tmp_path, env)
     assert "httpx" in loaded  # it ran as far as the admin API
     assert not loaded & (SERVER_STACK | BOARD_TOOLS), loaded & (SERVER_STACK | BOARD_TOOLS)

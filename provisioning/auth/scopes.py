@@ -9,6 +9,7 @@ AUDIENCES: tuple[str, ...] = (INGEST_AUDIENCE, ADMIN_AUDIENCE)
 COUNTS_WRITE = "counts:write"
 COUNTS_READ = "counts:read"
 DEVICES_ADMIN = "devices:admin"
+RELEASES_READ = "releases:read"  # a board downloads agent releases (issue 10)
 
 DEVICE = "device"
 OPERATOR = "operator"
@@ -17,7 +18,7 @@ VIEWER = "viewer"
 
 # kind -> audience -> scopes a client of that kind may be granted on that audience.
 ALLOWED: dict[str, dict[str, frozenset[str]]] = {
-    DEVICE: {INGEST_AUDIENCE: frozenset({COUNTS_WRITE})},
+    DEVICE: {INGEST_AUDIENCE: frozenset({COUNTS_WRITE, RELEASES_READ})},
     OPERATOR: {
         ADMIN_AUDIENCE: frozenset({DEVICES_ADMIN}),
         INGEST_AUDIENCE: frozenset({COUNTS_READ}),
@@ -25,7 +26,7 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     VIEWER: {INGEST_AUDIENCE: frozenset({COUNTS_READ})},
 }
 
-ALL_SCOPES: tuple[str, ...] = (COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN)
+ALL_SCOPES: tuple[str, ...] = (COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN, RELEASES_READ)
 
 # RFC 7662 §4: only callers entitled to it may introspect tokens. Operators (and the resource
 # servers run with an operator's credentials) are; a device is not: it could otherwise learn

@@ -19,6 +19,7 @@ from provisioning.errors import ParkctlError
 from provisioning.fleet import esp, files
 from provisioning.fleet.config import read_ca_cert, staged_config
 from provisioning.fleet.image import load_firmware
+from provisioning.release.bundle import install_plan
 
 out = Console(highlight=False)
 
@@ -91,8 +92,9 @@ def board_flash(port: str, firmware: Path, baud: int | None, erase: bool) -> Non
     )
 
 
-def board_install(port: str, config: Path, ca_cert: Path | None) -> None:
-    """Copy device/ and the board's config.json with mpremote, then reset the board."""
+def board_install(port: str, config: Path, ca_cert: Path | None, release: Path | None) -> None:
+    """Copy a release (built now without `release`) and the board's config.json with mpremote,
+    then reset the board; a release's public key goes into config.json as release_key."""
     try:
         settings = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -102,11 +104,15 @@ def board_install(port: str, config: Path, ca_cert: Path | None) -> None:
     pem = read_ca_cert(ca_cert) if ca_cert else None
     if pem is not None:
         settings["ca_cert"] = "ca.der"
+    plan = install_plan(release)
+    if plan.release_key:
+        settings["release_key"] = plan.release_key
     with staged_config(settings, pem) as stage, progress_bars() as progress:
         task = progress.add_task("install", total=None, port=port, detail="")
         count = files.install(
             port,
             sorted(stage.iterdir()),
+            plan,
             progress=lambda n, total: progress.update(task, completed=n, total=total),
         )
     out.print(f"Copied {count} files to {port} and reset the board.")

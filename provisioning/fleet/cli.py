@@ -28,6 +28,7 @@ class NetworkOptions:
     ca_cert: Path | None
     interval: int
     sensor: str
+    release: Path | None = None
 
 
 def _port(cmd: Parser) -> None:
@@ -72,6 +73,16 @@ def _provision_options(cmd: Parser) -> None:
     cmd.add_argument(
         "--verify-timeout", type=float, default=90.0, help="Seconds to wait for the first upload."
     )
+    _release(cmd)
+
+
+def _release(cmd: Parser) -> None:
+    cmd.add_argument(
+        "--release",
+        type=Path,
+        help="A built release (parkctl release build) to install; default: build one now, "
+        "unsigned, version 0.0.0, which takes no updates.",
+    )
 
 
 def _where(a: Namespace) -> NetworkOptions:
@@ -84,6 +95,7 @@ def _where(a: Namespace) -> NetworkOptions:
         a.ca_cert,
         a.interval,
         a.sensor,
+        a.release,
     )
 
 
@@ -102,11 +114,12 @@ def board_verbs(parkctl: Verbs) -> None:
     _firmware(cmd)
     _flash_options(cmd)
 
-    text = "Copy device/ and the board's config.json with mpremote, then reset the board."
+    text = "Copy a release (the agent as .mpy) and config.json with mpremote, then reset."
     cmd = board.verb("install", _board_install, text)
     _port(cmd)
     cmd.add_argument("--config", type=Path, required=True, help="The board's config.json.")
     _ca_cert(cmd)
+    _release(cmd)
 
 
 def provision_verb(parkctl: Verbs) -> None:
@@ -152,7 +165,7 @@ def _board_flash(a: Namespace) -> None:
 def _board_install(a: Namespace) -> None:
     from provisioning.fleet import board_commands
 
-    board_commands.board_install(a.port, a.config, a.ca_cert)
+    board_commands.board_install(a.port, a.config, a.ca_cert, a.release)
 
 
 def _provision(a: Namespace) -> None:

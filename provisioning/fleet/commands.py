@@ -55,6 +55,7 @@ def _network(options: NetworkOptions) -> Network:
         ca_cert_pem=pem,
         interval_s=options.interval,
         sensor=sensor_config,
+        release=options.release,
     )
 
 

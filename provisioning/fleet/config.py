@@ -35,6 +35,7 @@ class Network:
     ca_cert_pem: bytes | None = field(default=None, repr=False)
     interval_s: int = DEFAULT_INTERVAL_S
     sensor: dict[str, Any] = field(default_factory=lambda: {"kind": "file", "path": "cars.txt"})
+    release: Path | None = None  # a built release bundle; None: the agent built on the fly
 
 
 def board_config(network: Network, device_id: str, client_secret: str, lot: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.errors import ParkctlError
-from provisioning.release.mpy import DEVICE_DIR, agent_bundle, check_board_mpy
+from provisioning.release.bundle import STATE_FILE, InstallPlan, install_plan
+from provisioning.release.mpy import check_board_mpy
 
 # Board files that belong to a previous identity: a token cached for old credentials would hide
 # whether the new ones work (the verify step waits for a fresh token).
@@ -140,12 +141,13 @@ def _prepare_snippet(dirs: list[str]) -> str:
 def install(
     port: str,
     extra_files: list[Path],
-    device_dir: Path = DEVICE_DIR,
+    plan: InstallPlan | None = None,
     reset: bool = True,
     progress: CopyProgressFn | None = None,
 ) -> int:
-    """Copy the agent (`device_dir`, built by `agent_bundle`: .mpy but main.py) and
-    `extra_files` (config.json, CA) to the board's root.
+    """Copy a release (`plan`, by default this parkctl's agent built now: the boot stub at the
+    root, the .mpy modules in app_a/, app.json naming them) and `extra_files` (config.json, CA)
+    to the board.
 
     First reads the board's `.mpy` version and refuses a board that could not load the modules.
     Then one mpremote session for all files (a connection costs a soft reset of the board), its
@@ -154,8 +156,17 @@ def install(
     the number of files. With `reset`, hard-resets the board at the end.
     """
     check_board_mpy(port, board_files(port).mpy)
-    sources = agent_bundle(device_dir)
-    sources += [(path, path.name) for path in extra_files]
+    plan = plan or install_plan(None)
+    with tempfile.TemporaryDirectory(prefix="parkctl-app-") as stage:
+        state = Path(stage) / STATE_FILE
+        state.write_bytes(plan.app_state())
+        sources = plan.files + [(path, path.name) for path in [*extra_files, state]]
+        return _copy(port, sources, reset, progress)
+
+
+def _copy(
+    port: str, sources: list[tuple[Path, str]], reset: bool, progress: CopyProgressFn | None
+) -> int:
     dirs = sorted({str(Path(dest).parent) for _, dest in sources} - {"."}, key=len)
     args = ["exec", _prepare_snippet(dirs)]
     for src, dest in sources:

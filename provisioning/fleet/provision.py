@@ -21,6 +21,7 @@ from provisioning.fleet.config import Network, board_config, staged_config
 from provisioning.fleet.image import FirmwareImage, check_compatible
 from provisioning.fleet.state import STEPS, FleetState
 from provisioning.registry.client import AdminClient, MacConflictError
+from provisioning.release.bundle import install_plan
 
 # (step, fraction done 0..1, short detail) for progress displays.
 ReportFn = Callable[[str, float, str], None]
@@ -173,10 +174,14 @@ class Provisioner:
         start = time.monotonic()
         network = self._network_for(job)
         config = board_config(network, str(result.client_id), secret.get_secret_value(), job.lot)
+        plan = install_plan(network.release)
+        if plan.release_key:
+            config["release_key"] = plan.release_key
         with staged_config(config, network.ca_cert_pem) as stage:
             files.install(
                 job.port,
                 sorted(stage.iterdir()),
+                plan,
                 reset=False,
                 progress=lambda n, total: say("install", n / max(total, 1), ""),
             )

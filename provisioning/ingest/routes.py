@@ -169,10 +169,11 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             live.touched(result.lot, device.client_id)  # committed: tell open dashboards
         accepted.inc(result.accepted)
         duplicates.inc(result.duplicates)
-        return Response(
-            b'{"accepted":%d,"duplicates":%d}' % (result.accepted, result.duplicates),
-            media_type="application/json",
-        )
+        answer = b'{"accepted":%d,"duplicates":%d' % (result.accepted, result.duplicates)
+        if result.update:
+            # Issue 10: the board learns of its update from the answer it gets anyway.
+            answer += b',"update":{"version":"%s"}' % result.update.encode()
+        return Response(answer + b"}", media_type="application/json")
 
     @router.get("/v1/lots")
     def get_lots(_reader: Reader) -> dict[str, Any]:

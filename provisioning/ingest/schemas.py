@@ -32,7 +32,12 @@ MAX_RESET_CAUSE = 32
 RESET_CAUSE_PATTERN = rf"^[ -~]{{1,{MAX_RESET_CAUSE}}}\Z"  # \Z: `$` would allow a final "\n"
 RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
-_BODY_KEYS = frozenset({"readings", "device_id", "health"})
+_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent"})
+# The agent's report of the version it runs and its update state (device/appstate.py).
+AGENT_KEYS = frozenset({"version", "update", "reason", "target"})
+UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
+MAX_REASON = 200
+_VERSION_RE = r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
 _GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.
@@ -94,6 +99,17 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
             },
         },
         "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
+        "agent": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version"],
+            "properties": {
+                "version": {"type": "string", "pattern": _VERSION_RE},
+                "target": {"type": "string", "pattern": _VERSION_RE},
+                "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
+                "reason": {"type": "string", "maxLength": MAX_REASON},
+            },
+        },
         "health": {
             "type": ["object", "null"],
             "additionalProperties": False,
@@ -150,6 +166,7 @@ class CountsBatch:
     device_id: str | None
     health: dict[str, int | str] | None
     gates: list[GateReading] = field(default_factory=list)
+    agent: dict[str, str] | None = None
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> NoReturn:
@@ -194,6 +211,7 @@ def parse_counts(body: bytes) -> CountsBatch:
         received=received,
         device_id=device_id,
         health=parsed_health,
+        agent=None if data.get("agent") is None else parse_agent(data["agent"]),
     )
 
 
@@ -361,3 +379,28 @@ def parse_health(raw: Any) -> dict[str, int | str]:
             _fail(("health", name), f"must be an integer from {low} to {high}", "int_type")
         health[name] = value
     return health
+
+
+def parse_agent(raw: Any) -> dict[str, str]:
+    """Validate the agent's report: `version` X.Y.Z, `update` one of UPDATE_STATES, a short
+    printable `reason`, a `target` version."""
+    import re
+
+    if type(raw) is not dict:
+        _fail(("agent",), "must be an object", "dict_type")
+    _check_keys(raw, AGENT_KEYS, ("agent",))
+    for name in ("version", "target"):
+        value = raw.get(name)
+        if (value is not None or name == "version") and (
+            type(value) is not str or not re.match(_VERSION_RE, value)
+        ):
+            _fail(("agent", name), "must be a version X.Y.Z")
+    update = raw.get("update")
+    if update is not None and update not in UPDATE_STATES:
+        _fail(("agent", "update"), f"must be one of {', '.join(sorted(UPDATE_STATES))}")
+    reason = raw.get("reason")
+    if reason is not None and (
+        type(reason) is not str or len(reason) > MAX_REASON or not reason.isprintable()
+    ):
+        _fail(("agent", "reason"), f"must be printable text of at most {MAX_REASON} characters")
+    return {k: v for k, v in raw.items() if v is not None}

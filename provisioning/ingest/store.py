@@ -78,6 +78,7 @@ class IngestResult:
     duplicates: int
     lot: str
     new_series: int = 0  # gate counters that went backwards in this post (ingest/occupancy.py)
+    update: str | None = None  # the version the board should run, when it runs another
 
 
 def store_counts(
@@ -134,7 +135,42 @@ def store_counts(
     if (inserted or gates) and fan_out:
         _queue_messages(tx, lot, device_id, inserted, gates, received_at)
     stored = len(inserted) + len(gates)
-    return IngestResult(stored, batch.received - stored, lot, breaks)
+    update = agent_report(tx, device_id, batch.agent, received_at)
+    return IngestResult(stored, batch.received - stored, lot, breaks, update)
+
+
+_AGENT = "SELECT version, target, state FROM device_agent WHERE device_id = ?"
+_AGENT_UPSERT = (
+    "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, "
+    "state = COALESCE(excluded.state, device_agent.state), "
+    "reason = CASE WHEN excluded.state IS NULL THEN device_agent.reason ELSE excluded.reason END, "
+    "updated_at = excluded.updated_at"
+)
+_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def agent_report(
+    tx: sql.Tx, device_id: str, agent: dict[str, str] | None, now: float
+) -> str | None:
+    """Record the agent's report (version, update state; a state change is audited as
+    `agent.<state>`); return the version the board should install, if it runs another."""
+    rows = sql.run(tx, _AGENT, (device_id,))
+    version, target, known = rows[0] if rows else (None, None, None)
+    if agent is not None:
+        state = agent.get("update")
+        if state is None and agent["version"] == target and known not in (None, "confirmed"):
+            # A board reports without a state only outside a trial: the confirmation it sent
+            # was lost to a power cut, the target runs confirmed all the same.
+            state = "confirmed"
+        sql.run(tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
+        version = agent["version"]
+        if state:
+            detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
+            sql.run(tx, _AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
+    if target and version and target != version:
+        return str(target)
+    return None
 
 
 def _queue_messages(

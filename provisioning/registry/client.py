@@ -278,9 +278,13 @@ class AdminClient:
             return response
         error, description = _error_text(response)
         status = response.status_code
-        if status == 404 and error == "not_found":
+        if status == 404 and error == "not_found" and path.startswith("/admin/devices"):
             raise DeviceNotFoundError(description, status, error)
-        if status == 409 and "client_id" in _body(response):
+        if status == 404:
+            raise AdminApiError(description, status, error)
+        if status == 409 and "client_id" not in _body(response):
+            raise AdminApiError(description, status, error)
+        if status == 409:
             raise MacConflictError(description, str(_body(response).get("client_id", "")))
         if status == 401:
             message = f"the server refused the operator token: {description}"
@@ -301,6 +305,10 @@ class AdminClient:
             ) from None
 
     # --- the admin API ---
+
+    def call_json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """An admin API call whose answer is a JSON object (releases, rollouts)."""
+        return _body(self._call(method, path, body))
 
     def register_device(self, lot: str, name: str, mac: str | None = None) -> DeviceCreated:
         """Register a board; the result carries its `client_secret` (shown only now).

@@ -107,6 +107,18 @@ def _counter_rows(device: Device) -> list[tuple[str, str]]:
     return rows
 
 
+def _agent(agent: dict[str, Any] | None) -> str:
+    """`1.4.0 (target 1.5.0: refused, bad signature on the manifest)`, or -."""
+    if not agent or not agent.get("version"):
+        return "-"
+    text = str(agent["version"])
+    target, state = agent.get("target"), agent.get("state")
+    if state and (target != agent["version"] or state != "confirmed"):
+        why = f", {agent['reason']}" if agent.get("reason") else ""
+        text += f" (target {target or '-'}: {state}{why})"
+    return text
+
+
 def _device_table(device: Device) -> Table:
     from rich.table import Table
 
@@ -127,6 +139,7 @@ def _device_table(device: Device) -> Table:
         *_counter_rows(device),
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
+        ("agent", _agent(device.agent)),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -222,7 +235,7 @@ def device_list(
     if as_json:
         _print_json([device.model_dump(mode="json") for device in devices])
         return
-    table = _table("client_id", "lot", "name", "mac", "enabled", "cars", "seen")
+    table = _table("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
     for d in devices:
         table.add_row(
             d.client_id,
@@ -232,6 +245,7 @@ def device_list(
             "yes" if d.enabled else "[red]no[/red]",
             str(d.reading.cars) if d.reading else "-",
             _ago(d.last_seen_at),
+            _agent(d.agent),
         )
     out = _out()
     out.print(table)

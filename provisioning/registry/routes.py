@@ -97,6 +97,23 @@ class AdminRoute(APIRoute):
         return route
 
 
+def _with_agents(db: Session, devices: list[Device]) -> list[Device]:
+    """Fill in each device's agent version and update state (release/routes.py keeps them)."""
+    from sqlalchemy import select
+
+    from provisioning.store.models import DeviceAgent
+
+    ids = [d.client_id for d in devices]
+    rows = db.scalars(select(DeviceAgent).where(DeviceAgent.device_id.in_(ids))).all()
+    agents = {r.device_id: r for r in rows}
+    for d in devices:
+        a = agents.get(d.client_id)
+        if a is not None:
+            d.agent = {"version": a.version, "target": a.target, "state": a.state}
+            d.agent["reason"] = a.reason
+    return devices
+
+
 def _device(row: DeviceRow) -> Device:
     client, state = row.client, row.state
     reading = None
@@ -176,12 +193,13 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ) -> DevicePage:
         """Live devices, oldest first; follow `next_cursor` for more."""
         page = service.list_devices(db, lot=lot, mac=mac, limit=limit, cursor=cursor)
-        return DevicePage(items=[_device(row) for row in page.items], next_cursor=page.next_cursor)
+        items = _with_agents(db, [_device(row) for row in page.items])
+        return DevicePage(items=items, next_cursor=page.next_cursor)
 
     @router.get("/devices/{client_id}", response_model=Device)
     def show_device(client_id: ClientIdPath, _operator: Operator, db: Db) -> Device:
-        """One device with its latest reading and health."""
-        return _device(service.get_device_row(db, client_id))
+        """One device with its latest reading, health and agent version."""
+        return _with_agents(db, [_device(service.get_device_row(db, client_id))])[0]
 
     @router.patch("/devices/{client_id}", response_model=Device)
     def update_device(

@@ -135,6 +135,8 @@ class Device(BaseModel):
     counters: GateCounters | None = None  # gate boards only
     health: dict[str, Any] | None = None
     health_at: float | None = None
+    # The agent: version it runs, target version, update state and its reason (issue 10).
+    agent: dict[str, Any] | None = None
 
 
 # A response field (pydantic would describe SecretStr as a write-only password input).

@@ -116,15 +116,3 @@ def agent_bundle(device_dir: Path = DEVICE_DIR) -> list[tuple[Path, str]]:
         elif path.suffix == ".py" or path.suffix in DATA_SUFFIXES:
             bundle.append((path, rel.as_posix()))
     return sorted(bundle, key=lambda item: item[1])
-
-
-def stage_bundle(dest: Path, device_dir: Path = DEVICE_DIR) -> list[str]:
-    """Copy `agent_bundle()` into `dest` as a board's filesystem would hold it; returns the
-    board paths."""
-    names = []
-    for src, name in agent_bundle(device_dir):
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, target)
-        names.append(name)
-    return names

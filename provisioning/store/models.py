@@ -202,3 +202,64 @@ class OutboxMessage(Base):
     payload: Mapped[str] = mapped_column(Text)
     retain: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class Release(Base):
+    """A signed agent release (provisioning/release/bundle.py): the manifest exactly as signed."""
+
+    __tablename__ = "releases"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(16))
+    rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class ReleaseFile(Base):
+    """One app file of a release, served to boards (with HTTP Range)."""
+
+    __tablename__ = "release_files"
+
+    version: Mapped[str] = mapped_column(
+        String(32), ForeignKey("releases.version"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeviceAgent(Base):
+    """Per board: the agent version it runs, the one it should run, and its update state."""
+
+    __tablename__ = "device_agent"
+
+    device_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id"), primary_key=True
+    )
+    version: Mapped[str | None] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[float | None] = mapped_column(Double)
+
+
+class Rollout(Base):
+    """A release going out to a set of boards: canaries first, the rest after their wait."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(32), ForeignKey("releases.version"))
+    devices: Mapped[list[str]] = mapped_column(JSON)
+    canaries: Mapped[list[str]] = mapped_column(JSON)
+    canary_wait_s: Mapped[float] = mapped_column(Double)
+    silence_s: Mapped[float] = mapped_column(Double)  # a canary this long without a post: pause
+    # canary -> rolling -> done; paused (reason) and aborted on the way
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[float] = mapped_column(Double)
+    canaries_ok_at: Mapped[float | None] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)

@@ -20,6 +20,7 @@ from provisioning.auth.scopes import (
     COUNTS_WRITE,
     DEVICES_ADMIN,
     INGEST_AUDIENCE,
+    RELEASES_READ,
 )
 from provisioning.auth.tokens import _form_pairs
 from provisioning.registry import service as registry
@@ -69,7 +70,7 @@ def test_device_gets_an_es256_at_jwt_with_rfc9068_claims(auth_any_db: Auth) -> N
     assert set(body) == {"access_token", "token_type", "expires_in", "scope"}  # no refresh token
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 86400
-    assert body["scope"] == COUNTS_WRITE
+    assert body["scope"] == f"{COUNTS_WRITE} {RELEASES_READ}"  # releases: OTA updates
     header, claims = jwt_parts(body["access_token"])
     assert header["alg"] == "ES256"
     assert header["typ"] == "at+jwt"
@@ -79,7 +80,7 @@ def test_device_gets_an_es256_at_jwt_with_rfc9068_claims(auth_any_db: Auth) -> N
     assert claims["iss"] == ISSUER
     assert claims["sub"] == claims["client_id"] == client_id
     assert claims["aud"] == INGEST_AUDIENCE
-    assert claims["scope"] == COUNTS_WRITE
+    assert claims["scope"] == f"{COUNTS_WRITE} {RELEASES_READ}"
     assert claims["lot"] == "north"
     assert claims["exp"] - claims["iat"] == 86400
     assert abs(claims["iat"] - time.time()) < 5
@@ -173,7 +174,7 @@ def test_empty_parameters_count_as_absent(auth: Auth) -> None:
     client_id, secret = auth.device()
     response = auth.token_response(client_id, secret, scope="", audience="")
     assert response.status_code == 200, response.text
-    assert response.json()["scope"] == COUNTS_WRITE
+    assert response.json()["scope"] == f"{COUNTS_WRITE} {RELEASES_READ}"
 
 
 @pytest.mark.parametrize(
@@ -364,7 +365,12 @@ def test_metadata_document(auth: Auth) -> None:
         "client_secret_basic",
         "client_secret_post",
     }
-    assert set(meta["scopes_supported"]) == {COUNTS_WRITE, COUNTS_READ, DEVICES_ADMIN}
+    assert set(meta["scopes_supported"]) == {
+        COUNTS_WRITE,
+        COUNTS_READ,
+        DEVICES_ADMIN,
+        RELEASES_READ,
+    }
 
 
 def test_metrics_count_issued_and_refused_tokens(make_auth: MakeAuth) -> None:

@@ -8,7 +8,7 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
-from provisioning.release.mpy import agent_bundle
+from provisioning.release.bundle import install_plan
 from tests.fleet.conftest import Operator
 from tools.harness.parkctl import parkctl
 from tools.simboard import SimBoard
@@ -92,12 +92,14 @@ def _board_commands(board: SimBoard, firmware: Path, tmp_path: Path) -> None:
     config.write_text(json.dumps({"device_id": "dev-x", "client_secret": "not-a-real-one"}))
     done = parkctl("board", "install", "--port", board.url, "--config", str(config))
     assert done.returncode == 0, done.stderr
-    # The agent as .mpy but main.py, byte for byte what the release build makes.
-    bundle = agent_bundle()
+    # The agent as .mpy but main.py, byte for byte what the release build makes: the boot
+    # stub at the root, the modules in app_a/, the state file `state` naming them.
+    bundle = install_plan(None).files
     assert "main.py" in {name for _, name in bundle} and len(bundle) > 2
     for src, name in bundle:
         assert (board.fs_dir / name).read_bytes() == src.read_bytes()
     assert sorted(p.name for p in board.fs_dir.glob("*.py")) == ["main.py"]
+    assert (board.fs_dir / "state").read_text() == "app_a 0.0.0 - - - -"
     assert json.loads((board.fs_dir / "config.json").read_text())["device_id"] == "dev-x"
     assert json.loads(parkctl("board", "info", "--port", board.url, "--json").stdout)["agent"]
 

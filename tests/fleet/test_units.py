@@ -175,11 +175,21 @@ def test_board_with_other_mpy_version_is_refused_in_one_line() -> None:
 
 
 def test_bundle_is_the_agent_as_mpy_but_main() -> None:
+    from provisioning.release.bundle import install_plan
     from provisioning.release.mpy import DEVICE_DIR, agent_bundle
 
     names = [name for _, name in agent_bundle()]
     modules = sorted(p.stem for p in DEVICE_DIR.glob("*.py"))
     assert names == sorted(["main.py", *(m + ".mpy" for m in modules if m != "main")])
+    plan = install_plan(None)
+    boot = sorted(name for _, name in plan.files if "/" not in name)
+    assert boot == [
+        "appdir.mpy",
+        "flash.mpy",
+        "main.py",
+        "trial.mpy",
+    ]  # the boot stub, never updated over the air
+    assert len(plan.files) == len(names) and plan.release_key is None
     for src, name in agent_bundle():
         if name.endswith(".mpy"):
             assert src.read_bytes()[:2] == b"M\x06"  # an .mpy header, bytecode v6

@@ -165,7 +165,8 @@ def test_board_reports_the_mpy_version_parkctl_builds_and_runs_the_bundle(
     board_factory: Callable[..., SimBoard],
 ) -> None:
     from provisioning.fleet.files import board_files, install
-    from provisioning.release.mpy import agent_bundle, compiler_mpy_version
+    from provisioning.release.bundle import install_plan
+    from provisioning.release.mpy import compiler_mpy_version
 
     board = flashed(board_factory())
     board.stop()
@@ -173,11 +174,20 @@ def test_board_reports_the_mpy_version_parkctl_builds_and_runs_the_bundle(
     board.wait_for_mode("micropython")
     facts = board_files(board.url)
     assert facts.mpy is not None and facts.mpy & 0xFF == compiler_mpy_version()[0]
-    bundle = [name for _, name in agent_bundle()]
-    assert install(board.url, [], reset=False) == len(bundle)
+    bundle = [name for _, name in install_plan(None).files]
+    assert install(board.url, [], reset=False) == len(bundle) + 1  # and app.json
     # The board's own MicroPython imports every shipped .mpy module (no source beside them).
-    modules = [name.removesuffix(".mpy") for name in bundle if name.endswith(".mpy")]
-    code = f"import {', '.join(modules)}; print('imported', {modules[0]}.__file__)"
+    # (but start, which would run the agent)
+    modules = [
+        name.removesuffix(".mpy").split("/")[-1]
+        for name in bundle
+        if name.endswith(".mpy") and name != "app_a/start.mpy"
+    ]
+    code = (
+        f"import sys; sys.path.insert(0, 'app_a'); import {', '.join(modules)}; "
+        f"print('imported', {modules[0]}.__file__)"
+    )
     done = mpremote(board.url, "exec", code)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"imported {modules[0]}.mpy" in done.stdout
+    first = next(n for n in bundle if n.endswith(f"/{modules[0]}.mpy") or n == f"{modules[0]}.mpy")
+    assert f"imported {first}" in done.stdout

@@ -9,13 +9,16 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from provisioning.auth.secrets import SecretHasher
 from provisioning.registry import service as registry
-from provisioning.release.mpy import DEVICE_DIR, compile_dir, stage_bundle
+from provisioning.release.bundle import install_plan, stage_install
+from provisioning.release.mpy import DEVICE_DIR, compile_dir
 from provisioning.store.db import make_engine, migrate, session_factory
 from tools.harness.server import ServiceProcess
 from tools.harness.services import REPO
@@ -38,16 +41,24 @@ def micropython_env(
 
 
 def make_board(
-    root: Path, config: dict[str, object], cars: int = 0, compiled: bool = False
+    root: Path,
+    config: dict[str, object],
+    cars: int = 0,
+    compiled: bool = False,
+    release: Path | None = None,
 ) -> Path:
     """A board's filesystem: the agent, config.json beside it, a cars.txt sensor file.
 
-    `compiled` ships the agent exactly as `parkctl board install` does (`agent_bundle()`: .mpy
-    but main.py); otherwise device/ is copied as source.
+    `compiled` ships the agent exactly as `parkctl board install` does (`install_plan()`: the
+    boot stub at the root, .mpy modules in app_a/, app.json; `release`: that built release,
+    whose key goes into config.json); otherwise device/ is copied as source, flat.
     """
     root.mkdir(parents=True, exist_ok=True)
-    if compiled:
-        stage_bundle(root)
+    if compiled or release:
+        plan = install_plan(release)
+        stage_install(plan, root)
+        if plan.release_key:
+            config = {**config, "release_key": plan.release_key}
     else:
         for src in DEVICE_DIR.glob("*.py"):
             shutil.copy(src, root / src.name)
@@ -60,7 +71,11 @@ class Backend:
     """`parkctl serve` on a free port plus direct access to its SQLite store for assertions."""
 
     def __init__(
-        self, root: Path, token_ttl: int | None = None, tls: tuple[Path, Path] | None = None
+        self,
+        root: Path,
+        token_ttl: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+        extra_args: list[str] | None = None,
     ):
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +83,7 @@ class Backend:
         self.db_url = f"sqlite:///{self.db_path}"
         migrate(self.db_url)
         args = ["--token-ttl", str(token_ttl)] if token_ttl else []
+        args += extra_args or []
         self.service = ServiceProcess(self.data_dir, extra_args=args, tls=tls)
         self.url = self.service.url
         self.port = self.service.port
@@ -98,8 +114,22 @@ class Backend:
             engine.dispose()
         return client_id, secret
 
+    def create_operator(self) -> tuple[str, str]:
+        """An operator client (admin API); returns (client_id, client_secret)."""
+        engine = make_engine(self.db_url)
+        try:
+            with session_factory(engine)() as session:
+                client, secret = registry.create_operator(
+                    session, SecretHasher.from_data_dir(self.data_dir), "test", "ops"
+                )
+                return client.client_id, secret
+        finally:
+            engine.dispose()
+
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db_path, timeout=10) as conn:
+        # closing(): a sqlite3 connection's own `with` commits but never closes, and a test that
+        # polls would run out of file descriptors.
+        with closing(sqlite3.connect(self.db_path, timeout=10)) as conn, conn:
             return conn.execute(sql, args).fetchall()
 
     def seqs(self, device_id: str) -> list[int]:
@@ -218,3 +248,48 @@ class AgentProcess:
 
     def write_sensor(self, cars: int) -> None:
         (self.board / "cars.txt").write_text(str(cars))
+
+
+class RebootingBoard:
+    """A board on the Unix port that reboots whenever main.py exits (reset, crash, kill -9)."""
+
+    def __init__(
+        self,
+        micropython: str,
+        root: Path,
+        config: dict[str, Any],
+        release: Path,
+        heap: str = "96K",
+    ):
+        make_board(root, config, cars=3, release=release)
+        self.agent = AgentProcess(micropython, root, heap=heap, compiled=True)
+        self.boots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.boots += 1
+            self.agent.start()
+            proc = self.agent.proc
+            assert proc is not None
+            while proc.poll() is None and not self._stop.is_set():
+                time.sleep(0.05)
+
+    def start(self) -> RebootingBoard:
+        self._thread.start()
+        return self
+
+    def power_cut(self) -> None:
+        proc = self.agent.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.power_cut()
+        self._thread.join(timeout=10)
+
+    def app(self) -> list[str]:
+        """The boot stub's state file: cur ver prev pver try bad (device/appdir.py)."""
+        return (self.agent.board / "state").read_text().splitlines()[0].split()

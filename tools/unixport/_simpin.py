@@ -110,3 +110,33 @@ class RTC:
         secs = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
         RTC._offset = secs - int(time.time())
         return None
+
+
+class Timer:
+    # machine.Timer for the boot stub's trial bound: a thread that sleeps for the period, then
+    # calls the callback, as the ESP32's timer interrupt schedules it. Only ONE_SHOT is needed.
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=0, **kw):
+        if kw:
+            self.init(**kw)
+
+    def init(self, mode=ONE_SHOT, period=1000, callback=None):
+        import _thread
+
+        def run():
+            time.sleep_ms(period)
+            try:
+                callback(self)
+            except SystemExit:
+                # machine.reset() from this thread: sys.exit would end the thread only; a reset
+                # ends the whole board, as abruptly as the hardware does.
+                import os
+
+                os.system("kill -9 $PPID")
+
+        _thread.start_new_thread(run, ())
+
+    def deinit(self):
+        pass

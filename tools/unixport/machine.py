@@ -56,7 +56,16 @@ def __getattr__(name):
     # Pin, RTC and the rarely used rest live in _simpin.py and load on first use: on the Unix
     # port this module shares the agent's heap (its names are qstrs there too), and a
     # file-sensor board never touches a pin.
-    if name not in ("Pin", "RTC", "unique_id", "freq", "idle", "disable_irq", "enable_irq"):
+    if name not in (
+        "Pin",
+        "RTC",
+        "Timer",
+        "unique_id",
+        "freq",
+        "idle",
+        "disable_irq",
+        "enable_irq",
+    ):
         raise AttributeError(name)  # e.g. BROWNOUT_RESET, probed by health.py: no load for it
     import _simpin
 

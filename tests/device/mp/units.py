@@ -411,7 +411,7 @@ def test_safe_mode_after_boots_without_upload():
     expect("3 boots" in reasons[3], "fourth boot is safe mode")
     import flash
 
-    flash.remove(safemode.BOOTS)  # what the agent does after its first successful upload
+    flash.remove("boots")  # what the agent does after its first successful upload
     expect(safemode.check() is None, "a successful upload resets the count")
 
 

@@ -1,0 +1,195 @@
+# Cold (appstate.py loads it when an answer offers an update, drops it after): the updater. It
+# downloads the release the server offers into the app directory not in use, over the agent's
+# own verified connection and with its access token, and switches to it only when everything
+# checked out:
+#   1. manifest.json, streamed to flash and hashed; manifest.sig (64 bytes r||s); the ES256
+#      signature checked against config's release_key (p256.py, loaded for this only);
+#   2. the manifest: format 1, the bytecode version this MicroPython loads, a version newer than
+#      the running one unless the signed manifest says rollback;
+#   3. each file streamed to <dir>/<file>.part while hashing (never a whole file in RAM), resumed
+#      with an HTTP Range request (RFC 9110 §14.2) after an interruption, its size and SHA-256
+#      checked, then renamed into place; files already there with the right hash are kept;
+#   4. the state file "state" rewritten atomically to boot the new directory on trial
+#      (appdir.py), and a reset.
+# A power cut anywhere before 4 leaves the state file naming the old directory; after it, the
+# trial rules bring a bad version back. Returns a refusal reason; network failures raise (the next
+# post's answer offers the update again, and the download resumes).
+import binascii
+import gc
+import hashlib
+import json
+import os
+import sys
+
+import machine
+from micropython import const
+
+import appstate
+import cold
+import flash
+import http
+
+_FORMAT = const(1)
+_CHUNK = const(512)
+_MANIFEST = "upd.json"
+
+
+def _vt(v):
+    return tuple(int(x) for x in v.split("."))
+
+
+_mv = None  # one chunk buffer for the whole update (run() makes it, then lets it go)
+
+
+def _get(up, path, f, h, have):
+    # GET path into the open file f from byte `have` on (Range), updating hash h; returns False
+    # when a server ignored the Range and sent the whole file (discarded: start over).
+    mv = _mv
+    whole = [False]
+
+    def stream(s, status, length, deadline):
+        if length < 0:
+            raise OSError("download without Content-Length")
+        whole[0] = have and status == 200
+        left = length
+        while left > 0:
+            http._check(deadline)
+            n = s.readinto(mv[: min(left, _CHUNK)])
+            if not n:
+                raise OSError("connection closed")
+            if not whole[0]:
+                f.write(mv[:n])
+                h.update(mv[:n])
+            left -= n
+        return 0
+
+    auth = up.token.value
+    if have:
+        # RFC 9110 §14.2. The header rides after the Authorization value (http.py writes that
+        # verbatim): one parameter fewer in the resident client.
+        auth += b"\r\nRange: bytes=%d-" % have
+    up.conn.stream = stream
+    try:
+        up.conn.request(b"GET", path, 0, None, auth)
+    finally:
+        up.conn.stream = None
+    return not whole[0]
+
+
+def _hash_file(path, h):
+    # Feed an existing file to h; returns its size (0 when missing).
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                k = f.readinto(_mv)
+                if not k:
+                    break
+                h.update(_mv[:k])
+                n += k
+    except OSError:
+        return 0
+    return n
+
+
+def _hex(h):
+    return binascii.hexlify(h.digest()).decode()
+
+
+def _fetch(up, base, d, e, feed):
+    # One file of the manifest into directory d; a refusal reason, or None when it is in place.
+    name, size, sha = e["path"], e["size"], e["sha256"]
+    dest = d + "/" + name
+    h = hashlib.sha256()
+    if _hash_file(dest, h) == size and _hex(h) == sha:
+        return None  # in place from an interrupted earlier run
+    flash.remove(dest)
+    part = dest + ".part"
+    for _ in (0, 1):
+        feed()
+        h = hashlib.sha256()
+        have = _hash_file(part, h)
+        if have > size:
+            flash.remove(part)
+            have, h = 0, hashlib.sha256()
+        if have < size:
+            with open(part, "ab") as f:
+                ranged = _get(up, base + name, f, h, have)
+            if not ranged:
+                flash.remove(part)  # the server sent it all: again, from the start
+                continue
+        if _hash_file(part, hashlib.sha256()) == size and _hex(h) == sha:
+            os.rename(part, dest)
+            return None
+        flash.remove(part)
+        if not have:
+            break  # a fresh download that does not match: tampered, no second try
+    return "%s: SHA-256 mismatch" % name
+
+
+def run(up, want, log, feed):
+    global _mv
+    _mv = memoryview(bytearray(_CHUNK))
+    try:
+        return _run(up, want, log, feed)
+    finally:
+        _mv = None
+
+
+def _run(up, want, log, feed):
+    app = up.state
+    if not app[3]:
+        return "no release_key in config.json"
+    if up.token.due() and not up.get_token():
+        raise OSError("no token")
+    t = appstate.read()[0]
+    cur = t[0]
+    if cur == b"-":
+        return "not installed from a release (no state file)"
+    want = want.decode()
+    base = up.counts_path[:-10] + "/v1/releases/" + want + "/"
+    log("update %s: downloading" % want)
+    # 1. the manifest and its signature
+    h = hashlib.sha256()
+    with open(_MANIFEST, "wb") as f:
+        _get(up, base + "manifest.json", f, h, 0)
+    up.conn.request(b"GET", base + "manifest.sig", 0, None, up.token.value)
+    sig = bytes(up.conn.resp)
+    import p256
+
+    ok = p256.verify(h.digest(), sig, binascii.unhexlify(app[3]), feed)
+    cold.drop(p256)
+    if not ok:
+        return "bad signature on the manifest"
+    # 2. what it says
+    del sig, h
+    gc.collect()
+    with open(_MANIFEST) as f:
+        m = json.load(f)
+    flash.remove(_MANIFEST)
+    if m.get("format") != _FORMAT:
+        return "manifest format %s" % m.get("format")
+    if m.get("version") != want:
+        return "manifest is for version %s" % m.get("version")
+    mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
+    if m.get("mpy") != mpy:
+        return "bytecode v%s, this board loads v%d" % (m.get("mpy"), mpy)
+    if _vt(want) <= _vt(app[0].decode()) and m.get("rollback") is not True:
+        return "%s is not newer than %s" % (want, app[0].decode())
+    # 3. the files, into the other directory
+    d = "app_b" if cur == b"app_a" else "app_a"
+    flash.mkdir(d)
+    keep = [e["path"] for e in m["files"]]
+    for name in os.listdir(d):
+        if name not in keep and name[:-5] not in keep:
+            flash.remove(d + "/" + name)  # an older release's leftovers
+    for e in m["files"]:
+        gc.collect()
+        why = _fetch(up, base + "app/", d, e, feed)
+        if why:
+            return why
+    # 4. the switch: from here on the boot stub boots d, on trial
+    n = b"%s %s %s %s 0 %s" % (d.encode(), want.encode(), cur, app[0], t[5])
+    flash.write_atomic("state", n)
+    log("update %s installed in %s, rebooting" % (want, d))
+    machine.reset()

@@ -1,0 +1,25 @@
+# The agent's start, imported by the boot stub (main.py) from the active app directory: safe-mode
+# check, config, then the agent. Boot-only modules are dropped after use so their heap goes to
+# the agent; the order also compiles the big modules on a fresh heap.
+import gc
+import sys
+
+import safemode
+
+_why = safemode.check()
+del sys.modules["safemode"]
+gc.collect()
+if _why:
+    print("parkfleet: safe mode (%s): agent not started, REPL free" % _why)
+else:
+    # http first: from .py the board compiles it at import, which needs the largest free block,
+    # and that is on the fresh heap (shipped as .mpy this changes nothing; the agent needs it).
+    import http  # noqa: F401  # isort: skip
+    import config
+
+    _c = [config.wait_valid(lambda msg: print("parkfleet:", msg))]
+    del sys.modules["config"], config
+    gc.collect()
+    import agent
+
+    agent.main(_c)  # takes the config out of the list: freed once the agent is built

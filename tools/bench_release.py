@@ -1,0 +1,181 @@
+"""`make bench`: agent releases and over-the-air updates (issue 10), against the real service.
+
+- signature: ES256 verification by the board's pure-MicroPython P-256 (device/p256.py, as .mpy)
+  under the Unix port with `-X heapsize=64K`: median time of several checks, the bytes one
+  check allocates in all (collector off: short-lived big integers, freed as it goes), and the
+  smallest heap, in KB, it still runs in (its peak live heap is below that); beside it
+  the host's `cryptography` (OpenSSL) on the same input;
+- download: the bytes one update moves (manifest, signature and every module; HTTP headers
+  not counted), from a built bundle;
+- rollout: wall time from `parkctl rollout start` (1 canary, 3 s canary wait) to three boards
+  on the Unix port all confirmed, against the real service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from provisioning.release import bundle
+from provisioning.release.mpy import DEVICE_DIR, compile_dir
+from tools.harness.agent import Backend, RebootingBoard, board_config, micropython_env
+from tools.harness.parkctl import parkctl
+from tools.harness.services import micropython_binary
+
+_SCRIPT = """
+import gc, time, binascii, p256
+d, s, k = [binascii.unhexlify(x) for x in %r]
+ts = []
+for _ in range(%d):
+    gc.collect()
+    t = time.ticks_us()
+    ok = p256.verify(d, s, k)
+    ts.append(time.ticks_diff(time.ticks_us(), t))
+    assert ok
+gc.collect()
+a = gc.mem_alloc()
+if %d:  # the bytes one check allocates, with the collector off (needs a big heap)
+    gc.disable()
+    p256.verify(d, s, k)
+print("RESULT", sorted(ts)[len(ts) // 2], gc.mem_alloc() - a)
+"""
+
+
+def _vector(root: Path) -> tuple[list[str], Any, bytes, bytes]:
+    key_path = root / "bench.key"
+    bundle.keygen(key_path)
+    private = bundle._load_private(key_path)
+    message = b"x" * 2000  # about a manifest's size
+    sig = bundle.sign(private, message)
+    pub = bundle.board_key(private.public_key())
+    return [hashlib.sha256(message).hexdigest(), sig.hex(), pub], private, message, sig
+
+
+def _board_verify(
+    micropython: str, vec: list[str], heap: str, n: int = 9, alloc: bool = False
+) -> tuple[int, int]:
+    env = micropython_env()
+    env["MICROPYPATH"] = f"{compile_dir(DEVICE_DIR)}:{env['MICROPYPATH']}"
+    done = subprocess.run(
+        [micropython, "-X", f"heapsize={heap}", "-c", _SCRIPT % (vec, n, alloc)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT"):
+            _, us, alloc = line.split()
+            return int(us), int(alloc)
+    raise RuntimeError(f"p256 under the Unix port failed: {done.stdout}{done.stderr}")
+
+
+def bench_signature(micropython: str, root: Path) -> list[dict[str, Any]]:
+    vec, private, message, sig = _vector(root)
+    us = _board_verify(micropython, vec, "64K")[0]
+    alloc = _board_verify(micropython, vec, "4M", n=1, alloc=True)[1]
+    smallest = None
+    for kb in (4, 6, 8, 12, 16, 24, 32):
+        try:
+            _board_verify(micropython, vec, f"{kb}K", n=1)
+        except RuntimeError:
+            continue
+        smallest = kb
+        break
+    host = []
+    for _ in range(9):
+        t = time.perf_counter()
+        assert bundle.verify(private.public_key(), message, sig)
+        host.append((time.perf_counter() - t) * 1e6)
+    host_us = statistics.median(host)
+    board_ms, host_ms = us / 1000, host_us / 1000
+    return [
+        _row("signature_check_ms (Unix port, p256.py)", board_ms),
+        {**_row("signature_check_ms (host OpenSSL)", host_ms), "ratio": round(us / host_us, 1)},
+        _row("signature_check_alloc_bytes (gc off)", alloc),
+        _row("signature_check_min_heap_kb", smallest),
+    ]
+
+
+def _row(metric: str, value: Any) -> dict[str, Any]:
+    return {"bench": "release", "metric": metric, "value": value}
+
+
+def bench_download(root: Path) -> list[dict[str, Any]]:
+    key = root / "release.key"
+    bundle.keygen(key)
+    out = bundle.build("1.0.0", key, root / "bundle")
+    manifest = json.loads((out / bundle.MANIFEST).read_bytes())
+    files = sum(e["size"] for e in manifest["files"])
+    total = files + len((out / bundle.MANIFEST).read_bytes()) + 64
+    return [
+        _row("update_download_bytes (bodies)", total),
+        _row("update_modules", len(manifest["files"])),
+    ]
+
+
+def bench_rollout(micropython: str, root: Path) -> list[dict[str, Any]]:
+    key = root / "roll.key"
+    bundle.keygen(key)
+    b1 = bundle.build("1.0.0", key, root / "r1")
+    b2 = bundle.build("1.1.0", key, root / "r2")
+    backend = Backend(root / "svc", extra_args=["--release-key", f"{key}.pub"]).start()
+    boards: list[RebootingBoard] = []
+    try:
+        client_id, secret = backend.create_operator()
+        env = {**os.environ, "PARK_SERVER": backend.url, "PARK_CLIENT_ID": client_id}
+        env |= {"PARK_CLIENT_SECRET": secret, "PARK_CACHE_DIR": str(root / "cache")}
+        ids = []
+        for i in range(3):
+            dev, dev_secret = backend.create_device()
+            config = board_config(dev, dev_secret, backend.url)
+            boards.append(RebootingBoard(micropython, root / f"b{i}", config, b1).start())
+            ids.append(dev)
+        done = parkctl("release", "publish", str(b2), env=env)
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(len(backend.seqs(d)) for d in ids):
+            time.sleep(0.2)
+        started = time.monotonic()
+        args = ["rollout", "start", "1.1.0", "--devices", ",".join(ids), "--canary", "1"]
+        done = parkctl(*args, "--canary-wait", "3s", "--silence", "60s", env=env)
+        assert done.returncode == 0, done.stderr
+        finished = None
+        while time.monotonic() < started + 180:
+            rows = backend.query(
+                "SELECT count(*) FROM device_agent WHERE version = '1.1.0' AND state = 'confirmed'"
+            )
+            if rows[0][0] == 3:
+                finished = time.monotonic() - started
+                break
+            time.sleep(0.2)
+    finally:
+        for board in boards:
+            board.stop()
+        backend.stop()
+    took = round(finished, 1) if finished else None
+    return [_row("rollout_start_to_all_confirmed_s (3 boards, 3 s wait)", took)]
+
+
+def run() -> list[dict[str, Any]]:
+    """Bench rows for releases and updates (see the module docstring)."""
+    micropython = micropython_binary()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rows = bench_signature(micropython, root)
+        rows += bench_download(root)
+        rows += bench_rollout(micropython, root)
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
