@@ -17,7 +17,7 @@ from sqlalchemy import Connection, desc, func, select
 from sqlalchemy.orm import Session
 
 from provisioning.ingest import history, store
-from provisioning.store.models import AuditEvent, Client, DeviceState, Reading
+from provisioning.store.models import AuditEvent, Client, DeviceAgent, DeviceState, Reading
 
 DEFAULT_INTERVAL_S = 60
 OFFLINE_AFTER_INTERVALS = 3
@@ -99,8 +99,9 @@ def boards(
 ) -> list[Board]:
     """Live boards (of `lot`, or one), with their status."""
     query = (
-        select(Client, DeviceState)
+        select(Client, DeviceState, DeviceAgent.version)
         .outerjoin(DeviceState, DeviceState.device_id == Client.client_id)
+        .outerjoin(DeviceAgent, DeviceAgent.device_id == Client.client_id)
         .where(Client.kind == "device", Client.deleted_at.is_(None))
         .order_by(Client.name)
     )
@@ -109,12 +110,14 @@ def boards(
     if client_id is not None:
         query = query.where(Client.client_id == client_id)
     with Session(bind=conn) as session:
-        rows = [(row[0], row[1]) for row in session.execute(query)]
-    expiry = _token_expiry(conn, [c.client_id for c, _ in rows], ttl_s)
+        rows = [(row[0], row[1], row[2]) for row in session.execute(query)]
+    expiry = _token_expiry(conn, [c.client_id for c, _, _ in rows], ttl_s)
     now = time.time()
     out = []
-    for client, state in rows:
+    for client, state, version in rows:
         health = dict(state.health or {}) if state is not None else {}
+        if version and "agent" not in health:  # the version the agent reports (issue 10)
+            health["agent"] = version
         seen = state.last_seen_at if state is not None else None
         online, problems = board_status(client.enabled, seen, health, now)
         out.append(
