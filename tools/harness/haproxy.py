@@ -51,7 +51,7 @@ def render_config(text: str, port: int, socket_path: Path, servers: list[int]) -
 
 
 class HAProxy:
-    """`haproxy -f <rendered deploy/haproxy.cfg>` in the foreground (`-db`); `url` is its frontend."""
+    """`haproxy -db -f <rendered deploy/haproxy.cfg>` (foreground); `url`: its frontend."""
 
     def __init__(self, workdir: Path, servers: list[int], port: int | None = None) -> None:
         self.binary = haproxy_binary()
@@ -127,5 +127,3 @@ class HAProxy:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
