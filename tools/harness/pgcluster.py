@@ -55,9 +55,11 @@ class PostgresCluster:
     def _initdb(self) -> None:
         if self._prefix:
             entry = pwd.getpwnam("postgres")
-            # A mkdtemp() parent is 0700: `postgres` must at least pass through it.
-            parent = self.root.parent
-            os.chmod(parent, os.stat(parent).st_mode | 0o711)
+            # A mkdtemp() ancestor is 0700: `postgres` must at least pass through it.
+            for parent in self.root.parents:
+                mode = os.stat(parent).st_mode
+                if not mode & 0o001 and os.stat(parent).st_uid == os.geteuid():
+                    os.chmod(parent, mode | 0o711)
             for path in (self.root, *self.root.rglob("*")):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         done = self._run(
