@@ -61,6 +61,9 @@ class Cluster:
         self.url = self.lb.url
 
     def start(self) -> Cluster:
+        # Keys and the hash key live here: the service refuses a directory others can read.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         self.pg.start()
         migrate(self.pg.url)
         self.broker.start()

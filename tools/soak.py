@@ -30,7 +30,7 @@ from sqlalchemy import text
 from provisioning.registry import service as registry
 from provisioning.store.db import make_engine, session_factory
 from tools.cluster import Cluster
-from tools.harness.agent import AgentProcess, board_config
+from tools.harness.agent import AgentProcess, board_config, micropython_env
 from tools.harness.clients import register_devices
 from tools.harness.mosquitto import Subscriber
 from tools.harness.parkctl import parkctl
@@ -57,6 +57,7 @@ AT = {
 DISABLED = 5
 REBOOTED = 10
 SAMPLE_S = 1.0
+QUIET_SLEEP = Path(__file__).parent / "harness" / "quietsleep"
 _TOKENS = "SELECT target, count(*) FROM audit_log WHERE action = 'token.issue' GROUP BY target"
 
 
@@ -161,6 +162,8 @@ class Soak:
                 self.cluster.pg.url,
             )
         boards_dir = self.root / "boards"
+        # The Unix port's sleep_ms() polls; quietsleep/time.py sleeps as a board does.
+        path = f"{QUIET_SLEEP}:{micropython_env(compiled=True)['MICROPYPATH']}"
         for client_id, secret in creds:
             config = board_config(
                 client_id,
@@ -172,7 +175,9 @@ class Soak:
                 backoff_cap_s=60,
                 health_every_s=60,
             )
-            agent = AgentProcess.on_new_board(micropython, boards_dir / client_id, config)
+            agent = AgentProcess.on_new_board(
+                micropython, boards_dir / client_id, config, env={"MICROPYPATH": path}
+            )
             self.boards.append(Board(client_id, secret, agent))
         # Spread the boards' first readings over one interval, as a real fleet's are.
         self.t0 = time.monotonic()
