@@ -6,24 +6,18 @@ lines marked `# cluster:` (frontend bind, stats socket, servers) are rewritten, 
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 from tools.harness.net import free_port, wait_for_port
-from tools.harness.services import REPO, missing
+from tools.harness.services import REPO, system_binary
 
 DEPLOY_CONFIG = REPO / "deploy" / "haproxy.cfg"
 
 
 def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-    )
-    if not found:
-        missing("haproxy is not installed (apt-get install haproxy)")
-    return found
+    return system_binary("haproxy", "haproxy is not installed (apt-get install haproxy)")
 
 
 def render_config(text: str, port: int, socket_path: Path, servers: list[int]) -> str:
