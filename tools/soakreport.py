@@ -134,6 +134,8 @@ def build_report(f: Figures) -> tuple[bool, str]:
             f"5xx while PostgreSQL down {during}, otherwise {len(errors) - during}",
         )
     )
+    broken = [x.name for x in f.faults if x.note.startswith("fault failed")]
+    checks.append(("every fault injected", not broken, f"failed: {broken}" if broken else "yes"))
     posts = [e for e in f.exchanges if e.path.startswith("/v1/counts")]
     ok_posts = [e.elapsed * 1000 for e in posts if e.status == 200]
     statuses = Counter(e.status for e in posts)
