@@ -66,9 +66,12 @@ def spool_state(board: Path) -> tuple[int, int, int]:
     root = board / "spool.d"
     head = dropped = 0
     try:
-        raw = (root / "ptr").read_bytes()
+        raw = (root / "ptr").read_bytes()  # absent until the first acknowledgement
         if len(raw) == struct.calcsize(_PTR):
             head, dropped, _cars = struct.unpack(_PTR, raw)
+    except OSError:
+        pass
+    try:
         segs = sorted((int(n) for n in os.listdir(root) if n.isdigit()), reverse=True)
     except OSError:
         return head, dropped, head
