@@ -173,7 +173,7 @@ class Soak:
                 secret,
                 self.proxy.url,
                 interval_s=10,
-                http_timeout_s=5,
+                http_timeout_s=10,  # the board's default
                 backoff_base_s=2,
                 backoff_cap_s=60,
                 health_every_s=60,
@@ -455,7 +455,7 @@ class Soak:
         spools = {b.client_id: spool_state(b.agent.board) for b in self.boards}
         stored = self.stored_by_board()
         with self.engine.connect() as conn:
-            tokens = dict(conn.execute(text(_TOKENS)).all())
+            tokens: dict[str, int] = dict(conn.execute(text(_TOKENS)).tuples().all())
             late = conn.execute(
                 text("SELECT device_id, max(received_at) FROM readings GROUP BY 1")
             ).all()
