@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck bench fuzz clean serve
+.PHONY: venv demo test lint typecheck bench fuzz clean serve cluster soak
 
 venv: $(STAMP)
 
@@ -37,6 +37,15 @@ bench: venv
 FUZZ_EXAMPLES ?= 100
 fuzz: venv
 	$(BIN)/python -m tools.fuzz --max-examples $(FUZZ_EXAMPLES)
+
+# deploy/'s layout on this machine (own PostgreSQL, Mosquitto, 3 instances, HAProxy) until Ctrl-C.
+cluster: venv
+	$(BIN)/python -m tools.cluster
+
+# 500 agents through HAProxy to 3 instances for 10 minutes, faults on a schedule (tools/soak.py).
+SOAK_ARGS ?=
+soak: venv
+	$(BIN)/python -m tools.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

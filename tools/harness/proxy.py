@@ -3,7 +3,8 @@
 The service cannot produce 500s, 429s, stalls or a lost response on cue; this proxy can. It keeps
 the board's connection alive like the service does, forwards each request over its own upstream
 connection, and counts requests and bytes on the board's side of the wire (for the bench).
-Faults are set by the test while the agent runs: `proxy.fault = Fault(...)`.
+Faults are set by the test while the agent runs: `proxy.fault = Fault(...)`; `proxy.cut.set()` cuts
+the boards' network (requests go unanswered until `cut.clear()`, as packets into a dead link).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Exchange:
     tx: int  # bytes the board sent
     rx: int  # bytes the board received
     body: bytes = b""  # the upstream response body
+    elapsed: float = 0.0  # s from the request's last byte in to the response's last byte out
 
 
 @dataclass
@@ -46,6 +48,7 @@ class FaultProxy:
     log: list[Exchange] = field(default_factory=list)
     connections: int = 0
     forwarded: threading.Event = field(default_factory=threading.Event)
+    cut: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -103,6 +106,12 @@ class FaultProxy:
             headers[name.strip()] = value.strip()
         body = rfile.read(int(headers.get("Content-Length", "0")))
         tx += len(body)
+        started = time.monotonic()
+        if self.cut.is_set():
+            # The link is down: no answer; the board times out and reconnects after the cut.
+            while self.cut.is_set() and not self._stop:
+                time.sleep(0.1)
+            return False
         fault = self.fault if self.fault and self.fault.path in path else None
         if fault and fault.status:
             extra = f"Retry-After: {fault.retry_after}\r\n" if fault.retry_after is not None else ""
@@ -132,11 +141,20 @@ class FaultProxy:
             time.sleep(5)
             return False
         client.sendall(out)
-        self._record(method, path, resp.status, tx, len(out), data)
+        self._record(method, path, resp.status, tx, len(out), data, started)
         return True
 
     def _record(
-        self, method: str, path: str, status: int, tx: int, rx: int, body: bytes = b""
+        self,
+        method: str,
+        path: str,
+        status: int,
+        tx: int,
+        rx: int,
+        body: bytes = b"",
+        started: float | None = None,
     ) -> None:
+        now = time.monotonic()
+        took = now - started if started is not None else 0.0
         with self._lock:
-            self.log.append(Exchange(time.monotonic(), method, path, status, tx, rx, body))
+            self.log.append(Exchange(now, method, path, status, tx, rx, body, took))

@@ -41,13 +41,18 @@ def micropython_binary() -> str:
     return found
 
 
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+def system_binary(name: str, reason: str) -> str:
+    """A daemon's binary on PATH or in /usr/sbin (not on a user's PATH); else `reason`."""
+    found = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
     )
     if not found:
-        missing("mosquitto is not installed")
+        missing(reason)
     return found
+
+
+def mosquitto_binary() -> str:
+    return system_binary("mosquitto", "mosquitto is not installed")
 
 
 @contextmanager
