@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 if TYPE_CHECKING:
     from provisioning.auth.keys import KeyStore
@@ -72,7 +73,7 @@ class ChangeListener:
             try:
                 self._listen()
                 backoff = _BACKOFF_S[0]
-            except psycopg.Error as error:
+            except (psycopg.Error, SQLAlchemyError) as error:  # keys refresh via SQLAlchemy
                 log.warning(
                     "change notifications down (%s); status cached at most %.0f s, retry in %.1f s",
                     str(error).strip().splitlines()[0] if str(error).strip() else error,
