@@ -38,10 +38,10 @@ from tools.harness.proxy import FaultProxy
 from tools.harness.services import ServiceMissing, micropython_binary
 from tools.soakreport import Fault, Figures, build_report
 
-# device/spool.py's on-flash layout: 12-byte records "<IIHH" (seq first), pointer "<III" (head,
-# dropped, cars), segment files spool.d/<k>.
-_REC = 12
-_PTR = "<III"
+# device/spool.py's on-flash layout: 20-byte records "<IIIIHH" (seq first), pointer "<IIIII"
+# (head, dropped, then the last acknowledged reading), segment files spool.d/<k>.
+_REC = 20
+_PTR = "<IIIII"
 ALL_FAULTS = ("kill", "mosquitto", "postgres", "cut", "rotate", "disable", "reboot")
 DOWN_S = {"kill": 30.0, "postgres": 30.0, "cut": 60.0}
 # When each fault starts, as a fraction of the run (600 s: 60, 150, 210, 300, 420, 450, 480 s).
@@ -68,7 +68,7 @@ def spool_state(board: Path) -> tuple[int, int, int]:
     try:
         raw = (root / "ptr").read_bytes()  # absent until the first acknowledgement
         if len(raw) == struct.calcsize(_PTR):
-            head, dropped, _cars = struct.unpack(_PTR, raw)
+            head, dropped = struct.unpack(_PTR, raw)[:2]
     except OSError:
         pass
     try:
