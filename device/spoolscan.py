@@ -1,11 +1,11 @@
 # Cold (Spool.__init__ loads it at boot, then drops it): the spool's boot scan. Read the pointer
 # file, list the segment files, find the newest valid record, which gives the next seq and the
 # last reading (a gate's counters), and cut off a torn tail left by a power cut mid-append. A
-# pointer from before gate readings (12 bytes: head, dropped, cars) still gives head, so seqs
-# go on where they were (the server dedups on them); its 12-byte records do not pass the check.
+# spool from before gate readings (12-byte pointer and records) is converted first.
 import os
 import struct
 
+import cold
 import flash
 from spool import FMT, PTR_FMT, REC, SEG, check, seg_path
 
@@ -16,11 +16,14 @@ def scan(root, buf):
     flash.mkdir(root)
     head, dropped, last = 0, 0, None
     raw = flash.read(root + "/ptr")
+    if len(raw or b"") != 20 and os.listdir(root):
+        import spoolold  # the 12-byte spool of earlier agents: converted (spoolold.py)
+
+        raw = spoolold.scan(root, raw)
+        cold.drop(spoolold)
     if raw and len(raw) == struct.calcsize(PTR_FMT):
         head, dropped, kind, a, b = struct.unpack(PTR_FMT, raw)
         last = (a, b) if kind else a
-    elif raw and len(raw) == 12:
-        head, dropped, last = struct.unpack("<III", raw)
     segs = sorted(int(n) for n in os.listdir(root) if n.isdigit())
     while segs:
         rec = _last(seg_path(root, segs[-1]), segs[-1], buf)

@@ -171,6 +171,252 @@ def test_spool_pointer_rename_interrupted():
     expect(Spool(100).head == 3, "pointer read from the temp file")
 
 
+# ---------------------------------------------------------------- the spool of earlier agents
+# Written here in their format (git: device/spool.py before gate readings), not by spoolold.py.
+
+
+def _old_reading(seq):
+    # (ts, cars) of an old agent's reading seq: some with no known time (ts 0)
+    return (0 if seq % 7 == 3 else 1700000000 + seq), (seq * 37) % 300
+
+
+def _old_spool(n, head=None, dropped=0, torn=False):
+    # Readings 0..n-1 in 12-byte records ("<IIHH": seq, ts, cars, check), segments of 256 seqs;
+    # with a head, the 12-byte pointer ("<III": head, dropped, cars of the last acknowledged)
+    # and the acknowledged segments trimmed, as the old agent left them.
+    import struct
+
+    if "spool.d" not in os.listdir():
+        os.mkdir("spool.d")
+    for seq in range(n):
+        ts, cars = _old_reading(seq)
+        chk = (seq ^ (seq >> 16) ^ ts ^ (ts >> 16) ^ cars ^ 0x5A5A) & 0xFFFF
+        if head is None or (seq // 256 + 1) * 256 > head:
+            with open("spool.d/%d" % (seq // 256), "ab") as f:
+                f.write(struct.pack("<IIHH", seq, ts, cars, chk))
+    if torn:
+        with open("spool.d/%d" % ((n - 1) // 256), "ab") as f:
+            f.write(b"\x07\x00\x00\x00\x01")  # a power cut mid-append
+    if head is not None:
+        with open("spool.d/ptr", "wb") as f:
+            f.write(struct.pack("<III", head, dropped, _old_reading(head - 1)[1]))
+
+
+def _expect_converted(s, head, n, dropped):
+    got = []
+    s.peek(10000, lambda seq, v, ts: got.append((seq, v, ts or 0)))
+    want = [(seq, _old_reading(seq)[1], _old_reading(seq)[0]) for seq in range(head, n)]
+    expect(got == want, "undelivered readings, each once: %r..." % (got[:3],))
+    expect((s.head, s.dropped, s.next_seq) == (head, dropped, n), "pointer and seq carried over")
+    files = sorted(set(str(seq // 192) for seq in range(head, n)))
+    files.append("ptr")
+    expect(sorted(os.listdir("spool.d")) == files, "left: %r" % os.listdir("spool.d"))
+
+
+def test_spool_of_earlier_agents_is_converted():
+    from spool import Spool
+
+    _old_spool(300, head=120, dropped=3, torn=True)
+    s = Spool(4096)
+    _expect_converted(s, 120, 300, 3)
+    expect(s.last == _old_reading(299)[1], "the newest reading")
+    expect(s.append(5, None) == 300, "seq goes on")
+    s2 = Spool(4096)  # a reboot: today's format, nothing to convert
+    expect(s2.next_seq == 301 and s2.head == 120, "as converted")
+
+
+def test_spool_of_earlier_agents_never_delivered_is_converted():
+    from spool import Spool
+
+    _old_spool(5)  # no pointer: the old agent never had an answer
+    _expect_converted(Spool(4096), 0, 5, 0)
+
+
+def test_spool_all_delivered_by_earlier_agents():
+    from spool import Spool
+
+    _old_spool(600, head=600, dropped=1)
+    s = Spool(4096)
+    _expect_converted(s, 600, 600, 1)
+    expect(s.last == _old_reading(599)[1], "the last acknowledged reading")
+
+
+def test_spool_today_without_pointer_is_not_converted():
+    # A board of today that never had an answer: its segments are not taken for old ones.
+    from spool import Spool
+
+    for n in (1, 2, 3, 200):
+        for f in os.listdir("spool.d") if "spool.d" in os.listdir() else ():
+            os.remove("spool.d/" + f)
+        s = Spool(4096)
+        for i in range(n):
+            s.append((i, 1) if i % 2 else i + 1, 1700000000)
+        got = _seqs(Spool(4096))
+        expect(got == list(range(n)), "%d readings kept: %r" % (n, got))
+
+
+def _seqs(s):
+    got = []
+    s.peek(10000, lambda seq, v, ts: got.append(seq))
+    return got
+
+
+class _Cut(Exception):
+    pass
+
+
+class _Flash:
+    # os and open for spoolold.py and flash.py whose power fails before the n-th change to the
+    # flash (a write loses its second half): the conversion is killed at every step in turn.
+    def __init__(self, n):
+        self.n = n
+
+    def step(self):
+        self.n -= 1
+        if self.n < 0:
+            raise _Cut()
+
+    def rename(self, a, b):
+        self.step()
+        os.rename(a, b)
+
+    def remove(self, path):
+        self.step()
+        os.remove(path)
+
+    def rmdir(self, path):
+        self.step()
+        os.rmdir(path)
+
+    def mkdir(self, path):
+        self.step()
+        os.mkdir(path)
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def stat(self, path):
+        return os.stat(path)
+
+    def open(self, path, mode="r"):
+        if "r" in mode:
+            return open(path, mode)
+        self.step()
+        return _CutFile(self, open(path, mode))
+
+
+class _CutFile:
+    def __init__(self, flash, f):
+        self.flash = flash
+        self.f = f
+
+    def write(self, data):
+        try:
+            self.flash.step()
+        except _Cut:
+            self.f.write(data[: len(data) // 2])
+            self.f.close()
+            raise
+        return self.f.write(data)
+
+    def close(self):
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _boot(cut):
+    # Spool() at boot with the power failing at change `cut` (None: no failure); returns the
+    # spool, or None when the power failed, and how many changes the boot made.
+    import flash
+    import spoolold
+
+    fs = _Flash(10**9 if cut is None else cut)
+    spoolold.os = flash.os = fs
+    spoolold.open = flash.open = fs.open
+    try:
+        from spool import Spool
+
+        return Spool(4096), 10**9 - fs.n
+    except _Cut:
+        return None, 0
+    finally:
+        flash.os = os
+        flash.open = open
+        sys.modules.pop("spoolold", None)
+
+
+def _wipe(path="spool.d"):
+    for f in os.listdir(path) if path in os.listdir() or "/" in path else ():
+        try:
+            os.remove(path + "/" + f)
+        except OSError:
+            _wipe(path + "/" + f)
+            os.rmdir(path + "/" + f)
+
+
+def test_spool_conversion_survives_a_power_cut_at_every_step():
+    # Killed before each change to the flash in turn: the next boot finds every undelivered
+    # reading once, the pointer carried over. A cut once the new spool is complete (the swap)
+    # is then followed by a cut at each step of the boot that resumes it. Old segment 0 has no
+    # namesake among the new ones (seqs 200..299 are new segment 1); the second spool has no
+    # pointer (never delivered).
+    resumed = 0
+    for head, n, dropped in ((200, 300, 3), (None, 40, 0)):
+        _wipe()
+        _old_spool(n, head, dropped, torn=True)
+        steps = _boot(None)[1]
+        expect(steps > n - (head or 0), "a change per record, and the swap: %d" % steps)
+        for first in range(steps):
+            _wipe()
+            _old_spool(n, head, dropped, torn=True)
+            expect(_boot(first)[0] is None, "the first boot was cut")
+            if "ptr.new" not in os.listdir("spool.d"):
+                _expect_converted(_boot(None)[0], head or 0, n, dropped)
+                continue
+            state = _snapshot()
+            second = 0
+            while True:
+                _restore(state)
+                s = _boot(second)[0]
+                if s is not None:
+                    break  # the resumed swap had fewer changes than this
+                _expect_converted(_boot(None)[0], head or 0, n, dropped)
+                second += 1
+                resumed += 1
+            _expect_converted(s, head or 0, n, dropped)
+    expect(resumed >= 10, "cuts while resuming the swap: %d" % resumed)
+
+
+def _snapshot(path="spool.d"):
+    # {relative path: bytes, or None for a directory} of the files under path
+    out = {}
+    for f in os.listdir(path):
+        p = path + "/" + f
+        try:
+            with open(p, "rb") as fh:
+                out[p] = fh.read()
+        except OSError:
+            out[p] = None
+            out.update(_snapshot(p))
+    return out
+
+
+def _restore(state):
+    _wipe()
+    for p in sorted(state):
+        if state[p] is None:
+            os.mkdir(p)
+    for p, data in state.items():
+        if data is not None:
+            with open(p, "wb") as f:
+                f.write(data)
+
+
 # ---------------------------------------------------------------- backoff
 
 
