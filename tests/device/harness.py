@@ -4,6 +4,7 @@ MicroPython test scripts in mp/. The launchers themselves live in tools/harness/
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -54,3 +55,28 @@ def run_cases(micropython: str, script: str, cwd: Path, env: dict[str, str]) -> 
 def case_names(script: str) -> list[str]:
     """Test names defined in a MicroPython test script (for pytest parametrisation)."""
     return re.findall(r"^def (test_\w+)\(", (MP_TESTS / script).read_text(), re.M)
+
+
+def write_old_spool(
+    board: Path, n: int, head: int | None, dropped: int = 0, ts0: int = 0
+) -> list[tuple[int, int, int]]:
+    """The spool an agent from before gate readings left on a board: readings 0..n-1 as 12-byte
+    records ("<IIHH": seq, ts, cars, check) in segments of 256 seqs, and, when it had an answer,
+    the 12-byte pointer ("<III": head, dropped, cars of the last acknowledged) with the
+    acknowledged segments gone. Encoded here from that agent's device/spool.py (git history), not
+    by device/spoolold.py. Returns the (seq, cars, ts) not yet delivered (ts 0: unknown)."""
+    root = board / "spool.d"
+    root.mkdir(exist_ok=True)
+    pending = []
+    for seq in range(n):
+        ts = 0 if seq % 7 == 3 else ts0 + seq
+        cars = (seq * 37) % 300
+        check = (seq ^ (seq >> 16) ^ ts ^ (ts >> 16) ^ cars ^ 0x5A5A) & 0xFFFF
+        if head is None or (seq // 256 + 1) * 256 > head:
+            with (root / str(seq // 256)).open("ab") as f:
+                f.write(struct.pack("<IIHH", seq, ts, cars, check))
+        if seq >= (head or 0):
+            pending.append((seq, cars, ts))
+    if head is not None:
+        (root / "ptr").write_bytes(struct.pack("<III", head, dropped, (head - 1) * 37 % 300))
+    return pending

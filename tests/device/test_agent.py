@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.device.harness import assert_contiguous, wait_until
+from tests.device.harness import assert_contiguous, wait_until, write_old_spool
 from tools.harness.agent import AgentProcess, Backend, board_config
 from tools.harness.pki import make_pki
 from tools.harness.proxy import Fault, FaultProxy
@@ -357,3 +357,31 @@ def test_upload_every_collects_readings_into_posts(
     finally:
         agent.kill()
     assert_contiguous(backend.seqs(dev))
+
+
+@pytest.mark.parametrize("head", [120, None], ids=["delivered-up-to-120", "never-delivered"])
+def test_spool_of_an_earlier_agent_is_delivered_once(
+    micropython: str, backend: Backend, tmp_path: Path, head: int | None
+) -> None:
+    """A board updated from the agent before gate readings (12-byte spool records): what that
+    agent spooled and never delivered goes out under its own seq, once; seq goes on after it."""
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url, batch_max=50)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config)
+    pending = write_old_spool(agent.board, 300, head, dropped=2, ts0=int(time.time()) - 3600)
+    agent.start()
+    try:
+        agent.wait_for(rf"started {dev} in lot lot-a, seq 300, spool {len(pending)}$")
+        agent.wait_for(r"sent \d+ up to seq 3\d\d, spool 0$", timeout=30)
+    finally:
+        agent.kill()
+    stored = backend.readings(dev)
+    first = head or 0
+    assert [s for s, _, _ in stored] == list(range(first, first + len(stored))), "gaps or doubles"
+    assert [(s, c, int(t or 0)) for s, c, t in stored[: len(pending)]] == pending
+    assert stored[len(pending)][0] == 300 and stored[len(pending)][1] == 3, "the board's own next"
+    spool = sorted(p.name for p in (agent.board / "spool.d").iterdir())
+    assert "new" not in spool and "ptr.new" not in spool, spool
+    assert (agent.board / "spool.d" / "ptr").stat().st_size == 20
+    assert backend.health(dev)["dropped"] == (2 if head else 0), "dropped carried over"
+    _no_secret(agent, secret)
