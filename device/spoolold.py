@@ -30,7 +30,7 @@ def scan(root, raw):
     # segments, no pointer yet: nothing to do). raw: what the pointer file holds, if anything.
     new = root + "/new"
     done = root + "/ptr.new"
-    if not _exists(done):
+    if "ptr.new" not in os.listdir(root):
         if not raw or len(raw) != _OREC:
             if not _old(root):
                 return None
@@ -44,15 +44,18 @@ def scan(root, raw):
         flash.remove(root + "/ptr")
     for n in _segs(new):
         os.rename(seg_path(new, n), seg_path(root, n))
-    _rmdir(new)
+    try:
+        os.rmdir(new)
+    except OSError:
+        pass  # already gone
     os.rename(done, root + "/ptr")
     return flash.read(root + "/ptr")
 
 
 def _build(root, new, done, raw):
     head, dropped, cars = struct.unpack("<III", raw)
-    for n in _ls(new):
-        os.remove(new + "/" + n)  # a build a power cut interrupted
+    for n in _segs(new):
+        os.remove(seg_path(new, n))  # a build a power cut interrupted
     flash.mkdir(new)
     rec = bytearray(20)
     want = head
@@ -108,26 +111,7 @@ def _check(seq, ts, cars):
 
 
 def _segs(path):
-    return sorted(int(n) for n in _ls(path) if n.isdigit())
-
-
-def _ls(path):
     try:
-        return os.listdir(path)
+        return sorted(int(n) for n in os.listdir(path) if n.isdigit())
     except OSError:
         return []
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def _rmdir(path):
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass  # already gone

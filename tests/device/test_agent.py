@@ -385,3 +385,34 @@ def test_spool_of_an_earlier_agent_is_delivered_once(
     assert (agent.board / "spool.d" / "ptr").stat().st_size == 20
     assert backend.health(dev)["dropped"] == (2 if head else 0), "dropped carried over"
     _no_secret(agent, secret)
+
+
+def test_spool_conversion_killed_midway_loses_nothing(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    """kill -9 at later and later instants of the boot that converts an earlier agent's spool
+    (3,900 readings not yet delivered): each boot resumes or restarts the conversion, and the
+    service stores every reading once."""
+    dev, secret = backend.create_device()
+    # safe_boots: the boots cut short never upload, which would end in safe mode after 5.
+    config = board_config(dev, secret, backend.url, batch_max=100, safe_boots=1000)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config)
+    pending = write_old_spool(agent.board, 4000, 100, ts0=int(time.time()) - 7200)
+    spool = agent.board / "spool.d"
+    cut_midway = 0
+    try:
+        for step in range(400):  # kill after 20 ms, 25 ms, ... until the conversion is done
+            agent.start()
+            time.sleep(0.02 + step * 0.005)
+            agent.kill()
+            cut_midway += (spool / "new").exists() or (spool / "ptr.new").exists()
+            if (spool / "ptr").exists() and (spool / "ptr").stat().st_size == 20:
+                break
+        agent.start()
+        agent.wait_for(r"sent \d+ up to seq 40\d\d, spool 0$", timeout=60)
+    finally:
+        agent.kill()
+    assert cut_midway >= 1, "no kill landed during the conversion"
+    stored = backend.readings(dev)
+    assert [s for s, _, _ in stored] == list(range(100, 100 + len(stored))), "gaps or doubles"
+    assert [(s, c, int(t or 0)) for s, c, t in stored[: len(pending)]] == pending
