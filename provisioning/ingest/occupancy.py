@@ -46,6 +46,17 @@ _DEVICES = (
     "WHERE c.kind = 'device' AND c.deleted_at IS NULL AND c.lot IS NOT NULL"
 )
 _BASELINES = "SELECT lot, cars, since FROM lot_baselines"
+# The same sum as `occupancy` in one aggregate row, for the hot path (the MQTT total of every
+# post): a gate board (no `cars`, a `g_seq`) adds its flows since the baseline, any other board
+# its `cars` (0 before its first reading). The flows are already wrap-safe sums (`advance`).
+_TOTAL = (
+    "SELECT COUNT(*), SUM(CASE WHEN s.cars IS NULL AND s.g_seq IS NOT NULL "
+    "THEN (s.g_total_in - COALESCE(s.g_ref_in, 0)) - (s.g_total_out - COALESCE(s.g_ref_out, 0)) "
+    "ELSE COALESCE(s.cars, 0) END), "
+    "(SELECT cars FROM lot_baselines WHERE lot = ?) FROM clients c "
+    "LEFT JOIN device_state s ON s.device_id = c.client_id "
+    "WHERE c.kind = 'device' AND c.deleted_at IS NULL AND c.lot = ?"
+)
 
 
 @dataclass(slots=True)
@@ -154,6 +165,12 @@ def occupancy(tx: sql.Tx, lot: str | None = None) -> dict[str, Occupancy]:
         else:
             occ.zones += int(cars or 0)
     return lots
+
+
+def total(tx: sql.Tx, lot: str) -> tuple[int, int]:
+    """`lot`'s (cars, devices) as `occupancy(tx, lot)` reports them, summed by the database."""
+    ((devices, flows, baseline),) = sql.run(tx, _TOTAL, (lot, lot))
+    return max(0, int(baseline or 0) + int(flows or 0)), int(devices)
 
 
 def recount(tx: sql.Tx, lot: str, cars: int, actor: str, now: float) -> dict[str, list[int]]:

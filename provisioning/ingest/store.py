@@ -185,10 +185,10 @@ def _queue_messages(
         # Serialise a lot's writers until commit, so each total includes every earlier batch and
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
         sql.run(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
-    total = occupancy.occupancy(tx, lot).get(lot) or occupancy.Occupancy(lot)
+    cars, devices = occupancy.total(tx, lot)
     messages = [
         outbox.readings_message(lot, device_id, readings, received_at, gates),
-        outbox.occupancy_message(lot, total.cars, total.devices, received_at),
+        outbox.occupancy_message(lot, cars, devices, received_at),
     ]
     outbox.enqueue(tx, messages, received_at)
 

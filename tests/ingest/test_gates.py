@@ -17,9 +17,12 @@ from rich.console import Console
 
 from provisioning.app import create_app
 from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
+from provisioning.ingest import occupancy
 from provisioning.ingest.schemas import InvalidBody, parse_counts
+from provisioning.registry import service as registry
 from provisioning.registry.commands import _device_table
 from provisioning.registry.schemas import Device
+from provisioning.store import sql
 from tests.auth.conftest import Auth, make_settings
 from tests.ingest.test_api import bearer, post, reader_token
 
@@ -73,6 +76,8 @@ class Lot:
         ]
         assert listed["cars"] == cars, (listed, cars)
         assert isinstance(cars, int)
+        # The MQTT total of every post is summed by the database: the same numbers.
+        assert sql_total(self.api, self.name) == (cars, listed["devices"])
         return cars
 
     def recount(self, cars: int) -> dict[str, Any]:
@@ -82,6 +87,27 @@ class Lot:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+def sql_total(api: Auth, lot: str) -> tuple[int, int]:
+    """(cars, devices) as `occupancy.total` sums them for the lot's MQTT total."""
+    with api.ctx.sessions() as session:
+        return occupancy.total(sql.Tx.of(session.connection()), lot)
+
+
+def test_the_sql_total_counts_boards_without_readings_and_not_deleted_ones(svc: Auth) -> None:
+    lot = Lot(svc)
+    quiet = lot._board("north", "level-3")  # registered, never posted: a device, 0 cars
+    gone = lot._board("north", "old-gate")
+    lot.post(gone, gate(1, 50, 0))
+    lot.post(lot.entrance, gate(1, 7, 0))
+    assert lot.cars() == 57 and sql_total(svc, "north") == (57, 4)
+    with svc.ctx.sessions() as session:
+        registry.delete_device(session, "test", gone[0])
+        session.commit()
+    assert lot.cars() == 7 and sql_total(svc, "north") == (7, 3)
+    assert quiet[0] in {d["device_id"] for d in lot.detail()["devices"]}
+    assert sql_total(svc, "nowhere") == (0, 0)
 
 
 def test_ten_in_four_out_is_six_and_a_recount_starts_from_its_number(svc: Auth) -> None:
