@@ -169,9 +169,11 @@ class Update(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except SystemExit as error:  # a parkctl step failed: say so, the demo goes on
-            self.line = "[red]update failed[/] (see above)"
-            self._say(f"[red]failed[/]: {error}")
+        except (SystemExit, Exception) as error:  # noqa: BLE001 (said, and the demo goes on)
+            # A parkctl step or an admin call failed; while the demo stops, that is expected.
+            if not self.stop.is_set():
+                self.line = "[red]update failed[/] (see above)"
+                self._say(f"[red]failed[/]: {error}")
         finally:
             self.finished.set()
 
