@@ -134,7 +134,7 @@ def _counter_rows(device: Device) -> list[tuple[str, str]]:
     return rows
 
 
-def _agent(agent: dict[str, Any] | None) -> str:
+def agent_text(agent: dict[str, Any] | None) -> str:
     """`1.4.0 (target 1.5.0: refused, bad signature on the manifest)`, or -."""
     if not agent or not agent.get("version"):
         return "-"
@@ -166,7 +166,7 @@ def _device_table(device: Device) -> Table:
         *_counter_rows(device),
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
-        ("agent", _agent(device.agent)),
+        ("agent", agent_text(device.agent)),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -270,7 +270,7 @@ def _device_row(d: Device) -> tuple[str, ...]:
         "yes" if d.enabled else "[red]no[/red]",
         str(d.reading.cars) if d.reading else "-",
         _ago(d.last_seen_at),
-        _agent(d.agent),
+        agent_text(d.agent),
     )
 
 

