@@ -11,9 +11,14 @@
    tools/unixport), and a recount at start; the south lot has a zone board whose file sensor
    (`cars.txt`) the demo changes as cars come and go;
 5. a live view of each lot's occupancy (GET /v1/lots, capacities from the lots' records) and
-   each board's last upload (admin API); the same live on the dashboard, whose URL and viewer
-   sign-in are printed.
-Ctrl-C stops everything the demo started.
+   each board's last upload and agent version (admin API); the same live on the dashboard, whose
+   URL and viewer sign-in are printed;
+6. an over-the-air update (issue 10): the boards are installed with release 1.0.0, signed by a
+   demo release key (`parkctl release keygen`, the service started with `--release-key`); once
+   every board uploads, the demo builds 1.1.0 (`parkctl release build`), publishes it and starts
+   a rollout with one canary (`parkctl rollout start`). Each board's version change and the
+   rollout's progress show in the live view, up to every board confirmed on 1.1.0.
+Ctrl-C stops everything the demo started (`--until-updated`: also once the rollout is done).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from rich.live import Live
 from rich.table import Table
 
 from provisioning.registry.client import AdminClient, TokenCache
+from provisioning.registry.commands import agent_text
 from tools.harness.mosquitto import MosquittoBroker
 from tools.harness.net import free_port
 from tools.harness.parkctl import parkctl
@@ -74,6 +80,12 @@ def _mqtt_env(stack: ExitStack, work: Path) -> dict[str, str]:
 GATE_SENSOR = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10}
 GATE_INTERVAL_S = 1  # a gate board reads (and syncs the beams) this often, s
 NORTH_AT_START = 12  # the attendant's count when the demo starts (`parkctl lot recount`)
+
+
+# The update: boards are installed with FIRST, the demo rolls NEXT out once they all upload.
+FIRST, NEXT = "1.0.0", "1.1.0"
+UPDATE_AFTER_S = 8  # of the live view with every board uploading, before the update starts
+CANARY_WAIT = "5s"  # the canary runs NEXT and keeps uploading this long before the rest
 
 
 def _is_gate(name: str) -> bool:
@@ -137,6 +149,92 @@ class Cars(threading.Thread):
             self.stop.wait(2.0)
 
 
+class Update(threading.Thread):
+    """The over-the-air update, as an operator runs it: once every board uploads, build NEXT
+    with the demo's release key, publish it and start a rollout (one canary). Then follow the
+    rollout, printing each board's version or update state as it changes, until it is done,
+    paused or aborted. `line` is the rollout's state for the live view."""
+
+    def __init__(self, work: Path, key: Path, env: dict[str, str], admin: AdminClient) -> None:
+        super().__init__(daemon=True)
+        self.work, self.key, self.env, self.admin = work, key, env, admin
+        self.stop = threading.Event()
+        self.line = f"boards run {FIRST}; the update to {NEXT} starts once every board uploads"
+        self.finished = threading.Event()  # the rollout ended (done, paused or aborted)
+        self.ok = False
+
+    def _say(self, text: str) -> None:
+        console.print(f"[bold cyan]update[/] {text}", soft_wrap=True, highlight=False)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except (SystemExit, Exception) as error:  # noqa: BLE001 (said, and the demo goes on)
+            # A parkctl step or an admin call failed; while the demo stops, that is expected.
+            if not self.stop.is_set():
+                self.line = "[red]update failed[/] (see above)"
+                self._say(f"[red]failed[/]: {error}")
+        finally:
+            self.finished.set()
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            devices = list(self.admin.iter_devices())
+            if devices and all(d.last_seen_at for d in devices):
+                break
+        else:
+            return
+        names = {d.client_id: d.name for d in devices}
+        self.line = f"every board uploads; the update to {NEXT} starts in {UPDATE_AFTER_S} s"
+        if self.stop.wait(UPDATE_AFTER_S):
+            return
+        out = self.work / f"release-{NEXT}"
+        built = _parkctl(
+            ["release", "build", "--version", NEXT, "--key", str(self.key), "--out", str(out)],
+            env=self.env,
+        )
+        self._say(f"parkctl release build: {built.strip()}")
+        published = _parkctl(["release", "publish", str(out)], env=self.env)
+        self._say(f"parkctl release publish: {published.strip()}")
+        ids = sorted(names, key=lambda d: names[d])
+        started = time.monotonic()
+        view = json.loads(
+            _parkctl(
+                ["rollout", "start", NEXT, "--devices", ",".join(ids), "--canary", "1",
+                 "--canary-wait", CANARY_WAIT, "--silence", "60s", "--json"],
+                env=self.env,
+            )
+        )  # fmt: skip
+        canary = names[view["boards"][0]["device_id"]]
+        self._say(
+            f"parkctl rollout start {NEXT}: rollout {view['id']}, canary {canary}; the other "
+            f"boards follow once it has run {NEXT} and uploaded for {CANARY_WAIT}"
+        )
+        seen: dict[str, tuple[Any, Any]] = {}
+        while not self.stop.wait(1.0):
+            view = self.admin.call_json("GET", f"/admin/rollouts/{view['id']}")
+            for b in view["boards"]:
+                now = (b["version"], b["state"])
+                if seen.get(b["device_id"]) != now:
+                    seen[b["device_id"]] = now
+                    why = f" ({b['reason']})" if b["reason"] else ""
+                    state = b["state"] or "waits for the canary"
+                    self._say(f"{names[b['device_id']]}: runs {b['version']}, {state}{why}")
+            confirmed = sum(
+                b["version"] == NEXT and b["state"] == "confirmed" for b in view["boards"]
+            )
+            took = time.monotonic() - started
+            self.line = (
+                f"rollout {view['id']} of {NEXT}: {view['state']}"
+                f"{': ' + view['reason'] if view['reason'] else ''}; "
+                f"{confirmed}/{len(view['boards'])} boards confirmed; {took:.0f} s since start"
+            )
+            if view["state"] in ("done", "paused", "aborted"):
+                self.ok = view["state"] == "done"
+                self._say(self.line)
+                return
+
+
 def _reader_token(url: str, client_id: str, secret: str) -> str:
     """An operator token for the ingestion API's read side (counts:read)."""
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
@@ -150,7 +248,7 @@ def _reader_token(url: str, client_id: str, secret: str) -> str:
     return str(response.json()["access_token"])
 
 
-def _view(lots: list[dict[str, Any]], devices: list[Any], started: float) -> Group:
+def _view(lots: list[dict[str, Any]], devices: list[Any], started: float, update: str) -> Group:
     lot_table = Table(title="Lots")
     for column in ("lot", "cars", "capacity", "occupancy", "boards", "baseline + flows"):
         lot_table.add_column(column)
@@ -169,7 +267,7 @@ def _view(lots: list[dict[str, Any]], devices: list[Any], started: float) -> Gro
             lot["lot"], str(lot["cars"]), str(cap or "-"), bar, str(lot["devices"]), made_of
         )
     board_table = Table(title="Boards")
-    for column in ("name", "lot", "client_id", "cars / in-out", "seq", "last seen"):
+    for column in ("name", "lot", "client_id", "cars / in-out", "seq", "last seen", "agent"):
         board_table.add_column(column)
     now = time.time()
     for d in sorted(devices, key=lambda d: d.name):
@@ -182,15 +280,21 @@ def _view(lots: list[dict[str, Any]], devices: list[Any], started: float) -> Gro
             f"in {c.gate_in} out {c.gate_out}" if c else str(r.cars) if r else "-",
             str(c.seq if c else r.seq) if c or r else "-",
             f"{now - seen:.0f} s ago" if seen else "never",
+            agent_text(d.agent),
         )
     footer = f"[dim]running {time.monotonic() - started:.0f} s; Ctrl-C stops everything[/]"
-    return Group(lot_table, board_table, footer)
+    return Group(lot_table, board_table, f"[bold]update:[/] {update}", footer)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, help="stop after S seconds (non-interactive)")
     parser.add_argument("--dir", type=Path, default=REPO / ".park" / "demo")
+    parser.add_argument(
+        "--until-updated",
+        action="store_true",
+        help="stop once the update's rollout has ended (exit status 1 unless it is done)",
+    )
     options = parser.parse_args()
     work: Path = options.dir
     shutil.rmtree(work, ignore_errors=True)
@@ -200,7 +304,14 @@ def main() -> None:
     with ExitStack() as stack:
         data = work / "data"
         mqtt = _mqtt_env(stack, work)
-        service = stack.enter_context(ServiceProcess(data, port=free_port(), env=mqtt))
+        # The operator's release key: the private half stays here, the service gets the public.
+        key = work / "release.key"
+        console.print(_parkctl(["release", "keygen", "--out", str(key)]).strip(), soft_wrap=True)
+        service = stack.enter_context(
+            ServiceProcess(
+                data, port=free_port(), env=mqtt, extra_args=["--release-key", f"{key}.pub"]
+            )
+        )
         console.print(f"service on {service.url} (data in {data})")
         creds = json.loads(
             _parkctl(["admin", "create", "--data-dir", str(data), "--name", "demo", "--json"])
@@ -255,16 +366,22 @@ def main() -> None:
             (board.fs_dir / "cars.txt").write_text(f"{cars.count[name]}\n")
         firmware = work / "ESP32_GENERIC-v1.24.1.bin"
         make_firmware_image(firmware, chip="esp32", size=256 * 1024)
+        # The boards get a signed release (and with it the key that checks their updates).
+        release = work / f"release-{FIRST}"
+        built = _parkctl(
+            ["release", "build", "--version", FIRST, "--key", str(key), "--out", str(release)]
+        )
+        console.print(built.strip(), soft_wrap=True)
         console.rule("parkctl fleet provision")
         _parkctl(
             ["fleet", "provision", str(manifest), "--firmware", str(firmware), "--jobs", "3",
-             "--interval", "2", "--verify-timeout", "60"],
+             "--interval", "2", "--verify-timeout", "60", "--release", str(release)],
             env=env, capture=False,
         )  # fmt: skip
         _parkctl(
             ["fleet", "provision", str(gate_manifest), "--firmware", str(firmware), "--jobs", "3",
              "--interval", str(GATE_INTERVAL_S), "--sensor", json.dumps(GATE_SENSOR),
-             "--verify-timeout", "60"],
+             "--verify-timeout", "60", "--release", str(release)],
             env=env, capture=False,
         )  # fmt: skip
         # The attendant counts the north lot once its gate boards are up; they count from here.
@@ -294,8 +411,23 @@ def main() -> None:
             f"  client secret {viewer['client_secret']}",
             soft_wrap=True,
         )
+        update = Update(
+            work,
+            key,
+            env,
+            stack.enter_context(
+                AdminClient(
+                    service.url,
+                    creds["client_id"],
+                    creds["client_secret"],
+                    cache=TokenCache(work / "cache"),
+                )
+            ),
+        )
         console.rule("live view")
         try:
+            update.start()
+            stack.callback(update.stop.set)
             with Live(console=console, refresh_per_second=2) as live:
                 while options.duration is None or time.monotonic() - started < options.duration:
                     lots = httpx.get(
@@ -303,11 +435,15 @@ def main() -> None:
                         headers={"Authorization": f"Bearer {token}"},
                         timeout=10,
                     ).json()["lots"]
-                    live.update(_view(lots, list(admin.iter_devices()), started))
+                    live.update(_view(lots, list(admin.iter_devices()), started, update.line))
+                    if options.until_updated and update.finished.is_set():
+                        break
                     time.sleep(1.0)
         except KeyboardInterrupt:
             console.print("stopping...")
     console.print("\ndemo stopped; everything it started has ended.")
+    if options.until_updated and not update.ok:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -149,14 +149,16 @@ def install(
     root, the .mpy modules in app_a/, app.json naming them) and `extra_files` (config.json, CA)
     to the board.
 
-    First reads the board's `.mpy` version and refuses a board that could not load the modules.
+    First reads the board's `.mpy` version and refuses a board that could not load the modules
+    (a built release's: the `.mpy` version in its manifest).
     Then one mpremote session for all files (a connection costs a soft reset of the board), its
     output read line by line for the progress; files already identical on the board are skipped
     by mpremote's hash check, so a re-run after a failed copy only sends what is missing. Returns
     the number of files. With `reset`, hard-resets the board at the end.
     """
-    check_board_mpy(port, board_files(port).mpy)
+    board_mpy = board_files(port).mpy
     plan = plan or install_plan(None)
+    check_board_mpy(port, board_mpy, plan.needs_mpy)
     with tempfile.TemporaryDirectory(prefix="parkctl-app-") as stage:
         state = Path(stage) / STATE_FILE
         state.write_bytes(plan.app_state())

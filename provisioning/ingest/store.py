@@ -30,9 +30,13 @@ _READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "t
 # counted, and not published again.
 _INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
 
+# The device's lot and status, and what its agent runs and should run (issue 10) in the same
+# primary-key lookup: a post that carries no agent report costs no extra query for the update
+# check.
 _DEVICE_LOT = (
-    "SELECT lot, enabled FROM clients WHERE client_id = ? AND kind = 'device' "
-    "AND deleted_at IS NULL"
+    "SELECT c.lot, c.enabled, a.version, a.target, a.state FROM clients c "
+    "LEFT JOIN device_agent a ON a.device_id = c.client_id "
+    "WHERE c.client_id = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
 )
 # One upsert records the visit, the health (if sent) and the current reading (if any).
 #
@@ -135,11 +139,10 @@ def store_counts(
     if (inserted or gates) and fan_out:
         _queue_messages(tx, lot, device_id, inserted, gates, received_at)
     stored = len(inserted) + len(gates)
-    update = agent_report(tx, device_id, batch.agent, received_at)
+    update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][2:]))
     return IngestResult(stored, batch.received - stored, lot, breaks, update)
 
 
-_AGENT = "SELECT version, target, state FROM device_agent WHERE device_id = ?"
 _AGENT_UPSERT = (
     "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, "
@@ -151,12 +154,18 @@ _AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?
 
 
 def agent_report(
-    tx: sql.Tx, device_id: str, agent: dict[str, str] | None, now: float
+    tx: sql.Tx,
+    device_id: str,
+    agent: dict[str, str] | None,
+    now: float,
+    stored: tuple[Any, ...],
 ) -> str | None:
     """Record the agent's report (version, update state; a state change is audited as
-    `agent.<state>`); return the version the board should install, if it runs another."""
-    rows = sql.run(tx, _AGENT, (device_id,))
-    version, target, known = rows[0] if rows else (None, None, None)
+    `agent.<state>`); return the version the board should install, if it runs another.
+
+    `stored` is the board's (version, target, state) row as read with its lot (all None when it
+    has none): without a report, nothing is written and nothing more is read."""
+    version, target, known = stored
     if agent is not None:
         state = agent.get("update")
         if state is None and agent["version"] == target and known not in (None, "confirmed"):

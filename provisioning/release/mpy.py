@@ -50,23 +50,28 @@ def compiler_mpy_version() -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def check_board_mpy(port: str, board_mpy: int | None) -> None:
-    """Refuse a board whose MicroPython cannot load the `.mpy` files this parkctl builds.
+def check_board_mpy(port: str, board_mpy: int | None, needs: tuple[int, str] | None = None) -> None:
+    """Refuse a board whose MicroPython cannot load the `.mpy` files it is about to get.
 
     `board_mpy` is the board's `sys.implementation._mpy`: the version in bits 0-7, the
-    sub-version in bits 8-9 (absent on a firmware built without `.mpy` import).
+    sub-version in bits 8-9 (absent on a firmware built without `.mpy` import). `needs` is the
+    version the modules need and who says so (a built release: its manifest's `mpy`, as
+    `(6, "release 1.4.0 needs .mpy v6")`); by default, what this parkctl's mpy-cross emits.
     """
-    version, sub = compiler_mpy_version()
+    if needs is None:
+        version, sub = compiler_mpy_version()
+        needs = (version, f"this parkctl builds .mpy v{version}.{sub}")
+    version, who = needs
     if board_mpy is None:
         raise ParkctlError(
             f"{port}: the board's MicroPython cannot import .mpy files (no "
-            f"sys.implementation._mpy); this parkctl ships .mpy v{version}.{sub}"
+            f"sys.implementation._mpy); {who}"
         )
     if board_mpy & 0xFF != version:
         raise ParkctlError(
             f"{port}: the board's MicroPython loads .mpy v{board_mpy & 0xFF}."
-            f"{(board_mpy >> 8) & 3}, this parkctl builds .mpy v{version}.{sub}; flash a "
-            "matching MicroPython (parkctl board flash) first"
+            f"{(board_mpy >> 8) & 3}, {who}; flash a matching MicroPython (parkctl board "
+            "flash) first"
         )
 
 

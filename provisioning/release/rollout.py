@@ -3,7 +3,8 @@
     canary   the canaries have the release as their target
     rolling  every canary ran the release, confirmed, and kept uploading for the whole
              canary wait: the rest have it as their target too
-    done     every board of the rollout runs the release
+    done     every board of the rollout runs the release and has confirmed it (a board on
+             trial may still roll back by itself)
     paused   a canary rolled back, refused the release or fell silent (no post for
              `silence_s`), or an operator paused it; `reason` says which
     aborted  targets withdrawn: boards keep what they run
@@ -126,7 +127,10 @@ def _tick_one(db: Session, r: Rollout, now: float) -> None:
             audit.record(db, "rollout", "rollout.promote", str(r.id), {"devices": len(rest)})
     if r.state == "rolling":
         agents = _agents(db, r.devices)
-        if all((a := agents.get(d)) is not None and a.version == r.version for d in r.devices):
+        if all(
+            (a := agents.get(d)) is not None and a.version == r.version and a.state == "confirmed"
+            for d in r.devices
+        ):
             r.state, r.updated_at = "done", now
             audit.record(db, "rollout", "rollout.done", str(r.id), {"version": r.version})
 

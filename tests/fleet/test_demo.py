@@ -10,13 +10,22 @@ from pathlib import Path
 from tests.fleet.conftest import REPO
 
 
-def test_demo_runs_and_stops_everything(tmp_path: Path) -> None:
+def test_demo_updates_the_boards_and_stops_everything(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--duration", "4", "--dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "tools.demo",
+            "--duration",
+            "120",
+            "--until-updated",
+            "--dir",
+            str(tmp_path / "demo"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=240,
         env={**os.environ, "COLUMNS": "160"},
         check=False,
     )
@@ -29,6 +38,14 @@ def test_demo_runs_and_stops_everything(tmp_path: Path) -> None:
     assert "/ui/" in done.stdout and "client secret" in done.stdout
     assert "120" in done.stdout and "60" in done.stdout
     assert "demo stopped" in done.stdout
+    # The over-the-air update: release 1.1.0 built, published and rolled out, canary first;
+    # each board's version change shows, and the rollout ends with every board confirmed.
+    assert "Built release 1.0.0" in done.stdout and "Built release 1.1.0" in done.stdout
+    assert "Published release 1.1.0" in done.stdout
+    assert "canary north-entrance" in done.stdout
+    for name in ("north-entrance", "north-exit", "south-gate"):
+        assert f"{name}: runs 1.1.0, confirmed" in done.stdout
+    assert "rollout 1 of 1.1.0: done; 3/3 boards confirmed" in done.stdout
     # Every board's simulator (and its MicroPython) ended with the demo.
     for ready in (tmp_path / "demo").glob("sim-*/ready.json"):
         pid = int(__import__("json").loads(ready.read_text())["pid"])

@@ -138,7 +138,7 @@ def test_lot_totals_sum_each_devices_latest_reading(
         a1: (7, 2),
         a2: (3, 1),
     }
-    zones_only = {"baseline": 0, "since": None, "flows": [], "drift": False}
+    zones_only: dict[str, object] = {"baseline": 0, "since": None, "flows": [], "drift": False}
     assert lots == [
         {"lot": "lot-a", "cars": 10, "devices": 2, "counted": 10, "over_capacity": False}
         | zones_only,
@@ -389,7 +389,7 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
     woken: list[bool] = []
     group = CountsCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
 
-    async def post_all() -> list[object]:
+    async def post_all() -> list[store.IngestResult | BaseException]:
         posts = [
             group.store(dev, batch([(1, n, None), (2, n, None)])) for n, dev in enumerate(devices)
         ]
@@ -433,3 +433,44 @@ def test_a_stray_seq_never_pins_the_current_reading(
     assert restarted is not None and (restarted.last_seq, restarted.cars) == (0, 6)
     # Nothing was lost: every reading is stored.
     assert [r[0] for r in stored(engine, dev)] == [0, 10, 11, 12, 2_000_000, 2**63 - 1]
+
+
+def test_update_offer_costs_no_query_of_its_own(
+    engine: Engine, make_device: MakeDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: the answer offers the target version when the board runs another; a post
+    without an agent report (the common case) reads the agent's row with the device's lot and
+    runs no other statement on device_agent."""
+    dev = make_device("lot-a")
+    statements: list[str] = []
+    real_run = sql.run
+
+    def counting(tx: sql.Tx, template: str, params: object = ()) -> list[tuple[object, ...]]:
+        statements.append(template)
+        return real_run(tx, template, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.sql, "run", counting)
+    reported = CountsBatch([(1, 3, None)], 1, None, None, agent={"version": "1.0.0"})
+    assert ingest(engine, dev, reported).update is None  # no target: nothing to offer
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE device_agent SET target = '1.1.0', state = 'pending' WHERE device_id = :d"
+            ),
+            {"d": dev},
+        )
+    statements.clear()
+    assert ingest(engine, dev, batch([(2, 4, None)])).update == "1.1.0"
+    assert [s for s in statements if "device_agent" in s and "clients" not in s] == []
+    assert ingest(engine, dev, batch([])).update == "1.1.0"  # a post with no reading, too
+    # The board reports the new version on trial, then runs it confirmed: nothing to offer.
+    on_trial = {"version": "1.1.0", "update": "installed"}
+    assert ingest(engine, dev, CountsBatch([], 0, None, None, agent=on_trial)).update is None
+    statements.clear()
+    assert ingest(engine, dev, batch([(3, 5, None)])).update is None
+    assert [s for s in statements if "device_agent" in s and "clients" not in s] == []
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT version, target, state FROM device_agent WHERE device_id = :d"), {"d": dev}
+        ).one()
+    assert tuple(row) == ("1.1.0", "1.1.0", "installed")
