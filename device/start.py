@@ -7,7 +7,7 @@ import sys
 import safemode
 
 _why = safemode.check()
-del sys.modules["safemode"]
+del sys.modules["safemode"], safemode
 gc.collect()
 if _why:
     print("parkfleet: safe mode (%s): agent not started, REPL free" % _why)
