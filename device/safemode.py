@@ -34,3 +34,11 @@ def check():
         return "%d boots without a successful upload" % boots
     flash.write_atomic("boots", b"%d" % (boots + 1))
     return None
+
+
+def boot():
+    # start.py's check: the reason (printed) in safe mode, else None (this boot counted).
+    why = check()
+    if why:
+        print("parkfleet: safe mode (%s): agent not started, REPL free" % why)
+    return why
