@@ -8,7 +8,7 @@ import sys
 
 import safemode
 
-_why = safemode.boot()  # prints why, in safe mode
+_why = safemode.check()  # prints why, in safe mode
 del sys.modules["safemode"], safemode
 gc.collect()
 if not _why:

@@ -188,5 +188,5 @@ class Uplink:
                 # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py.
                 import appstate
 
-                appstate.update(self, self.log, feed)
+                appstate.update(self, self.log)
                 cold.drop(appstate)
