@@ -195,11 +195,14 @@ def _run(c, want, log):
     # 3. the files, into the other directory
     d = "app_b" if cur == b"app_a" else "app_a"
     flash.mkdir(d)
-    keep = [e["path"] for e in m["files"]]
+    files = m["files"]
+    del m  # the rest (the boot stub's files among it) is not needed
+    keep = [e["path"] for e in files]
     for name in os.listdir(d):
         if name not in keep and name[:-5] not in keep:
             flash.remove(d + "/" + name)  # an older release's leftovers
-    for e in m["files"]:
+    del keep
+    for e in files:
         gc.collect()
         why = _fetch(conn, token, base + "app/", d, e)
         if why:
