@@ -32,7 +32,7 @@ def connect(c, log, body_cap):
 
 def parts(c, log):
     # Agent's parts and loop settings (see Agent.__init__). First an update the last run was
-    # offered (appstate.update): it installs now, before the parts take the heap.
+    # offered (appstate.update): it installs now, before the parts take the heap, and resets.
     if flash.read("offer"):
         import ota
 

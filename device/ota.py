@@ -132,8 +132,8 @@ def _fetch(conn, token, base, d, e):
 
 def boot(c, log):
     # From assemble.parts, before the agent is built, with the validated config c: install the
-    # update the last run was offered. Returns when it failed or was refused; an installed
-    # update resets the board into the new version.
+    # update the last run was offered. Installed, refused or failed, it ends in a reset: the
+    # agent then starts in a heap that holds none of the updater's names (qstrs are never freed).
     raw = flash.read("offer")  # the version (appstate.update)
     if not raw:
         return
@@ -141,17 +141,19 @@ def boot(c, log):
     want = raw.decode()
     global _mv
     _mv = memoryview(bytearray(_CHUNK))
+    why = None
     try:
         why = _run(c, want, log)
     except Exception as e:  # noqa: BLE001 (network, a refusal, no memory: try again later)
         # The running version is untouched; the next answer offers the update again and the
         # download resumes (Range).
         log("update %s failed: %r" % (want, e))
-        return
     finally:
         _mv = None
-    log("update %s refused: %s" % (want, why))
-    flash.write_atomic("refused", raw + b" " + why.encode())  # for appstate.load
+    if why:
+        log("update %s refused: %s" % (want, why))
+        flash.write_atomic("refused", raw + b" " + why.encode())  # for appstate.load
+    machine.reset()
 
 
 def _run(c, want, log):
