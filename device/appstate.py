@@ -1,9 +1,9 @@
 # Cold: the agent's side of the state file "state" (the boot stub's, format in appdir.py): the
 # report of the running version and its update state that rides along with the next post
 # ("agent" in the counts body), the confirmation of a version on trial by its first successful
-# upload, and the "update" an answer may carry: its version goes into the file "offer" and the
-# board resets, to install it at boot in a fresh heap (start.py, ota.boot); a refusal there
-# comes back in the file "refused" ("version why") for the next post to report. Bytes
+# upload, and the "update" an answer may carry: its version goes into the file "update" and
+# the board resets, to install it at boot in a fresh heap (assemble.parts, ota.boot); a refusal
+# there comes back in the same file ("version why") for the next post to report. Bytes
 # throughout: short str constants would be interned for good; the function names are the
 # firmware's own qstrs (encode, load, update), which cost nothing.
 import json
@@ -37,7 +37,7 @@ def load(key):
     # at boot (and why), or the version.
     t, why = read()
     bad = t[5]
-    refused = (flash.read("refused") or b"").split(b" ", 1)
+    refused = (flash.read("update") or b"").split(b" ", 1)
     if why:
         n = encode(t[1], b"rolled_back", why, t[5])
     elif t[4] != b"-":
@@ -69,7 +69,7 @@ def update(up, log):
         elif why:
             flash.write_atomic("state", b" ".join(t))  # reported: keep only "bad"
     elif sent and b'"refused"' in sent:
-        flash.remove("refused")  # reported
+        flash.remove("update")  # reported
     resp = bytes(up.conn.resp)
     if b'"update"' not in resp:
         return
@@ -91,6 +91,6 @@ def update(up, log):
         return
     # The update runs at the next boot, before the agent is built: the updater and its checks
     # need more heap than is left beside the running agent.
-    flash.write_atomic("offer", want)
+    flash.write_atomic("update", want)
     log("update %s offered, rebooting to install it" % want.decode())
     machine.reset()

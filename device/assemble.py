@@ -33,10 +33,11 @@ def connect(c, log, body_cap):
 def parts(c, log):
     # Agent's parts and loop settings (see Agent.__init__). First an update the last run was
     # offered (appstate.update): it installs now, before the parts take the heap, and resets.
-    if flash.read("offer"):
+    offer = flash.read("update")
+    if offer and b" " not in offer:  # ("version why": a refusal, for appstate.load to report)
         import ota
 
-        ota.boot(c, log)
+        ota.boot(c, log, offer.decode())
         cold.drop(ota)
     from spool import Spool
     from uplink import Uplink

@@ -1,5 +1,5 @@
 # Cold, boot only: the updater. When an answer offers an update, the agent only records the
-# version in the file "offer" and resets (appstate.py); at the next boot assemble.parts calls
+# version in the file "update" and resets (appstate.py); at the next boot assemble.parts calls
 # boot() before it builds the agent's parts, so the update runs in a nearly fresh heap with what
 # it needs alone: the config, the WiFi link, one connection and the token cache
 # (assemble.connect). It downloads the release into
@@ -130,15 +130,12 @@ def _fetch(conn, token, base, d, e):
     return "%s: SHA-256 mismatch" % name
 
 
-def boot(c, log):
-    # From assemble.parts, before the agent is built, with the validated config c: install the
-    # update the last run was offered. Installed, refused or failed, it ends in a reset: the
-    # agent then starts in a heap that holds none of the updater's names (qstrs are never freed).
-    raw = flash.read("offer")  # the version (appstate.update)
-    if not raw:
-        return
-    flash.remove("offer")  # one attempt per offer: a failure must not hold up every boot
-    want = raw.decode()
+def boot(c, log, want):
+    # From assemble.parts, before the agent is built, with the validated config c: install
+    # version want, which the last run was offered (the file "update", appstate.update).
+    # Installed, refused or failed, it ends in a reset: the agent then starts in a heap that
+    # holds none of the updater's names (qstrs are never freed).
+    flash.remove("update")  # one attempt per offer: a failure must not hold up every boot
     global _mv
     _mv = memoryview(bytearray(_CHUNK))
     why = None
@@ -152,7 +149,7 @@ def boot(c, log):
         _mv = None
     if why:
         log("update %s refused: %s" % (want, why))
-        flash.write_atomic("refused", raw + b" " + why.encode())  # for appstate.load
+        flash.write_atomic("update", b"%s %s" % (want, why))  # for appstate.load
     machine.reset()
 
 

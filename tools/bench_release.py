@@ -133,7 +133,7 @@ def bench_download(root: Path) -> list[dict[str, Any]]:
 
 
 def bench_update_heap(micropython: str, root: Path) -> list[dict[str, Any]]:
-    """The smallest heap in which a board installs an update it was offered (the file "offer"
+    """The smallest heap in which a board installs an update it was offered (the file "update"
     that the agent writes before it resets): the download, the signature and hash checks and
     the switch, run once by `main.py` at boot."""
     key = root / "heap.key"
@@ -152,7 +152,7 @@ def bench_update_heap(micropython: str, root: Path) -> list[dict[str, Any]]:
         config = board_config(dev, dev_secret, backend.url)
         for kb in range(24, 68, 4):
             board = make_board(root / f"heap-{kb}", config, release=b1)
-            (board / "offer").write_bytes(b"1.1.0")
+            (board / "update").write_bytes(b"1.1.0")
             agent = AgentProcess(micropython, board, heap=f"{kb}K", compiled=True).start()
             try:
                 agent.wait_for("installed in app_b|failed|refused|Error", timeout=60)
