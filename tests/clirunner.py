@@ -35,7 +35,8 @@ def invoke(args: list[str], env: Mapping[str, str] | None = None) -> Invocation:
     """`parkctl ARGS` with `env` as its whole environment (the test's if None)."""
     saved = dict(os.environ)
     out, err = io.StringIO(), io.StringIO()
-    exit_code, exception = 0, None
+    exit_code = 0
+    exception: BaseException | None = None
     try:
         if env is not None:
             os.environ.clear()

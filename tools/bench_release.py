@@ -61,7 +61,7 @@ print("RESULT", sorted(ts)[len(ts) // 2], gc.mem_alloc() - a)
 def _vector(root: Path) -> tuple[list[str], Any, bytes, bytes]:
     key_path = root / "bench.key"
     bundle.keygen(key_path)
-    private = bundle._load_private(key_path)
+    private = bundle.load_private(key_path)
     message = b"x" * 2000  # about a manifest's size
     sig = bundle.sign(private, message)
     pub = bundle.board_key(private.public_key())
@@ -83,8 +83,8 @@ def _board_verify(
     )
     for line in done.stdout.splitlines():
         if line.startswith("RESULT"):
-            _, us, alloc = line.split()
-            return int(us), int(alloc)
+            _, us, used = line.split()
+            return int(us), int(used)
     raise RuntimeError(f"p256 under the Unix port failed: {done.stdout}{done.stderr}")
 
 

@@ -130,7 +130,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _document(app: FastAPI, token: Any, introspect: Any) -> None:
     """The two OAuth endpoints in the OpenAPI document: routes that requests never take (the
-    plain routes above match first), as for `POST /v1/counts`."""
+    plain routes above match first)."""
     token_body = _body_schema(
         {
             "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
@@ -140,34 +140,47 @@ def _document(app: FastAPI, token: Any, introspect: Any) -> None:
         },
         ["grant_type"],
     )
-    app.add_api_route(
+    _document_post(
+        app,
         "/oauth/token",
         token,
-        methods=["POST"],
-        tags=["oauth"],
-        summary="Client credentials grant (RFC 6749 §4.4)",
-        description="Client authentication by HTTP Basic or client_id/client_secret in the "
-        "body, never both. Failed authentications are limited per source and per client ID.",
-        openapi_extra={"requestBody": token_body},
-        responses={
-            200: {"description": "access_token, token_type, expires_in, scope"},
-            **_ERROR_RESPONSES,
-        },
+        "Client credentials grant (RFC 6749 §4.4)",
+        "Client authentication by HTTP Basic or client_id/client_secret in the body, never "
+        "both. Failed authentications are limited per source and per client ID.",
+        token_body,
+        "access_token, token_type, expires_in, scope",
     )
-    app.add_api_route(
+    introspect_body = _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
+    _document_post(
+        app,
         "/oauth/introspect",
         introspect,
+        "Token introspection for operators (RFC 7662)",
+        'Any other caller gets {"active": false} (RFC 7662 §4).',
+        introspect_body,
+        "active, and the token's claims if it is",
+    )
+
+
+def _document_post(
+    app: FastAPI,
+    path: str,
+    endpoint: Any,
+    summary: str,
+    description: str,
+    body: dict[str, Any],
+    answer: str,
+) -> None:
+    # An OAuth endpoint: a form or JSON body, its 200 answer and the RFC 6749 §5.2 errors.
+    app.add_api_route(
+        path,
+        endpoint,
         methods=["POST"],
         tags=["oauth"],
-        summary="Token introspection for operators (RFC 7662)",
-        description='Any other caller gets {"active": false} (RFC 7662 §4).',
-        openapi_extra={
-            "requestBody": _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
-        },
-        responses={
-            200: {"description": "active, and the token's claims if it is"},
-            **_ERROR_RESPONSES,
-        },
+        summary=summary,
+        description=description,
+        openapi_extra={"requestBody": body},
+        responses={200: {"description": answer}, **_ERROR_RESPONSES},
     )
 
 

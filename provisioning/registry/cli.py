@@ -9,6 +9,7 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
+from provisioning.auth.scopes import DEVICE, OPERATOR
 from provisioning.verbs import Parser, Verbs, int_range
 
 
@@ -21,13 +22,15 @@ def api_options(cmd: Parser) -> None:
     cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
 
 
-def _client_id(cmd: Parser) -> Parser:
-    cmd.add_argument("client_id", help="The device's client_id (dev_...).")
-    return cmd
+_CLIENT_ID_HELP = {
+    DEVICE: "The device's client_id (dev_...).",
+    OPERATOR: "The operator's client_id (op_...).",
+}
 
 
-def _operator_id(cmd: Parser) -> Parser:
-    cmd.add_argument("client_id", help="The operator's client_id (op_...).")
+def _client_id(cmd: Parser, kind: str = DEVICE) -> Parser:
+    cmd.add_argument("client_id", help=_CLIENT_ID_HELP[kind])
+    cmd.set_defaults(kind=kind)  # for the runners devices and operators share
     return cmd
 
 
@@ -67,17 +70,15 @@ def admin_verbs(parkctl: Verbs) -> None:
     cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
 
     api_options(admin.verb("list", _admin_list, "Operators, oldest first (over the admin API)."))
-    text = (
+    _client_verbs(
+        admin,
+        OPERATOR,
         "Stop an operator: no new tokens, and those it holds stop working within seconds. "
-        "The last enabled operator cannot be disabled."
+        "The last enabled operator cannot be disabled.",
+        "Let a disabled operator get tokens again.",
+        "Give an operator a new secret (printed once).",
+        "Delete an operator (not the last enabled one); its audit trail stays.",
     )
-    api_options(_operator_id(admin.verb("disable", _admin_disable, text)))
-    text = "Let a disabled operator get tokens again."
-    api_options(_operator_id(admin.verb("enable", _admin_enable, text)))
-    text = "Give an operator a new secret (printed once)."
-    api_options(_grace(_operator_id(admin.verb("rotate-secret", _admin_rotate_secret, text))))
-    text = "Delete an operator (not the last enabled one); its audit trail stays."
-    api_options(_operator_id(admin.verb("delete", _admin_delete, text)))
 
     cmd = admin.verb(
         "audit",
@@ -115,16 +116,27 @@ def device_verbs(parkctl: Verbs) -> None:
     cmd.add_argument("--name", help="Rename it.")
     api_options(cmd)
 
-    text = "Stop a device getting tokens; tokens it holds stop working within seconds."
-    api_options(_client_id(device.verb("disable", _disable, text)))
-    text = "Let a disabled device get tokens again."
-    api_options(_client_id(device.verb("enable", _enable, text)))
+    _client_verbs(
+        device,
+        DEVICE,
+        "Stop a device getting tokens; tokens it holds stop working within seconds.",
+        "Let a disabled device get tokens again.",
+        "Give a device a new secret (printed once); the old one works for a grace period.",
+        "Delete a device: its secrets stop working and its MAC is free; readings are kept.",
+    )
 
-    text = "Give a device a new secret (printed once); the old one works for a grace period."
-    api_options(_grace(_client_id(device.verb("rotate-secret", _rotate_secret, text))))
 
-    text = "Delete a device: its secrets stop working and its MAC is free; readings are kept."
-    api_options(_client_id(device.verb("delete", _delete, text)))
+def _client_verbs(
+    group: Verbs, kind: str, disable: str, enable: str, rotate: str, delete: str
+) -> None:
+    """disable, enable, rotate-secret and delete (with these helps): the verbs devices and
+    operators share, each taking the client_id and the admin-API options."""
+    for name, enabled, text in (("disable", False, disable), ("enable", True, enable)):
+        cmd = _client_id(group.verb(name, _set_enabled, text), kind)
+        cmd.set_defaults(enabled=enabled)
+        api_options(cmd)
+    api_options(_grace(_client_id(group.verb("rotate-secret", _rotate_secret, rotate), kind)))
+    api_options(_client_id(group.verb("delete", _delete, delete), kind))
 
 
 def _lot_name(cmd: Parser) -> Parser:
@@ -195,28 +207,25 @@ def _update(a: Namespace) -> None:
     commands.device_update(a.client_id, a.lot, a.name, a.server, a.ca_cert, a.json)
 
 
-def _disable(a: Namespace) -> None:
+# Devices and operators (`kind`, set by `_client_id`) share these three.
+
+
+def _set_enabled(a: Namespace) -> None:
     from provisioning.registry import commands
 
-    commands.device_disable(a.client_id, a.server, a.ca_cert, a.json)
-
-
-def _enable(a: Namespace) -> None:
-    from provisioning.registry import commands
-
-    commands.device_enable(a.client_id, a.server, a.ca_cert, a.json)
+    commands.set_enabled(a.kind, a.client_id, a.enabled, a.server, a.ca_cert, a.json)
 
 
 def _rotate_secret(a: Namespace) -> None:
     from provisioning.registry import commands
 
-    commands.device_rotate_secret(a.client_id, a.grace, a.server, a.ca_cert, a.json)
+    commands.rotate_secret(a.kind, a.client_id, a.grace, a.server, a.ca_cert, a.json)
 
 
 def _delete(a: Namespace) -> None:
     from provisioning.registry import commands
 
-    commands.device_delete(a.client_id, a.server, a.ca_cert, a.json)
+    commands.delete(a.kind, a.client_id, a.server, a.ca_cert, a.json)
 
 
 def _lot_create(a: Namespace) -> None:
@@ -259,27 +268,3 @@ def _admin_list(a: Namespace) -> None:
     from provisioning.registry import commands
 
     commands.admin_list(a.server, a.ca_cert, a.json)
-
-
-def _admin_disable(a: Namespace) -> None:
-    from provisioning.registry import commands
-
-    commands.admin_set_enabled(a.client_id, False, a.server, a.ca_cert, a.json)
-
-
-def _admin_enable(a: Namespace) -> None:
-    from provisioning.registry import commands
-
-    commands.admin_set_enabled(a.client_id, True, a.server, a.ca_cert, a.json)
-
-
-def _admin_rotate_secret(a: Namespace) -> None:
-    from provisioning.registry import commands
-
-    commands.admin_rotate_secret(a.client_id, a.grace, a.server, a.ca_cert, a.json)
-
-
-def _admin_delete(a: Namespace) -> None:
-    from provisioning.registry import commands
-
-    commands.admin_delete(a.client_id, a.server, a.ca_cert, a.json)

@@ -19,17 +19,23 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
+
+from provisioning.auth.scopes import OPERATOR
 from provisioning.errors import ParkctlError
 from provisioning.registry.client import AdminClient, from_environment
-from provisioning.registry.schemas import Device, Operator, SecretRotated
+from provisioning.registry.schemas import AuditEntry, Device, Operator, SecretRotated
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+M = TypeVar("M", bound=BaseModel)
 
 _SHOWN_ONCE = (
     "[yellow]The client secret is shown only this once and cannot be recovered: "
@@ -88,6 +94,27 @@ def _table(*columns: str) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold", min_width=_WHOLE.get(column))
     return table
+
+
+def print_rows(
+    items: Sequence[M],
+    as_json: bool,
+    columns: tuple[str, ...],
+    row: Callable[[M], tuple[str, ...]],
+    count: str | None = None,
+) -> None:
+    """A list for scripts (`--json`: the items as JSON) or for people: a table of `columns`,
+    one `row(item)` each, then `N <count>(s)` when `count` names the items."""
+    if as_json:
+        _print_json([item.model_dump(mode="json") for item in items])
+        return
+    table = _table(*columns)
+    for item in items:
+        table.add_row(*row(item))
+    out = _out()
+    out.print(table)
+    if count:
+        out.print(f"{len(items)} {count}(s)")
 
 
 def _counter_rows(device: Device) -> list[tuple[str, str]]:
@@ -192,14 +219,12 @@ def admin_audit(
     """Recent admin actions and token issuance, newest first (over the admin API)."""
     with _client(server, ca_cert) as api:
         page = api.audit(limit=limit, target=target)
-    if as_json:
-        _print_json([event.model_dump(mode="json") for event in page.items])
-        return
-    table = _table("when", "actor", "action", "target", "detail")
-    for event in page.items:
-        detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
-        table.add_row(_ago(event.at), event.actor, event.action, event.target or "", detail)
-    _out().print(table)
+    print_rows(page.items, as_json, ("when", "actor", "action", "target", "detail"), _event_row)
+
+
+def _event_row(event: AuditEntry) -> tuple[str, ...]:
+    detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
+    return _ago(event.at), event.actor, event.action, event.target or "", detail
 
 
 def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
@@ -232,24 +257,21 @@ def device_list(
             devices = api.list_devices(lot=lot, mac=mac).items
         else:
             devices = list(api.iter_devices(lot=lot))
-    if as_json:
-        _print_json([device.model_dump(mode="json") for device in devices])
-        return
-    table = _table("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
-    for d in devices:
-        table.add_row(
-            d.client_id,
-            d.lot,
-            d.name,
-            d.mac or "-",
-            "yes" if d.enabled else "[red]no[/red]",
-            str(d.reading.cars) if d.reading else "-",
-            _ago(d.last_seen_at),
-            _agent(d.agent),
-        )
-    out = _out()
-    out.print(table)
-    out.print(f"{len(devices)} device(s)")
+    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
+    print_rows(devices, as_json, columns, _device_row, "device")
+
+
+def _device_row(d: Device) -> tuple[str, ...]:
+    return (
+        d.client_id,
+        d.lot,
+        d.name,
+        d.mac or "-",
+        "yes" if d.enabled else "[red]no[/red]",
+        str(d.reading.cars) if d.reading else "-",
+        _ago(d.last_seen_at),
+        _agent(d.agent),
+    )
 
 
 def device_show(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
@@ -285,30 +307,37 @@ def _report(device: Device, what: str, as_json: bool) -> None:
         _out().print(f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}.")
 
 
-def _set_enabled(
-    client_id: str, enabled: bool, server: str | None, ca_cert: Path | None, as_json: bool
+def set_enabled(
+    kind: str,
+    client_id: str,
+    enabled: bool,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
 ) -> None:
+    """Disable or enable a device or an operator (`kind`); the last enabled operator cannot be
+    disabled."""
+    what = "enabled" if enabled else "disabled"
     with _client(server, ca_cert) as api:
-        device = api.enable(client_id) if enabled else api.disable(client_id)
-    _report(device, "enabled" if enabled else "disabled", as_json)
+        if kind == OPERATOR:
+            _operator_done(api.set_operator_enabled(client_id, enabled), what, as_json)
+        else:
+            _report(api.enable(client_id) if enabled else api.disable(client_id), what, as_json)
 
 
-def device_disable(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
-    """Stop a device getting tokens; tokens it holds stop working within seconds."""
-    _set_enabled(client_id, False, server, ca_cert, as_json)
-
-
-def device_enable(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
-    """Let a disabled device get tokens again."""
-    _set_enabled(client_id, True, server, ca_cert, as_json)
-
-
-def device_rotate_secret(
-    client_id: str, grace: int | None, server: str | None, ca_cert: Path | None, as_json: bool
+def rotate_secret(
+    kind: str,
+    client_id: str,
+    grace: int | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
 ) -> None:
-    """Give a device a new secret (printed once); the old one works for a grace period."""
+    """Give a device or an operator (`kind`) a new secret (printed once); the old one works for
+    a grace period."""
     with _client(server, ca_cert) as api:
-        rotated = api.rotate_secret(client_id, grace)
+        rotate = api.rotate_operator_secret if kind == OPERATOR else api.rotate_secret
+        rotated = rotate(client_id, grace)
     _show_rotated(rotated, as_json)
 
 
@@ -330,14 +359,26 @@ def _show_rotated(rotated: SecretRotated, as_json: bool) -> None:
     _note(_SHOWN_ONCE)
 
 
-def device_delete(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
-    """Delete a device: its secrets stop working and its MAC is free; readings are kept."""
+def delete(
+    kind: str, client_id: str, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Delete a device (its secrets stop working, its MAC is free, readings are kept) or an
+    operator (not the last enabled one; its audit trail stays)."""
     with _client(server, ca_cert) as api:
-        api.delete_device(client_id)
+        if kind == OPERATOR:
+            api.delete_operator(client_id)
+        else:
+            api.delete_device(client_id)
+    what = "Operator" if kind == OPERATOR else "Device"
+    deleted("client_id", client_id, f"{what} [bold]{client_id}[/bold] deleted.", as_json)
+
+
+def deleted(key: str, value: str, text: str, as_json: bool) -> None:
+    """What a delete prints: `{key: value, "deleted": true}` for scripts, `text` for people."""
     if as_json:
-        _print_json({"client_id": client_id, "deleted": True})
+        _print_json({key: value, "deleted": True})
     else:
-        _out().print(f"Device [bold]{client_id}[/bold] deleted.")
+        _out().print(text)
 
 
 # --- operators (over the admin API) ---
@@ -354,39 +395,9 @@ def admin_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """Operators, oldest first (over the admin API)."""
     with _client(server, ca_cert) as api:
         operators = api.list_operators().items
-    if as_json:
-        _print_json([operator.model_dump(mode="json") for operator in operators])
-        return
-    table = _table("client_id", "name", "enabled", "created")
-    for op in operators:
-        enabled = "yes" if op.enabled else "[red]no[/red]"
-        table.add_row(op.client_id, op.name, enabled, _ago(op.created_at))
-    _out().print(table)
+    print_rows(operators, as_json, ("client_id", "name", "enabled", "created"), _operator_row)
 
 
-def admin_set_enabled(
-    client_id: str, enabled: bool, server: str | None, ca_cert: Path | None, as_json: bool
-) -> None:
-    """Disable (the last enabled operator cannot be) or enable an operator."""
-    with _client(server, ca_cert) as api:
-        operator = api.set_operator_enabled(client_id, enabled)
-    _operator_done(operator, "enabled" if enabled else "disabled", as_json)
-
-
-def admin_rotate_secret(
-    client_id: str, grace: int | None, server: str | None, ca_cert: Path | None, as_json: bool
-) -> None:
-    """Give an operator a new secret (printed once)."""
-    with _client(server, ca_cert) as api:
-        rotated = api.rotate_operator_secret(client_id, grace)
-    _show_rotated(rotated, as_json)
-
-
-def admin_delete(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
-    """Delete an operator (not the last enabled one); its audit trail stays."""
-    with _client(server, ca_cert) as api:
-        api.delete_operator(client_id)
-    if as_json:
-        _print_json({"client_id": client_id, "deleted": True})
-    else:
-        _out().print(f"Operator [bold]{client_id}[/bold] deleted.")
+def _operator_row(op: Operator) -> tuple[str, ...]:
+    enabled = "yes" if op.enabled else "[red]no[/red]"
+    return op.client_id, op.name, enabled, _ago(op.created_at)

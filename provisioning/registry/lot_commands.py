@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.errors import ParkctlError
-from provisioning.registry.commands import _client, _out, _print_json, _table
+from provisioning.registry.commands import _client, _out, _print_json, _table, deleted, print_rows
 from provisioning.registry.rules import check_lot
 from provisioning.registry.schemas import LotRecord
 
@@ -88,15 +88,11 @@ def lot_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """Every lot record."""
     with _client(server, ca_cert) as api:
         items = api.list_lots().items
-    if as_json:
-        _print_json([lot.model_dump(mode="json") for lot in items])
-        return
-    table = _table("name", "capacity", "label")
-    for lot in items:
-        table.add_row(lot.name, "-" if lot.capacity is None else str(lot.capacity), lot.label)
-    out = _out()
-    out.print(table)
-    out.print(f"{len(items)} lot(s)")
+    print_rows(items, as_json, ("name", "capacity", "label"), _lot_row, "lot")
+
+
+def _lot_row(lot: LotRecord) -> tuple[str, ...]:
+    return lot.name, "-" if lot.capacity is None else str(lot.capacity), lot.label
 
 
 def lot_show(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
@@ -110,10 +106,7 @@ def lot_delete(name: str, server: str | None, ca_cert: Path | None, as_json: boo
     """Drop a lot's record; its devices and readings stay and it works as before."""
     with _client(server, ca_cert) as api:
         api.delete_lot(name)
-    if as_json:
-        _print_json({"name": name, "deleted": True})
-    else:
-        _out().print(f"Lot [bold]{name}[/bold]'s record deleted.")
+    deleted("name", name, f"Lot [bold]{name}[/bold]'s record deleted.", as_json)
 
 
 def lot_recount(

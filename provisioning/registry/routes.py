@@ -224,42 +224,43 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         changed(client_id)
         return _device(service.get_device_row(db, client_id))
 
-    def rotate(
-        db: Session,
-        actor: str,
-        client_id: ClientIdPath,
-        body: RotateSecret | None,
-        response: Response,
-        kind: str,
-    ) -> SecretRotated:
-        grace = body.grace_s if body and body.grace_s is not None else None
-        client, secret = service.rotate_secret(
-            db,
-            ctx.hasher,
-            actor,
-            client_id,
-            ctx.settings.secret_grace_s if grace is None else grace,
-            kind=kind,
-        )
-        changed(client_id)  # a zero-grace rotation revokes its tokens: bite now here
-        response.headers.update(NO_STORE)
-        return SecretRotated(
-            client_id=client.client_id,
-            client_secret=SecretStr(secret),
-            previous_secret_expires_at=client.previous_secret_expires_at,
-        )
+    def rotate(kind: str) -> Callable[..., SecretRotated]:
+        """The rotate-secret route of a device or an operator (`kind`)."""
 
-    @router.post("/devices/{client_id}/rotate-secret", response_model=SecretRotated)
-    def rotate_secret(
-        client_id: ClientIdPath,
-        operator: Operator,
-        db: Db,
-        response: Response,
-        body: RotateSecret | None = None,
-    ) -> SecretRotated:
-        """A new secret; the old one works for `grace_s` more (default PARK_SECRET_GRACE_S);
-        `grace_s: 0` also revokes the tokens issued so far (a leaked secret)."""
-        return rotate(db, operator.client_id, client_id, body, response, DEVICE)
+        def rotate_secret(
+            client_id: ClientIdPath,
+            operator: Operator,
+            db: Db,
+            response: Response,
+            body: RotateSecret | None = None,
+        ) -> SecretRotated:
+            grace = body.grace_s if body and body.grace_s is not None else None
+            client, secret = service.rotate_secret(
+                db,
+                ctx.hasher,
+                operator.client_id,
+                client_id,
+                ctx.settings.secret_grace_s if grace is None else grace,
+                kind=kind,
+            )
+            changed(client_id)  # a zero-grace rotation revokes its tokens: bite now here
+            response.headers.update(NO_STORE)
+            return SecretRotated(
+                client_id=client.client_id,
+                client_secret=SecretStr(secret),
+                previous_secret_expires_at=client.previous_secret_expires_at,
+            )
+
+        return rotate_secret
+
+    router.post(
+        "/devices/{client_id}/rotate-secret",
+        response_model=SecretRotated,
+        name="rotate_secret",
+        description="A new secret; the old one works for `grace_s` more (default "
+        "PARK_SECRET_GRACE_S);\n`grace_s: 0` also revokes the tokens issued so far (a leaked "
+        "secret).",
+    )(rotate(DEVICE))
 
     @router.delete("/devices/{client_id}", status_code=204, response_class=Response)
     def delete_device(client_id: ClientIdPath, operator: Operator, db: Db) -> Response:
@@ -304,16 +305,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         changed(client_id)
         return _operator_view(client)
 
-    @router.post("/operators/{client_id}/rotate-secret", response_model=SecretRotated)
-    def rotate_operator_secret(
-        client_id: ClientIdPath,
-        operator: Operator,
-        db: Db,
-        response: Response,
-        body: RotateSecret | None = None,
-    ) -> SecretRotated:
-        """As for a device: `grace_s: 0` ends the old secret and its tokens now."""
-        return rotate(db, operator.client_id, client_id, body, response, OPERATOR)
+    router.post(
+        "/operators/{client_id}/rotate-secret",
+        response_model=SecretRotated,
+        name="rotate_operator_secret",
+        description="As for a device: `grace_s: 0` ends the old secret and its tokens now.",
+    )(rotate(OPERATOR))
 
     @router.delete("/operators/{client_id}", status_code=204, response_class=Response)
     def delete_operator(client_id: ClientIdPath, operator: Operator, db: Db) -> Response:

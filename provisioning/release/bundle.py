@@ -94,36 +94,40 @@ def _read_key(path: Path, what: str) -> bytes:
         raise ParkctlError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def _load_private(path: Path) -> Any:
+def _load_key(path: Path, private: bool) -> Any:
+    """The release key (`private`) or its public half from a PEM file: ParkctlError unless it
+    is a P-256 key of that kind; a private key must be the owner's only (chmod 600)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    data = _read_key(path, "release key")
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    what = "release key" if private else "release public key"
+    data = _read_key(path, what)
+    if private and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ParkctlError(f"release key {path} is readable by others; chmod 600 it")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        if private:
+            key: Any = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
-        raise ParkctlError(f"{path} is not an unencrypted PEM private key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise ParkctlError(f"{path} is not a P-256 (ES256) key")
+        pem = "an unencrypted PEM private key" if private else "a PEM public key"
+        raise ParkctlError(f"{path} is not {pem}") from None
+    kind = ec.EllipticCurvePrivateKey if private else ec.EllipticCurvePublicKey
+    if not isinstance(key, kind) or key.curve.name != "secp256r1":
+        raise ParkctlError(f"{path} is not a P-256 (ES256) {'key' if private else 'public key'}")
     return key
+
+
+def load_private(path: Path) -> Any:
+    """The release signing key from a PEM file (`release.key`, chmod 600); ParkctlError if it
+    is not an unencrypted P-256 private key or others can read it."""
+    return _load_key(path, private=True)
 
 
 def load_public(path: Path) -> Any:
     """A release public key from a PEM file (`release.key.pub`); ParkctlError if it is not
     a P-256 public key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    data = _read_key(path, "release public key")
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError):
-        raise ParkctlError(f"{path} is not a PEM public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ParkctlError(f"{path} is not a P-256 (ES256) public key")
-    return key
+    return _load_key(path, private=False)
 
 
 def board_key(public: Any) -> str:
@@ -184,7 +188,7 @@ def build(
     from provisioning.release.mpy import DEVICE_DIR, agent_bundle, compiler_mpy_version
 
     parse_version(version)
-    private = _load_private(key_path)
+    private = load_private(key_path)
     if out.exists() and any(out.iterdir()):
         raise ParkctlError(f"{out} is not empty; give a new --out directory")
     files = agent_bundle(device_dir or DEVICE_DIR)

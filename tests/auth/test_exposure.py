@@ -72,11 +72,11 @@ def test_grace_s_must_be_an_integer(auth: Auth) -> None:
         assert response.status_code == 422, (grace, response.text)
         assert response.json()["error"] == "invalid_request"
     # null is "the server's default" (a 500 once, found by `make fuzz`); 60.0 is an integer.
-    for grace in (None, 60.0):
+    for ok_grace in (None, 60.0):
         response = auth.http.post(
-            f"/admin/devices/{device_id}/rotate-secret", json={"grace_s": grace}, headers=admin
+            f"/admin/devices/{device_id}/rotate-secret", json={"grace_s": ok_grace}, headers=admin
         )
-        assert response.status_code == 200, (grace, response.text)
+        assert response.status_code == 200, (ok_grace, response.text)
 
 
 def test_no_server_banner_and_no_mqtt_password_on_the_command_line(tmp_path: Path) -> None:

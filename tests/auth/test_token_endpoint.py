@@ -44,9 +44,10 @@ def post_basic(
     json: dict[str, str] | None = None,
 ) -> httpx.Response:
     """POST /oauth/token with HTTP Basic client authentication and a form or JSON body."""
-    return auth.http.post(
+    response: httpx.Response = auth.http.post(
         "/oauth/token", data=data, json=json, headers={"Authorization": basic(client_id, secret)}
     )
+    return response
 
 
 def assert_error(response: object, status: int, error: str) -> None:

@@ -218,7 +218,7 @@ def test_verified_tokens_are_cached_and_counted(probe: Auth) -> None:
     token = probe.token(client_id, secret)
     for _ in range(3):
         assert probe.http.get("/probe", headers=bearer(token)).status_code == 200
-    metrics = probe.ctx.metrics.render().body.decode()
+    metrics = bytes(probe.ctx.metrics.render().body).decode()
     assert 'parkfleet_token_checks_total{result="verified"} 1.0' in metrics
     assert 'parkfleet_token_checks_total{result="cache_hit"} 2.0' in metrics
 
@@ -289,7 +289,7 @@ def test_only_entitled_callers_may_introspect(auth: Auth) -> None:
 def _post_counts(auth: Auth, token: str, seq: int) -> int:
     body = {"readings": [{"seq": seq, "cars": 1}]}
     headers = {"Authorization": f"Bearer {token}"}
-    return auth.http.post("/v1/counts", json=body, headers=headers).status_code
+    return int(auth.http.post("/v1/counts", json=body, headers=headers).status_code)
 
 
 def _active(auth: Auth, token: str, operator: tuple[str, str]) -> bool:

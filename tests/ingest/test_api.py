@@ -83,7 +83,7 @@ def test_counts_are_stored_once_and_read_back(api_any_db: Auth) -> None:
     (entry,) = lot["devices"]
     assert entry["device_id"] == dev and entry["seq"] == 2 and entry["ts"] == 1_800_000_002.0
     assert abs(entry["received_at"] - time.time()) < 60
-    made_of = {"baseline": 0, "since": None, "flows": [], "counted": 5}
+    made_of: dict[str, object] = {"baseline": 0, "since": None, "flows": [], "counted": 5}
     assert api.http.get("/v1/lots", headers=read).json() == {
         "lots": [
             {"lot": "north", "cars": 5, "devices": 1, "drift": False, "over_capacity": False}

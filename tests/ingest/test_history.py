@@ -15,6 +15,7 @@ from provisioning.ingest.schemas import CountsBatch
 from provisioning.registry import service
 from provisioning.store import sql
 from provisioning.store.db import session_factory
+from provisioning.store.models import Client
 from tests.ingest.conftest import ACTOR
 
 T0 = 1_800_000_000  # a multiple of 3600
@@ -51,7 +52,7 @@ def test_history_matches_the_definition(engine: Engine, make_device: Callable[[s
         seq = 0
         at = float(T0 + 7 + n)
         while at < T0 + 4 * 3600:
-            batch = []
+            batch: list[tuple[int, int, float | None]] = []
             for _ in range(rng.randint(1, 6)):
                 seq += 1
                 cars = rng.randint(0, 50)
@@ -70,7 +71,7 @@ def test_history_matches_the_definition(engine: Engine, make_device: Callable[[s
     # A deleted board counts until it was deleted.
     with session_factory(engine)() as session:
         service.delete_device(session, ACTOR, devices[2])
-        deleted = session.get(service.Client, devices[2])
+        deleted = session.get(Client, devices[2])
         assert deleted is not None and deleted.deleted_at is not None
         # Today is before T0 + 2 h: the board stops counting from its deletion.
         ends = {devices[2]: T0 + 2 * 3600.0}

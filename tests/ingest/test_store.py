@@ -138,7 +138,7 @@ def test_lot_totals_sum_each_devices_latest_reading(
         a1: (7, 2),
         a2: (3, 1),
     }
-    zones_only = {"baseline": 0, "since": None, "flows": [], "drift": False}
+    zones_only: dict[str, object] = {"baseline": 0, "since": None, "flows": [], "drift": False}
     assert lots == [
         {"lot": "lot-a", "cars": 10, "devices": 2, "counted": 10, "over_capacity": False}
         | zones_only,
@@ -389,7 +389,7 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
     woken: list[bool] = []
     group = CountsCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
 
-    async def post_all() -> list[object]:
+    async def post_all() -> list[store.IngestResult | BaseException]:
         posts = [
             group.store(dev, batch([(1, n, None), (2, n, None)])) for n, dev in enumerate(devices)
         ]

@@ -35,7 +35,8 @@ class AdminApp:
 
     def register(self, headers: dict[str, str], **device: str) -> httpx.Response:
         """POST /admin/devices with `device` (lot, name, mac) as the JSON body."""
-        return self.http.post("/admin/devices", json=device, headers=headers)
+        response: httpx.Response = self.http.post("/admin/devices", json=device, headers=headers)
+        return response
 
     def headers(self) -> dict[str, str]:
         op = self.operator

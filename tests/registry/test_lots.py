@@ -56,8 +56,8 @@ def test_lot_record_lifecycle_and_occupancy(admin_app: AdminApp) -> None:
     again = http.post("/admin/lots", json={"name": "north"}, headers=admin)
     assert again.status_code == 409 and again.json()["error"] == "conflict"
 
-    made_of = {"baseline": 0, "since": None, "flows": [], "counted": 30, "drift": False,
-               "over_capacity": False}  # fmt: skip
+    made_of: dict[str, object] = {"baseline": 0, "since": None, "flows": [], "counted": 30,
+                                  "drift": False, "over_capacity": False}  # fmt: skip
     lots = http.get("/v1/lots", headers=reader).json()["lots"]
     assert lots == [
         {"lot": "north", "label": "North car park", "cars": 30, "devices": 1,

@@ -33,7 +33,7 @@ def hasher() -> SecretHasher:
 
 def _snapshot(session: Session) -> tuple[list[tuple[object, ...]], int]:
     session.expire_all()
-    clients = [
+    clients: list[tuple[object, ...]] = [
         (c.client_id, c.lot, c.name, c.mac, c.enabled, c.secret_hash, c.deleted_at)
         for c in session.scalars(select(Client).order_by(Client.client_id))
     ]

@@ -115,7 +115,7 @@ def _seed_history(fleet: Fleet) -> None:
                 headers={"Authorization": f"Bearer {token}"},
             )  # fmt: skip
             assert response.status_code == 200, response.text
-        fleet.last[name] = readings[-1]["cars"]
+        fleet.last[name] = int(readings[-1]["cars"])
 
 
 @pytest.fixture(scope="module")

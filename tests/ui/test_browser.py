@@ -32,7 +32,12 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=DESKTOP)
     opened = context.new_page()
     dialogs: list[str] = []
-    opened.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    opened.on("dialog", on_dialog)
     opened.dialogs = dialogs
     yield opened
     context.close()

@@ -10,7 +10,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tools.harness.net import free_port, wait_for_port
+from tools.harness.net import free_port
+from tools.harness.process import ChildProcess
 from tools.harness.services import REPO, system_binary
 
 DEPLOY_CONFIG = REPO / "deploy" / "haproxy.cfg"
@@ -44,7 +45,7 @@ def render_config(text: str, port: int, socket_path: Path, servers: list[int]) -
     return out
 
 
-class HAProxy:
+class HAProxy(ChildProcess):
     """`haproxy -db -f <rendered deploy/haproxy.cfg>` (foreground); `url`: its frontend."""
 
     def __init__(self, workdir: Path, servers: list[int], port: int | None = None) -> None:
@@ -59,7 +60,6 @@ class HAProxy:
             render_config(DEPLOY_CONFIG.read_text(), self.port, self.socket_path, servers)
         )
         self.log_path = workdir / "haproxy.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> HAProxy:
         check = subprocess.run(
@@ -67,27 +67,8 @@ class HAProxy:
         )
         if check.returncode:
             raise RuntimeError(f"haproxy refused its configuration:\n{check.stderr}")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        try:
-            wait_for_port(self.port, timeout=10)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"haproxy did not start:\n{self.log()}") from None
+        self._spawn("haproxy", [self.binary, "-db", "-f", str(self.config)], [self.port])
         return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
     def command(self, line: str) -> str:
         """One command on the runtime API (stats socket), e.g. `show stat`."""
@@ -112,12 +93,3 @@ class HAProxy:
             if cols.get("pxname") == "parkfleet" and cols.get("svname", "").startswith("p"):
                 states[cols["svname"]] = cols.get("status", "")
         return states
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> HAProxy:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

@@ -18,7 +18,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tools.harness.net import free_port, wait_for_port
+from tools.harness.net import free_port
+from tools.harness.process import ChildProcess
 from tools.harness.services import REPO, mosquitto_binary
 
 BROKER_CONFIG = REPO / "broker-config"
@@ -32,8 +33,9 @@ class Received:
     retain: bool
 
 
-class MosquittoBroker:
-    """`mosquitto -c <templated copy>`; `stop()` and `start()` again keep port and persistence."""
+class MosquittoBroker(ChildProcess):
+    """`mosquitto -c <templated copy>`; `stop()` and `start()` again keep port and persistence
+    (on SIGTERM mosquitto saves its persistence file: retained messages, sessions)."""
 
     def __init__(
         self,
@@ -49,7 +51,6 @@ class MosquittoBroker:
         self.tls_port = free_port() if tls else None
         self.passwords: dict[str, str] = {}
         self.service_url = ""
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "mosquitto.log"
         workdir.mkdir(parents=True, exist_ok=True)
         self._create_accounts(dashboards)
@@ -105,40 +106,12 @@ class MosquittoBroker:
         return path
 
     def start(self) -> MosquittoBroker:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        try:
-            wait_for_port(self.port, timeout=10)
-            if self.tls_port:
-                wait_for_port(self.tls_port, timeout=10)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"mosquitto did not start:\n{self.log()}") from None
+        ports = [self.port, *([self.tls_port] if self.tls_port else [])]
+        self._spawn("mosquitto", [self.binary, "-c", str(self.config)], ports, cwd=REPO)
         return self
-
-    def stop(self) -> None:
-        """SIGTERM: mosquitto saves its persistence file (retained messages, sessions)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def url(self, user: str = SERVICE_USER) -> str:
         return f"mqtt://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
-
-    def __enter__(self) -> MosquittoBroker:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
 
 class Subscriber:
@@ -197,7 +170,9 @@ class Subscriber:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(message.topic, message.payload, bool(message.retain)))
+            self.messages.append(
+                Received(message.topic, bytes(message.payload), bool(message.retain))
+            )
             self._cond.notify_all()
 
     def wait_connected(self, timeout: float = 10) -> object:

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from tools.harness.net import free_port, wait_for_port
+from tools.harness.process import Logged
 from tools.harness.services import missing
 
 
@@ -28,7 +29,7 @@ def postgres_bindir() -> Path:
     return Path(found[-1]).parent
 
 
-class PostgresCluster:
+class PostgresCluster(Logged):
     """`initdb` once, then `start()`/`stop()` as often as needed; `url` names the database."""
 
     def __init__(self, root: Path, database: str = "parkfleet") -> None:
@@ -132,12 +133,3 @@ class PostgresCluster:
             return int((self.datadir / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> PostgresCluster:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from tools.harness.net import free_port, wait_for_port
+from tools.harness.net import free_port
+from tools.harness.process import ChildProcess
 
 
-class ServiceProcess:
+class ServiceProcess(ChildProcess):
     """`parkctl serve` in a child process; `url` is where it listens."""
 
     def __init__(
@@ -48,37 +48,14 @@ class ServiceProcess:
         ]
         self.env = {**os.environ, **(env or {})}
         self.log_path = data_dir / f"service-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        try:
-            wait_for_port(self.port, timeout=30)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"service did not start:\n{self.log()}") from None
+        self._spawn("service", self.args, [self.port], timeout=30, env=self.env)
         return self
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        super().stop(sig, timeout)
 
     def client(self, verify: bool | str = True) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, verify=verify)
-
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

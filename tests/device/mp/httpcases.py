@@ -5,12 +5,9 @@ import os
 import sys
 import time
 
+from casesrun import expect, main
+
 _PORT = int(os.getenv("PARK_FAKE_PORT"))
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def conn(timeout=2):
@@ -135,19 +132,4 @@ def test_refused_connection_is_oserror():
         pass
 
 
-def main(names):
-    failed = 0
-    for name in sorted(k for k in globals() if k.startswith("test_")):
-        if names and name not in names:
-            continue
-        try:
-            globals()[name]()
-            print("ok", name)
-        except Exception as e:  # report every failure, keep going
-            failed += 1
-            print("FAIL %s: %s %s" % (name, type(e).__name__, e))
-            sys.print_exception(e)
-    print("done, %d failed" % failed)
-
-
-main(sys.argv[1:])
+main(globals(), sys.argv[1:])

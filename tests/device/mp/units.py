@@ -5,10 +5,7 @@ import os
 import sys
 import time
 
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)  # not `assert`: MicroPython strips those under -O
+from casesrun import expect, main
 
 
 def fresh(name):
@@ -432,22 +429,4 @@ def test_safe_mode_pin_held():
 _ROOT = os.getcwd()
 
 
-def main(names):
-    failed = 0
-    tests = sorted(k for k in globals() if k.startswith("test_"))
-    for name in tests:
-        if names and name not in names:
-            continue
-        fresh(name)
-        try:
-            globals()[name]()
-            print("ok", name)
-        except Exception as e:  # report every failure, keep going
-            failed += 1
-            print("FAIL %s: %s %s" % (name, type(e).__name__, e))
-            sys.print_exception(e)
-        os.chdir(_ROOT)
-    print("done, %d failed" % failed)
-
-
-main(sys.argv[1:])
+main(globals(), sys.argv[1:], fresh)

@@ -1,26 +1,14 @@
-"""Initial schema: clients, signing keys, audit log, readings, device state, MQTT outbox.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-26
-"""
+"""Initial schema: clients, signing keys, audit log, readings, device state, MQTT outbox."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from provisioning.store.migrations.columns import BigId, epoch
+
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
-
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _time(name: str, nullable: bool = False) -> sa.Column[float]:
-    # Every time in the schema is Unix epoch seconds as a double, as in models.py.
-    return sa.Column(name, sa.Double(), nullable=nullable)
 
 
 def upgrade() -> None:
@@ -33,11 +21,11 @@ def upgrade() -> None:
         sa.Column("mac", sa.String(17), nullable=True, unique=True),
         sa.Column("secret_hash", sa.String(128), nullable=True),
         sa.Column("previous_secret_hash", sa.String(128), nullable=True),
-        _time("previous_secret_expires_at", nullable=True),
+        epoch("previous_secret_expires_at", nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
-        _time("created_at"),
-        _time("updated_at"),
-        _time("deleted_at", nullable=True),
+        epoch("created_at"),
+        epoch("updated_at"),
+        epoch("deleted_at", nullable=True),
     )
     op.create_index("ix_clients_lot", "clients", ["lot"])
     op.create_table(
@@ -46,15 +34,15 @@ def upgrade() -> None:
         sa.Column("alg", sa.String(16), nullable=False),
         sa.Column("public_jwk", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        _time("created_at"),
-        _time("activated_at", nullable=True),
-        _time("retire_after", nullable=True),
+        epoch("created_at"),
+        epoch("activated_at", nullable=True),
+        epoch("retire_after", nullable=True),
     )
     op.create_index("ix_signing_keys_status", "signing_keys", ["status"])
     op.create_table(
         "audit_log",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
-        _time("at"),
+        epoch("at"),
         sa.Column("actor", sa.String(64), nullable=False),
         sa.Column("action", sa.String(48), nullable=False),
         sa.Column("target", sa.String(64), nullable=True),
@@ -69,8 +57,8 @@ def upgrade() -> None:
         sa.Column("lot", sa.String(64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("cars", sa.Integer(), nullable=False),
-        _time("ts", nullable=True),
-        _time("received_at"),
+        epoch("ts", nullable=True),
+        epoch("received_at"),
         sa.UniqueConstraint("device_id", "seq", name="uq_readings_device_seq"),
     )
     op.create_table(
@@ -78,11 +66,11 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), primary_key=True),
         sa.Column("last_seq", sa.BigInteger(), nullable=True),
         sa.Column("cars", sa.Integer(), nullable=True),
-        _time("ts", nullable=True),
-        _time("received_at", nullable=True),
-        _time("last_seen_at", nullable=True),
+        epoch("ts", nullable=True),
+        epoch("received_at", nullable=True),
+        epoch("last_seen_at", nullable=True),
         sa.Column("health", sa.JSON(), nullable=True),
-        _time("health_at", nullable=True),
+        epoch("health_at", nullable=True),
     )
     op.create_table(
         "mqtt_outbox",
@@ -90,7 +78,7 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(255), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("retain", sa.Boolean(), nullable=False),
-        _time("created_at"),
+        epoch("created_at"),
     )
 
 

@@ -1,19 +1,14 @@
-"""Lots: name, optional capacity and a label.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-02
-"""
+"""Lots: name, optional capacity and a label."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from provisioning.store.migrations.columns import epoch
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -22,8 +17,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("capacity", sa.Integer(), nullable=True),
         sa.Column("label", sa.String(128), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
-        sa.Column("updated_at", sa.Double(), nullable=False),
+        epoch("created_at"),
+        epoch("updated_at"),
     )
 
 

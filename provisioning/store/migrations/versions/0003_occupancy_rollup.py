@@ -1,9 +1,4 @@
-"""Occupancy rollup for lot history, filled from the readings already stored.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02
-"""
+"""Occupancy rollup for lot history, filled from the readings already stored."""
 
 from __future__ import annotations
 
@@ -11,11 +6,10 @@ import sqlalchemy as sa
 from alembic import op
 
 from provisioning.ingest.history import backfill
+from provisioning.store.migrations.columns import epoch
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -26,7 +20,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(64), primary_key=True),
         sa.Column("bucket", sa.BigInteger(), primary_key=True),
         sa.Column("cars", sa.Integer(), nullable=False),
-        sa.Column("at", sa.Double(), nullable=False),
+        epoch("at"),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sqlite_with_rowid=False,
     )

@@ -2,26 +2,21 @@
 
 Set by a zero-grace secret rotation and by disabling a client; the token verifier and the
 introspection endpoint refuse tokens whose `iat` is earlier.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
+
+from provisioning.store.migrations.columns import epoch
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table("clients") as batch:
-        batch.add_column(sa.Column("tokens_valid_after", sa.Double(), nullable=True))
+        batch.add_column(epoch("tokens_valid_after", nullable=True))
 
 
 def downgrade() -> None:

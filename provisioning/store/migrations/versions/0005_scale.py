@@ -7,10 +7,6 @@
 - PostgreSQL only: triggers that `pg_notify` every listening instance when a client's
   credentials or status change and when the key set changes (auth/listen.py), so revocation
   and rotation reach all instances at once instead of after a cache TTL.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -18,10 +14,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from provisioning.store.migrations.columns import epoch
+
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 CLIENTS_CHANNEL = "parkfleet_clients"
 KEYS_CHANNEL = "parkfleet_keys"
@@ -56,7 +52,7 @@ def upgrade() -> None:
         "rate_buckets",
         sa.Column("key", sa.String(160), primary_key=True),
         sa.Column("level", sa.Double(), nullable=False),
-        sa.Column("updated_at", sa.Double(), nullable=False),
+        epoch("updated_at"),
         # How many tokens the last take granted (one round trip: the UPSERT returns it).
         sa.Column("granted", sa.Integer(), nullable=False),
     )

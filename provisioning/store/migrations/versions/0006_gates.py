@@ -1,9 +1,5 @@
 """Gate boards (issue 13): readings with cumulative in/out counters, each gate board's counter
 state, and each lot's recount baseline.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -14,11 +10,10 @@ import sqlalchemy as sa
 from alembic import op
 
 from provisioning.ingest.history import BASELINE_ID
+from provisioning.store.migrations.columns import epoch
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 _GATE_STATE: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("g_seq", sa.BigInteger()),
@@ -48,7 +43,7 @@ def upgrade() -> None:
         "lot_baselines",
         sa.Column("lot", sa.String(64), primary_key=True),
         sa.Column("cars", sa.Integer(), nullable=False),
-        sa.Column("since", sa.Double(), nullable=False),
+        epoch("since"),
         sa.Column("actor", sa.String(64), nullable=False),
     )
 

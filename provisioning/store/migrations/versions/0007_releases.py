@@ -1,19 +1,14 @@
-"""Agent releases (issue 10): signed bundles, their files, boards' versions and states, rollouts.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-02
-"""
+"""Agent releases (issue 10): signed bundles, their files, boards' versions and states, rollouts."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from provisioning.store.migrations.columns import BigId, epoch
+
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -25,7 +20,7 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(16), nullable=False),
         sa.Column("rollback", sa.Boolean(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
+        epoch("created_at"),
         sa.Column("created_by", sa.String(64), nullable=False),
     )
     op.create_table(
@@ -41,11 +36,11 @@ def upgrade() -> None:
         sa.Column("target", sa.String(32), nullable=True),
         sa.Column("state", sa.String(16), nullable=True),
         sa.Column("reason", sa.String(200), nullable=True),
-        sa.Column("updated_at", sa.Double(), nullable=True),
+        epoch("updated_at", nullable=True),
     )
     op.create_table(
         "rollouts",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("id", BigId, primary_key=True),
         sa.Column("version", sa.String(32), sa.ForeignKey("releases.version"), nullable=False),
         sa.Column("devices", sa.JSON(), nullable=False),
         sa.Column("canaries", sa.JSON(), nullable=False),
@@ -53,9 +48,9 @@ def upgrade() -> None:
         sa.Column("silence_s", sa.Double(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("reason", sa.String(200), nullable=True),
-        sa.Column("started_at", sa.Double(), nullable=False),
-        sa.Column("canaries_ok_at", sa.Double(), nullable=True),
-        sa.Column("updated_at", sa.Double(), nullable=False),
+        epoch("started_at"),
+        epoch("canaries_ok_at", nullable=True),
+        epoch("updated_at"),
     )
 
 
