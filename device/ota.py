@@ -2,9 +2,9 @@
 # version in the file "update" and resets (appstate.py); at the next boot assemble.parts calls
 # boot() before it builds the agent's parts, so the update runs in a nearly fresh heap with what
 # it needs alone: the config, the WiFi link, one connection and the token cache
-# (assemble.connect). It downloads the release into
-# the app directory not in use, with the board's access token over its verified connection,
-# and switches to it only when everything checked out:
+# (assemble.connect). It downloads the release into the app directory not in use, with the
+# board's access token over its verified connection, and switches to it only when everything
+# checked out:
 #   1. manifest.json, streamed to flash and hashed; manifest.sig (64 bytes r||s); the ES256
 #      signature checked against config's release_key (p256.py, loaded for this only);
 #   2. the manifest: format 1, the bytecode version this MicroPython loads, a version newer than
@@ -15,9 +15,10 @@
 #   4. the state file "state" rewritten atomically to boot the new directory on trial
 #      (appdir.py), and a reset.
 # A power cut anywhere before 4 leaves the state file naming the old directory; after it, the
-# trial rules bring a bad version back. The offer is taken off the file before the attempt: a
-# power cut or a network failure boots the agent, whose next post is offered the update again
-# (and the download resumes); a refusal is written back to the file for the agent to report.
+# trial rules bring a bad version back. The offer is taken off the file before the attempt: after
+# a power cut or a network failure the agent boots, and its next post is offered the update
+# again (the download resumes); a refusal is written back to the file for the agent to report.
+# Whatever the outcome, the attempt ends in a reset.
 import binascii
 import gc
 import hashlib
