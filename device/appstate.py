@@ -56,7 +56,6 @@ def update(up, log):
     sent = app[1]
     app[1] = None
     if not up.uploaded:
-        up.uploaded = True
         flash.remove("boots")  # this boot worked: reset safemode's crash-loop counter
     if sent and (b'"installed"' in sent or b'"rolled_back"' in sent):
         t, why = read()

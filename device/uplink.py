@@ -190,3 +190,4 @@ class Uplink:
 
                 appstate.update(self, self.log)
                 cold.drop(appstate)
+                self.uploaded = True
