@@ -1,39 +1,52 @@
 # Cold, boot only (agent.main loads it once, then drops it): builds the agent's parts from the
 # validated config. Each part is constructed by its own class from plain values; this module
-# only reads the config and chooses (the sensor kind, one connection or two).
+# only reads the config and chooses (the sensor kind, one connection or two). An update offered
+# to the last run installs here first (ota.boot), with connect() alone: the network and a token.
 import machine
 from micropython import const
 
 import cold
+import flash
 import http
 from net import WiFi
-from sensor import FileSensor
-from spool import Spool
 from token import Token
-from uplink import Uplink
 
 _READING = const(56)  # body bytes per zone reading, worst case
 _GATE_READING = const(68)  # per gate reading ({"seq","in","out","ts"}, 10-digit values)
 
 
-def parts(c, log):
-    # Agent's parts and loop settings (see Agent.__init__). Clears c["client_secret"]: from here
-    # on it lives only inside the token's precomputed Basic credentials.
-    t = c["http_timeout_s"]
-    tls, host, port, path = c["ingest_url"]  # split by config.validate
+def connect(c, log, body_cap):
+    # (connection to the ingest API, Token, WiFi): the network side, built from the config.
     # The connections' buffers first, while the heap has large free blocks.
-    # A file sensor simulating a gate (tests, demo) fits the zone size: its numbers are short.
-    per = _GATE_READING if c["sensor"]["kind"] == "gate" else _READING
-    conn = http.Conn(tls, host, port, c["batch_max"] * per + 256, 1024, t, c["ca_cert"])
-    counts_path = path.rstrip("/") + "/v1/counts"
+    t = c["http_timeout_s"]
+    tls, host, port, _ = c["ingest_url"]  # split by config.validate
+    conn = http.Conn(tls, host, port, body_cap, 1024, t, c["ca_cert"])
     tls, host, port, path = c["token_url"]
     tconn = conn  # one kept-alive connection when both live on the same origin
     if (tls, host, port) != (conn.tls, conn.host, conn.port):
         tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])
     token = Token(tconn, path, c["device_id"], c["client_secret"], c["audience"])
-    c["client_secret"] = None
     w = c["wifi"]
-    wifi = WiFi(w["ssid"], w.get("password", ""), c["wifi_timeout_s"], log)
+    return conn, token, WiFi(w["ssid"], w.get("password", ""), c["wifi_timeout_s"], log)
+
+
+def parts(c, log):
+    # Agent's parts and loop settings (see Agent.__init__). First an update the last run was
+    # offered (appstate.update): it installs now, before the parts take the heap, and resets.
+    offer = flash.read("update")
+    if offer and b" " not in offer:  # ("version why": a refusal, for appstate.load to report)
+        import ota
+
+        ota.boot(c, log, offer.decode())
+        cold.drop(ota)
+    from spool import Spool
+    from uplink import Uplink
+
+    # A file sensor simulating a gate (tests, demo) fits the zone size: its numbers are short.
+    per = _GATE_READING if c["sensor"]["kind"] == "gate" else _READING
+    conn, token, wifi = connect(c, log, c["batch_max"] * per + 256)
+    c["client_secret"] = None  # from here on only inside the token's Basic credentials
+    counts_path = c["ingest_url"][3].rstrip("/") + "/v1/counts"
     health_ms = int(c["health_every_s"] * 1000)
     base, cap, auth = c["backoff_base_s"], c["backoff_cap_s"], c["auth_backoff_cap_s"]
     up = Uplink(conn, counts_path, token, wifi, c["batch_max"], health_ms, base, cap, auth, log)
@@ -61,4 +74,6 @@ def make_sensor(cfg, start=None):
         from gate import GateSensor  # gate boards only: its code stays out of the others' heap
 
         return GateSensor(cfg, start)
+    from sensor import FileSensor
+
     return FileSensor(cfg["path"])

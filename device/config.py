@@ -141,7 +141,7 @@ def load(path="config.json"):
     return validate(c)
 
 
-def wait_valid(log, path="config.json"):
+def wait_valid(path="config.json"):
     # The validated config; on a bad file one console line, then wait (the REPL stays reachable
     # with Ctrl-C) until the file changes, instead of a traceback loop.
     import time
@@ -150,7 +150,7 @@ def wait_valid(log, path="config.json"):
         try:
             return load(path)
         except ValueError as e:
-            log("config error: %s; waiting for a fixed %s" % (e, path))
+            print("parkfleet: config error: %s; waiting for a fixed %s" % (e, path))
         seen = _stat(path)
         while _stat(path) == seen:
             time.sleep(2)

@@ -28,8 +28,9 @@ _cause = reset_cause()  # the cause of this boot; read once
 
 
 def encode(uptime_s, rssi, depth, dropped):
+    # The ',"health":{...}' bytes for the counts body.
     return (
-        b'{"uptime_s":%d,"free_heap":%d,"reset_cause":%s,"rssi":%s,"spool_depth":%d,"dropped":%d}'
+        b',"health":{"uptime_s":%d,"free_heap":%d,"reset_cause":%s,"rssi":%s,"spool_depth":%d,"dropped":%d}'
         % (
             uptime_s,
             gc.mem_free(),

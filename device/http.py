@@ -107,28 +107,24 @@ class Conn:
     def _exchange(self, method, path, nbody, ctype, auth, got):
         s = self._sock
         deadline = time.ticks_add(time.ticks_ms(), int(self.timeout * 3000))
-        head = [method, b" ", path, b" HTTP/1.1\r\nHost: ", self.host]
+        # Few, whole format strings: each bytes constant of a module loaded for good is an object
+        # in the heap (str or bytes arguments both format as their text with %s).
+        host = self.host
         if self.port != (443 if self.tls else 80):
-            head.append(b":%d" % self.port)
+            host = "%s:%d" % (host, self.port)
+        head = b"%s %s HTTP/1.1\r\nHost: %s" % (method, path, host)
         if auth:
-            head += (b"\r\nAuthorization: ", auth)
+            head += b"\r\nAuthorization: " + auth
         if nbody:
-            head += (b"\r\nContent-Type: ", ctype, b"\r\nContent-Length: %d" % nbody)
-        head.append(b"\r\n\r\n")
-        n = 0
-        for i, part in enumerate(head):
-            if isinstance(part, str):
-                head[i] = part = part.encode()
-            n += len(part)
+            head += b"\r\nContent-Type: %s\r\nContent-Length: %d" % (ctype, nbody)
+        head += b"\r\n\r\n"
+        n = len(head)
         if n > _ROOM:
             raise OSError("request head too long")
         # The head goes right in front of the body, so the request leaves in one write: one TLS
         # record, one TCP segment.
         out = memoryview(self._buf)
-        i = _ROOM - n
-        for part in head:
-            out[i : i + len(part)] = part
-            i += len(part)
+        out[_ROOM - n : _ROOM] = head
         s.write(out[_ROOM - n : _ROOM + nbody])
 
         line = _readline(s, deadline)
@@ -136,12 +132,12 @@ class Conn:
         if not line.startswith(b"HTTP/1.") or len(line) < 12:
             raise OSError("bad status line")
         status = int(line[9:12])
-        length, chunked, keep = -1, False, line[7:8] != b"0"
+        length, chunked, keep = -1, False, line[7] != 48  # HTTP/1.0: no keep-alive
         date = retry = www = None
         while True:
             line = _readline(s, deadline)
-            if line in (b"\r\n", b"\n"):
-                break
+            if not line.strip():
+                break  # the empty line that ends the head
             i = line.find(b":")
             if i < 0:
                 continue

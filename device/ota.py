@@ -1,6 +1,9 @@
-# Cold (appstate.py loads it when an answer offers an update, drops it after): the updater. It
-# downloads the release the server offers into the app directory not in use, over the agent's
-# own verified connection and with its access token, and switches to it only when everything
+# Cold, boot only: the updater. When an answer offers an update, the agent only records the
+# version in the file "update" and resets (appstate.py); at the next boot assemble.parts calls
+# boot() before it builds the agent's parts, so the update runs in a nearly fresh heap with what
+# it needs alone: the config, the WiFi link, one connection and the token cache
+# (assemble.connect). It downloads the release into the app directory not in use, with the
+# board's access token over its verified connection, and switches to it only when everything
 # checked out:
 #   1. manifest.json, streamed to flash and hashed; manifest.sig (64 bytes r||s); the ES256
 #      signature checked against config's release_key (p256.py, loaded for this only);
@@ -12,8 +15,10 @@
 #   4. the state file "state" rewritten atomically to boot the new directory on trial
 #      (appdir.py), and a reset.
 # A power cut anywhere before 4 leaves the state file naming the old directory; after it, the
-# trial rules bring a bad version back. Returns a refusal reason; network failures raise (the next
-# post's answer offers the update again, and the download resumes).
+# trial rules bring a bad version back. The offer is taken off the file before the attempt: after
+# a power cut or a network failure the agent boots, and its next post is offered the update
+# again (the download resumes); a refusal is written back to the file for the agent to report.
+# Whatever the outcome, the attempt ends in a reset.
 import binascii
 import gc
 import hashlib
@@ -24,7 +29,7 @@ import sys
 import machine
 from micropython import const
 
-import appstate
+import assemble  # our caller, loaded already
 import cold
 import flash
 import http
@@ -38,10 +43,10 @@ def _vt(v):
     return tuple(int(x) for x in v.split("."))
 
 
-_mv = None  # one chunk buffer for the whole update (run() makes it, then lets it go)
+_mv = None  # one chunk buffer for the whole update (boot() makes it, then lets it go)
 
 
-def _get(up, path, f, h, have):
+def _get(conn, token, path, f, h, have):
     # GET path into the open file f from byte `have` on (Range), updating hash h; returns False
     # when a server ignored the Range and sent the whole file (discarded: start over).
     mv = _mv
@@ -63,16 +68,16 @@ def _get(up, path, f, h, have):
             left -= n
         return 0
 
-    auth = up.token.value
+    auth = token.value
     if have:
         # RFC 9110 §14.2. The header rides after the Authorization value (http.py writes that
         # verbatim): one parameter fewer in the resident client.
         auth += b"\r\nRange: bytes=%d-" % have
-    up.conn.stream = stream
+    conn.stream = stream
     try:
-        up.conn.request(b"GET", path, 0, None, auth)
+        conn.request(b"GET", path, 0, None, auth)
     finally:
-        up.conn.stream = None
+        conn.stream = None
     return not whole[0]
 
 
@@ -96,7 +101,7 @@ def _hex(h):
     return binascii.hexlify(h.digest()).decode()
 
 
-def _fetch(up, base, d, e, feed):
+def _fetch(conn, token, base, d, e):
     # One file of the manifest into directory d; a refusal reason, or None when it is in place.
     name, size, sha = e["path"], e["size"], e["sha256"]
     dest = d + "/" + name
@@ -106,7 +111,6 @@ def _fetch(up, base, d, e, feed):
     flash.remove(dest)
     part = dest + ".part"
     for _ in (0, 1):
-        feed()
         h = hashlib.sha256()
         have = _hash_file(part, h)
         if have > size:
@@ -114,7 +118,7 @@ def _fetch(up, base, d, e, feed):
             have, h = 0, hashlib.sha256()
         if have < size:
             with open(part, "ab") as f:
-                ranged = _get(up, base + name, f, h, have)
+                ranged = _get(conn, token, base + name, f, h, have)
             if not ranged:
                 flash.remove(part)  # the server sent it all: again, from the start
                 continue
@@ -127,37 +131,49 @@ def _fetch(up, base, d, e, feed):
     return "%s: SHA-256 mismatch" % name
 
 
-def run(up, want, log, feed):
+def boot(c, log, want):
+    # From assemble.parts, before the agent is built, with the validated config c: install
+    # version want, which the last run was offered (the file "update", appstate.update).
+    # Installed, refused or failed, it ends in a reset: the agent then starts in a heap that
+    # holds none of the updater's names (qstrs are never freed).
+    flash.remove("update")  # one attempt per offer: a failure must not hold up every boot
     global _mv
     _mv = memoryview(bytearray(_CHUNK))
+    why = None
     try:
-        return _run(up, want, log, feed)
+        why = _run(c, want, log)
+    except Exception as e:  # noqa: BLE001 (network, a refusal, no memory: try again later)
+        # The running version is untouched; the next answer offers the update again and the
+        # download resumes (Range).
+        log("update %s failed: %r" % (want, e))
     finally:
         _mv = None
+    if why:
+        log("update %s refused: %s" % (want, why))
+        flash.write_atomic("update", b"%s %s" % (want, why))  # for appstate.load
+    machine.reset()
 
 
-def _run(up, want, log, feed):
-    app = up.state
-    if not app[3]:
-        return "no release_key in config.json"
-    if up.token.due() and not up.get_token():
-        raise OSError("no token")
-    t = appstate.read()[0]
-    cur = t[0]
-    if cur == b"-":
-        return "not installed from a release (no state file)"
-    want = want.decode()
-    base = up.counts_path[:-10] + "/v1/releases/" + want + "/"
+def _run(c, want, log):
+    conn, token, wifi = assemble.connect(c, log, 256)
+    joined = wifi.ensure(True, _feed)
+    if joined is not True:
+        raise OSError("wifi join failed (status %s)" % joined)
+    if token.due():
+        token.fetch()
+    t = flash.read("state").split(b"\n")[0].split()
+    cur, ver = t[0], t[1].decode()
+    base = c["ingest_url"][3].rstrip("/") + "/v1/releases/" + want + "/"
     log("update %s: downloading" % want)
     # 1. the manifest and its signature
     h = hashlib.sha256()
     with open(_MANIFEST, "wb") as f:
-        _get(up, base + "manifest.json", f, h, 0)
-    up.conn.request(b"GET", base + "manifest.sig", 0, None, up.token.value)
-    sig = bytes(up.conn.resp)
+        _get(conn, token, base + "manifest.json", f, h, 0)
+    conn.request(b"GET", base + "manifest.sig", 0, None, token.value)
+    sig = bytes(conn.resp)
     import p256
 
-    ok = p256.verify(h.digest(), sig, binascii.unhexlify(app[3]), feed)
+    ok = p256.verify(h.digest(), sig, binascii.unhexlify(c["release_key"]))
     cold.drop(p256)
     if not ok:
         return "bad signature on the manifest"
@@ -174,22 +190,29 @@ def _run(up, want, log, feed):
     mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
     if m.get("mpy") != mpy:
         return "bytecode v%s, this board loads v%d" % (m.get("mpy"), mpy)
-    if _vt(want) <= _vt(app[0].decode()) and m.get("rollback") is not True:
-        return "%s is not newer than %s" % (want, app[0].decode())
+    if _vt(want) <= _vt(ver) and m.get("rollback") is not True:
+        return "%s is not newer than %s" % (want, ver)
     # 3. the files, into the other directory
     d = "app_b" if cur == b"app_a" else "app_a"
     flash.mkdir(d)
-    keep = [e["path"] for e in m["files"]]
+    files = m["files"]
+    del m  # the rest (the boot stub's files among it) is not needed
+    keep = [e["path"] for e in files]
     for name in os.listdir(d):
         if name not in keep and name[:-5] not in keep:
             flash.remove(d + "/" + name)  # an older release's leftovers
-    for e in m["files"]:
+    del keep
+    for e in files:
         gc.collect()
-        why = _fetch(up, base + "app/", d, e, feed)
+        why = _fetch(conn, token, base + "app/", d, e)
         if why:
             return why
     # 4. the switch: from here on the boot stub boots d, on trial
-    n = b"%s %s %s %s 0 %s" % (d.encode(), want.encode(), cur, app[0], t[5])
+    n = b"%s %s %s %s 0 %s" % (d.encode(), want.encode(), cur, t[1], t[5])
     flash.write_atomic("state", n)
     log("update %s installed in %s, rebooting" % (want, d))
     machine.reset()
+
+
+def _feed():
+    pass  # for the WiFi join: no watchdog runs yet (the agent starts it once built)

@@ -18,7 +18,15 @@ def _config():
 
 
 def check():
-    # A reason string when the agent must not start; otherwise counts this boot and returns None.
+    # A reason string (printed) when the agent must not start; otherwise counts this boot and
+    # returns None.
+    why = _why()
+    if why:
+        print("parkfleet: safe mode (%s): agent not started, REPL free" % why)
+    return why
+
+
+def _why():
     pin, limit = _config()
     if isinstance(pin, int):
         from machine import Pin

@@ -100,16 +100,19 @@ class Uplink:
         return True
 
     def _body(self, spool, uptime_s):
-        # {"readings":[...],"health":{...}} written in place into the connection's buffer.
+        # {"readings":[...],"health":{...}} written in place into the connection's buffer. Each
+        # reading goes in with a "," in front; the first one's becomes the "[" (few constants:
+        # each is an object in the heap for as long as this module is loaded).
         self._n = 0
         self._last = None
-        self._put(b'{"readings":[')
+        self._put(b'{"readings":')
+        first = self._n
         got = spool.peek(self.batch, self._reading)
+        self.conn.body[first] = 91  # "[" (a body with no reading is not sent)
         self._put(b"]")
         now = time.ticks_ms()
         if self.health_at is None or time.ticks_diff(now, self.health_at) >= self.health_ms:
             self.health_at = now
-            self._put(b',"health":')
             import health  # every few minutes only: cold
 
             self._put(health.encode(uptime_s, self.wifi.rssi(), spool.depth(), spool.dropped))
@@ -125,15 +128,14 @@ class Uplink:
         self._n = end
 
     def _reading(self, seq, v, ts):
-        # A zone reading {"seq","cars","ts"}, a gate reading {"seq","in","out","ts"}.
-        if self._last is not None:
-            self._put(b",")
+        # A zone reading {"seq","cars","ts"}, a gate reading {"seq","in","out","ts"}; ts None
+        # is null (%s formats an int or a str as its text).
         self._last = (seq, v)
-        t = b"%d" % ts if ts else b"null"
+        t = ts or "null"
         if isinstance(v, tuple):
-            self._put(b'{"seq":%d,"in":%d,"out":%d,"ts":%s}' % (seq, v[0], v[1], t))
+            self._put(b',{"seq":%d,"in":%d,"out":%d,"ts":%s}' % (seq, v[0], v[1], t))
         else:
-            self._put(b'{"seq":%d,"cars":%d,"ts":%s}' % (seq, v, t))
+            self._put(b',{"seq":%d,"cars":%d,"ts":%s}' % (seq, v, t))
 
     def upload(self, spool, uptime_s, feed):
         # The link, a token, then batches while the spool has readings; after a failure a backoff
@@ -169,7 +171,7 @@ class Uplink:
                 self.log("spool: %d unreadable readings dropped" % spool.skip())
                 continue
             try:
-                self.conn.request(b"POST", self.counts_path, self._n, _JSON, self.token.value)
+                self.conn.request("POST", self.counts_path, self._n, _JSON, self.token.value)
             except (http.HTTPError, OSError) as e:
                 if not self.failed(e, self.conn, renewed):
                     return
@@ -186,5 +188,6 @@ class Uplink:
                 # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py.
                 import appstate
 
-                appstate.update(self, self.log, feed)
+                appstate.update(self, self.log)
                 cold.drop(appstate)
+                self.uploaded = True

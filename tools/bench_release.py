@@ -10,6 +10,9 @@
 - download: the bytes one update moves, from a built bundle (manifest, signature and every
   module) and on the wire, per board of the rollout below (through tools/harness/proxy.py:
   every response to the board under /v1/releases/, HTTP headers included);
+- update heap: the smallest heap (KB, 4 KB steps) in which a board installs an offered update
+  (at boot, before the agent's parts are built: device/ota.py), from the release layout that
+  `parkctl` installs, against the real service;
 - rollout: wall time from `parkctl rollout start` (1 canary, 3 s canary wait) to three boards
   on the Unix port all confirmed, against the real service. The boards post every 0.2 s (the
   harness's config): on a real lot the posting interval adds to each board's time.
@@ -29,7 +32,14 @@ from typing import Any
 
 from provisioning.release import bundle
 from provisioning.release.mpy import DEVICE_DIR, compile_dir
-from tools.harness.agent import Backend, RebootingBoard, board_config, micropython_env
+from tools.harness.agent import (
+    AgentProcess,
+    Backend,
+    RebootingBoard,
+    board_config,
+    make_board,
+    micropython_env,
+)
 from tools.harness.parkctl import parkctl
 from tools.harness.proxy import FaultProxy
 from tools.harness.services import micropython_binary
@@ -140,6 +150,42 @@ def bench_download(root: Path) -> list[dict[str, Any]]:
     ]
 
 
+def bench_update_heap(micropython: str, root: Path) -> list[dict[str, Any]]:
+    """The smallest heap in which a board installs an update it was offered (the file "update"
+    that the agent writes before it resets): the download, the signature and hash checks and
+    the switch, run once by `main.py` at boot."""
+    key = root / "heap.key"
+    bundle.keygen(key)
+    b1 = bundle.build("1.0.0", key, root / "h1")
+    b2 = bundle.build("1.1.0", key, root / "h2")
+    backend = Backend(root / "svc-heap", extra_args=["--release-key", f"{key}.pub"]).start()
+    smallest = None
+    try:
+        client_id, secret = backend.create_operator()
+        env = {**os.environ, "PARK_SERVER": backend.url, "PARK_CLIENT_ID": client_id}
+        env |= {"PARK_CLIENT_SECRET": secret, "PARK_CACHE_DIR": str(root / "cache-heap")}
+        done = parkctl("release", "publish", str(b2), env=env)
+        assert done.returncode == 0, done.stderr
+        dev, dev_secret = backend.create_device()
+        config = board_config(dev, dev_secret, backend.url)
+        for kb in range(24, 68, 4):
+            board = make_board(root / f"heap-{kb}", config, release=b1)
+            (board / "update").write_bytes(b"1.1.0")
+            agent = AgentProcess(micropython, board, heap=f"{kb}K", compiled=True).start()
+            try:
+                agent.wait_for("installed in app_b|failed|refused|Error", timeout=60)
+            except AssertionError:
+                pass
+            finally:
+                agent.kill()
+            if "installed in app_b" in agent.console():
+                smallest = kb
+                break
+    finally:
+        backend.stop()
+    return [_row("update_min_heap_kb (installed at boot, Unix port)", smallest)]
+
+
 def bench_rollout(micropython: str, root: Path) -> list[dict[str, Any]]:
     key = root / "roll.key"
     bundle.keygen(key)
@@ -200,6 +246,7 @@ def run() -> list[dict[str, Any]]:
         root = Path(tmp)
         rows = bench_signature(micropython, root)
         rows += bench_download(root)
+        rows += bench_update_heap(micropython, root)
         rows += bench_rollout(micropython, root)
     return rows
 

@@ -308,9 +308,8 @@ def test_gate_sensor_board_counts_cars(micropython: str, backend: Backend, tmp_p
     pins.mkdir()
     gate = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10}
     config = board_config(dev, secret, backend.url, sensor=gate, interval_s=0.1)
-    # 96 KB: the Unix port's stand-in for machine.Pin takes heap that a board's built-in does not.
     agent = AgentProcess.on_new_board(
-        micropython, tmp_path / "board", config, env={"PARKSIM_PIN_DIR": str(pins)}, heap="96K"
+        micropython, tmp_path / "board", config, env={"PARKSIM_PIN_DIR": str(pins)}
     ).start()
 
     def beams(a: int, b: int) -> None:  # active low: 0 = beam broken

@@ -188,7 +188,7 @@ class AgentProcess:
         self,
         micropython: str,
         board: Path,
-        heap: str = "128K",
+        heap: str = "64K",
         env: dict[str, str] | None = None,
         compiled: bool = False,
     ):
@@ -259,7 +259,7 @@ class RebootingBoard:
         root: Path,
         config: dict[str, Any],
         release: Path,
-        heap: str = "96K",
+        heap: str = "64K",
     ):
         make_board(root, config, cars=3, release=release)
         self.agent = AgentProcess(micropython, root, heap=heap, compiled=True)
