@@ -87,11 +87,10 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
             {"bench": "device", "metric": "heap_live_max_bytes (outage+replay)", "value": live},
             {
                 "bench": "device",
-                "metric": "heap_steady_in_use_bytes",
+                # With the Unix port's machine/network stand-ins, which a board has built in:
+                # the target applies to the figure without them (below).
+                "metric": "heap_steady_in_use_bytes (with the Unix-port stand-ins)",
                 "value": steady_now,
-                "target": HEAP_TARGET,
-                "ratio": round(steady_now / HEAP_TARGET, 2),
-                "ok": steady_now < HEAP_TARGET,
             },
             {"bench": "device", "metric": "heap_unixport_shims_bytes", "value": shims},
             {
