@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -38,8 +39,10 @@ from provisioning.context import ServiceContext
 from provisioning.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
+from provisioning.web.rawroute import RawRoute
 
 JSON_TYPE = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _json(body: dict[str, Any], headers: dict[str, str]) -> Response:
@@ -128,9 +131,9 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _document(app: FastAPI, token: Any, introspect: Any) -> None:
-    """The two OAuth endpoints in the OpenAPI document: routes that requests never take (the
-    plain routes above match first)."""
+def _install_oauth_routes(app: FastAPI, token: Endpoint, introspect: Endpoint) -> None:
+    """The two OAuth endpoints, each registered once: served as plain routes, documented from
+    the same route objects."""
     token_body = _body_schema(
         {
             "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
@@ -140,7 +143,7 @@ def _document(app: FastAPI, token: Any, introspect: Any) -> None:
         },
         ["grant_type"],
     )
-    _document_post(
+    _oauth_post(
         app,
         "/oauth/token",
         token,
@@ -151,7 +154,7 @@ def _document(app: FastAPI, token: Any, introspect: Any) -> None:
         "access_token, token_type, expires_in, scope",
     )
     introspect_body = _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
-    _document_post(
+    _oauth_post(
         app,
         "/oauth/introspect",
         introspect,
@@ -160,19 +163,23 @@ def _document(app: FastAPI, token: Any, introspect: Any) -> None:
         introspect_body,
         "active, and the token's claims if it is",
     )
+    _before_included_routers(app.router.routes, 2)
 
 
-def _document_post(
+def _oauth_post(
     app: FastAPI,
     path: str,
-    endpoint: Any,
+    endpoint: Endpoint,
     summary: str,
     description: str,
     body: dict[str, Any],
     answer: str,
 ) -> None:
-    # An OAuth endpoint: a form or JSON body, its 200 answer and the RFC 6749 §5.2 errors.
-    app.add_api_route(
+    # An OAuth endpoint: a form or JSON body, its 200 answer and the RFC 6749 §5.2 errors. It
+    # parses its own body (RFC 6749 §3.2 rules that a model cannot express), so it is served as
+    # a `RawRoute`: FastAPI's per-request dependency solving would add a third of the framework
+    # ceiling's cost for nothing.
+    route = RawRoute(
         path,
         endpoint,
         methods=["POST"],
@@ -182,6 +189,7 @@ def _document_post(
         openapi_extra={"requestBody": body},
         responses={200: {"description": answer}, **_ERROR_RESPONSES},
     )
+    app.router.routes.append(route)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
@@ -243,9 +251,6 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
             extract_credentials(authorization, params), source
         )
 
-    # The two OAuth endpoints parse their own bodies (RFC 6749 §3.2 rules that a model cannot
-    # express), so they are plain Starlette routes: FastAPI's per-request dependency solving
-    # would add a third of the framework ceiling's cost for nothing.
     async def token(request: Request) -> Response:
         """RFC 6749 §4.4: the client credentials grant; answers RFC 6749 §5.1/§5.2 JSON."""
         try:
@@ -295,10 +300,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
             answer["lot"] = principal.lot
         return _NoStoreJSON(answer)
 
-    app.router.add_route("/oauth/token", token, methods=["POST"])
-    app.router.add_route("/oauth/introspect", introspect, methods=["POST"])
-    _before_included_routers(app.router.routes, 2)
-    _document(app, token, introspect)
+    _install_oauth_routes(app, token, introspect)
 
     @app.get("/.well-known/jwks.json", tags=["oauth"])
     async def jwks() -> Response:

@@ -16,17 +16,13 @@ readings are committed (on SQLite, requests arriving together share one commit: 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
-from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route, request_response
-from starlette.types import Receive, Scope, Send
 
 from provisioning.auth.deps import require_token
 from provisioning.auth.errors import (
@@ -54,6 +50,7 @@ from provisioning.ingest.schemas import (
 from provisioning.store import sql
 from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
+from provisioning.web.rawroute import RawRoute
 
 Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
 MAX_PAGE = 1000
@@ -78,32 +75,6 @@ def _invalid_body(error: InvalidBody) -> Response:
         },
         status_code=422,
     )
-
-
-class RawRoute(APIRoute):
-    """An API route whose endpoint takes the `Request` and returns a `Response` itself, as a
-    Starlette `Route`'s does: documented from its own arguments (summary, responses, body
-    schema), served without FastAPI's per-request dependency solving and response handling."""
-
-    def __init__(
-        self, path: str, endpoint: Callable[[Request], Awaitable[Response]], **route: Any
-    ) -> None:
-        super().__init__(path, endpoint, **route)
-        self.app = request_response(endpoint)
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
-
-    # Matched and served as a Starlette `Route` (it is added to the app's router directly, never
-    # through `include_router`, so FastAPI's per-include route context never applies).
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = Route.matches(self, scope)
-        if match is not Match.NONE:
-            child_scope["route"] = self  # the route template for the latency metric
-        return match, child_scope
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await Route.handle(self, scope, receive, send)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
