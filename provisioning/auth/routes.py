@@ -214,7 +214,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     metrics = ctx.metrics
     issued = functools.cache(metrics.tokens_issued.labels)
     refused = functools.cache(metrics.tokens_refused.labels)
-    issuance_audit = IssuanceAudit(ctx.sessions, shared)
+    issuance_audit = IssuanceAudit(ctx.engine, shared)
     ctx.on_shutdown.append(issuance_audit.close)
 
     async def read_params(request: Request) -> tuple[dict[str, str], ClientRecord]:
