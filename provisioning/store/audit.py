@@ -69,4 +69,4 @@ def insert_many(
         text = None if detail is None else orjson.dumps(detail).decode()
         params += (now, actor, action, target, text)
     if params:
-        sql.run(tx, sql.values_insert(AuditEvent.__tablename__, _COLUMNS, len(events)), params)
+        sql.insert_values(tx, AuditEvent.__tablename__, _COLUMNS, params)

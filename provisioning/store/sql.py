@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Connection, Engine, Select
 from sqlalchemy.engine import Dialect
 
@@ -36,6 +37,38 @@ def values_insert(table: str, columns: tuple[str, ...], rows: int, suffix: str =
     names = ", ".join(columns)
     template = f"INSERT INTO {table} ({names}) VALUES {', '.join([group] * rows)}"  # noqa: S608
     return f"{template} {suffix}".rstrip()
+
+
+@lru_cache(maxsize=64)
+def _recordset_insert(table: str, columns: tuple[str, ...], suffix: str) -> str:
+    # Names are this package's constants, never input; the rows are one bound JSON parameter.
+    names = ", ".join(columns)
+    picked = ", ".join(f"r.{name}" for name in columns)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {picked} FROM "  # noqa: S608
+        f"json_populate_recordset(NULL::{table}, CAST(? AS json)) WITH ORDINALITY AS r "
+        f"ORDER BY r.ordinality {suffix}"
+    ).rstrip()
+
+
+def insert_values(
+    tx: Tx, table: str, columns: tuple[str, ...], params: Sequence[Any], suffix: str = ""
+) -> list[tuple[Any, ...]]:
+    """Insert the rows whose values `params` lists one row after another, in order, with one
+    statement; the rows `suffix` (`ON CONFLICT ... RETURNING ...`) returns.
+
+    On PostgreSQL the rows travel as one JSON parameter typed by the table's own row type:
+    psycopg parses a statement of more than 50 parameters anew on every execution (its cache
+    stops there), ~40 µs a reading for a 500-reading post, the most of its CPU (measured). On
+    SQLite, a plain multi-row VALUES."""
+    width = len(columns)
+    if not tx.postgresql:
+        return run(tx, values_insert(table, columns, len(params) // width, suffix), params)
+    rows = [
+        dict(zip(columns, params[at : at + width], strict=True))
+        for at in range(0, len(params), width)
+    ]
+    return run(tx, _recordset_insert(table, columns, suffix), (orjson.dumps(rows).decode(),))
 
 
 class Tx:
