@@ -331,6 +331,12 @@ class Soak:
         victims = self.boards[:DISABLED]
         probes = {b.client_id: self._probe_token(b) for b in victims}
         self.probe_tokens = len(victims)
+        pending = [(s.url, token) for s in self.cluster.services for token in probes.values()]
+        # A token an instance refuses already (e.g. one whose signing key it does not know yet)
+        # measures nothing: such pairs are left out and counted in the note. Asked before the
+        # disable: after it, every pair is refused at once and nothing would be measured.
+        early = self._refusing(pending)
+        pending = [p for p in pending if p not in early]
         start = time.monotonic()
         with session_factory(self.engine)() as session:  # disable() commits
             for board in victims:
@@ -339,11 +345,6 @@ class Soak:
         now = time.time()
         for board in victims:
             self.disabled[board.client_id] = now
-        pending = [(s.url, token) for s in self.cluster.services for token in probes.values()]
-        # A token an instance refuses already (e.g. one whose signing key it does not know yet)
-        # measures nothing: such pairs are left out and counted in the note.
-        early = self._refusing(pending)
-        pending = [p for p in pending if p not in early]
         refused = self._wait_refused(pending, committed)
         self.refusal = refused
         note = "until all instances refuse"
