@@ -7,11 +7,16 @@
 - Every refusal, including the framework's own (404, 405, a body that is not JSON, a query
   parameter of the wrong type), is the standard `{"error", "error_description"}` body.
 - A client that goes away mid-request is one log line, never a traceback.
+- While the database is unavailable (stopped, restarting, out of connections) every request that
+  needs it is answered 503 `temporarily_unavailable` with `Retry-After`, never a 500: one handler
+  here for every route. Broken pooled connections are dropped as they are found (the pool's
+  pre-ping, `sql.FastQuery`'s retry), so the first request after the database is back succeeds.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,7 +27,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from provisioning.auth.errors import NO_STORE, InvalidRequest, oauth_error_response
+from provisioning.auth.errors import (
+    NO_STORE,
+    InvalidRequest,
+    TemporarilyUnavailable,
+    oauth_error_response,
+)
+from provisioning.errors import first_line
+from provisioning.store.db import DATABASE_ERRORS, unavailable
 from provisioning.transport import TIMED_OUT
 
 log = logging.getLogger(__name__)
@@ -126,9 +138,31 @@ async def _client_gone(request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+_UNAVAILABLE_LOG_EVERY_S = 10.0
+_last_unavailable_log = [0.0]
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    if not unavailable(exc):
+        raise exc  # a fault in our SQL: the server error (500) it is, with its traceback
+    # Every request fails alike during an outage: one line per interval, not one per request.
+    now = time.monotonic()
+    if now - _last_unavailable_log[0] >= _UNAVAILABLE_LOG_EVERY_S:
+        _last_unavailable_log[0] = now
+        log.warning(
+            "database unavailable (%s %s answered 503): %s",
+            request.method,
+            request.url.path,
+            first_line(exc),
+        )
+    return oauth_error_response(TemporarilyUnavailable("the database is unavailable; retry later"))
+
+
 def install(app: FastAPI) -> None:
     """Add the middleware and the error handlers to `app` (outermost of the app's own)."""
     app.add_middleware(EdgeMiddleware)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, _database_error)

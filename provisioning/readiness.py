@@ -26,6 +26,7 @@ from provisioning.context import ServiceContext
 
 DB_TIMEOUT_S = 2.0
 _NO_STORE = {"Cache-Control": "no-store"}
+_RETRY = {**_NO_STORE, "Retry-After": "5"}
 
 
 def _ping(engine: Engine) -> None:
@@ -47,7 +48,7 @@ async def readyz(request: Request) -> Response:
         return JSONResponse(
             {"status": "unavailable", "unavailable": ["database"]},
             status_code=503,
-            headers=_NO_STORE,
+            headers=_RETRY,
         )
     return JSONResponse({"status": "ready", "degraded": degraded}, headers=_NO_STORE)
 

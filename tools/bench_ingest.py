@@ -21,7 +21,6 @@ The relay's own rate against a plain paho publisher is tools/bench_relay.py.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from provisioning.ingest import outbox
 from provisioning.store.db import make_engine
 from tools.harness.clients import register_devices
 from tools.harness.mosquitto import MosquittoBroker
+from tools.harness.procstat import cpu_seconds
 from tools.harness.server import ServiceProcess
 from tools.loadgen import build_request, run_in_process
 
@@ -110,12 +110,6 @@ def stored_readings(data_dir: Path) -> int:
         count = int(conn.exec_driver_sql("SELECT count(*) FROM readings").scalar_one())
     engine.dispose()
     return count
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc): contention-proof cost."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measured(

@@ -10,7 +10,10 @@ both see the same machine state:
 - `POST /v1/counts`, single-reading posts and 500-reading batches: two workers against one
   (target >= 1.6x).
 
-Best round of each (noise on a shared machine only ever slows things down).
+Best round of each (noise on a shared machine only ever slows things down). Each figure also
+carries its CPU accounting, per request, since the load generator and PostgreSQL share the
+machine's cores with the service: the service's CPU (all its worker processes), PostgreSQL's (its
+own private cluster, every backend) and the load generator's own, in microseconds.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from urllib.parse import urlencode
 
 from tools.bench_ingest import counts_requests, fetch_tokens, load
 from tools.harness.clients import register_devices
+from tools.harness.pgcluster import PostgresCluster
+from tools.harness.procstat import tree_cpu_seconds
 from tools.harness.server import ServiceProcess
-from tools.harness.services import postgres_database
 from tools.loadgen import build_request
 
 DEVICES = 64
@@ -50,8 +54,32 @@ def _token_requests(host: str, creds: list[tuple[str, str]]) -> list[str]:
     ]
 
 
+def _measured(
+    service: ServiceProcess, pg: PostgresCluster, name: str, requests: list[str], replay: bool
+) -> dict[str, Any]:
+    """One load run, with the CPU µs per request of the service, PostgreSQL and the loadgen."""
+    assert service.proc is not None
+    pg_pid = pg.pid()
+    assert pg_pid is not None
+    before = tree_cpu_seconds(service.proc.pid), tree_cpu_seconds(pg_pid)
+    result = load(service.port, requests, CONNECTIONS[name], replay=replay, warmup=0.5)
+    server = tree_cpu_seconds(service.proc.pid) - before[0]
+    database = tree_cpu_seconds(pg_pid) - before[1]
+    sent = max(1, result["sent"])
+    result["cpu_us"] = {
+        "server": round(server / sent * 1e6),
+        "postgres": round(database / sent * 1e6),
+        "loadgen": round(result["cpu_s"] / sent * 1e6),
+    }
+    return result
+
+
 def _round(
-    service: ServiceProcess, tokens: list[str], creds: list[tuple[str, str]], n: int
+    service: ServiceProcess,
+    pg: PostgresCluster,
+    tokens: list[str],
+    creds: list[tuple[str, str]],
+    n: int,
 ) -> dict[str, Any]:
     host = f"127.0.0.1:{service.port}"
     seq = (n + 1) * 10**7 + service.port * 1000  # fresh seqs per service and round
@@ -62,14 +90,15 @@ def _round(
         "batch": (counts_requests(host, tokens[:8], 40, BATCH, first_seq=seq + 10**6), False),
     }
     return {
-        name: load(service.port, requests, CONNECTIONS[name], replay=replay, warmup=0.5)
+        name: _measured(service, pg, name, requests, replay)
         for name, (requests, replay) in runs.items()
     }
 
 
 def run() -> list[dict[str, Any]]:
     """Bench rows: 1 and 2 workers on PostgreSQL, token ratio and ingest scaling."""
-    with tempfile.TemporaryDirectory() as tmp, postgres_database() as db:
+    with tempfile.TemporaryDirectory() as tmp, PostgresCluster(Path(tmp) / "pg") as pg:
+        db = pg.url
         root = Path(tmp)
         creds = register_devices(root / "w1", DEVICES, lot="bench-lot", db=db)
         (root / "w2").mkdir()
@@ -93,7 +122,7 @@ def run() -> list[dict[str, Any]]:
             rounds: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
             for n in range(ROUNDS):
                 for workers, service in zip((1, 2), services, strict=True):
-                    rounds[workers].append(_round(service, tokens, creds, n))
+                    rounds[workers].append(_round(service, pg, tokens, creds, n))
         finally:
             for service in services:
                 service.stop()
@@ -115,6 +144,7 @@ def run() -> list[dict[str, Any]]:
                 "value": ceiling["rps"],
                 "p50_ms": ceiling["p50_ms"],
                 "p99_ms": ceiling["p99_ms"],
+                "cpu_us": ceiling["cpu_us"],
             }
         )
         rows.append(
@@ -125,6 +155,7 @@ def run() -> list[dict[str, Any]]:
                 "value": token["rps"],
                 "p50_ms": token["p50_ms"],
                 "p99_ms": token["p99_ms"],
+                "cpu_us": token["cpu_us"],
                 "baseline": ceiling["rps"],
                 "ratio": round(ratio, 3),
                 "target": f">= {TOKEN_TARGET:.2f}",
@@ -145,6 +176,7 @@ def run() -> list[dict[str, Any]]:
                 "value": round(two["rps"] * per),
                 "p50_ms": two["p50_ms"],
                 "p99_ms": two["p99_ms"],
+                "cpu_us": {"1 worker": one["cpu_us"], "2 workers": two["cpu_us"]},
                 "baseline": round(one["rps"] * per),
                 "ratio": round(ratio, 3),
                 "target": f">= {SCALE_TARGET:.1f}",

@@ -9,7 +9,6 @@ load-generator process, alternating so both see the same machine state.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from provisioning.config import Settings
 from provisioning.metrics import Metrics
 from provisioning.registry import service as registry
 from tools.harness.clients import register_devices
+from tools.harness.procstat import cpu_seconds
 from tools.harness.server import ServiceProcess
 from tools.loadgen import build_request, run_in_process
 
@@ -32,11 +32,6 @@ CONNECTIONS = 64
 DEVICES = 64
 SECONDS = 4.0
 TARGET = 0.60
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
@@ -51,9 +46,9 @@ def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
         "warmup": 1.0,
     }
     assert service.proc is not None
-    before = _cpu_seconds(service.proc.pid)
+    before = cpu_seconds(service.proc.pid)
     result = run_in_process(spec)
-    used = _cpu_seconds(service.proc.pid) - before
+    used = cpu_seconds(service.proc.pid) - before
     result["cpu_us"] = round(used / max(1, result["sent"]) * 1e6)
     return result
 

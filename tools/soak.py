@@ -34,6 +34,7 @@ from tools.harness.agent import AgentProcess, board_config, micropython_env
 from tools.harness.clients import register_devices
 from tools.harness.mosquitto import Subscriber
 from tools.harness.parkctl import parkctl
+from tools.harness.procstat import cpu_seconds, rss_mb
 from tools.harness.proxy import FaultProxy
 from tools.harness.services import ServiceMissing, micropython_binary
 from tools.soakreport import Fault, Figures, build_report
@@ -84,28 +85,6 @@ def spool_state(board: Path) -> tuple[int, int, int]:
             last = (len(data) // _REC - 1) * _REC
             return head, dropped, max(head, struct.unpack_from("<I", data, last)[0] + 1)
     return head, dropped, head
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process (/proc/PID/stat fields 14 and 15)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(resident, peak resident) MB of a live process."""
-    got = {"VmRSS": 0.0, "VmHWM": 0.0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in got:
-                got[name] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return got["VmRSS"], got["VmHWM"]
 
 
 @dataclass
@@ -352,6 +331,12 @@ class Soak:
         victims = self.boards[:DISABLED]
         probes = {b.client_id: self._probe_token(b) for b in victims}
         self.probe_tokens = len(victims)
+        pending = [(s.url, token) for s in self.cluster.services for token in probes.values()]
+        # A token an instance refuses already (e.g. one whose signing key it does not know yet)
+        # measures nothing: such pairs are left out and counted in the note. Asked before the
+        # disable: after it, every pair is refused at once and nothing would be measured.
+        early = self._refusing(pending)
+        pending = [p for p in pending if p not in early]
         start = time.monotonic()
         with session_factory(self.engine)() as session:  # disable() commits
             for board in victims:
@@ -360,11 +345,6 @@ class Soak:
         now = time.time()
         for board in victims:
             self.disabled[board.client_id] = now
-        pending = [(s.url, token) for s in self.cluster.services for token in probes.values()]
-        # A token an instance refuses already (e.g. one whose signing key it does not know yet)
-        # measures nothing: such pairs are left out and counted in the note.
-        early = self._refusing(pending)
-        pending = [p for p in pending if p not in early]
         refused = self._wait_refused(pending, committed)
         self.refusal = refused
         note = "until all instances refuse"

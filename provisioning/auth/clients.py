@@ -13,6 +13,7 @@ import binascii
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_plus
 
 from sqlalchemy import Engine, bindparam, select
@@ -20,8 +21,9 @@ from sqlalchemy import Engine, bindparam, select
 from provisioning.auth.errors import InvalidClient, InvalidRequest
 from provisioning.auth.failures import FailureLimits
 from provisioning.auth.secrets import SecretHasher
+from provisioning.store import sql
+from provisioning.store.groupcommit import GroupCommit
 from provisioning.store.models import Client
-from provisioning.store.sql import FastQuery
 from provisioning.text import is_clean_text
 
 # Compared against when the client is unknown, so that path does the same HMAC work.
@@ -103,6 +105,52 @@ def _same(presented: str, stored: str | None) -> bool:
     return stored is not None and hmac.compare_digest(presented, stored)
 
 
+_COLUMNS = (
+    Client.kind,
+    Client.lot,
+    Client.secret_hash,
+    Client.previous_secret_hash,
+    Client.previous_secret_expires_at,
+    Client.enabled,
+    Client.deleted_at,
+    Client.tokens_valid_after,
+)
+_NAMES = [column.key for column in _COLUMNS]
+# The rows of a group of requests in one statement (PostgreSQL: `= ANY` of an array parameter).
+_MANY_SQL = (
+    f"SELECT client_id, {', '.join(_NAMES)} FROM {Client.__tablename__} "  # noqa: S608 - constants
+    "WHERE client_id = ANY(%(ids)s)"
+)
+
+
+class ClientRows(GroupCommit[str, dict[str, Any] | None]):
+    """PostgreSQL: the client rows that the token requests of one event-loop turn need, read with
+    one SELECT by one thread on its own connection (store/groupcommit.py), instead of a round
+    trip per request that would hold the event loop while PostgreSQL answers."""
+
+    in_thread = True
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._held = sql.HeldConnection(engine)
+
+    def write(self, items: list[str]) -> list[dict[str, Any] | Exception | None]:
+        def read(tx: sql.Tx) -> list[tuple[Any, ...]]:
+            cursor = tx.dbapi.cursor()
+            try:
+                cursor.execute(_MANY_SQL, {"ids": list(set(items))})
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
+        rows = {row[0]: dict(zip(_NAMES, row[1:], strict=True)) for row in self._held.run(read)}
+        return [rows.get(client_id) for client_id in items]
+
+    def close(self) -> None:
+        self.shutdown()
+        self._held.close()
+
+
 class ClientAuthenticator:
     """Checks client credentials against the registry; failures go to `FailureLimits`."""
 
@@ -110,22 +158,19 @@ class ClientAuthenticator:
         self._engine = engine
         self._hasher = hasher
         self._failures = failures
-        # One indexed SELECT is the only database read on the token path.
-        self._query = FastQuery(
-            engine,
-            select(
-                Client.kind,
-                Client.lot,
-                Client.secret_hash,
-                Client.previous_secret_hash,
-                Client.previous_secret_expires_at,
-                Client.enabled,
-                Client.deleted_at,
-                Client.tokens_valid_after,
-            ).where(Client.client_id == bindparam("client_id")),
+        # One indexed SELECT is the only database read on the token path: inline on SQLite (in
+        # process, ~15 µs), grouped per loop turn in a thread on PostgreSQL (a round trip).
+        self._query = sql.FastQuery(
+            engine, select(*_COLUMNS).where(Client.client_id == bindparam("client_id"))
         )
+        self._rows = ClientRows(engine) if engine.dialect.name == "postgresql" else None
 
-    def authenticate(self, creds: Credentials, source: str) -> ClientRecord:
+    def close(self) -> None:
+        """Give the lookup's connection back (shutdown)."""
+        if self._rows is not None:
+            self._rows.close()
+
+    async def authenticate(self, creds: Credentials, source: str) -> ClientRecord:
         """The client if `creds` are right and it is enabled; else `invalid_client` (or 429
         once the failures of `source` or of the client ID are spent, see `failures.py`).
 
@@ -133,7 +178,10 @@ class ClientAuthenticator:
         never spend the issuance quota, so nobody can lock a board out by knowing its ID.
         """
         self._failures.check_source(source)
-        row = self._query.first(client_id=creds.client_id)
+        if self._rows is not None:
+            row = await self._rows.submit(creds.client_id)
+        else:
+            row = self._query.first(client_id=creds.client_id)
         now = time.time()
         if row is None:
             self._hasher.verify(creds.client_secret, _NO_SUCH_HASH)

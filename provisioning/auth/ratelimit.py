@@ -14,8 +14,9 @@ import threading
 import time
 from collections import Counter, OrderedDict
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from provisioning.store import sql
 
 
 class TokenBuckets:
@@ -57,16 +58,17 @@ class TokenBuckets:
 
 
 # The level of a row at the moment of this take (`EXCLUDED.updated_at`: the database's clock).
-_REFILLED = "LEAST(:capacity, b.level + (EXCLUDED.updated_at - b.updated_at) * :rate)"
+_REFILLED = "LEAST(%(capacity)s, b.level + (EXCLUDED.updated_at - b.updated_at) * %(rate)s)"
 # Refill and take in one statement per group: every key's row is locked in key order (no
 # deadlock between instances), refilled by the database's clock (instances on several hosts
 # need not agree on the time), and `granted` says how many of the `n` asked for were given.
-_TAKE_SQL = text(
-    f"""
+# Run straight on psycopg (the hot path's DBAPI transaction: store/sql.py), so in its
+# `%(name)s` parameter style.
+_TAKE_SQL = f"""
     INSERT INTO rate_buckets AS b (key, level, updated_at, granted)
-    SELECT t.k, :capacity - LEAST(t.n, FLOOR(:capacity)),
-           EXTRACT(EPOCH FROM clock_timestamp()), LEAST(t.n, FLOOR(:capacity))
-    FROM unnest(CAST(:keys AS text[]), CAST(:counts AS integer[])) AS t(k, n)
+    SELECT t.k, %(capacity)s - LEAST(t.n, FLOOR(%(capacity)s)),
+           EXTRACT(EPOCH FROM clock_timestamp()), LEAST(t.n, FLOOR(%(capacity)s))
+    FROM unnest(CAST(%(keys)s AS text[]), CAST(%(counts)s AS integer[])) AS t(k, n)
     ORDER BY t.k
     ON CONFLICT (key) DO UPDATE SET
         level = {_REFILLED} - LEAST(EXCLUDED.granted, FLOOR({_REFILLED})),
@@ -74,7 +76,6 @@ _TAKE_SQL = text(
         updated_at = EXCLUDED.updated_at
     RETURNING b.key, b.level, b.granted
     """  # noqa: S608 - only constants are formatted in; values are bound
-)
 
 
 class SharedBuckets:
@@ -88,19 +89,25 @@ class SharedBuckets:
         self.rate = per_hour / 3600.0
         self.prefix = prefix  # several limits share the table
 
-    def take_many(self, session: Session, keys: list[str]) -> list[float]:
+    def take_many(self, within: Session | sql.Tx, keys: list[str]) -> list[float]:
         """One token per entry of `keys` (repeats allowed), in order: 0.0 where granted, else
-        the seconds until one is available. One statement, in `session`'s transaction."""
+        the seconds until one is available. One statement, in the transaction of `within`."""
+        tx = within if isinstance(within, sql.Tx) else sql.Tx.of(within.connection())
         counts = Counter(keys)
-        rows = session.execute(
-            _TAKE_SQL,
-            {
-                "keys": [self.prefix + key for key in counts],
-                "counts": list(counts.values()),
-                "capacity": self.capacity,
-                "rate": self.rate,
-            },
-        ).all()
+        cursor = tx.dbapi.cursor()
+        try:
+            cursor.execute(
+                _TAKE_SQL,
+                {
+                    "keys": [self.prefix + key for key in counts],
+                    "counts": list(counts.values()),
+                    "capacity": self.capacity,
+                    "rate": self.rate,
+                },
+            )
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
         left = {key.removeprefix(self.prefix): (granted, level) for key, level, granted in rows}
         waits = []
         for key in keys:

@@ -66,8 +66,7 @@ def record(
     params: list[object] = []
     for (res, bucket), (at, seq, cars) in latest.items():
         params += (lot, res, device_id, bucket, cars, at, seq)
-    template = sql.values_insert("occupancy_rollup", _COLUMNS, len(latest), _UPSERT_SUFFIX)
-    sql.run(tx, template, params)
+    sql.insert_values(tx, "occupancy_rollup", _COLUMNS, params, _UPSERT_SUFFIX)
 
 
 def backfill(conn: Connection) -> None:

@@ -96,8 +96,7 @@ def enqueue(tx: sql.Tx, messages: Sequence[tuple[str, str, bool]], now: float) -
     params: list[object] = []
     for topic, payload, retain in messages:
         params += (topic, payload, retain, now)
-    template = sql.values_insert("mqtt_outbox", _COLUMNS, len(messages))
-    sql.run(tx, template, params)
+    sql.insert_values(tx, "mqtt_outbox", _COLUMNS, params)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,9 +112,8 @@ def store_counts(
             params += (device_id, lot, seq, cars, None, None, ts, received_at)
         for seq, n_in, n_out, ts in batch.gates:
             params += (device_id, lot, seq, None, n_in, n_out, ts, received_at)
-        count = len(batch.readings) + len(batch.gates)
-        template = sql.values_insert("readings", _READING_COLUMNS, count, _INSERT_SUFFIX)
-        new = {seq for (seq,) in sql.run(tx, template, params)}
+        returned = sql.insert_values(tx, "readings", _READING_COLUMNS, params, _INSERT_SUFFIX)
+        new = {seq for (seq,) in returned}
         inserted = [r for r in batch.readings if r[0] in new]
         gates = [g for g in batch.gates if g[0] in new]
     if inserted:

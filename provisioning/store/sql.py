@@ -13,11 +13,12 @@ the ORM or Core. Two shapes:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Connection, Engine, Select
 from sqlalchemy.engine import Dialect
 
@@ -36,6 +37,38 @@ def values_insert(table: str, columns: tuple[str, ...], rows: int, suffix: str =
     names = ", ".join(columns)
     template = f"INSERT INTO {table} ({names}) VALUES {', '.join([group] * rows)}"  # noqa: S608
     return f"{template} {suffix}".rstrip()
+
+
+@lru_cache(maxsize=64)
+def _recordset_insert(table: str, columns: tuple[str, ...], suffix: str) -> str:
+    # Names are this package's constants, never input; the rows are one bound JSON parameter.
+    names = ", ".join(columns)
+    picked = ", ".join(f"r.{name}" for name in columns)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {picked} FROM "  # noqa: S608
+        f"json_populate_recordset(NULL::{table}, CAST(? AS json)) WITH ORDINALITY AS r "
+        f"ORDER BY r.ordinality {suffix}"
+    ).rstrip()
+
+
+def insert_values(
+    tx: Tx, table: str, columns: tuple[str, ...], params: Sequence[Any], suffix: str = ""
+) -> list[tuple[Any, ...]]:
+    """Insert the rows whose values `params` lists one row after another, in order, with one
+    statement; the rows `suffix` (`ON CONFLICT ... RETURNING ...`) returns.
+
+    On PostgreSQL the rows travel as one JSON parameter typed by the table's own row type:
+    psycopg parses a statement of more than 50 parameters anew on every execution (its cache
+    stops there), ~40 µs a reading for a 500-reading post, the most of its CPU (measured). On
+    SQLite, a plain multi-row VALUES."""
+    width = len(columns)
+    if not tx.postgresql:
+        return run(tx, values_insert(table, columns, len(params) // width, suffix), params)
+    rows = [
+        dict(zip(columns, params[at : at + width], strict=True))
+        for at in range(0, len(params), width)
+    ]
+    return run(tx, _recordset_insert(table, columns, suffix), (orjson.dumps(rows).decode(),))
 
 
 class Tx:
@@ -107,6 +140,71 @@ class Writer:
         if self._held is not None:
             self._held.close()
             self._held = None
+
+
+Done = TypeVar("Done")
+
+
+def broken(raw: Any) -> bool:
+    """Whether a pooled DBAPI connection can no longer be used (the server closed it: a restart,
+    an administrator's kill), as opposed to a statement that failed on a sound connection."""
+    driver = raw.driver_connection
+    return bool(getattr(driver, "closed", False) or getattr(driver, "broken", False))
+
+
+class HeldConnection:
+    """Transactions on one pooled DBAPI connection that one thread keeps (a group commit's
+    writer thread): no pool checkout, pre-ping and reset per transaction, each a round trip to
+    PostgreSQL. A connection the server closed meanwhile (a restart) is found by the first
+    statement, before anything is committed: it is dropped and the work runs once more on a
+    fresh one, so the first transaction after the database is back succeeds."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._raw: Any = None
+        # Uncontended but for the last group at shutdown, written from the loop's thread.
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Tx], Done]) -> Done:
+        """`work(tx)` in one transaction, committed if it returns; its result."""
+        with self._lock:
+            return self._run(work)
+
+    def _run(self, work: Callable[[Tx], Done]) -> Done:
+        for attempt in (1, 2):
+            if self._raw is None:
+                self._raw = self._engine.raw_connection()
+            raw = self._raw
+            try:
+                done = work(Tx(raw, self._engine.dialect))
+            except Exception:
+                if not broken(raw):
+                    raw.rollback()
+                    raise
+                self._drop()
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                raw.commit()
+            except Exception:
+                # The commit's outcome is unknown: no retry, the connection is not reused.
+                self._drop()
+                raise
+            return done
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.invalidate()
+
+    def close(self) -> None:
+        """Give the connection back (shutdown)."""
+        with self._lock:
+            raw, self._raw = self._raw, None
+            if raw is not None:
+                raw.close()
 
 
 def run(tx: Tx, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -1,4 +1,4 @@
-# machine.Pin, machine.RTC and the rarely used rest of machine for the Unix port (loaded lazily
+# machine.Pin, machine.Timer and the rarely used rest of machine for the Unix port (loaded lazily
 # by machine.py); see README.md.
 import time
 
@@ -94,22 +94,6 @@ class Pin:
             edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
             if pin._trigger & edge:
                 pin._handler(pin)
-
-
-class RTC:
-    _offset = 0
-
-    def __init__(self, id=0):
-        pass
-
-    def datetime(self, dt=None):
-        # (year, month, day, weekday, hours, minutes, seconds, subseconds) as on the ESP32.
-        if dt is None:
-            t = time.gmtime(int(time.time()) + RTC._offset)
-            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
-        secs = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
-        RTC._offset = secs - int(time.time())
-        return None
 
 
 class Timer:

@@ -67,7 +67,11 @@ def __getattr__(name):
         "enable_irq",
     ):
         raise AttributeError(name)  # e.g. BROWNOUT_RESET, probed by health.py: no load for it
-    import _simpin
+    if name == "RTC":
+        from _simrtc import RTC as v  # small on its own: see _simrtc.py
+    else:
+        import _simpin
 
-    v = globals()[name] = getattr(_simpin, name)
+        v = getattr(_simpin, name)
+    globals()[name] = v
     return v
