@@ -53,7 +53,7 @@ def run() -> list[dict[str, Any]]:
                     requests = counts_requests(
                         host, joined.split(","), posts, batch, first_seq=n * posts * batch
                     )
-                    result = measured(service, requests, False, devices)
+                    result = measured(service, requests, replay=False, connections=devices)
                     if mode not in best or result["rps"] > best[mode]["rps"]:
                         best[mode] = result
             what = "1 reading/post, posts/s" if batch == 1 else f"{batch}-reading batches, posts/s"

@@ -35,8 +35,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from provisioning.ingest import outbox
 from provisioning.store.db import make_engine
 from tools.harness.clients import register_devices
+from tools.harness.loadrun import measured_load
 from tools.harness.mosquitto import MosquittoBroker
-from tools.harness.procstat import cpu_seconds
 from tools.harness.server import ServiceProcess
 from tools.loadgen import build_request, run_in_process
 
@@ -85,25 +85,6 @@ def counts_requests(
     return requests
 
 
-def load(
-    port: int,
-    requests: list[str],
-    connections: int,
-    replay: bool = False,
-    warmup: float = WARMUP,
-) -> dict[str, Any]:
-    """Drive the service; without `replay` each request is sent at most once (fresh seqs)."""
-    spec = {
-        "port": port,
-        "requests": requests,
-        "connections": connections,
-        "duration": SECONDS,
-        "warmup": warmup,
-        "total": 10**9 if replay else len(requests),
-    }
-    return run_in_process(spec)
-
-
 def stored_readings(data_dir: Path) -> int:
     engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
     with engine.connect() as conn:
@@ -115,16 +96,12 @@ def stored_readings(data_dir: Path) -> int:
 def measured(
     service: ServiceProcess,
     requests: list[str],
+    *,
     replay: bool,
     connections: int = SINGLE_CONNECTIONS,
 ) -> dict[str, Any]:
     """One load run, plus the server's CPU time per request over it."""
-    assert service.proc is not None
-    before = cpu_seconds(service.proc.pid)
-    result = load(service.port, requests, connections, replay=replay, warmup=0.0)
-    spent = cpu_seconds(service.proc.pid) - before
-    result["cpu_us_per_request"] = round(spent / max(result["requests"], 1) * 1e6)
-    return result
+    return measured_load(service, requests, connections, SECONDS, replay=replay)
 
 
 def bench_single(tmp: Path) -> list[dict[str, Any]]:
@@ -138,13 +115,15 @@ def bench_single(tmp: Path) -> list[dict[str, Any]]:
         rounds = []
         for n in range(ROUNDS):  # alternating, so both see the same machine state
             posts = counts_requests(host, tokens, 300, 1, first_seq=n * 1000)
-            rounds.append((measured(service, healthz, True), measured(service, posts, False)))
+            rounds.append(
+                (measured(service, healthz, replay=True), measured(service, posts, replay=False))
+            )
     # Best round of each: noise on a shared machine only ever slows things down.
     ceiling = max((r[0] for r in rounds), key=lambda r: r["rps"])
     single = max((r[1] for r in rounds), key=lambda r: r["rps"])
     ratio = single["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
-    cpu_ceiling = statistics.median(r[0]["cpu_us_per_request"] for r in rounds)
-    cpu_single = statistics.median(r[1]["cpu_us_per_request"] for r in rounds)
+    cpu_ceiling = statistics.median(r[0]["cpu_us"]["server"] for r in rounds)
+    cpu_single = statistics.median(r[1]["cpu_us"]["server"] for r in rounds)
     return [
         {**_row("GET /healthz req/s (ceiling)", ceiling), "server_cpu_us": cpu_ceiling},
         {
@@ -204,7 +183,9 @@ def bench_batches(tmp: Path, broker: MosquittoBroker) -> list[dict[str, Any]]:
                 host = f"127.0.0.1:{service.port}"
                 posts = counts_requests(host, tokens[name], 150, BATCH, first_seq=n * 10**6)
                 started = time.perf_counter()
-                runs[name].append(measured(service, posts, False, BATCH_CONNECTIONS))
+                runs[name].append(
+                    measured(service, posts, replay=False, connections=BATCH_CONNECTIONS)
+                )
                 if name == "on":
                     on_seconds += time.perf_counter() - started
         publish_rate = (published(services["on"].url) - acked) / on_seconds
@@ -225,14 +206,14 @@ def _batch_rows(best: dict[str, dict[str, Any]], publish_rate: float) -> list[di
         {
             **_row(f"POST /v1/counts {BATCH}-reading batches, readings/s (SQLite)", best["off"]),
             "value": round(off),
-            "server_cpu_us": best["off"]["cpu_us_per_request"],
+            "server_cpu_us": best["off"]["cpu_us"]["server"],
             "target": f">= {BATCH_TARGET}",
             "ok": off >= BATCH_TARGET and ok_status,
         },
         {
             **_row(f"  the same with MQTT fan-out on (best of {ROUNDS}, alternating)", best["on"]),
             "value": round(on),
-            "server_cpu_us": best["on"]["cpu_us_per_request"],
+            "server_cpu_us": best["on"]["cpu_us"]["server"],
             "baseline": round(off),
             "ratio": round(ratio, 3),
             "target": f">= {FANOUT_TARGET:.2f}",

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tools.bench_ingest import counts_requests, fetch_tokens, load
+from tools.bench_ingest import SECONDS, counts_requests, fetch_tokens
 from tools.harness.clients import register_devices
+from tools.harness.loadrun import measured_load
 from tools.harness.pgcluster import PostgresCluster
-from tools.harness.procstat import tree_cpu_seconds
 from tools.harness.server import ServiceProcess
 from tools.loadgen import build_request
 
@@ -58,20 +58,17 @@ def _measured(
     service: ServiceProcess, pg: PostgresCluster, name: str, requests: list[str], replay: bool
 ) -> dict[str, Any]:
     """One load run, with the CPU µs per request of the service, PostgreSQL and the loadgen."""
-    assert service.proc is not None
     pg_pid = pg.pid()
     assert pg_pid is not None
-    before = tree_cpu_seconds(service.proc.pid), tree_cpu_seconds(pg_pid)
-    result = load(service.port, requests, CONNECTIONS[name], replay=replay, warmup=0.5)
-    server = tree_cpu_seconds(service.proc.pid) - before[0]
-    database = tree_cpu_seconds(pg_pid) - before[1]
-    sent = max(1, result["sent"])
-    result["cpu_us"] = {
-        "server": round(server / sent * 1e6),
-        "postgres": round(database / sent * 1e6),
-        "loadgen": round(result["cpu_s"] / sent * 1e6),
-    }
-    return result
+    return measured_load(
+        service,
+        requests,
+        CONNECTIONS[name],
+        SECONDS,
+        replay=replay,
+        warmup=0.5,
+        database_pid=pg_pid,
+    )
 
 
 def _round(

@@ -24,9 +24,9 @@ from provisioning.config import Settings
 from provisioning.metrics import Metrics
 from provisioning.registry import service as registry
 from tools.harness.clients import register_devices
-from tools.harness.procstat import cpu_seconds
+from tools.harness.loadrun import measured_load
 from tools.harness.server import ServiceProcess
-from tools.loadgen import build_request, run_in_process
+from tools.loadgen import build_request
 
 CONNECTIONS = 64
 DEVICES = 64
@@ -35,22 +35,8 @@ TARGET = 0.60
 
 
 def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
-    """Throughput and latency from the load generator, plus the server's CPU per request
-    (user + system time of its process): a figure that other load on the machine disturbs far
-    less than requests per second."""
-    spec = {
-        "port": service.port,
-        "requests": requests,
-        "connections": CONNECTIONS,
-        "duration": SECONDS,
-        "warmup": 1.0,
-    }
-    assert service.proc is not None
-    before = cpu_seconds(service.proc.pid)
-    result = run_in_process(spec)
-    used = cpu_seconds(service.proc.pid) - before
-    result["cpu_us"] = round(used / max(1, result["sent"]) * 1e6)
-    return result
+    """Throughput and latency from the load generator, plus the server's CPU per request."""
+    return measured_load(service, requests, CONNECTIONS, SECONDS, warmup=1.0)
 
 
 def bench_verify_cache(tmp: Path, n: int = 5000) -> dict[str, Any]:
@@ -116,8 +102,8 @@ def run() -> list[dict[str, Any]]:
     ceiling = max((r[0] for r in rounds), key=lambda r: r["rps"])
     tokens = max((r[1] for r in rounds), key=lambda r: r["rps"])
     ratio = tokens["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
-    cpu_ceiling = min(r[0]["cpu_us"] for r in rounds)
-    cpu_token = min(r[1]["cpu_us"] for r in rounds)
+    cpu_ceiling = min(r[0]["cpu_us"]["server"] for r in rounds)
+    cpu_token = min(r[1]["cpu_us"]["server"] for r in rounds)
     return [
         {
             "bench": "token",
