@@ -31,7 +31,7 @@ from tools.loadgen import build_request
 CONNECTIONS = 64
 DEVICES = 64
 SECONDS = 4.0
-TARGET = 0.60
+TARGET = 0.50  # issue 12: at least half the /healthz ceiling
 
 
 def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
