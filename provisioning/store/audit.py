@@ -61,12 +61,13 @@ def insert_many(
 ) -> None:
     """`record_many` on the hot path's DBAPI transaction (store/sql.py): token issuance, where
     SQLAlchemy's compiled multi-row insert costs more than the round trip. `detail` is stored as
-    the JSON text SQLAlchemy's JSON type reads back."""
+    SQLAlchemy's JSON type reads it back: on SQLite its JSON text; on PostgreSQL the object
+    itself, since the rows travel as one JSON document there (text would become a JSON string)."""
     now = time.time()
     params: list[Any] = []
     for actor, action, target, detail in events:
         _check(action, detail)
-        text = None if detail is None else orjson.dumps(detail).decode()
-        params += (now, actor, action, target, text)
+        value = detail if tx.postgresql or detail is None else orjson.dumps(detail).decode()
+        params += (now, actor, action, target, value)
     if params:
         sql.insert_values(tx, AuditEvent.__tablename__, _COLUMNS, params)
