@@ -36,6 +36,7 @@ import http
 
 _FORMAT = const(1)
 _CHUNK = const(512)
+_TRIES = const(3)  # failed attempts at one version before the board reports it refused
 _MANIFEST = "upd.json"
 
 
@@ -144,12 +145,22 @@ def boot(c, log, want):
         why = _run(c, want, log)
     except Exception as e:  # noqa: BLE001 (network, a refusal, no memory: try again later)
         # The running version is untouched; the next answer offers the update again and the
-        # download resumes (Range).
-        log("update %s failed: %r" % (want, e))
+        # download resumes (Range). Each attempt costs a reset: after _TRIES failures in a row
+        # (a file the server cannot serve, a link too poor for it) the board gives up on this
+        # version and reports it refused, which pauses a rollout it is a canary of.
+        t = (flash.read("updtry") or b"").split()
+        n = int(t[1]) + 1 if t and t[0] == want.encode() else 1
+        log("update %s failed (%d of %d): %r" % (want, n, _TRIES, e))
+        flash.write_atomic("updtry", b"%s %d" % (want, n))
+        if n >= _TRIES:
+            # A reason goes into the JSON report as is (appstate.encode): no double quotes.
+            why = "failed %d times: %s" % (n, e.args[0] if e.args else type(e).__name__)
+            why = why.replace('"', "'")
     finally:
         _mv = None
     if why:
         log("update %s refused: %s" % (want, why))
+        flash.remove("updtry")
         flash.write_atomic("update", b"%s %s" % (want, why))  # for appstate.load
     machine.reset()
 
@@ -208,6 +219,7 @@ def _run(c, want, log):
         if why:
             return why
     # 4. the switch: from here on the boot stub boots d, on trial
+    flash.remove("updtry")
     n = b"%s %s %s %s 0 %s" % (d.encode(), want.encode(), cur, t[1], t[5])
     flash.write_atomic("state", n)
     log("update %s installed in %s, rebooting" % (want, d))

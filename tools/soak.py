@@ -435,7 +435,7 @@ class Soak:
         spools = {b.client_id: spool_state(b.agent.board) for b in self.boards}
         stored = self.stored_by_board()
         with self.engine.connect() as conn:
-            tokens: dict[str, int] = dict(conn.execute(text(_TOKENS)).tuples().all())
+            tokens: dict[str, int] = dict(conn.execute(text(_TOKENS)).all())
             late = conn.execute(
                 text("SELECT device_id, max(received_at) FROM readings GROUP BY 1")
             ).all()

@@ -167,12 +167,18 @@ def test_update_is_confirmed_and_loses_nothing(
     assert "agent.installed" in actions and actions[-1] == "agent.confirmed", actions
 
 
-@pytest.mark.parametrize("case", ["file", "manifest", "other_key", "downgrade"])
+@pytest.mark.parametrize("case", ["file", "manifest", "other_key", "downgrade", "missing"])
 def test_board_refuses_and_keeps_its_version(
     case: str, micropython: str, backend: Backend, operator_env: dict[str, str],
     releases: Releases, tmp_path: Path,
 ) -> None:  # fmt: skip
-    version = {"file": "1.2.1", "manifest": "1.2.2", "other_key": "1.2.3", "downgrade": "0.9.0"}
+    version = {
+        "file": "1.2.1",
+        "manifest": "1.2.2",
+        "other_key": "1.2.3",
+        "downgrade": "0.9.0",
+        "missing": "1.2.4",
+    }
     v = version[case]
     release = releases.build(v, releases.keys.other if case == "other_key" else None)
     publish(operator_env, release)
@@ -191,11 +197,15 @@ def test_board_refuses_and_keeps_its_version(
             "CAST(replace(CAST(manifest AS TEXT), 'false', 'true ') AS BLOB) WHERE version = ?",
             v,
         )
+    if case == "missing":
+        # A file the service cannot serve (404): each attempt fails and costs a reset; after
+        # three in a row the board gives the version up and reports it.
+        backend.query("DELETE FROM release_files WHERE version = ? AND path = ?", v, "uplink.mpy")
     board, dev = new_board(micropython, backend, tmp_path, releases)
     try:
         wait_until(lambda: len(backend.seqs(dev)) >= 2, 30, "no readings")
         target(operator_env, v, [dev])
-        row = wait_state(backend, dev, "refused")
+        row = wait_state(backend, dev, "refused", timeout=90)
         seen = len(backend.seqs(dev))
         wait_until(lambda: len(backend.seqs(dev)) > seen + 2, 30, "stopped counting")
     finally:
@@ -205,6 +215,7 @@ def test_board_refuses_and_keeps_its_version(
         "manifest": "bad signature",
         "other_key": "bad signature",
         "downgrade": "0.9.0 is not newer than 1.0.0",
+        "missing": "failed 3 times: 404",
     }
     assert row[0] == "1.0.0" and why[case] in row[3], row
     assert board.app() == ["app_a", "1.0.0", "-", "-", "-", "-"]
