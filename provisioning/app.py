@@ -96,7 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
         # Constant JSON: also the framework ceiling that `make bench` compares endpoints with.
         return {"status": "ok"}
 
-    readiness.install(app)  # GET /readyz: database reachable, which optional parts are degraded
+    readiness.install(
+        app, ctx
+    )  # GET /readyz: database reachable, which optional parts are degraded
 
     # Routes are matched in order: the ingestion API (every board's posts) goes first.
     ingest_routes.install(app, ctx)

@@ -427,6 +427,17 @@ class Soak:
             time.sleep(1)
         return None
 
+    def _wait_heard(self, stored: dict[str, tuple[int, int, int]], limit: float = 60) -> None:
+        wanted = {
+            (c, seq) for c, (_rows, distinct, _top) in stored.items() for seq in range(distinct)
+        }
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            with self._lock:
+                if wanted <= self.heard:
+                    return
+            time.sleep(0.5)
+
     def figures(self, drained: float | None) -> Figures:
         cpu = self.cpu_done + sum(cpu_seconds(s.proc.pid) for s in self.cluster.services if s.proc)
         memory = [rss_mb(s.proc.pid) for s in self.cluster.services if s.proc]
@@ -434,6 +445,9 @@ class Soak:
             board.agent.kill()
         spools = {b.client_id: spool_state(b.agent.board) for b in self.boards}
         stored = self.stored_by_board()
+        # The boards ran until the kill above: their last posts may still be on their way
+        # through the outbox. Fan-out is asynchronous, so give it a bounded time to catch up.
+        self._wait_heard(stored)
         with self.engine.connect() as conn:
             tokens: dict[str, int] = dict(conn.execute(text(_TOKENS)).all())
             late = conn.execute(

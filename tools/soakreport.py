@@ -82,6 +82,16 @@ def _readings(f: Figures) -> tuple[list[str], dict[str, int]]:
     return problems, dict(totals)
 
 
+def _said(body: bytes) -> str:
+    """What a 5xx answer said, short: the service's OAuth error or the proxy's page title."""
+    text = body.decode("utf-8", "replace")
+    for mark in ('"error_description":"', '"error":"', "<h1>"):
+        at = text.find(mark)
+        if at >= 0:
+            return text[at + len(mark) :].split('"')[0].split("<")[0][:80]
+    return text[:60].strip() or "(no body)"
+
+
 def build_report(f: Figures) -> tuple[bool, str]:
     """(every check held, the report text)."""
     checks: list[tuple[str, bool, str]] = []
@@ -129,8 +139,14 @@ def build_report(f: Figures) -> tuple[bool, str]:
     outside = [e for e in errors if not down[0] <= e.at <= down[1]]
     # Where the others came from: status and the 10 s of the run they fell in (t from the
     # boards' start, as the fault schedule prints it).
-    when = Counter((e.status, int((e.at - f.t0) // 10 * 10)) for e in outside)
-    where = ", ".join(f"{n} x {status} at t={t}s" for (status, t), n in sorted(when.items()))
+    when = Counter(
+        (e.status, int((e.at - f.t0) // 10 * 10), e.path.split("?")[0], _said(e.body))
+        for e in outside
+    )
+    where = "; ".join(
+        f"{n} x {status} {path} at t={t}s: {said}"
+        for (status, t, path, said), n in sorted(when.items())
+    )
     checks.append(
         (
             "no 5xx except while PostgreSQL is down",

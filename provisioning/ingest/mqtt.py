@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import sqlalchemy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -210,27 +211,30 @@ class OutboxPublisher:
             while self._wake_r.recv(4096):
                 pass
 
-    def backlog(self) -> outbox.Backlog:
-        """The outbox's depth and oldest age, read at most once per `BACKLOG_CACHE_S`."""
+    def backlog(self, conn: sqlalchemy.Connection | None = None) -> outbox.Backlog:
+        """The outbox's depth and oldest age, read at most once per `BACKLOG_CACHE_S` (on
+        `conn` if given, else on a pooled connection)."""
         with self._backlog_lock:
             now = time.monotonic()
             if now - self._backlog_at >= BACKLOG_CACHE_S:
                 self._backlog_at = now
                 try:
-                    with self._engine.connect() as conn:
-                        self._backlog = outbox.backlog(conn, time.time())
+                    with (
+                        contextlib.nullcontext(conn) if conn is not None else self._engine.connect()
+                    ) as used:
+                        self._backlog = outbox.backlog(used, time.time())
                 except SQLAlchemyError:
                     # The database is away (readiness says so): keep the last figures rather
                     # than fail the whole /metrics scrape.
                     log.warning("MQTT outbox: backlog unreadable", exc_info=True)
             return self._backlog
 
-    def degraded(self) -> bool:
+    def degraded(self, conn: sqlalchemy.Connection | None = None) -> bool:
         """Past the readiness bounds (`DEGRADED_AGE_S`, `DEGRADED_DEPTH`), or the relay is cut
-        off from the broker."""
+        off from the broker (the backlog read on `conn` if given)."""
         if self.active and not self.connected:
             return True
-        backlog = self.backlog()
+        backlog = self.backlog(conn)
         return backlog.oldest_age_s > DEGRADED_AGE_S or backlog.depth > DEGRADED_DEPTH
 
     # the relay thread
