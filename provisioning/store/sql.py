@@ -71,6 +71,9 @@ def insert_values(
     return run(tx, _recordset_insert(table, columns, suffix), (orjson.dumps(rows).decode(),))
 
 
+Done = TypeVar("Done")
+
+
 class Tx:
     """A DBAPI connection inside a transaction, and what the hot path needs of its dialect."""
 
@@ -135,14 +138,16 @@ class Writer:
             raw.rollback()
             raise
 
+    def run(self, work: Callable[[Tx], Done]) -> Done:
+        """`work(tx)` in one transaction, committed if it returns; its result."""
+        with self.transaction() as tx:
+            return work(tx)
+
     def close(self) -> None:
         """Give the held connection back (app shutdown)."""
         if self._held is not None:
             self._held.close()
             self._held = None
-
-
-Done = TypeVar("Done")
 
 
 def broken(raw: Any) -> bool:
