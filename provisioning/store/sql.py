@@ -112,8 +112,9 @@ class Writer:
     On SQLite the work is in-process, CPU-bound and one writer at a time anyway, so requests run
     it inline on the event loop, one after another, on one connection held for the app's life:
     the pool's checkout and reset-on-return would cost as much as a one-reading post's SQL.
-    On PostgreSQL, which waits on the network, requests run in worker threads with pooled
-    connections (`inline` is False).
+    On PostgreSQL (`inline` False) each transaction takes a pooled connection, for callers in
+    several threads; the ingest path writes there through one thread's `HeldConnection`
+    instead (ingest/commit.py).
     """
 
     def __init__(self, engine: Engine) -> None:
