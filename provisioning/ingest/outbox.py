@@ -7,7 +7,7 @@ in id order and deletes each only after the broker's PUBACK: delivery is at leas
 
 Topics (one lot per deployment or many):
   parking/{lot}/devices/{device_id}/readings   one message per stored batch of a device, QoS 1
-  parking/{lot}/occupancy                      the lot's total after each batch, QoS 1, retained
+  parking/{lot}/occupancy                      the lot's total after each commit, QoS 1, retained
 
 One message per batch, not per reading: a 500-reading post costs the broker, the relay and every
 subscriber one QoS 1 exchange instead of 500, which is what lets fan-out keep up with ingestion

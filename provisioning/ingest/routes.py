@@ -10,7 +10,7 @@ Refusals: 401/403 from the verifier with `WWW-Authenticate`; a Content-Type othe
 415, a body over 64 KB 413 before it is read whole, non-JSON or a repeated key 400 and schema
 errors 422, each a JSON `{"error", "error_description"}`.
 Nothing is stored unless the whole request is valid, and a request is answered only after its
-readings are committed (on SQLite, requests arriving together share one commit: commit.py).
+readings are committed (requests arriving together share one commit: commit.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from prometheus_client import Counter
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -42,12 +41,10 @@ from provisioning.ingest.schemas import (
     COUNTS_BODY_SCHEMA,
     MAX_BODY_BYTES,
     MAX_SEQ,
-    CountsBatch,
     InvalidBody,
     MalformedBody,
     parse_counts,
 )
-from provisioning.store import sql
 from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
 from provisioning.web.rawroute import RawRoute
@@ -98,16 +95,9 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         registry=ctx.metrics.registry,
     )
     accepted, duplicates = readings.labels("accepted"), readings.labels("duplicate")
-    writer = sql.Writer(engine)
-    ctx.on_shutdown.append(writer.close)
-
-    fan_out = publisher is not None
     live = ctx.live = LiveFeed(engine)
-    group = CountsCommit(writer, fan_out, publisher.wake if publisher else None)
-
-    def store_batch(device_id: str, batch: CountsBatch) -> store.IngestResult:
-        with writer.transaction() as tx:
-            return store.store_counts(tx, device_id, batch, time.time(), fan_out)
+    group = CountsCommit(engine, publisher is not None, publisher.wake if publisher else None)
+    ctx.on_shutdown.append(group.close)
 
     check_writer = require_token(INGEST_AUDIENCE, COUNTS_WRITE)
 
@@ -128,12 +118,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         if device.kind != DEVICE or batch.device_id not in (None, device.client_id):
             raise AccessDenied("device_id is not the token's subject")
         try:
-            if writer.inline:
-                result = await group.store(device.client_id, batch)  # wakes the publisher
-            else:
-                result = await run_in_threadpool(store_batch, device.client_id, batch)
-                if publisher is not None and result.accepted:
-                    publisher.wake()
+            result = await group.store(device.client_id, batch)  # wakes the publisher
         except store.UnknownDevice:
             raise InvalidToken("the token's device is not registered and enabled") from None
         if live is not None and result.accepted:

@@ -9,6 +9,7 @@ the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,9 @@ class IngestResult:
     update: str | None = None  # the version the board should run, when it runs another
 
 
+Item = tuple[str, CountsBatch]  # (device_id, its validated batch)
+
+
 def store_counts(
     tx: sql.Tx,
     device_id: str,
@@ -93,12 +97,54 @@ def store_counts(
     fan_out: bool,
 ) -> IngestResult:
     """Store a validated batch for `device_id` in the caller's transaction (`sql.transaction`,
-    or `sql.Tx.of(connection)`).
+    or `sql.Tx.of(connection)`): `store_group` of one. Raises `UnknownDevice`."""
+    (outcome,) = store_group(tx, [(device_id, batch)], received_at, fan_out)
+    if isinstance(outcome, UnknownDevice):
+        raise outcome
+    return outcome
+
+
+def store_group(
+    tx: sql.Tx, items: Sequence[Item], received_at: float, fan_out: bool
+) -> list[IngestResult | UnknownDevice]:
+    """Store validated batches, one per item, in the caller's transaction; one outcome per item
+    in order: its result, or `UnknownDevice` (that item wrote nothing).
 
     Each (device, seq) is stored once; the device's latest reading, last-seen time and health
-    are updated; with `fan_out`, the new readings and the lot's new total are queued in the
-    MQTT outbox in the same transaction. Raises `UnknownDevice`.
+    are updated; with `fan_out`, the new readings and each lot's new total are queued in the
+    MQTT outbox in the same transaction.
+
+    Two phases, so that concurrent transactions (several workers or instances on PostgreSQL,
+    each writing groups) can never deadlock: first each item's own rows (device_state, readings,
+    occupancy_rollup, device_agent), items taken in device id order so that row locks are always
+    taken in one global order; then the lots' advisory locks and outbox messages. A transaction
+    holding a lot lock has all its row locks already, so it never waits for one.
     """
+    outcomes: dict[int, IngestResult | UnknownDevice] = {}
+    news: list[tuple[int, str, tuple[str, str, bool]]] = []  # (item, lot, readings message)
+    # sorted() is stable: a device's items keep their arrival order.
+    for at in sorted(range(len(items)), key=lambda i: items[i][0]):
+        device_id, batch = items[at]
+        try:
+            result, inserted, gates = _store_device(tx, device_id, batch, received_at)
+        except UnknownDevice as refused:
+            outcomes[at] = refused
+            continue
+        outcomes[at] = result
+        if (inserted or gates) and fan_out:
+            message = outbox.readings_message(result.lot, device_id, inserted, received_at, gates)
+            news.append((at, result.lot, message))
+    if news:
+        news.sort()  # arrival order
+        _queue_messages(tx, [(lot, message) for _at, lot, message in news], received_at)
+    return [outcomes[at] for at in range(len(items))]
+
+
+def _store_device(
+    tx: sql.Tx, device_id: str, batch: CountsBatch, received_at: float
+) -> tuple[IngestResult, list[Reading], list[GateReading]]:
+    """One item's own rows; its result and the readings it stored. Raises `UnknownDevice`
+    before writing anything."""
     rows = sql.run(tx, _DEVICE_LOT, (device_id,))
     if not rows or not rows[0][1] or rows[0][0] is None:
         raise UnknownDevice(device_id)
@@ -135,11 +181,9 @@ def store_counts(
         moved, breaks = occupancy.advance(tx, device_id, gates, SEQ_GAP, received_at)
         if moved:
             history.record(tx, lot, device_id, moved, received_at)
-    if (inserted or gates) and fan_out:
-        _queue_messages(tx, lot, device_id, inserted, gates, received_at)
     stored = len(inserted) + len(gates)
     update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][2:]))
-    return IngestResult(stored, batch.received - stored, lot, breaks, update)
+    return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
 
 
 _AGENT_UPSERT = (
@@ -181,23 +225,35 @@ def agent_report(
     return None
 
 
+# Every lot of a group, locked in one statement in one global order (of the lock keys, so two
+# lots whose names hash alike cannot be taken in opposite orders by two groups).
+_LOCK_LOTS = (
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(lot) AS h "
+    "FROM unnest(CAST(? AS text[])) AS lots(lot) ORDER BY h OFFSET 0) AS ordered"
+)
+
+
 def _queue_messages(
-    tx: sql.Tx,
-    lot: str,
-    device_id: str,
-    readings: list[Reading],
-    gates: list[GateReading],
-    received_at: float,
+    tx: sql.Tx, news: list[tuple[str, tuple[str, str, bool]]], received_at: float
 ) -> None:
+    """Queue the readings messages `news` ((lot, message) in arrival order) and, after each
+    lot's own, that lot's total.
+
+    One total per lot per group, not per post: the total is a retained topic, whose subscribers
+    only ever need the newest, and it is read once per lot instead of once per post. Its
+    readings messages come before it, so a subscriber that saw a total has seen what it counts.
+    """
+    lots = sorted({lot for lot, _message in news})
     if tx.postgresql:
         # Serialise a lot's writers until commit, so each total includes every earlier batch and
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
-        sql.run(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
-    cars, devices = occupancy.total(tx, lot)
-    messages = [
-        outbox.readings_message(lot, device_id, readings, received_at, gates),
-        outbox.occupancy_message(lot, cars, devices, received_at),
-    ]
+        # The recount takes the same lock (occupancy.recount).
+        sql.run(tx, _LOCK_LOTS, (lots,))
+    messages: list[tuple[str, str, bool]] = []
+    for lot in lots:
+        messages += (message for at_lot, message in news if at_lot == lot)
+        cars, devices = occupancy.total(tx, lot)
+        messages.append(outbox.occupancy_message(lot, cars, devices, received_at))
     outbox.enqueue(tx, messages, received_at)
 
 

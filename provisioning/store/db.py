@@ -85,6 +85,12 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     psycopg.InterfaceError,
     sqlite3.OperationalError,
 )
+# A transaction PostgreSQL rolled back to break a deadlock or a serialization conflict: nothing of
+# it was stored, and running it again may well succeed.
+CONFLICT_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
 # What a caller catches to ask `unavailable`: every error of SQLAlchemy and of both drivers.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
 

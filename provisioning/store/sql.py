@@ -71,6 +71,9 @@ def insert_values(
     return run(tx, _recordset_insert(table, columns, suffix), (orjson.dumps(rows).decode(),))
 
 
+Done = TypeVar("Done")
+
+
 class Tx:
     """A DBAPI connection inside a transaction, and what the hot path needs of its dialect."""
 
@@ -109,8 +112,9 @@ class Writer:
     On SQLite the work is in-process, CPU-bound and one writer at a time anyway, so requests run
     it inline on the event loop, one after another, on one connection held for the app's life:
     the pool's checkout and reset-on-return would cost as much as a one-reading post's SQL.
-    On PostgreSQL, which waits on the network, requests run in worker threads with pooled
-    connections (`inline` is False).
+    On PostgreSQL (`inline` False) each transaction takes a pooled connection, for callers in
+    several threads; the ingest path writes there through one thread's `HeldConnection`
+    instead (ingest/commit.py).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -135,14 +139,16 @@ class Writer:
             raw.rollback()
             raise
 
+    def run(self, work: Callable[[Tx], Done]) -> Done:
+        """`work(tx)` in one transaction, committed if it returns; its result."""
+        with self.transaction() as tx:
+            return work(tx)
+
     def close(self) -> None:
         """Give the held connection back (app shutdown)."""
         if self._held is not None:
             self._held.close()
             self._held = None
-
-
-Done = TypeVar("Done")
 
 
 def broken(raw: Any) -> bool:

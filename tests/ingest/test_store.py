@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -380,14 +379,15 @@ def test_concurrent_writers_keep_lot_totals_and_order_on_postgresql(pg_url: str)
         engine.dispose()
 
 
-def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
-    """SQLite: posts arriving together share a commit, yet each gets its own answer, and a
-    refused one stores nothing while the others are stored."""
-    url = f"sqlite:///{tmp_path / 'park.db'}"
-    engine = _migrated(url)
-    devices = _register(engine, ["lot-g"] * 5)
+def test_group_commit_answers_each_request_on_its_own(
+    engine: Engine, make_device: MakeDevice
+) -> None:
+    """Posts arriving together share a commit (on PostgreSQL in the group's writer thread), yet
+    each gets its own answer, and a refused one stores nothing while the others are stored. The
+    outbox holds each post's readings in arrival order, then one total per lot of the group."""
+    devices = [make_device(lot) for lot in ["lot-g"] * 4 + ["lot-f"]]
     woken: list[bool] = []
-    group = CountsCommit(sql.Writer(engine), fan_out=True, after_commit=lambda: woken.append(True))
+    group = CountsCommit(engine, fan_out=True, after_commit=lambda: woken.append(True))
 
     async def post_all() -> list[store.IngestResult | BaseException]:
         posts = [
@@ -397,18 +397,29 @@ def test_group_commit_answers_each_request_on_its_own(tmp_path: Path) -> None:
         posts.append(group.store(devices[0], batch([(2, 9, None), (3, 9, None)])))
         return await asyncio.gather(*posts, return_exceptions=True)
 
-    results = asyncio.run(post_all())
+    try:
+        results = asyncio.run(post_all())
+    finally:
+        group.close()
     assert [(r.accepted, r.duplicates) for r in results[:5]] == [(2, 0)] * 5  # type: ignore[union-attr]
     assert isinstance(results[5], store.UnknownDevice)
     assert (results[6].accepted, results[6].duplicates) == (1, 1)  # type: ignore[union-attr]
     assert woken == [True]  # one commit, one wake-up
-    messages = queued(engine)
+    messages = [json.loads(m.payload) for m in queued(engine)]
     with engine.connect() as conn:
         lot = store.lot_detail(conn, "lot-g")
-    assert lot is not None and lot["cars"] == 9 + 1 + 2 + 3 + 4
-    assert json.loads(messages[-1].payload)["cars"] == lot["cars"]  # the last total is right
+    assert lot is not None and lot["cars"] == 9 + 1 + 2 + 3
+    # Each lot: its readings messages in arrival order, then its one total.
+    assert [(m["lot"], m.get("device_id")) for m in messages] == [
+        ("lot-f", devices[4]),
+        ("lot-f", None),
+        *[("lot-g", dev) for dev in devices[:4]],
+        ("lot-g", devices[0]),
+        ("lot-g", None),
+    ]
+    assert [r["seq"] for r in messages[-2]["readings"]] == [3]
+    assert messages[-1]["cars"] == lot["cars"] and messages[1]["cars"] == 4
     assert stored(engine, devices[0])[-1][:2] == (3, 9)
-    engine.dispose()
 
 
 def test_a_stray_seq_never_pins_the_current_reading(
