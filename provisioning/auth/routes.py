@@ -39,6 +39,7 @@ from provisioning.context import ServiceContext
 from provisioning.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
+from provisioning.web.fastlane import FastLane
 from provisioning.web.rawroute import RawRoute
 
 JSON_TYPE = "application/json"
@@ -131,9 +132,11 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _install_oauth_routes(app: FastAPI, token: Endpoint, introspect: Endpoint) -> None:
-    """The two OAuth endpoints, each registered once: served as plain routes, documented from
-    the same route objects."""
+def _install_oauth_routes(
+    app: FastAPI, token: Endpoint, introspect: Endpoint, lanes: dict[tuple[str, str], RawRoute]
+) -> None:
+    """The two OAuth endpoints, each registered once: served from their fast lanes (and as plain
+    routes, should a lane be passed by), documented from the same route objects."""
     token_body = _body_schema(
         {
             "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
@@ -143,7 +146,7 @@ def _install_oauth_routes(app: FastAPI, token: Endpoint, introspect: Endpoint) -
         },
         ["grant_type"],
     )
-    _oauth_post(
+    lanes[("POST", "/oauth/token")] = _oauth_post(
         app,
         "/oauth/token",
         token,
@@ -154,7 +157,7 @@ def _install_oauth_routes(app: FastAPI, token: Endpoint, introspect: Endpoint) -
         "access_token, token_type, expires_in, scope",
     )
     introspect_body = _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
-    _oauth_post(
+    lanes[("POST", "/oauth/introspect")] = _oauth_post(
         app,
         "/oauth/introspect",
         introspect,
@@ -174,7 +177,7 @@ def _oauth_post(
     description: str,
     body: dict[str, Any],
     answer: str,
-) -> None:
+) -> RawRoute:
     # An OAuth endpoint: a form or JSON body, its 200 answer and the RFC 6749 §5.2 errors. It
     # parses its own body (RFC 6749 §3.2 rules that a model cannot express), so it is served as
     # a `RawRoute`: FastAPI's per-request dependency solving would add a third of the framework
@@ -190,12 +193,16 @@ def _oauth_post(
         responses={200: {"description": answer}, **_ERROR_RESPONSES},
     )
     app.router.routes.append(route)
+    return route
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the OAuth error handler, metrics and (unless this process only checks tokens
     against a remote JWKS) the authorization server's routes to `app`."""
     app.add_exception_handler(OAuthError, oauth_error_handler)
+    # The OAuth endpoints' lanes (web/fastlane.py), inside the latency metric and the edge.
+    lanes: dict[tuple[str, str], RawRoute] = {}
+    app.add_middleware(FastLane, lanes=lanes, handlers=app.exception_handlers)
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics, router=app.router)
     if ctx.settings.metrics_public:
         app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
@@ -213,10 +220,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         # A resource server only (RFC 9068 §4): the authorization server, its keys and its
         # token endpoint live in another process.
         return
-    _install_authorization_server(app, ctx)
+    _install_authorization_server(app, ctx, lanes)
 
 
-def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
+def _install_authorization_server(
+    app: FastAPI, ctx: ServiceContext, lanes: dict[tuple[str, str], RawRoute]
+) -> None:
     settings = ctx.settings
     ctx.keys.ensure_active()  # first start: create the signing key before anything is served
     # Failed authentications: limited and audited apart from issuance (failures.py).
@@ -302,7 +311,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
             answer["lot"] = principal.lot
         return _NoStoreJSON(answer)
 
-    _install_oauth_routes(app, token, introspect)
+    _install_oauth_routes(app, token, introspect, lanes)
 
     @app.get("/.well-known/jwks.json", tags=["oauth"])
     async def jwks() -> Response:
