@@ -132,7 +132,7 @@ class ClientRows(GroupCommit[str, dict[str, Any] | None]):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
-        self._held = sql.HeldConnection(engine)
+        self._held = sql.HeldConnection(engine, read_only=True)
 
     def write(self, items: list[str]) -> list[dict[str, Any] | Exception | None]:
         def read(tx: sql.Tx) -> list[tuple[Any, ...]]:

@@ -165,9 +165,12 @@ class HeldConnection:
     statement, before anything is committed: it is dropped and the work runs once more on a
     fresh one, so the first transaction after the database is back succeeds."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_only: bool = False) -> None:
         self._engine = engine
         self._raw: Any = None
+        # A single read needs no transaction: on PostgreSQL autocommit spares the BEGIN and
+        # COMMIT round trips around it (psycopg sends each on its own).
+        self._autocommit = read_only and engine.dialect.name == "postgresql"
         # Uncontended but for the last group at shutdown, written from the loop's thread.
         self._lock = threading.Lock()
 
@@ -180,6 +183,8 @@ class HeldConnection:
         for attempt in (1, 2):
             if self._raw is None:
                 self._raw = self._engine.raw_connection()
+                if self._autocommit:
+                    self._raw.driver_connection.autocommit = True
             raw = self._raw
             try:
                 done = work(Tx(raw, self._engine.dialect))
@@ -210,6 +215,8 @@ class HeldConnection:
         with self._lock:
             raw, self._raw = self._raw, None
             if raw is not None:
+                if self._autocommit:
+                    raw.driver_connection.autocommit = False  # as the pool hands them out
                 raw.close()
 
 
