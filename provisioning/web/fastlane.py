@@ -3,10 +3,11 @@ middleware but past the framework's per-request layers.
 
 Each request otherwise passes Starlette's exception middleware, FastAPI's exit stack, the
 router's matching and the route's request/response wrapper, before a `RawRoute` endpoint that
-needs none of them: ~100 µs of the token endpoint's ~700 µs of CPU (measured in-process). A lane is an exact
-(method, path); everything else, and any path under a `root_path`, goes the usual way. What the
-endpoint raises meets the app's own exception handlers, looked up as Starlette does, so answers
-are the same either way; what no handler takes is the server error it always was.
+needs none of them: ~100 µs of the token endpoint's ~700 µs of CPU (measured in-process). A
+lane is an exact (method, path); everything else, and any path under a `root_path`, goes the
+usual way. What the endpoint raises meets the app's own exception handlers, looked up as
+Starlette does, so answers are the same either way; what no handler takes is the server error
+it always was.
 """
 
 from __future__ import annotations
