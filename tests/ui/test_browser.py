@@ -20,6 +20,9 @@ def sign_in(page: Any, fleet: Fleet, who: tuple[str, str]) -> None:
     """With the keyboard alone: the ID field has focus, Tab to the secret, Enter to send."""
     page.goto(f"{fleet.server.url}/ui/")
     assert "/ui/login" in page.url
+    # `autofocus` applies once the page has rendered, which a loaded machine may not have yet
+    # at the `load` event: wait for it, rather than type into nothing.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'client_id'")
     page.keyboard.type(who[0])
     page.keyboard.press("Tab")
     page.keyboard.type(who[1])
