@@ -18,72 +18,60 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from provisioning.context import ServiceContext
+from provisioning.store import sql
+from provisioning.store.db import DATABASE_ERRORS
 
 DB_TIMEOUT_S = 2.0
 _NO_STORE = {"Cache-Control": "no-store"}
 _RETRY = {**_NO_STORE, "Retry-After": "5"}
+# The database refused, or did not answer within DB_TIMEOUT_S.
+_UNREADY: tuple[type[Exception], ...] = (*DATABASE_ERRORS, TimeoutError)
 
 
 class _Probe:
-    """Readiness checks, one at a time on one thread that keeps one database connection."""
+    """Readiness checks, one at a time on one thread that keeps one database connection (a
+    read-only `sql.HeldConnection`: one round trip a statement on PostgreSQL, and a connection
+    the database closed is replaced at once)."""
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="readiness")
-        self._conn: Connection | None = None
+        self._held = sql.HeldConnection(ctx.engine, read_only=True)
 
     async def check(self) -> list[str]:
         """The degraded optional parts; raises if the database does not answer in time."""
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._thread, self._check), DB_TIMEOUT_S)
+        return await asyncio.wait_for(
+            loop.run_in_executor(self._thread, self._held.run, self._degraded), DB_TIMEOUT_S
+        )
 
-    def _check(self) -> list[str]:
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._ctx.engine.connect()
-            conn = self._conn
-            try:
-                conn.execute(text("SELECT 1"))
-                mqtt = self._ctx.mqtt
-                degraded = ["mqtt"] if mqtt is not None and mqtt.degraded(conn) else []
-                conn.rollback()  # no transaction stays open between checks
-                return degraded
-            except SQLAlchemyError:
-                # A connection the database closed (a restart): once more on a fresh one, so
-                # the first check after the database is back already succeeds.
-                self._conn = None
-                conn.invalidate()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    def _degraded(self, tx: sql.Tx) -> list[str]:
+        sql.run(tx, "SELECT 1")
+        mqtt = self._ctx.mqtt
+        return ["mqtt"] if mqtt is not None and mqtt.degraded(tx) else []
 
     def warm(self) -> None:
         """Open the connection at startup, before requests can take the whole pool (a database
         that is down then is retried by the first check)."""
 
         def connect() -> None:
-            try:
-                self._conn = self._ctx.engine.connect()
-            except SQLAlchemyError:
-                self._conn = None
+            with contextlib.suppress(*DATABASE_ERRORS):
+                self._held.run(lambda tx: sql.run(tx, "SELECT 1"))
 
         self._thread.submit(connect)
 
     def close(self) -> None:
         """Stop the thread and give the connection back (shutdown)."""
         self._thread.shutdown(wait=True)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._held.close()
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
@@ -96,7 +84,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         """200 with the degraded optional parts, or 503 while the database is unreachable."""
         try:
             degraded = await probe.check()
-        except (SQLAlchemyError, TimeoutError):
+        except _UNREADY:
             return JSONResponse(
                 {"status": "unavailable", "unavailable": ["database"]},
                 status_code=503,

@@ -33,6 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from provisioning.ingest import outbox
+from provisioning.store import sql
 from provisioning.store.db import make_engine
 from tools.harness.clients import register_devices
 from tools.harness.loadrun import measured_load
@@ -155,7 +156,7 @@ def outbox_backlog(data_dir: Path) -> tuple[int, float]:
     engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
     try:
         with engine.connect() as conn:
-            found = outbox.backlog(conn, time.time())
+            found = outbox.backlog(sql.Tx.of(conn), time.time())
     finally:
         engine.dispose()
     return found.depth, found.oldest_age_s

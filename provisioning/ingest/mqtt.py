@@ -29,13 +29,13 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import sqlalchemy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.ingest import outbox
 from provisioning.ingest.mqttwire import BrokerError, Connection, encode_topic, publish_packet
+from provisioning.store import sql
+from provisioning.store.db import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -211,30 +211,31 @@ class OutboxPublisher:
             while self._wake_r.recv(4096):
                 pass
 
-    def backlog(self, conn: sqlalchemy.Connection | None = None) -> outbox.Backlog:
-        """The outbox's depth and oldest age, read at most once per `BACKLOG_CACHE_S` (on
-        `conn` if given, else on a pooled connection)."""
+    def backlog(self, tx: sql.Tx | None = None) -> outbox.Backlog:
+        """The outbox's depth and oldest age, read at most once per `BACKLOG_CACHE_S` (in `tx`
+        if given, else on a pooled connection)."""
         with self._backlog_lock:
             now = time.monotonic()
             if now - self._backlog_at >= BACKLOG_CACHE_S:
                 self._backlog_at = now
                 try:
-                    with (
-                        contextlib.nullcontext(conn) if conn is not None else self._engine.connect()
-                    ) as used:
-                        self._backlog = outbox.backlog(used, time.time())
-                except SQLAlchemyError:
+                    if tx is not None:
+                        self._backlog = outbox.backlog(tx, time.time())
+                    else:
+                        with self._engine.connect() as conn:
+                            self._backlog = outbox.backlog(sql.Tx.of(conn), time.time())
+                except DATABASE_ERRORS:
                     # The database is away (readiness says so): keep the last figures rather
                     # than fail the whole /metrics scrape.
                     log.warning("MQTT outbox: backlog unreadable", exc_info=True)
             return self._backlog
 
-    def degraded(self, conn: sqlalchemy.Connection | None = None) -> bool:
+    def degraded(self, tx: sql.Tx | None = None) -> bool:
         """Past the readiness bounds (`DEGRADED_AGE_S`, `DEGRADED_DEPTH`), or the relay is cut
-        off from the broker (the backlog read on `conn` if given)."""
+        off from the broker (the backlog read in `tx` if given)."""
         if self.active and not self.connected:
             return True
-        backlog = self.backlog(conn)
+        backlog = self.backlog(tx)
         return backlog.oldest_age_s > DEGRADED_AGE_S or backlog.depth > DEGRADED_DEPTH
 
     # the relay thread

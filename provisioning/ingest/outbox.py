@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.ingest.schemas import GateReading, Reading
@@ -107,13 +107,11 @@ class Backlog:
     oldest_age_s: float
 
 
-def backlog(conn: Connection, now: float) -> Backlog:
+def backlog(tx: sql.Tx, now: float) -> Backlog:
     """The outbox's depth and the age of its oldest message (lowest id, read by primary key)."""
-    depth = int(conn.exec_driver_sql("SELECT count(*) FROM mqtt_outbox").scalar_one())
-    oldest = conn.exec_driver_sql(
-        "SELECT created_at FROM mqtt_outbox ORDER BY id LIMIT 1"
-    ).scalar_one_or_none()
-    return Backlog(depth, max(0.0, now - float(oldest)) if oldest is not None else 0.0)
+    ((depth,),) = sql.run(tx, "SELECT count(*) FROM mqtt_outbox")
+    oldest = sql.run(tx, "SELECT created_at FROM mqtt_outbox ORDER BY id LIMIT 1")
+    return Backlog(int(depth), max(0.0, now - float(oldest[0][0])) if oldest else 0.0)
 
 
 # One relay per PostgreSQL database: a session-level advisory lock on the relay's own

@@ -59,7 +59,7 @@ def device(api: Auth, lot: str) -> tuple[str, str]:
 
 def depth(engine: Engine) -> int:
     with engine.connect() as conn:
-        return outbox.backlog(conn, time.time()).depth
+        return outbox.backlog(sql.Tx.of(conn), time.time()).depth
 
 
 def wait_drained(engine: Engine, timeout: float = 10) -> None:

@@ -257,7 +257,7 @@ def test_relay_reader_deletes_only_what_was_acknowledged(
     finally:
         reader.close()
     with engine.connect() as conn:
-        assert outbox.backlog(conn, 2.0) == outbox.Backlog(7, 1.0)
+        assert outbox.backlog(sql.Tx.of(conn), 2.0) == outbox.Backlog(7, 1.0)
 
 
 def test_relay_reader_finds_a_row_committed_below_its_cursor(
