@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -92,4 +92,6 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             )
         return JSONResponse({"status": "ready", "degraded": degraded}, headers=_NO_STORE)
 
-    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/readyz", readyz, methods=["GET"])
+    app.include_router(router)

@@ -17,20 +17,19 @@ import asyncio
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,15 +56,19 @@ MAX_FORM = 4096
 
 
 class SecurityHeaders:
-    """Adds the dashboard's security headers to every response under /ui (pure ASGI, so the
-    event stream is not buffered)."""
+    """Adds the dashboard's security headers to every response under /ui/ (pure ASGI
+    middleware, so the event stream is not buffered)."""
 
     def __init__(self, app: ASGIApp, tls: bool) -> None:
         self.app = app
         self.tls = tls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        static = scope.get("path", "").startswith("/ui/static/")
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/ui/"):
+            await self.app(scope, receive, send)
+            return
+        static = path.startswith("/ui/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -465,26 +468,20 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     )
     streams.set_function(lambda: ui.live.subscribers)
 
-    def get(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
-        return Route(path, endpoint, methods=["GET"])
-
-    router = Router(
-        routes=[
-            get("/", ui.overview),
-            get("/login", ui.login_form),
-            Route("/login", ui.login, methods=["POST"]),
-            Route("/logout", ui.logout, methods=["POST"]),
-            get("/lots/{lot}", ui.lot),
-            get("/boards", ui.boards),
-            get("/boards/{client_id}", ui.board),
-            get("/boards/{client_id}/new-secret", ui.new_secret),
-            get("/boards/{client_id}/{action}", ui.confirm),
-            Route("/boards/{client_id}/{action}", ui.act, methods=["POST"]),
-            get("/events", ui.events),
-            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-        ]
-    )
-    app.mount("/ui", SecurityHeaders(router, ui.tls))
-    app.add_route(
-        "/ui", lambda _request: RedirectResponse("/ui/", status_code=307), methods=["GET"]
-    )
+    # The pages take the `Request` and return a `Response` themselves (server-rendered HTML).
+    router = APIRouter(include_in_schema=False)
+    router.add_route("/ui", lambda _request: RedirectResponse("/ui/", status_code=307), ["GET"])
+    router.add_route("/ui/", ui.overview, ["GET"])
+    router.add_route("/ui/login", ui.login_form, ["GET"])
+    router.add_route("/ui/login", ui.login, ["POST"])
+    router.add_route("/ui/logout", ui.logout, ["POST"])
+    router.add_route("/ui/lots/{lot}", ui.lot, ["GET"])
+    router.add_route("/ui/boards", ui.boards, ["GET"])
+    router.add_route("/ui/boards/{client_id}", ui.board, ["GET"])
+    router.add_route("/ui/boards/{client_id}/new-secret", ui.new_secret, ["GET"])
+    router.add_route("/ui/boards/{client_id}/{action}", ui.confirm, ["GET"])
+    router.add_route("/ui/boards/{client_id}/{action}", ui.act, ["POST"])
+    router.add_route("/ui/events", ui.events, ["GET"])
+    router.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(router)
+    app.add_middleware(SecurityHeaders, tls=ui.tls)
