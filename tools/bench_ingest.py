@@ -86,14 +86,6 @@ def counts_requests(
     return requests
 
 
-def stored_readings(data_dir: Path) -> int:
-    engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
-    with engine.connect() as conn:
-        count = int(conn.exec_driver_sql("SELECT count(*) FROM readings").scalar_one())
-    engine.dispose()
-    return count
-
-
 def measured(
     service: ServiceProcess,
     requests: list[str],
