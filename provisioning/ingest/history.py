@@ -69,41 +69,6 @@ def record(
     sql.insert_values(tx, "occupancy_rollup", _COLUMNS, params, _UPSERT_SUFFIX)
 
 
-def backfill(conn: Connection) -> None:
-    """Fill the rollup from `readings` (the migration that adds it; benchmarks' bulk data).
-
-    The finest width is built from the readings, each wider one from the one before it (the
-    last reading of an hour is the last of its last non-empty 5-minute bucket): one pass over
-    the readings instead of one per width.
-    """
-    tx = sql.Tx.of(conn)
-    source = "SELECT lot, device_id, cars, COALESCE(ts, received_at) AS at, seq FROM readings"
-    for res in RESOLUTIONS:
-        if tx.postgresql:
-            bucket = f"CAST(FLOOR(at / {res}) AS BIGINT) * {res}"
-            select = (
-                f"SELECT DISTINCT ON (lot, device_id, bucket) lot, {res}, device_id, bucket, "  # noqa: S608
-                f"cars, at, seq FROM (SELECT lot, device_id, {bucket} AS bucket, cars, at, seq "
-                f"FROM ({source}) src) b ORDER BY lot, device_id, bucket, at DESC, seq DESC"
-            )
-        else:
-            # SQLite's CAST truncates: FLOOR for the positive times of readings. With one
-            # MAX() aggregate, SQLite takes the bare columns (cars, seq) from the row holding
-            # the maximum (https://sqlite.org/lang_select.html#bareagg); a tie in time keeps
-            # either reading of that instant.
-            bucket = f"CAST(at / {res} AS INTEGER) * {res}"
-            select = (
-                f"SELECT lot, {res}, device_id, {bucket} AS bucket, cars, MAX(at), seq "  # noqa: S608
-                f"FROM ({source}) src GROUP BY lot, device_id, bucket"
-            )
-        # Constants of this module only; no input reaches this text.
-        sql.run(tx, f"INSERT INTO occupancy_rollup ({', '.join(_COLUMNS)}) {select}")
-        source = (
-            "SELECT lot, device_id, cars, at, seq FROM occupancy_rollup "  # noqa: S608
-            f"WHERE res = {res}"
-        )
-
-
 def parse_time(text: str, name: str) -> float:
     """Epoch seconds or ISO 8601 (UTC if it names no offset) -> epoch seconds."""
     try:
