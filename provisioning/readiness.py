@@ -54,7 +54,7 @@ class _Probe:
         )
 
     def _degraded(self, tx: sql.Tx) -> list[str]:
-        sql.run(tx, "SELECT 1")
+        sql.ping(tx)
         mqtt = self._ctx.mqtt
         return ["mqtt"] if mqtt is not None and mqtt.degraded(tx) else []
 
@@ -64,7 +64,7 @@ class _Probe:
 
         def connect() -> None:
             with contextlib.suppress(*DATABASE_ERRORS):
-                self._held.run(lambda tx: sql.run(tx, "SELECT 1"))
+                self._held.run(sql.ping)
 
         self._thread.submit(connect)
 
