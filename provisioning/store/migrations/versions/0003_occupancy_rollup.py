@@ -38,7 +38,7 @@ _COLUMNS = ("lot", "res", "device_id", "bucket", "cars", "at", "seq")
 def backfill(conn: sa.Connection) -> None:
     """Fill the rollup from `readings`: the finest width from the readings, each wider one from
     the one before it (the last reading of an hour is the last of its last non-empty 5-minute
-    bucket). Tests and `tools/bench_history.py` run this very function."""
+    bucket). Tests and `tools/bench/history.py` run this very function."""
     postgresql = conn.dialect.name == "postgresql"
     source = "SELECT lot, device_id, cars, COALESCE(ts, received_at) AS at, seq FROM readings"
     for res in _RESOLUTIONS:
