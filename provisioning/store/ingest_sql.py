@@ -9,7 +9,7 @@ READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "ts
 # RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
 # counted, and not published again.
 INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
-# The device's lot and status, and what its agent runs and should run (issue 10) in the same
+# The device's lot and status, and what its agent runs and should run, in the same
 # primary-key lookup: a post that carries no agent report costs no extra query for the update
 # check.
 DEVICE_LOT = (

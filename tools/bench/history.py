@@ -1,4 +1,4 @@
-"""Lot history (issue 11): 30 days of a 100-board lot at one reading per 10 s (25.9M readings).
+"""Lot history: 30 days of a 100-board lot at one reading per 10 s (25.9M readings).
 
 For SQLite and PostgreSQL: registers 100 boards through the registry, bulk-inserts their
 readings in one SQL statement (a recursive CTE / generate_series), fills the rollup with the

@@ -128,7 +128,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         duplicates.inc(result.duplicates)
         answer = b'{"accepted":%d,"duplicates":%d' % (result.accepted, result.duplicates)
         if result.update:
-            # Issue 10: the board learns of its update from the answer it gets anyway.
+            # The board learns of its update from the answer it gets anyway.
             answer += b',"update":{"version":"%s"}' % result.update.encode()
         return Response(answer + b"}", media_type="application/json")
 

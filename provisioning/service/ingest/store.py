@@ -211,7 +211,7 @@ def _registered() -> Any:
 
 
 def _records(conn: Connection, lot: str | None = None) -> dict[str, tuple[int | None, str]]:
-    """Lot records (issue 11): name -> (capacity, label)."""
+    """Lot records: name -> (capacity, label)."""
     query = select(_LOTS.c.name, _LOTS.c.capacity, _LOTS.c.label)
     if lot is not None:
         query = query.where(_LOTS.c.name == lot)

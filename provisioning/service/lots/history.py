@@ -11,7 +11,7 @@ one row per bucket in the range plus the last row before it, and carries each bo
 forward in Python. Late readings replayed from a board's spool land in their own (old) bucket
 and replace its row only if they are newer there, so history is right after an outage too.
 
-Gate boards (issue 13, ingest/occupancy.py) follow the lot's rule: their rows hold their flows
+Gate boards (lots/occupancy.py) follow the lot's rule: their rows hold their flows
 (in - out) since the lot's baseline, and the baseline itself has rows under `BASELINE_ID`,
 written by a recount (which also puts each gate board's flows back to 0 at that moment). A
 negative sum is reported as 0, as the live total is. A gate reading older than the board's

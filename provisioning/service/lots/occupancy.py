@@ -1,4 +1,4 @@
-"""A lot's occupancy from its two kinds of board, and the operator's recount (issue 13).
+"""A lot's occupancy from its two kinds of board, and the operator's recount.
 
 A zone board (a camera over a level, a both-ways gate) reports the cars it sees; a gate board
 reports cumulative counters `in`/`out` since it was installed (device/gate.py), 32-bit and

@@ -1,4 +1,4 @@
-"""Agent releases on the service (issue 10): the admin API and the boards' downloads.
+"""Agent releases on the service: the admin API and the boards' downloads.
 
     POST /admin/releases                       devices:admin  publish a signed bundle
     GET  /admin/releases[/{version}]           devices:admin  list, show

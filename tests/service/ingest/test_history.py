@@ -1,4 +1,4 @@
-"""Lot history (issue 11): the rollup written on the ingest path answers exactly what the
+"""Lot history: the rollup written on the ingest path answers exactly what the
 definition says (each board's latest reading before t, summed), on SQLite and PostgreSQL;
 the migration's backfill builds the same rollup; bad ranges are refused."""
 

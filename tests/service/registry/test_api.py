@@ -287,7 +287,7 @@ def ops_any_db(tmp_path: Path, db_url: str) -> Iterator[Auth]:
 
 
 def test_operators_can_be_disabled_rotated_and_deleted(ops_any_db: Auth) -> None:
-    # Issue 9, finding 4: a leaked operator secret must not be forever.
+    # A leaked operator secret must not be forever.
     api = ops_any_db
     a_id, a_secret = api.operator("alice")
     admin = {"Authorization": "Bearer " + api.token(a_id, a_secret, audience=ADMIN_AUDIENCE)}

@@ -1,4 +1,4 @@
-"""Gate boards (issue 13): readings with cumulative in/out counters, each gate board's counter
+"""Gate boards: readings with cumulative in/out counters, each gate board's counter
 state, and each lot's recount baseline.
 """
 
