@@ -5,9 +5,10 @@ response model), so it can skip what the framework does per request: FastAPI's e
 router's matching and the route's request/response wrapper. `HotPaths`, the app's innermost
 middleware, serves each exact (method, path) registered with `add_hot_route` straight from its
 endpoint; the route object itself is in the router too, so the OpenAPI document shows it and
-another method on the path is the router's 405. What the endpoint raises meets the app's own
-exception handlers through Starlette's public `ExceptionMiddleware`, so a refusal is answered
-exactly as a routed one is; what no handler takes is the server error it always is.
+another method on the path is the router's 405. What the endpoint raises is handed to Starlette's
+public `ExceptionMiddleware` with the app's own handlers (only then: a granted request pays
+nothing for it), so a refusal is answered exactly as a routed one is; what no handler takes is
+the server error it always is.
 """
 
 from __future__ import annotations
@@ -68,41 +69,27 @@ class HotRoute(APIRoute):
         await Route.handle(self, scope, receive, send)
 
 
-class _Served:
-    """One hot endpoint as an ASGI app: its request, its response."""
+class _Raise:
+    """An ASGI app that raises `error`: how a hot endpoint's exception is handed to
+    Starlette's `ExceptionMiddleware`, which finds the app's handler for it."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.endpoint(Request(scope, receive, send))
-        await response(scope, receive, send)
+        raise self.error
 
 
 class HotTable:
-    """The app's hot endpoints by (method, path), each with the app's exception handling."""
+    """The app's hot endpoints by (method, path)."""
 
     def __init__(self, owner: FastAPI) -> None:
-        self._owner = owner
-        self._routes: dict[tuple[str, str], HotRoute] = {}
-        self._lanes: dict[tuple[str, str], tuple[HotRoute, ASGIApp]] | None = None
+        self.owner = owner
+        self.routes: dict[tuple[str, str], HotRoute] = {}
 
     def add(self, method: str, route: HotRoute) -> None:
         """Serve `method route.path` from `route`'s endpoint."""
-        self._routes[(method, route.path)] = route
-        self._lanes = None
-
-    def lanes(self) -> dict[tuple[str, str], tuple[HotRoute, ASGIApp]]:
-        """Each hot (method, path) with its route and the ASGI app that serves it."""
-        # Built on first use: every exception handler is registered by then, and
-        # `ExceptionMiddleware` copies its table when it is made.
-        if self._lanes is None:
-            handlers = self._owner.exception_handlers
-            self._lanes = {
-                key: (route, ExceptionMiddleware(_Served(route.endpoint), handlers=handlers))
-                for key, route in self._routes.items()
-            }
-        return self._lanes
+        self.routes[(method, route.path)] = route
 
 
 class HotPaths:
@@ -117,19 +104,26 @@ class HotPaths:
         self._table = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = None
+        route = None
         if scope["type"] == "http":
             path: str = scope["path"]
             root = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root) :]
-            lane = self._table.lanes().get((scope["method"], path))
-        if lane is None:
+            route = self._table.routes.get((scope["method"], path))
+        if route is None:
             await self.app(scope, receive, send)
             return
-        route, served = lane
         scope["route"] = route  # the route template, for the latency metric
-        await served(scope, receive, send)
+        try:
+            response = await route.endpoint(Request(scope, receive, send))
+        except Exception as error:  # noqa: BLE001 - handed on whole, handled or raised again
+            # The app's own handler answers, as for a routed endpoint (none: the server error).
+            # Made per refusal: `ExceptionMiddleware` copies the app's table, complete by now.
+            handlers = self._table.owner.exception_handlers
+            await ExceptionMiddleware(_Raise(error), handlers=handlers)(scope, receive, send)
+            return
+        await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
