@@ -468,20 +468,25 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     )
     streams.set_function(lambda: ui.live.subscribers)
 
-    # The pages take the `Request` and return a `Response` themselves (server-rendered HTML).
+    # The pages take the `Request` and return a `Response` themselves (server-rendered HTML);
+    # API routes all the same, so each has its template in the latency metric.
     router = APIRouter(include_in_schema=False)
-    router.add_route("/ui", lambda _request: RedirectResponse("/ui/", status_code=307), ["GET"])
-    router.add_route("/ui/", ui.overview, ["GET"])
-    router.add_route("/ui/login", ui.login_form, ["GET"])
-    router.add_route("/ui/login", ui.login, ["POST"])
-    router.add_route("/ui/logout", ui.logout, ["POST"])
-    router.add_route("/ui/lots/{lot}", ui.lot, ["GET"])
-    router.add_route("/ui/boards", ui.boards, ["GET"])
-    router.add_route("/ui/boards/{client_id}", ui.board, ["GET"])
-    router.add_route("/ui/boards/{client_id}/new-secret", ui.new_secret, ["GET"])
-    router.add_route("/ui/boards/{client_id}/{action}", ui.confirm, ["GET"])
-    router.add_route("/ui/boards/{client_id}/{action}", ui.act, ["POST"])
-    router.add_route("/ui/events", ui.events, ["GET"])
+
+    async def to_overview() -> Response:
+        return RedirectResponse("/ui/", status_code=307)
+
+    router.add_api_route("/ui", to_overview, methods=["GET"])
+    router.add_api_route("/ui/", ui.overview, methods=["GET"])
+    router.add_api_route("/ui/login", ui.login_form, methods=["GET"])
+    router.add_api_route("/ui/login", ui.login, methods=["POST"])
+    router.add_api_route("/ui/logout", ui.logout, methods=["POST"])
+    router.add_api_route("/ui/lots/{lot}", ui.lot, methods=["GET"])
+    router.add_api_route("/ui/boards", ui.boards, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}", ui.board, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}/new-secret", ui.new_secret, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}/{action}", ui.confirm, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}/{action}", ui.act, methods=["POST"])
+    router.add_api_route("/ui/events", ui.events, methods=["GET"])
     router.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
     app.add_middleware(SecurityHeaders, tls=ui.tls)
