@@ -19,7 +19,10 @@ the admin API, the ingestion API and the introspection endpoint.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -52,6 +55,31 @@ _MAX_TOKEN = 4096
 # While change notifications arrive, a cached status is dropped by its notification; this only
 # bounds the damage of one lost in a way nobody foresaw.
 LISTENING_TTL_S = 300.0
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def is_canonical_jws(token: str) -> bool:
+    """True if `token` is three base64url segments in their one canonical spelling: no padding,
+    no other characters, no set bits past the last byte (RFC 7515 §2, §7.1; RFC 4648 §3.5).
+
+    A decoder that skips `=` or trailing bits accepts many strings for one token: a token that
+    was refused, cached or counted under one spelling must not pass under another.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    for part in parts:
+        if not _SEGMENT.fullmatch(part) or len(part) % 4 == 1:
+            return False
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except binascii.Error:
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
+            return False
+    return True
 
 
 class LocalKeys:
@@ -272,6 +300,8 @@ class TokenVerifier:
     async def _verify_signed(self, token: str) -> Principal:
         if len(token) > _MAX_TOKEN:
             raise InvalidToken("token too long")
+        if not is_canonical_jws(token):
+            raise InvalidToken("malformed token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
