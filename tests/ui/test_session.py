@@ -125,8 +125,14 @@ def test_sign_in_is_refused_and_rate_limited(tmp_path: Path) -> None:
         wrong = _sign_in(http, (who[0], "not-the-secret"))
         assert wrong.status_code == 401 and "Wrong client ID or secret" in wrong.text
         assert "not-the-secret" not in wrong.text
-        statuses = [_sign_in(http, (who[0], f"guess-{n}")).status_code for n in range(12)]
-        assert statuses[-1] == 429, statuses  # the default bucket: burst 10
+        # Guesses at one operator: its client ID's failures (burst 10) are spent, so a wrong
+        # secret is 429, but the right one still signs in: guessing locks nobody out.
+        statuses = [_sign_in(http, (who[0], f"guess-{n}")).status_code for n in range(10)]
+        assert statuses[:9] == [401] * 9 and statuses[-1] == 429, statuses
+        assert _sign_in(http, who).status_code == 303
+        # The address's failed sign-ins (burst 20): then even the right secret waits.
+        statuses = [_sign_in(http, (f"op_x{n}", "guess")).status_code for n in range(11)]
+        assert statuses[:10] == [401] * 10 and statuses[-1] == 429, statuses
         limited = _sign_in(http, who)
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
 
