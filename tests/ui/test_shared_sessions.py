@@ -18,7 +18,7 @@ from provisioning.auth.kek import new_kek_text
 from provisioning.auth.secrets import SecretHasher
 from provisioning.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory
-from provisioning.store.models import UiSession
+from provisioning.store.models import AuditEvent, UiSession
 from provisioning.ui.session import MAX_PER_OPERATOR, Session, SessionStore
 from tests.ui.test_session import _csrf, _sign_in
 from tools.harness.haproxy import HAProxy
@@ -63,6 +63,7 @@ def test_a_session_is_served_by_every_instance_behind_haproxy(tmp_path: Path, pg
         "PARK_KEK": new_kek_text(),
         "PARK_ISSUER": f"http://localhost:{lb_port}",
         "PARK_TRUSTED_PROXIES": "127.0.0.1",
+        "PARK_AUTH_FAIL_AUDIT_WINDOW_S": "0.3",
     }
     with ExitStack() as stack:
         services = []
@@ -76,7 +77,15 @@ def test_a_session_is_served_by_every_instance_behind_haproxy(tmp_path: Path, pg
         lb = stack.enter_context(HAProxy(tmp_path / "lb", ports, port=lb_port))
         _wait_up(lb)
         http = stack.enter_context(httpx.Client(base_url=lb.url, timeout=10))
-        assert _sign_in(http, admin).status_code == 303
+        # HAProxy replaces a client's forwarded headers with its own: the forged address is
+        # not the one audited, the forged scheme does not make the cookie Secure.
+        forged = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
+        http.headers.update(forged)
+        assert _sign_in(http, (admin[0], "wrong")).status_code == 401
+        signed = _sign_in(http, admin)
+        assert signed.status_code == 303
+        assert signed.headers["set-cookie"].startswith("parkfleet_session=")
+        assert "Secure" not in signed.headers["set-cookie"]
         before = _served_by(lb)
         # Many requests, spread by leastconn over the instances: every one signed in.
         for _ in range(12):
@@ -111,6 +120,22 @@ def test_a_session_is_served_by_every_instance_behind_haproxy(tmp_path: Path, pg
             auth=(board, secret.group(1)),
         )
         assert token.status_code == 200, token.text
+
+        time.sleep(1.0)  # the failure audit's window
+        engine = make_engine(pg_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(AuditEvent.detail).where(AuditEvent.action == "auth.fail")
+                ).all()
+                issued = conn.execute(
+                    select(AuditEvent.detail).where(AuditEvent.action == "token.issue")
+                ).all()
+        finally:
+            engine.dispose()
+        assert [row.detail["sources"] for row in rows] == [["127.0.0.1"]]
+        sign_ins = [row.detail["sign_in_from"] for row in issued if "sign_in_from" in row.detail]
+        assert sign_ins == ["127.0.0.1", "127.0.0.1"]  # two tokens for one admin's sign-in
 
         # Logout through HAProxy ends the session on every instance.
         csrf = _csrf(http.get("/ui/").text)

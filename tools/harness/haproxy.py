@@ -2,6 +2,8 @@
 
 Like `MosquittoBroker`, the configuration a user copies is the one a test or the soak runs: the
 lines marked `# cluster:` (frontend bind, stats socket, servers) are rewritten, nothing else.
+The instances behind it believe its X-Forwarded-For/-Proto only when told to
+(`PARK_TRUSTED_PROXIES=127.0.0.1`, as deploy/systemd/parkfleet.env and so `tools/cluster.py` do).
 """
 
 from __future__ import annotations
