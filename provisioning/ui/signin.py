@@ -80,18 +80,28 @@ def _from_browser(app: ASGIApp, address: str) -> ASGIApp:
     return call
 
 
+# Successful sign-ins per operator: not issuances, but each writes a session and two audited
+# token issuances, so whoever holds a secret cannot grow either without bound.
+SIGN_INS_BURST = 30
+SIGN_INS_PER_HOUR = 60.0
+
+
 class SignInLimit:
     """Failed sign-ins per browser address (token buckets): once spent, that address's sign-ins
-    are refused (429) before any credential is looked at; other addresses are unaffected."""
+    are refused (429) before any credential is looked at; other addresses are unaffected. And
+    successful sign-ins per operator (`SIGN_INS_BURST`, refilled `SIGN_INS_PER_HOUR`), apart
+    from the operator's issuance bucket."""
 
     def __init__(self, settings: Settings) -> None:
         self.failures = TokenBuckets(
             settings.auth_fail_source_burst, settings.auth_fail_source_per_hour
         )
+        self.successes = TokenBuckets(SIGN_INS_BURST, SIGN_INS_PER_HOUR)
 
     async def sign_in(self, app: ASGIApp, address: str, client_id: str, secret: str) -> Session:
         """Credentials from the browser at `address` -> a session, or `SignInRefused`."""
-        wait = self.failures.wait_time(address)
+        # Checked, not taken, before the exchange: only a sign-in that succeeds spends one.
+        wait = self.failures.wait_time(address) or self.successes.wait_time(client_id)
         if wait:
             seconds = int(wait) + 1
             raise SignInRefused(
@@ -102,11 +112,13 @@ class SignInLimit:
             transport=transport, base_url="http://parkfleet.internal"
         ) as http:
             try:
-                return await exchange(http, client_id, secret)
+                session = await exchange(http, client_id, secret)
             except SignInRefused as error:
                 if error.status in (400, 401, 403):
                     self.failures.take(address)
                 raise
+        self.successes.take(client_id)
+        return session
 
 
 async def exchange(http: httpx.AsyncClient, client_id: str, secret: str) -> Session:

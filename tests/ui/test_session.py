@@ -19,8 +19,9 @@ from tools.harness.server import ServiceProcess
 STATIC = Path(__file__).resolve().parents[2] / "provisioning" / "ui" / "static"
 
 
-def _operator(data: Path, role: str = "admin") -> tuple[str, str]:
-    url = f"sqlite:///{data / 'parkfleet.db'}"
+def _operator(data: Path, role: str = "admin", db: str | None = None) -> tuple[str, str]:
+    """An operator in `db` (default: the SQLite file the service uses in `data`)."""
+    url = db or f"sqlite:///{data / 'parkfleet.db'}"
     data.mkdir(parents=True, exist_ok=True)
     migrate(url)
     engine = make_engine(url)

@@ -12,31 +12,15 @@ import httpx
 from sqlalchemy import select
 
 from provisioning.auth.scopes import ADMIN_AUDIENCE
-from provisioning.auth.secrets import SecretHasher
-from provisioning.registry import service as registry
-from provisioning.store.db import make_engine, migrate, session_factory
+from provisioning.store.db import make_engine, session_factory
 from provisioning.store.models import AuditEvent
-from tests.ui.test_session import _csrf
+from tests.ui.test_session import _csrf, _operator
 from tools.harness.server import ServiceProcess
 
 ATTACKER = "203.0.113.7"
 OFFICE = "198.51.100.2"
 # Failed authentications are audited once per window: short here, so the test reads them soon.
 AUDIT_ENV = {"PARK_AUTH_FAIL_AUDIT_WINDOW_S": "0.3"}
-
-
-def _operator(data: Path, db: str) -> tuple[str, str]:
-    data.mkdir(parents=True, exist_ok=True)
-    migrate(db)
-    engine = make_engine(db)
-    try:
-        with session_factory(engine)() as session:
-            client, secret = registry.create_operator(
-                session, SecretHasher.from_data_dir(data), "test", "ops"
-            )
-            return client.client_id, secret
-    finally:
-        engine.dispose()
 
 
 def _audit(db: str, action: str) -> list[AuditEvent]:
@@ -72,7 +56,7 @@ def _token(http: httpx.Client, who: tuple[str, str], **headers: str) -> httpx.Re
 
 def test_failed_sign_ins_limit_the_browser_not_the_service(tmp_path: Path, db_url: str) -> None:
     data = tmp_path / "data"
-    who = _operator(data, db_url)
+    who = _operator(data, db=db_url)
     args = ["--trusted-proxy", "127.0.0.1"]
     with ServiceProcess(data, db=db_url, extra_args=args, env=AUDIT_ENV) as server:
         attacker = {"X-Forwarded-For": ATTACKER}
@@ -95,6 +79,11 @@ def test_failed_sign_ins_limit_the_browser_not_the_service(tmp_path: Path, db_ur
                 assert _sign_in(http, who, {"X-Forwarded-For": OFFICE}).status_code == 303
             assert [_token(http, who).status_code for _ in range(10)] == [200] * 10
             assert _token(http, who).status_code == 429
+            # Successful sign-ins have a bound of their own per operator (burst 30): each
+            # writes a session and two audited issuances.
+            office = {"X-Forwarded-For": OFFICE}
+            statuses = [_sign_in(http, who, office).status_code for _ in range(23)]
+            assert statuses == [303] * 22 + [429], statuses
         time.sleep(1.0)  # the failure audit's window
     failures = _audit(db_url, "auth.fail")
     unknown = [row for row in failures if row.target is None]
@@ -103,14 +92,14 @@ def test_failed_sign_ins_limit_the_browser_not_the_service(tmp_path: Path, db_ur
     mine = [row for row in failures if row.target == who[0]]
     assert mine and all(row.detail and row.detail["sources"] == ["127.0.0.1"] for row in mine)
     signed = [row.detail for row in _audit(db_url, "token.issue") if row.detail]
-    assert sum(1 for detail in signed if detail.get("sign_in_from") == OFFICE) == 16
+    assert sum(1 for detail in signed if detail.get("sign_in_from") == OFFICE) == 60
 
 
 def test_forwarded_headers_are_believed_only_from_a_trusted_proxy(
     tmp_path: Path, db_url: str
 ) -> None:
     data = tmp_path / "data"
-    _operator(data, db_url)
+    _operator(data, db=db_url)
 
     def guesses(server: ServiceProcess, first: int) -> list[int]:
         with server.client() as http:
@@ -146,7 +135,7 @@ def _cookie_of(response: httpx.Response) -> str:
 def test_cookies_are_secure_when_the_public_url_is_https(tmp_path: Path) -> None:
     data = tmp_path / "data"
     db = f"sqlite:///{data / 'parkfleet.db'}"
-    who = _operator(data, db)
+    who = _operator(data, db=db)
     https = {"X-Forwarded-Proto": "https"}
     trusted = ["--trusted-proxy", "127.0.0.1"]
     with ServiceProcess(data, extra_args=trusted) as server, server.client() as http:
@@ -193,7 +182,7 @@ def _post(http: httpx.Client, path: str, body: bytes, cookie: bytes | None = Non
 
 def test_non_ascii_csrf_fields_and_cookies_are_refused_not_500(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    who = _operator(data, f"sqlite:///{data / 'parkfleet.db'}")
+    who = _operator(data)
     with ServiceProcess(data) as server, httpx.Client(base_url=server.url, timeout=10) as bare:
         for csrf in (b"%C3%A9", b"%ED%A0%80", b"%FF"):
             # A non-ASCII field against an ASCII cookie, and the other way round.
