@@ -162,4 +162,5 @@ def test_over_tls_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
         assert "Domain" not in cookie and "HttpOnly" in cookie
         page = http.get("/ui/")
         assert page.status_code == 200
-        assert page.headers["strict-transport-security"].startswith("max-age=")
+        assert page.headers.get_list("strict-transport-security") == ["max-age=31536000"]
+        assert page.headers.get_list("x-content-type-options") == ["nosniff"]
