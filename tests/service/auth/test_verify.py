@@ -368,3 +368,12 @@ def test_canonical_jws_rule() -> None:
     assert is_canonical_jws("..")  # empty segments are canonical; the JWT parser refuses them
     for bad in ("eyJ0.eyJ0.AAAA=", "eyJ0.eyJ0", "a.b.c.d", "eyJ0.eyJ0.AB", "eyJ0.ey+0.AAAA"):
         assert not is_canonical_jws(bad), bad
+    # Against the definition: a spelling is canonical iff decoding and re-encoding gives it back.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for size in range(1, 8):
+        good = b64(bytes(range(200, 200 + size)))
+        assert is_canonical_jws(f"{good}.{good}.{good}")
+        for last in alphabet:
+            part = good[:-1] + last
+            again = b64(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            assert is_canonical_jws(f"e30.e30.{part}") == (again == part), part
