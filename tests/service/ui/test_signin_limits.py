@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from provisioning.service.auth.scopes import ADMIN_AUDIENCE
@@ -204,3 +205,14 @@ def test_non_ascii_csrf_fields_and_cookies_are_refused_not_500(tmp_path: Path) -
             answer = bare.get("/ui/", headers={"Cookie": b"parkfleet_session=\xc3\xa9\xff"})
             assert answer.status_code == 303
             assert http.get("/ui/").status_code == 200  # the real session is untouched
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    from provisioning.common.errors import ParkctlError
+    from provisioning.service.config import from_flags
+
+    settings = from_flags({"data_dir": tmp_path, "trusted_proxies": " 10.0.0.1, 10.1.0.0/16,"})
+    assert settings.trusted_proxy_list == ["10.0.0.1", "10.1.0.0/16"]
+    assert from_flags({"data_dir": tmp_path}).trusted_proxy_list == []
+    with pytest.raises(ParkctlError, match="--trusted-proxy / PARK_TRUSTED_PROXIES"):
+        from_flags({"data_dir": tmp_path, "trusted_proxies": "haproxy.local"})
