@@ -83,15 +83,19 @@ class HAProxy(ChildProcess):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def server_states(self) -> dict[str, str]:
-        """Backend server name -> status (`UP`, `DOWN`, ...), from `show stat`."""
+    def server_stats(self) -> dict[str, dict[str, str]]:
+        """Backend server name -> its `show stat` columns (`status`, `stot` requests, ...)."""
         rows = self.command("show stat").splitlines()
         if not rows:
             return {}
         head = rows[0].lstrip("# ").split(",")
-        states = {}
+        stats = {}
         for row in rows[1:]:
             cols = dict(zip(head, row.split(","), strict=False))
             if cols.get("pxname") == "parkfleet" and cols.get("svname", "").startswith("p"):
-                states[cols["svname"]] = cols.get("status", "")
-        return states
+                stats[cols["svname"]] = cols
+        return stats
+
+    def server_states(self) -> dict[str, str]:
+        """Backend server name -> status (`UP`, `DOWN`, ...), from `show stat`."""
+        return {name: cols.get("status", "") for name, cols in self.server_stats().items()}

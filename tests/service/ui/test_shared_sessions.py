@@ -42,15 +42,8 @@ def _fleet(data: Path, db: str) -> tuple[tuple[str, str], str]:
 
 
 def _served_by(lb: HAProxy) -> dict[str, int]:
-    """Requests each instance got, from HAProxy's own counters (`show stat`: stot)."""
-    rows = lb.command("show stat").splitlines()
-    head = rows[0].lstrip("# ").split(",")
-    counts = {}
-    for row in rows[1:]:
-        cols = dict(zip(head, row.split(","), strict=False))
-        if cols.get("pxname") == "parkfleet" and cols.get("svname", "").startswith("p"):
-            counts[cols["svname"]] = int(cols.get("stot") or 0)
-    return counts
+    """Requests each instance got, from HAProxy's own counters (`stot`)."""
+    return {name: int(cols.get("stot") or 0) for name, cols in lb.server_stats().items()}
 
 
 def test_a_session_is_served_by_every_instance_behind_haproxy(tmp_path: Path, pg_url: str) -> None:
