@@ -216,3 +216,29 @@ def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
     assert from_flags({"data_dir": tmp_path}).trusted_proxy_list == []
     with pytest.raises(ParkctlError, match="--trusted-proxy / PARK_TRUSTED_PROXIES"):
         from_flags({"data_dir": tmp_path, "trusted_proxies": "haproxy.local"})
+
+
+def test_workers_believe_forwarded_headers_only_from_a_trusted_proxy(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`--workers N` builds each worker's server from the same settings: the same rule there."""
+    data = tmp_path / "data"
+    _operator(data, db=pg_url)
+
+    def forged(server: ServiceProcess, first: int) -> None:
+        with server.client() as http:
+            for n in range(first, first + 6):
+                answer = _token(http, (f"op_w{n}", "wrong"), **{"X-Forwarded-For": f"10.8.{n}.1"})
+                assert answer.status_code == 401, answer.text
+
+    workers = ["--workers", "2"]
+    with ServiceProcess(data, db=pg_url, extra_args=workers, env=AUDIT_ENV) as server:
+        forged(server, 0)
+        time.sleep(1.0)
+    assert _sources(pg_url) == {"127.0.0.1"}
+    trusted = [*workers, "--trusted-proxy", "127.0.0.1"]
+    with ServiceProcess(data, db=pg_url, extra_args=trusted, env=AUDIT_ENV) as server:
+        forged(server, 100)
+        time.sleep(1.0)
+    # The audit keeps up to 5 addresses per row (and window, and process).
+    assert len({f"10.8.{n}.1" for n in range(100, 106)} & _sources(pg_url)) >= 5
