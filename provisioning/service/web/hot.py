@@ -120,7 +120,13 @@ class HotPaths:
         except Exception as error:  # noqa: BLE001 - handed on whole, handled or raised again
             # The app's own handler answers, as for a routed endpoint (none: the server error).
             # Made per refusal: `ExceptionMiddleware` copies the app's table, complete by now.
-            handlers = self._table.owner.exception_handlers
+            # A handler for 500 or `Exception` is the server error middleware's, as Starlette
+            # splits them when it builds the app's stack.
+            handlers = {
+                key: handler
+                for key, handler in self._table.owner.exception_handlers.items()
+                if key not in (500, Exception)
+            }
             await ExceptionMiddleware(_Raise(error), handlers=handlers)(scope, receive, send)
             return
         await response(scope, receive, send)
