@@ -7,11 +7,13 @@
   reported. The Unix port is 64-bit, so objects and pointers cost up to twice what they do on an
   ESP32, and its shims for `machine`/`network` (built in on a board) sit in the same heap: both
   are reported. Also the smallest heap that runs the agent from plain .py
-  (compiled on the board at import).
+  (compiled on the board at import), and the steady heap of a board that holds a 1,100-character
+  access token (an external issuer's RS256 JWT) from a token endpoint on another origin.
 - wire: HTTP bytes per reading in steady state (one reading per post, the kept-alive connection),
   counted by the fault proxy on the board's side, split into request and response.
 - tokens: when the agent refreshes (over a few 10 s lifetimes), what a kill -9 and reboot costs
   (token.json is reused), and from those the requests per day at the default 1-day lifetime.
+- crash reports: bytes on the wire and the heap a pending report costs (device/crash.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provisioning.parkctl.release.mpy import DEVICE_DIR, compile_dir
 from tools.harness.agent import AgentProcess, Backend, board_config, micropython_env
 from tools.harness.proxy import FaultProxy
 from tools.harness.services import micropython_binary
@@ -271,6 +274,63 @@ def bench_tokens(micropython: str, root: Path, ttl: int = 10) -> list[dict[str, 
     ]
 
 
+# Under the Unix port, in a board directory: a crash with a traceback of `depth` frames, then
+# what the next boot holds and sends. Prints "<wire bytes> <held bytes> <peak bytes>".
+_CRASH_SCRIPT = """
+import gc, sys
+import cold, crash
+def f(n):
+    if n:
+        return f(n - 1)
+    raise OSError("ECONNRESET on the ingest connection")
+try:
+    f(%d)
+except OSError as e:
+    crash.store(e)
+cold.drop(crash)
+del crash
+gc.collect()
+before = gc.mem_alloc()
+import crash
+report = crash.load("power_on")
+peak = gc.mem_alloc()
+cold.drop(crash)
+del crash
+gc.collect()
+print(len(report), gc.mem_alloc() - before, peak - before)
+"""
+
+
+def bench_crash(micropython: str, root: Path) -> list[dict[str, Any]]:
+    """A crash report: its bytes in the counts body (`,"crash":{...}`), and its heap cost on the
+    board: what stays held until a post carrying it is answered (the report, the qstrs that
+    loading crash.py interns for good) and the peak while it is loaded at boot. For a short
+    traceback (3 frames) and one cut to the 600-character bound (30 frames)."""
+    env = micropython_env(compiled=True)
+    env["MICROPYPATH"] = f"{compile_dir(DEVICE_DIR)}:{env['MICROPYPATH']}"
+    rows: list[dict[str, Any]] = []
+    for depth in (3, 30):
+        board = root / f"crash-{depth}"
+        board.mkdir()
+        (board / "state").write_text("app_a 1.1.0 - - - -")
+        out = subprocess.run(
+            [micropython, "-X", "heapsize=64K", "-c", _CRASH_SCRIPT % depth],
+            cwd=board,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wire, held, peak = (int(v) for v in out.stdout.split()[-3:])
+        what = f"crash report, traceback of {depth} frames"
+        rows += [
+            {"bench": "device", "metric": f"{what}: bytes on the wire", "value": wire},
+            {"bench": "device", "metric": f"{what}: heap held until answered", "value": held},
+            {"bench": "device", "metric": f"{what}: heap peak while loading", "value": peak},
+        ]
+    return rows
+
+
 def run() -> list[dict[str, Any]]:
     """Bench rows for the device agent (see the module docstring)."""
     micropython = micropython_binary()
@@ -278,6 +338,7 @@ def run() -> list[dict[str, Any]]:
         root = Path(tmp)
         rows = bench_heap_and_wire(micropython, root)
         rows += bench_tokens(micropython, root)
+        rows += bench_crash(micropython, root)
     return rows
 
 
