@@ -213,8 +213,14 @@ def _source_min_heap(micropython: str, root: Path, backend: Backend) -> dict[str
     for kb in range(64, 136, 8):
         dev, secret = backend.create_device()
         config = board_config(dev, secret, backend.url, health_every_s=60)
+        # Too small a heap ends in a MemoryError: this search crashes agents on purpose.
         agent = AgentProcess.on_new_board(
-            micropython, root / f"source-{kb}", config, compiled=False, heap=f"{kb}K"
+            micropython,
+            root / f"source-{kb}",
+            config,
+            compiled=False,
+            heap=f"{kb}K",
+            allow_tracebacks=True,
         ).start()
         try:
             agent.wait_for(r"sent \d+ up to seq", count=10)
