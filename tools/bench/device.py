@@ -124,13 +124,9 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int) -> dict[str, Any]:
-    """Steady heap (without the Unix-port shims) of a board posting gate readings (issue 13):
-    the file sensor reports counters "in out", so the spool and the body carry them."""
-    dev, secret = backend.create_device()
-    config = board_config(dev, secret, backend.url, debug_heap=True, interval_s=0.25)
-    agent = AgentProcess.on_new_board(micropython, root / "gate-board", config)
-    (agent.board / "cars.txt").write_text("4000000000 3999999990")
+def _steady_row(agent: AgentProcess, shims: int, what: str) -> dict[str, Any]:
+    """Start `agent` (a `debug_heap` board) and run it into steady state: its steady heap
+    without the Unix-port shims, as a bench row against the 32 KB target."""
     agent.start()
     try:
         agent.wait_for(r"sent \d+ up to seq", count=4)
@@ -143,11 +139,21 @@ def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int
     value = max(steady) - shims
     return {
         "bench": "device",
-        "metric": "heap_steady_in_use_without_shims_bytes (gate readings)",
+        "metric": f"heap_steady_in_use_without_shims_bytes ({what})",
         "value": value,
         "target": HEAP_TARGET,
         "ok": value < HEAP_TARGET,
     }
+
+
+def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int) -> dict[str, Any]:
+    """Steady heap (without the Unix-port shims) of a board posting gate readings (issue 13):
+    the file sensor reports counters "in out", so the spool and the body carry them."""
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url, debug_heap=True, interval_s=0.25)
+    agent = AgentProcess.on_new_board(micropython, root / "gate-board", config)
+    (agent.board / "cars.txt").write_text("4000000000 3999999990")
+    return _steady_row(agent, shims, "gate readings")
 
 
 def _rs256_steady_heap(
@@ -155,32 +161,19 @@ def _rs256_steady_heap(
 ) -> dict[str, Any]:
     """Steady heap (without the Unix-port shims) of a board holding an access token of an
     external issuer's size (RS256, 1,100 characters, as an Auth0 token is) from a token endpoint
-    on another origin than the ingest API (two connections): the fault proxy pads the service's
-    tokens (tools/harness/proxy.py, `token_size`)."""
+    on another origin than the ingest API: the fault proxy pads the service's tokens
+    (tools/harness/proxy.py, `token_size`)."""
     dev, secret = backend.create_device()
     proxy = FaultProxy(backend.port, token_size=1100)
     token_base = f"http://127.0.0.1:{proxy.port}"  # proxy.url names localhost: another origin
     config = board_config(
         dev, secret, proxy.url, token_base=token_base, debug_heap=True, interval_s=0.25
     )
-    agent = AgentProcess.on_new_board(micropython, root / "rs256-board", config).start()
+    agent = AgentProcess.on_new_board(micropython, root / "rs256-board", config)
     try:
-        agent.wait_for(r"sent \d+ up to seq", count=4)
-        start = len(_heap_samples(agent))
-        time.sleep(4)
-        steady = [live for live, _, _ in _heap_samples(agent)[start:]]
+        return _steady_row(agent, shims, "1,100-char RS256-sized token cached")
     finally:
-        agent.kill()
         proxy.close()
-    assert "MemoryError" not in agent.console(), agent.console()
-    value = max(steady) - shims
-    return {
-        "bench": "device",
-        "metric": "heap_steady_in_use_without_shims_bytes (1,100-char RS256-sized token cached)",
-        "value": value,
-        "target": HEAP_TARGET,
-        "ok": value < HEAP_TARGET,
-    }
 
 
 def _wire_batched(micropython: str, root: Path, backend: Backend) -> dict[str, Any]:
@@ -342,10 +335,11 @@ def run() -> list[dict[str, Any]]:
     micropython = micropython_binary()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = bench_heap_and_wire(micropython, root)
-        rows += bench_tokens(micropython, root)
-        rows += bench_crash(micropython, root)
-    return rows
+        return [
+            *bench_heap_and_wire(micropython, root),
+            *bench_tokens(micropython, root),
+            *bench_crash(micropython, root),
+        ]
 
 
 if __name__ == "__main__":
