@@ -201,8 +201,8 @@ class Uplink:
         self.wifi_failures = 0
         self.join_at = None
         r = self.wifi.rssi()
-        if r is not None and (self.rssi_min is None or r < self.rssi_min):
-            self.rssi_min = r
+        if r is not None:
+            self.rssi_min = min(r, self.rssi_min or 0)  # dBm: below 0
         if self.token.due() and not self.get_token():
             return
         renewed = False

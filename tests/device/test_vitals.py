@@ -121,14 +121,15 @@ def test_crash_report_survives_the_reset_and_is_cleared_once_answered(
     assert_contiguous(backend.seqs(dev))
 
 
-def test_rs256_sized_token_on_another_origin(
-    micropython: str, backend: Backend, tmp_path: Path
+@pytest.mark.parametrize("size", [1100, 2048])
+def test_long_token_on_another_origin(
+    micropython: str, backend: Backend, tmp_path: Path, size: int
 ) -> None:
-    """An access token of an external issuer's size (RS256, ~1.1 KB), from a token endpoint on
-    another origin than the ingest API: fetched, cached, sent with every post at a 64 KB heap,
-    and reused from token.json after a kill -9."""
+    """An access token of an external issuer's size (RS256: ~1.1 KB, and the 2 KB bound), from a
+    token endpoint on another origin than the ingest API: fetched, cached, sent with every post
+    at a 64 KB heap, and reused from token.json after a kill -9."""
     dev, secret = backend.create_device()
-    proxy = FaultProxy(backend.port, token_size=1100)
+    proxy = FaultProxy(backend.port, token_size=size)
     # Two origins (host names differ) through one proxy, which pads the service's tokens.
     config = board_config(
         dev, secret, proxy.url, token_base=f"http://127.0.0.1:{proxy.port}", debug_heap=True
@@ -137,7 +138,7 @@ def test_rs256_sized_token_on_another_origin(
     try:
         agent.wait_for(r"sent \d+ up to seq", count=4)
         cached = json.loads((agent.board / "token.json").read_text())["access_token"]
-        assert len(cached) == 1100
+        assert len(cached) == size
         first = agent.console()
         agent.kill()
         agent.start()

@@ -50,7 +50,8 @@ def test_spool_append_peek_ack_and_reboot():
 def test_spool_gate_counters_survive_reboot_and_power_cut():
     # A gate board's (in, out) restored from the newest record, delivered or not; wrap-safe.
     from assemble import make_sensor
-    from spool import REC, Spool
+    from spool import Spool
+    from spoolrec import REC
 
     s = Spool(100)
     s.append((7, 3), 1700000000)
@@ -647,7 +648,7 @@ def test_form_quote_and_basic_credentials():
 
     c = config.validate(_cfg(device_id="dev 1", client_secret="s:e/cret"))
     t = Token(Conn(), c, "tok.json")
-    expect(t.origin == (False, "localhost", 1) and t.path == "/oauth/token", "token_url split")
+    expect(t.url == (False, "localhost", 1, "/oauth/token"), "token_url split")
     expect(t._form == b"grant_type=client_credentials&audience=parkfleet-ingest", t._form)
     import binascii
 
