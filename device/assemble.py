@@ -56,7 +56,9 @@ def parts(c, log):
     health_ms = int(c["health_every_s"] * 1000)
     base, cap, auth = c["backoff_base_s"], c["backoff_cap_s"], c["auth_backoff_cap_s"]
     app, report = reports(c["release_key"])
-    every = -int(-c["interval_s"] // 1) or 1  # whole seconds, rounded up, at least 1
+    # Whole seconds, rounded up, from 1 to a day (the API's bounds: a health object it refused
+    # would hold up the readings).
+    every = min(-int(-c["interval_s"] // 1) or 1, 86400)
     up = Uplink(
         conn,
         counts_path,
