@@ -53,7 +53,7 @@ def test_health_tells_interval_spool_after_the_post_and_vitals(
 
 _FAULTY_SENSOR = """
 class FileSensor:
-    # A test sensor with a deliberate fault: "boom" in its file raises.
+    # A test sensor with deliberate faults: "boom" in its file raises, "leak" eats the heap.
     def __init__(self, path):
         self.path = path
 
@@ -62,6 +62,10 @@ class FileSensor:
             v = f.read().strip()
         if v == "boom":
             raise RuntimeError("test sensor fault")
+        if v == "leak":
+            hoard = []
+            while True:  # until the heap is gone: a MemoryError
+                hoard.append(bytearray(512))
         return int(v)
 """
 
@@ -119,6 +123,39 @@ def test_crash_report_survives_the_reset_and_is_cleared_once_answered(
     crashes = _sent(proxy, "crash")
     assert crashes[-1] == {"version": None, "count": 1, "cause": "watchdog", "traceback": ""}
     assert_contiguous(backend.seqs(dev))
+
+
+def test_memory_error_is_a_crash_report_too(
+    micropython: str, backend: Backend, tmp_path: Path
+) -> None:
+    """A sensor that eats the heap: the MemoryError is recorded in the heap it left (cause
+    "memory") and reported after the reset."""
+    dev, secret = backend.create_device()
+    proxy = FaultProxy(backend.port)
+    agent = AgentProcess.on_new_board(
+        micropython,
+        tmp_path / "board",
+        board_config(dev, secret, proxy.url),
+        compiled=False,
+        allow_tracebacks=True,
+        env={"PARKSIM_RESET_EXIT": "0"},
+    )
+    (agent.board / "sensor.py").write_text(_FAULTY_SENSOR)
+    cars = agent.board / "cars.txt"
+    try:
+        cars.write_text("leak")
+        agent.start()
+        agent.wait_for("crashed: MemoryError")
+        wait_until(lambda: agent.proc is not None and agent.proc.poll() is not None, 20)
+        cars.write_text("5")
+        agent.start()
+        agent.wait_for(r"sent \d+ up to seq", count=2)
+    finally:
+        agent.kill()
+        proxy.close()
+    c = _sent(proxy, "crash")[0]
+    assert c["cause"] == "memory" and c["count"] == 1, c
+    assert str(c["traceback"]).endswith("\n") and "MemoryError" in str(c["traceback"]), c
 
 
 @pytest.mark.parametrize("size", [1100, 2048])
