@@ -96,9 +96,15 @@ def reports(key):
 
     app = appstate.load(key)
     cold.drop(appstate)
+    import os
+
     report = None
     r = machine.reset_cause()
-    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or flash.read("crash"):
+    try:
+        kept = os.stat("crash")[6]  # (not read: a deep traceback can be long)
+    except OSError:
+        kept = 0
+    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or kept:
         import crash
 
         report = crash.load(None)
