@@ -32,12 +32,18 @@ MAX_RESET_CAUSE = 32
 RESET_CAUSE_PATTERN = rf"^[ -~]{{1,{MAX_RESET_CAUSE}}}\Z"  # \Z: `$` would allow a final "\n"
 RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
-_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent"})
+_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent", "crash"})
 # The agent's report of the version it runs and its update state (device/appstate.py).
 AGENT_KEYS = frozenset({"version", "update", "reason", "target"})
 UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
 MAX_REASON = 200
 _VERSION_RE = r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"
+# A board's report of the crash(es) since its last acknowledged report (kept across the reset).
+CRASH_KEYS = frozenset({"version", "count", "cause", "traceback"})
+CRASH_CAUSES = ("exception", "watchdog", "brownout", "memory")
+MAX_TRACEBACK = 600
+MAX_CRASH_COUNT = 2**31 - 1
+
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
 _GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.
@@ -49,6 +55,14 @@ _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "dropped": (0, 2**53),
     # How often the board takes a reading: the dashboard calls it offline after a few missed.
     "interval_s": (1, 86400),
+    # Vitals: the lowest free heap since boot and the largest free block (bytes), the lowest
+    # RSSI since the last report (dBm), and failures since the last acknowledged report.
+    "heap_min": (0, 2**40),
+    "heap_block": (0, 2**40),
+    "rssi_min": (-200, 50),
+    "wifi_drops": (0, 2**31),
+    "token_fails": (0, 2**31),
+    "post_fails": (0, 2**31),
 }
 # Short printable names: why the board last reset, and the agent's version.
 _HEALTH_NAMES = ("reset_cause", "agent")
@@ -110,6 +124,17 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                 "reason": {"type": "string", "maxLength": MAX_REASON},
             },
         },
+        "crash": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["count", "cause"],
+            "properties": {
+                "version": {"type": ["string", "null"], "pattern": _VERSION_RE},
+                "count": _int(1, MAX_CRASH_COUNT),
+                "cause": {"type": "string", "enum": list(CRASH_CAUSES)},
+                "traceback": {"type": ["string", "null"], "maxLength": MAX_TRACEBACK},
+            },
+        },
         "health": {
             "type": ["object", "null"],
             "additionalProperties": False,
@@ -167,6 +192,18 @@ class CountsBatch:
     health: dict[str, int | str] | None
     gates: list[GateReading] = field(default_factory=list)
     agent: dict[str, str] | None = None
+    crash: Crash | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """A validated crash report: `version` that crashed (None: unknown), `count` crashes since
+    the last acknowledged report, `cause` (CRASH_CAUSES), the last lines of the `traceback`."""
+
+    version: str | None
+    count: int
+    cause: str
+    traceback: str
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> NoReturn:
@@ -204,6 +241,8 @@ def parse_counts(body: bytes) -> CountsBatch:
     readings, gates, received, keys = _parse_readings(data["readings"])
     parsed_health = None if health is None else parse_health(health)
     keys += len(data) + (len(health) if type(health) is dict else 0)
+    crash = data.get("crash")
+    keys += len(crash) if type(crash) is dict else 0
     _no_repeated_keys(body, keys)
     return CountsBatch(
         readings=readings,
@@ -212,6 +251,7 @@ def parse_counts(body: bytes) -> CountsBatch:
         device_id=device_id,
         health=parsed_health,
         agent=None if data.get("agent") is None else parse_agent(data["agent"]),
+        crash=None if data.get("crash") is None else parse_crash(data["crash"]),
     )
 
 
@@ -404,3 +444,33 @@ def parse_agent(raw: Any) -> dict[str, str]:
     ):
         _fail(("agent", "reason"), f"must be printable text of at most {MAX_REASON} characters")
     return {k: v for k, v in raw.items() if v is not None}
+
+
+def parse_crash(raw: Any) -> Crash:
+    """Validate a crash report: `version` X.Y.Z or null, `count` >= 1, `cause` one of
+    CRASH_CAUSES, `traceback` text of at most MAX_TRACEBACK characters (no NUL: it is shown
+    and stored as text)."""
+    if type(raw) is not dict:
+        _fail(("crash",), "must be an object", "dict_type")
+    _check_keys(raw, CRASH_KEYS, ("crash",))
+    version = raw.get("version")
+    if version is not None and (type(version) is not str or not re.match(_VERSION_RE, version)):
+        _fail(("crash", "version"), "must be a version X.Y.Z or null")
+    count = _whole(raw.get("count"))
+    if type(count) is not int or not 1 <= count <= MAX_CRASH_COUNT:
+        kind = "missing" if "count" not in raw else "int_type"
+        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASH_COUNT}", kind)
+    cause = raw.get("cause")
+    if cause not in CRASH_CAUSES:
+        kind = "missing" if "cause" not in raw else "enum"
+        _fail(("crash", "cause"), f"must be one of {', '.join(CRASH_CAUSES)}", kind)
+    text = raw.get("traceback", "")
+    if text is None:
+        text = ""
+    if type(text) is not str or len(text) > MAX_TRACEBACK or "\x00" in text:
+        _fail(
+            ("crash", "traceback"),
+            f"must be text of at most {MAX_TRACEBACK} characters without NUL",
+            "string_type",
+        )
+    return Crash(version, count, str(cause), text)
