@@ -41,7 +41,7 @@ from provisioning.auth.tokens import parse_params
 from provisioning.context import ServiceContext
 from provisioning.ingest import store
 from provisioning.ingest.live import LiveFeed
-from provisioning.ui import chart, views
+from provisioning.ui import chart, health, views
 from provisioning.ui.session import Session, SessionStore
 from provisioning.ui.signin import SignInRefused, exchange
 from provisioning.web.body import read_body
@@ -334,9 +334,25 @@ class Dashboard:
                 return self.error(request, session, 404, "No such board.")
             readings = views.recent_readings(conn, client_id)
             audit = views.audit_entries(conn, client_id) if session.admin else []
+        with self.ctx.sessions() as db:
+            reported = health.board(db, client_id)
         return self.page(
             request, "board.html", session=session, board=found[0], readings=readings,
-            audit=audit, actions=ACTIONS, done=request.query_params.get("done"),
+            audit=audit, actions=ACTIONS, done=request.query_params.get("done"), **reported,
+        )  # fmt: skip
+
+    async def releases(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        span = request.query_params.get("range", "24h")
+        if span not in health.RANGES:
+            span = "24h"
+        with self.ctx.sessions() as db:
+            report = health.releases(db, span)
+        return self.page(
+            request, "releases.html", session=session, report=report, span=span,
+            ranges=list(health.RANGES),
         )  # fmt: skip
 
     async def confirm(self, request: Request) -> Response:
@@ -476,6 +492,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             Route("/logout", ui.logout, methods=["POST"]),
             get("/lots/{lot}", ui.lot),
             get("/boards", ui.boards),
+            get("/releases", ui.releases),
             get("/boards/{client_id}", ui.board),
             get("/boards/{client_id}/new-secret", ui.new_secret),
             get("/boards/{client_id}/{action}", ui.confirm),
