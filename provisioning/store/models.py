@@ -278,7 +278,7 @@ class Rollout(Base):
 
 class CrashReport(Base):
     """A board's crash report as received (append-only): the newest is its `last_crash`, and
-    the per-release health counts them (release/health.py)."""
+    the per-release health counts them (service/releases/health.py)."""
 
     __tablename__ = "crash_reports"
 
@@ -299,7 +299,7 @@ class CrashReport(Base):
 
 class VitalsSample(Base):
     """A board's health report as received, with the agent version it ran: its vitals over
-    time, and the board-hours of the per-release health (release/health.py)."""
+    time, and the board-hours of the per-release health (service/releases/health.py)."""
 
     __tablename__ = "vitals"
 

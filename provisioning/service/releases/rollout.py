@@ -1,5 +1,5 @@
 """Rollouts: a release to a set of boards in phases, each started only on the previous one's
-health (the decision itself: release/phases.py).
+health (the decision itself: service/releases/phases.py).
 
     canary   the first phase runs (its boards have the release as their target)
     rolling  a later phase runs

@@ -250,7 +250,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ) -> dict[str, Any]:
         """Crash-free hours and the share of boards online per release, per lot and for the
         canary group against the rest of the fleet, over the last `window_s` in steps of
-        `step_s` (release/health.py defines them)."""
+        `step_s` (service/releases/health.py defines them)."""
         from provisioning.service.releases import health
 
         if window_s / step_s > health.MAX_STEPS:
