@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 
@@ -168,8 +169,11 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
         json.dump(spec, file)
         file.flush()
+        # As a module from the repository root: run as a script, tools/bench/ would come first
+        # on sys.path and its token.py would shadow the standard library's `token`.
         out = subprocess.run(
-            [sys.executable, __file__, "--spec", file.name],
+            [sys.executable, "-m", "tools.bench.loadgen", "--spec", file.name],
+            cwd=Path(__file__).resolve().parents[2],
             capture_output=True,
             text=True,
             timeout=float(spec.get("duration", 5.0)) + float(spec.get("warmup", 0.5)) + 30,
