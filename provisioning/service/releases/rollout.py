@@ -247,7 +247,11 @@ def _tick_one(db: Session, r: Rollout, now: float) -> None:
 def tick(db: Session, now: float | None = None) -> None:
     """Move every active rollout along (in the caller's transaction)."""
     at = time.time() if now is None else now
-    for r in db.scalars(select(Rollout).where(Rollout.state.in_(ACTIVE))).all():
+    # Several instances tick the same rollouts: the row lock (PostgreSQL; SQLite has one
+    # writer anyway) lets one move each rollout at a time, the others skip it this turn, so
+    # no phase is promoted twice and no more than `parallel` boards are offered the release.
+    active = select(Rollout).where(Rollout.state.in_(ACTIVE)).with_for_update(skip_locked=True)
+    for r in db.scalars(active).all():
         _tick_one(db, r, at)
 
 
