@@ -3,6 +3,7 @@ per-release health endpoint and the dashboard's pages."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory
 from tests.service.auth.conftest import Auth, make_settings
 from tests.service.ui.test_session import _operator, _sign_in
+from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "uplink.py", line 9\nValueError: <b>&x'
@@ -127,3 +129,11 @@ def test_the_board_page_shows_the_crash_as_text_and_the_vitals(tmp_path: Path) -
         health = http.get("/ui/releases?range=1h")
         assert health.status_code == 200 and "<code>1.0.0</code>" in health.text
         assert "Canary against the rest" in health.text
+        env = {**os.environ, "COLUMNS": "200", "PARK_SERVER": server.url,
+               "PARK_CLIENT_ID": who[0], "PARK_CLIENT_SECRET": who[1],
+               "PARK_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+        shown = parkctl("device", "show", client.client_id, env=env)
+        assert shown.returncode == 0, shown.stderr
+        # Printed as text: the markup-like "<b>" and "[...]" a board sends stay as they are.
+        assert "exception x3 on 1.1.0" in shown.stdout and "ValueError: <b>&x" in shown.stdout
+        assert "heap_min=21000" in shown.stdout
