@@ -258,22 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="parkfleet-rollout-soak-"))
     soak = RolloutSoak(root, args.boards, args.phases, args.phase_wait, args.parallel)
+    ok, report = False, ""
     try:
         soak.start()
         soak.wait_versions("1.0.0")
-        view, took = soak.roll(args.limit)
-        ok, report = soak.report(view, took)
+        ok, report = soak.report(*soak.roll(args.limit))
     except ServiceMissing as error:
-        print(f"rollout-soak: {error}", file=sys.stderr)
-        return 2
+        report = f"rollout-soak: {error}"
     finally:
         soak.stop()
         if not args.keep:
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
-    print(report)
-    return 0 if ok else 1
+    print(report, file=sys.stdout if report.startswith("Phased") else sys.stderr)
+    return 0 if ok else (1 if report.startswith("Phased") else 2)
 
 
 if __name__ == "__main__":
