@@ -448,8 +448,8 @@ def parse_agent(raw: Any) -> dict[str, str]:
 
 def parse_crash(raw: Any) -> Crash:
     """Validate a crash report: `version` X.Y.Z or null, `count` >= 1, `cause` one of
-    CRASH_CAUSES, `traceback` text of at most MAX_TRACEBACK characters (no NUL: it is shown
-    and stored as text)."""
+    CRASH_CAUSES, `traceback` printable text and line breaks, at most MAX_TRACEBACK
+    characters."""
     if type(raw) is not dict:
         _fail(("crash",), "must be an object", "dict_type")
     _check_keys(raw, CRASH_KEYS, ("crash",))
@@ -467,10 +467,16 @@ def parse_crash(raw: Any) -> Crash:
     text = raw.get("traceback", "")
     if text is None:
         text = ""
-    if type(text) is not str or len(text) > MAX_TRACEBACK or "\x00" in text:
+    # Printable text and line breaks only: it is shown to operators, and a control character
+    # (an ANSI escape) could rewrite what their terminal shows.
+    if (
+        type(text) is not str
+        or len(text) > MAX_TRACEBACK
+        or not all(c.isprintable() or c in "\n\t" for c in text)
+    ):
         _fail(
             ("crash", "traceback"),
-            f"must be text of at most {MAX_TRACEBACK} characters without NUL",
+            f"must be printable text (and line breaks) of at most {MAX_TRACEBACK} characters",
             "string_type",
         )
     return Crash(version, count, str(cause), text)

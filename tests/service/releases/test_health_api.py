@@ -77,6 +77,7 @@ def test_crash_and_vitals_are_stored_with_the_running_version(api: Auth) -> None
         ({**CRASH, "version": "1.x"}, "version"),
         ({**CRASH, "traceback": "x" * 601}, "traceback"),
         ({**CRASH, "traceback": "a\x00b"}, "traceback"),
+        ({**CRASH, "traceback": "a\x1b[2Jb"}, "traceback"),
         ({**CRASH, "extra": 1}, "extra"),
         ({k: v for k, v in CRASH.items() if k != "count"}, "count"),
         ("boom", None),
