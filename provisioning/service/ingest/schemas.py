@@ -43,6 +43,10 @@ CRASH_KEYS = frozenset({"version", "count", "cause", "traceback"})
 CRASH_CAUSES = ("exception", "watchdog", "brownout", "memory")
 MAX_TRACEBACK = 600
 MAX_CRASH_COUNT = 2**31 - 1
+# Text and line breaks: no control character (C0 but tab and newline, DEL, C1), which an
+# operator's terminal could act on (an ANSI escape rewrites what it shows).
+TRACEBACK_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+_TRACEBACK_RE = re.compile(TRACEBACK_PATTERN)
 
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
 _GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
@@ -132,7 +136,11 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                 "version": {"type": ["string", "null"], "pattern": _VERSION_RE},
                 "count": _int(1, MAX_CRASH_COUNT),
                 "cause": {"type": "string", "enum": list(CRASH_CAUSES)},
-                "traceback": {"type": ["string", "null"], "maxLength": MAX_TRACEBACK},
+                "traceback": {
+                    "type": ["string", "null"],
+                    "maxLength": MAX_TRACEBACK,
+                    "pattern": TRACEBACK_PATTERN,
+                },
             },
         },
         "health": {
@@ -448,8 +456,8 @@ def parse_agent(raw: Any) -> dict[str, str]:
 
 def parse_crash(raw: Any) -> Crash:
     """Validate a crash report: `version` X.Y.Z or null, `count` >= 1, `cause` one of
-    CRASH_CAUSES, `traceback` printable text and line breaks, at most MAX_TRACEBACK
-    characters."""
+    CRASH_CAUSES, `traceback` text without control characters but line breaks and tabs
+    (TRACEBACK_PATTERN), at most MAX_TRACEBACK characters."""
     if type(raw) is not dict:
         _fail(("crash",), "must be an object", "dict_type")
     _check_keys(raw, CRASH_KEYS, ("crash",))
@@ -467,16 +475,11 @@ def parse_crash(raw: Any) -> Crash:
     text = raw.get("traceback", "")
     if text is None:
         text = ""
-    # Printable text and line breaks only: it is shown to operators, and a control character
-    # (an ANSI escape) could rewrite what their terminal shows.
-    if (
-        type(text) is not str
-        or len(text) > MAX_TRACEBACK
-        or not all(c.isprintable() or c in "\n\t" for c in text)
-    ):
+    if type(text) is not str or len(text) > MAX_TRACEBACK or not _TRACEBACK_RE.match(text):
         _fail(
             ("crash", "traceback"),
-            f"must be printable text (and line breaks) of at most {MAX_TRACEBACK} characters",
+            f"must be text (line breaks, no control characters) of at most {MAX_TRACEBACK} "
+            "characters",
             "string_type",
         )
     return Crash(version, count, str(cause), text)
