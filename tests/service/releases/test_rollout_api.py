@@ -173,7 +173,9 @@ def test_a_crashing_canary_pauses_before_phase_2_and_rolls_back(fleet: Fleet) ->
     assert all(b["version"] == "1.0.0" for b in fleet.boards.values())
 
 
-def test_a_healthy_release_goes_through_every_phase_paced(fleet: Fleet) -> None:
+def test_a_healthy_release_goes_through_every_phase_paced(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
     for _ in range(6):
         fleet.board()
     fleet.publish("2.1.0")
@@ -187,6 +189,12 @@ def test_a_healthy_release_goes_through_every_phase_paced(fleet: Fleet) -> None:
 
     view = fleet.run(r["id"], watch)
     assert most[0] == 1  # one download at a time
+    from provisioning.parkctl.release import commands
+
+    commands._show_rollout(view, as_json=False)  # what `parkctl rollout status` prints
+    printed = capsys.readouterr().out
+    assert f"Rollout {r['id']} of 2.1.0: done" in printed
+    assert "phase 3 of 3 (boards 1/3/6)" in printed and "0 of the release" in printed
     assert all(b["version"] == "2.1.0" and b["state"] == "confirmed" for b in view["boards"])
     promoted = (
         fleet.api.ctx.sessions()
