@@ -144,7 +144,7 @@ class RolloutSoak:
         bundle.build("1.1.0", self.key, out)
         done = parkctl("release", "publish", str(out), env=env)
         assert done.returncode == 0, done.stderr
-        start = time.monotonic()
+        start = self.rollout_at = time.monotonic()
         done = parkctl(
             "rollout", "start", "1.1.0", "--devices", ",".join(i for i, _a in self.agents),
             "--phases", self.phases, "--phase-wait", self.wait, "--parallel", str(self.parallel),
@@ -221,10 +221,17 @@ class RolloutSoak:
         doubled = sum(n - k for n, k in rows.values())
         shed = [e for e in self.proxy.exchanges() if e.status in (429, 503)]
         shed_downloads = [e for e in shed if e.path.startswith("/v1/releases/")]
+        # Which requests, and whether before the rollout (the fleet's boot) or during it.
+        kinds: dict[str, int] = {}
+        for e in shed:
+            when = "boot" if e.at < self.rollout_at else "rollout"
+            key = f"{e.status} {e.method} {'/'.join(e.path.split('/')[:3])} ({when})"
+            kinds[key] = kinds.get(key, 0) + 1
         lines += [
             "  boards: " + ", ".join(f"{v} {k}" for k, v in ends.items()),
             f"  readings: {sum(produced.values())} produced, {lost} lost, {doubled} doubled",
-            f"  429/503 seen by boards: {len(shed)} ({len(shed_downloads)} on downloads)",
+            f"  429/503 seen by boards: {len(shed)} ({len(shed_downloads)} on downloads)"
+            + "".join(f"\n    {n} x {k}" for k, n in sorted(kinds.items())),
             f"  failures: {view['failures']['release']} of the release, "
             f"{view['failures']['service']} of the service (shed downloads)",
         ]
