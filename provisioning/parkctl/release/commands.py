@@ -145,8 +145,8 @@ def rollout_control(
     """status (of `rollout_id` or the newest), pause, resume or abort (with `rollback`)."""
     with _client(server, ca_cert) as client:
         if action != "status":
-            query = "?rollback=true" if rollback else ""
-            done = client.call_json("POST", f"/admin/rollouts/{rollout_id}/{action}{query}")
+            query = {"rollback": "true"} if rollback else {}
+            done = client.call_json("POST", f"/admin/rollouts/{rollout_id}/{action}", **query)
         elif rollout_id is not None:
             done = client.call_json("GET", f"/admin/rollouts/{rollout_id}")
         else:
