@@ -9,8 +9,8 @@ from alembic import op
 
 from provisioning.store.migrations.columns import BigId, epoch
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 
 _ROLLOUT_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("phases", sa.JSON()),
