@@ -23,30 +23,30 @@ _ROLLOUT_COLUMNS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def upgrade() -> None:
+def _per_board(table: str, *columns: sa.Column[Any]) -> None:
+    """An append-only table of what boards report: id, device, time of receipt, the version
+    it concerns, then `columns`; indexed by device and time, and by time."""
     op.create_table(
-        "crash_reports",
+        table,
         sa.Column("id", BigId, primary_key=True),
         sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), nullable=False),
         epoch("at"),
         sa.Column("version", sa.String(32), nullable=True),
+        *columns,
+    )
+    op.create_index(f"ix_{table}_device_at", table, ["device_id", "at"])
+    op.create_index(f"ix_{table}_at", table, ["at"])
+
+
+def upgrade() -> None:
+    _per_board(
+        "crash_reports",
         sa.Column("running", sa.String(32), nullable=True),
         sa.Column("cause", sa.String(16), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
         sa.Column("traceback", sa.Text(), nullable=False),
     )
-    op.create_index("ix_crash_reports_device_at", "crash_reports", ["device_id", "at"])
-    op.create_index("ix_crash_reports_at", "crash_reports", ["at"])
-    op.create_table(
-        "vitals",
-        sa.Column("id", BigId, primary_key=True),
-        sa.Column("device_id", sa.String(64), sa.ForeignKey("clients.client_id"), nullable=False),
-        epoch("at"),
-        sa.Column("version", sa.String(32), nullable=True),
-        sa.Column("data", sa.JSON(), nullable=False),
-    )
-    op.create_index("ix_vitals_device_at", "vitals", ["device_id", "at"])
-    op.create_index("ix_vitals_at", "vitals", ["at"])
+    _per_board("vitals", sa.Column("data", sa.JSON(), nullable=False))
     # Nullable: a rollout started before phases reads as two phases (canaries, then the rest).
     for name, kind in _ROLLOUT_COLUMNS:
         op.add_column("rollouts", sa.Column(name, kind, nullable=True))
