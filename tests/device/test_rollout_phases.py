@@ -19,11 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from provisioning.common import bundle
 from provisioning.parkctl.release.mpy import DEVICE_DIR
 from tests.device.harness import assert_contiguous, wait_until
+from tests.service.ui.test_session import _sign_in
 from tools.harness.agent import Backend, RebootingBoard, board_config
 from tools.harness.parkctl import parkctl
 
@@ -136,6 +138,14 @@ def test_a_crashing_release_pauses_and_rolls_back_a_healthy_one_goes_everywhere(
         assert "Traceback" in crash["traceback"]
         text = ok("device", "show", canary, env=env)
         assert "deliberate fault" in text and "last crash" in text
+        # The dashboard shows the pause with its reason, and the canary's crash.
+        with httpx.Client(base_url=backend.url, timeout=30) as http:
+            who = (env["PARK_CLIENT_ID"], env["PARK_CLIENT_SECRET"])
+            assert _sign_in(http, who).status_code == 303
+            page = http.get("/ui/releases").text
+            assert "paused" in page and "phase 1: crash rate 1.00" in page, page
+            board_page = http.get(f"/ui/boards/{canary}").text
+            assert "ValueError: deliberate fault: every third upload" in board_page
 
         # Back to 1.0.0: a signed rollback release of it, then abort --rollback.
         release(env, keyfile, root, "1.0.0", "--rollback")

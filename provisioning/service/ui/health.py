@@ -7,13 +7,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisioning.service.ingest import vitals
-from provisioning.service.releases import health
+from provisioning.service.releases import health, rollout
 from provisioning.service.ui import chart
+from provisioning.store.models import Rollout
 
 VITALS_SPAN_S = 86400
+ROLLOUTS = 5  # the newest, on the release health page
 RANGES = {"1h": (3600, 300), "24h": (86400, 3600), "7d": (7 * 86400, 6 * 3600)}
 
 
@@ -51,10 +54,13 @@ def board(db: Session, device_id: str) -> dict[str, Any]:
 
 
 def releases(db: Session, span: str) -> dict[str, Any]:
-    """The release health page: the report of `span` and the canary-against-the-rest chart
-    (crash-free rate and online share per step, in percent)."""
+    """The release health page: the newest rollouts (state, phase, the reason of a pause, the
+    phase's health against the old boards'), the report of `span` and the canary-against-the-
+    rest chart (crash-free rate and online share per step, in percent)."""
     window_s, step_s = RANGES[span]
     doc = health.report(db, time.time(), window_s, step_s, None, None)
+    newest = db.scalars(select(Rollout).order_by(Rollout.id.desc()).limit(ROLLOUTS)).all()
+    doc["rollouts"] = [rollout.view(db, r) for r in newest]
     lines = {}
     for group, series in doc["series"].items():
         for metric, values in series.items():
