@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from provisioning.common import bundle
 from provisioning.service.app import create_app
@@ -196,16 +197,11 @@ def test_a_healthy_release_goes_through_every_phase_paced(
     assert f"Rollout {r['id']} of 2.1.0: done" in printed
     assert "phase 3 of 3 (boards 1/3/6)" in printed and "0 of the release" in printed
     assert all(b["version"] == "2.1.0" and b["state"] == "confirmed" for b in view["boards"])
-    promoted = (
-        fleet.api.ctx.sessions()
-        .execute(
-            __import__("sqlalchemy").text(
-                "SELECT count(*) FROM audit_log WHERE action = 'rollout.promote' AND target = :t"
-            ),
+    with fleet.api.ctx.sessions() as db:
+        promoted = db.execute(
+            text("SELECT count(*) FROM audit_log WHERE action = 'rollout.promote' AND target = :t"),
             {"t": str(r["id"])},
-        )
-        .scalar()
-    )
+        ).scalar()
     assert promoted == 2
 
 
