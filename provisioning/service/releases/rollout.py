@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.service.releases import phases as ph
@@ -173,16 +173,22 @@ def _crashed(db: Session, ids: list[str], since: float, version: str, on: bool) 
 
 
 def groups(db: Session, r: Rollout, now: float) -> tuple[ph.Group, ph.Group, list[str]]:
-    """The current phase's boards that run (or were offered) the release, the boards still on
-    the old release, and the phase's boards whose download the service shed."""
+    """The current phase's boards that were offered the release, the boards still on the old
+    release, and the phase's boards whose download the service shed.
+
+    A board silent since before the phase started is in neither group: its silence has
+    nothing to do with the release (a phase board gets its offer in the answer to a post)."""
     members = set(r.devices[: _counts(r)[_phase(r)]])
     agents = _agents(db, r.devices)
     seen = _seen(db, r.devices)
     since = r.phase_started_at or r.started_at
+    heard = {d for d in r.devices if (seen.get(d) or 0.0) >= since}
     shed = [d for d in r.devices if d in members and (a := agents.get(d)) and _shed(a)]
-    phase = [d for d in r.devices if d in members and d not in shed]
+    phase = [d for d in r.devices if d in members and d not in shed and d in heard]
     rest = [
-        d for d in r.devices if d not in members and (a := agents.get(d)) and a.version != r.version
+        d
+        for d in r.devices
+        if d not in members and d in heard and (a := agents.get(d)) and a.version != r.version
     ]
 
     def group(ids: list[str], on: bool) -> ph.Group:
@@ -233,6 +239,8 @@ def _tick_one(db: Session, r: Rollout, now: float) -> None:
         return
     phase, rest, _ = groups(db, r, now)
     why = ph.decide(phase, rest, r.max_crash_rate or 0.0, r.min_online or 0.0)
+    if phase.boards == 0:
+        why = "no board of the phase was heard from since it started: nothing to judge by"
     if why is not None:
         _pause(db, r, f"phase {k + 1}: {why}", now)
         return
@@ -250,6 +258,13 @@ def tick(db: Session, now: float | None = None) -> None:
     # Several instances tick the same rollouts: the row lock (PostgreSQL; SQLite has one
     # writer anyway) lets one move each rollout at a time, the others skip it this turn, so
     # no phase is promoted twice and no more than `parallel` boards are offered the release.
+    if db.get_bind().dialect.name == "sqlite":
+        # The SQLite driver begins a transaction at the first write, after the reads: two ticks
+        # (the ticker, a status read) could both move a rollout on from the same state. A
+        # no-op write first takes the database's write lock, so the second reads the first's
+        # outcome.
+        touch = update(Rollout).where(Rollout.state.in_(ACTIVE))
+        db.execute(touch.values(updated_at=Rollout.updated_at))
     active = select(Rollout).where(Rollout.state.in_(ACTIVE)).with_for_update(skip_locked=True)
     for r in db.scalars(active).all():
         _tick_one(db, r, at)

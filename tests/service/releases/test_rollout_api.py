@@ -110,11 +110,15 @@ class Fleet:
     def run(
         self, rollout_id: int, until: Callable[[dict[str, Any]], bool], timeout: float = 60,
         crashing: frozenset[str] = frozenset(), refusing: frozenset[str] = frozenset(),
+        dead: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:  # fmt: skip
-        """Every board posts, again and again, until the rollout's view passes `until`."""
+        """Every board (but the `dead`) posts, again and again, until the rollout's view
+        passes `until`."""
         deadline = time.monotonic() + timeout
         while True:
             for dev, b in self.boards.items():
+                if dev in dead:
+                    continue
                 bad = dev in crashing and b["version"] == "2.0.0"
                 self.post(dev, crash=bad, refuse="failed 3 times: 503" if dev in refusing else None)
             view = self.rollout(rollout_id)
@@ -214,3 +218,25 @@ def test_shed_downloads_never_count_against_the_release(fleet: Fleet) -> None:
     view = fleet.run(r["id"], lambda v: v["state"] in ("done", "paused"), refusing=shed)
     assert view["state"] == "done", view
     assert view["failures"] == {"release": 0, "service": 1}, view
+
+
+def test_a_board_dead_before_its_phase_does_not_stop_the_rollout(fleet: Fleet) -> None:
+    for _ in range(6):
+        fleet.board()
+    fleet.publish("2.1.0")
+    first = start(fleet, "2.1.0", silence_s=2)
+    fleet.api.http.post(f"/admin/rollouts/{first['id']}/abort", headers=fleet.admin)
+    # A phase-2 board that died before the rollout (power, a broken sensor cable): its silence
+    # is not the release's doing, and the healthy rest goes on to the last phase.
+    time.sleep(1)
+    r = start(fleet, "2.1.0", silence_s=2)
+    dead = frozenset({r["boards"][1]["device_id"]})
+    view = fleet.run(r["id"], lambda v: v["state"] == "paused" or v["phase"] == 3, dead=dead)
+    assert view["state"] == "rolling" and view["phase"] == 3, view
+    # A dead canary gives nothing to judge the release by: the rollout stops there.
+    fleet.api.http.post(f"/admin/rollouts/{r['id']}/abort", headers=fleet.admin)
+    fleet.publish("2.0.0")
+    r = start(fleet, "2.0.0", silence_s=2)
+    dead = frozenset({r["boards"][0]["device_id"]})
+    view = fleet.run(r["id"], lambda v: v["state"] != "canary", dead=dead)
+    assert view["state"] == "paused" and "nothing to judge by" in view["reason"], view
