@@ -448,14 +448,15 @@ def parse_crash(raw: Any) -> Crash:
     version = raw.get("version")
     if version is not None and (type(version) is not str or not re.match(_VERSION_RE, version)):
         _fail(("crash", "version"), "must be a version X.Y.Z or null")
-    count = _whole(raw.get("count"))
+    for name in ("count", "cause"):
+        if name not in raw:
+            _fail(("crash", name), "field required", "missing")
+    count = _whole(raw["count"])
     if type(count) is not int or not 1 <= count <= MAX_CRASH_COUNT:
-        kind = "missing" if "count" not in raw else "int_type"
-        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASH_COUNT}", kind)
-    cause = raw.get("cause")
-    if cause not in CRASH_CAUSES:
-        kind = "missing" if "cause" not in raw else "enum"
-        _fail(("crash", "cause"), f"must be one of {', '.join(CRASH_CAUSES)}", kind)
+        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASH_COUNT}", "int_type")
+    cause = raw["cause"]
+    if type(cause) is not str or cause not in CRASH_CAUSES:
+        _fail(("crash", "cause"), f"must be one of {', '.join(CRASH_CAUSES)}", "enum")
     text = raw.get("traceback", "")
     if text is None:
         text = ""
