@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck bench fuzz clean serve cluster soak
+.PHONY: venv demo test lint typecheck bench fuzz clean serve cluster soak rollout-soak
 
 venv: $(STAMP)
 
@@ -46,6 +46,11 @@ cluster: venv
 SOAK_ARGS ?=
 soak: venv
 	$(BIN)/python -m tools.soak $(SOAK_ARGS)
+
+# A phased rollout (1,5%,25%,100%) to 500 agents counting through HAProxy (tools/rolloutsoak.py).
+ROLLOUT_SOAK_ARGS ?=
+rollout-soak: venv
+	$(BIN)/python -m tools.rolloutsoak $(ROLLOUT_SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

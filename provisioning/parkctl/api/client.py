@@ -306,9 +306,10 @@ class AdminClient:
 
     # --- the admin API ---
 
-    def call_json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        """An admin API call whose answer is a JSON object (releases, rollouts)."""
-        return _body(self._call(method, path, body))
+    def call_json(self, method: str, path: str, body: Any = None, **params: Any) -> dict[str, Any]:
+        """An admin API call whose answer is a JSON object (releases, rollouts); `params` go
+        in the query string."""
+        return _body(self._call(method, path, body, **params))
 
     def register_device(self, lot: str, name: str, mac: str | None = None) -> DeviceCreated:
         """Register a board; the result carries its `client_secret` (shown only now).

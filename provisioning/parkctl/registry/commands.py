@@ -34,6 +34,7 @@ from provisioning.service.registry.schemas import AuditEntry, Device, Operator, 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -153,7 +154,7 @@ def _device_table(device: Device) -> Table:
     table.add_column(style="bold")
     table.add_column()
     reading = device.reading
-    rows = [
+    rows: list[tuple[str, Text | str]] = [
         ("client_id", device.client_id),
         ("lot", device.lot),
         ("name", device.name),
@@ -167,10 +168,31 @@ def _device_table(device: Device) -> Table:
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
         ("agent", agent_text(device.agent)),
+        ("vitals", _vitals_text(device.vitals)),
+        ("last crash", _crash_text(device.last_crash)),
     ]
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _vitals_text(vitals: dict[str, Any] | None) -> Text | str:
+    if not vitals:
+        return "-"
+    from rich.text import Text
+
+    # Text, not markup: a board controls what it reports.
+    fields = " ".join(f"{k}={v}" for k, v in vitals.items() if k not in ("at", "version"))
+    return Text(f"{fields} (on {vitals['version'] or '?'}, {_when(vitals['at'])})")
+
+
+def _crash_text(crash: dict[str, Any] | None) -> Text | str:
+    if not crash:
+        return "-"
+    from rich.text import Text
+
+    head = f"{crash['cause']} x{crash['count']} on {crash['version'] or '?'}, {_when(crash['at'])}"
+    return Text(head + ("\n" + crash["traceback"] if crash["traceback"] else ""))
 
 
 def admin_create(

@@ -198,8 +198,14 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @router.get("/devices/{client_id}", response_model=Device)
     def show_device(client_id: ClientIdPath, _operator: Operator, db: Db) -> Device:
-        """One device with its latest reading, health and agent version."""
-        return _with_agents(db, [_device(service.get_device_row(db, client_id))])[0]
+        """One device with its latest reading, health, agent version, newest crash report
+        (`last_crash`) and vitals."""
+        from provisioning.service.ingest import vitals
+
+        device = _with_agents(db, [_device(service.get_device_row(db, client_id))])[0]
+        device.last_crash = vitals.last_crash(db, client_id)
+        device.vitals = vitals.latest(db, client_id)
+        return device
 
     @router.patch("/devices/{client_id}", response_model=Device)
     def update_device(

@@ -137,6 +137,10 @@ class Device(BaseModel):
     health_at: float | None = None
     # The agent: version it runs, target version, update state and its reason.
     agent: dict[str, Any] | None = None
+    # The newest crash report (`traceback`, `version`, `count`, `cause`, `running`, `at`) and
+    # the newest vitals (health fields, `at`, `version`): `GET /admin/devices/{id}` only.
+    last_crash: dict[str, Any] | None = None
+    vitals: dict[str, Any] | None = None
 
 
 # A response field (pydantic would describe SecretStr as a write-only password input).
