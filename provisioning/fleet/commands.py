@@ -8,9 +8,11 @@ client, never the server stack.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from provisioning.fleet.image import load_firmware
 from provisioning.fleet.manifest import read_manifest
 from provisioning.fleet.provision import BoardJob, BoardResult, Provisioner
 from provisioning.fleet.state import STEPS, FleetState, default_state_path
+from provisioning.idp.twosided import TwoSided
 from provisioning.registry.client import AdminClient, from_environment
 
 
@@ -136,13 +139,31 @@ def provision_command(
         raise ParkctlError(str(error)) from None
     network = _network(where)
     image = load_firmware(firmware)
-    with from_environment(where.server) as registry:
+    with from_environment(where.server) as registry, _external(registry, where.idp) as external:
         _preflight(registry)
-        provisioner = Provisioner(registry, image, network, None, baud, erase, verify_timeout)
+        provisioner = Provisioner(
+            registry, image, network, None, baud, erase, verify_timeout, external
+        )
         [result] = run_boards(provisioner, [job], 1)
     out.print(_summary([result], {job.port: job}))
     if not result.ok:
         raise ParkctlError(_next_steps([result]))
+
+
+@contextlib.contextmanager
+def _external(registry: AdminClient, idp_url: str | None) -> Iterator[TwoSided | None]:
+    """With `--idp`: the external server, checked against the service before any board is
+    touched (it must be trusted, and the service names the ingest audience)."""
+    if idp_url is None:
+        yield None
+        return
+    from provisioning.idp.base import open_idp
+
+    idp = open_idp(idp_url)
+    try:
+        yield TwoSided(registry, idp)
+    finally:
+        idp.close()
 
 
 def _preflight(registry: AdminClient) -> None:
@@ -182,10 +203,10 @@ def fleet_provision(
         _plan(board_jobs, fleet_state, image.chip, image.size, network)
         return
     started = time.monotonic()
-    with from_environment(where.server) as registry:
+    with from_environment(where.server) as registry, _external(registry, where.idp) as external:
         _preflight(registry)
         provisioner = Provisioner(
-            registry, image, network, fleet_state, baud, erase, verify_timeout
+            registry, image, network, fleet_state, baud, erase, verify_timeout, external
         )
         results = run_boards(provisioner, board_jobs, jobs)
     out.print(_summary(results, {j.port: j for j in board_jobs}))

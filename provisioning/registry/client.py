@@ -318,6 +318,22 @@ class AdminClient:
         body = {"lot": lot, "name": name, **({"mac": mac} if mac is not None else {})}
         return self._parse(DeviceCreated, self._call("POST", "/admin/devices", body))
 
+    def register_external(
+        self, lot: str, name: str, client_id: str, issuer: str, mac: str | None = None
+    ) -> Device:
+        """Record a board whose client lives at the external `issuer` (no secret here).
+
+        Raises `MacConflictError` (with the existing `client_id`) if the MAC is registered.
+        """
+        body = {"lot": lot, "name": name, "client_id": client_id, "issuer": issuer}
+        if mac is not None:
+            body["mac"] = mac
+        return self._parse(Device, self._call("POST", "/admin/devices", body))
+
+    def service_config(self) -> dict[str, Any]:
+        """`GET /admin/config`: the ingest audience and the issuers the service trusts."""
+        return self.call_json("GET", "/admin/config")
+
     def list_devices(
         self,
         lot: str | None = None,

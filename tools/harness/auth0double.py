@@ -57,12 +57,20 @@ class Auth0Double(ChildProcess):
 
     def start(self) -> Auth0Double:
         args = [
-            sys.executable, "-m", "tools.harness.auth0double_app",
-            "--port", str(self.port),
-            "--cert", str(self.pki.server_cert), "--key", str(self.pki.server_key),
-            "--ingest-audience", self.ingest_audience,
-            "--control-token-file", str(self._control_file),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "tools.harness.auth0double_app",
+            "--port",
+            str(self.port),
+            "--cert",
+            str(self.pki.server_cert),
+            "--key",
+            str(self.pki.server_key),
+            "--ingest-audience",
+            self.ingest_audience,
+            "--control-token-file",
+            str(self._control_file),
+        ]
         self._spawn("Auth0 double", args, [self.port], timeout=20, cwd=REPO)
         return self
 

@@ -44,253 +44,20 @@ import hmac
 import json
 import secrets
 import ssl
-import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-# The Management API's scopes parkctl may be given (a real tenant has many more).
-MANAGEMENT_SCOPES = (
-    "read:clients",
-    "create:clients",
-    "update:clients",
-    "delete:clients",
-    "read:client_keys",
-    "update:client_keys",
-    "read:client_grants",
-    "create:client_grants",
-    "update:client_grants",
-    "delete:client_grants",
-    "read:resource_servers",
+from tools.harness.auth0double_tenant import (
+    CLIENT_FIELDS,
+    MANAGEMENT_SCOPES,
+    REASONS,
+    ApiError,
+    OAuthError,
+    Tenant,
+    needs,
+    public,
 )
-TOKEN_LIFETIME_S = 86400  # [TOKEN] the default for APIs
-_CLIENT_FIELDS = {
-    "name", "description", "app_type", "grant_types", "token_endpoint_auth_method",
-    "client_metadata", "is_first_party", "oidc_conformant", "jwt_configuration", "callbacks",
-}  # fmt: skip
-
-
-class ApiError(Exception):
-    """A Management API error [ERRORS]."""
-
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-
-
-class OAuthError(Exception):
-    """A token endpoint error [ERRORS]."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
-
-
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            409: "Conflict", 429: "Too Many Requests", 503: "Service Unavailable"}  # fmt: skip
-
-
-class Tenant:
-    """One tenant's state: clients, grants, APIs, the signing key, the rate bucket."""
-
-    def __init__(self, origin: str, ingest_audience: str) -> None:
-        self.lock = threading.Lock()
-        self.issuer = origin + "/"  # [CLAIMS] the trailing slash is part of `iss`
-        self.management_audience = origin + "/api/v2/"
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = secrets.token_urlsafe(16)
-        self.clients: dict[str, dict[str, Any]] = {}
-        self.grants: dict[str, dict[str, Any]] = {}
-        self.apis: dict[str, dict[str, Any]] = {}
-        self._add_api("Auth0 Management API", self.management_audience, MANAGEMENT_SCOPES, False)
-        self._add_api("parkfleet ingest", ingest_audience, ("counts:write", "counts:read"), True)
-        self.rate_limit, self.rate_window_s = 1000, 1.0
-        self.bucket_until, self.bucket_used = 0.0, 0
-        self.failures: list[dict[str, Any]] = []  # injected by the test
-        self.requests = {"management": 0, "limited": 0, "token": 0}
-
-    def _add_api(self, name: str, identifier: str, scopes: tuple[str, ...], rbac: bool) -> None:
-        self.apis[identifier] = {
-            "id": secrets.token_hex(12),
-            "name": name,
-            "identifier": identifier,
-            "scopes": [{"value": s, "description": s} for s in scopes],
-            "signing_alg": "RS256",
-            "token_lifetime": TOKEN_LIFETIME_S,
-            "enforce_policies": rbac,
-            "token_dialect": "access_token_authz" if rbac else "access_token",
-            "is_system": not rbac,
-        }
-
-    # --- rate limit [RATE] ---
-
-    def take(self) -> tuple[bool, dict[str, str]]:
-        """Count one Management API request; (allowed, the x-ratelimit-* headers)."""
-        now = time.time()
-        if now >= self.bucket_until:
-            self.bucket_until, self.bucket_used = now + self.rate_window_s, 0
-        allowed = self.bucket_used < self.rate_limit
-        if allowed:
-            self.bucket_used += 1
-        headers = {
-            "x-ratelimit-limit": str(self.rate_limit),
-            "x-ratelimit-remaining": str(max(0, self.rate_limit - self.bucket_used)),
-            "x-ratelimit-reset": str(int(-(-self.bucket_until // 1))),  # whole seconds, up
-        }
-        return allowed, headers
-
-    # --- tokens [TOKEN] [CLAIMS] ---
-
-    def issue(self, client: dict[str, Any], audience: str, asked: str | None) -> dict[str, Any]:
-        api = self.apis.get(audience)
-        if api is None:
-            raise OAuthError(403, "access_denied", f"Service not found: {audience}")
-        grant = next(
-            (g for g in self.grants.values()
-             if g["client_id"] == client["client_id"] and g["audience"] == audience),
-            None,
-        )  # fmt: skip
-        if grant is None:
-            raise OAuthError(
-                403,
-                "access_denied",
-                f'Client is not authorized to access "{audience}". You need to create a '
-                '"client-grant" associated to this API. See: '
-                "https://auth0.com/docs/api/v2#!/Client_Grants/post_client_grants",
-            )
-        scopes = list(grant["scope"])
-        if asked:  # a requested scope narrows what the grant allows
-            scopes = [s for s in scopes if s in asked.split()]
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": f"{client['client_id']}@clients",
-            "aud": audience,
-            "iat": now,
-            "exp": now + api["token_lifetime"],
-            "scope": " ".join(scopes),
-            "gty": "client-credentials",
-            "azp": client["client_id"],
-        }
-        if api["token_dialect"] == "access_token_authz":
-            claims["permissions"] = scopes
-        token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
-        return {
-            "access_token": token,
-            "scope": claims["scope"],
-            "expires_in": api["token_lifetime"],
-            "token_type": "Bearer",
-        }
-
-    def jwks(self) -> dict[str, Any]:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
-        return {"keys": [jwk]}
-
-    def scopes_of(self, authorization: str) -> set[str]:
-        """The Management API token's scopes; 401 without a valid one [ERRORS]."""
-        if not authorization.startswith("Bearer "):
-            raise ApiError(401, "Missing authentication")
-        try:
-            claims = jwt.decode(
-                authorization[7:],
-                self.key.public_key(),
-                algorithms=["RS256"],
-                audience=self.management_audience,
-                issuer=self.issuer,
-            )
-        except jwt.PyJWTError:
-            raise ApiError(401, "Invalid token", "invalid_token") from None
-        return set(str(claims.get("scope", "")).split())
-
-    # --- clients [CLIENTS] ---
-
-    def new_client(self, body: dict[str, Any]) -> dict[str, Any]:
-        extra = sorted(set(body) - _CLIENT_FIELDS)
-        if extra:
-            raise ApiError(
-                400,
-                f"Payload validation error: 'Additional properties not allowed: {extra[0]}'.",
-                "invalid_body",
-            )
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ApiError(400, "Payload validation error: 'Missing required property: name'.",
-                           "invalid_body")  # fmt: skip
-        metadata = body.get("client_metadata", {})
-        if not isinstance(metadata, dict) or not all(
-            isinstance(v, str) and len(v) <= 255 for v in metadata.values()
-        ):
-            raise ApiError(400, "Payload validation error: 'client_metadata values must be "
-                           "strings of at most 255 characters'.", "invalid_body")  # fmt: skip
-        client = {
-            "client_id": secrets.token_urlsafe(24)[:32].replace("-", "A").replace("_", "b"),
-            "client_secret": secrets.token_urlsafe(48),
-            "name": name,
-            "description": body.get("description", ""),
-            "app_type": body.get("app_type", "regular_web"),
-            "grant_types": body.get(
-                "grant_types", ["authorization_code", "implicit", "refresh_token"]
-            ),
-            "token_endpoint_auth_method": body.get(
-                "token_endpoint_auth_method", "client_secret_post"
-            ),
-            "client_metadata": metadata,
-            "is_first_party": True,
-            "oidc_conformant": True,
-            "jwt_configuration": {"alg": "RS256", "lifetime_in_seconds": 36000},
-            "tenant": "double",
-            "global": False,
-        }
-        self.clients[client["client_id"]] = client
-        return client
-
-    def client(self, client_id: str) -> dict[str, Any]:
-        client = self.clients.get(client_id)
-        if client is None:
-            raise ApiError(404, "The client does not exist", "inexistent_client")
-        return client
-
-    def new_grant(self, body: dict[str, Any]) -> dict[str, Any]:
-        client_id, audience, scope = body.get("client_id"), body.get("audience"), body.get("scope")
-        if not isinstance(client_id, str) or not isinstance(audience, str) or not (
-            isinstance(scope, list) and all(isinstance(s, str) for s in scope)
-        ):
-            raise ApiError(400, "Payload validation error: 'Missing required property: "
-                           "client_id, audience or scope'.", "invalid_body")  # fmt: skip
-        self.client(client_id)
-        api = self.apis.get(audience)
-        if api is None:
-            raise ApiError(404, f"No resource server found with identifier {audience}",
-                           "inexistent_resource_server")  # fmt: skip
-        known = {s["value"] for s in api["scopes"]}
-        unknown = [s for s in scope if s not in known]
-        if unknown:
-            raise ApiError(400, f"Client grant scopes not defined on the resource server: "
-                           f"{', '.join(unknown)}", "invalid_body")  # fmt: skip
-        if any(g["client_id"] == client_id and g["audience"] == audience
-               for g in self.grants.values()):  # fmt: skip
-            raise ApiError(409, "A client grant for this client and audience already exists",
-                           "client_grant_conflict")  # fmt: skip
-        grant = {"id": "cgr_" + secrets.token_hex(8), "client_id": client_id,
-                 "audience": audience, "scope": list(scope)}  # fmt: skip
-        self.grants[grant["id"]] = grant
-        return grant
-
-
-def _needs(scopes: set[str], *any_of: str) -> None:
-    """403 unless the token has one of `any_of` [ERRORS]."""
-    if not scopes.intersection(any_of):
-        raise ApiError(403, f"Insufficient scope, expected any of: {','.join(any_of)}",
-                       "insufficient_scope")  # fmt: skip
-
-
-def _public(client: dict[str, Any], with_secret: bool) -> dict[str, Any]:
-    return {k: v for k, v in client.items() if with_secret or k != "client_secret"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -298,11 +65,14 @@ class Handler(BaseHTTPRequestHandler):
 
     server: DoubleServer
     protocol_version = "HTTP/1.1"
+    _raw = b""  # the request body, read once by _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         # Method and path only: bodies (secrets) are never logged.
-        print(f"{self.command} {urlsplit(self.path).path} -> {args[1] if len(args) > 1 else ''}",
-              flush=True)  # fmt: skip
+        print(
+            f"{self.command} {urlsplit(self.path).path} -> {args[1] if len(args) > 1 else ''}",
+            flush=True,
+        )
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()
@@ -318,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> tuple[dict[str, Any], bool]:
         """(the parsed body, whether it was JSON); a form body's values become strings."""
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self._raw
         kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -326,8 +96,9 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 raise ApiError(400, "Invalid request payload JSON format", "invalid_body") from None
             if not isinstance(body, dict):
-                raise ApiError(400, "Payload validation error: 'Expected type object'.",
-                               "invalid_body")  # fmt: skip
+                raise ApiError(
+                    400, "Payload validation error: 'Expected type object'.", "invalid_body"
+                )
             return body, True
         form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         return {k: v[0] for k, v in form.items()}, False
@@ -345,6 +116,9 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        # The whole body is read first: an answer given before reading it (a 429) would leave
+        # it on the kept-alive connection as the start of the next request.
+        self._raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         url = urlsplit(self.path)
         path, query = url.path, {k: v[0] for k, v in parse_qs(url.query).items()}
         tenant = self.server.tenant
@@ -361,11 +135,11 @@ class Handler(BaseHTTPRequestHandler):
                 elif path.startswith("/api/v2/"):
                     self._management(method, path, query)
                 else:
-                    self._send(404, {"statusCode": 404, "error": "Not Found",
-                                     "message": "Not Found"})  # fmt: skip
+                    self._send(
+                        404, {"statusCode": 404, "error": "Not Found", "message": "Not Found"}
+                    )
         except OAuthError as error:
-            self._send(error.status, {"error": error.error,
-                                      "error_description": error.description})  # fmt: skip
+            self._send(error.status, {"error": error.error, "error_description": error.description})
 
     def _discovery(self) -> dict[str, Any]:
         issuer = self.server.tenant.issuer  # [DISCOVERY]
@@ -374,10 +148,15 @@ class Handler(BaseHTTPRequestHandler):
             "token_endpoint": issuer + "oauth/token",
             "jwks_uri": issuer + ".well-known/jwks.json",
             "authorization_endpoint": issuer + "authorize",
-            "grant_types_supported": ["client_credentials", "authorization_code",
-                                      "refresh_token"],  # fmt: skip
-            "token_endpoint_auth_methods_supported": ["client_secret_basic",
-                                                      "client_secret_post"],  # fmt: skip
+            "grant_types_supported": [
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+            ],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
             "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
             "response_types_supported": ["code", "token", "id_token"],
             "subject_types_supported": ["public"],
@@ -392,27 +171,40 @@ class Handler(BaseHTTPRequestHandler):
             raise OAuthError(400, "invalid_request", "Invalid request payload") from None
         client_id, secret = body.get("client_id"), body.get("client_secret")
         basic = self.headers.get("Authorization", "")
-        if basic.startswith("Basic "):  # client_secret_basic is accepted too
+        method = "client_secret_post"
+        if basic.startswith("Basic "):
+            method = "client_secret_basic"
             try:
                 pair = base64.b64decode(basic[6:]).decode()
                 client_id, secret = (unquote(p) for p in pair.split(":", 1))
             except ValueError:
                 raise OAuthError(401, "access_denied", "Unauthorized") from None
         if body.get("grant_type") != "client_credentials":
-            raise OAuthError(403, "unsupported_grant_type",
-                             f"Unsupported grant type: {body.get('grant_type')}")  # fmt: skip
+            raise OAuthError(
+                403, "unsupported_grant_type", f"Unsupported grant type: {body.get('grant_type')}"
+            )
         client = tenant.clients.get(str(client_id))
         if client is None or not hmac.compare_digest(
             str(secret or "").encode(), client["client_secret"].encode()
         ):
             raise OAuthError(401, "access_denied", "Unauthorized")
+        # The application's authentication method is enforced (Application Credentials,
+        # https://auth0.com/docs/secure/application-credentials).
+        if client["token_endpoint_auth_method"] != method:
+            raise OAuthError(401, "access_denied", "Unauthorized")
         if "client_credentials" not in client["grant_types"]:
-            raise OAuthError(403, "unauthorized_client",
-                             "Grant type 'client_credentials' not allowed for the client.")
+            raise OAuthError(
+                403,
+                "unauthorized_client",
+                "Grant type 'client_credentials' not allowed for the client.",
+            )
         audience = body.get("audience")
         if not audience:
-            raise OAuthError(403, "access_denied", "No audience parameter was provided, and "
-                             "no default audience has been configured")  # fmt: skip
+            raise OAuthError(
+                403,
+                "access_denied",
+                "No audience parameter was provided, and no default audience has been configured",
+            )
         asked = body.get("scope")
         self._send(200, tenant.issue(client, str(audience), str(asked) if asked else None))
 
@@ -433,8 +225,11 @@ class Handler(BaseHTTPRequestHandler):
             status, answer = self._route(method, path.removeprefix("/api/v2"), query, scopes)
             self._send(status, answer, limits)
         except ApiError as error:
-            body = {"statusCode": error.status, "error": _REASONS.get(error.status, "Error"),
-                    "message": error.message}  # fmt: skip
+            body = {
+                "statusCode": error.status,
+                "error": REASONS.get(error.status, "Error"),
+                "message": error.message,
+            }
             if error.code:
                 body["errorCode"] = error.code
             self._send(error.status, body, limits)
@@ -446,60 +241,66 @@ class Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts[0] == "clients":
             if len(parts) == 1 and method == "POST":
-                _needs(scopes, "create:clients")
+                needs(scopes, "create:clients")
                 return 201, tenant.new_client(self._body()[0])
             if len(parts) == 1 and method == "GET":
-                _needs(scopes, "read:clients")
+                needs(scopes, "read:clients")
                 keys = "read:client_keys" in scopes
-                return 200, [_public(c, keys) for c in tenant.clients.values()]
+                return 200, [public(c, keys) for c in tenant.clients.values()]
             client = tenant.client(parts[1])
             if len(parts) == 3 and parts[2] == "rotate-secret" and method == "POST":
-                _needs(scopes, "update:client_keys")
+                needs(scopes, "update:client_keys")
                 client["client_secret"] = secrets.token_urlsafe(48)
                 return 200, client
             if len(parts) == 2 and method == "GET":
-                _needs(scopes, "read:clients")
-                return 200, _public(client, "read:client_keys" in scopes)
+                needs(scopes, "read:clients")
+                return 200, public(client, "read:client_keys" in scopes)
             if len(parts) == 2 and method == "PATCH":
                 body = self._body()[0]
-                _needs(scopes, "update:clients")
+                needs(scopes, "update:clients")
                 if {"client_secret", "token_endpoint_auth_method"} & set(body):
-                    _needs(scopes, "update:client_keys")
-                extra = sorted(set(body) - _CLIENT_FIELDS - {"client_secret"})
+                    needs(scopes, "update:client_keys")
+                extra = sorted(set(body) - CLIENT_FIELDS - {"client_secret"})
                 if extra:
-                    raise ApiError(400, f"Payload validation error: 'Additional properties "
-                                   f"not allowed: {extra[0]}'.", "invalid_body")  # fmt: skip
+                    raise ApiError(
+                        400,
+                        f"Payload validation error: 'Additional properties "
+                        f"not allowed: {extra[0]}'.",
+                        "invalid_body",
+                    )
                 client.update(body)
-                return 200, _public(client, "read:client_keys" in scopes)
+                return 200, public(client, "read:client_keys" in scopes)
             if len(parts) == 2 and method == "DELETE":
-                _needs(scopes, "delete:clients")
+                needs(scopes, "delete:clients")
                 del tenant.clients[client["client_id"]]
-                tenant.grants = {k: g for k, g in tenant.grants.items()
-                                 if g["client_id"] != client["client_id"]}  # fmt: skip
+                tenant.grants = {
+                    k: g for k, g in tenant.grants.items() if g["client_id"] != client["client_id"]
+                }
                 return 204, None
         if parts[0] == "client-grants":
             if len(parts) == 1 and method == "POST":
-                _needs(scopes, "create:client_grants")
+                needs(scopes, "create:client_grants")
                 return 201, tenant.new_grant(self._body()[0])
             if len(parts) == 1 and method == "GET":
-                _needs(scopes, "read:client_grants")
+                needs(scopes, "read:client_grants")
                 return 200, [
-                    g for g in tenant.grants.values()
+                    g
+                    for g in tenant.grants.values()
                     if all(g[k] == query[k] for k in ("client_id", "audience") if k in query)
-                ]  # fmt: skip
+                ]
             grant = tenant.grants.get(parts[1]) if len(parts) == 2 else None
             if grant is None:
                 raise ApiError(404, "The client grant does not exist", "inexistent_client_grant")
             if method == "DELETE":
-                _needs(scopes, "delete:client_grants")
+                needs(scopes, "delete:client_grants")
                 del tenant.grants[grant["id"]]
                 return 204, None
             if method == "PATCH":
-                _needs(scopes, "update:client_grants")
+                needs(scopes, "update:client_grants")
                 grant["scope"] = list(self._body()[0].get("scope", grant["scope"]))
                 return 200, grant
         if parts[0] == "resource-servers" and method == "GET":
-            _needs(scopes, "read:resource_servers")
+            needs(scopes, "read:resource_servers")
             return 200, list(tenant.apis.values())
         raise ApiError(404, "Not Found")
 
@@ -512,31 +313,47 @@ class Handler(BaseHTTPRequestHandler):
         tenant = self.server.tenant
         body = self._body()[0] if method == "POST" else {}
         if path == "/__double__/m2m":
-            client = tenant.new_client({
-                "name": body.get("name", "parkctl"), "app_type": "non_interactive",
-                "grant_types": ["client_credentials"],
-            })  # fmt: skip
-            tenant.new_grant({"client_id": client["client_id"],
-                              "audience": body.get("audience", tenant.management_audience),
-                              "scope": body.get("scopes", list(MANAGEMENT_SCOPES))})  # fmt: skip
-            self._send(201, {"client_id": client["client_id"],
-                             "client_secret": client["client_secret"]})  # fmt: skip
+            client = tenant.new_client(
+                {
+                    "name": body.get("name", "parkctl"),
+                    "app_type": "non_interactive",
+                    "grant_types": ["client_credentials"],
+                }
+            )
+            tenant.new_grant(
+                {
+                    "client_id": client["client_id"],
+                    "audience": body.get("audience", tenant.management_audience),
+                    "scope": body.get("scopes", list(MANAGEMENT_SCOPES)),
+                }
+            )
+            self._send(
+                201, {"client_id": client["client_id"], "client_secret": client["client_secret"]}
+            )
         elif path == "/__double__/rate-limit":
             tenant.rate_limit = int(body["limit"])
             tenant.rate_window_s = float(body.get("window_s", 1.0))
             tenant.bucket_until = 0.0
             self._send(200, {"limit": tenant.rate_limit, "window_s": tenant.rate_window_s})
         elif path == "/__double__/fail":
-            tenant.failures.append({"method": body["method"], "path": body["path"],
-                                    "status": int(body.get("status", 503)),
-                                    "times": int(body.get("times", 1))})  # fmt: skip
+            tenant.failures.append(
+                {
+                    "method": body["method"],
+                    "path": body["path"],
+                    "status": int(body.get("status", 503)),
+                    "times": int(body.get("times", 1)),
+                }
+            )
             self._send(200, {"failures": len(tenant.failures)})
         elif path == "/__double__/state":
-            self._send(200, {
-                "clients": [_public(c, False) for c in tenant.clients.values()],
-                "grants": list(tenant.grants.values()),
-                "requests": tenant.requests,
-            })  # fmt: skip
+            self._send(
+                200,
+                {
+                    "clients": [public(c, False) for c in tenant.clients.values()],
+                    "grants": list(tenant.grants.values()),
+                    "requests": tenant.requests,
+                },
+            )
         else:
             self._send(404, {"error": "no such control"})
 
