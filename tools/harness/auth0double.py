@@ -17,6 +17,7 @@ the Auth0 documentation page each behaviour comes from are listed there) with a 
 from __future__ import annotations
 
 import secrets
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ class Auth0Double(ChildProcess):
         return self
 
     def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        with httpx.Client(verify=str(self.ca_file), timeout=10) as http:
+        with httpx.Client(
+            verify=ssl.create_default_context(cafile=self.ca_file), timeout=10
+        ) as http:
             headers = {"Authorization": f"Bearer {self._control}"}
             url = f"https://{self.domain}/__double__/{path}"
             response = (
