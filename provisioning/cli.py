@@ -39,6 +39,9 @@ SERVE_SETTINGS = (
     "log_level",
     "workers",
     "release_keys",
+    "trust_issuers",
+    "ingest_audience",
+    "trust_ca_cert",
 )
 
 
@@ -74,6 +77,20 @@ def serve_verb(parkctl: Verbs) -> None:
         type=Path,
         help="Release public key (PEM) that agent releases must be signed by; repeatable.",
     )
+    cmd.add_argument(
+        "--trust-issuer",
+        dest="trust_issuers",
+        action="append",
+        help="Accept devices' access tokens from this authorization server (its exact `iss`; "
+        "https, or http on loopback); repeatable.",
+    )
+    cmd.add_argument(
+        "--ingest-audience",
+        help="The audience external tokens must carry (default parkfleet-ingest).",
+    )
+    cmd.add_argument(
+        "--trust-ca-cert", type=Path, help="PEM CA for https issuers (default: system store)."
+    )
 
 
 def _serve(args: Namespace) -> None:
@@ -81,6 +98,8 @@ def _serve(args: Namespace) -> None:
 
     if args.release_keys:
         args.release_keys = ",".join(str(p) for p in args.release_keys)
+    if args.trust_issuers:
+        args.trust_issuers = ",".join(args.trust_issuers)
     serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)
 
 

@@ -13,13 +13,21 @@ the admin API, the ingestion API and the introspection endpoint.
   second. On SQLite, and while the notifications are down, the status is cached for
   `device_status_ttl_s` (at most 60 s), the bound for changes made by another process.
 - Verified tokens are cached by their exact string (bounded LRU, never past `exp`), so a board
-  posting every few seconds skips the signature check; the status check still applies.
+  posting every few seconds skips the signature check; the status check still applies. A token
+  whose segments are not canonical base64url (padding, stray bits) is refused before any check,
+  so one signature cannot be spelled several ways.
+- Tokens whose `iss` is a trusted external issuer (`--trust-issuer`) are checked by
+  external.py against that issuer's keys; the registry check below is the same for both, and
+  also requires the device to be registered for the token's issuer (None: the built-in one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +44,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from provisioning.auth import scopes
 from provisioning.auth.clients import ClientRecord
 from provisioning.auth.errors import InvalidToken
+from provisioning.auth.external import ExternalTokens
+from provisioning.auth.issuers import TrustedIssuers
 from provisioning.auth.keys import ALG, JWKS_MAX_AGE_S, JWT_TYPE, KeyStore
 from provisioning.auth.principal import Principal
 from provisioning.config import Settings
@@ -49,6 +59,7 @@ LEEWAY_S = 30
 JWKS_REFETCH_MIN_S = 10.0
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"]
 _MAX_TOKEN = 4096
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # While change notifications arrive, a cached status is dropped by its notification; this only
 # bounds the damage of one lost in a way nobody foresaw.
 LISTENING_TTL_S = 300.0
@@ -141,6 +152,7 @@ class ClientDirectory:
                 Client.enabled,
                 Client.deleted_at,
                 Client.tokens_valid_after,
+                Client.issuer,
             ).where(Client.client_id == bindparam("client_id")),
         )
 
@@ -170,6 +182,7 @@ class ClientDirectory:
                 row["lot"],
                 bool(row["enabled"] and not row["deleted_at"]),
                 row["tokens_valid_after"],
+                row["issuer"],
             )
         )
         with self._lock:
@@ -217,8 +230,10 @@ class TokenVerifier:
         metrics: Metrics,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
+        external: ExternalTokens | None = None,
     ) -> None:
         self.keys = keys
+        self.external = external
         self.issuer = issuer
         self.clients = clients
         self.metrics = metrics
@@ -244,7 +259,17 @@ class TokenVerifier:
         )
         clients = ClientDirectory(engine, settings.device_status_ttl_s)
         clients.watch(sessions)
-        return cls(source, settings.issuer_url, clients, metrics)
+        trusted = settings.trusted_issuers
+        external = (
+            ExternalTokens(
+                TrustedIssuers.from_settings(trusted, settings.trust_ca_cert, metrics),
+                settings.ingest_audience,
+                LEEWAY_S,
+            )
+            if trusted
+            else None
+        )
+        return cls(source, settings.issuer_url, clients, metrics, external=external)
 
     async def verify(self, token: str, audience: str | None) -> Principal:
         """The principal behind `token` for `audience` (None: any of ours, for introspection)."""
@@ -272,10 +297,16 @@ class TokenVerifier:
     async def _verify_signed(self, token: str) -> Principal:
         if len(token) > _MAX_TOKEN:
             raise InvalidToken("token too long")
+        if not canonical(token):
+            raise InvalidToken("malformed token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise InvalidToken("malformed token") from None
+        if self.external is not None:
+            iss = _unverified_issuer(token)
+            if iss in self.external.issuers.by_url:
+                return await self.external.verify(token, header, iss)
         if header.get("alg") != ALG:
             raise InvalidToken("unsupported algorithm")
         typ = header.get("typ")
@@ -326,14 +357,51 @@ class TokenVerifier:
         record = self.clients.get(principal.client_id)
         if record is None or not record.active:
             raise InvalidToken("client unknown, disabled or deleted")
+        if record.issuer != principal.issuer:
+            # A client ID is one issuer's: the same ID from another server is someone else.
+            raise InvalidToken("client not registered for this issuer")
         revoked_before = record.tokens_valid_after
         if revoked_before is not None and principal.claims["iat"] < revoked_before:
             # Issued before a zero-grace rotation or a disable: revoked (README's bound).
             raise InvalidToken("token revoked")
         allowed = scopes.ALLOWED.get(record.kind, {}).get(principal.audience, frozenset())
-        if not principal.scopes <= allowed:
+        if principal.issuer is not None:
+            # An external server may grant more than parkfleet lets this kind of client do (an
+            # Auth0 app with every permission of the API): only what both allow is kept.
+            if not principal.scopes & allowed:
+                raise InvalidToken("token scope not allowed for this client")
+            if not principal.scopes <= allowed:
+                principal = replace(principal, scopes=principal.scopes & allowed)
+        elif not principal.scopes <= allowed:
             raise InvalidToken("token scope not allowed for this client")
         if principal.kind != record.kind or principal.lot != record.lot:
             # The registry is the authority on kind and lot (a device may be moved).
             return replace(principal, kind=record.kind, lot=record.lot)
         return principal
+
+
+def canonical(token: str) -> bool:
+    """Three segments, each the one base64url spelling of its bytes (RFC 7515 §2: no padding;
+    no stray low bits in the last character, which decoders ignore)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    for part in parts:
+        if not _B64URL.fullmatch(part) or len(part) % 4 == 1:
+            return False
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except binascii.Error:
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
+            return False
+    return True
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The token's `iss`, unverified: only to choose whose keys verify it."""
+    try:
+        iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return None
+    return iss if isinstance(iss, str) else None

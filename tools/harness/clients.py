@@ -27,3 +27,19 @@ def register_devices(
             return [(client.client_id, secret) for client, secret in created]
     finally:
         engine.dispose()
+
+
+def register_operator(data_dir: Path, db: str | None = None) -> tuple[str, str]:
+    """An operator (admin API) as (client_id, client_secret), hashed with the data dir's key."""
+    url = db or f"sqlite:///{data_dir / 'parkfleet.db'}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            client, secret = registry.create_operator(
+                session, SecretHasher.from_data_dir(data_dir), "test", "ops"
+            )
+            return client.client_id, secret
+    finally:
+        engine.dispose()
