@@ -146,7 +146,6 @@ class Device(BaseModel):
     name: str
     mac: str | None
     enabled: bool
-    issuer: str | None = None  # an external authorization server's; None: parkfleet's own
     created_at: float
     updated_at: float
     last_seen_at: float | None = None
