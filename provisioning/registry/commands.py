@@ -161,6 +161,7 @@ def _device_table(device: Device) -> Table:
         ("lot", device.lot),
         ("name", device.name),
         ("mac", device.mac or "-"),
+        ("issuer", device.issuer or "parkfleet"),
         ("enabled", "yes" if device.enabled else "[red]no[/red]"),
         ("created", _when(device.created_at)),
         ("last seen", _when(device.last_seen_at)),
@@ -292,7 +293,7 @@ def device_list(
             devices = api.list_devices(lot=lot, mac=mac).items
         else:
             devices = list(api.iter_devices(lot=lot))
-    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
+    columns = ("client_id", "lot", "name", "mac", "issuer", "enabled", "cars", "seen", "agent")
     print_rows(devices, as_json, columns, _device_row, "device")
 
 
@@ -302,6 +303,7 @@ def _device_row(d: Device) -> tuple[str, ...]:
         d.lot,
         d.name,
         d.mac or "-",
+        d.issuer or "parkfleet",
         "yes" if d.enabled else "[red]no[/red]",
         str(d.reading.cars) if d.reading else "-",
         _ago(d.last_seen_at),
