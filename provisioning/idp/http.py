@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provisioning.errors import ParkctlError
+from provisioning.registry.client import send
 from provisioning.registry.lean_httpx import httpx
 
 MAX_WAIT_S = 120.0  # a longer rate-limit pause is an error the operator sees, not a hang
@@ -116,15 +117,8 @@ class IdpHttp:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         check_url(url, "authorization server URL")
-        try:
-            return self._http.request(method, url, **kwargs)
-        except httpx.TimeoutException:
-            raise ParkctlError(f"{urlsplit(url).netloc} did not answer in time") from None
-        except httpx.HTTPError as error:
-            hint = ""
-            if "CERTIFICATE_VERIFY_FAILED" in str(error):
-                hint = " (give its CA in PARK_IDP_CA_CERT)"
-            raise ParkctlError(f"cannot reach {urlsplit(url).netloc}: {error}{hint}") from None
+        where = urlsplit(url).netloc
+        return send(self._http, where, "give its CA in PARK_IDP_CA_CERT", method, url, **kwargs)
 
 
 def error_text(response: httpx.Response) -> str:
