@@ -19,6 +19,8 @@
    a rollout with one canary (`parkctl rollout start`). Each board's version change and the
    rollout's progress show in the live view, up to every board confirmed on 1.1.0.
 Ctrl-C stops everything the demo started (`--until-updated`: also once the rollout is done).
+`--idp oidc` or `--idp auth0` registers the boards in node-oidc-provider or the Auth0 double
+instead of the service's own authorization server (tools/demo_idp.py).
 """
 
 from __future__ import annotations
