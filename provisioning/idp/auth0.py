@@ -22,6 +22,7 @@ endpoints are a few lines each on the connection `idp.http` already rate-limits 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +49,7 @@ class Auth0Tenant:
         self._http = IdpHttp(self.origin)
         self._cache = TokenCache()
         self._cache_key = f"{self.origin} {client_id} {self.management_audience}"
+        self._lock = threading.Lock()
 
     @classmethod
     def from_environment(cls, domain: str) -> Auth0Tenant:
@@ -77,8 +79,12 @@ class Auth0Tenant:
     # --- the Management API token ---
 
     def _token(self, fresh: bool) -> str:
-        if not fresh and (cached := self._cache.get(self._cache_key)) is not None:
-            return cached[0]
+        with self._lock:  # a fleet run's threads share one token, fetched once
+            if not fresh and (cached := self._cache.get(self._cache_key)) is not None:
+                return cached[0]
+            return self._fetch_token()
+
+    def _fetch_token(self) -> str:
         asked_at = time.time()
         response = self._http.request(
             "POST",
