@@ -13,10 +13,14 @@ so disabling a board here removes its client grant (no new tokens for the ingest
 holds keep their lifetime, which is why parkfleet's own disable, effective within 1 s, comes
 first) and enabling creates it again.
 
-The SDK (`auth0-python`) is not used: its RestClient retries a 429 after 0.1-1 s of exponential
-backoff whatever `x-ratelimit-reset` says, then raises (at most 10 tries), so a fleet run over a
-tenant's per-minute budget would hammer it; it also brings `requests` beside httpx. These five
-endpoints are a few lines each on the connection `idp.http` already rate-limits correctly.
+The SDK (`auth0-python`, 6.8.0 read and measured) is not used: its HTTP client retries every
+5xx, 408, 409 and 429 for any method (`management/core/http_client.py`, `_should_retry`), so a
+5xx after Auth0 made a board's application is answered by a second `POST /api/v2/clients`, a
+second application for one board; its token provider keeps the Management API token in memory
+only (one token per parkctl run, where Auth0 counts M2M tokens per month) and fetches it with a
+default `httpx.Client()` that ignores a private CA; and it installs 54 MB (its `auth0/` tree)
+plus aiohttp, requests and urllib3. These five endpoints are a few lines each on the connection
+`idp.http` rate-limits (a 429 waits for `x-ratelimit-reset`, nothing else is retried).
 """
 
 from __future__ import annotations
