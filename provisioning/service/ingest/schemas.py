@@ -32,7 +32,7 @@ MAX_RESET_CAUSE = 32
 RESET_CAUSE_PATTERN = rf"^[ -~]{{1,{MAX_RESET_CAUSE}}}\Z"  # \Z: `$` would allow a final "\n"
 RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
-_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent"})
+_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent", "crash"})
 # The agent's report of the version it runs and its update state (device/appstate.py).
 AGENT_KEYS = frozenset({"version", "update", "reason", "target"})
 UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
@@ -49,7 +49,20 @@ _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "dropped": (0, 2**53),
     # How often the board takes a reading: the dashboard calls it offline after a few missed.
     "interval_s": (1, 86400),
+    # Vitals: the lowest free heap since boot and the largest free block (bytes), the lowest
+    # RSSI, WiFi drops, failed token requests and failed posts since the last acknowledged report.
+    "heap_min": (0, 2**40),
+    "heap_block": (0, 2**40),
+    "rssi_min": (-200, 50),
+    "wifi_drops": (0, 2**31),
+    "token_fails": (0, 2**31),
+    "post_fails": (0, 2**31),
 }
+# A crash report (device/crash.py): kept by the board across the reset, sent until answered.
+CRASH_KEYS = frozenset({"version", "count", "cause", "traceback"})
+CRASH_CAUSES = frozenset({"exception", "watchdog", "brownout", "memory"})
+MAX_TRACEBACK = 600
+MAX_CRASHES = 2**31
 # Short printable names: why the board last reset, and the agent's version.
 _HEALTH_NAMES = ("reset_cause", "agent")
 HEALTH_KEYS = frozenset({*_HEALTH_INTS, *_HEALTH_NAMES})
@@ -108,6 +121,17 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                 "target": {"type": "string", "pattern": _VERSION_RE},
                 "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
                 "reason": {"type": "string", "maxLength": MAX_REASON},
+            },
+        },
+        "crash": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["version", "count", "cause", "traceback"],
+            "properties": {
+                "version": {"type": ["string", "null"], "pattern": _VERSION_RE},
+                "count": _int(1, MAX_CRASHES),
+                "cause": {"type": "string", "enum": sorted(CRASH_CAUSES)},
+                "traceback": {"type": "string", "maxLength": MAX_TRACEBACK},
             },
         },
         "health": {
@@ -204,6 +228,11 @@ def parse_counts(body: bytes) -> CountsBatch:
     readings, gates, received, keys = _parse_readings(data["readings"])
     parsed_health = None if health is None else parse_health(health)
     keys += len(data) + (len(health) if type(health) is dict else 0)
+    crash = data.get("crash")
+    if crash is not None:
+        # Validated only: storing crash reports is the rollout side's (not kept yet).
+        parse_crash(crash)
+        keys += len(crash)
     _no_repeated_keys(body, keys)
     return CountsBatch(
         readings=readings,
@@ -379,6 +408,29 @@ def parse_health(raw: Any) -> dict[str, int | str]:
             _fail(("health", name), f"must be an integer from {low} to {high}", "int_type")
         health[name] = value
     return health
+
+
+def parse_crash(raw: Any) -> dict[str, Any]:
+    """Validate a crash report: exactly `version` (X.Y.Z or null), `count` (>= 1), `cause` (one
+    of CRASH_CAUSES) and `traceback` (text of at most MAX_TRACEBACK characters)."""
+    if type(raw) is not dict:
+        _fail(("crash",), "must be an object", "dict_type")
+    _check_keys(raw, CRASH_KEYS, ("crash",))
+    for name in sorted(CRASH_KEYS - raw.keys()):
+        _fail(("crash", name), "field required", "missing")
+    version = raw["version"]
+    if version is not None and (type(version) is not str or not re.match(_VERSION_RE, version)):
+        _fail(("crash", "version"), "must be a version X.Y.Z or null")
+    count = _whole(raw["count"])
+    if type(count) is not int or not 1 <= count <= MAX_CRASHES:
+        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASHES}", "int_type")
+    cause = raw["cause"]
+    if type(cause) is not str or cause not in CRASH_CAUSES:
+        _fail(("crash", "cause"), f"must be one of {', '.join(sorted(CRASH_CAUSES))}")
+    tb = raw["traceback"]
+    if type(tb) is not str or len(tb) > MAX_TRACEBACK:
+        _fail(("crash", "traceback"), f"must be text of at most {MAX_TRACEBACK} characters")
+    return {**raw, "count": count}
 
 
 def parse_agent(raw: Any) -> dict[str, str]:
