@@ -266,3 +266,18 @@ def test_registering_external_boards_is_checked(park: Park) -> None:
         "trusted_issuers": [park.idp.issuer],
     }
     assert park.http.get("/admin/config").status_code == 401
+
+
+@pytest.mark.parametrize("alg", ["ES256", "PS256", "EdDSA"])
+def test_tokens_signed_with_each_asymmetric_algorithm_are_accepted(
+    tmp_path: Path, alg: str
+) -> None:
+    with OidcProvider(tmp_path / "idp", alg=alg) as idp:
+        data = tmp_path / "data"
+        operator = register_operator(data)
+        args = ["--trust-issuer", idp.issuer, "--ingest-audience", idp.audience]
+        with ServiceProcess(data, extra_args=args) as proc, proc.client() as http:
+            park = Park(proc, idp, http, admin_headers(http, operator))
+            _client, token = park.board()
+            assert jwt.get_unverified_header(token)["alg"] == alg
+            assert park.post(token).status_code == 200, proc.log()
