@@ -257,7 +257,7 @@ def device_list(
             devices = api.list_devices(lot=lot, mac=mac).items
         else:
             devices = list(api.iter_devices(lot=lot))
-    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
+    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent", "issuer")
     print_rows(devices, as_json, columns, _device_row, "device")
 
 
@@ -271,6 +271,7 @@ def _device_row(d: Device) -> tuple[str, ...]:
         str(d.reading.cars) if d.reading else "-",
         _ago(d.last_seen_at),
         agent_text(d.agent),
+        d.issuer or "built-in",
     )
 
 

@@ -42,6 +42,7 @@ class Board:
     token_expires_at: float | None
     online: bool
     problems: list[str]
+    issuer: str | None = None  # the external authorization server; None: the built-in one
 
     def sort_key(self, column: str) -> Any:
         value: Any = {
@@ -132,6 +133,7 @@ def boards(
                 expiry.get(client.client_id),
                 online,
                 problems,
+                client.issuer,
             )
         )
     return out

@@ -7,6 +7,10 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +39,7 @@ class Park:
     idp: OidcProvider
     http: httpx.Client
     admin: dict[str, str]
+    operator: tuple[str, str]
     seq: int = 0
 
     def register(self, client_id: str, lot: str = "lot-x", **extra: Any) -> httpx.Response:
@@ -78,7 +83,7 @@ def park(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Park]:
         operator = register_operator(data, db)
         args = ["--trust-issuer", idp.issuer, "--ingest-audience", idp.audience]
         with ServiceProcess(data, db=db, extra_args=args) as proc, proc.client() as http:
-            yield Park(proc, idp, http, admin_headers(http, operator))
+            yield Park(proc, idp, http, admin_headers(http, operator), operator)
 
 
 def test_a_provider_token_of_a_registered_board_is_accepted_and_its_counts_stored(
@@ -277,7 +282,57 @@ def test_tokens_signed_with_each_asymmetric_algorithm_are_accepted(
         operator = register_operator(data)
         args = ["--trust-issuer", idp.issuer, "--ingest-audience", idp.audience]
         with ServiceProcess(data, extra_args=args) as proc, proc.client() as http:
-            park = Park(proc, idp, http, admin_headers(http, operator))
+            park = Park(proc, idp, http, admin_headers(http, operator), operator)
             _client, token = park.board()
             assert jwt.get_unverified_header(token)["alg"] == alg
             assert park.post(token).status_code == 200, proc.log()
+
+
+def test_device_list_and_the_dashboard_show_each_boards_issuer(park: Park, tmp_path: Path) -> None:
+    client, _token = park.board()
+    (builtin,) = register_devices(park.proc.data_dir, lot="lot-y")
+    env = {
+        **os.environ,
+        "PARK_SERVER": park.proc.url,
+        "PARK_CLIENT_ID": park.operator[0],
+        "PARK_CLIENT_SECRET": park.operator[1],
+        "PARK_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "provisioning", "device", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    issuers = {d["client_id"]: d["issuer"] for d in json.loads(listed.stdout)}
+    assert issuers == {client.client_id: park.idp.issuer, builtin[0]: None}
+    table = subprocess.run(
+        [sys.executable, "-m", "provisioning", "device", "list"],
+        env={**env, "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert park.idp.issuer in table and "built-in" in table
+    form = park.http.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed_in = park.http.post(
+        "/ui/login",
+        data={
+            "csrf": csrf.group(1),
+            "client_id": park.operator[0],
+            "client_secret": park.operator[1],
+            "next": "/ui/boards",
+        },
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    boards = park.http.get("/ui/boards")
+    assert boards.status_code == 200
+    assert f"<code>{park.idp.issuer}</code>" in boards.text and "built-in" in boards.text
+    page = park.http.get(f"/ui/boards/{client.client_id}")
+    assert f"<code>{park.idp.issuer}</code>" in page.text
+    assert "/rotate-secret" not in page.text  # its secret lives in the external server
