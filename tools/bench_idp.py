@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from tools.bench_ingest import _row as ingest_row
 from tools.bench_ingest import counts_requests, fetch_tokens
 from tools.harness.clients import register_devices, register_operator
 from tools.harness.loadrun import measured_load
@@ -77,14 +78,7 @@ def external_tokens(service: ServiceProcess, idp: OidcProvider, admin: dict[str,
 
 
 def _row(metric: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "bench": "idp",
-        "metric": metric,
-        "value": result["rps"],
-        "p50_ms": result["p50_ms"],
-        "p99_ms": result["p99_ms"],
-        "statuses": result["statuses"],
-    }
+    return ingest_row(metric, result, "idp")
 
 
 def bench_posts(
