@@ -167,6 +167,7 @@ def _device_table(device: Device) -> Table:
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
         ("agent", agent_text(device.agent)),
+        ("issuer", device.issuer or "built-in"),
     ]
     for key, value in rows:
         table.add_row(key, value)
