@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tools.harness.clients import register_devices, register_operator
+from tools.harness.net import free_port
 from tools.harness.oidcprovider import OidcProvider, RegisteredClient
 from tools.harness.server import ServiceProcess
 from tools.harness.services import postgres_database
@@ -336,3 +337,18 @@ def test_device_list_and_the_dashboard_show_each_boards_issuer(park: Park, tmp_p
     page = park.http.get(f"/ui/boards/{client.client_id}")
     assert f"<code>{park.idp.issuer}</code>" in page.text
     assert "/rotate-secret" not in page.text  # its secret lives in the external server
+
+
+def test_an_issuer_down_at_start_does_not_stop_the_service(tmp_path: Path) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    args = ["--trust-issuer", nobody]
+    with ServiceProcess(tmp_path / "data", extra_args=args) as proc, proc.client() as http:
+        deadline = time.monotonic() + 10
+        while (ready := http.get("/readyz")).json()["degraded"] == [] and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "degraded": [f"issuer:{nobody}"]}
+        assert http.get("/healthz").status_code == 200
+        assert "Traceback" not in proc.log()
