@@ -167,7 +167,6 @@ def _device_table(device: Device) -> Table:
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
         ("agent", agent_text(device.agent)),
-        ("issuer", device.issuer or "built-in"),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -258,7 +257,7 @@ def device_list(
             devices = api.list_devices(lot=lot, mac=mac).items
         else:
             devices = list(api.iter_devices(lot=lot))
-    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent", "issuer")
+    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
     print_rows(devices, as_json, columns, _device_row, "device")
 
 
@@ -272,7 +271,6 @@ def _device_row(d: Device) -> tuple[str, ...]:
         str(d.reading.cars) if d.reading else "-",
         _ago(d.last_seen_at),
         agent_text(d.agent),
-        d.issuer or "built-in",
     )
 
 
