@@ -1,0 +1,200 @@
+"""What the dashboard's pages show, read from the store (pages are read with `counts:read`).
+
+Board status rules, in one place:
+- online: heard from within `OFFLINE_AFTER_INTERVALS` of its reading interval (the `interval_s`
+  it reports in its health, else `DEFAULT_INTERVAL_S`), at least `MIN_OFFLINE_S`;
+- unwell: disabled, a backlog in its flash spool, readings it had to drop, weak WiFi, little
+  free heap, or a last reset that was not a power-on or a deliberate one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, desc, func, select
+from sqlalchemy.orm import Session
+
+from provisioning.service.ingest import store
+from provisioning.service.lots import history
+from provisioning.store.models import AuditEvent, Client, DeviceAgent, DeviceState, Reading
+
+DEFAULT_INTERVAL_S = 60
+OFFLINE_AFTER_INTERVALS = 3
+MIN_OFFLINE_S = 90
+WEAK_RSSI_DBM = -80
+LOW_HEAP_BYTES = 16 * 1024
+# device/health.py's names; watchdog, brownout and unknown codes are worth a look.
+_QUIET_RESETS = frozenset({"power_on", "soft", "hard", "deepsleep"})
+RANGES = {"24h": (86400, 300), "7d": (7 * 86400, 3600), "30d": (30 * 86400, 3 * 3600)}
+SPARK_SPAN_S, SPARK_STEP_S = 86400, 1800
+
+
+@dataclass
+class Board:
+    client_id: str
+    name: str
+    lot: str
+    enabled: bool
+    cars: int | None
+    last_seen_at: float | None
+    health: dict[str, Any]
+    token_expires_at: float | None
+    online: bool
+    problems: list[str]
+    issuer: str | None = None  # the external authorization server; None: the built-in one
+
+    def sort_key(self, column: str) -> Any:
+        value: Any = {
+            "name": self.name.lower(),
+            "lot": self.lot,
+            "status": (self.online, not self.problems),
+            "cars": self.cars if self.cars is not None else -1,
+            "seen": self.last_seen_at or 0.0,
+        }.get(column, self.name.lower())
+        if column in {"rssi", "uptime_s", "free_heap", "spool_depth", "dropped"}:
+            raw = self.health.get(column)
+            value = raw if isinstance(raw, int) else -(2**62)
+        return value
+
+
+def board_status(
+    enabled: bool, last_seen_at: float | None, health: dict[str, Any], now: float
+) -> tuple[bool, list[str]]:
+    """(online, problems) by the rules in the module docstring."""
+    interval = health.get("interval_s")
+    interval = interval if isinstance(interval, int) and interval > 0 else DEFAULT_INTERVAL_S
+    window = max(OFFLINE_AFTER_INTERVALS * interval, MIN_OFFLINE_S)
+    online = enabled and last_seen_at is not None and now - last_seen_at <= window
+    problems = []
+    if not enabled:
+        problems.append("disabled")
+    if isinstance(health.get("spool_depth"), int) and health["spool_depth"] > 0:
+        problems.append(f"{health['spool_depth']} readings waiting in spool")
+    if isinstance(health.get("dropped"), int) and health["dropped"] > 0:
+        problems.append(f"dropped {health['dropped']} readings")
+    if isinstance(health.get("rssi"), int) and health["rssi"] < WEAK_RSSI_DBM:
+        problems.append(f"weak WiFi ({health['rssi']} dBm)")
+    if isinstance(health.get("free_heap"), int) and health["free_heap"] < LOW_HEAP_BYTES:
+        problems.append(f"low free heap ({health['free_heap']} B)")
+    cause = health.get("reset_cause")
+    if cause is not None and str(cause) not in _QUIET_RESETS:
+        problems.append(f"reset by {cause}")
+    return online, problems
+
+
+def _token_expiry(conn: Connection, ids: list[str], ttl_s: int) -> dict[str, float]:
+    """Each device's newest token expiry, from the issuance audit (tokens are never stored)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(AuditEvent.target, func.max(AuditEvent.at))
+        .where(AuditEvent.target.in_(ids), AuditEvent.action == "token.issue")
+        .group_by(AuditEvent.target)
+    )
+    return {str(target): at + ttl_s for target, at in rows}
+
+
+def boards(
+    conn: Connection, ttl_s: int, lot: str | None = None, client_id: str | None = None
+) -> list[Board]:
+    """Live boards (of `lot`, or one), with their status."""
+    query = (
+        select(Client, DeviceState, DeviceAgent.version)
+        .outerjoin(DeviceState, DeviceState.device_id == Client.client_id)
+        .outerjoin(DeviceAgent, DeviceAgent.device_id == Client.client_id)
+        .where(Client.kind == "device", Client.deleted_at.is_(None))
+        .order_by(Client.name)
+    )
+    if lot is not None:
+        query = query.where(Client.lot == lot)
+    if client_id is not None:
+        query = query.where(Client.client_id == client_id)
+    with Session(bind=conn) as session:
+        rows = [(row[0], row[1], row[2]) for row in session.execute(query)]
+    expiry = _token_expiry(conn, [c.client_id for c, _, _ in rows], ttl_s)
+    now = time.time()
+    out = []
+    for client, state, version in rows:
+        health = dict(state.health or {}) if state is not None else {}
+        if version and "agent" not in health:  # the version the agent reports (issue 10)
+            health["agent"] = version
+        seen = state.last_seen_at if state is not None else None
+        online, problems = board_status(client.enabled, seen, health, now)
+        out.append(
+            Board(
+                client.client_id,
+                client.name,
+                client.lot or "",
+                client.enabled,
+                state.cars if state is not None else None,
+                seen,
+                health,
+                expiry.get(client.client_id),
+                online,
+                problems,
+                client.issuer,
+            )
+        )
+    return out
+
+
+def last_updates(conn: Connection) -> dict[str, float]:
+    """Each lot's newest reading time (server clock)."""
+    rows = conn.execute(
+        select(Client.lot, func.max(DeviceState.received_at))
+        .join(DeviceState, DeviceState.device_id == Client.client_id)
+        .where(Client.kind == "device", Client.deleted_at.is_(None))
+        .group_by(Client.lot)
+    )
+    return {str(lot): at for lot, at in rows if at is not None and lot is not None}
+
+
+def series(
+    conn: Connection, lot: str, span_s: int, step: int, current: int | None
+) -> tuple[list[int], list[int | None]]:
+    """The lot's occupancy over the last `span_s`, every `step` seconds, ending with
+    `current` (the lot's total now) so the line reaches the present."""
+    end = time.time()
+    times = history.points(end - span_s, end, step)
+    values = history.lot_history(conn, lot, times, step)
+    if current is not None:
+        times.append(int(end))
+        values.append(current)
+    return times, values
+
+
+def overview(conn: Connection) -> list[dict[str, Any]]:
+    """Every lot with its totals, last update and 24 h sparkline values."""
+    updated = last_updates(conn)
+    lots = store.list_lots(conn)
+    for lot in lots:
+        lot["updated_at"] = updated.get(lot["lot"])
+        current = lot["cars"] if lot["devices"] else None
+        _times, lot["spark"] = series(conn, lot["lot"], SPARK_SPAN_S, SPARK_STEP_S, current)
+    return lots
+
+
+def recent_readings(conn: Connection, client_id: str, limit: int = 20) -> list[Any]:
+    """The board's newest readings, newest first."""
+    return list(
+        conn.execute(
+            select(Reading.seq, Reading.cars, Reading.ts, Reading.received_at)
+            .where(Reading.device_id == client_id)
+            .order_by(desc(Reading.seq))
+            .limit(limit)
+        )
+    )
+
+
+def audit_entries(conn: Connection, client_id: str, limit: int = 20) -> list[Any]:
+    """Admin actions about the board (token issuance left out: it is in the token column)."""
+    return list(
+        conn.execute(
+            select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.detail)
+            .where(AuditEvent.target == client_id, AuditEvent.action != "token.issue")
+            .order_by(desc(AuditEvent.id))
+            .limit(limit)
+        )
+    )
