@@ -129,6 +129,7 @@ def test_every_forged_or_foreign_token_is_refused(park: Park) -> None:
     pem = public_pem.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     hs_input = _unsigned({**header, "alg": "HS256"}, claims)
     stranger = park.idp.register()  # a client of the provider parkfleet does not know
+    (builtin,) = register_devices(park.proc.data_dir, lot="lot-y")  # not this issuer's
     head, body, sig = good.split(".")
     twisted = sig[:-1] + ("B" if sig[-1] == "A" else "A")  # another spelling or another value
     forged = {
@@ -152,6 +153,7 @@ def test_every_forged_or_foreign_token_is_refused(park: Park) -> None:
         "no exp": park.idp.sign({k: v for k, v in claims.items() if k != "exp"}),
         "scope a board may not hold": park.idp.sign({**claims, "scope": "counts:read"}),
         "aud list without the ingest audience": park.idp.sign({**claims, "aud": ["x", "y"]}),
+        "a built-in board's client ID": park.idp.sign({**claims, "client_id": builtin[0]}),
         "another signature": f"{head}.{body}.{twisted}",
         "padded segment": f"{head}.{body}.{sig}=",
     }
