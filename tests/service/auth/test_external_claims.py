@@ -152,9 +152,16 @@ def test_trusted_issuers_must_be_https_unless_on_loopback(tmp_path: Path) -> Non
         "http://localhost:8/x",
     )
     assert ok.ingest_audience == "parkfleet-ingest"
-    for bad in ("http://idp.example/", "ftp://x/", "https://x/?a=1", "https:///"):
-        with pytest.raises(ParkctlError, match="--trust-issuer"):
+    for bad in (
+        "http://idp.example/",
+        "ftp://x/",
+        "https://x/?a=1",
+        "https:///",
+        "https://u:pw@x/",
+    ):
+        with pytest.raises(ParkctlError, match="--trust-issuer") as refused:
             from_flags({"data_dir": tmp_path, "trust_issuers": bad})
+        assert "pw" not in str(refused.value)
 
 
 def test_serve_refuses_a_plain_http_issuer_elsewhere_with_one_clear_line(tmp_path: Path) -> None:
