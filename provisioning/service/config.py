@@ -151,6 +151,8 @@ def check_issuer_url(url: str) -> None:
     """An issuer we may fetch keys from: https, or http on a loopback host only; no query or
     fragment (RFC 8414 §2). Raises ValueError saying why."""
     parts = urlsplit(url)
+    if "@" in parts.netloc:  # never echoed: it may be a password
+        raise ValueError("an issuer URL carries no user name or password")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"issuer {url!r} is not an http(s) URL")
     if parts.query or parts.fragment:

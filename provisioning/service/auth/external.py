@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import jwt
-
 from provisioning.service.auth import scopes
+from provisioning.service.auth.claims import decode_checked
 from provisioning.service.auth.errors import InvalidToken
 from provisioning.service.auth.issuers import IssuerKey, TrustedIssuers
 from provisioning.service.auth.principal import Principal
@@ -95,24 +94,8 @@ class ExternalTokens:
         if key is None:
             raise InvalidToken("unknown signing key")
         alg = check_algorithm(header, key)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=[alg],  # one the key allows: the header cannot widen it
-                audience=self.audience,
-                issuer=iss,
-                leeway=self._leeway_s,
-                options={"require": _REQUIRED},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("token from another issuer") from None
-        except jwt.InvalidTokenError:
-            raise InvalidToken("invalid token") from None
+        # One algorithm the key allows: the header cannot widen it.
+        claims = decode_checked(token, key.key, alg, self.audience, iss, self._leeway_s, _REQUIRED)
         client_id = identity(claims)
         if client_id is None or not isinstance(claims["iat"], int | float):
             raise InvalidToken("invalid token claims")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
@@ -99,7 +100,7 @@ def parse_jwks(document: Any) -> dict[str, IssuerKey]:
                 key = ECAlgorithm.from_jwk(jwk)
             else:
                 key = OKPAlgorithm.from_jwk(jwk)
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, jwt.PyJWTError) as error:
             log.warning("JWKS key %r skipped: %s", jwk.get("kid"), error)
             continue
         keys[jwk["kid"]] = IssuerKey(key, algorithms)
@@ -167,6 +168,9 @@ class TrustedIssuer:
     async def _fetch_shared(self) -> None:
         try:
             await self.fetch()
+        except Exception:  # whatever the issuer sends: never a 500 for a token
+            self.degraded = True
+            log.exception("keys of issuer %s not fetched; known keys kept", self.url)
         finally:
             self._inflight = None
 

@@ -42,6 +42,7 @@ from sqlalchemy import Engine, bindparam, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.service.auth import scopes
+from provisioning.service.auth.claims import decode_checked
 from provisioning.service.auth.clients import ClientRecord
 from provisioning.service.auth.errors import InvalidToken
 from provisioning.service.auth.external import ExternalTokens
@@ -319,24 +320,10 @@ class TokenVerifier:
         key = self.keys.get(kid) or await self.keys.refetch(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[ALG],  # pinned: the header never chooses the algorithm
-                audience=list(scopes.AUDIENCES),
-                issuer=self.issuer,
-                leeway=LEEWAY_S,
-                options={"require": REQUIRED_CLAIMS},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("token from another issuer") from None
-        except jwt.InvalidTokenError:
-            raise InvalidToken("invalid token") from None
+        # The algorithm is pinned: the header never chooses it.
+        claims = decode_checked(
+            token, key, ALG, list(scopes.AUDIENCES), self.issuer, LEEWAY_S, REQUIRED_CLAIMS
+        )
         sub, aud, scope = claims["sub"], claims["aud"], claims["scope"]
         if not (isinstance(sub, str) and isinstance(aud, str) and isinstance(scope, str)):
             raise InvalidToken("invalid token claims")

@@ -7,6 +7,10 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tools.harness.clients import register_devices, register_operator
+from tools.harness.net import free_port
 from tools.harness.oidcprovider import OidcProvider, RegisteredClient
 from tools.harness.server import ServiceProcess
 from tools.harness.services import postgres_database
@@ -35,6 +40,7 @@ class Park:
     idp: OidcProvider
     http: httpx.Client
     admin: dict[str, str]
+    operator: tuple[str, str]
     seq: int = 0
 
     def register(self, client_id: str, lot: str = "lot-x", **extra: Any) -> httpx.Response:
@@ -78,7 +84,7 @@ def park(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Park]:
         operator = register_operator(data, db)
         args = ["--trust-issuer", idp.issuer, "--ingest-audience", idp.audience]
         with ServiceProcess(data, db=db, extra_args=args) as proc, proc.client() as http:
-            yield Park(proc, idp, http, admin_headers(http, operator))
+            yield Park(proc, idp, http, admin_headers(http, operator), operator)
 
 
 def test_a_provider_token_of_a_registered_board_is_accepted_and_its_counts_stored(
@@ -123,6 +129,7 @@ def test_every_forged_or_foreign_token_is_refused(park: Park) -> None:
     pem = public_pem.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     hs_input = _unsigned({**header, "alg": "HS256"}, claims)
     stranger = park.idp.register()  # a client of the provider parkfleet does not know
+    (builtin,) = register_devices(park.proc.data_dir, lot="lot-y")  # not this issuer's
     head, body, sig = good.split(".")
     twisted = sig[:-1] + ("B" if sig[-1] == "A" else "A")  # another spelling or another value
     forged = {
@@ -146,6 +153,7 @@ def test_every_forged_or_foreign_token_is_refused(park: Park) -> None:
         "no exp": park.idp.sign({k: v for k, v in claims.items() if k != "exp"}),
         "scope a board may not hold": park.idp.sign({**claims, "scope": "counts:read"}),
         "aud list without the ingest audience": park.idp.sign({**claims, "aud": ["x", "y"]}),
+        "a built-in board's client ID": park.idp.sign({**claims, "client_id": builtin[0]}),
         "another signature": f"{head}.{body}.{twisted}",
         "padded segment": f"{head}.{body}.{sig}=",
     }
@@ -266,3 +274,74 @@ def test_registering_external_boards_is_checked(park: Park) -> None:
         "trusted_issuers": [park.idp.issuer],
     }
     assert park.http.get("/admin/config").status_code == 401
+
+
+@pytest.mark.parametrize("alg", ["ES256", "PS256", "EdDSA"])
+def test_tokens_signed_with_each_asymmetric_algorithm_are_accepted(
+    tmp_path: Path, alg: str
+) -> None:
+    with OidcProvider(tmp_path / "idp", alg=alg) as idp:
+        data = tmp_path / "data"
+        operator = register_operator(data)
+        args = ["--trust-issuer", idp.issuer, "--ingest-audience", idp.audience]
+        with ServiceProcess(data, extra_args=args) as proc, proc.client() as http:
+            park = Park(proc, idp, http, admin_headers(http, operator), operator)
+            _client, token = park.board()
+            assert jwt.get_unverified_header(token)["alg"] == alg
+            assert park.post(token).status_code == 200, proc.log()
+
+
+def test_device_list_and_the_dashboard_show_each_boards_issuer(park: Park, tmp_path: Path) -> None:
+    client, _token = park.board()
+    (builtin,) = register_devices(park.proc.data_dir, lot="lot-y")
+    env = {
+        **os.environ,
+        "PARK_SERVER": park.proc.url,
+        "PARK_CLIENT_ID": park.operator[0],
+        "PARK_CLIENT_SECRET": park.operator[1],
+        "PARK_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "provisioning", "device", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    issuers = {d["client_id"]: d["issuer"] for d in json.loads(listed.stdout)}
+    assert issuers == {client.client_id: park.idp.issuer, builtin[0]: None}
+    form = park.http.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed_in = park.http.post(
+        "/ui/login",
+        data={
+            "csrf": csrf.group(1),
+            "client_id": park.operator[0],
+            "client_secret": park.operator[1],
+            "next": "/ui/boards",
+        },
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    boards = park.http.get("/ui/boards")
+    assert boards.status_code == 200
+    assert f"<code>{park.idp.issuer}</code>" in boards.text and "<td>parkfleet</td>" in boards.text
+    page = park.http.get(f"/ui/boards/{client.client_id}")
+    assert f"<code>{park.idp.issuer}</code>" in page.text
+    assert "/rotate-secret" not in page.text  # its secret lives in the external server
+
+
+def test_an_issuer_down_at_start_does_not_stop_the_service(tmp_path: Path) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    args = ["--trust-issuer", nobody]
+    with ServiceProcess(tmp_path / "data", extra_args=args) as proc, proc.client() as http:
+        deadline = time.monotonic() + 10
+        while (ready := http.get("/readyz")).json()["degraded"] == [] and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "degraded": [f"issuer:{nobody}"]}
+        assert http.get("/healthz").status_code == 200
+        assert "Traceback" not in proc.log()

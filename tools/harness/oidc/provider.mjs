@@ -88,6 +88,8 @@ function build(keys) {
       grant_types: ['client_credentials'],
       response_types: [],
       token_endpoint_auth_method: 'client_secret_basic',
+      // Registration checks this against the keys even for clients that never get ID tokens.
+      id_token_signed_response_alg: keys[0].alg,
     },
     features: {
       devInteractions: { enabled: false },
