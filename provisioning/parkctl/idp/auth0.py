@@ -6,11 +6,12 @@ with create/read/update/delete:clients, update:client_keys, create/read/delete:c
 Management API token comes by client credentials and is cached on disk (0600) like the operator
 token, so a fleet run costs one token (Auth0 counts M2M tokens per month).
 
-Per board: `POST /api/v2/clients` (a non-interactive app with only the client-credentials grant;
-the board authenticates with HTTP Basic, as the agent does), then `POST /api/v2/client-grants`
-for the ingest API with exactly `counts:write`. Auth0 has no "disabled" flag on an application,
-so disabling a board here removes its client grant (no new tokens for the ingest API; tokens it
-holds keep their lifetime, which is why parkfleet's own disable, effective within 1 s, comes
+Per board: `POST /api/v2/clients` (a non-interactive app with only the client-credentials grant,
+authenticating by `client_secret_post`: the agent sends Auth0's documented JSON body with the
+credentials in it), then `POST /api/v2/client-grants` for the ingest API with exactly
+`counts:write`. Auth0 has no "disabled" flag on an application, so disabling a board here
+removes its client grant (no new tokens for the ingest API; tokens it holds keep their lifetime,
+which is why parkfleet's own disable, effective within 1 s, comes
 first) and enabling creates it again.
 
 The SDK (`auth0-python`, 6.8.0 read and measured) is not used: its HTTP client retries every
@@ -151,7 +152,9 @@ class Auth0Tenant:
                     "description": "parkfleet board",
                     "app_type": "non_interactive",
                     "grant_types": ["client_credentials"],
-                    "token_endpoint_auth_method": "client_secret_basic",
+                    # The agent's JSON body carries the credentials (Auth0's documented
+                    # request), so the application authenticates by client_secret_post.
+                    "token_endpoint_auth_method": "client_secret_post",
                     "client_metadata": {"parkfleet_mac": mac or ""},
                 },
             ),

@@ -41,9 +41,9 @@ class External:
             if isinstance(self.server, Auth0Double):
                 return http.post(
                     f"https://{self.server.domain}/oauth/token",
-                    json={"grant_type": "client_credentials", "audience": self.audience},
-                    auth=(client_id, secret),
-                )
+                    json={"grant_type": "client_credentials", "audience": self.audience,
+                          "client_id": client_id, "client_secret": secret},
+                )  # fmt: skip
             return http.post(
                 str(self.server.metadata()["token_endpoint"]),
                 data={"grant_type": "client_credentials", "resource": self.audience,

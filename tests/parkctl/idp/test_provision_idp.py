@@ -90,19 +90,20 @@ def test_board_counts_end_to_end(
             assert secret not in text and new_secret not in text
 
     # A disable in parkfleet refuses the board's posts within 1 s, whatever the token's life.
+    # (`--` before the client ID: node-oidc-provider's may start with "-".)
     token = ext.board_token(device.client_id, new_secret).json()["access_token"]
     assert ext.post_counts(token, 900) == 200
-    off = parkctl("device", "disable", device.client_id, "--idp", ext.idp_url, env=ext.env)
+    off = parkctl("device", "disable", "--idp", ext.idp_url, "--", device.client_id, env=ext.env)
     assert off.returncode == 0, off.stdout + off.stderr
     assert wait_refused(ext, token, time.monotonic()) <= 1.0
     if kind == "auth0":  # no grant any more: no new token either
         assert ext.board_token(device.client_id, new_secret).status_code == 403
-    on = parkctl("device", "enable", device.client_id, "--idp", ext.idp_url, env=ext.env)
+    on = parkctl("device", "enable", "--idp", ext.idp_url, "--", device.client_id, env=ext.env)
     assert on.returncode == 0, on.stdout + on.stderr
     token = ext.board_token(device.client_id, new_secret).json()["access_token"]
     assert ext.post_counts(token, 901) == 200
 
-    gone = parkctl("device", "delete", device.client_id, "--idp", ext.idp_url, env=ext.env)
+    gone = parkctl("device", "delete", "--idp", ext.idp_url, "--", device.client_id, env=ext.env)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert ext.operator.devices() == []
     assert ext.board_token(device.client_id, new_secret).status_code in (400, 401)
