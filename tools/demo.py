@@ -305,6 +305,8 @@ def main() -> None:
         "instead of parkfleet's own authorization server",
     )
     options = parser.parse_args()
+    if options.idp and options.until_updated:
+        parser.error("--until-updated needs the built-in server (no update runs with --idp)")
     work: Path = options.dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -444,9 +446,14 @@ def main() -> None:
             ),
         )
         console.rule("live view")
+        if external:
+            # Over-the-air downloads need releases:read; a board of an external issuer is
+            # granted exactly counts:write there, so the demo shows no update with --idp.
+            update.line = "no update: boards of an external issuer hold only counts:write"
         try:
-            update.start()
-            stack.callback(update.stop.set)
+            if not external:
+                update.start()
+                stack.callback(update.stop.set)
             with Live(console=console, refresh_per_second=2) as live:
                 while options.duration is None or time.monotonic() - started < options.duration:
                     lots = httpx.get(
