@@ -88,6 +88,10 @@ def test_board_counts_end_to_end(
                  ext.operator.service.log(), ext.server.log()]  # fmt: skip
         for text in texts:
             assert secret not in text and new_secret not in text
+        data = ext.operator.service.data_dir  # parkfleet's database keeps no secret of it
+        for stored in data.glob("parkfleet.db*"):
+            content = stored.read_bytes()
+            assert secret.encode() not in content and new_secret.encode() not in content
 
     # A disable in parkfleet refuses the board's posts within 1 s, whatever the token's life.
     # (`--` before the client ID: node-oidc-provider's may start with "-".)
@@ -95,7 +99,9 @@ def test_board_counts_end_to_end(
     assert ext.post_counts(token, 900) == 200
     off = parkctl("device", "disable", "--idp", ext.idp_url, "--", device.client_id, env=ext.env)
     assert off.returncode == 0, off.stdout + off.stderr
-    assert wait_refused(ext, token, time.monotonic()) <= 1.0
+    refused_after = wait_refused(ext, token, time.monotonic())
+    print(f"{kind}: posts refused {refused_after:.3f} s after `device disable` returned")
+    assert refused_after <= 1.0
     if kind == "auth0":  # no grant any more: no new token either
         assert ext.board_token(device.client_id, new_secret).status_code == 403
     on = parkctl("device", "enable", "--idp", ext.idp_url, "--", device.client_id, env=ext.env)
@@ -120,6 +126,11 @@ def test_register_json_and_rotate_on_auth0(auth0: External) -> None:
     device = json.loads(made.stdout)
     assert device["issuer"] == auth0.issuer and len(device["client_secret"]) >= 43
     assert auth0.board_token(device["client_id"], device["client_secret"]).status_code == 200
+    # An issuer the service does not trust: refused before anything is made anywhere.
+    stranger = parkctl("device", "register", "--lot", "north", "--name", "r-2", "--idp",
+                       "auth0://127.0.0.1:9", env=auth0.env)  # fmt: skip
+    assert stranger.returncode == 1
+    assert "the service does not trust https://127.0.0.1:9/" in stranger.stderr
     listed = parkctl("device", "list", "--json", env=auth0.env)
     assert json.loads(listed.stdout)[0]["issuer"] == auth0.issuer
     rotated = parkctl("device", "rotate-secret", device["client_id"], "--idp", auth0.idp_url,
