@@ -24,13 +24,9 @@ def connect(c, log, body_cap):
     t = c["http_timeout_s"]
     tls, host, port, _ = c["ingest_url"]  # split by config.validate
     conn = http.Conn(tls, host, port, body_cap, _LEAST, t, c["ca_cert"])
-    tls, host, port, path = c["token_url"]
-    tconn = conn  # one kept-alive connection when both live on the same origin
-    if (tls, host, port) != (conn.tls, conn.host, conn.port):
-        # Another origin (an external authorization server): its own connection, the same CA,
-        # and the same buffer (a token request never overlaps a post).
-        tconn = http.Conn(tls, host, port, 0, 0, t, c["ca_cert"], conn.buf)
-    token = Token(tconn, path, c)
+    # The token endpoint on the same connection, also on another origin (Token.fetch points the
+    # connection there for the request, and back).
+    token = Token(conn, c)
     w = c["wifi"]
     return conn, token, WiFi(w["ssid"], w.get("password", ""), c["wifi_timeout_s"], log)
 

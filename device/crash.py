@@ -36,10 +36,15 @@ def _save(cause):
 
 
 def store(e):
-    # From agent.main's handler, after a collection: the traceback goes straight into the file
-    # (no copy of it in the heap); load() reads only its tail.
-    with _save(b"memory" if isinstance(e, MemoryError) else b"exception") as f:
-        sys.print_exception(e, f)
+    # From agent.main's handler, after a collection: the traceback on the console, and straight
+    # into the file (no copy of it in the heap); load() reads only its tail. A failure here (flash
+    # full, no memory) is logged: the board resets all the same.
+    sys.print_exception(e)
+    try:
+        with _save(b"memory" if isinstance(e, MemoryError) else b"exception") as f:
+            sys.print_exception(e, f)
+    except Exception as e2:  # noqa: BLE001
+        print("parkfleet: crash not recorded: %r" % e2)
 
 
 def load(cause):

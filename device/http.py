@@ -27,22 +27,27 @@ class HTTPError(Exception):
 
 
 class Conn:
-    def __init__(self, tls, host, port, body_cap, in_cap, timeout_s, ca_path=None, buf=None):
-        # The buffer holds at least in_cap bytes of response (a longer body is cut off); buf: the
-        # buffer of a connection whose requests never overlap with this one's (the token
-        # endpoint on another origin than the ingest API), shared instead of a second one.
+    def __init__(self, tls, host, port, body_cap, in_cap, timeout_s, ca_path=None):
+        # The buffer holds at least in_cap bytes of response (a longer body is cut off).
         self.tls, self.host, self.port = tls, host, port
         self.timeout = timeout_s
         self.ca_path = ca_path
-        self.buf = buf or bytearray(max(_ROOM + body_cap, in_cap))
+        self.buf = bytearray(max(_ROOM + body_cap, in_cap))
         self.body = memoryview(self.buf)[_ROOM:]
-        self._in = memoryview(self.buf)
-        self.resp = self._in[:0]
+        self.resp = self.body[:0]
         self._sock = None
         self._addr = None
         self._fails = 0
         self.date = None  # server's Date of the last response, epoch seconds
         self.stream = None  # ota.py's: stream(sock, status, length, deadline) takes a 2xx body
+
+    def origin(self, tls, host, port):
+        # Point this connection at another origin (with the same CA): the token endpoint of an
+        # external authorization server for one request a day, and back. One connection and one
+        # buffer serve both; the kept-alive socket and the resolved address go.
+        self.close()
+        self.tls, self.host, self.port = tls, host, port
+        self._addr = None
 
     def close(self):
         s, self._sock = self._sock, None
@@ -166,7 +171,7 @@ class Conn:
                 www = value
         self.date = date  # per response: a stale Date must not be learned again later
         n = self._body(s, status, length, chunked, deadline)
-        self.resp = self._in[:n]
+        self.resp = memoryview(self.buf)[:n]
         if not keep or (length < 0 and not chunked):
             self.close()
         if 200 <= status < 300:
@@ -187,13 +192,13 @@ class Conn:
         if self.stream and 200 <= status < 300:
             return self.stream(s, status, length, deadline)  # a download, straight to flash
         if not chunked:
-            return _read(s, self._in, 0, length, deadline)
+            return _read(s, self.buf, 0, length, deadline)
         # Rare: the service's small JSON replies carry Content-Length; the decoder for chunked
         # ones is in httperr.py, loaded for it and dropped again.
         import httperr
 
         try:
-            return httperr.chunked(s, self._in, deadline, _readline, _read)
+            return httperr.chunked(s, self.buf, deadline, _readline, _read)
         finally:
             cold.drop(httperr)
 

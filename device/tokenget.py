@@ -77,12 +77,21 @@ def setup(c, cache):
     return creds + (None, None, 0)
 
 
-def request(conn, path, form, basic, cache):
+def request(conn, origin, path, form, basic, cache):
     # One token request, its answer saved to the cache file: (b"Bearer ...", expires_in or 0,
     # exp or None, ticks_ms to refresh at or None). HTTPError/OSError/ValueError propagate.
-    n = len(form)
-    conn.body[:n] = form
-    conn.request(b"POST", path, n, _FORM if basic else _JSON, basic)
+    # origin: the token endpoint's (tls, host, port); on another one than conn's (an external
+    # authorization server) conn is pointed there for this request only.
+    here = (conn.tls, conn.host, conn.port)
+    if origin != here:
+        conn.origin(*origin)
+    try:
+        n = len(form)
+        conn.body[:n] = form
+        conn.request(b"POST", path, n, _FORM if basic else _JSON, basic)
+    finally:
+        if origin != here:
+            conn.origin(*here)
     d = json.loads(bytes(conn.resp))
     tok = d.get("access_token")
     if not isinstance(tok, str) or str(d.get("token_type", "")).lower() != "bearer":

@@ -35,11 +35,11 @@ class Uplink:
         cap_s,
         auth_s,
         log,
-        state=(b"0.0.0", None, None, None),
-        crash=None,
-        interval_s=1,
+        state,
+        crash,
+        interval_s,
     ):
-        self.conn = conn  # to the ingest API; token.conn is another on another origin
+        self.conn = conn  # to the ingest API (and, for a token request, its endpoint: token.py)
         self.counts_path = counts_path
         self.token = token
         self.wifi = wifi
@@ -123,9 +123,9 @@ class Uplink:
         try:
             life = self.token.fetch()
         except (http.HTTPError, OSError, ValueError) as e:
-            return self.failed(e, self.token.conn)
+            return self.failed(e, self.conn)
         self.down_since = None  # the server answered
-        clock.learn(self.token.conn.date)
+        clock.learn(self.conn.date)
         self.auth_failures = 0
         self.log("token fetched, lifetime %ds" % life)
         return True

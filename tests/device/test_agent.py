@@ -12,7 +12,6 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ from tools.harness.pki import make_pki
 from tools.harness.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.micropython
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    """One service (default token lifetime) shared by the scenarios that need nothing special."""
-    b = Backend(tmp_path_factory.mktemp("svc")).start()
-    yield b
-    b.stop()
 
 
 def _no_secret(agent: AgentProcess, secret: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from tools.harness.agent import AgentProcess, Backend, board_config
 from tools.harness.proxy import FaultProxy
 
 pytestmark = pytest.mark.micropython
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    b = Backend(tmp_path_factory.mktemp("svc")).start()
-    yield b
-    b.stop()
 
 
 def _sent(proxy: FaultProxy, key: str) -> list[dict[str, object]]:
@@ -38,10 +30,11 @@ def test_health_tells_interval_spool_after_the_post_and_vitals(
     up); the vitals ride along; the health part stays within 200 bytes."""
     dev, secret = backend.create_device()
     proxy = FaultProxy(backend.port)
+    # Health with every other post or so, a reading every 0.3 s (interval_s 1 when rounded up).
     config = board_config(dev, secret, proxy.url, interval_s=0.3, health_every_s=0.5)
-    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config)
     try:
-        agent.wait_for(r"sent \d+ up to seq", count=8)
+        agent.start().wait_for(r"sent \d+ up to seq", count=8)
     finally:
         agent.kill()
         proxy.close()

@@ -438,6 +438,9 @@ def test_backoff_honours_retry_after_with_jitter():
     expect(delay(1, 5, 31, 10**9) <= 3600 * 1250, "absurd Retry-After capped at an hour")
 
 
+_STATE = (b"0.0.0", None, None, None)  # appstate.load's: version, report, skip, release key
+
+
 def test_supervisor_counts_failures_and_backs_off():
     import http
 
@@ -447,7 +450,9 @@ def test_supervisor_counts_failures_and_backs_off():
         date = None
 
     lines = []
-    up = Uplink(Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append)
+    up = Uplink(
+        Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append, _STATE, None, 1
+    )
     for _ in range(62):
         expect(not up.failed(OSError(104), up.conn, False), "an upload failure backs off")
     expect(up.failures == 62 and up.auth_failures == 0, "failures counted")
@@ -471,7 +476,9 @@ def test_refused_crash_report_is_dropped_and_the_readings_go_on():
 
     crash.store(ValueError("x"))
     lines = []
-    up = Uplink(Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append)
+    up = Uplink(
+        Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append, _STATE, None, 1
+    )
     up.crash = crash.load(None)
     expect(up.crash is not None, "a crash to report")
     expect(up.failed(http.HTTPError(422), up.conn, False), "422 with a crash report: at once")
@@ -628,9 +635,9 @@ def test_http_date_and_clock():
 
 
 def test_form_quote_and_basic_credentials():
-    import config
     from token import Token
 
+    import config
     from tokenget import form_quote
 
     expect(form_quote("a b+c/d~é") == b"a+b%2Bc%2Fd%7E%C3%A9", "form encoding")
@@ -639,7 +646,8 @@ def test_form_quote_and_basic_credentials():
         date = None
 
     c = config.validate(_cfg(device_id="dev 1", client_secret="s:e/cret"))
-    t = Token(Conn(), "/oauth/token", c, "tok.json")
+    t = Token(Conn(), c, "tok.json")
+    expect(t.origin == (False, "localhost", 1) and t.path == "/oauth/token", "token_url split")
     expect(t._form == b"grant_type=client_credentials&audience=parkfleet-ingest", t._form)
     import binascii
 

@@ -43,6 +43,19 @@ def test_valid_body_keeps_first_of_repeated_seqs() -> None:
     assert parse_counts(b'{"readings": []}').readings == []
 
 
+CRASH = {"version": "1.1.0", "count": 3, "cause": "exception", "traceback": "Traceback ...\n"}
+
+
+def test_vitals_and_a_crash_report_are_accepted() -> None:
+    vitals = {"heap_min": 20480, "heap_block": 9000, "rssi_min": -91, "wifi_drops": 2}
+    vitals |= {"token_fails": 1, "post_fails": 7, "interval_s": 60}
+    crash = {**CRASH, "traceback": 'File "x": "quoted", \\ and ' + "y" * 560}
+    batch = parse_counts(body({"readings": [], "health": vitals, "crash": crash}))
+    assert batch.health == vitals
+    watchdog = {"version": None, "count": 1, "cause": "watchdog", "traceback": ""}
+    assert parse_counts(body({"readings": [], "crash": watchdog})).readings == []
+
+
 def test_a_full_batch_fits_the_body_limit() -> None:
     readings = [{"seq": 2**62 + i, "cars": 999_999, "ts": 1799999999.123456} for i in range(500)]
     assert len(body({"readings": readings, "device_id": "d" * 64})) < MAX_BODY_BYTES
@@ -111,6 +124,32 @@ READING = {"seq": 1, "cars": 2, "ts": None}
             {"readings": [], "health": {"reset_cause": "a\nb"}},
             ["body", "health", "reset_cause"],
             "printable ASCII",
+        ),
+        (
+            {"readings": [], "health": {"post_fails": -1}},
+            ["body", "health", "post_fails"],
+            "integer",
+        ),
+        ({"readings": [], "health": {"rssi_min": 99}}, ["body", "health", "rssi_min"], "integer"),
+        ({"readings": [], "crash": "boom"}, ["body", "crash"], "object"),
+        ({"readings": [], "crash": {**CRASH, "at": 1}}, ["body", "crash", "at"], "unknown"),
+        ({"readings": [], "crash": {"count": 1}}, ["body", "crash", "cause"], "required"),
+        (
+            {"readings": [], "crash": {**CRASH, "cause": "panic"}},
+            ["body", "crash", "cause"],
+            "one of",
+        ),
+        ({"readings": [], "crash": {**CRASH, "cause": []}}, ["body", "crash", "cause"], "one of"),
+        ({"readings": [], "crash": {**CRASH, "count": 0}}, ["body", "crash", "count"], "integer"),
+        (
+            {"readings": [], "crash": {**CRASH, "version": "1.1"}},
+            ["body", "crash", "version"],
+            "X.Y.Z",
+        ),
+        (
+            {"readings": [], "crash": {**CRASH, "traceback": "x" * 601}},
+            ["body", "crash", "traceback"],
+            "600",
         ),
     ],
 )
