@@ -42,6 +42,7 @@ SERVE_SETTINGS = (
     "trust_issuers",
     "ingest_audience",
     "trust_ca_cert",
+    "trusted_proxies",
 )
 
 
@@ -91,6 +92,13 @@ def serve_verb(parkctl: Verbs) -> None:
     cmd.add_argument(
         "--trust-ca-cert", type=Path, help="PEM CA for https issuers (default: system store)."
     )
+    cmd.add_argument(
+        "--trusted-proxy",
+        dest="trusted_proxies",
+        action="append",
+        help="Address or network of a reverse proxy whose X-Forwarded-For/-Proto are believed "
+        "(repeatable; default none: the connecting address is the client's).",
+    )
 
 
 def _serve(args: Namespace) -> None:
@@ -100,6 +108,8 @@ def _serve(args: Namespace) -> None:
         args.release_keys = ",".join(str(p) for p in args.release_keys)
     if args.trust_issuers:
         args.trust_issuers = ",".join(args.trust_issuers)
+    if args.trusted_proxies:
+        args.trusted_proxies = ",".join(args.trusted_proxies)
     serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)
 
 

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Release public keys (PEM files, comma-separated) that published agent releases must be
     # signed by (issue 10); none: publishing is refused.
     release_keys: str | None = None
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses
+    # or networks); none: the peer's address is the client's, whatever a header says.
+    trusted_proxies: str | None = None
     # External authorization servers (issuer URLs, comma-separated, each exactly as its tokens'
     # `iss` says it) whose access tokens for `ingest_audience` the ingestion API accepts from
     # devices registered for them (auth/issuers.py).
@@ -125,6 +128,31 @@ class Settings(BaseSettings):
 
             parse_mqtt_url(value)
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str | None) -> str | None:
+        # Checked at start: a typo would otherwise trust nobody (or a name nobody connects as).
+        if value is None:
+            return None
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return ",".join(items) or None
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The proxies whose forwarded headers are believed (empty: none)."""
+        return self.trusted_proxies.split(",") if self.trusted_proxies else []
+
+    @property
+    def public_https(self) -> bool:
+        """The service's public URL is HTTPS: served with TLS here, or `--issuer` (the URL
+        clients use, e.g. the TLS-terminating proxy's) is https. Cookies are then Secure."""
+        return self.scheme == "https" or self.issuer_url.startswith("https://")
 
     @property
     def db_url(self) -> str:
@@ -181,7 +209,12 @@ def from_flags(given: Mapping[str, Any]) -> Settings:
 
 
 # Settings whose `parkctl serve` flag is not the field's name.
-_FLAGS = {"mqtt_url": "--mqtt", "db": "--db", "trust_issuers": "--trust-issuer"}
+_FLAGS = {
+    "mqtt_url": "--mqtt",
+    "db": "--db",
+    "trust_issuers": "--trust-issuer",
+    "trusted_proxies": "--trusted-proxy",
+}
 
 
 def describe_invalid(error: ValidationError) -> str:

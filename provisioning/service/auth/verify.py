@@ -13,9 +13,7 @@ the admin API, the ingestion API and the introspection endpoint.
   second. On SQLite, and while the notifications are down, the status is cached for
   `device_status_ttl_s` (at most 60 s), the bound for changes made by another process.
 - Verified tokens are cached by their exact string (bounded LRU, never past `exp`), so a board
-  posting every few seconds skips the signature check; the status check still applies. A token
-  whose segments are not canonical base64url (padding, stray bits) is refused before any check,
-  so one signature cannot be spelled several ways.
+  posting every few seconds skips the signature check; the status check still applies.
 - Tokens whose `iss` is a trusted external issuer (`--trust-issuer`) are checked by
   external.py against that issuer's keys; the registry check below is the same for both, and
   also requires the device to be registered for the token's issuer (None: the built-in one).
@@ -24,8 +22,6 @@ the admin API, the ingestion API and the introspection endpoint.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 import threading
@@ -60,10 +56,35 @@ LEEWAY_S = 30
 JWKS_REFETCH_MIN_S = 10.0
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"]
 _MAX_TOKEN = 4096
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # While change notifications arrive, a cached status is dropped by its notification; this only
 # bounds the damage of one lost in a way nobody foresaw.
 LISTENING_TTL_S = 300.0
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Bits of the last character that carry no data, by the segment's length modulo 4 (1: none
+# possible, not base64 at all).
+_SPARE_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
+def is_canonical_jws(token: str) -> bool:
+    """True if `token` is three base64url segments in their one canonical spelling: no padding,
+    no other characters, no set bits past the last byte (RFC 7515 §2, §7.1; RFC 4648 §3.5).
+
+    A decoder that skips `=` or trailing bits accepts many strings for one token: a token that
+    was refused, cached or counted under one spelling must not pass under another.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    for part in parts:
+        spare = _SPARE_BITS.get(len(part) % 4)
+        if spare is None or not _SEGMENT.fullmatch(part):
+            return False
+        if spare and _ALPHABET.index(part[-1]) & spare:
+            return False
+    return True
 
 
 class LocalKeys:
@@ -298,7 +319,7 @@ class TokenVerifier:
     async def _verify_signed(self, token: str) -> Principal:
         if len(token) > _MAX_TOKEN:
             raise InvalidToken("token too long")
-        if not canonical(token):
+        if not is_canonical_jws(token):
             raise InvalidToken("malformed token")
         try:
             header = jwt.get_unverified_header(token)
@@ -365,24 +386,6 @@ class TokenVerifier:
             # The registry is the authority on kind and lot (a device may be moved).
             return replace(principal, kind=record.kind, lot=record.lot)
         return principal
-
-
-def canonical(token: str) -> bool:
-    """Three segments, each the one base64url spelling of its bytes (RFC 7515 §2: no padding;
-    no stray low bits in the last character, which decoders ignore)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return False
-    for part in parts:
-        if not _B64URL.fullmatch(part) or len(part) % 4 == 1:
-            return False
-        try:
-            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        except binascii.Error:
-            return False
-        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
-            return False
-    return True
 
 
 def _unverified_issuer(token: str) -> str | None:

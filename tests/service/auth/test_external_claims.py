@@ -22,7 +22,6 @@ from provisioning.service.auth.external import (
     identity,
 )
 from provisioning.service.auth.issuers import IssuerKey, key_algorithms, metadata_urls, parse_jwks
-from provisioning.service.auth.verify import canonical
 from provisioning.service.config import from_flags
 
 
@@ -115,17 +114,6 @@ def test_the_header_may_not_bring_its_own_key_nor_choose_an_algorithm_the_key_re
     for alg in ("none", "HS256", "ES256", "EdDSA", None, "RS512"):
         with pytest.raises(InvalidToken):
             check_algorithm({"alg": alg}, rsa_key)
-
-
-def test_only_canonical_base64url_tokens_pass() -> None:
-    assert canonical("eyJhIjoxfQ.eyJiIjoyfQ.AAAA")
-    assert canonical("..")
-    assert not canonical("eyJhIjoxfQ.eyJiIjoyfQ.AAAA=")  # padding
-    assert not canonical("eyJhIjoxfQ.eyJiIjoyfQ.AAB")  # stray low bits ("AAA" is canonical)
-    assert canonical("eyJhIjoxfQ.eyJiIjoyfQ.AAA")
-    assert not canonical("eyJhIjoxfQ.eyJiIjoyfQ.A")  # 1 character mod 4 decodes to nothing
-    assert not canonical("eyJhIjoxfQ.eyJiIjoyfQ.AA+/")  # standard, not URL, alphabet
-    assert not canonical("a.b")
 
 
 def test_metadata_is_looked_up_as_discovery_then_rfc_8414_say() -> None:
