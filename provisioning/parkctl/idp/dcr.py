@@ -9,10 +9,8 @@ and for that scope (such servers grant no scope unless asked, RFC 6749 §3.3).
 
 Management is RFC 7592: GET/PUT/DELETE on `registration_client_uri` with the client's
 registration access token. That token is a credential for the operator's tool, not for the
-service (which never manages clients), so it is kept where parkctl keeps its other credentials
-for this server: an owner-only (0600) file, `PARK_IDP_REGISTRATIONS`, default
-`~/.config/parkfleet/idp-registrations.json`, keyed by issuer and client_id, never printed or
-logged. A leak of parkfleet's database therefore hands nobody control of the boards' clients.
+service (which never manages clients), so parkctl keeps it, sealed (`parkctl.idp.sealed`): a
+leak of parkfleet's database therefore hands nobody control of the boards' clients.
 RFC 7592 has no "disabled" state: disabling in parkfleet (refused within 1 s) is the switch;
 `delete` deletes the registration too, and `rotate-secret` is a PUT, which servers may answer
 with a new secret (RFC 7592 §2.2) or, like node-oidc-provider, with the same one.
@@ -20,12 +18,6 @@ with a new secret (RFC 7592 §2.2) or, like node-oidc-provider, with the same on
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
-import threading
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,59 +27,7 @@ from provisioning.common.errors import ParkctlError
 from provisioning.parkctl.api.lean_httpx import httpx
 from provisioning.parkctl.idp.base import WRITE_SCOPE, ExternalClient, secret_from
 from provisioning.parkctl.idp.http import IdpHttp, check_url, error_text
-
-
-def _store_path() -> Path:
-    if explicit := os.environ.get("PARK_IDP_REGISTRATIONS"):
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "parkfleet" / "idp-registrations.json"
-
-
-class RegistrationStore:
-    """Registration access tokens by (issuer, client_id), in one owner-only JSON file."""
-
-    _lock = threading.Lock()  # one process's threads; writes are atomic renames between processes
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or _store_path()
-
-    def _load(self) -> dict[str, dict[str, str]]:
-        try:
-            info = self.path.stat()
-        except FileNotFoundError:
-            return {}
-        if info.st_mode & 0o077 or info.st_uid != os.getuid():
-            raise ParkctlError(f"{self.path} must be owned by you and private (chmod 600)")
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ParkctlError(f"{self.path} is unreadable: {error}") from None
-        return data if isinstance(data, dict) else {}
-
-    def get(self, issuer: str, client_id: str) -> dict[str, str] | None:
-        with self._lock:
-            return self._load().get(f"{issuer} {client_id}")
-
-    def put(self, issuer: str, client_id: str, entry: dict[str, str] | None) -> None:
-        """Store (or with None, drop) what manages `client_id`."""
-        with self._lock:
-            data = self._load()
-            key = f"{issuer} {client_id}"
-            if entry is None:
-                data.pop(key, None)
-            else:
-                data[key] = entry
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(prefix=".registrations.", dir=self.path.parent)  # 0600
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(data, out)
-                os.replace(tmp, self.path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+from provisioning.parkctl.idp.sealed import RegistrationStore
 
 
 class DcrServer:
@@ -168,12 +108,7 @@ class DcrServer:
         token, uri = body.get("registration_access_token"), body.get("registration_client_uri")
         if isinstance(token, str) and isinstance(uri, str):
             self._store.put(
-                self.issuer,
-                client.client_id,
-                {
-                    "registration_access_token": token,
-                    "registration_client_uri": check_url(uri, "registration URI"),
-                },
+                self.issuer, client.client_id, token, check_url(uri, "registration URI")
             )
         return client
 
@@ -222,7 +157,8 @@ class DcrServer:
             self._store.put(
                 self.issuer,
                 client_id,
-                {**entry, "registration_access_token": body["registration_access_token"]},
+                body["registration_access_token"],
+                entry.get("registration_client_uri", ""),
             )
         secret = body.get("client_secret") or current.json().get("client_secret")
         if not isinstance(secret, str):

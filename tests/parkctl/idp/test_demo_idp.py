@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from provisioning.parkctl.idp.sealed import RegistrationStore
 from tools.harness.oidcprovider import node_binary
 from tools.harness.services import REPO
 
@@ -26,10 +27,16 @@ def test_demo_boards_are_clients_of_node_oidc_provider(tmp_path: Path) -> None:
     assert "Lot north recounted: 12 car(s)" in done.stdout
     assert "no update: boards of an external issuer hold only counts:write" in done.stdout
     assert "demo stopped" in done.stdout
-    # The registration access tokens stay in parkctl's owner-only file, never on screen.
+    # The registration access tokens stay sealed in parkctl's owner-only file, never on screen.
     registrations = tmp_path / "demo" / "idp-registrations.json"
     assert registrations.stat().st_mode & 0o777 == 0o600
-    entries = json.loads(registrations.read_text()).values()
-    assert len(entries) == 3
-    for entry in entries:
-        assert entry["registration_access_token"] not in done.stdout + done.stderr
+    assert registrations.with_name("idp-registrations.key").stat().st_mode & 0o777 == 0o600
+    stored = registrations.read_text()
+    keys = list(json.loads(stored))
+    assert len(keys) == 3
+    for key in keys:
+        issuer, client_id = key.rsplit(" ", 1)
+        entry = RegistrationStore(registrations).get(issuer, client_id)
+        assert entry is not None
+        token = entry["registration_access_token"]  # sealed in the file, shown nowhere
+        assert token not in stored and token not in done.stdout + done.stderr

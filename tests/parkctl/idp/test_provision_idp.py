@@ -17,6 +17,7 @@ import pytest
 
 from provisioning.common.errors import ParkctlError
 from provisioning.parkctl.idp.auth0 import Auth0Tenant
+from provisioning.parkctl.idp.sealed import RegistrationStore
 from provisioning.parkctl.idp.twosided import TwoSided
 from tests.parkctl.idp.conftest import External, wait_refused
 from tools.harness.auth0double import Auth0Double
@@ -74,6 +75,9 @@ def test_board_counts_end_to_end(
             assert config["token_scope"] == "counts:write"
             registrations = Path(ext.env["PARK_IDP_REGISTRATIONS"])
             assert stat.S_IMODE(registrations.stat().st_mode) == 0o600
+            entry = RegistrationStore(registrations).get(ext.issuer, device.client_id)
+            assert entry is not None  # sealed: the token itself is not in the file
+            assert entry["registration_access_token"] not in registrations.read_text()
         secret = str(config["client_secret"])
 
         # The same board again: the same client (the MAC binding holds on both sides).
