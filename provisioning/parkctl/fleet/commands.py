@@ -200,7 +200,7 @@ def fleet_provision(
     board_jobs = [BoardJob(r.port, r.lot, r.name, r.wifi_ssid) for r in rows]
     fleet_state = FleetState(state or default_state_path(manifest))
     if dry_run:
-        _plan(board_jobs, fleet_state, image.chip, image.size, network)
+        _plan(board_jobs, fleet_state, image.chip, image.size, network, where.idp)
         return
     started = time.monotonic()
     with from_environment(where.server) as registry, _external(registry, where.idp) as external:
@@ -219,7 +219,14 @@ def fleet_provision(
         raise ParkctlError(_next_steps(results))
 
 
-def _plan(jobs: list[BoardJob], state: FleetState, chip: str, size: int, network: Network) -> None:
+def _plan(
+    jobs: list[BoardJob],
+    state: FleetState,
+    chip: str,
+    size: int,
+    network: Network,
+    idp: str | None = None,
+) -> None:
     table = Table(title=f"Plan (dry run): {chip} firmware, {size} bytes; nothing is touched")
     for column in ("port", "lot", "name", "wifi", "steps to run", "done before"):
         table.add_column(column)
@@ -235,4 +242,5 @@ def _plan(jobs: list[BoardJob], state: FleetState, chip: str, size: int, network
             ", ".join(done) or "-",
         )
     out.print(table)
-    out.print(f"token URL {network.token_url}, ingest URL {network.ingest_url}")
+    tokens = f"clients of {idp} (registered there)" if idp else f"token URL {network.token_url}"
+    out.print(f"{tokens}, ingest URL {network.ingest_url}")
