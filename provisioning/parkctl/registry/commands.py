@@ -388,6 +388,11 @@ def rotate_secret(
             rotated = SecretRotated(
                 client_id=client_id, client_secret=secret, previous_secret_expires_at=None
             )
+            if not idp_url.startswith("auth0://"):
+                # RFC 7592 §2.2: the server may keep the secret on an update (node-oidc-provider
+                # does), so what is shown is the client's current secret, maybe the old one.
+                _note("[yellow]An RFC 7592 server may keep the same secret: this is the "
+                      "client's current secret.[/yellow]")  # fmt: skip
         else:
             rotate = api.rotate_operator_secret if kind == OPERATOR else api.rotate_secret
             rotated = rotate(client_id, grace)
