@@ -94,9 +94,7 @@ class Agent:
                 gc.collect()
                 log("heap live %d peak %d now %d" % (gc.mem_alloc(), peak, gc.mem_alloc()))
             gc.collect()
-            free = gc.mem_free()
-            if free < self.heap_min:
-                self.heap_min = free
+            self.heap_min = min(self.heap_min, gc.mem_free())
             down = up.down_since
             if offline and down is not None and time.ticks_diff(time.ticks_ms(), down) > offline:
                 log("no contact with the server for %ds, rebooting" % (offline // 1000))

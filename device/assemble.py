@@ -56,7 +56,9 @@ def parts(c, log):
     health_ms = int(c["health_every_s"] * 1000)
     base, cap, auth = c["backoff_base_s"], c["backoff_cap_s"], c["auth_backoff_cap_s"]
     app, report = reports(c["release_key"])
-    every = -int(-c["interval_s"] // 1) or 1  # whole seconds, rounded up, at least 1
+    # Whole seconds, rounded up, from 1 to a day (the API's bounds: a health object it refused
+    # would hold up the readings).
+    every = min(-int(-c["interval_s"] // 1) or 1, 86400)
     up = Uplink(
         conn,
         counts_path,
@@ -94,9 +96,15 @@ def reports(key):
 
     app = appstate.load(key)
     cold.drop(appstate)
+    import os
+
     report = None
     r = machine.reset_cause()
-    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or flash.read("crash"):
+    try:
+        kept = os.stat("crash")[6]  # (not read: a deep traceback can be long)
+    except OSError:
+        kept = 0
+    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or kept:
         import crash
 
         report = crash.load(None)

@@ -23,11 +23,11 @@ _ESCAPED = const(640)  # bytes of the traceback as a JSON string, escapes includ
 
 def _save(cause):
     # Start the file over with the next count: "count cause version\n".
-    s = flash.read("crash")
     try:
-        n = int(s.split(b" ", 1)[0]) if s else 0
-    except ValueError:
-        n = 0  # garbled: start over
+        with open("crash", "rb") as f:  # the first line only: a traceback can be long
+            n = int(f.readline().split(b" ", 1)[0])
+    except (OSError, ValueError):
+        n = 0  # none, or garbled: start over
     s = flash.read("state")
     v = s.split(b"\n")[0].split()[1] if s else b"-"
     f = open("crash", "wb")  # noqa: SIM115 (the caller writes on, then closes it)

@@ -12,6 +12,7 @@ from micropython import const
 import cold
 
 _ROOM = const(1024)  # head room in front of the body for the request line and headers
+_LONG = const(640)  # an Authorization value longer than this is written on its own
 _LINE = const(200)  # header lines longer than this are truncated (we need none of the rest)
 _DNS_RETRY = const(3)  # consecutive connect failures before the cached address is resolved again
 
@@ -121,23 +122,25 @@ class Conn:
         if self.port != (443 if self.tls else 80):
             host = "%s:%d" % (host, self.port)
         head = b"%s %s HTTP/1.1\r\nHost: %s" % (method, path, host)
-        if auth:
+        if auth and len(auth) > _LONG:
+            # An external issuer's access token (an RS256 JWT is about 1 KB, up to 2 KB): the
+            # head up to it and the token go in writes of their own, with no copy of the token.
+            s.write(head + b"\r\nAuthorization: ")
+            s.write(auth)
+            head = b""
+        elif auth:
             head += b"\r\nAuthorization: " + auth
         if nbody:
             head += b"\r\nContent-Type: %s\r\nContent-Length: %d" % (ctype, nbody)
         head += b"\r\n\r\n"
         n = len(head)
-        # The head goes right in front of the body, so the request leaves in one write: one TLS
-        # record, one TCP segment. A head longer than the room (an access token of an external
-        # issuer: an RS256 JWT is about 1 KB, up to 2 KB) goes in a write of its own.
-        out = memoryview(self.buf)
         if n > _ROOM:
-            s.write(head)
-            n = 0
-        else:
-            out[_ROOM - n : _ROOM] = head
-        if n + nbody:
-            s.write(out[_ROOM - n : _ROOM + nbody])
+            raise OSError("request head too long")
+        # The head goes right in front of the body, so the request leaves in one write: one TLS
+        # record, one TCP segment.
+        out = memoryview(self.buf)
+        out[_ROOM - n : _ROOM] = head
+        s.write(out[_ROOM - n : _ROOM + nbody])
 
         line = _readline(s, deadline)
         got[0] = True

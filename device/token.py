@@ -20,8 +20,7 @@ class Token:
         # request when that is another one; c: the config (token_url split, device_id,
         # client_secret, audience and the token_* dialect keys).
         self.conn = conn
-        self.origin = c["token_url"][:3]  # (tls, host, port)
-        self.path = c["token_url"][3]
+        self.url = c["token_url"]  # split: (tls, host, port, path)
         self.cache = cache
         self._due = None  # ticks_ms at which to refresh, for boards without a clock
         import tokenget
@@ -53,7 +52,7 @@ class Token:
 
         try:
             self.value, self.lifetime, self.exp, self._due = tokenget.request(
-                self.conn, self.origin, self.path, self._form, self._basic, self.cache
+                self.conn, self.url, self._form, self._basic, self.cache
             )
         finally:
             cold.drop(tokenget)

@@ -131,6 +131,51 @@ def test_long_token_head_and_another_origin():
     )
 
 
+def test_token_request_dialects_on_the_wire():
+    # What the token endpoint receives in each dialect (the fake answers with it as the token).
+    import json
+
+    import config
+    import tokenget
+
+    cfg = {
+        "device_id": "dev_1",
+        "client_secret": "s3cret",
+        "token_url": "http://127.0.0.1:%d/token-echo" % _PORT,
+        "audience": "https://api.example/",
+        "ingest_url": "http://localhost:%d" % _PORT,
+        "lot": "L1",
+        "interval_s": 60,
+        "sensor": {"kind": "file", "path": "cars.txt"},
+        "wifi": {"ssid": "lot"},
+        "token_body": "json",
+        "token_scope": "counts:write",
+    }
+    c = http.Conn(False, "localhost", _PORT, 256, 2304, 2)  # the ingest origin
+    url = config.validate(cfg)["token_url"]
+    basic, form = tokenget.body(cfg)
+    seen = tokenget.request(c, url, form, basic, "tok.json")[0].decode()
+    expect(seen.startswith("Bearer POST /token-echo HTTP/1.1\r\n"), seen)
+    expect("Content-Type: application/json\r\n" in seen and "Authorization" not in seen, seen)
+    got = json.loads(seen.split("\r\n\r\n", 1)[1])
+    want = {"grant_type": "client_credentials", "client_id": "dev_1", "client_secret": "s3cret"}
+    want.update({"audience": "https://api.example/", "scope": "counts:write"})
+    expect(got == want, "Auth0's JSON body: %s" % got)
+    expect(c.host == "localhost", "back on the ingest origin after the request")
+    cfg["token_body"] = "form"
+    basic, form = tokenget.body(cfg)
+    seen = tokenget.request(c, url, form, basic, "tok.json")[0].decode()
+    expect("Authorization: Basic ZGV2XzE6czNjcmV0\r\n" in seen, "RFC 6749 §2.3.1: %s" % seen)
+    expect("Content-Type: application/x-www-form-urlencoded\r\n" in seen, seen)
+    expect(
+        seen.endswith(
+            "grant_type=client_credentials&audience=https%3A%2F%2Fapi.example%2F"
+            "&scope=counts%3Awrite"
+        ),
+        seen,
+    )
+
+
 def test_stall_mid_response_times_out():
     c = conn(timeout=0.4)
     t0 = time.ticks_ms()

@@ -50,7 +50,8 @@ def test_spool_append_peek_ack_and_reboot():
 def test_spool_gate_counters_survive_reboot_and_power_cut():
     # A gate board's (in, out) restored from the newest record, delivered or not; wrap-safe.
     from assemble import make_sensor
-    from spool import REC, Spool
+    from spool import Spool
+    from spoolrec import REC
 
     s = Spool(100)
     s.append((7, 3), 1700000000)
@@ -465,6 +466,42 @@ def test_supervisor_counts_failures_and_backs_off():
     expect(up.post_fails == 64 and up.token_fails == 1, "vitals: failed posts and token requests")
 
 
+def test_body_fits_the_buffer_with_reports_pending():
+    # The default buffer's body room (20 zone readings of 56 bytes + 256) holds readings at their
+    # longest, the health object, a long agent report and a crash report at its bound.
+    import json
+
+    from spool import Spool
+    from uplink import Uplink
+
+    class Conn:
+        date = None
+        body = memoryview(bytearray(20 * 56 + 256))
+
+    class WiFi:
+        drops = 0
+
+        def rssi(self):
+            return -70
+
+    s = Spool(100)
+    for _ in range(30):
+        s.append(1000000, 1799999999)
+    agent = b',"agent":{"version":"1.1.0","update":"refused","reason":"%s"}' % (b"r" * 150)
+    crash = b',"crash":{"version":null,"count":1,"cause":"watchdog","traceback":"%s"}' % (
+        b"x" * 600
+    )
+    up = Uplink(Conn(), "/", None, WiFi(), 20, 1000, 2, 60, 900, print, _STATE, crash, 60)
+    up.agent = agent
+    got = up._body(s, 10, 20000)
+    d = json.loads(bytes(Conn.body[: up._n]))
+    expect(1 <= got == len(d["readings"]) < 20, "fewer readings while reports ride: %d" % got)
+    expect("health" in d and "agent" in d and "crash" in d, "all of it: %s" % d.keys())
+    up.agent = up.crash = None
+    got = up._body(s, 10, 20000)
+    expect(got == 20 and len(json.loads(bytes(Conn.body[: up._n]))["readings"]) == 20, "full")
+
+
 def test_refused_crash_report_is_dropped_and_the_readings_go_on():
     import http
 
@@ -647,7 +684,7 @@ def test_form_quote_and_basic_credentials():
 
     c = config.validate(_cfg(device_id="dev 1", client_secret="s:e/cret"))
     t = Token(Conn(), c, "tok.json")
-    expect(t.origin == (False, "localhost", 1) and t.path == "/oauth/token", "token_url split")
+    expect(t.url == (False, "localhost", 1, "/oauth/token"), "token_url split")
     expect(t._form == b"grant_type=client_credentials&audience=parkfleet-ingest", t._form)
     import binascii
 
