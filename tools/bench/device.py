@@ -116,7 +116,7 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
 
 
 def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int) -> dict[str, Any]:
-    """Steady heap (without the Unix-port shims) of a board posting gate readings (issue 13):
+    """Steady heap (without the Unix-port shims) of a board posting gate readings:
     the file sensor reports counters "in out", so the spool and the body carry them."""
     dev, secret = backend.create_device()
     config = board_config(dev, secret, backend.url, debug_heap=True, interval_s=0.25)

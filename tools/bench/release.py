@@ -1,4 +1,4 @@
-"""`make bench`: agent releases and over-the-air updates (issue 10), against the real service.
+"""`make bench`: agent releases and over-the-air updates, against the real service.
 
 - signature: ES256 verification by the board's pure-MicroPython P-256 (device/p256.py, as .mpy)
   under the Unix port with `-X heapsize=64K`: median time of several checks, the bytes one

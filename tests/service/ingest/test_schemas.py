@@ -133,7 +133,7 @@ def test_numbers_beyond_what_we_parse_are_malformed() -> None:
 
 
 def test_the_validator_agrees_with_the_openapi_document() -> None:
-    # Issue 9, finding 8: JSON Schema's "integer" includes 110.0; an empty reset cause breaks
+    # JSON Schema's "integer" includes 110.0; an empty reset cause breaks
     # the schema as it breaks the validator; a key twice is refused (orjson keeps the last).
     batch = parse_counts(b'{"readings": [{"seq": 110.0, "cars": 1e1}], "health": {"rssi": -6e1}}')
     assert batch.readings == [(110, 10, None)] and batch.health == {"rssi": -60}
