@@ -50,6 +50,9 @@ class Client(Base):
     deleted_at: Mapped[float | None] = mapped_column(Double)
     # Tokens issued (`iat`) before this are revoked: set by a zero-grace rotation and a disable.
     tokens_valid_after: Mapped[float | None] = mapped_column(Double)
+    # The external authorization server (its exact `iss`) this device gets tokens from; None: the
+    # built-in one. An external device has no secret here.
+    issuer: Mapped[str | None] = mapped_column(String(512))
 
 
 class SigningKey(Base):

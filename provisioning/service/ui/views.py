@@ -43,6 +43,7 @@ class Board:
     token_expires_at: float | None
     online: bool
     problems: list[str]
+    issuer: str | None = None  # the external authorization server; None: the built-in one
 
     def sort_key(self, column: str) -> Any:
         value: Any = {
@@ -133,6 +134,7 @@ def boards(
                 expiry.get(client.client_id),
                 online,
                 problems,
+                client.issuer,
             )
         )
     return out
