@@ -148,10 +148,16 @@ def boot(c, log, want, connect):
         # download resumes (Range). Each attempt costs a reset: after _TRIES failures in a row
         # (a file the server cannot serve, a link too poor for it) the board gives up on this
         # version and reports it refused, which pauses a rollout it is a canary of.
+        # Shed load (429, 503: the service or its load balancer busy) is not the release's
+        # failure nor the link's: it never counts toward _TRIES; the offer comes back later.
         t = (flash.read("updtry") or b"").split()
-        n = int(t[1]) + 1 if t and t[0] == want.encode() else 1
-        log("update %s failed (%d of %d): %r" % (want, n, _TRIES, e))
-        flash.write_atomic("updtry", b"%s %d" % (want, n))
+        n = int(t[1]) if t and t[0] == want.encode() else 0
+        if isinstance(e, http.HTTPError) and e.status in (429, 503):
+            log("update %s shed by the service (%d), later" % (want, e.status))
+        else:
+            n += 1
+            log("update %s failed (%d of %d): %r" % (want, n, _TRIES, e))
+            flash.write_atomic("updtry", b"%s %d" % (want, n))
         if n >= _TRIES:
             # A reason goes into the JSON report as is (appstate.encode): no double quotes.
             why = "failed %d times: %s" % (n, e.args[0] if e.args else type(e).__name__)

@@ -385,3 +385,34 @@ def test_a_download_cut_mid_file_resumes_with_range(
     statuses = [e.status for e in proxy.exchanges("/v1/releases/1.7.0/app/agent.mpy")]
     assert statuses[0] == -1 and 206 in statuses, statuses
     assert_contiguous(backend.seqs(device_id))
+
+
+def test_shed_downloads_never_count_against_the_release(
+    micropython: str, backend: Backend, operator_env: dict[str, str], releases: Releases,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The service sheds the board's downloads (503 + Retry-After) more times in a row than
+    the board's failure limit: the board does not give the version up, and takes it once the
+    service serves it."""
+    publish(operator_env, releases.build("1.8.0"))
+    proxy = FaultProxy(backend.port)
+    proxy.fault = Fault(status=503, retry_after=1, path="/v1/releases/1.8.0/")
+    device_id, secret = backend.create_device()
+    config = board_config(device_id, secret, proxy.url)
+    board = RebootingBoard(micropython, tmp_path / "board", config, releases.build("1.0.0"), HEAP)
+    board.start()
+    try:
+        wait_until(lambda: len(backend.seqs(device_id)) >= 2, 30, "no readings")
+        target(operator_env, "1.8.0", [device_id])
+
+        def shed() -> int:
+            return sum(e.status == 503 for e in proxy.exchanges("/v1/releases/1.8.0/"))
+
+        wait_until(lambda: shed() > 4, 90, "fewer than 5 shed downloads")
+        proxy.fault = None
+        row = wait_state(backend, device_id, "confirmed", timeout=90)
+    finally:
+        board.stop()
+        proxy.close()
+    assert row[0] == "1.8.0", row
+    assert_contiguous(backend.seqs(device_id))
