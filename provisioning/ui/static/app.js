@@ -29,7 +29,12 @@
   function applyLot(ev) {
     within(document, "data-lot", ev.lot).forEach(function (root) {
       set(root, "cars", ev.cars);
-      if (ev.free !== undefined) set(root, "free", ev.free);
+      if (ev.free !== undefined) {
+        set(root, "free", ev.free);
+        // A full lot says so in words, not only in colour.
+        within(root, "data-field", "full").forEach(function (el) { el.hidden = ev.free !== 0; });
+        if (root.classList.contains("lot-card")) root.classList.toggle("full", ev.free === 0);
+      }
       within(root, "data-field", "meter").forEach(function (m) { m.value = ev.cars; m.textContent = ev.cars; });
       within(root, "data-field", "updated").forEach(function (t) {
         var last = 0;
