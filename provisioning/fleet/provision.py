@@ -1,4 +1,9 @@
-"""One board, start to finish: register → flash → install → verify, resumable step by step.
+"""One board, start to finish: flash → register → install → verify, resumable step by step.
+
+A re-run repeats only what did not finish (the state file: `fleet/state.py`): a board whose
+install finished is not registered again and keeps its secret, so a failed first upload costs
+one more verify, not a new secret. The board is registered right before the install that takes
+its secret, so a failed flash leaves nothing registered.
 
 Identity is the board's MAC: a board already in the registry keeps its client and gets a fresh
 secret (rotation, the old one keeps working for the server's grace period), so provisioning a board
@@ -47,6 +52,7 @@ class BoardResult:
     done: list[str] = field(default_factory=list)  # steps finished by this run
     skipped: list[str] = field(default_factory=list)  # steps a previous run had finished
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step run now
+    elapsed: float = 0.0  # wall seconds of this run for the board, failed steps included
     failed_step: str | None = None
     error: str | None = None
     reused: bool = False  # the MAC was registered already
@@ -79,6 +85,12 @@ class Provisioner:
 
     def run(self, job: BoardJob, report: ReportFn | None = None) -> BoardResult:
         """Provision `job`'s board; never raises for a board failure (see `BoardResult`)."""
+        started = time.monotonic()
+        result = self._run(job, report)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _run(self, job: BoardJob, report: ReportFn | None) -> BoardResult:
         result = BoardResult(port=job.port)
         say: ReportFn = report or (lambda _s, _f, _d: None)
         step = "connect"
@@ -111,14 +123,16 @@ class Provisioner:
                 with esp.connect(job.port) as loader:
                     info = esp.chip_info(loader)
                     result.mac = info.mac
-                    check_compatible(self.image, info.chip, info.flash_size)  # before registering
+                    check_compatible(self.image, info.chip, info.flash_size)  # before flashing
                     if self.state:
                         self.state.bind(job.port, info.mac)
                         self.state.forget(job.port, "flash", "install", "verify")
-                    step = "register"
-                    secret = self._register(job, result, say)
                     step = "flash"
                     self._flash(job, result, loader, say)
+                # Registered only now, just before the install that takes its secret: a
+                # flash that fails leaves nothing registered (nor a secret made for nothing).
+                step = "register"
+                secret = self._register(job, result, say)
             if secret is not None:
                 step = "install"
                 self._install(job, result, secret, say)

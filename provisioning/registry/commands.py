@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -30,6 +31,7 @@ from provisioning.auth.scopes import OPERATOR
 from provisioning.errors import ParkctlError
 from provisioning.registry.client import AdminClient, from_environment
 from provisioning.registry.schemas import AuditEntry, Device, Operator, SecretRotated
+from provisioning.ui import display
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -164,7 +166,7 @@ def _device_table(device: Device) -> Table:
         ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
         ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
         *_counter_rows(device),
-        ("health", json.dumps(device.health) if device.health else "-"),
+        *(display.health_rows(device.health) if device.health else [("health", "-")]),
         ("health at", _when(device.health_at)),
         ("agent", agent_text(device.agent)),
     ]
@@ -174,17 +176,26 @@ def _device_table(device: Device) -> Table:
 
 
 def admin_create(
-    db: str | None, data_dir: Path | None, name: str, role: str, as_json: bool
+    db: str | None, data_dir: Path | None, name: str, role: str, as_json: bool, init: bool
 ) -> None:
-    """Create an operator client directly in the database and print its secret once."""
+    """Create an operator client directly in the database and print its secret once. A new
+    store (no data directory or database of a service yet) only with `init`: a mistyped
+    `--data-dir` would otherwise make an operator that the running service never knew."""
     # The server stack, for this verb only (the others here talk to the admin API).
     from provisioning.auth.secrets import SecretHasher
     from provisioning.config import from_flags
-    from provisioning.local import open_store
+    from provisioning.local import describe, missing_store, open_store
     from provisioning.registry import service
 
     # The hash key must be the one the service uses, so this shares its data directory.
     settings = from_flags({"db": db, "data_dir": data_dir})
+    why = missing_store(settings)
+    if why is not None and not init:
+        raise ParkctlError(
+            f"no parkfleet service's store at {describe(settings)}: {why}. Give the running "
+            "service's --data-dir (and --db), as `parkctl serve` printed them at start; to "
+            "start a new store, add --init"
+        )
     with open_store(settings) as sessions, sessions() as session:
         try:
             client, secret = service.create_operator(
@@ -192,6 +203,8 @@ def admin_create(
             )
         except service.RegistryError as error:
             raise ParkctlError(error.description) from None
+    # On stderr, so that --json output stays one JSON document.
+    print(f"{'new' if why else 'using'} database {describe(settings)}", file=sys.stderr)
     if as_json:
         _print_json({"client_id": client.client_id, "client_secret": secret})
         return

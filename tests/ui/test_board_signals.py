@@ -145,9 +145,7 @@ def test_a_young_lot_gets_a_chart_that_shows_its_data(page: Any, fleet: Fleet) -
     # The overview: a young lot's sparkline has its last hour; a lot with none says so.
     young = page.locator("li.lot-card[data-lot=young]")
     assert young.locator("svg.spark path").get_attribute("d")
-    expect(page.locator("li.lot-card[data-lot=quiet] .spark-empty")).to_have_text(
-        "no history yet"
-    )
+    expect(page.locator("li.lot-card[data-lot=quiet] .spark-empty")).to_have_text("no history yet")
     page.goto(f"{fleet.server.url}/ui/lots/young")
     expect(page.locator(".ranges [aria-current]")).to_have_text("auto (1h)")
     assert [a.inner_text() for a in page.locator(".ranges a").all()] == [
