@@ -64,7 +64,8 @@ def test_config_json_private_and_gone(tmp_path: Path) -> None:
     config = board_config(network, "dev-1", "s3cret", "north")
     assert config["audience"] == "parkfleet-ingest"
     assert config["ca_cert"] == "ca.der"
-    assert config["sensor"] == {"kind": "file", "path": "cars.txt"}
+    # The sensor real boards have, unless another is chosen (device/gate.py's two beams).
+    assert config["sensor"] == {"kind": "gate", "pin_a": 12, "pin_b": 13}
     with staged_config(config, pem) as stage:
         path = stage / "config.json"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
