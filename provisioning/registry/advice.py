@@ -14,7 +14,10 @@ _ROUTES = ("/ui", "/admin", "/v1", "/oauth", "/.well-known", "/docs", "/metrics"
 
 def check_base(server: str) -> None:
     """Refuse a server URL that is a page of the service (`.../ui/`) instead of its base."""
-    parts = urlsplit(server)
+    try:
+        parts = urlsplit(server)
+    except ValueError as error:  # e.g. an unclosed "[" of an IPv6 address
+        raise ParkctlError(f"server {server!r} is not a usable URL: {error}") from None
     path = parts.path.rstrip("/")
     route = next((r for r in _ROUTES if path == r or path.startswith(r + "/")), None)
     if route is not None:
