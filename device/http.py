@@ -27,13 +27,16 @@ class HTTPError(Exception):
 
 
 class Conn:
-    def __init__(self, tls, host, port, body_cap, in_cap, timeout_s, ca_path=None):
+    def __init__(self, tls, host, port, body_cap, in_cap, timeout_s, ca_path=None, buf=None):
+        # The buffer holds at least in_cap bytes of response (a longer body is cut off); buf: the
+        # buffer of a connection whose requests never overlap with this one's (the token
+        # endpoint on another origin than the ingest API), shared instead of a second one.
         self.tls, self.host, self.port = tls, host, port
         self.timeout = timeout_s
         self.ca_path = ca_path
-        self._buf = bytearray(max(_ROOM + body_cap, in_cap))
-        self.body = memoryview(self._buf)[_ROOM:]
-        self._in = memoryview(self._buf)[:in_cap]  # a longer response body is cut off
+        self.buf = buf or bytearray(max(_ROOM + body_cap, in_cap))
+        self.body = memoryview(self.buf)[_ROOM:]
+        self._in = memoryview(self.buf)
         self.resp = self._in[:0]
         self._sock = None
         self._addr = None
@@ -119,13 +122,17 @@ class Conn:
             head += b"\r\nContent-Type: %s\r\nContent-Length: %d" % (ctype, nbody)
         head += b"\r\n\r\n"
         n = len(head)
-        if n > _ROOM:
-            raise OSError("request head too long")
         # The head goes right in front of the body, so the request leaves in one write: one TLS
-        # record, one TCP segment.
-        out = memoryview(self._buf)
-        out[_ROOM - n : _ROOM] = head
-        s.write(out[_ROOM - n : _ROOM + nbody])
+        # record, one TCP segment. A head longer than the room (an access token of an external
+        # issuer: an RS256 JWT is about 1 KB, up to 2 KB) goes in a write of its own.
+        out = memoryview(self.buf)
+        if n > _ROOM:
+            s.write(head)
+            n = 0
+        else:
+            out[_ROOM - n : _ROOM] = head
+        if n + nbody:
+            s.write(out[_ROOM - n : _ROOM + nbody])
 
         line = _readline(s, deadline)
         got[0] = True
@@ -158,7 +165,7 @@ class Conn:
             elif name == b"www-authenticate":
                 www = value
         self.date = date  # per response: a stale Date must not be learned again later
-        n = self._body(s, status, method, length, chunked, deadline)
+        n = self._body(s, status, length, chunked, deadline)
         self.resp = self._in[:n]
         if not keep or (length < 0 and not chunked):
             self.close()
@@ -168,13 +175,14 @@ class Conn:
         import httperr
 
         try:
-            e = httperr.refusal(status, retry, www, date, self.resp)
+            error, retry = httperr.refusal(retry, www, date, self.resp)
         finally:
             cold.drop(httperr)
-        raise e
+        raise HTTPError(status, error, retry)
 
-    def _body(self, s, status, method, length, chunked, deadline):
-        if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
+    def _body(self, s, status, length, chunked, deadline):
+        # (The agent sends no HEAD request: only these statuses come without a body.)
+        if status in (204, 304) or 100 <= status < 200:
             return 0
         if self.stream and 200 <= status < 300:
             return self.stream(s, status, length, deadline)  # a download, straight to flash
@@ -185,25 +193,25 @@ class Conn:
         import httperr
 
         try:
-            return httperr.chunked(s, self._in, deadline)
+            return httperr.chunked(s, self._in, deadline, _readline, _read)
         finally:
             cold.drop(httperr)
 
 
-def _check(deadline):
+def check(deadline):
     if time.ticks_diff(deadline, time.ticks_ms()) < 0:
         raise OSError(110)  # ETIMEDOUT: a server dripping bytes still gets cut off
 
 
 def _readline(s, deadline):
-    _check(deadline)
+    check(deadline)
     line = s.readline(_LINE)
     if not line:
         raise OSError("connection closed")
     if line[-1] != 10:
         # Overlong line: keep its start (the header name), skip the rest.
         while True:
-            _check(deadline)
+            check(deadline)
             more = s.readline(_LINE)
             if not more:
                 raise OSError("connection closed")
@@ -217,7 +225,7 @@ def _read(s, buf, n, length, deadline):
     mv = memoryview(buf)
     left = length
     while left != 0:
-        _check(deadline)
+        check(deadline)
         if n < len(buf):
             want = len(buf) - n if left < 0 else min(left, len(buf) - n)
             got = s.readinto(mv[n : n + want])

@@ -8,26 +8,11 @@
 # (sensor.py); the record keeps its kind, and the newest one restores a gate's counters at boot.
 import struct
 
-from micropython import const
-
 import cold
 import flash
+from spoolrec import FMT, PTR_FMT, REC, SEG, check, seg_path  # the formats: spoolrec.py
 
 # Not "spool/": a directory named like a module would shadow spool.py on import.
-
-REC = const(20)  # public: spoolscan.py reads records too
-SEG = const(192)
-FMT = "<IIIIHH"  # seq, ts (0 = unknown), cars or in, 0 or out, kind (0 zone, 1 gate), check
-PTR_FMT = "<IIIII"  # head, dropped, kind, a, b of the last acknowledged reading
-
-
-def check(seq, ts, a, b, kind):
-    x = seq ^ ts ^ a ^ (b << 1) ^ (kind << 8) ^ 0x5A5A
-    return (x ^ (x >> 16)) & 0xFFFF
-
-
-def seg_path(root, k):
-    return "%s/%d" % (root, k)
 
 
 class Spool:

@@ -41,9 +41,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from provisioning.auth.secrets import write_private_file
-from provisioning.registry.client import AdminClient, TokenCache
-from provisioning.registry.commands import agent_text
+from provisioning.parkctl.api.client import AdminClient, TokenCache
+from provisioning.parkctl.registry.commands import agent_text
+from provisioning.service.auth.secrets import write_private_file
 from tools.harness.mosquitto import MosquittoBroker
 from tools.harness.net import free_port
 from tools.harness.parkctl import parkctl

@@ -205,7 +205,7 @@ class OutboxMessage(Base):
 
 
 class Release(Base):
-    """A signed agent release (provisioning/release/bundle.py): the manifest exactly as signed."""
+    """A signed agent release (provisioning/common/bundle.py): the manifest exactly as signed."""
 
     __tablename__ = "releases"
 

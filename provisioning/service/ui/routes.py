@@ -1,0 +1,474 @@
+"""The dashboard at /ui/: pages, sign-in and out, board actions, the live event stream.
+
+Pages are rendered on the server (Jinja2 with autoescaping: every board and operator value is
+text, never markup) and work without JavaScript; static/app.js only adds live updates, relative
+times and the copy button. Every response carries a Content-Security-Policy without inline
+script, `frame-ancestors 'none'` and `Referrer-Policy: same-origin`.
+
+Reads use the session's `counts:read` token (verified on every request, so a disabled operator
+is out within the verifier's status bound). Actions go to the admin API in process with the
+session's admin token, so they get exactly the admin API's checks and audit trail; a viewer's
+session has no admin token and every action is refused with 403 before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import FastAPI
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import Gauge
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from provisioning.common import display
+from provisioning.service.auth.errors import InvalidToken, OAuthError
+from provisioning.service.auth.ratelimit import TokenBuckets
+from provisioning.service.auth.scopes import INGEST_AUDIENCE
+from provisioning.service.auth.tokens import parse_params
+from provisioning.service.context import ServiceContext
+from provisioning.service.ingest import store
+from provisioning.service.ingest.live import LiveFeed
+from provisioning.service.ui import chart, views
+from provisioning.service.ui.session import Session, SessionStore
+from provisioning.service.ui.signin import SignInRefused, exchange
+from provisioning.service.web.body import read_body
+
+HERE = Path(__file__).parent
+ACTIONS = {"disable": "Disable", "enable": "Enable", "rotate-secret": "Rotate the secret of"}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+KEEPALIVE_S = 5.0
+MAX_FORM = 4096
+
+
+class SecurityHeaders:
+    """Adds the dashboard's security headers to every response under /ui (pure ASGI, so the
+    event stream is not buffered)."""
+
+    def __init__(self, app: ASGIApp, tls: bool) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        static = scope.get("path", "").startswith("/ui/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = CSP
+                # Nothing leaves for other sites; `same-origin` rather than `no-referrer` because
+                # under `no-referrer` browsers send `Origin: null` on our own form posts (Fetch
+                # standard, "serializing a request origin") and the Origin check needs it.
+                headers["Referrer-Policy"] = "same-origin"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+                if self.tls:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class Dashboard:
+    """The /ui routes and their shared state."""
+
+    def __init__(self, app: FastAPI, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.tls = ctx.settings.scheme == "https"
+        # RFC 6265bis §4.1.3.2: a `__Host-` cookie is Secure, host-only, Path=/.
+        self.cookie = "__Host-parkfleet" if self.tls else "parkfleet_session"
+        self.login_cookie = "__Host-parkfleet-login" if self.tls else "parkfleet_login"
+        self.sessions = SessionStore()
+        # Failed sign-in attempts per address, the same bucket shape as the token endpoint's.
+        self.attempts = TokenBuckets(
+            ctx.settings.token_rate_burst, ctx.settings.token_rate_per_hour
+        )
+        assert ctx.live is not None, "the ingestion API is installed first"
+        self.live: LiveFeed = ctx.live
+        # The service's own token endpoint and admin API, called in process.
+        self.internal = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://parkfleet.internal"
+        )
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+        self.templates.filters.update(
+            utc=display.utc, until=display.until, duration=display.duration, kb=display.kb
+        )
+        self.templates.globals["health_rows"] = display.health_rows
+
+    # --- helpers ---
+
+    def page(self, request: Request, name: str, http_status: int = 200, **values: Any) -> Response:
+        template = self.templates.get_template(name)
+        html = template.render(request=request, now=time.time(), **values)
+        return HTMLResponse(html, status_code=http_status)
+
+    def error(
+        self, request: Request, session: Session | None, status: int, message: str
+    ) -> Response:
+        return self.page(request, "error.html", status, session=session, message=message)
+
+    async def session(self, request: Request) -> Session | None:
+        """The signed-in session, its read token still good; else None (and it is ended)."""
+        cookie = request.cookies.get(self.cookie)
+        session = self.sessions.get(cookie)
+        if session is None:
+            return None
+        try:
+            await self.ctx.verifier.verify(session.read_token, INGEST_AUDIENCE)
+        except InvalidToken:  # the operator was disabled or deleted, or keys changed
+            self.sessions.end(cookie)
+            return None
+        return session
+
+    def to_login(self, request: Request) -> Response:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+
+    async def form(self, request: Request) -> dict[str, str] | None:
+        """A urlencoded form body, parsed strictly; None if it is not one."""
+        try:
+            body = await read_body(
+                request.headers.get("content-length"), request.stream(), MAX_FORM
+            )
+            return parse_params(request.headers.get("content-type"), body)
+        except OAuthError:
+            return None
+
+    def same_origin(self, request: Request) -> bool:
+        """Origin, when the browser sends it, names this host (a second guard beside CSRF
+        tokens and SameSite=Strict: OWASP CSRF cheat sheet, "verifying origin")."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        host = request.headers.get("host", "")
+        return origin in (f"http://{host}", f"https://{host}")
+
+    # --- sign-in ---
+
+    async def login_form(self, request: Request) -> Response:
+        token = secrets.token_urlsafe(32)
+        response = self.page(request, "login.html", login_csrf=token, next=_safe_next(request))
+        self._set_login_cookie(response, token)
+        return response
+
+    def _set_login_cookie(self, response: Response, token: str) -> None:
+        response.set_cookie(
+            self.login_cookie, token, max_age=3600, path="/", secure=self.tls,
+            httponly=True, samesite="strict",
+        )  # fmt: skip
+
+    async def login(self, request: Request) -> Response:
+        form = await self.form(request)
+        expected = request.cookies.get(self.login_cookie)
+        presented = (form or {}).get("csrf")
+        if (
+            form is None
+            or not expected
+            or not presented
+            or not hmac.compare_digest(expected, presented)
+            or not self.same_origin(request)
+        ):
+            return self.error(request, None, 403, "The sign-in form expired. Load it again.")
+        # Failed sign-ins per address, like the token endpoint's failures per client ID: a
+        # guesser is throttled before any work, while an office behind one address can sign
+        # in all day (each sign-in also takes from the operator's token bucket).
+        address = request.client.host if request.client else "unknown"
+        wait = self.attempts.wait_time(address)
+        refused: SignInRefused | None = None
+        if wait:
+            refused = SignInRefused(
+                f"Too many sign-in attempts. Try again in {int(wait) + 1} s.", 429, int(wait) + 1
+            )
+        else:
+            try:
+                session = await exchange(
+                    self.internal, form.get("client_id", ""), form.get("client_secret", "")
+                )
+            except SignInRefused as error:
+                refused = error
+                if error.status in (400, 401, 403):
+                    self.attempts.take(address)
+        if refused is not None:
+            token = secrets.token_urlsafe(32)
+            response = self.page(
+                request, "login.html", refused.status, login_csrf=token,
+                next=form.get("next", "/ui/"), message=refused.message,
+                client_id=form.get("client_id", ""),
+            )  # fmt: skip
+            if refused.retry_after:
+                response.headers["Retry-After"] = str(refused.retry_after)
+            self._set_login_cookie(response, token)
+            return response
+        cookie = self.sessions.create(session)
+        target = form.get("next", "/ui/")
+        response = RedirectResponse(target if _local(target) else "/ui/", status_code=303)
+        response.set_cookie(
+            self.cookie, cookie, max_age=max(int(session.expires_at - time.time()), 1),
+            path="/", secure=self.tls, httponly=True, samesite="strict",
+        )  # fmt: skip
+        response.delete_cookie(self.login_cookie, path="/", secure=self.tls, samesite="strict")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session = await self.session(request)
+        form = await self.form(request)
+        if session is not None:
+            if form is None or not session.csrf_ok(form.get("csrf")):
+                return self.error(request, session, 403, "Missing or wrong CSRF token.")
+            self.sessions.end(request.cookies.get(self.cookie))
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(self.cookie, path="/", secure=self.tls, samesite="strict")
+        return response
+
+    # --- pages ---
+
+    async def overview(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        with self.ctx.engine.connect() as conn:
+            lots = views.overview(conn)
+        for lot in lots:
+            lot["spark_path"] = chart.sparkline(lot["spark"], lot.get("capacity"))
+        return self.page(request, "overview.html", session=session, lots=lots)
+
+    async def lot(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        name = request.path_params["lot"]
+        chosen = request.query_params.get("range", "auto")
+        with self.ctx.engine.connect() as conn:
+            totals = next((lot for lot in store.list_lots(conn) if lot["lot"] == name), None)
+            if totals is None:
+                return self.error(request, session, 404, "No such lot.")
+            auto = views.auto_range(conn, name, time.time())
+            span = chosen if chosen in views.RANGES else auto
+            span_s, step = views.RANGES[span]
+            current = totals["cars"] if totals["devices"] else None
+            times, values = views.series(conn, name, span_s, step, current)
+            boards = views.boards(conn, self.ctx.settings.token_ttl, lot=name)
+            totals["updated_at"] = views.last_updates(conn).get(name)
+        drawn = chart.chart(times, values, totals.get("capacity"), span_s)
+        return self.page(
+            request, "lot.html", session=session, lot=totals, chart=drawn, span=span,
+            ranges=list(views.RANGES), boards=boards, auto=auto, chosen=chosen,
+            stale=[b for b in boards if b.stale],
+        )  # fmt: skip
+
+    async def boards(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        params = request.query_params
+        query = params.get("q", "").strip().lower()[:100]
+        status = params.get("status", "all")
+        sort = params.get("sort", "status")
+        descending = params.get("dir", "asc") == "desc"
+        with self.ctx.engine.connect() as conn:
+            boards = views.boards(conn, self.ctx.settings.token_ttl)
+        if query:
+            boards = [
+                b for b in boards
+                if query in b.name.lower() or query in b.lot.lower() or query in b.client_id.lower()
+            ]  # fmt: skip
+        if status == "offline":
+            boards = [b for b in boards if not b.online]
+        elif status == "unwell":
+            boards = [b for b in boards if b.problems or not b.online]
+        elif status == "online":
+            boards = [b for b in boards if b.online]
+        boards.sort(key=lambda b: b.sort_key(sort), reverse=descending)
+        return self.page(
+            request, "boards.html", session=session, boards=boards, q=query, status=status,
+            sort=sort, descending=descending,
+        )  # fmt: skip
+
+    async def board(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        client_id = request.path_params["client_id"]
+        with self.ctx.engine.connect() as conn:
+            found = views.boards(conn, self.ctx.settings.token_ttl, client_id=client_id)
+            if not found:
+                return self.error(request, session, 404, "No such board.")
+            readings = views.recent_readings(conn, client_id)
+            audit = views.audit_entries(conn, client_id) if session.admin else []
+        return self.page(
+            request, "board.html", session=session, board=found[0], readings=readings,
+            audit=audit, actions=ACTIONS, done=request.query_params.get("done"),
+        )  # fmt: skip
+
+    async def confirm(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        client_id, action = request.path_params["client_id"], request.path_params["action"]
+        if action not in ACTIONS:
+            return self.error(request, session, 404, "No such action.")
+        if not session.admin:
+            return self.error(request, session, 403, "Viewers cannot change boards.")
+        with self.ctx.engine.connect() as conn:
+            found = views.boards(conn, self.ctx.settings.token_ttl, client_id=client_id)
+        if not found:
+            return self.error(request, session, 404, "No such board.")
+        return self.page(
+            request, "confirm.html", session=session, board=found[0], action=action,
+            verb=ACTIONS[action],
+        )  # fmt: skip
+
+    async def act(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.error(request, None, 401, "Sign in first.")
+        client_id, action = request.path_params["client_id"], request.path_params["action"]
+        form = await self.form(request)
+        if form is None or not session.csrf_ok(form.get("csrf")) or not self.same_origin(request):
+            return self.error(request, session, 403, "Missing or wrong CSRF token.")
+        if session.admin_token is None:
+            return self.error(request, session, 403, "Viewers cannot change boards.")
+        if action not in ACTIONS:
+            return self.error(request, session, 404, "No such action.")
+        response = await self.internal.post(
+            f"/admin/devices/{quote(client_id, safe='')}/{action}",
+            json={} if action == "rotate-secret" else None,
+            headers={"Authorization": f"Bearer {session.admin_token}"},
+        )
+        if response.status_code != 200:
+            body = response.json() if response.content else {}
+            message = str(
+                body.get("error_description") or f"The admin API answered {response.status_code}."
+            )
+            return self.error(request, session, response.status_code, message)
+        if action == "rotate-secret":
+            # Post/redirect/get: a reload of the result must not rotate again. The secret
+            # waits in the server-side session for the one GET that shows it.
+            rotated = response.json()
+            session.new_secret = (
+                client_id,
+                rotated["client_secret"],
+                rotated.get("previous_secret_expires_at"),
+            )
+            return RedirectResponse(
+                f"/ui/boards/{quote(client_id, safe='')}/new-secret", status_code=303
+            )
+        return RedirectResponse(
+            f"/ui/boards/{quote(client_id, safe='')}?done={action}", status_code=303
+        )
+
+    async def new_secret(self, request: Request) -> Response:
+        """The rotated secret, once: a second look (or a reload) finds it gone."""
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        client_id = request.path_params["client_id"]
+        waiting, session.new_secret = session.new_secret, None
+        if waiting is None or waiting[0] != client_id:
+            return self.error(request, session, 410, "The new secret was shown once already.")
+        return self.page(
+            request, "secret.html", session=session, client_id=client_id, secret=waiting[1],
+            previous_until=waiting[2],
+        )  # fmt: skip
+
+    async def events(self, request: Request) -> Response:
+        """Server-Sent Events: a `lot` event with whole totals whenever a lot's counts change."""
+        session = await self.session(request)
+        if session is None:
+            return Response("sign in first\n", status_code=401, media_type="text/plain")
+        queue = self.live.subscribe()
+        first = self.live.snapshot()
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 2000\n\n"
+                for frame in first:
+                    yield frame
+                checked = time.monotonic()
+                while not session.ended and time.time() < session.expires_at:
+                    try:
+                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                    if time.monotonic() - checked >= KEEPALIVE_S:
+                        # Is the operator still allowed? Disabled or deleted, the stream ends
+                        # within the verifier's status bound, like the pages.
+                        checked = time.monotonic()
+                        try:
+                            await self.ctx.verifier.verify(session.read_token, INGEST_AUDIENCE)
+                        except InvalidToken:
+                            return
+            finally:
+                self.live.unsubscribe(queue)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
+        )
+
+
+def _local(target: str) -> bool:
+    """Only paths on this dashboard are followed after sign-in (no open redirect)."""
+    return target.startswith("/ui/") and not target.startswith("//") and "\\" not in target
+
+
+def _safe_next(request: Request) -> str:
+    target = request.query_params.get("next", "/ui/")
+    return target if _local(target) else "/ui/"
+
+
+def install(app: FastAPI, ctx: ServiceContext) -> None:
+    """Serve the dashboard under /ui (after the APIs: their routes are matched first)."""
+    ui = Dashboard(app, ctx)
+    streams = Gauge(
+        "parkfleet_dashboard_streams",
+        "Open dashboard event streams (GET /ui/events).",
+        registry=ctx.metrics.registry,
+    )
+    streams.set_function(lambda: ui.live.subscribers)
+
+    def get(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+        return Route(path, endpoint, methods=["GET"])
+
+    router = Router(
+        routes=[
+            get("/", ui.overview),
+            get("/login", ui.login_form),
+            Route("/login", ui.login, methods=["POST"]),
+            Route("/logout", ui.logout, methods=["POST"]),
+            get("/lots/{lot}", ui.lot),
+            get("/boards", ui.boards),
+            get("/boards/{client_id}", ui.board),
+            get("/boards/{client_id}/new-secret", ui.new_secret),
+            get("/boards/{client_id}/{action}", ui.confirm),
+            Route("/boards/{client_id}/{action}", ui.act, methods=["POST"]),
+            get("/events", ui.events),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+    )
+    app.mount("/ui", SecurityHeaders(router, ui.tls))
+    app.add_route(
+        "/ui", lambda _request: RedirectResponse("/ui/", status_code=307), methods=["GET"]
+    )
