@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from provisioning.service.ui import views
+from provisioning.store.db import make_engine
 from tools.harness.net import free_port
 from tools.harness.services import REPO
 
@@ -31,12 +33,26 @@ def first_board_script() -> str:
     return match.group(1)
 
 
+def _as_the_dashboard_sees_it(data: Path, name: str) -> views.Board:
+    engine = make_engine(f"sqlite:///{data / 'parkfleet.db'}")
+    try:
+        with engine.connect() as conn:
+            [board] = [b for b in views.boards(conn, 3600) if b.name == name]
+            return board
+    finally:
+        engine.dispose()
+
+
 def test_the_first_board_path_runs_as_written(tmp_path: Path) -> None:
     script = first_board_script()
     for needed in ("parkctl serve", "--tls-cert", "parkctl admin create", "parkctl provision"):
         assert needed in script, needed
     # The block's only numbers that are ports, in flags and URLs alike.
     assert script.count(SERVICE_PORT) >= 3 and script.count(BOARD_PORT) == 2
+    # All but the last line, which stops the background jobs: first the board is looked at
+    # as the dashboard sees it (the killpg below stops them).
+    script, last = script.rstrip().rsplit("\n", 1)
+    assert last.startswith("kill $(jobs -p)"), last
     runnable = (
         script.replace(WORKDIR, str(tmp_path / "first"))
         .replace(SERVICE_PORT, str(free_port()))
@@ -61,10 +77,15 @@ def test_the_first_board_path_runs_as_written(tmp_path: Path) -> None:
         )
         try:
             shell.wait(timeout=240)
+            board = _as_the_dashboard_sees_it(tmp_path / "first" / "data", "first-1")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(shell.pid, signal.SIGTERM)
     out = log.read_text()
+    # The real agent, uploading: online and not flagged; it told its interval, and nothing
+    # waits in its spool after its post.
+    assert board.online and board.problems == [], board
+    assert board.health.get("interval_s") == 2 and board.health.get("spool_depth") == 0, board
     assert shell.returncode == 0, out[-4000:]
     assert "listens on https://" in out, out[-4000:]
     assert re.search(r"│ first-1 .* ok ", out), out[-3000:]
