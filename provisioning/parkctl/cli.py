@@ -39,6 +39,7 @@ SERVE_SETTINGS = (
     "log_level",
     "workers",
     "release_keys",
+    "trusted_proxies",
 )
 
 
@@ -74,6 +75,13 @@ def serve_verb(parkctl: Verbs) -> None:
         type=Path,
         help="Release public key (PEM) that agent releases must be signed by; repeatable.",
     )
+    cmd.add_argument(
+        "--trusted-proxy",
+        dest="trusted_proxies",
+        action="append",
+        help="Address or network of a reverse proxy whose X-Forwarded-For/-Proto are believed "
+        "(repeatable; default none: the connecting address is the client's).",
+    )
 
 
 def _serve(args: Namespace) -> None:
@@ -81,6 +89,8 @@ def _serve(args: Namespace) -> None:
 
     if args.release_keys:
         args.release_keys = ",".join(str(p) for p in args.release_keys)
+    if args.trusted_proxies:
+        args.trusted_proxies = ",".join(args.trusted_proxies)
     serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)
 
 

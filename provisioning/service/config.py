@@ -7,6 +7,7 @@ directory on first start, with owner-only permissions.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     # Release public keys (PEM files, comma-separated) that published agent releases must be
     # signed by (issue 10); none: publishing is refused.
     release_keys: str | None = None
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses
+    # or networks); none: the peer's address is the client's, whatever a header says.
+    trusted_proxies: str | None = None
 
     @field_validator("db")
     @classmethod
@@ -96,6 +100,31 @@ class Settings(BaseSettings):
 
             parse_mqtt_url(value)
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str | None) -> str | None:
+        # Checked at start: a typo would otherwise trust nobody (or a name nobody connects as).
+        if value is None:
+            return None
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return ",".join(items) or None
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The proxies whose forwarded headers are believed (empty: none)."""
+        return self.trusted_proxies.split(",") if self.trusted_proxies else []
+
+    @property
+    def public_https(self) -> bool:
+        """The service's public URL is HTTPS: served with TLS here, or `--issuer` (the URL
+        clients use, e.g. the TLS-terminating proxy's) is https. Cookies are then Secure."""
+        return self.scheme == "https" or self.issuer_url.startswith("https://")
 
     @property
     def db_url(self) -> str:
@@ -123,7 +152,7 @@ def from_flags(given: Mapping[str, Any]) -> Settings:
 
 
 # Settings whose `parkctl serve` flag is not the field's name.
-_FLAGS = {"mqtt_url": "--mqtt", "db": "--db"}
+_FLAGS = {"mqtt_url": "--mqtt", "db": "--db", "trusted_proxies": "--trusted-proxy"}
 
 
 def describe_invalid(error: ValidationError) -> str:

@@ -90,6 +90,10 @@ def serve(given: Mapping[str, Any], mqtt_password_file: Path | None = None) -> N
         # Head and body deadlines, connections per source (transport.py); in all, beyond
         # max_connections requests get 503. No `server: uvicorn` banner.
         http=protocol,
+        # Forwarded headers only from the configured proxies (uvicorn's default believes any
+        # local process: a forged X-Forwarded-For would pick the address every limit keys on).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxy_list,
         limit_concurrency=settings.max_connections,
         server_header=False,
     )

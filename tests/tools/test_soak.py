@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools import soak
+from tools.cluster import deploy_env
 from tools.harness.haproxy import DEPLOY_CONFIG, render_config
 
 
@@ -22,6 +23,10 @@ def test_cluster_config_is_the_shipped_one_with_ports_moved(tmp_path: Path) -> N
     assert "http-check send meth GET uri /readyz" in rendered
     kept = [line for line in shipped.splitlines() if "# cluster:" not in line]
     assert all(line in rendered.splitlines() for line in kept)
+    # HAProxy replaces the client's forwarded headers, and the instances believe only it.
+    assert "    http-request del-header X-Forwarded-For" in kept
+    assert "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }" in kept
+    assert deploy_env()["PARK_TRUSTED_PROXIES"] == "127.0.0.1"
 
 
 def test_short_soak_with_an_instance_killed(tmp_path: Path, micropython: str) -> None:

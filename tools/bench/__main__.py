@@ -2,7 +2,7 @@
 
 Each module exposes `run() -> list[dict]`, rows with `bench`, `metric`, `value` and optionally
 `unit`, `p50_ms`, `p99_ms`, `baseline`, `ratio`, `target`, `ok`. Name modules to run only those:
-`python -m tools.bench token ingest`. A missed target is shown as NO in the table (a
+`python -m tools.bench tokens ingest`. A missed target is shown as NO in the table (a
 measurement, not a crash); the exit status is 1 only when a benchmark module itself fails.
 """
 
@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
-# Modules of this package that are not benchmarks.
+# Modules of this package that are not benchmarks. (None may take a standard library module's
+# name: run as a script, this folder comes first on sys.path; hence tokens.py, not token.py.)
 NOT_BENCHES = {"__init__", "__main__", "loadgen"}
 
 COLUMNS = ("bench", "metric", "value", "unit", "p50_ms", "p99_ms", "baseline", "ratio", "target")

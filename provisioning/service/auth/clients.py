@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from sqlalchemy import Engine, bindparam, select
 
 from provisioning.service.auth.errors import InvalidClient, InvalidRequest
 from provisioning.service.auth.failures import FailureLimits
-from provisioning.service.auth.secrets import SecretHasher
+from provisioning.service.auth.secrets import SecretHasher, same_text
 from provisioning.service.web.text import is_clean_text
 from provisioning.store import sql
 from provisioning.store.groupcommit import GroupCommit
@@ -56,11 +55,15 @@ def parse_basic(header: str) -> tuple[str, str]:
     """Decode `Authorization: Basic ...` per RFC 6749 §2.3.1.
 
     The client ID and secret are form-urlencoded *before* base64, so they are unquoted after
-    splitting on the first colon. Anything malformed is `invalid_request`.
+    splitting on the first colon. Anything malformed is `invalid_request`, but for characters
+    outside base64's ASCII alphabet, which are no credentials at all: `invalid_client` (RFC 6749
+    §5.2, 401 with the Basic challenge).
     """
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value.strip():
         raise InvalidRequest("unsupported Authorization scheme; use Basic")
+    if not value.isascii():
+        raise InvalidClient("malformed Basic credentials", basic=True)
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -102,7 +105,7 @@ def extract_credentials(authorization: str | None, params: dict[str, str]) -> Cr
 
 
 def _same(presented: str, stored: str | None) -> bool:
-    return stored is not None and hmac.compare_digest(presented, stored)
+    return stored is not None and same_text(presented, stored)
 
 
 _COLUMNS = (
@@ -170,14 +173,17 @@ class ClientAuthenticator:
         if self._rows is not None:
             self._rows.close()
 
-    async def authenticate(self, creds: Credentials, source: str) -> ClientRecord:
+    async def authenticate(
+        self, creds: Credentials, source: str, source_limited: bool = True
+    ) -> ClientRecord:
         """The client if `creds` are right and it is enabled; else `invalid_client` (or 429
-        once the failures of `source` or of the client ID are spent, see `failures.py`).
+        once the failures of `source` or of the client ID are spent, see `failures.py`;
+        `source_limited` False: a dashboard sign-in, whose source is limited there).
 
         The right secret is served even while others fail for the same client ID: failures
         never spend the issuance quota, so nobody can lock a board out by knowing its ID.
         """
-        self._failures.check_source(source)
+        self._failures.check_source(source, source_limited)
         if self._rows is not None:
             row = await self._rows.submit(creds.client_id)
         else:
@@ -196,7 +202,7 @@ class ClientAuthenticator:
                 row["enabled"] and row["deleted_at"] is None
             )
         if not ok or row is None:
-            self._failures.failed(creds.client_id, row is not None, source)
+            self._failures.failed(creds.client_id, row is not None, source, source_limited)
             raise InvalidClient(basic=creds.basic)
         return ClientRecord(
             creds.client_id,

@@ -9,6 +9,13 @@ limits of their own instead (token buckets, `ratelimit.py`):
 - per client ID: once spent, a *wrong* secret for that client is answered 429 instead of 401, but
   the right secret is still served, so guessing from many addresses locks nobody out.
 
+The dashboard's sign-in exchanges the form's credentials at the token endpoint in process; that
+request carries the browser's address under `SIGN_IN_SOURCE` in its ASGI scope (which no request
+from the network can set). Its failures then count per client ID and are audited with the
+browser's address, but spend no per-source bucket here: the dashboard limits sign-ins per
+browser address itself, and the process's own address (127.0.0.1) must stay usable by local
+clients whatever a guesser does at the sign-in form.
+
 Failures are audited as `auth.fail` events, one per client ID per window with a count (and one
 for all unknown client IDs together), so a flood of wrong secrets cannot fill the audit log.
 """
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _SOURCES_KEPT = 5  # addresses named per audit row: enough to see where a flood comes from
 _FAILED = "too many failed authentications; retry later"
+# ASGI scope key of the dashboard's in-process sign-in exchange: the browser's address.
+SIGN_IN_SOURCE = "parkfleet.sign_in_source"
 
 
 class FailureAudit:
@@ -98,16 +107,18 @@ class FailureLimits:
         )
         self.audit = failure_audit
 
-    def check_source(self, source: str) -> None:
-        """Refuse (429) a source address whose failures are spent, before any work."""
-        wait = self.by_source.wait_time(source)
+    def check_source(self, source: str, limited: bool = True) -> None:
+        """Refuse (429) a source address whose failures are spent, before any work (`limited`
+        False: a sign-in, limited by the dashboard per browser address)."""
+        wait = self.by_source.wait_time(source) if limited else 0.0
         if wait:
             raise TooManyRequests(wait, _FAILED)
 
-    def failed(self, client_id: str, known: bool, source: str) -> None:
+    def failed(self, client_id: str, known: bool, source: str, limited: bool = True) -> None:
         """Record a failure; raises 429 once the client ID's failures are spent (the caller
         raises `invalid_client` otherwise)."""
-        self.by_source.take(source)
+        if limited:
+            self.by_source.take(source)
         wait = self.by_client.take(client_id)
         self.audit.count(client_id if known else None, source)
         if wait:

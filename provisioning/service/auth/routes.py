@@ -23,7 +23,7 @@ from provisioning.service.auth.errors import (
     OAuthError,
     oauth_error_handler,
 )
-from provisioning.service.auth.failures import FailureAudit, FailureLimits
+from provisioning.service.auth.failures import SIGN_IN_SOURCE, FailureAudit, FailureLimits
 from provisioning.service.auth.keys import JWKS_MAX_AGE_S
 from provisioning.service.auth.ratelimit import SharedBuckets, TokenBuckets
 from provisioning.service.auth.tokens import (
@@ -248,7 +248,9 @@ def _install_authorization_server(
     issuance_audit = IssuanceAudit(ctx.engine, shared)
     ctx.on_shutdown.append(issuance_audit.close)
 
-    async def read_params(request: Request) -> tuple[dict[str, str], ClientRecord]:
+    async def read_params(
+        request: Request, sign_in: str | None = None
+    ) -> tuple[dict[str, str], ClientRecord]:
         # The one client lookup: inline on SQLite; on PostgreSQL the lookups of one loop turn
         # share one SELECT in a thread (clients.ClientRows), not one round trip each holding
         # the loop (a thread pool per lookup was measured no better: PostgreSQL's CPU per
@@ -257,23 +259,27 @@ def _install_authorization_server(
         body = await read_body(length, request.stream(), MAX_BODY)
         params = parse_params(content_type, body)
         client = request.scope.get("client")
-        source = client[0] if client else "unknown"
+        source = sign_in or (client[0] if client else "unknown")
         return params, await authenticator.authenticate(
-            extract_credentials(authorization, params), source
+            extract_credentials(authorization, params), source, sign_in is None
         )
 
     async def token(request: Request) -> Response:
         """RFC 6749 §4.4: the client credentials grant; answers RFC 6749 §5.1/§5.2 JSON."""
+        # The dashboard's sign-in (failures.py): not an issuance to the client, so it takes
+        # nothing from the client's issuance bucket; the audit names the browser's address.
+        sign_in: str | None = request.scope.get(SIGN_IN_SOURCE)
         try:
-            params, client = await read_params(request)
+            params, client = await read_params(request, sign_in)
             check_grant_type(params)
-            audience, granted = grant.validate_token_request(client, params)
+            audience, granted = grant.validate_token_request(client, params, sign_in is None)
             claims = grant.claims(client, audience, granted)
+            detail = {"aud": audience, "scope": claims["scope"], "jti": claims["jti"]}
+            if sign_in is not None:
+                detail["sign_in_from"] = sign_in
             # Committed before the token is signed: no token is out that the audit log does
             # not show (on PostgreSQL the shared bucket is taken in the same transaction).
-            await issuance_audit.record(
-                client.client_id, {"aud": audience, "scope": claims["scope"], "jti": claims["jti"]}
-            )
+            await issuance_audit.record(client.client_id, detail, sign_in is None)
         except OAuthError as error:
             refused(error.error).inc()
             raise

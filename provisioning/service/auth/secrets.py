@@ -18,6 +18,18 @@ HASH_KEY_FILE = "secret-hash.key"
 _HASH_PREFIX = "hmac-sha256$"
 
 
+def same_text(presented: str, expected: str) -> bool:
+    """Constant-time equality of two strings of any content (a CSRF field, a cookie, a hash).
+
+    `hmac.compare_digest` raises TypeError on a `str` with a non-ASCII character, and a request
+    can carry any: both sides are compared as UTF-8 bytes instead (`surrogatepass`, so a lone
+    surrogate is compared too, never raised on).
+    """
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def new_client_id(kind: str) -> str:
     """A public, unguessable client identifier such as `dev_4kQ...`."""
     # A viewer is an operator with fewer rights: the same prefix.
@@ -67,4 +79,4 @@ class SecretHasher:
         """True if `secret` hashes to `stored`; constant time in the secret's content."""
         if not stored:
             return False
-        return hmac.compare_digest(self.hash(secret), stored)
+        return same_text(self.hash(secret), stored)

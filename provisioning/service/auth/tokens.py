@@ -126,7 +126,7 @@ def check_grant_type(params: dict[str, str]) -> None:
         raise UnsupportedGrantType("only client_credentials is supported")
 
 
-class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
+class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any], bool], None]):
     """Token issuance audit events, group-committed (store/groupcommit.py) before the tokens are
     signed and handed out: no token leaves the server unaudited, even if the process is killed
     the next instant. If the write fails, every token of the group is withheld (503) instead of
@@ -147,21 +147,24 @@ class IssuanceAudit(GroupCommit[tuple[str, dict[str, Any]], None]):
         self._held = sql.HeldConnection(engine)
         self._buckets = buckets
 
-    async def record(self, client_id: str, detail: dict[str, Any]) -> None:
-        """Write a `token.issue` event (never the token itself); returns once it is committed."""
-        await self.submit((client_id, detail))
+    async def record(self, client_id: str, detail: dict[str, Any], limited: bool = True) -> None:
+        """Write a `token.issue` event (never the token itself); returns once it is committed.
+        `limited` False: takes nothing from the shared bucket (a dashboard sign-in)."""
+        await self.submit((client_id, detail, limited))
 
-    def write(self, items: list[tuple[str, dict[str, Any]]]) -> list[Exception | None]:
+    def write(self, items: list[tuple[str, dict[str, Any], bool]]) -> list[Exception | None]:
         def group(tx: sql.Tx) -> list[Exception | None]:
             outcomes: list[Exception | None] = [None] * len(items)
-            if self._buckets is not None:
-                waits = self._buckets.take_many(tx, [cid for cid, _ in items])
-                outcomes = [TooManyRequests(wait) if wait else None for wait in waits]
+            limited = [i for i, item in enumerate(items) if item[2]]
+            if self._buckets is not None and limited:
+                waits = self._buckets.take_many(tx, [items[i][0] for i in limited])
+                for i, wait in zip(limited, waits, strict=True):
+                    outcomes[i] = TooManyRequests(wait) if wait else None
             audit.insert_many(
                 tx,
                 [
                     (cid, "token.issue", cid, detail)
-                    for (cid, detail), outcome in zip(items, outcomes, strict=True)
+                    for (cid, detail, _), outcome in zip(items, outcomes, strict=True)
                     if outcome is None
                 ],
             )
@@ -200,12 +203,13 @@ class ClientCredentialsGrant:
         self.buckets = buckets
 
     def validate_token_request(
-        self, client: ClientRecord, params: dict[str, str]
+        self, client: ClientRecord, params: dict[str, str], limited: bool = True
     ) -> tuple[str, list[str]]:
         """The audience and granted scopes for `client`, or the RFC error.
 
         Only a request that will be granted takes a token from the client's bucket: a refused
-        one (or a failed authentication, limited in `failures.py`) costs the client nothing.
+        one (or a failed authentication, limited in `failures.py`) costs the client nothing,
+        nor does a dashboard sign-in (`limited` False, limited by the dashboard).
         """
         allowed = scopes.ALLOWED.get(client.kind, {})
         audience = params.get("audience")
@@ -227,7 +231,7 @@ class ClientCredentialsGrant:
             if not wanted or not wanted <= permitted:
                 raise InvalidScope("scope not allowed for this client and audience")
             granted = sorted(wanted)
-        if self.buckets is not None:
+        if self.buckets is not None and limited:
             wait = self.buckets.take(client.client_id)
             if wait:
                 raise TooManyRequests(wait)

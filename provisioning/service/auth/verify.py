@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -52,6 +53,32 @@ _MAX_TOKEN = 4096
 # While change notifications arrive, a cached status is dropped by its notification; this only
 # bounds the damage of one lost in a way nobody foresaw.
 LISTENING_TTL_S = 300.0
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Bits of the last character that carry no data, by the segment's length modulo 4 (1: none
+# possible, not base64 at all).
+_SPARE_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
+def is_canonical_jws(token: str) -> bool:
+    """True if `token` is three base64url segments in their one canonical spelling: no padding,
+    no other characters, no set bits past the last byte (RFC 7515 §2, §7.1; RFC 4648 §3.5).
+
+    A decoder that skips `=` or trailing bits accepts many strings for one token: a token that
+    was refused, cached or counted under one spelling must not pass under another.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    for part in parts:
+        spare = _SPARE_BITS.get(len(part) % 4)
+        if spare is None or not _SEGMENT.fullmatch(part):
+            return False
+        if spare and _ALPHABET.index(part[-1]) & spare:
+            return False
+    return True
 
 
 class LocalKeys:
@@ -272,6 +299,8 @@ class TokenVerifier:
     async def _verify_signed(self, token: str) -> Principal:
         if len(token) > _MAX_TOKEN:
             raise InvalidToken("token too long")
+        if not is_canonical_jws(token):
+            raise InvalidToken("malformed token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

@@ -3,7 +3,8 @@
 Pages are rendered on the server (Jinja2 with autoescaping: every board and operator value is
 text, never markup) and work without JavaScript; static/app.js only adds live updates, relative
 times and the copy button. Every response carries a Content-Security-Policy without inline
-script, `frame-ancestors 'none'` and `Referrer-Policy: same-origin`.
+script, `frame-ancestors 'none'` and `Referrer-Policy: same-origin` (`nosniff` and HSTS come
+from edge.py, as for every response).
 
 Reads use the session's `counts:read` token (verified on every request, so a disabled operator
 is out within the verifier's status bound). Actions go to the admin API in process with the
@@ -14,7 +15,6 @@ session has no admin token and every action is refused with 403 before anything 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,15 +35,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioning.common import display
 from provisioning.service.auth.errors import InvalidToken, OAuthError
-from provisioning.service.auth.ratelimit import TokenBuckets
 from provisioning.service.auth.scopes import INGEST_AUDIENCE
+from provisioning.service.auth.secrets import same_text
 from provisioning.service.auth.tokens import parse_params
 from provisioning.service.context import ServiceContext
 from provisioning.service.ingest import store
 from provisioning.service.ingest.live import LiveFeed
 from provisioning.service.ui import chart, views
 from provisioning.service.ui.session import Session, SessionStore
-from provisioning.service.ui.signin import SignInRefused, exchange
+from provisioning.service.ui.signin import SignInLimit, SignInRefused
 from provisioning.service.web.body import read_body
 
 HERE = Path(__file__).parent
@@ -60,9 +60,8 @@ class SecurityHeaders:
     """Adds the dashboard's security headers to every response under /ui (pure ASGI, so the
     event stream is not buffered)."""
 
-    def __init__(self, app: ASGIApp, tls: bool) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.tls = tls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         static = scope.get("path", "").startswith("/ui/static/")
@@ -75,11 +74,8 @@ class SecurityHeaders:
                 # under `no-referrer` browsers send `Origin: null` on our own form posts (Fetch
                 # standard, "serializing a request origin") and the Origin check needs it.
                 headers["Referrer-Policy"] = "same-origin"
-                headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
                 headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                if self.tls:
-                    headers["Strict-Transport-Security"] = "max-age=31536000"
                 if not static:
                     headers["Cache-Control"] = "no-store"
             await send(message)
@@ -91,16 +87,10 @@ class Dashboard:
     """The /ui routes and their shared state."""
 
     def __init__(self, app: FastAPI, ctx: ServiceContext) -> None:
+        self.app = app
         self.ctx = ctx
-        self.tls = ctx.settings.scheme == "https"
-        # RFC 6265bis §4.1.3.2: a `__Host-` cookie is Secure, host-only, Path=/.
-        self.cookie = "__Host-parkfleet" if self.tls else "parkfleet_session"
-        self.login_cookie = "__Host-parkfleet-login" if self.tls else "parkfleet_login"
-        self.sessions = SessionStore()
-        # Failed sign-in attempts per address, the same bucket shape as the token endpoint's.
-        self.attempts = TokenBuckets(
-            ctx.settings.token_rate_burst, ctx.settings.token_rate_per_hour
-        )
+        self.sessions = SessionStore(ctx.engine)
+        self.signins = SignInLimit(ctx.settings)
         assert ctx.live is not None, "the ingestion API is installed first"
         self.live: LiveFeed = ctx.live
         # The service's own token endpoint and admin API, called in process.
@@ -118,6 +108,19 @@ class Dashboard:
 
     # --- helpers ---
 
+    def secure(self, request: Request) -> bool:
+        """Cookies are Secure and `__Host-` when this request came over HTTPS (TLS here, or a
+        trusted proxy's X-Forwarded-Proto: uvicorn sets the scheme from it for those only) or
+        the public URL is HTTPS (`--issuer https://...`, or TLS here)."""
+        return request.url.scheme == "https" or self.ctx.settings.public_https
+
+    def cookie(self, request: Request) -> str:
+        # RFC 6265bis §4.1.3.2: a `__Host-` cookie is Secure, host-only, Path=/.
+        return "__Host-parkfleet" if self.secure(request) else "parkfleet_session"
+
+    def login_cookie(self, request: Request) -> str:
+        return "__Host-parkfleet-login" if self.secure(request) else "parkfleet_login"
+
     def page(self, request: Request, name: str, http_status: int = 200, **values: Any) -> Response:
         template = self.templates.get_template(name)
         html = template.render(request=request, now=time.time(), **values)
@@ -130,7 +133,7 @@ class Dashboard:
 
     async def session(self, request: Request) -> Session | None:
         """The signed-in session, its read token still good; else None (and it is ended)."""
-        cookie = request.cookies.get(self.cookie)
+        cookie = request.cookies.get(self.cookie(request))
         session = self.sessions.get(cookie)
         if session is None:
             return None
@@ -171,46 +174,37 @@ class Dashboard:
     async def login_form(self, request: Request) -> Response:
         token = secrets.token_urlsafe(32)
         response = self.page(request, "login.html", login_csrf=token, next=_safe_next(request))
-        self._set_login_cookie(response, token)
+        self._set_login_cookie(request, response, token)
         return response
 
-    def _set_login_cookie(self, response: Response, token: str) -> None:
+    def _set_login_cookie(self, request: Request, response: Response, token: str) -> None:
         response.set_cookie(
-            self.login_cookie, token, max_age=3600, path="/", secure=self.tls,
-            httponly=True, samesite="strict",
+            self.login_cookie(request), token, max_age=3600, path="/",
+            secure=self.secure(request), httponly=True, samesite="strict",
         )  # fmt: skip
 
     async def login(self, request: Request) -> Response:
         form = await self.form(request)
-        expected = request.cookies.get(self.login_cookie)
+        expected = request.cookies.get(self.login_cookie(request))
         presented = (form or {}).get("csrf")
         if (
             form is None
             or not expected
             or not presented
-            or not hmac.compare_digest(expected, presented)
+            or not same_text(presented, expected)
             or not self.same_origin(request)
         ):
             return self.error(request, None, 403, "The sign-in form expired. Load it again.")
-        # Failed sign-ins per address, like the token endpoint's failures per client ID: a
-        # guesser is throttled before any work, while an office behind one address can sign
-        # in all day (each sign-in also takes from the operator's token bucket).
+        # Failed sign-ins per browser address (signin.py): a guesser is throttled before any
+        # work, while an office behind one address can sign in all day.
         address = request.client.host if request.client else "unknown"
-        wait = self.attempts.wait_time(address)
         refused: SignInRefused | None = None
-        if wait:
-            refused = SignInRefused(
-                f"Too many sign-in attempts. Try again in {int(wait) + 1} s.", 429, int(wait) + 1
+        try:
+            session = await self.signins.sign_in(
+                self.app, address, form.get("client_id", ""), form.get("client_secret", "")
             )
-        else:
-            try:
-                session = await exchange(
-                    self.internal, form.get("client_id", ""), form.get("client_secret", "")
-                )
-            except SignInRefused as error:
-                refused = error
-                if error.status in (400, 401, 403):
-                    self.attempts.take(address)
+        except SignInRefused as error:
+            refused = error
         if refused is not None:
             token = secrets.token_urlsafe(32)
             response = self.page(
@@ -220,16 +214,19 @@ class Dashboard:
             )  # fmt: skip
             if refused.retry_after:
                 response.headers["Retry-After"] = str(refused.retry_after)
-            self._set_login_cookie(response, token)
+            self._set_login_cookie(request, response, token)
             return response
         cookie = self.sessions.create(session)
         target = form.get("next", "/ui/")
         response = RedirectResponse(target if _local(target) else "/ui/", status_code=303)
+        secure = self.secure(request)
         response.set_cookie(
-            self.cookie, cookie, max_age=max(int(session.expires_at - time.time()), 1),
-            path="/", secure=self.tls, httponly=True, samesite="strict",
+            self.cookie(request), cookie, max_age=max(int(session.expires_at - time.time()), 1),
+            path="/", secure=secure, httponly=True, samesite="strict",
         )  # fmt: skip
-        response.delete_cookie(self.login_cookie, path="/", secure=self.tls, samesite="strict")
+        response.delete_cookie(
+            self.login_cookie(request), path="/", secure=secure, samesite="strict"
+        )
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -238,9 +235,11 @@ class Dashboard:
         if session is not None:
             if form is None or not session.csrf_ok(form.get("csrf")):
                 return self.error(request, session, 403, "Missing or wrong CSRF token.")
-            self.sessions.end(request.cookies.get(self.cookie))
+            self.sessions.end(request.cookies.get(self.cookie(request)))
         response = RedirectResponse("/ui/login", status_code=303)
-        response.delete_cookie(self.cookie, path="/", secure=self.tls, samesite="strict")
+        response.delete_cookie(
+            self.cookie(request), path="/", secure=self.secure(request), samesite="strict"
+        )
         return response
 
     # --- pages ---
@@ -368,11 +367,10 @@ class Dashboard:
             # Post/redirect/get: a reload of the result must not rotate again. The secret
             # waits in the server-side session for the one GET that shows it.
             rotated = response.json()
-            session.new_secret = (
-                client_id,
-                rotated["client_secret"],
+            self.sessions.keep_secret(
+                session, client_id, rotated["client_secret"],
                 rotated.get("previous_secret_expires_at"),
-            )
+            )  # fmt: skip
             return RedirectResponse(
                 f"/ui/boards/{quote(client_id, safe='')}/new-secret", status_code=303
             )
@@ -386,7 +384,7 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         client_id = request.path_params["client_id"]
-        waiting, session.new_secret = session.new_secret, None
+        waiting = self.sessions.take_secret(session)
         if waiting is None or waiting[0] != client_id:
             return self.error(request, session, 410, "The new secret was shown once already.")
         return self.page(
@@ -417,6 +415,8 @@ class Dashboard:
                         # Is the operator still allowed? Disabled or deleted, the stream ends
                         # within the verifier's status bound, like the pages.
                         checked = time.monotonic()
+                        if not self.sessions.alive(session):  # logged out on any instance
+                            return
                         try:
                             await self.ctx.verifier.verify(session.read_token, INGEST_AUDIENCE)
                         except InvalidToken:
@@ -468,7 +468,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
     )
-    app.mount("/ui", SecurityHeaders(router, ui.tls))
+    app.mount("/ui", SecurityHeaders(router))
     app.add_route(
         "/ui", lambda _request: RedirectResponse("/ui/", status_code=307), methods=["GET"]
     )

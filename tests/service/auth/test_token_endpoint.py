@@ -26,6 +26,7 @@ from provisioning.service.auth.tokens import _form_pairs
 from provisioning.service.registry import service as registry
 from provisioning.store.models import AuditEvent
 from tests.service.auth.conftest import ISSUER, Auth, MakeAuth, jwt_parts
+from tools.harness.server import ServiceProcess
 
 GRANT = {"grant_type": "client_credentials"}
 
@@ -427,3 +428,24 @@ def test_form_fast_path_splits_like_parse_qsl(text: str) -> None:
     except InvalidRequest:
         got = InvalidRequest
     assert got == expected
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect"])
+def test_non_ascii_basic_credentials_are_invalid_client_never_500(
+    service: ServiceProcess, path: str
+) -> None:
+    """Raw bytes outside base64's alphabet in `Authorization: Basic`, against the real process
+    (its HTTP parser hands them on as Latin-1): RFC 6749 §5.2 `invalid_client`, 401."""
+    with service.client() as http:
+        for raw in (b"Basic \xff\xfe:", b"Basic \xed\xa0\x80", b"basic Zm9v\xc3\xa9"):
+            response = http.post(path, data={**GRANT, "token": "x"}, headers={"Authorization": raw})
+            assert_error(response, 401, "invalid_client")
+            assert response.headers["www-authenticate"] == 'Basic realm="parkfleet"'
+
+
+def test_secrets_compare_as_bytes_whatever_their_content() -> None:
+    from provisioning.service.auth.secrets import same_text
+
+    assert same_text("abc", "abc") and not same_text("abc", "abd")
+    assert same_text("é\ud800", "é\ud800")
+    assert not same_text("é", "e") and not same_text("\xff", "abc")

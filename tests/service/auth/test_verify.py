@@ -336,3 +336,44 @@ def test_revocation_reaches_other_processes_within_the_bound(auth_any_db: Auth) 
     assert cached is not None and cached.tokens_valid_after is None  # within the bound
     fresh = directory.get(client_id, now=130.5)
     assert fresh is not None and fresh.tokens_valid_after is not None
+
+
+def test_non_canonical_base64url_spellings_of_a_valid_token_are_refused(probe: Auth) -> None:
+    client_id, secret = probe.device()
+    token = probe.token(client_id, secret)
+    assert probe.http.get("/probe", headers=bearer(token)).status_code == 200
+    header, claims, signature = token.split(".")
+    # The ES256 signature is 64 bytes: 86 characters, whose last carries 4 unused bits.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    spare_bits = alphabet[last ^ 0b0001]
+    variants = [
+        token + "==",
+        token + "=",
+        f"{header}==.{claims}.{signature}",
+        f"{header}.{claims}=.{signature}",
+        f"{header}.{claims}.{signature[:-1]}{spare_bits}",
+        f"{header}.{claims}.{signature}A",
+    ]
+    for variant in variants:
+        response = probe.http.get("/probe", headers=bearer(variant))
+        assert response.status_code == 401, (variant, response.text)
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_canonical_jws_rule() -> None:
+    from provisioning.service.auth.verify import is_canonical_jws
+
+    assert is_canonical_jws("eyJ0.eyJ0.AAAA")
+    assert is_canonical_jws("..")  # empty segments are canonical; the JWT parser refuses them
+    for bad in ("eyJ0.eyJ0.AAAA=", "eyJ0.eyJ0", "a.b.c.d", "eyJ0.eyJ0.AB", "eyJ0.ey+0.AAAA"):
+        assert not is_canonical_jws(bad), bad
+    # Against the definition: a spelling is canonical iff decoding and re-encoding gives it back.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for size in range(1, 8):
+        good = b64(bytes(range(200, 200 + size)))
+        assert is_canonical_jws(f"{good}.{good}.{good}")
+        for last in alphabet:
+            part = good[:-1] + last
+            again = b64(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            assert is_canonical_jws(f"e30.e30.{part}") == (again == part), part

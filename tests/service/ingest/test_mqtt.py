@@ -352,3 +352,35 @@ def test_a_refused_relay_keeps_the_rows_and_says_degraded(
     finally:
         publisher.stop()
         engine.dispose()
+
+
+def test_create_accounts_keeps_passwords_off_command_lines(tmp_path: Path) -> None:
+    """`create-accounts` with the real mosquitto_passwd, whose every command line is recorded
+    on the way (what `ps` would show): no password appears in one, and the file is hashed."""
+    real = subprocess.run(
+        ["sh", "-c", "command -v mosquitto_passwd"], capture_output=True, text=True
+    ).stdout.strip()
+    if not real:
+        pytest.skip("mosquitto_passwd is not installed")
+    bin_dir, seen = tmp_path / "bin", tmp_path / "argv.log"
+    bin_dir.mkdir()
+    recorder = bin_dir / "mosquitto_passwd"
+    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{seen}"\nexec "{real}" "$@"\n')
+    recorder.chmod(0o755)
+    passwd = tmp_path / "passwd"
+    script = Path(__file__).resolve().parents[2] / "broker-config" / "create-accounts"
+    done = subprocess.run(
+        [str(script), "-f", str(passwd), "wall"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    assert done.returncode == 0, done.stderr
+    service = done.stdout.split("PARK_MQTT_URL=mqtt://parkfleet-service:")[1].split("@")[0]
+    wall = done.stdout.split("dashboard wall ")[1].split()[0]
+    argv = seen.read_text()
+    assert argv and service not in argv and wall not in argv
+    stored = passwd.read_text()
+    assert service not in stored and wall not in stored
+    assert [line.split(":")[0] for line in stored.splitlines()] == ["parkfleet-service", "wall"]
+    assert all(line.split(":", 1)[1].startswith("$7$") for line in stored.splitlines())

@@ -19,8 +19,9 @@ from tools.harness.server import ServiceProcess
 STATIC = Path(__file__).resolve().parents[3] / "provisioning" / "service" / "ui" / "static"
 
 
-def _operator(data: Path, role: str = "admin") -> tuple[str, str]:
-    url = f"sqlite:///{data / 'parkfleet.db'}"
+def _operator(data: Path, role: str = "admin", db: str | None = None) -> tuple[str, str]:
+    """An operator in `db` (default: the SQLite file the service uses in `data`)."""
+    url = db or f"sqlite:///{data / 'parkfleet.db'}"
     data.mkdir(parents=True, exist_ok=True)
     migrate(url)
     engine = make_engine(url)
@@ -125,8 +126,14 @@ def test_sign_in_is_refused_and_rate_limited(tmp_path: Path) -> None:
         wrong = _sign_in(http, (who[0], "not-the-secret"))
         assert wrong.status_code == 401 and "Wrong client ID or secret" in wrong.text
         assert "not-the-secret" not in wrong.text
-        statuses = [_sign_in(http, (who[0], f"guess-{n}")).status_code for n in range(12)]
-        assert statuses[-1] == 429, statuses  # the default bucket: burst 10
+        # Guesses at one operator: its client ID's failures (burst 10) are spent, so a wrong
+        # secret is 429, but the right one still signs in: guessing locks nobody out.
+        statuses = [_sign_in(http, (who[0], f"guess-{n}")).status_code for n in range(10)]
+        assert statuses[:9] == [401] * 9 and statuses[-1] == 429, statuses
+        assert _sign_in(http, who).status_code == 303
+        # The address's failed sign-ins (burst 20): then even the right secret waits.
+        statuses = [_sign_in(http, (f"op_x{n}", "guess")).status_code for n in range(11)]
+        assert statuses[:10] == [401] * 10 and statuses[-1] == 429, statuses
         limited = _sign_in(http, who)
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
 
@@ -155,4 +162,5 @@ def test_over_tls_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
         assert "Domain" not in cookie and "HttpOnly" in cookie
         page = http.get("/ui/")
         assert page.status_code == 200
-        assert page.headers["strict-transport-security"].startswith("max-age=")
+        assert page.headers.get_list("strict-transport-security") == ["max-age=31536000"]
+        assert page.headers.get_list("x-content-type-options") == ["nosniff"]
