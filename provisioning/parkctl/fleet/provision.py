@@ -17,6 +17,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -117,7 +118,7 @@ class Provisioner:
                     result.skipped += ["register", "install"]
                 else:
                     step = "register"
-                    secret = self._register(job, result, say)
+                    secret = self._register(job, result, say, _uninstalled(previous, result))
             else:
                 say(step, 0.0, "")
                 with esp.connect(job.port) as loader:
@@ -132,7 +133,7 @@ class Provisioner:
                 # Registered only now, just before the install that takes its secret: a
                 # flash that fails leaves nothing registered (nor a secret made for nothing).
                 step = "register"
-                secret = self._register(job, result, say)
+                secret = self._register(job, result, say, _uninstalled(previous, result))
             if secret is not None:
                 step = "install"
                 self._install(job, result, secret, say)
@@ -211,8 +212,12 @@ class Provisioner:
             n.interval_s, n.sensor,
         )  # fmt: skip
 
-    def _register(self, job: BoardJob, result: BoardResult, say: ReportFn) -> SecretStr:
-        """Register the board bound to its MAC, or reuse its client with a fresh secret."""
+    def _register(
+        self, job: BoardJob, result: BoardResult, say: ReportFn, uninstalled: bool = False
+    ) -> SecretStr:
+        """Register the board bound to its MAC, or reuse its client with a fresh secret.
+        `uninstalled`: an earlier run registered it but never installed its secret (which
+        lived only in that run's memory): the new one replaces it at once, no grace."""
         say("register", 0.0, "")
         start = time.monotonic()
         mac = str(result.mac)
@@ -233,7 +238,8 @@ class Provisioner:
                 self.registry.update_device(device_id, lot=job.lot, name=job.name)
         # Known board: the secret it had was never kept anywhere, so it gets a new one.
         result.client_id, result.reused = device_id, True
-        secret = self.registry.rotate_secret(device_id).client_secret
+        grace = 0 if uninstalled else None  # None: the server's grace, for a board in service
+        secret = self.registry.rotate_secret(device_id, grace).client_secret
         self._finish(job, result, "register", mac=mac, client_id=device_id)
         result.timings["register"] = time.monotonic() - start
         return secret
@@ -244,3 +250,9 @@ class Provisioner:
         result.done.append(step)
         if self.state:
             self.state.finish(job.port, step, **facts)
+
+
+def _uninstalled(previous: dict[str, Any], result: BoardResult) -> bool:
+    """Whether an earlier run registered this very board (same MAC) and never installed it."""
+    steps = previous.get("steps", [])
+    return previous.get("mac") == result.mac and "register" in steps and "install" not in steps

@@ -162,7 +162,7 @@ def test_a_young_lot_gets_a_chart_that_shows_its_data(page: Any, fleet: Fleet) -
 
 def test_a_full_lot_says_full(browser: Any, fleet: Fleet) -> None:
     _admin(fleet, "POST", "/admin/lots", {"name": "tiny", "capacity": 3, "label": "Tiny"})
-    _client_id, token = _board(fleet, "tiny", "tiny-1")
+    _client_id, token = _board(fleet, "tiny", "tiny-entrance")
     _post(fleet, token, {"readings": [{"seq": 1, "cars": 2}]})
     context = browser.new_context(viewport=PHONE, is_mobile=True)
     page = context.new_page()
@@ -175,10 +175,16 @@ def test_a_full_lot_says_full(browser: Any, fleet: Fleet) -> None:
     expect(card.locator("[data-field=full]")).to_be_visible()
     page.goto(f"{fleet.server.url}/ui/lots/tiny")
     expect(page.locator("[data-field=full]")).to_be_visible()
-    # On a phone, the status badges are inside the table's box, not cut off by it.
-    page.goto(f"{fleet.server.url}/ui/boards")
-    for badge in page.locator("td.status-cell .problem, td.status-cell .status").all():
-        box, cell = badge.bounding_box(), badge.locator("xpath=..").bounding_box()
-        assert box is not None and cell is not None
-        assert box["x"] + box["width"] <= cell["x"] + cell["width"] + 1
+    # On a phone, an unwell board's status badges wrap inside the table's visible box
+    # instead of running off its right edge.
+    unwell = {"spool_depth": 40, "rssi": -90, "reset_cause": "watchdog", "interval_s": 30}
+    _post(fleet, token, {"readings": [{"seq": 3, "cars": 3}], "health": unwell})
+    page.goto(f"{fleet.server.url}/ui/boards?q=tiny-entrance")
+    page.screenshot(path=str(fleet.screenshots / "dashboard-phone-boards.png"), full_page=True)
+    wrap = page.locator(".table-wrap").bounding_box()
+    badges = page.locator("td.status-cell .problem").all()
+    assert len(badges) == 3 and wrap is not None
+    for badge in badges:
+        box = badge.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= wrap["x"] + wrap["width"], box
     context.close()
