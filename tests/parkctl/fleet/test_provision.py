@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def test_a_failed_first_upload_says_why_and_a_rerun_only_verifies(
             "--sensor", FILE_SENSOR,
         )  # fmt: skip
         env = {**operator.env, "COLUMNS": "80"}
+        started = time.monotonic()
         first = parkctl(*args, env=env)
+        took = time.monotonic() - started
         out = first.stdout + first.stderr
         assert first.returncode == 1, out
         assert 'the board said "parkfleet: sensor: no reading"' in out, out
@@ -104,9 +107,10 @@ def test_a_failed_first_upload_says_why_and_a_rerun_only_verifies(
         assert _board_secret(board) == secret  # not registered again: the same secret
         assert board.flash_path.stat().st_mtime_ns == flashed  # not flashed again
         assert operator.wait_for_reading(device.client_id).reading is not None
-        # Wall time: the row's seconds cover the whole run (the verify it waited for).
-        seconds = [float(m) for m in re.findall(r"(\d+\.\d) s\b", again.stdout)]
-        assert seconds and seconds[-1] >= 1.0, again.stdout
+        # Wall time: the failed run's row covers all of the board's run, the failed wait for
+        # the first upload included; only parkctl's start and sign-in are outside it.
+        [shown] = [float(m) for m in re.findall(r"(\d+\.\d) s │", first.stdout)]
+        assert took - 4 <= shown <= took, (shown, took)
 
 
 def _board_commands(board: SimBoard, firmware: Path, tmp_path: Path) -> None:
