@@ -42,7 +42,10 @@ DEFAULT_INTERVAL_S = 60
 OFFLINE_AFTER_POSTS = 2
 OFFLINE_SLACK_S = 15  # a post's own time on a slow link, and a first retry
 SPOOL_WAITING = 3
-_NEWEST_POST_ROWS = 1000  # more than a post carries: bounds the scan on (device_id, seq)
+# Readings of a board's newest post that are counted: bounds the scan on (device_id, seq) per
+# board. The agent posts at most `batch_max` (20 by default); a board that batches more is
+# taken to post every 64 readings, which two periods of slack still cover up to 128.
+_NEWEST_POST_ROWS = 64
 WEAK_RSSI_DBM = -80
 LOW_HEAP_BYTES = 16 * 1024
 # device/health.py's names; watchdog, brownout and unknown codes are worth a look.
