@@ -65,6 +65,9 @@ def test_wrong_urls_and_a_viewer_get_errors_that_say_what_to_do(tmp_path: Path) 
         assert "cars" in shown.stdout and "occupancy" in shown.stdout and "0%" in shown.stdout
         as_json = json.loads(parkctl("lot", "show", "east", "--json", env=env).stdout)
         assert as_json["occupancy"] == {"cars": 0, "boards": 0, "free": 10}
+        # The audit names the operator beside its ID.
+        audit = parkctl("admin", "audit", env=env)
+        assert f"admin ({admin['client_id']})" in audit.stdout, audit.stdout
 
 
 def test_admin_create_makes_a_new_store_only_with_init(tmp_path: Path) -> None:

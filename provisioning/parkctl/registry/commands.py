@@ -232,12 +232,18 @@ def admin_audit(
     """Recent admin actions and token issuance, newest first (over the admin API)."""
     with _client(server, ca_cert) as api:
         page = api.audit(limit=limit, target=target)
-    print_rows(page.items, as_json, ("when", "actor", "action", "target", "detail"), _event_row)
+        # Operators are few (one page): their names beside their IDs, as the dashboard shows.
+        names = {o.client_id: o.name for o in api.list_operators().items} if not as_json else {}
+    print_rows(
+        page.items, as_json, ("when", "actor", "action", "target", "detail"),
+        lambda event: _event_row(event, names),
+    )  # fmt: skip
 
 
-def _event_row(event: AuditEntry) -> tuple[str, ...]:
+def _event_row(event: AuditEntry, names: dict[str, str]) -> tuple[str, ...]:
     detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
-    return _ago(event.at), event.actor, event.action, event.target or "", detail
+    actor = f"{names[event.actor]} ({event.actor})" if event.actor in names else event.actor
+    return _ago(event.at), actor, event.action, event.target or "", detail
 
 
 def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
