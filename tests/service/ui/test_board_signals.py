@@ -67,18 +67,27 @@ def _api_total(fleet: Fleet, lot: str) -> int:
         return int(response.json()["cars"])
 
 
-def test_a_healthy_uploading_board_is_not_flagged(page: Any, fleet: Fleet) -> None:
-    client_id, token = _board(fleet, "west", "west-1")
-    _post(fleet, token, {"readings": [{"seq": 1, "cars": 4}], "health": {**HEALTHY,
-          "interval_s": 30}})  # fmt: skip
+def _online(
+    page: Any, fleet: Fleet, lot: str, name: str, interval_s: int, path: str
+) -> tuple[str, str, Any]:
+    """A new board that posted one reading with a healthy report, and its row on `path`
+    (signed in as the admin), online: (client_id, its token, the row)."""
+    client_id, token = _board(fleet, lot, name)
+    health = {**HEALTHY, "interval_s": interval_s}
+    _post(fleet, token, {"readings": [{"seq": 1, "cars": 6}], "health": health})
     sign_in(page, fleet, fleet.admin)
-    page.goto(f"{fleet.server.url}/ui/boards?q=west-1")
+    page.goto(fleet.server.url + path)
     row = page.locator(f"tr[data-device='{client_id}']")
     expect(row.locator(".status")).to_have_text("online")
+    return client_id, token, row
+
+
+def test_a_healthy_uploading_board_is_not_flagged(page: Any, fleet: Fleet) -> None:
+    client_id, token, row = _online(page, fleet, "west", "west-1", 30, "/ui/boards?q=west-1")
     assert "unwell" not in (row.get_attribute("class") or "")
     assert row.locator(".problem").count() == 0
     # A backlog after the post is worth a look.
-    _post(fleet, token, {"readings": [{"seq": 2, "cars": 4}], "health": {**HEALTHY,
+    _post(fleet, token, {"readings": [{"seq": 2, "cars": 6}], "health": {**HEALTHY,
           "interval_s": 30, "spool_depth": 40}})  # fmt: skip
     page.reload()
     expect(row.locator(".problem")).to_have_text("40 readings waiting in spool")
@@ -90,13 +99,7 @@ def test_a_healthy_uploading_board_is_not_flagged(page: Any, fleet: Fleet) -> No
 
 
 def test_a_board_is_offline_after_its_own_interval(page: Any, fleet: Fleet) -> None:
-    client_id, token = _board(fleet, "dock", "dock-1")
-    _post(fleet, token, {"readings": [{"seq": 1, "cars": 6}], "health": {**HEALTHY,
-          "interval_s": 1}})  # fmt: skip
-    sign_in(page, fleet, fleet.admin)
-    page.goto(f"{fleet.server.url}/ui/lots/dock")
-    row = page.locator(f"tr[data-device='{client_id}']")
-    expect(row.locator(".status")).to_have_text("online")
+    client_id, _token, row = _online(page, fleet, "dock", "dock-1", 1, "/ui/lots/dock")
     assert page.locator(".stale-note").count() == 0
     # 2 periods of 1 s + 15 s of slack: offline at 17 s, where the 60 s default waits 135 s.
     time.sleep(18)
