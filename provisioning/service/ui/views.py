@@ -62,12 +62,18 @@ AUTO_RANGES = ("1h", "24h")
 
 @dataclass
 class Gate:
-    """A gate board's counters: cars in and out since it was installed, and its share of the
-    lot's total (in - out since the lot's last recount)."""
+    """A gate board's counters: cars in and out since it was installed, and since the lot's
+    last recount (the lot event's `flows`: ingest/occupancy.py), whose difference is its share
+    of the lot's total."""
 
     cars_in: int
     cars_out: int
-    share: int
+    in_since: int
+    out_since: int
+
+    @property
+    def share(self) -> int:
+        return self.in_since - self.out_since
 
 
 @dataclass
@@ -230,8 +236,9 @@ def _gate(state: DeviceState | None) -> Gate | None:
     if state is None or state.cars is not None or state.g_seq is None:
         return None
     cars_in, cars_out = int(state.g_total_in or 0), int(state.g_total_out or 0)
-    share = (cars_in - int(state.g_ref_in or 0)) - (cars_out - int(state.g_ref_out or 0))
-    return Gate(cars_in, cars_out, share)
+    return Gate(
+        cars_in, cars_out, cars_in - int(state.g_ref_in or 0), cars_out - int(state.g_ref_out or 0)
+    )
 
 
 def last_updates(conn: Connection) -> dict[str, float]:

@@ -125,13 +125,19 @@ def test_a_gate_board_shows_its_counters(page: Any, fleet: Fleet) -> None:
     assert "Cars in\n15" in facts and "Cars out\n4" in facts and "In the lot\n11" in facts
     readings = page.get_by_role("region", name="Recent readings").inner_text()
     assert "In\tOut" in readings and "15\t4" in readings and "10\t3" in readings
-    for path in (f"/ui/boards/{client_id}", "/ui/lots/gatelot", "/ui/boards?q=gate-in-1"):
+    for path in (f"/ui/boards/{client_id}", "/ui/boards?q=gate-in-1", "/ui/lots/gatelot"):
         page.goto(fleet.server.url + path)
         text = page.locator("main").inner_text()
         assert "None" not in text, path
         if "boards/" not in path:
             cell = page.locator(f"tr[data-device='{client_id}'] [data-field=gate]")
             assert cell.inner_text() == "11 (in 15 · out 4)", path
+    # Live, as a zone board's cars: the next reading's counters without a reload.
+    page.wait_for_selector("[data-live-status]:has-text('live')")
+    page.evaluate("window.stillHere = true")
+    _post(fleet, token, {"readings": [{"seq": 3, "in": 20, "out": 4}]})
+    expect(cell).to_have_text("16 (in 20 · out 4)", timeout=3000)
+    assert page.evaluate("window.stillHere") is True
 
 
 def _first_x(d: str) -> float:
