@@ -36,6 +36,11 @@ def test_demo_updates_the_boards_and_stops_everything(tmp_path: Path) -> None:
     assert "north" in done.stdout and "south" in done.stdout
     # The dashboard and a viewer's sign-in are printed; capacities come from the lot records.
     assert "/ui/" in done.stdout and "client secret" in done.stdout
+    # The operator's credentials in an owner-only file, and how to point parkctl at the demo.
+    creds = tmp_path / "demo" / "operator.env"
+    assert f"set -a; . {creds}; set +a" in done.stdout and "parkctl device list" in done.stdout
+    assert creds.stat().st_mode & 0o077 == 0
+    assert creds.read_text().startswith("PARK_SERVER=http://")
     assert "120" in done.stdout and "60" in done.stdout
     assert "demo stopped" in done.stdout
     # The over-the-air update: release 1.1.0 built, published and rolled out, canary first;
