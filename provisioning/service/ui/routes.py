@@ -249,7 +249,7 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         with self.ctx.engine.connect() as conn:
-            lots = views.overview(conn)
+            lots = views.overview(conn, self.ctx.settings.token_ttl)
         for lot in lots:
             lot["spark_path"] = chart.sparkline(lot["spark"], lot.get("capacity"))
         return self.page(request, "overview.html", session=session, lots=lots)

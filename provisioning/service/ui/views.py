@@ -281,14 +281,20 @@ def series(
     return times, values
 
 
-def overview(conn: Connection) -> list[dict[str, Any]]:
-    """Every lot with its totals, last update and sparkline values over its automatic range
-    (`spark_range`: the last hour for a young lot, else the last day)."""
+def overview(conn: Connection, ttl_s: int) -> list[dict[str, Any]]:
+    """Every lot with its totals, last update, its boards whose count is stale (`stale`: names)
+    and sparkline values over its automatic range (`spark_range`: the last hour for a young
+    lot, else the last day)."""
     updated = last_updates(conn)
     lots = store.list_lots(conn)
+    stale: dict[str, list[str]] = {}
+    for board in boards(conn, ttl_s):
+        if board.stale:
+            stale.setdefault(board.lot, []).append(board.name)
     now = time.time()
     for lot in lots:
         lot["updated_at"] = updated.get(lot["lot"])
+        lot["stale"] = stale.get(lot["lot"], [])
         current = lot["cars"] if lot["devices"] else None
         lot["spark_range"] = auto_range(conn, lot["lot"], now)
         span_s, step = RANGES[lot["spark_range"]]

@@ -111,6 +111,9 @@ def test_a_board_is_offline_after_its_own_interval(page: Any, fleet: Fleet) -> N
     # Held: the dashboard's total is the API's (and so the MQTT retained total's).
     assert page.locator("[data-lot=dock] [data-field=cars]").inner_text() == "6"
     assert _api_total(fleet, "dock") == 6
+    page.goto(f"{fleet.server.url}/ui/")
+    card = page.locator("li.lot-card[data-lot=dock] .stale-note").inner_text()
+    assert card == "stale 1 offline board: last count held in the total", card
     page.goto(f"{fleet.server.url}/ui/boards?status=offline")
     assert page.locator(f"tr[data-device='{client_id}']").count() == 1
 
