@@ -1,13 +1,8 @@
 """What the dashboard's pages show, read from the store (pages are read with `counts:read`).
 
 Board status rules, in one place:
-- online: heard from within `OFFLINE_AFTER_POSTS` of its own posting period plus
-  `OFFLINE_SLACK_S`. The period is the `interval_s` the board reports in its health
-  (`DEFAULT_INTERVAL_S` until it has reported one) times the number of readings its newest post
-  carried: a board that posts each reading at once posts every `interval_s`; one that batches
-  (`upload_every_s`) carries that many readings per post, and its health says nothing else about
-  how often it posts. A board on a 5 s interval is offline 25 s after it went quiet, one on
-  300 s after 615 s, one that never said after 135 s.
+- online: heard from within two of its own posting periods plus 15 s (service/lots/liveness.py,
+  shared with the lot API's `online` and `stale`).
 - stale: an offline board's last count. It stays in its lot's total (a dead sensor does not
   empty the spaces it watched, and a gate board's flows are the cars that came in through it:
   leaving them out would send the total down by every car it ever counted); the dashboard marks
@@ -24,11 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, desc, func, select
+from sqlalchemy import Connection, desc, func, select
 from sqlalchemy.orm import Session
 
 from provisioning.service.ingest import store
-from provisioning.service.lots import history
+from provisioning.service.lots import history, liveness
 from provisioning.store.models import (
     AuditEvent,
     Client,
@@ -38,14 +33,7 @@ from provisioning.store.models import (
     Reading,
 )
 
-DEFAULT_INTERVAL_S = 60
-OFFLINE_AFTER_POSTS = 2
-OFFLINE_SLACK_S = 15  # a post's own time on a slow link, and a first retry
 SPOOL_WAITING = 3
-# Readings of a board's newest post that are counted: bounds the scan on (device_id, seq) per
-# board. The agent posts at most `batch_max` (20 by default); a board that batches more is
-# taken to post every 64 readings, which two periods of slack still cover up to 128.
-_NEWEST_POST_ROWS = 64
 WEAK_RSSI_DBM = -80
 LOW_HEAP_BYTES = 16 * 1024
 # device/health.py's names; watchdog, brownout and unknown codes are worth a look.
@@ -115,13 +103,6 @@ class Board:
         return self.gate.share if self.gate is not None else self.cars
 
 
-def offline_after(health: dict[str, Any], post_readings: int) -> float:
-    """Seconds of silence after which a board is offline (rules in the module docstring)."""
-    interval = health.get("interval_s")
-    interval = interval if isinstance(interval, int) and interval > 0 else DEFAULT_INTERVAL_S
-    return OFFLINE_AFTER_POSTS * interval * max(post_readings, 1) + OFFLINE_SLACK_S
-
-
 def board_status(
     enabled: bool,
     last_seen_at: float | None,
@@ -130,8 +111,7 @@ def board_status(
     post_readings: int = 1,
 ) -> tuple[bool, list[str]]:
     """(online, problems) by the rules in the module docstring."""
-    window = offline_after(health, post_readings)
-    online = enabled and last_seen_at is not None and now - last_seen_at <= window
+    online = liveness.online(enabled, last_seen_at, health, now, post_readings)
     problems = []
     if not enabled:
         problems.append("disabled")
@@ -147,28 +127,6 @@ def board_status(
     if cause is not None and str(cause) not in _QUIET_RESETS:
         problems.append(f"reset by {cause}")
     return online, problems
-
-
-def _post_readings(conn: Connection, ids: list[str]) -> dict[str, int]:
-    """How many readings each device's newest post with new readings carried (they share its
-    `received_at`); read through the (device_id, seq) index, bounded below the newest seq."""
-    if not ids:
-        return {}
-    rows = conn.execute(
-        select(Reading.device_id, func.count())
-        .join(
-            DeviceState,
-            and_(
-                DeviceState.device_id == Reading.device_id,
-                Reading.seq <= DeviceState.last_seq,
-                Reading.seq > DeviceState.last_seq - _NEWEST_POST_ROWS,
-                Reading.received_at == DeviceState.received_at,
-            ),
-        )
-        .where(Reading.device_id.in_(ids))
-        .group_by(Reading.device_id)
-    )
-    return {str(device_id): int(n) for device_id, n in rows}
 
 
 def _token_expiry(conn: Connection, ids: list[str], ttl_s: int) -> dict[str, float]:
@@ -202,7 +160,7 @@ def boards(
         rows = [(row[0], row[1], row[2]) for row in session.execute(query)]
     ids = [c.client_id for c, _, _ in rows]
     expiry = _token_expiry(conn, ids, ttl_s)
-    sizes = _post_readings(conn, ids)
+    sizes = liveness.post_readings(conn, ids)
     now = time.time()
     out = []
     for client, state, version in rows:
@@ -225,7 +183,7 @@ def boards(
                 online,
                 problems,
                 _gate(state),
-                offline_after(health, posted),
+                liveness.offline_after(health, posted),
             )
         )
     return out
