@@ -130,6 +130,7 @@ def test_a_gate_board_shows_its_counters(page: Any, fleet: Fleet) -> None:
     page.goto(f"{fleet.server.url}/ui/boards/{client_id}")
     facts = page.locator(".facts").inner_text()
     assert "Cars in\n15" in facts and "Cars out\n4" in facts and "In the lot\n11" in facts
+    page.screenshot(path=str(fleet.screenshots / "dashboard-gate-board.png"), full_page=True)
     readings = page.get_by_role("region", name="Recent readings").inner_text()
     assert "In\tOut" in readings and "15\t4" in readings and "10\t3" in readings
     for path in (f"/ui/boards/{client_id}", "/ui/boards?q=gate-in-1", "/ui/lots/gatelot"):
