@@ -3,7 +3,6 @@
 # the watchdog fed only while this loop runs, and a reboot after offline_reboot_s without
 # reaching the server. Its parts are built at boot by assemble.py.
 import gc
-import sys
 import time
 
 import machine
@@ -95,9 +94,7 @@ class Agent:
                 gc.collect()
                 log("heap live %d peak %d now %d" % (gc.mem_alloc(), peak, gc.mem_alloc()))
             gc.collect()
-            free = gc.mem_free()
-            if free < self.heap_min:
-                self.heap_min = free
+            self.heap_min = min(self.heap_min, gc.mem_free())
             down = up.down_since
             if offline and down is not None and time.ticks_diff(time.ticks_ms(), down) > offline:
                 log("no contact with the server for %ds, rebooting" % (offline // 1000))
@@ -119,13 +116,9 @@ def main(cfg):
         Agent(cfg).run()
     except Exception as e:  # noqa: BLE001 (a bug must not leave a dead board in the field)
         log("crashed: %r; rebooting in 10 s" % e)
-        sys.print_exception(e)
         gc.collect()  # the agent's parts are garbage now: room to record it
-        try:
-            import crash
+        import crash
 
-            crash.store(e)
-        except Exception as e2:  # noqa: BLE001 (flash full, no memory: reboot all the same)
-            log("crash not recorded: %r" % e2)
+        crash.store(e)  # the traceback on the console, and kept for the next boot
         time.sleep(10)
         machine.reset()

@@ -24,13 +24,9 @@ def connect(c, log, body_cap):
     t = c["http_timeout_s"]
     tls, host, port, _ = c["ingest_url"]  # split by config.validate
     conn = http.Conn(tls, host, port, body_cap, _LEAST, t, c["ca_cert"])
-    tls, host, port, path = c["token_url"]
-    tconn = conn  # one kept-alive connection when both live on the same origin
-    if (tls, host, port) != (conn.tls, conn.host, conn.port):
-        # Another origin (an external authorization server): its own connection, the same CA,
-        # and the same buffer (a token request never overlaps a post).
-        tconn = http.Conn(tls, host, port, 0, 0, t, c["ca_cert"], conn.buf)
-    token = Token(tconn, path, c)
+    # The token endpoint on the same connection, also on another origin (Token.fetch points the
+    # connection there for the request, and back).
+    token = Token(conn, c)
     w = c["wifi"]
     return conn, token, WiFi(w["ssid"], w.get("password", ""), c["wifi_timeout_s"], log)
 
@@ -60,7 +56,9 @@ def parts(c, log):
     health_ms = int(c["health_every_s"] * 1000)
     base, cap, auth = c["backoff_base_s"], c["backoff_cap_s"], c["auth_backoff_cap_s"]
     app, report = reports(c["release_key"])
-    every = -int(-c["interval_s"] // 1) or 1  # whole seconds, rounded up, at least 1
+    # Whole seconds, rounded up, from 1 to a day (the API's bounds: a health object it refused
+    # would hold up the readings).
+    every = min(-int(-c["interval_s"] // 1) or 1, 86400)
     up = Uplink(
         conn,
         counts_path,
@@ -98,9 +96,15 @@ def reports(key):
 
     app = appstate.load(key)
     cold.drop(appstate)
+    import os
+
     report = None
     r = machine.reset_cause()
-    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or flash.read("crash"):
+    try:
+        kept = os.stat("crash")[6]  # (not read: a deep traceback can be long)
+    except OSError:
+        kept = 0
+    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or kept:
         import crash
 
         report = crash.load(None)

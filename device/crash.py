@@ -23,11 +23,11 @@ _ESCAPED = const(640)  # bytes of the traceback as a JSON string, escapes includ
 
 def _save(cause):
     # Start the file over with the next count: "count cause version\n".
-    s = flash.read("crash")
     try:
-        n = int(s.split(b" ", 1)[0]) if s else 0
-    except ValueError:
-        n = 0  # garbled: start over
+        with open("crash", "rb") as f:  # the first line only: a traceback can be long
+            n = int(f.readline().split(b" ", 1)[0])
+    except (OSError, ValueError):
+        n = 0  # none, or garbled: start over
     s = flash.read("state")
     v = s.split(b"\n")[0].split()[1] if s else b"-"
     f = open("crash", "wb")  # noqa: SIM115 (the caller writes on, then closes it)
@@ -36,10 +36,15 @@ def _save(cause):
 
 
 def store(e):
-    # From agent.main's handler, after a collection: the traceback goes straight into the file
-    # (no copy of it in the heap); load() reads only its tail.
-    with _save(b"memory" if isinstance(e, MemoryError) else b"exception") as f:
-        sys.print_exception(e, f)
+    # From agent.main's handler, after a collection: the traceback on the console, and straight
+    # into the file (no copy of it in the heap); load() reads only its tail. A failure here (flash
+    # full, no memory) is logged: the board resets all the same.
+    sys.print_exception(e)
+    try:
+        with _save(b"memory" if isinstance(e, MemoryError) else b"exception") as f:
+            sys.print_exception(e, f)
+    except Exception as e2:  # noqa: BLE001
+        print("parkfleet: crash not recorded: %r" % e2)
 
 
 def load(cause):

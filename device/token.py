@@ -15,10 +15,12 @@ import flash
 
 
 class Token:
-    def __init__(self, conn, path, c, cache="token.json"):
-        # c: the config (device_id, client_secret, audience and the token_* dialect keys).
+    def __init__(self, conn, c, cache="token.json"):
+        # conn: the connection to the ingest API, pointed at the token endpoint's origin for a
+        # request when that is another one; c: the config (token_url split, device_id,
+        # client_secret, audience and the token_* dialect keys).
         self.conn = conn
-        self.path = path
+        self.url = c["token_url"]  # split: (tls, host, port, path)
         self.cache = cache
         self._due = None  # ticks_ms at which to refresh, for boards without a clock
         import tokenget
@@ -50,7 +52,7 @@ class Token:
 
         try:
             self.value, self.lifetime, self.exp, self._due = tokenget.request(
-                self.conn, self.path, self._form, self._basic, self.cache
+                self.conn, self.url, self._form, self._basic, self.cache
             )
         finally:
             cold.drop(tokenget)

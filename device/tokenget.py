@@ -77,13 +77,25 @@ def setup(c, cache):
     return creds + (None, None, 0)
 
 
-def request(conn, path, form, basic, cache):
+def request(conn, url, form, basic, cache):
     # One token request, its answer saved to the cache file: (b"Bearer ...", expires_in or 0,
     # exp or None, ticks_ms to refresh at or None). HTTPError/OSError/ValueError propagate.
-    n = len(form)
-    conn.body[:n] = form
-    conn.request(b"POST", path, n, _FORM if basic else _JSON, basic)
-    d = json.loads(bytes(conn.resp))
+    # url: the token endpoint's (tls, host, port, path); on another origin than conn's (an
+    # external authorization server) conn is pointed there for this request only.
+    origin, path = url[:3], url[3]
+    here = (conn.tls, conn.host, conn.port)
+    if origin != here:
+        conn.origin(*origin)
+    try:
+        n = len(form)
+        conn.body[:n] = form
+        conn.request(b"POST", path, n, _FORM if basic else _JSON, basic)
+    finally:
+        if origin != here:
+            conn.origin(*here)
+    # Parsed in place, and the cache written as str: a 2 KB token must not need more copies of
+    # itself than it has to (each needs a free block that long).
+    d = json.loads(conn.resp)
     tok = d.get("access_token")
     if not isinstance(tok, str) or str(d.get("token_type", "")).lower() != "bearer":
         raise ValueError("token response without a bearer access_token")
@@ -92,6 +104,6 @@ def request(conn, path, form, basic, cache):
     date = conn.date or clock.now()
     exp = date + life if (date and life) else None
     d = {"access_token": tok, "expires_in": life, "exp": exp}
-    flash.write_atomic(cache, json.dumps(d).encode())
+    flash.write_atomic(cache, json.dumps(d))
     due = time.ticks_add(time.ticks_ms(), min(life * 900, _MAX_DUE_MS)) if life else None
     return b"Bearer " + tok.encode(), life, exp, due  # the header value: the only copy kept

@@ -19,7 +19,7 @@ _WIFI_BASE_S = const(2)  # WiFi joins: 2 s, 4 s, ... up to 2 minutes, full jitte
 _WIFI_CAP_S = const(120)
 _LINK_WAIT_MS = const(5000)  # no WiFi and no join due: look again after this
 _PLAIN = const(48)  # longest answer without an "update"
-_RESERVE = const(400)  # body room for the brackets, health (<= 200 bytes) and the agent report
+_RESERVE = const(240)  # body room for the brackets and health (<= 200 bytes)
 
 
 class Uplink:
@@ -35,11 +35,11 @@ class Uplink:
         cap_s,
         auth_s,
         log,
-        state=(b"0.0.0", None, None, None),
-        crash=None,
-        interval_s=1,
+        state,
+        crash,
+        interval_s,
     ):
-        self.conn = conn  # to the ingest API; token.conn is another on another origin
+        self.conn = conn  # to the ingest API (and, for a token request, its endpoint: token.py)
         self.counts_path = counts_path
         self.token = token
         self.wifi = wifi
@@ -123,9 +123,9 @@ class Uplink:
         try:
             life = self.token.fetch()
         except (http.HTTPError, OSError, ValueError) as e:
-            return self.failed(e, self.token.conn)
+            return self.failed(e, self.conn)
         self.down_since = None  # the server answered
-        clock.learn(self.token.conn.date)
+        clock.learn(self.conn.date)
         self.auth_failures = 0
         self.log("token fetched, lifetime %ds" % life)
         return True
@@ -140,10 +140,11 @@ class Uplink:
         self._put(b'{"readings":')
         first = self._n
         n = self.batch
-        if self.crash:
-            # A pending crash report takes the room of readings (68 bytes each at most); the
-            # buffer holds it with at least one (assemble.py sizes it).
-            n = max(1, min(n, (len(self.conn.body) - len(self.crash) - _RESERVE) // 68))
+        extra = len(self.agent or b"") + len(self.crash or b"")
+        if extra:
+            # A report (the agent's, a crash) takes the room of readings (68 bytes each at
+            # most); the buffer holds a crash report with at least one (assemble.py sizes it).
+            n = max(1, min(n, (len(self.conn.body) - extra - _RESERVE) // 68))
         got = spool.peek(n, self._reading)
         self.conn.body[first] = 91  # "[" (a body with no reading is not sent)
         self._put(b"]")
@@ -201,8 +202,8 @@ class Uplink:
         self.wifi_failures = 0
         self.join_at = None
         r = self.wifi.rssi()
-        if r is not None and (self.rssi_min is None or r < self.rssi_min):
-            self.rssi_min = r
+        if r is not None:
+            self.rssi_min = min(r, self.rssi_min or 0)  # dBm: below 0
         if self.token.due() and not self.get_token():
             return
         renewed = False

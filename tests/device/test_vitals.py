@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from tools.harness.agent import AgentProcess, Backend, board_config
 from tools.harness.proxy import FaultProxy
 
 pytestmark = pytest.mark.micropython
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    b = Backend(tmp_path_factory.mktemp("svc")).start()
-    yield b
-    b.stop()
 
 
 def _sent(proxy: FaultProxy, key: str) -> list[dict[str, object]]:
@@ -38,10 +30,11 @@ def test_health_tells_interval_spool_after_the_post_and_vitals(
     up); the vitals ride along; the health part stays within 200 bytes."""
     dev, secret = backend.create_device()
     proxy = FaultProxy(backend.port)
+    # Health with every other post or so, a reading every 0.3 s (interval_s 1 when rounded up).
     config = board_config(dev, secret, proxy.url, interval_s=0.3, health_every_s=0.5)
-    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config)
     try:
-        agent.wait_for(r"sent \d+ up to seq", count=8)
+        agent.start().wait_for(r"sent \d+ up to seq", count=8)
     finally:
         agent.kill()
         proxy.close()
@@ -60,7 +53,7 @@ def test_health_tells_interval_spool_after_the_post_and_vitals(
 
 _FAULTY_SENSOR = """
 class FileSensor:
-    # A test sensor with a deliberate fault: "boom" in its file raises.
+    # A test sensor with deliberate faults: "boom" in its file raises, "leak" eats the heap.
     def __init__(self, path):
         self.path = path
 
@@ -69,6 +62,10 @@ class FileSensor:
             v = f.read().strip()
         if v == "boom":
             raise RuntimeError("test sensor fault")
+        if v == "leak":
+            hoard = []
+            while True:  # until the heap is gone: a MemoryError
+                hoard.append(bytearray(512))
         return int(v)
 """
 
@@ -128,14 +125,48 @@ def test_crash_report_survives_the_reset_and_is_cleared_once_answered(
     assert_contiguous(backend.seqs(dev))
 
 
-def test_rs256_sized_token_on_another_origin(
+def test_memory_error_is_a_crash_report_too(
     micropython: str, backend: Backend, tmp_path: Path
 ) -> None:
-    """An access token of an external issuer's size (RS256, ~1.1 KB), from a token endpoint on
-    another origin than the ingest API: fetched, cached, sent with every post at a 64 KB heap,
-    and reused from token.json after a kill -9."""
+    """A sensor that eats the heap: the MemoryError is recorded in the heap it left (cause
+    "memory") and reported after the reset."""
     dev, secret = backend.create_device()
-    proxy = FaultProxy(backend.port, token_size=1100)
+    proxy = FaultProxy(backend.port)
+    agent = AgentProcess.on_new_board(
+        micropython,
+        tmp_path / "board",
+        board_config(dev, secret, proxy.url),
+        compiled=False,
+        allow_tracebacks=True,
+        env={"PARKSIM_RESET_EXIT": "0"},
+    )
+    (agent.board / "sensor.py").write_text(_FAULTY_SENSOR)
+    cars = agent.board / "cars.txt"
+    try:
+        cars.write_text("leak")
+        agent.start()
+        agent.wait_for("crashed: MemoryError")
+        wait_until(lambda: agent.proc is not None and agent.proc.poll() is not None, 20)
+        cars.write_text("5")
+        agent.start()
+        agent.wait_for(r"sent \d+ up to seq", count=2)
+    finally:
+        agent.kill()
+        proxy.close()
+    c = _sent(proxy, "crash")[0]
+    assert c["cause"] == "memory" and c["count"] == 1, c
+    assert str(c["traceback"]).endswith("\n") and "MemoryError" in str(c["traceback"]), c
+
+
+@pytest.mark.parametrize("size", [1100, 2048])
+def test_long_token_on_another_origin(
+    micropython: str, backend: Backend, tmp_path: Path, size: int
+) -> None:
+    """An access token of an external issuer's size (RS256: ~1.1 KB, and the 2 KB bound), from a
+    token endpoint on another origin than the ingest API: fetched, cached, sent with every post
+    at a 64 KB heap, and reused from token.json after a kill -9."""
+    dev, secret = backend.create_device()
+    proxy = FaultProxy(backend.port, token_size=size)
     # Two origins (host names differ) through one proxy, which pads the service's tokens.
     config = board_config(
         dev, secret, proxy.url, token_base=f"http://127.0.0.1:{proxy.port}", debug_heap=True
@@ -144,7 +175,7 @@ def test_rs256_sized_token_on_another_origin(
     try:
         agent.wait_for(r"sent \d+ up to seq", count=4)
         cached = json.loads((agent.board / "token.json").read_text())["access_token"]
-        assert len(cached) == 1100
+        assert len(cached) == size
         first = agent.console()
         agent.kill()
         agent.start()

@@ -280,9 +280,6 @@ class AgentProcess:
             time.sleep(0.05)
         raise AssertionError(f"no {count}x /{pattern}/ on the console:\n{self.console()}")
 
-    def write_sensor(self, cars: int) -> None:
-        (self.board / "cars.txt").write_text(str(cars))
-
 
 class RebootingBoard:
     """A board on the Unix port that reboots whenever main.py exits (reset, crash, kill -9)."""

@@ -21,6 +21,17 @@ from provisioning.service.ingest import outbox
 from provisioning.service.ingest.schemas import CountsBatch, GateReading, Reading
 from provisioning.service.lots import history, liveness, occupancy
 from provisioning.store import sql
+from provisioning.store.ingest_sql import (
+    AGENT_UPSERT,
+    AUDIT,
+    DEVICE_LOT,
+    INSERT_SUFFIX,
+    LOCK_LOTS,
+    READING_COLUMNS,
+    SEEN,
+    SEEN_WITH_HEALTH,
+    SEQ_GAP,
+)
 from provisioning.store.models import Client, DeviceState, Lot
 from provisioning.store.models import Reading as ReadingRow
 
@@ -28,51 +39,6 @@ _CLIENTS = Client.__table__
 _STATE = DeviceState.__table__
 _READINGS = ReadingRow.__table__
 _LOTS = Lot.__table__
-_READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "ts", "received_at")
-# RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
-# counted, and not published again.
-_INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
-
-# The device's lot and status, and what its agent runs and should run (issue 10) in the same
-# primary-key lookup: a post that carries no agent report costs no extra query for the update
-# check.
-_DEVICE_LOT = (
-    "SELECT c.lot, c.enabled, a.version, a.target, a.state FROM clients c "
-    "LEFT JOIN device_agent a ON a.device_id = c.client_id "
-    "WHERE c.client_id = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
-)
-# One upsert records the visit, the health (if sent) and the current reading (if any).
-#
-# The current reading: a post's new reading with the highest seq replaces the current one if
-# its seq is higher (normal progress), or if it is more than SEQ_GAP away on either side: a
-# discontinuity (a seq restarted by a re-flash or a wiped spool, or a stray value such as
-# 2**63-1 from a torn spool or a bug) after which the board's newest post is the truth. Only a
-# slightly lower seq (a late replay from the spool) leaves the current reading alone. "Highest
-# seq ever" is not the rule: one stray seq would pin the lot's total for ever. A stray seq is
-# stored like any other reading (nothing is lost) and is current only until the board's next
-# post. Differences, not sums, so BIGINT cannot overflow. SET expressions read the row as it
-# was before the update (SQLite and PostgreSQL alike).
-SEQ_GAP = 1_000_000  # far more than a board's spool holds (device/spool.py)
-_NEWER = (
-    "(excluded.last_seq IS NOT NULL AND (device_state.last_seq IS NULL"
-    " OR excluded.last_seq - device_state.last_seq > 0"
-    f" OR device_state.last_seq - excluded.last_seq > {SEQ_GAP}))"
-)
-_STATE_UPSERT = (
-    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at{h}) "
-    "VALUES (?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
-    "last_seen_at = excluded.last_seen_at{hs}, "
-    + ", ".join(
-        f"{col} = CASE WHEN {_NEWER} THEN excluded.{col} ELSE device_state.{col} END"
-        for col in ("last_seq", "cars", "ts", "received_at")
-    )
-)
-_SEEN = _STATE_UPSERT.format(h="", hv="", hs="")
-_SEEN_WITH_HEALTH = _STATE_UPSERT.format(
-    h=", health, health_at",
-    hv=", ?, ?",
-    hs=", health = excluded.health, health_at = excluded.health_at",
-)
 
 
 class UnknownDevice(LookupError):
@@ -147,7 +113,7 @@ def _store_device(
 ) -> tuple[IngestResult, list[Reading], list[GateReading]]:
     """One item's own rows; its result and the readings it stored. Raises `UnknownDevice`
     before writing anything."""
-    rows = sql.run(tx, _DEVICE_LOT, (device_id,))
+    rows = sql.run(tx, DEVICE_LOT, (device_id,))
     if not rows or not rows[0][1] or rows[0][0] is None:
         raise UnknownDevice(device_id)
     # Readings count towards the lot the device is registered in now, not the token's claim.
@@ -160,7 +126,7 @@ def _store_device(
             params += (device_id, lot, seq, cars, None, None, ts, received_at)
         for seq, n_in, n_out, ts in batch.gates:
             params += (device_id, lot, seq, None, n_in, n_out, ts, received_at)
-        returned = sql.insert_values(tx, "readings", _READING_COLUMNS, params, _INSERT_SUFFIX)
+        returned = sql.insert_values(tx, "readings", READING_COLUMNS, params, INSERT_SUFFIX)
         new = {seq for (seq,) in returned}
         inserted = [r for r in batch.readings if r[0] in new]
         gates = [g for g in batch.gates if g[0] in new]
@@ -174,10 +140,10 @@ def _store_device(
     )
     state = (device_id, received_at, *latest)
     if batch.health is None:
-        sql.run(tx, _SEEN, state)
+        sql.run(tx, SEEN, state)
     else:
         health = json.dumps(batch.health, separators=(",", ":"))
-        sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
+        sql.run(tx, SEEN_WITH_HEALTH, (*state, health, received_at))
     breaks = 0
     if gates:
         moved, breaks = occupancy.advance(tx, device_id, gates, SEQ_GAP, received_at)
@@ -186,16 +152,6 @@ def _store_device(
     stored = len(inserted) + len(gates)
     update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][2:]))
     return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
-
-
-_AGENT_UPSERT = (
-    "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, "
-    "state = COALESCE(excluded.state, device_agent.state), "
-    "reason = CASE WHEN excluded.state IS NULL THEN device_agent.reason ELSE excluded.reason END, "
-    "updated_at = excluded.updated_at"
-)
-_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)"
 
 
 def agent_report(
@@ -217,22 +173,14 @@ def agent_report(
             # A board reports without a state only outside a trial: the confirmation it sent
             # was lost to a power cut, the target runs confirmed all the same.
             state = "confirmed"
-        sql.run(tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
+        sql.run(tx, AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
         version = agent["version"]
         if state:
             detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
-            sql.run(tx, _AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
+            sql.run(tx, AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
     if target and version and target != version:
         return str(target)
     return None
-
-
-# Every lot of a group, locked in one statement in one global order (of the lock keys, so two
-# lots whose names hash alike cannot be taken in opposite orders by two groups).
-_LOCK_LOTS = (
-    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(lot) AS h "
-    "FROM unnest(CAST(? AS text[])) AS lots(lot) ORDER BY h OFFSET 0) AS ordered"
-)
 
 
 def _queue_messages(
@@ -250,7 +198,7 @@ def _queue_messages(
         # Serialise a lot's writers until commit, so each total includes every earlier batch and
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
         # The recount takes the same lock (occupancy.recount).
-        sql.run(tx, _LOCK_LOTS, (lots,))
+        sql.run(tx, LOCK_LOTS, (lots,))
     messages: list[tuple[str, str, bool]] = []
     for lot in lots:
         messages += (message for at_lot, message in news if at_lot == lot)
@@ -264,7 +212,7 @@ def _registered() -> Any:
 
 
 def _records(conn: Connection, lot: str | None = None) -> dict[str, tuple[int | None, str]]:
-    """Lot records (issue 11): name -> (capacity, label)."""
+    """Lot records: name -> (capacity, label)."""
     query = select(_LOTS.c.name, _LOTS.c.capacity, _LOTS.c.label)
     if lot is not None:
         query = query.where(_LOTS.c.name == lot)

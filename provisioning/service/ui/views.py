@@ -165,7 +165,7 @@ def boards(
     out = []
     for client, state, version in rows:
         health = dict(state.health or {}) if state is not None else {}
-        if version and "agent" not in health:  # the version the agent reports (issue 10)
+        if version and "agent" not in health:  # the version the agent reports
             health["agent"] = version
         seen = state.last_seen_at if state is not None else None
         posted = sizes.get(client.client_id, 1)

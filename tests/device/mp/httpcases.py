@@ -111,21 +111,69 @@ def test_oversized_body_and_header_line():
     expect(get(c, "/cl") == 200 and since(before)[0] == 1, "still in sync")
 
 
-def test_long_token_head_and_a_shared_buffer():
+def test_long_token_head_and_another_origin():
     # An external issuer's access token (RS256: about 1 KB, up to 2 KB) makes the head longer
-    # than the room in front of the body: it goes in a write of its own. A second connection
-    # (the token endpoint on another origin) shares the first one's buffer.
+    # than the room in front of the body: it goes in a write of its own. The same connection is
+    # pointed at another origin (the token endpoint) and back: a new socket each time.
     before = stats()
     c = conn()
-    other = http.Conn(False, "127.0.0.1", _PORT, 0, 0, 2, None, c.buf)
-    expect(other.buf is c.buf, "one buffer")
     for n, auth in ((0, b"Bearer " + b"t" * 2048), (5, b"Bearer " + b"u" * 2048)):
         c.body[:n] = b"hello"[:n]
         c.request(b"POST", "/echo", n, b"text/plain", auth)
         expect(bytes(c.resp) == b"echo:" + b"hello"[:n], "sent whole: %s" % bytes(c.resp))
-    other.body[:3] = b"abc"
-    other.request(b"POST", "/echo", 3, b"text/plain", b"Bearer " + b"v" * 1500)
-    expect(bytes(other.resp) == b"echo:abc" and since(before) == (2, 3), "in sync")
+    c.origin(False, "localhost", _PORT)
+    get(c, "/echo", b"abc")
+    expect(bytes(c.resp) == b"echo:abc" and c.host == "localhost", "the other origin")
+    c.origin(False, "127.0.0.1", _PORT)
+    get(c, "/echo", b"de")
+    expect(
+        bytes(c.resp) == b"echo:de" and since(before) == (3, 4), "and back: %s" % (since(before),)
+    )
+
+
+def test_token_request_dialects_on_the_wire():
+    # What the token endpoint receives in each dialect (the fake answers with it as the token).
+    import json
+
+    import config
+    import tokenget
+
+    cfg = {
+        "device_id": "dev_1",
+        "client_secret": "s3cret",
+        "token_url": "http://127.0.0.1:%d/token-echo" % _PORT,
+        "audience": "https://api.example/",
+        "ingest_url": "http://localhost:%d" % _PORT,
+        "lot": "L1",
+        "interval_s": 60,
+        "sensor": {"kind": "file", "path": "cars.txt"},
+        "wifi": {"ssid": "lot"},
+        "token_body": "json",
+        "token_scope": "counts:write",
+    }
+    c = http.Conn(False, "localhost", _PORT, 256, 2304, 2)  # the ingest origin
+    url = config.validate(cfg)["token_url"]
+    basic, form = tokenget.body(cfg)
+    seen = tokenget.request(c, url, form, basic, "tok.json")[0].decode()
+    expect(seen.startswith("Bearer POST /token-echo HTTP/1.1\r\n"), seen)
+    expect("Content-Type: application/json\r\n" in seen and "Authorization" not in seen, seen)
+    got = json.loads(seen.split("\r\n\r\n", 1)[1])
+    want = {"grant_type": "client_credentials", "client_id": "dev_1", "client_secret": "s3cret"}
+    want.update({"audience": "https://api.example/", "scope": "counts:write"})
+    expect(got == want, "Auth0's JSON body: %s" % got)
+    expect(c.host == "localhost", "back on the ingest origin after the request")
+    cfg["token_body"] = "form"
+    basic, form = tokenget.body(cfg)
+    seen = tokenget.request(c, url, form, basic, "tok.json")[0].decode()
+    expect("Authorization: Basic ZGV2XzE6czNjcmV0\r\n" in seen, "RFC 6749 §2.3.1: %s" % seen)
+    expect("Content-Type: application/x-www-form-urlencoded\r\n" in seen, seen)
+    expect(
+        seen.endswith(
+            "grant_type=client_credentials&audience=https%3A%2F%2Fapi.example%2F"
+            "&scope=counts%3Awrite"
+        ),
+        seen,
+    )
 
 
 def test_stall_mid_response_times_out():

@@ -50,7 +50,8 @@ def test_spool_append_peek_ack_and_reboot():
 def test_spool_gate_counters_survive_reboot_and_power_cut():
     # A gate board's (in, out) restored from the newest record, delivered or not; wrap-safe.
     from assemble import make_sensor
-    from spool import REC, Spool
+    from spool import Spool
+    from spoolrec import REC
 
     s = Spool(100)
     s.append((7, 3), 1700000000)
@@ -438,6 +439,9 @@ def test_backoff_honours_retry_after_with_jitter():
     expect(delay(1, 5, 31, 10**9) <= 3600 * 1250, "absurd Retry-After capped at an hour")
 
 
+_STATE = (b"0.0.0", None, None, None)  # appstate.load's: version, report, skip, release key
+
+
 def test_supervisor_counts_failures_and_backs_off():
     import http
 
@@ -447,7 +451,9 @@ def test_supervisor_counts_failures_and_backs_off():
         date = None
 
     lines = []
-    up = Uplink(Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append)
+    up = Uplink(
+        Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append, _STATE, None, 1
+    )
     for _ in range(62):
         expect(not up.failed(OSError(104), up.conn, False), "an upload failure backs off")
     expect(up.failures == 62 and up.auth_failures == 0, "failures counted")
@@ -458,6 +464,42 @@ def test_supervisor_counts_failures_and_backs_off():
     expect("backoff" in lines[-1] and "(failure 1)" in lines[-1], "logged: " + lines[-1])
     expect(not up.failed(OSError(110), up.conn), "a token request failure backs off")
     expect(up.post_fails == 64 and up.token_fails == 1, "vitals: failed posts and token requests")
+
+
+def test_body_fits_the_buffer_with_reports_pending():
+    # The default buffer's body room (20 zone readings of 56 bytes + 256) holds readings at their
+    # longest, the health object, a long agent report and a crash report at its bound.
+    import json
+
+    from spool import Spool
+    from uplink import Uplink
+
+    class Conn:
+        date = None
+        body = memoryview(bytearray(20 * 56 + 256))
+
+    class WiFi:
+        drops = 0
+
+        def rssi(self):
+            return -70
+
+    s = Spool(100)
+    for _ in range(30):
+        s.append(1000000, 1799999999)
+    agent = b',"agent":{"version":"1.1.0","update":"refused","reason":"%s"}' % (b"r" * 150)
+    crash = b',"crash":{"version":null,"count":1,"cause":"watchdog","traceback":"%s"}' % (
+        b"x" * 600
+    )
+    up = Uplink(Conn(), "/", None, WiFi(), 20, 1000, 2, 60, 900, print, _STATE, crash, 60)
+    up.agent = agent
+    got = up._body(s, 10, 20000)
+    d = json.loads(bytes(Conn.body[: up._n]))
+    expect(1 <= got == len(d["readings"]) < 20, "fewer readings while reports ride: %d" % got)
+    expect("health" in d and "agent" in d and "crash" in d, "all of it: %s" % d.keys())
+    up.agent = up.crash = None
+    got = up._body(s, 10, 20000)
+    expect(got == 20 and len(json.loads(bytes(Conn.body[: up._n]))["readings"]) == 20, "full")
 
 
 def test_refused_crash_report_is_dropped_and_the_readings_go_on():
@@ -471,7 +513,9 @@ def test_refused_crash_report_is_dropped_and_the_readings_go_on():
 
     crash.store(ValueError("x"))
     lines = []
-    up = Uplink(Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append)
+    up = Uplink(
+        Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append, _STATE, None, 1
+    )
     up.crash = crash.load(None)
     expect(up.crash is not None, "a crash to report")
     expect(up.failed(http.HTTPError(422), up.conn, False), "422 with a crash report: at once")
@@ -639,7 +683,8 @@ def test_form_quote_and_basic_credentials():
         date = None
 
     c = config.validate(_cfg(device_id="dev 1", client_secret="s:e/cret"))
-    t = Token(Conn(), "/oauth/token", c, "tok.json")
+    t = Token(Conn(), c, "tok.json")
+    expect(t.url == (False, "localhost", 1, "/oauth/token"), "token_url split")
     expect(t._form == b"grant_type=client_credentials&audience=parkfleet-ingest", t._form)
     import binascii
 

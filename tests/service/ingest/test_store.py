@@ -425,7 +425,7 @@ def test_group_commit_answers_each_request_on_its_own(
 def test_a_stray_seq_never_pins_the_current_reading(
     engine: Engine, make_device: MakeDevice
 ) -> None:
-    # Issue 9, finding 6: a board that posts seq 2**63-1 once (a bug, a torn spool) must not
+    # A board that posts seq 2**63-1 once (a bug, a torn spool) must not
     # pin its lot's total: its real readings win again as soon as it resumes.
     dev = make_device("lot-a")
     ingest(engine, dev, batch([(10, 7, None)]), at=100.0)
@@ -449,7 +449,7 @@ def test_a_stray_seq_never_pins_the_current_reading(
 def test_update_offer_costs_no_query_of_its_own(
     engine: Engine, make_device: MakeDevice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 10: the answer offers the target version when the board runs another; a post
+    """The answer offers the target version when the board runs another; a post
     without an agent report (the common case) reads the agent's row with the device's lot and
     runs no other statement on device_agent."""
     dev = make_device("lot-a")
