@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, GATE_SENSOR
+from provisioning.parkctl.registry.cli import idp_option
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
 
 DEFAULT_SENSOR = json.dumps(GATE_SENSOR)
@@ -30,6 +31,7 @@ class NetworkOptions:
     interval: int
     sensor: str
     release: Path | None = None
+    idp: str | None = None  # register the boards at this external authorization server
 
 
 def _port(cmd: Parser) -> None:
@@ -79,6 +81,7 @@ def _provision_options(cmd: Parser) -> None:
         "--verify-timeout", type=float, default=90.0, help="Seconds to wait for the first upload."
     )
     _release(cmd)
+    idp_option(cmd)
 
 
 def _release(cmd: Parser) -> None:
@@ -101,6 +104,7 @@ def _where(a: Namespace) -> NetworkOptions:
         a.interval,
         a.sensor,
         a.release,
+        a.idp,
     )
 
 

@@ -3,9 +3,10 @@
     POST /admin/releases                       devices:admin  publish a signed bundle
     GET  /admin/releases[/{version}]           devices:admin  list, show
     POST /admin/releases/{version}/targets     devices:admin  set boards' target version
-    POST /admin/rollouts                       devices:admin  canaries first (rollout.py)
+    POST /admin/rollouts                       devices:admin  in phases (rollout.py)
     GET  /admin/rollouts[/{id}]                devices:admin  status
-    POST /admin/rollouts/{id}/pause|resume|abort
+    POST /admin/rollouts/{id}/pause|resume|abort[?rollback=true]
+    GET  /admin/release-health                 devices:admin  per-release health (health.py)
     GET  /v1/releases/{version}/manifest.json  releases:read  (a device token)
     GET  /v1/releases/{version}/manifest.sig
     GET  /v1/releases/{version}/app/{file}     with HTTP Range (RFC 9110 §14.2), 206/416
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -199,21 +200,62 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @admin.post("/rollouts", status_code=201)
     async def start_rollout(request: Request, operator: Operator, db: Db) -> dict[str, Any]:
-        """`{"version", "devices" | "lot", "canary": n, "canary_wait_s", "silence_s"}`."""
+        """`{"version", "devices" | "lot", "phases": [1, "5%", ...], "phase_wait_s",
+        "max_crash_rate", "min_online", "parallel", "silence_s"}`; `"canary": n` with
+        `"canary_wait_s"` is the one-phase shorthand (`phases` [n, "100%"])."""
         body = await _json(request)
         version = body.get("version")
         if not isinstance(version, str) or db.get(Release, version) is None:
             raise NotFound(f"no release {version}")
         ids = target_devices(db, body.get("devices"), body.get("lot"))
         canary = body.get("canary", 1)
-        wait = body.get("canary_wait_s", 1800)
+        phases = body.get("phases")
+        if phases is None:
+            phases = [canary, "100%"] if type(canary) is int and canary > 0 else ["100%"]
+        wait = body.get("phase_wait_s", body.get("canary_wait_s", 1800))
         silence = body.get("silence_s", 900)
-        numbers = (canary, wait, silence)
+        crash_rate = body.get("max_crash_rate", 0.05)
+        online = body.get("min_online", 0.9)
+        parallel = body.get("parallel", rollout.DEFAULT_PARALLEL)
+        numbers = (canary, wait, silence, crash_rate, online)
         if any(type(n) not in (int, float) or n < 0 for n in numbers) or type(canary) is not int:
-            raise BadBundle("canary, canary_wait_s and silence_s must be numbers >= 0")
-        r = rollout.start(db, operator.client_id, version, ids, canary, wait, max(silence, 1))
+            raise BadBundle(
+                "canary, phase_wait_s, silence_s, max_crash_rate and min_online must be "
+                "numbers >= 0"
+            )
+        if crash_rate > 1 or online > 1:
+            raise BadBundle("max_crash_rate and min_online are shares from 0 to 1")
+        if type(parallel) is not int or not 1 <= parallel <= 10_000:
+            raise BadBundle("parallel must be an integer from 1 to 10000")
+        if not isinstance(phases, list):
+            raise BadBundle('phases must be a list such as [1, "5%", "25%", "100%"]')
+        try:
+            r = rollout.start(
+                db, operator.client_id, version, ids, phases, wait, max(silence, 1),
+                crash_rate, online, parallel,
+            )  # fmt: skip
+        except ValueError as error:
+            raise BadBundle(str(error)) from None
         db.commit()
         return rollout.view(db, r)
+
+    @admin.get("/release-health")
+    def release_health(
+        _operator: Operator,
+        db: Db,
+        window_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 86400,
+        step_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 3600,
+        lot: Annotated[str | None, Query(max_length=64)] = None,
+        rollout_id: Annotated[int | None, Query(alias="rollout", ge=1)] = None,
+    ) -> dict[str, Any]:
+        """Crash-free hours and the share of boards online per release, per lot and for the
+        canary group against the rest of the fleet, over the last `window_s` in steps of
+        `step_s` (service/releases/health.py defines them)."""
+        from provisioning.service.releases import health
+
+        if window_s / step_s > health.MAX_STEPS:
+            raise BadBundle(f"at most {health.MAX_STEPS} steps: make step_s larger")
+        return health.report(db, time.time(), window_s, step_s, lot, rollout_id)
 
     @admin.get("/rollouts")
     def list_rollouts(_operator: Operator, db: Db) -> dict[str, Any]:
@@ -231,13 +273,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return rollout.view(db, _rollout(db, rollout_id))
 
     @admin.post("/rollouts/{rollout_id}/{action}")
-    def control_rollout(rollout_id: int, action: str, operator: Operator, db: Db) -> dict[str, Any]:
-        """pause, resume or abort."""
+    def control_rollout(
+        rollout_id: int, action: str, operator: Operator, db: Db, rollback: bool = False
+    ) -> dict[str, Any]:
+        """pause, resume or abort (`?rollback=true`: the boards that took the release get the
+        published rollback release of the version each ran before)."""
         if action not in ("pause", "resume", "abort"):
             raise NotFound(f"no action {action}; pause, resume or abort")
         r = _rollout(db, rollout_id)
         try:
-            rollout.control(db, operator.client_id, r, action)
+            rollout.control(db, operator.client_id, r, action, rollback)
         except ValueError as error:
             raise Exists(str(error)) from None
         db.commit()

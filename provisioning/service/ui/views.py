@@ -78,6 +78,7 @@ class Board:
     problems: list[str]
     gate: Gate | None = None
     offline_after_s: float = 0.0
+    issuer: str | None = None  # the external authorization server; None: the built-in one
 
     @property
     def stale(self) -> bool:
@@ -184,6 +185,7 @@ def boards(
                 problems,
                 _gate(state),
                 liveness.offline_after(health, posted),
+                client.issuer,
             )
         )
     return out
