@@ -93,7 +93,7 @@ def test_a_healthy_uploading_board_is_not_flagged(page: Any, fleet: Fleet) -> No
     expect(row.locator(".problem")).to_have_text("40 readings waiting in spool")
     # Its health in the boards table's units, not a key dump.
     page.goto(f"{fleet.server.url}/ui/boards/{client_id}")
-    facts = page.locator(".facts").inner_text()
+    facts = page.locator(".facts").first.inner_text()
     assert "117 KB" in facts and "1 h" in facts and "free_heap" not in facts
     assert "Reads every\n30 s" in facts and "Offline after\n1 min" in facts
 
@@ -128,7 +128,7 @@ def test_a_gate_board_shows_its_counters(page: Any, fleet: Fleet) -> None:
                                       {"seq": 2, "in": 15, "out": 4}]})  # fmt: skip
     sign_in(page, fleet, fleet.admin)
     page.goto(f"{fleet.server.url}/ui/boards/{client_id}")
-    facts = page.locator(".facts").inner_text()
+    facts = page.locator(".facts").first.inner_text()
     assert "Cars in\n15" in facts and "Cars out\n4" in facts and "In the lot\n11" in facts
     page.screenshot(path=str(fleet.screenshots / "dashboard-gate-board.png"), full_page=True)
     readings = page.get_by_role("region", name="Recent readings").inner_text()
