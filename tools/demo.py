@@ -45,6 +45,7 @@ from rich.table import Table
 
 from provisioning.parkctl.api.client import AdminClient, TokenCache
 from provisioning.parkctl.registry.commands import agent_text
+from provisioning.service.auth.secrets import write_private_file
 from tools import demo_idp
 from tools.harness.mosquitto import MosquittoBroker
 from tools.harness.net import free_port
@@ -62,6 +63,8 @@ console = Console()
 
 def _parkctl(args: list[str], env: dict[str, str] | None = None, capture: bool = True) -> str:
     done = parkctl(*args, env=env, timeout=None, capture=capture)
+    if done.returncode == 130:  # parkctl's exit on Ctrl-C: the demo stops as it does for its own
+        raise KeyboardInterrupt
     if done.returncode != 0:
         raise SystemExit(f"parkctl {args[0]} {args[1]} failed:\n{done.stderr or ''}")
     return done.stdout or ""
@@ -81,6 +84,7 @@ def _mqtt_env(stack: ExitStack, work: Path) -> dict[str, str]:
 
 
 GATE_SENSOR = {"kind": "gate", "pin_a": 12, "pin_b": 13, "debounce_ms": 10}
+ZONE_SENSOR = {"kind": "file", "path": "cars.txt"}  # the zone board: the count Cars writes
 GATE_INTERVAL_S = 1  # a gate board reads (and syncs the beams) this often, s
 NORTH_AT_START = 12  # the attendant's count when the demo starts (`parkctl lot recount`)
 
@@ -307,11 +311,37 @@ def main() -> None:
     options = parser.parse_args()
     if options.idp and options.until_updated:
         parser.error("--until-updated needs the built-in server (no update runs with --idp)")
+    # Ctrl-C and SIGTERM both unwind the ExitStack, which stops every process started here;
+    # wherever they come (provisioning included), the demo ends with a line, not a traceback.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        ok = _run(options)
+    except KeyboardInterrupt:
+        ok = not options.until_updated
+        console.print("stopping...")
+    console.print("\ndemo stopped; everything it started has ended.")
+    if options.until_updated and not ok:
+        raise SystemExit(1)
+
+
+def _operator_file(work: Path, url: str, creds: dict[str, str]) -> Path:
+    """The operator's credentials for `parkctl`, in an owner-only file (never on the screen
+    where anyone behind the operator reads it)."""
+    path = work / "operator.env"
+    text = (
+        f"PARK_SERVER={url}\nPARK_CLIENT_ID={creds['client_id']}\n"
+        f"PARK_CLIENT_SECRET={creds['client_secret']}\n"
+    )
+    write_private_file(path, text.encode())
+    return path
+
+
+def _run(options: argparse.Namespace) -> bool:
+    """The demo until Ctrl-C, --duration or the end of the update; whether the update ended
+    done."""
     work: Path = options.dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    # Ctrl-C and SIGTERM both unwind the ExitStack, which stops every process started here.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with ExitStack() as stack:
         data = work / "data"
         mqtt = _mqtt_env(stack, work)
@@ -396,7 +426,8 @@ def main() -> None:
         console.rule("parkctl fleet provision")
         _parkctl(
             ["fleet", "provision", str(manifest), "--firmware", str(firmware), "--jobs", "3",
-             "--interval", "2", "--verify-timeout", "60", "--release", str(release), *idp_args],
+             "--interval", "2", "--sensor", json.dumps(ZONE_SENSOR), "--verify-timeout", "60",
+             "--release", str(release), *idp_args],
             env=env, capture=False,
         )  # fmt: skip
         _parkctl(
@@ -431,6 +462,18 @@ def main() -> None:
             f"  client ID     {viewer['client_id']}\n"
             f"  client secret {viewer['client_secret']}",
             soft_wrap=True,
+        )
+        operator = _operator_file(work, service.url, creds)
+        console.rule("parkctl")
+        console.print(
+            f"The operator (admin) [bold]{creds['client_id']}[/bold]: its secret is in "
+            f"{operator} (owner-only). To act as it, from another terminal in this directory:\n"
+            f"  set -a; . {operator}; set +a\n"
+            "  .venv/bin/parkctl device list\n"
+            f"(the service is plain HTTP on {service.url}; data dir {data}: `parkctl admin "
+            f"create --data-dir {data}` adds an operator while the demo runs)",
+            soft_wrap=True,
+            highlight=False,
         )
         update = Update(
             work,
@@ -467,9 +510,7 @@ def main() -> None:
                     time.sleep(1.0)
         except KeyboardInterrupt:
             console.print("stopping...")
-    console.print("\ndemo stopped; everything it started has ended.")
-    if options.until_updated and not update.ok:
-        raise SystemExit(1)
+    return update.ok
 
 
 if __name__ == "__main__":

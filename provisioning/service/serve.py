@@ -7,6 +7,7 @@ comes in, and never esptool or mpremote.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,16 @@ def serve(given: Mapping[str, Any], mqtt_password_file: Path | None = None) -> N
         app.state.ctx.engine.dispose()
         os.environ[worker.ENV] = settings.model_dump_json()
         target, protocol = worker.APP, worker.PROTOCOL
+    # One line that says what is served, where and on what data: the operator's first check
+    # (plain HTTP without --tls-cert; boards in the field need https).
+    where = f"{settings.scheme}://{settings.host}:{settings.port}"
+    how = "HTTPS" if settings.scheme == "https" else "plain HTTP without TLS (--tls-cert for https)"
+    print(
+        f"parkfleet listens on {where} ({how}); dashboard {where}/ui/; data dir "
+        f"{settings.data_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(
         target,
         factory=settings.workers > 1,

@@ -107,9 +107,10 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "serve --workers 0 --data-dir {tmp}/serve",
     ],
     ("admin", "create"): [
-        "admin create --data-dir {tmp}/a-file",
-        "admin create --db bogus://x --data-dir {tmp}/admin",
-        "admin create --role king --data-dir {tmp}/admin",
+        "admin create --data-dir {tmp}/a-file --init",
+        "admin create --db bogus://x --data-dir {tmp}/admin --init",
+        "admin create --role king --data-dir {tmp}/admin --init",
+        "admin create --data-dir {tmp}/no-such-service",
     ],
     ("admin", "list"): ["admin list", "@operator admin list --server {nonsense_url}"],
     ("admin", "disable"): ["@operator admin disable op_nobody", "@operator admin disable"],

@@ -37,7 +37,7 @@ def _setup(data: Path) -> tuple[tuple[str, str], tuple[str, str]]:
     """A viewer made the way an operator makes one, and one board."""
     made = subprocess.run(
         [sys.executable, "-m", "provisioning", "admin", "create", "--data-dir", str(data),
-         "--role", "viewer", "--name", "wall", "--json"],
+         "--init", "--role", "viewer", "--name", "wall", "--json"],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     viewer = json.loads(made.stdout)

@@ -32,6 +32,7 @@ FLASH_BAUD = 460800  # esptool's default flashing rate on real USB-serial bridge
 LINK_BAUD_LIMIT = FLASH_BAUD  # the link runs at most this fast, and at the UART rate set
 FIRMWARE_SIZE = 1536 * 1024  # a generic ESP32 MicroPython build is about 1.5 MB
 STEPS = ("register", "flash", "install", "verify")
+FILE_SENSOR = {"kind": "file", "path": "cars.txt"}  # simulated boards: the file they are given
 
 
 def _operator(data: Path) -> tuple[str, str]:
@@ -67,7 +68,9 @@ def _provision(boards: int, work: Path) -> tuple[float, list[BoardResult]]:
         ]
         for i, board in enumerate(sims):
             (board.fs_dir / "cars.txt").write_text(f"{i}\n")  # what the file sensor reads
-        network = Network(f"{service.url}/oauth/token", service.url, interval_s=1)
+        network = Network(
+            f"{service.url}/oauth/token", service.url, interval_s=1, sensor=dict(FILE_SENSOR)
+        )
         provisioner = Provisioner(admin, image, network, baud=FLASH_BAUD, verify_timeout=60)
         jobs = [BoardJob(b.url, "bench", f"bench-{i}") for i, b in enumerate(sims)]
         start = time.monotonic()

@@ -82,3 +82,23 @@ def make_pki(root: Path, host: str = "localhost") -> TestPKI:
         )
     )
     return pki
+
+
+def main() -> None:
+    """`python -m tools.harness.pki DIR [HOST]`: a throwaway CA and a server certificate for
+    HOST (default localhost), to try the service with TLS; in the field, your CA's."""
+    import sys
+
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit("usage: python -m tools.harness.pki DIR [HOST]")
+    pki = make_pki(Path(sys.argv[1]), *sys.argv[2:])
+    pki.server_key.chmod(0o600)
+    print(
+        f"CA {pki.ca_pem} (boards and parkctl trust it: --ca-cert), server certificate "
+        f"{pki.server_cert} and key {pki.server_key} (parkctl serve --tls-cert, --tls-key); "
+        "valid for a day"
+    )
+
+
+if __name__ == "__main__":
+    main()

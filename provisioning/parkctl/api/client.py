@@ -25,8 +25,14 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from provisioning.common.errors import ParkctlError
+from provisioning.parkctl.api import advice
 from provisioning.parkctl.api.lean_httpx import httpx
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
+from provisioning.service.auth.scopes import (
+    ADMIN_AUDIENCE,
+    COUNTS_READ,
+    DEVICES_ADMIN,
+    INGEST_AUDIENCE,
+)
 from provisioning.service.registry.schemas import (
     AuditPage,
     Device,
@@ -164,6 +170,8 @@ def send(
     except httpx.InvalidURL as error:
         raise ParkctlError(f"{where} is not a usable URL: {error}") from None
     except httpx.HTTPError as error:
+        if "WRONG_VERSION_NUMBER" in str(error) and where.startswith("https://"):
+            raise ParkctlError(advice.plain_http(where)) from None
         hint = f" ({ca_hint})" if "CERTIFICATE_VERIFY_FAILED" in str(error) else ""
         raise ParkctlError(f"cannot reach {where}: {error}{hint}") from None
 
@@ -187,6 +195,7 @@ class AdminClient:
     ) -> None:
         if not server.startswith(("http://", "https://")):
             raise ParkctlError(f"server {server!r} is not an http:// or https:// URL")
+        advice.check_base(server)
         self.server = server.rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
@@ -216,17 +225,15 @@ class AdminClient:
 
     # --- the operator token ---
 
-    def _fetch_token(self) -> tuple[str, float]:
+    def _fetch_token(self, audience: str = ADMIN_AUDIENCE) -> tuple[str, float]:
         # RFC 6749 §2.3.1: ID and secret are form-urlencoded before they go into Basic.
         pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
         basic = "Basic " + base64.b64encode(pair.encode()).decode()
         asked_at = time.time()
-        response = self._send(
-            "POST",
-            "/oauth/token",
-            data={"grant_type": "client_credentials", "audience": ADMIN_AUDIENCE},
-            headers={"Authorization": basic},
-        )
+        form = {"grant_type": "client_credentials", "audience": audience}
+        if audience == INGEST_AUDIENCE:
+            form["scope"] = COUNTS_READ
+        response = self._send("POST", "/oauth/token", data=form, headers={"Authorization": basic})
         if response.status_code != 200:
             error, description = _error_text(response)
             if error == "invalid_client":
@@ -234,6 +241,10 @@ class AdminClient:
                     f"the server refused operator {self.client_id}'s credentials "
                     "(check PARK_CLIENT_ID and PARK_CLIENT_SECRET)"
                 )
+            if error == "invalid_target":
+                # The admin audience is always known to the service: it is this client that
+                # may not have it.
+                raise ParkctlError(advice.not_admin(self.client_id))
             if response.status_code == 429:
                 wait = response.headers.get("Retry-After", "?")
                 raise ParkctlError(
@@ -247,11 +258,29 @@ class AdminClient:
             token, expires_in = str(body["access_token"]), float(body["expires_in"])
         except (ValueError, KeyError, TypeError):
             raise ParkctlError(f"{self.server}/oauth/token sent an unusable response") from None
-        if DEVICES_ADMIN not in str(body.get("scope", DEVICES_ADMIN)).split():
-            raise ParkctlError(f"client {self.client_id} may not use the admin API")
+        wanted = DEVICES_ADMIN if audience == ADMIN_AUDIENCE else COUNTS_READ
+        if wanted not in str(body.get("scope", wanted)).split():
+            raise ParkctlError(f"client {self.client_id} may not use {wanted}")
         use_until = asked_at + expires_in - min(EXPIRY_MARGIN_S, expires_in / 2)
-        self._cache.put(self._cache_key, token, use_until)
+        self._cache.put(f"{self.server} {self.client_id} {audience}", token, use_until)
         return token, use_until
+
+    def occupancy(self, lot: str) -> dict[str, Any] | None:
+        """`GET /v1/lots/{lot}` (the ingestion API's read side, scope counts:read) with the
+        same operator's read token (cached like the admin token); None for a lot without
+        boards, record or recount."""
+        key = f"{self.server} {self.client_id} {INGEST_AUDIENCE}"
+        cached = self._cache.get(key, time.time())
+        token = cached[0] if cached is not None else self._fetch_token(INGEST_AUDIENCE)[0]
+        response = self._send(
+            "GET", f"/v1/lots/{quote(lot, safe='')}", headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            _error, description = _error_text(response)
+            raise ParkctlError(f"GET /v1/lots/{lot} failed ({response.status_code}): {description}")
+        return _body(response)
 
     def _bearer(self, fresh: bool) -> str:
         """A usable operator token: in memory, else from the disk cache, else a new one."""

@@ -6,15 +6,16 @@ command line only. Each verb's runner imports its handlers when the verb runs: b
 
 from __future__ import annotations
 
+import json
 from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S
+from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, GATE_SENSOR
 from provisioning.parkctl.registry.cli import idp_option
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
 
-DEFAULT_SENSOR = '{"kind": "file", "path": "cars.txt"}'
+DEFAULT_SENSOR = json.dumps(GATE_SENSOR)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ def _provision_options(cmd: Parser) -> None:
         "--interval", type=int, default=DEFAULT_INTERVAL_S, help="Seconds between readings."
     )
     cmd.add_argument(
-        "--sensor", default=DEFAULT_SENSOR, help="Sensor config as JSON (see device/README)."
+        "--sensor",
+        default=DEFAULT_SENSOR,
+        help="Sensor config as JSON (device/README). Default: the gate sensor real boards "
+        f'have, {DEFAULT_SENSOR}; \'{{"kind": "file", "path": "cars.txt"}}\' '
+        "only where a test or the demo writes that file.",
     )
     cmd.add_argument(
         "--verify-timeout", type=float, default=90.0, help="Seconds to wait for the first upload."
@@ -134,6 +139,12 @@ def provision_verb(parkctl: Verbs) -> None:
     cmd.add_argument("--lot", required=True, help="Parking lot the board counts for.")
     _firmware(cmd)
     cmd.add_argument("--name", help="Board name (default: LOT-PORT).")
+    cmd.add_argument(
+        "--state",
+        type=Path,
+        help="Finished steps per port and MAC, to resume (default: provision.state.json in "
+        "parkctl's cache directory).",
+    )
     _provision_options(cmd)
 
 
@@ -176,7 +187,7 @@ def _provision(a: Namespace) -> None:
     from provisioning.parkctl.fleet import commands
 
     commands.provision_command(
-        a.port, a.lot, a.firmware, a.name, _where(a), a.baud, a.erase, a.verify_timeout
+        a.port, a.lot, a.firmware, a.name, _where(a), a.baud, a.erase, a.verify_timeout, a.state
     )
 
 

@@ -21,7 +21,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from provisioning.common.errors import ParkctlError
-from provisioning.parkctl.api.client import AdminClient, from_environment
+from provisioning.parkctl.api.client import AdminClient, default_cache_dir, from_environment
 from provisioning.parkctl.fleet.board_commands import out, progress_bars
 from provisioning.parkctl.fleet.cli import DEFAULT_SENSOR, NetworkOptions
 from provisioning.parkctl.fleet.config import Network, read_ca_cert, read_secret_file
@@ -68,26 +68,26 @@ def _reason(result: BoardResult) -> str:
 
 
 def _summary(results: list[BoardResult], jobs: dict[str, BoardJob]) -> Table:
+    """One row per board in 80 columns: the reasons of failures follow the table (the
+    `_next_steps` message), the MAC is in the state file. `time` is wall time, from the
+    board's first step to its end (a failed wait for the first upload counts in full)."""
     table = Table(title="Provisioning summary")
-    for column in ("port", "lot", "name", "mac", "client_id", "result", "time"):
-        table.add_column(column)
+    table.add_column("port", overflow="fold", max_width=22)
+    table.add_column("board", overflow="fold", max_width=18)
+    table.add_column("client_id", overflow="fold")
+    table.add_column("result", overflow="fold", max_width=16)
+    table.add_column("time", justify="right", no_wrap=True)
     for r in results:
         job = jobs[r.port]
         if r.ok:
-            verdict = "[green]ok[/]" + (" (already done)" if not r.done else "")
-            verdict += " (re-registered: new secret)" if r.reused else ""
+            verdict = "[green]ok[/]" + (" (done before)" if not r.done else "")
+            verdict += " (new secret)" if r.reused else ""
         else:
-            verdict = f"[red]failed at {r.failed_step}[/]: {_reason(r)}"
-        seconds = sum(r.timings.values())
+            verdict = f"[red]failed at {r.failed_step}[/]"
         table.add_row(
-            r.port,
-            job.lot,
-            job.name,
-            r.mac or "-",
-            r.client_id or "-",
-            verdict,
-            f"{seconds:.1f}s",
-        )
+            r.port, f"{job.name}\n[dim]{job.lot}[/]", r.client_id or "-", verdict,
+            f"{r.elapsed:.1f} s",
+        )  # fmt: skip
     return table
 
 
@@ -116,7 +116,10 @@ def run_boards(provisioner: Provisioner, jobs: list[BoardJob], parallel: int) ->
         Live(progress, console=out, refresh_per_second=8, transient=False),
         ThreadPoolExecutor(max_workers=max(1, parallel)) as pool,
     ):
-        return list(pool.map(one, jobs))
+        results = list(pool.map(one, jobs))
+    if not out.is_terminal:
+        out.line()  # Live's last frame ends without a newline when the output is not a terminal
+    return results
 
 
 def provision_command(
@@ -128,8 +131,10 @@ def provision_command(
     baud: int | None,
     erase: bool,
     verify_timeout: float,
+    state: Path | None = None,
 ) -> None:
-    """Register, flash, install and verify one board (its identity bound to its MAC)."""
+    """Register, flash, install and verify one board (its identity bound to its MAC); a
+    re-run after a failure resumes from the step that failed (state file, no secrets)."""
     from provisioning.parkctl.fleet.manifest import default_name
     from provisioning.service.registry.rules import check_lot, check_name
 
@@ -141,8 +146,13 @@ def provision_command(
     image = load_firmware(firmware)
     with from_environment(where.server) as registry, _external(registry, where.idp) as external:
         _preflight(registry)
+        fleet_state = FleetState(state or default_cache_dir() / "provision.state.json")
+        if fleet_state.done(port) == list(STEPS):
+            # Provisioning a finished board again is asked for: all steps, a new secret. Only a
+            # run that failed is resumed.
+            fleet_state.forget(port, *STEPS)
         provisioner = Provisioner(
-            registry, image, network, None, baud, erase, verify_timeout, external
+            registry, image, network, fleet_state, baud, erase, verify_timeout, external
         )
         [result] = run_boards(provisioner, [job], 1)
     out.print(_summary([result], {job.port: job}))

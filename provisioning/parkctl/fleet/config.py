@@ -24,6 +24,13 @@ CA_CERT_NAME = "ca.der"
 DEFAULT_INTERVAL_S = 60
 
 
+# The sensor a real board has: the agent's one hardware driver is the gate (device/gate.py: two
+# light barriers), wired as device/README shows. The file sensor (`{"kind": "file", ...}`) only
+# reads a file that tests and the demo write onto a board's flash: asked for by name, never a
+# default, since a real board given it never counts.
+GATE_SENSOR: dict[str, Any] = {"kind": "gate", "pin_a": 12, "pin_b": 13}
+
+
 @dataclass(frozen=True)
 class Network:
     """Where a board connects: WiFi and the service's URLs (shared by every board of a run)."""
@@ -34,7 +41,7 @@ class Network:
     wifi_password: str = field(default="", repr=False)
     ca_cert_pem: bytes | None = field(default=None, repr=False)
     interval_s: int = DEFAULT_INTERVAL_S
-    sensor: dict[str, Any] = field(default_factory=lambda: {"kind": "file", "path": "cars.txt"})
+    sensor: dict[str, Any] = field(default_factory=lambda: dict(GATE_SENSOR))
     release: Path | None = None  # a built release bundle; None: the agent built on the fly
 
 

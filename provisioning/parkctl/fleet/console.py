@@ -28,7 +28,27 @@ FATAL_LINES = (
     (re.compile(r"parkfleet: config error"), "the agent refused config.json"),
     (re.compile(r"parkfleet: safe mode"), "the board started in safe mode"),
     (re.compile(r"parkfleet: crashed"), "the agent crashed"),
+    # A sensor that gives no reading never counts: waiting out the timeout only hides why.
+    (
+        re.compile(r"parkfleet: sensor: no reading"),
+        "the sensor gives no reading, so the board has nothing to upload: --sensor does not "
+        "match this board (a file sensor reads a file that is not on its flash; a gate board "
+        'takes --sensor \'{"kind": "gate", "pin_a": A, "pin_b": B}\' with its '
+        "beams' pins)",
+    ),
 )
+# What a board's last lines mean when no upload came (the agent's own words: device/backoff.py
+# and device/net.py), most specific first.
+MEANINGS = (
+    (re.compile(r"token request failed"), "the board cannot reach the token URL: is it an "
+     "address the board's network reaches (not localhost on a real board), with the right "
+     "scheme (http:// for a server without TLS) and port?"),
+    (re.compile(r"upload failed"), "the board got a token but cannot reach the ingest URL: "
+     "is it an address the board's network reaches, with the right scheme and port?"),
+    (re.compile(r"upload refused: (\d+)"), "the ingestion API refused the board's posts"),
+    (re.compile(r"wifi lost"), "the board has no WiFi: check --wifi-ssid and the "
+     "password file"),
+)  # fmt: skip
 CONSOLE_BAUD = 115200
 
 # Called with each console line (already free of secrets: the agent never prints them).
@@ -102,7 +122,7 @@ def watch(
                     on_line(line)
                 for pattern, why in FATAL_LINES:
                     if pattern.search(line):
-                        raise ParkctlError(f"{url}: {why}: {line[:160]}")
+                        raise ParkctlError(f'{url}: the board said "{line[:160]}": {why}')
                 if token_s is None and TOKEN_LINE.search(line):
                     token_s = time.monotonic() - start
                 if UPLOAD_LINE.search(line):
@@ -112,8 +132,19 @@ def watch(
     finally:
         port.close()
     seen = "a token but no upload" if token_s is not None else "no token"
-    last = f" (last line: {lines[-1][:120]})" if lines else " (the board printed nothing)"
-    raise ParkctlError(
-        f"{url}: the agent showed {seen} within {timeout:.0f} s{last}; check WiFi and the "
-        "service URLs, then re-run"
-    )
+    raise ParkctlError(f"{url}: no upload within {timeout:.0f} s ({seen}); {meaning(lines)}")
+
+
+def meaning(lines: list[str]) -> str:
+    """What the board's console said, and what that means, for a board that did not upload."""
+    if not lines:
+        return (
+            "the board printed nothing: is the agent installed (the install step) and the "
+            "console on this port? Re-run to try again"
+        )
+    agent = [line for line in lines if line.startswith("parkfleet:")] or lines
+    for pattern, why in MEANINGS:
+        said = next((line for line in reversed(agent) if pattern.search(line)), None)
+        if said is not None:
+            return f'the board said "{said[:140]}": {why}; fix it and re-run'
+    return f'the board\'s last line was "{agent[-1][:140]}"; re-run to try again'

@@ -1,4 +1,9 @@
-"""One board, start to finish: register → flash → install → verify, resumable step by step.
+"""One board, start to finish: flash → register → install → verify, resumable step by step.
+
+A re-run repeats only what did not finish (the state file: `fleet/state.py`): a board whose
+install finished is not registered again and keeps its secret, so a failed first upload costs
+one more verify, not a new secret. The board is registered right before the install that takes
+its secret, so a failed flash leaves nothing registered.
 
 Identity is the board's MAC: a board already in the registry keeps its client and gets a fresh
 secret (rotation, the old one keeps working for the server's grace period), so provisioning a board
@@ -12,6 +17,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -48,6 +54,7 @@ class BoardResult:
     done: list[str] = field(default_factory=list)  # steps finished by this run
     skipped: list[str] = field(default_factory=list)  # steps a previous run had finished
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step run now
+    elapsed: float = 0.0  # wall seconds of this run for the board, failed steps included
     failed_step: str | None = None
     error: str | None = None
     reused: bool = False  # the MAC was registered already
@@ -81,6 +88,12 @@ class Provisioner:
 
     def run(self, job: BoardJob, report: ReportFn | None = None) -> BoardResult:
         """Provision `job`'s board; never raises for a board failure (see `BoardResult`)."""
+        started = time.monotonic()
+        result = self._run(job, report)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _run(self, job: BoardJob, report: ReportFn | None) -> BoardResult:
         result = BoardResult(port=job.port)
         say: ReportFn = report or (lambda _s, _f, _d: None)
         step = "connect"
@@ -107,20 +120,22 @@ class Provisioner:
                     result.skipped += ["register", "install"]
                 else:
                     step = "register"
-                    secret = self._register(job, result, say)
+                    secret = self._register(job, result, say, _uninstalled(previous, result))
             else:
                 say(step, 0.0, "")
                 with esp.connect(job.port) as loader:
                     info = esp.chip_info(loader)
                     result.mac = info.mac
-                    check_compatible(self.image, info.chip, info.flash_size)  # before registering
+                    check_compatible(self.image, info.chip, info.flash_size)  # before flashing
                     if self.state:
                         self.state.bind(job.port, info.mac)
                         self.state.forget(job.port, "flash", "install", "verify")
-                    step = "register"
-                    secret = self._register(job, result, say)
                     step = "flash"
                     self._flash(job, result, loader, say)
+                # Registered only now, just before the install that takes its secret: a
+                # flash that fails leaves nothing registered (nor a secret made for nothing).
+                step = "register"
+                secret = self._register(job, result, say, _uninstalled(previous, result))
             if secret is not None:
                 step = "install"
                 self._install(job, result, secret, say)
@@ -202,8 +217,12 @@ class Provisioner:
             n.interval_s, n.sensor,
         )  # fmt: skip
 
-    def _register(self, job: BoardJob, result: BoardResult, say: ReportFn) -> SecretStr:
-        """Register the board bound to its MAC, or reuse its client with a fresh secret."""
+    def _register(
+        self, job: BoardJob, result: BoardResult, say: ReportFn, uninstalled: bool = False
+    ) -> SecretStr:
+        """Register the board bound to its MAC, or reuse its client with a fresh secret.
+        `uninstalled`: an earlier run registered it but never installed its secret (which
+        lived only in that run's memory): the new one replaces it at once, no grace."""
         say("register", 0.0, "")
         start = time.monotonic()
         mac = str(result.mac)
@@ -226,7 +245,8 @@ class Provisioner:
                 self.registry.update_device(device_id, lot=job.lot, name=job.name)
         # Known board: the secret it had was never kept anywhere, so it gets a new one.
         result.client_id, result.reused = device_id, True
-        secret = self.registry.rotate_secret(device_id).client_secret
+        grace = 0 if uninstalled else None  # None: the server's grace, for a board in service
+        secret = self.registry.rotate_secret(device_id, grace).client_secret
         self._finish(job, result, "register", mac=mac, client_id=device_id)
         result.timings["register"] = time.monotonic() - start
         return secret
@@ -256,3 +276,9 @@ class Provisioner:
         result.done.append(step)
         if self.state:
             self.state.finish(job.port, step, **facts)
+
+
+def _uninstalled(previous: dict[str, Any], result: BoardResult) -> bool:
+    """Whether an earlier run registered this very board (same MAC) and never installed it."""
+    steps = previous.get("steps", [])
+    return previous.get("mac") == result.mac and "register" in steps and "install" not in steps

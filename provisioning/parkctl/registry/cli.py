@@ -77,6 +77,12 @@ def admin_verbs(parkctl: Verbs) -> None:
         help="admin (the admin API) or viewer (counts:read only).",
     )
     cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+    cmd.add_argument(
+        "--init",
+        action="store_true",
+        help="Create the database and data dir if they are new (else refused: a wrong "
+        "--data-dir would make an operator the running service does not know).",
+    )
 
     api_options(admin.verb("list", _admin_list, "Operators, oldest first (over the admin API)."))
     _client_verbs(
@@ -195,7 +201,7 @@ def lot_verbs(parkctl: Verbs) -> None:
 def _admin_create(a: Namespace) -> None:
     from provisioning.parkctl.registry import commands
 
-    commands.admin_create(a.db, a.data_dir, a.name, a.role, a.json)
+    commands.admin_create(a.db, a.data_dir, a.name, a.role, a.json, a.init)
 
 
 def _admin_audit(a: Namespace) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from provisioning.common import display
 from provisioning.common.errors import ParkctlError
 from provisioning.parkctl.api.client import AdminClient, from_environment
 from provisioning.service.auth.scopes import OPERATOR
@@ -169,7 +171,7 @@ def _device_table(device: Device) -> Table:
         ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
         ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
         *_counter_rows(device),
-        ("health", json.dumps(device.health) if device.health else "-"),
+        *(display.health_rows(device.health) if device.health else [("health", "-")]),
         ("health at", _when(device.health_at)),
         ("agent", agent_text(device.agent)),
         ("vitals", _vitals_text(device.vitals)),
@@ -200,17 +202,26 @@ def _crash_text(crash: dict[str, Any] | None) -> Text | str:
 
 
 def admin_create(
-    db: str | None, data_dir: Path | None, name: str, role: str, as_json: bool
+    db: str | None, data_dir: Path | None, name: str, role: str, as_json: bool, init: bool
 ) -> None:
-    """Create an operator client directly in the database and print its secret once."""
+    """Create an operator client directly in the database and print its secret once. A new
+    store (no data directory or database of a service yet) only with `init`: a mistyped
+    `--data-dir` would otherwise make an operator that the running service never knew."""
     # The server stack, for this verb only (the others here talk to the admin API).
-    from provisioning.parkctl.hostdb import open_store
+    from provisioning.parkctl.hostdb import describe, missing_store, open_store
     from provisioning.service.auth.secrets import SecretHasher
     from provisioning.service.config import from_flags
     from provisioning.service.registry import service
 
     # The hash key must be the one the service uses, so this shares its data directory.
     settings = from_flags({"db": db, "data_dir": data_dir})
+    why = missing_store(settings)
+    if why is not None and not init:
+        raise ParkctlError(
+            f"no parkfleet service's store at {describe(settings)}: {why}. Give the running "
+            "service's --data-dir (and --db), as `parkctl serve` printed them at start; to "
+            "start a new store, add --init"
+        )
     with open_store(settings) as sessions, sessions() as session:
         try:
             client, secret = service.create_operator(
@@ -218,6 +229,8 @@ def admin_create(
             )
         except service.RegistryError as error:
             raise ParkctlError(error.description) from None
+    # On stderr, so that --json output stays one JSON document.
+    print(f"{'new' if why else 'using'} database {describe(settings)}", file=sys.stderr)
     if as_json:
         _print_json({"client_id": client.client_id, "client_secret": secret})
         return
@@ -245,12 +258,18 @@ def admin_audit(
     """Recent admin actions and token issuance, newest first (over the admin API)."""
     with _client(server, ca_cert) as api:
         page = api.audit(limit=limit, target=target)
-    print_rows(page.items, as_json, ("when", "actor", "action", "target", "detail"), _event_row)
+        # Operators are few (one page): their names beside their IDs, as the dashboard shows.
+        names = {o.client_id: o.name for o in api.list_operators().items} if not as_json else {}
+    print_rows(
+        page.items, as_json, ("when", "actor", "action", "target", "detail"),
+        lambda event: _event_row(event, names),
+    )  # fmt: skip
 
 
-def _event_row(event: AuditEntry) -> tuple[str, ...]:
+def _event_row(event: AuditEntry, names: dict[str, str]) -> tuple[str, ...]:
     detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
-    return _ago(event.at), event.actor, event.action, event.target or "", detail
+    actor = f"{names[event.actor]} ({event.actor})" if event.actor in names else event.actor
+    return _ago(event.at), actor, event.action, event.target or "", detail
 
 
 def _client(server: str | None, ca_cert: Path | None) -> AdminClient:

@@ -36,9 +36,17 @@ def _capacity(text: str | None) -> int | str | None:
         raise ParkctlError(f"--capacity must be a whole number or 'none', not {text!r}") from None
 
 
-def _show(lot: LotRecord, as_json: bool, what: str | None = None) -> None:
+def _show(
+    lot: LotRecord, as_json: bool, what: str | None = None, now: dict[str, Any] | None = None
+) -> None:
     if as_json:
-        _print_json(lot.model_dump(mode="json"))
+        shown = lot.model_dump(mode="json")
+        if now is not None:
+            shown["occupancy"] = {
+                "cars": now["cars"], "boards": len(now.get("devices", [])),
+                **({"free": now["free"]} if "free" in now else {}),
+            }  # fmt: skip
+        _print_json(shown)
         return
     capacity = "-" if lot.capacity is None else str(lot.capacity)
     if what:
@@ -50,9 +58,25 @@ def _show(lot: LotRecord, as_json: bool, what: str | None = None) -> None:
         ("label", lot.label),
         ("capacity", capacity),
         ("updated", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lot.updated_at))),
+        *_occupancy_rows(lot, now),
     ):
         table.add_row(key, value)
     _out().print(table)
+
+
+def _occupancy_rows(lot: LotRecord, now: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Cars now, free spaces and the share of the capacity taken (GET /v1/lots/{lot})."""
+    if now is None:
+        return [("cars", "no boards or recount yet")]
+    cars = int(now["cars"])
+    rows = [("cars", str(cars)), ("boards", str(len(now.get("devices", []))))]
+    if lot.capacity:
+        full = " (full)" if cars >= lot.capacity else ""
+        rows += [
+            ("free", str(now.get("free", max(0, lot.capacity - cars)))),
+            ("occupancy", f"{min(cars / lot.capacity, 1.0):.0%}{full}"),
+        ]
+    return rows
 
 
 def lot_create(
@@ -103,10 +127,11 @@ def _lot_row(lot: LotRecord) -> tuple[str, ...]:
 
 
 def lot_show(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
-    """One lot record."""
+    """One lot record and its occupancy now."""
     with _client(server, ca_cert) as api:
         lot = api.get_lot(name)
-    _show(lot, as_json)
+        now = api.occupancy(name)
+    _show(lot, as_json, now=now)
 
 
 def lot_delete(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:

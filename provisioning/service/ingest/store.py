@@ -9,6 +9,7 @@ the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, and_, select
 from provisioning.service.auth.scopes import DEVICE
 from provisioning.service.ingest import outbox
 from provisioning.service.ingest.schemas import CountsBatch, GateReading, Reading
-from provisioning.service.lots import history, occupancy
+from provisioning.service.lots import history, liveness, occupancy
 from provisioning.store import sql
 from provisioning.store.ingest_sql import (
     AGENT_UPSERT,
@@ -284,15 +285,19 @@ def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
     """`{"lot", "cars", "devices": [...]}` and what the total is made of (see `_with_record`;
     + `label`, `capacity`, `free` from its record): the lot's baseline, plus its gate boards'
     flows since then, plus its zone boards' current cars; each device's `cars` is its share
-    (a gate board's in - out since the baseline). None if `lot` has neither a registered
-    device, a record nor a recount."""
+    (a gate board's in - out since the baseline), `online` by its own posting period, and
+    `stale` when it is offline with a count that is held in the total (lots/liveness.py). None
+    if `lot` has neither a registered device, a record nor a recount."""
     query = (
         select(
             _CLIENTS.c.client_id,
+            _CLIENTS.c.enabled,
             _STATE.c.cars,
             _STATE.c.last_seq,
             _STATE.c.ts,
             _STATE.c.received_at,
+            _STATE.c.last_seen_at,
+            _STATE.c.health,
         )
         .select_from(_CLIENTS.outerjoin(_STATE, _STATE.c.device_id == _CLIENTS.c.client_id))
         .where(_registered(), _CLIENTS.c.lot == lot)
@@ -301,8 +306,14 @@ def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
     occ = occupancy.occupancy(sql.Tx.of(conn), lot).get(lot)
     flows = {f["device_id"]: f for f in occ.flows} if occ is not None else {}
     devices = []
-    for r in conn.execute(query):
+    rows = list(conn.execute(query))
+    posted = liveness.post_readings(conn, [r.client_id for r in rows])
+    now = time.time()
+    for r in rows:
         flow = flows.get(r.client_id)
+        up = liveness.online(
+            bool(r.enabled), r.last_seen_at, dict(r.health or {}), now, posted.get(r.client_id, 1)
+        )
         device = {
             "device_id": r.client_id,
             "kind": "gate" if flow is not None else "zone",
@@ -310,6 +321,8 @@ def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
             "seq": r.last_seq,
             "ts": r.ts,
             "received_at": r.received_at,
+            "online": up,
+            "stale": not up and r.last_seq is not None,
         }
         devices.append(device)
     record = _records(conn, lot).get(lot)

@@ -23,8 +23,9 @@ def _path(xs: list[float], ys: list[float | None]) -> str:
 
 
 def sparkline(values: list[int | None], top: int | None, width: int = 120, height: int = 28) -> str:
-    """Path data for `values` in a `width` x `height` box; `top` is the scale's maximum."""
-    if not values:
+    """Path data for `values` in a `width` x `height` box; `top` is the scale's maximum. Empty
+    (the page says "no history yet") unless two points are known: one point draws nothing."""
+    if sum(1 for v in values if v is not None) < 2:
         return ""
     high = max([v for v in values if v is not None] + [top or 0, 1])
     step = width / max(len(values) - 1, 1)

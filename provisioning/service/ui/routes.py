@@ -18,7 +18,6 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from provisioning.common import display
 from provisioning.service.auth.errors import InvalidToken, OAuthError
 from provisioning.service.auth.scopes import INGEST_AUDIENCE
 from provisioning.service.auth.secrets import same_text
@@ -86,26 +86,6 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _utc(ts: float | None) -> str:
-    """An absolute time; app.js turns those in <time data-ts> into "3 s ago" and keeps them
-    ticking (without JavaScript the page shows when, which is never wrong later)."""
-    if ts is None:
-        return "never"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _until(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    left = ts - time.time()
-    if left <= 0:
-        return "expired"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if left >= size:
-            return f"in {int(left // size)} {unit}"
-    return f"in {int(left)} s"
-
-
 class Dashboard:
     """The /ui routes and their shared state."""
 
@@ -124,7 +104,10 @@ class Dashboard:
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
-        self.templates.filters.update(utc=_utc, until=_until)
+        self.templates.filters.update(
+            utc=display.utc, until=display.until, duration=display.duration, kb=display.kb
+        )
+        self.templates.globals["health_rows"] = display.health_rows
 
     # --- helpers ---
 
@@ -269,7 +252,7 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         with self.ctx.engine.connect() as conn:
-            lots = views.overview(conn)
+            lots = views.overview(conn, self.ctx.settings.token_ttl)
         for lot in lots:
             lot["spark_path"] = chart.sparkline(lot["spark"], lot.get("capacity"))
         return self.page(request, "overview.html", session=session, lots=lots)
@@ -279,14 +262,14 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         name = request.path_params["lot"]
-        span = request.query_params.get("range", "24h")
-        if span not in views.RANGES:
-            span = "24h"
-        span_s, step = views.RANGES[span]
+        chosen = request.query_params.get("range", "auto")
         with self.ctx.engine.connect() as conn:
             totals = next((lot for lot in store.list_lots(conn) if lot["lot"] == name), None)
             if totals is None:
                 return self.error(request, session, 404, "No such lot.")
+            auto = views.auto_range(conn, name, time.time())
+            span = chosen if chosen in views.RANGES else auto
+            span_s, step = views.RANGES[span]
             current = totals["cars"] if totals["devices"] else None
             times, values = views.series(conn, name, span_s, step, current)
             boards = views.boards(conn, self.ctx.settings.token_ttl, lot=name)
@@ -294,7 +277,8 @@ class Dashboard:
         drawn = chart.chart(times, values, totals.get("capacity"), span_s)
         return self.page(
             request, "lot.html", session=session, lot=totals, chart=drawn, span=span,
-            ranges=list(views.RANGES), boards=boards,
+            ranges=list(views.RANGES), boards=boards, auto=auto, chosen=chosen,
+            stale=[b for b in boards if b.stale],
         )  # fmt: skip
 
     async def boards(self, request: Request) -> Response:

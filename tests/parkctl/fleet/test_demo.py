@@ -36,6 +36,11 @@ def test_demo_updates_the_boards_and_stops_everything(tmp_path: Path) -> None:
     assert "north" in done.stdout and "south" in done.stdout
     # The dashboard and a viewer's sign-in are printed; capacities come from the lot records.
     assert "/ui/" in done.stdout and "client secret" in done.stdout
+    # The operator's credentials in an owner-only file, and how to point parkctl at the demo.
+    creds = tmp_path / "demo" / "operator.env"
+    assert f"set -a; . {creds}; set +a" in done.stdout and "parkctl device list" in done.stdout
+    assert creds.stat().st_mode & 0o077 == 0
+    assert creds.read_text().startswith("PARK_SERVER=http://")
     assert "120" in done.stdout and "60" in done.stdout
     assert "demo stopped" in done.stdout
     # The over-the-air update: release 1.1.0 built, published and rolled out, canary first;
@@ -57,3 +62,38 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_ctrl_c_during_provisioning_ends_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group: the demo and every child) while the
+    boards are being provisioned: one line, everything stopped, no traceback."""
+    import signal
+    import time
+
+    log = tmp_path / "out.txt"
+    with log.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "tools.demo", "--dir", str(tmp_path / "demo")],
+            cwd=REPO,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "160"},
+            start_new_session=True,  # its own group: the SIGINT below is a terminal's Ctrl-C
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "parkctl fleet provision" not in log.read_text():
+                assert time.monotonic() < deadline and demo.poll() is None, log.read_text()
+                time.sleep(0.2)
+            time.sleep(2)  # inside the run: flashing or installing
+            os.killpg(demo.pid, signal.SIGINT)
+            demo.wait(timeout=60)
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+    out = log.read_text()
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    assert "demo stopped; everything it started has ended." in out, out[-3000:]
+    # The operator's credentials file was not reached yet, or is owner-only.
+    creds = tmp_path / "demo" / "operator.env"
+    assert not creds.exists() or creds.stat().st_mode & 0o077 == 0

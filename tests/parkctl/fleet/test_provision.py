@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from tools.harness.parkctl import parkctl
 from tools.simboard import SimBoard
 
 APP_OFFSET = 0x1000  # where the firmware goes on an ESP32
-FAST = ["--interval", "1", "--verify-timeout", "40"]
+FILE_SENSOR = '{"kind": "file", "path": "cars.txt"}'
+FAST = ["--interval", "1", "--verify-timeout", "40", "--sensor", FILE_SENSOR]
 
 
 def _cars(board: SimBoard, cars: int) -> None:
@@ -70,6 +73,44 @@ def test_one_board_from_blank_to_counting(
         ):
             assert old_secret not in text and new_secret not in text
             assert "lot-wifi-password" not in text
+
+
+def test_a_failed_first_upload_says_why_and_a_rerun_only_verifies(
+    tmp_path: Path, operator: Operator, firmware: Path
+) -> None:
+    """A board whose sensor gives no reading fails at once with what its console said; once
+    the cause is fixed, the re-run verifies only: no flash, no new registration or secret. The
+    summary's time is wall time and its table fits 80 columns."""
+    with SimBoard(tmp_path / "board", chip="esp32", mac="24:0a:c4:00:00:21") as board:
+        args = (
+            "provision", "--port", board.url, "--lot", "north", "--name", "zone-1",
+            "--firmware", str(firmware), "--interval", "1", "--verify-timeout", "60",
+            "--sensor", FILE_SENSOR,
+        )  # fmt: skip
+        env = {**operator.env, "COLUMNS": "80"}
+        started = time.monotonic()
+        first = parkctl(*args, env=env)
+        took = time.monotonic() - started
+        out = first.stdout + first.stderr
+        assert first.returncode == 1, out
+        assert 'the board said "parkfleet: sensor: no reading"' in out, out
+        assert "--sensor does not match this board" in out and "check WiFi" not in out
+        assert max(len(line) for line in first.stdout.splitlines()) <= 80, first.stdout
+        [device] = operator.devices()
+        secret = _board_secret(board)
+        flashed = board.flash_path.stat().st_mtime_ns
+        _cars(board, 5)
+        again = parkctl(*args, env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert max(len(line) for line in again.stdout.splitlines()) <= 80, again.stdout
+        assert [d.client_id for d in operator.devices()] == [device.client_id]
+        assert _board_secret(board) == secret  # not registered again: the same secret
+        assert board.flash_path.stat().st_mtime_ns == flashed  # not flashed again
+        assert operator.wait_for_reading(device.client_id).reading is not None
+        # Wall time: the failed run's row covers all of the board's run, the failed wait for
+        # the first upload included; only parkctl's start and sign-in are outside it.
+        [shown] = [float(m) for m in re.findall(r"(\d+\.\d) s │", first.stdout)]
+        assert took - 4 <= shown <= took, (shown, took)
 
 
 def _board_commands(board: SimBoard, firmware: Path, tmp_path: Path) -> None:

@@ -64,7 +64,8 @@ def test_config_json_private_and_gone(tmp_path: Path) -> None:
     config = board_config(network, "dev-1", "s3cret", "north")
     assert config["audience"] == "parkfleet-ingest"
     assert config["ca_cert"] == "ca.der"
-    assert config["sensor"] == {"kind": "file", "path": "cars.txt"}
+    # The sensor real boards have, unless another is chosen (device/gate.py's two beams).
+    assert config["sensor"] == {"kind": "gate", "pin_a": 12, "pin_b": 13}
     with staged_config(config, pem) as stage:
         path = stage / "config.json"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -193,3 +194,23 @@ def test_bundle_is_the_agent_as_mpy_but_main() -> None:
     for src, name in agent_bundle():
         if name.endswith(".mpy"):
             assert src.read_bytes()[:2] == b"M\x06"  # an .mpy header, bytecode v6
+
+
+def test_a_board_that_did_not_upload_is_explained_by_its_own_words() -> None:
+    from provisioning.parkctl.fleet.console import meaning
+
+    said = meaning(
+        [
+            "parkfleet: started dev_x in lot north, seq 1, spool 0",
+            "parkfleet: backoff 2.0s after token request failed: OSError(113) (failure 1)",
+        ]
+    )
+    assert said.startswith('the board said "parkfleet: backoff 2.0s after token request failed')
+    assert "cannot reach the token URL" in said and "not localhost on a real board" in said
+    refused = meaning(["parkfleet: upload refused: 403 insufficient_scope"])
+    assert "ingestion API refused" in refused
+    assert "printed nothing" in meaning([])
+    assert (
+        meaning(["some other line"])
+        == 'the board\'s last line was "some other line"; re-run to try again'
+    )

@@ -128,8 +128,14 @@ def test_admin_create_on_postgresql_stores_only_a_hash(pg_url: str, tmp_path: Pa
     from provisioning.common.errors import ParkctlError
 
     env = {**os.environ, "PARK_DATA_DIR": str(tmp_path / "data")}
-    result = invoke(["admin", "create", "--db", pg_url, "--name", "ci bot"], env=env)
+    # A new store only when asked: without --init nothing is created.
+    refused = invoke(["admin", "create", "--db", pg_url, "--name", "ci bot"], env=env)
+    assert isinstance(refused.exception, ParkctlError)
+    assert "add --init" in refused.exception.message
+    assert not (tmp_path / "data").exists()
+    result = invoke(["admin", "create", "--db", pg_url, "--name", "ci bot", "--init"], env=env)
     assert result.exit_code == 0, result.output
+    assert f"new database {pg_url}" in result.stderr
     assert "shown only this once" in result.stderr
     line = next(x for x in result.stdout.splitlines() if "PARK_CLIENT_SECRET=" in x)
     secret = line.split("=", 1)[1].strip()

@@ -29,12 +29,29 @@
   function applyLot(ev) {
     within(document, "data-lot", ev.lot).forEach(function (root) {
       set(root, "cars", ev.cars);
-      if (ev.free !== undefined) set(root, "free", ev.free);
+      if (ev.free !== undefined) {
+        set(root, "free", ev.free);
+        // A full lot says so in words, not only in colour.
+        within(root, "data-field", "full").forEach(function (el) { el.hidden = ev.free !== 0; });
+        if (root.classList.contains("lot-card")) root.classList.toggle("full", ev.free === 0);
+      }
       within(root, "data-field", "meter").forEach(function (m) { m.value = ev.cars; m.textContent = ev.cars; });
       within(root, "data-field", "updated").forEach(function (t) {
         var last = 0;
-        (ev.boards || []).forEach(function (b) { if (b.received_at > last) last = b.received_at; });
+        // A gate board's share: in - out since the lot's last recount, as the page first drew it.
+    (ev.flows || []).forEach(function (f) {
+      within(document, "data-device", f.device_id).forEach(function (row) {
+        set(row, "gate", (f.in - f.out) + " (in " + f.in + " · out " + f.out + ")");
+      });
+    });
+    (ev.boards || []).forEach(function (b) { if (b.received_at > last) last = b.received_at; });
         if (last) { t.dataset.ts = String(last); t.textContent = ago(last); }
+      });
+    });
+    // A gate board's share: in - out since the lot's last recount, as the page first drew it.
+    (ev.flows || []).forEach(function (f) {
+      within(document, "data-device", f.device_id).forEach(function (row) {
+        set(row, "gate", (f.in - f.out) + " (in " + f.in + " · out " + f.out + ")");
       });
     });
     (ev.boards || []).forEach(function (b) {
