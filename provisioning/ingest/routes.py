@@ -15,6 +15,7 @@ readings are committed (requests arriving together share one commit: commit.py).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Any
 
@@ -28,9 +29,11 @@ from provisioning.auth.errors import (
     InvalidRequest,
     InvalidToken,
     OAuthError,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from provisioning.auth.principal import Principal
+from provisioning.auth.ratelimit import TokenBuckets
 from provisioning.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.context import ServiceContext
 from provisioning.ingest import history, store
@@ -100,6 +103,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ctx.on_shutdown.append(group.close)
 
     check_writer = require_token(INGEST_AUDIENCE, COUNTS_WRITE)
+    settings = ctx.settings
+    # Readings per device and minute (config.py): one board token cannot fill the disk.
+    burst = settings.ingest_readings_burst
+    quota = TokenBuckets(burst, settings.ingest_readings_per_minute * 60.0)
+    refused: dict[str, int] = {}  # posts refused per device since its last stored one
+    refusals = Counter(
+        "parkfleet_ingest_refused",
+        "Posts to /v1/counts refused for the per-device readings rate (429).",
+        registry=ctx.metrics.registry,
+    )
 
     async def post_counts(request: Request) -> Response:
         """Store a device's readings once each; answer `{"accepted", "duplicates"}`."""
@@ -117,6 +130,15 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             return _invalid_body(error)
         if device.kind != DEVICE or batch.device_id not in (None, device.client_id):
             raise AccessDenied("device_id is not the token's subject")
+        wait = quota.take(device.client_id, cost=min(max(1, batch.received), burst))
+        if wait:
+            refused[device.client_id] = refused.get(device.client_id, 0) + 1
+            refusals.inc()
+            raise TooManyRequests(wait, "readings rate limit exceeded; retry later")
+        if refused:
+            count = refused.pop(device.client_id, 0)
+            if count:
+                batch = dataclasses.replace(batch, refused=count)
         try:
             result = await group.store(device.client_id, batch)  # wakes the publisher
         except store.UnknownDevice:
@@ -208,6 +230,10 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
                 413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
                 415: {"description": "Content-Type is not application/json"},
                 422: {"description": "JSON that breaks the schema; nothing was stored"},
+                429: {
+                    "description": "The device's readings rate is spent (per device and minute);"
+                    " retry after `Retry-After` seconds, nothing was stored"
+                },
             },
         )
     )

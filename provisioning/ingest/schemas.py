@@ -167,6 +167,9 @@ class CountsBatch:
     health: dict[str, int | str] | None
     gates: list[GateReading] = field(default_factory=list)
     agent: dict[str, str] | None = None
+    # Not from the body: the device's posts refused by the per-device rate since its last
+    # stored one (set by the route, kept on the board's state for the dashboard).
+    refused: int = 0
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> NoReturn:

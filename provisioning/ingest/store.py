@@ -2,7 +2,7 @@
 
 Every function takes a Core `Connection` and runs inside the caller's transaction (a Session's
 work can pass `session.connection()`). Lot totals read `device_state` (one row per device, its
-current reading: see `_NEWER`) and never scan `readings`; a device's readings are read through
+current reading: ingest/seqrule.py) and never scan `readings`; a device's readings are read through
 the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 
 from provisioning.auth.scopes import DEVICE
-from provisioning.ingest import history, occupancy, outbox
+from provisioning.ingest import history, occupancy, outbox, seqrule
 from provisioning.ingest.schemas import CountsBatch, GateReading, Reading
 from provisioning.store import sql
 from provisioning.store.models import Client, DeviceState, Lot
@@ -31,37 +31,28 @@ _READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "t
 # counted, and not published again.
 _INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
 
-# The device's lot and status, and what its agent runs and should run (issue 10) in the same
-# primary-key lookup: a post that carries no agent report costs no extra query for the update
-# check.
+# The device's lot and status, its current and suspect seq, and what its agent runs and should
+# run (issue 10) in the same primary-key lookup: a post that carries no agent report costs no
+# extra query for the update check.
 _DEVICE_LOT = (
-    "SELECT c.lot, c.enabled, a.version, a.target, a.state FROM clients c "
+    "SELECT c.lot, c.enabled, s.last_seq, s.seq_suspect, a.version, a.target, a.state "
+    "FROM clients c LEFT JOIN device_state s ON s.device_id = c.client_id "
     "LEFT JOIN device_agent a ON a.device_id = c.client_id "
     "WHERE c.client_id = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
 )
-# One upsert records the visit, the health (if sent) and the current reading (if any).
-#
-# The current reading: a post's new reading with the highest seq replaces the current one if
-# its seq is higher (normal progress), or if it is more than SEQ_GAP away on either side: a
-# discontinuity (a seq restarted by a re-flash or a wiped spool, or a stray value such as
-# 2**63-1 from a torn spool or a bug) after which the board's newest post is the truth. Only a
-# slightly lower seq (a late replay from the spool) leaves the current reading alone. "Highest
-# seq ever" is not the rule: one stray seq would pin the lot's total for ever. A stray seq is
-# stored like any other reading (nothing is lost) and is current only until the board's next
-# post. Differences, not sums, so BIGINT cannot overflow. SET expressions read the row as it
-# was before the update (SQLite and PostgreSQL alike).
-SEQ_GAP = 1_000_000  # far more than a board's spool holds (device/spool.py)
-_NEWER = (
-    "(excluded.last_seq IS NOT NULL AND (device_state.last_seq IS NULL"
-    " OR excluded.last_seq - device_state.last_seq > 0"
-    f" OR device_state.last_seq - excluded.last_seq > {SEQ_GAP}))"
-)
+# One upsert records the visit, the health (if sent) and the current reading (if any, chosen by
+# ingest/seqrule.py from the board's state read with its lot: a board's posts come one after
+# another, so the read cannot race another post of the same board but for a retry, which stores
+# nothing new). A reading that is not current is stored all the same; SEQ_GAP/SEQ_STEP say what
+# is a late replay and what a jump held as suspect.
+# Column names are this module's constants, never input.
 _STATE_UPSERT = (
-    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at{h}) "
-    "VALUES (?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
-    "last_seen_at = excluded.last_seen_at{hs}, "
+    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at, "  # noqa: S608
+    "seq_suspect{h}) VALUES (?, ?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
+    "last_seen_at = excluded.last_seen_at, seq_suspect = excluded.seq_suspect{hs}, "
     + ", ".join(
-        f"{col} = CASE WHEN {_NEWER} THEN excluded.{col} ELSE device_state.{col} END"
+        f"{col} = CASE WHEN excluded.last_seq IS NOT NULL THEN excluded.{col} "
+        f"ELSE device_state.{col} END"
         for col in ("last_seq", "cars", "ts", "received_at")
     )
 )
@@ -70,6 +61,11 @@ _SEEN_WITH_HEALTH = _STATE_UPSERT.format(
     h=", health, health_at",
     hv=", ?, ?",
     hs=", health = excluded.health, health_at = excluded.health_at",
+)
+
+
+_REFUSED = (
+    "UPDATE device_state SET refused = COALESCE(refused, 0) + ?, refused_at = ? WHERE device_id = ?"
 )
 
 
@@ -164,25 +160,27 @@ def _store_device(
         gates = [g for g in batch.gates if g[0] in new]
     if inserted:
         history.record(tx, lot, device_id, inserted, received_at)
-    # The candidate for current reading (see _NEWER): the highest seq this post stored; a gate
+    # The current reading: the last of this post's new readings that seqrule takes; a gate
     # reading's cars is NULL (its flows live in the g_* columns).
-    candidates = [r for r in inserted] + [(g[0], None, g[3]) for g in gates]
-    latest: tuple[object, ...] = (
-        (*max(candidates, key=lambda r: r[0]), received_at) if candidates else (None,) * 4
-    )
-    state = (device_id, received_at, *latest)
+    candidates: dict[int, tuple[int, int | None, float | None]] = {r[0]: r for r in inserted}
+    candidates.update({g[0]: (g[0], None, g[3]) for g in gates})
+    taken, _held, suspect = seqrule.track(sorted(candidates), rows[0][2], rows[0][3])
+    latest: tuple[object, ...] = (*candidates[taken[-1]], received_at) if taken else (None,) * 4
+    state = (device_id, received_at, *latest, suspect)
     if batch.health is None:
         sql.run(tx, _SEEN, state)
     else:
         health = json.dumps(batch.health, separators=(",", ":"))
         sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
+    if batch.refused:
+        sql.run(tx, _REFUSED, (batch.refused, received_at, device_id))
     breaks = 0
     if gates:
-        moved, breaks = occupancy.advance(tx, device_id, gates, SEQ_GAP, received_at)
+        moved, breaks = occupancy.advance(tx, device_id, gates, received_at)
         if moved:
             history.record(tx, lot, device_id, moved, received_at)
     stored = len(inserted) + len(gates)
-    update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][2:]))
+    update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][4:]))
     return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
 
 
@@ -203,8 +201,9 @@ def agent_report(
     now: float,
     stored: tuple[Any, ...],
 ) -> str | None:
-    """Record the agent's report (version, update state; a state change is audited as
-    `agent.<state>`); return the version the board should install, if it runs another.
+    """Record the agent's report (version, update state; a change of state or version is
+    audited once as `agent.<state>`); return the version the board should install, if it runs
+    another.
 
     `stored` is the board's (version, target, state) row as read with its lot (all None when it
     has none): without a report, nothing is written and nothing more is read."""
@@ -215,9 +214,15 @@ def agent_report(
             # A board reports without a state only outside a trial: the confirmation it sent
             # was lost to a power cut, the target runs confirmed all the same.
             state = "confirmed"
-        sql.run(tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
+        changed = agent["version"] != version or state not in (None, known)
+        if changed or agent.get("reason") is not None:
+            sql.run(
+                tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now)
+            )
         version = agent["version"]
-        if state:
+        # Audited once per change, not per post: a board repeats its report on every post
+        # until the state moves on, and one token must not grow the audit log at its rate.
+        if state and changed:
             detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
             sql.run(tx, _AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
     if target and version and target != version:

@@ -129,6 +129,8 @@ def _device(row: DeviceRow) -> Device:
             gate_out=state.g_out or 0,
             series=state.g_series or 1,
             series_since=state.g_series_at,
+            faults=state.g_faults or 0,
+            fault_at=state.g_fault_at,
         )
     return Device(
         client_id=client.client_id,

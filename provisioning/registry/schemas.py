@@ -111,13 +111,17 @@ class Reading(BaseModel):
 class GateCounters(BaseModel):
     """A gate board's newest counters (issue 13): raw 32-bit `in`/`out` as the board sent
     them, and its series: a counter that went backwards (a wiped flash, a swapped board) began
-    series 2, 3... at `series_since` instead of subtracting from the lot's total."""
+    series 2, 3... at `series_since` instead of subtracting from the lot's total; `faults`
+    counts steps beyond what its lanes can pass (ingest/occupancy.py), the last at
+    `fault_at`."""
 
     seq: int
     gate_in: int
     gate_out: int
     series: int
     series_since: float | None
+    faults: int = 0
+    fault_at: float | None = None
 
 
 class Device(BaseModel):

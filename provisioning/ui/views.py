@@ -42,6 +42,8 @@ class Board:
     token_expires_at: float | None
     online: bool
     problems: list[str]
+    refused: int = 0  # posts refused for the per-device readings rate (ingest/routes.py)
+    faults: int = 0  # gate counter steps beyond what its lanes can pass (ingest/occupancy.py)
 
     def sort_key(self, column: str) -> Any:
         value: Any = {
@@ -50,6 +52,7 @@ class Board:
             "status": (self.online, not self.problems),
             "cars": self.cars if self.cars is not None else -1,
             "seen": self.last_seen_at or 0.0,
+            "refused": self.refused,
         }.get(column, self.name.lower())
         if column in {"rssi", "uptime_s", "free_heap", "spool_depth", "dropped"}:
             raw = self.health.get(column)
@@ -120,6 +123,12 @@ def boards(
             health["agent"] = version
         seen = state.last_seen_at if state is not None else None
         online, problems = board_status(client.enabled, seen, health, now)
+        refused = int(state.refused or 0) if state is not None else 0
+        faults = int(state.g_faults or 0) if state is not None else 0
+        if refused:
+            problems.append(f"{refused} posts refused (readings rate)")
+        if faults:
+            problems.append(f"{faults} counter faults")
         out.append(
             Board(
                 client.client_id,
@@ -132,6 +141,8 @@ def boards(
                 expiry.get(client.client_id),
                 online,
                 problems,
+                refused,
+                faults,
             )
         )
     return out
