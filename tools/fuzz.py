@@ -96,7 +96,7 @@ def fuzz(work: Path, name: str, db: str | None, max_examples: int) -> dict[str, 
     print(run.stdout[-6000:])
     if run.stderr.strip():
         print(run.stderr[-3000:], file=sys.stderr)
-    cases = re.search(r"(\d+) generated, (.*)", run.stdout)
+    cases = re.search(r"([0-9]+) generated, (.*)", run.stdout)
     return {
         "db": name,
         "cases": int(cases.group(1)) if cases else 0,

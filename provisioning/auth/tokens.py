@@ -6,7 +6,6 @@ validates the request (`validate_token_request`) and signs the token (`create_to
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -32,6 +31,7 @@ from provisioning.store import audit, sql
 from provisioning.store.db import DATABASE_ERRORS, unavailable
 from provisioning.store.groupcommit import GroupCommit
 from provisioning.text import is_clean_text
+from provisioning.web.body import MalformedJson, strict_json
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,9 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
         raw = _no_repeats(_form_pairs(text))
     else:
         try:
-            loaded = json.loads(text, object_pairs_hook=_no_repeats)
-        except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested too deep
-            raise InvalidRequest("malformed JSON body") from None
+            loaded = strict_json(body)
+        except MalformedJson as error:
+            raise InvalidRequest(f"malformed JSON body: {error}") from None
         if not isinstance(loaded, dict):
             raise InvalidRequest("JSON body must be an object")
         raw = loaded

@@ -37,7 +37,7 @@ _BODY_KEYS = frozenset({"readings", "device_id", "health", "agent"})
 AGENT_KEYS = frozenset({"version", "update", "reason", "target"})
 UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
 MAX_REASON = 200
-_VERSION_RE = r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"
+_VERSION_RE = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}\Z"
 _READING_KEYS = frozenset({"seq", "cars", "ts"})
 _GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.

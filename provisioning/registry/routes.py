@@ -18,9 +18,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
+from starlette.types import Message
 
 from provisioning.auth.deps import require_token
-from provisioning.auth.errors import NO_STORE
+from provisioning.auth.errors import NO_STORE, InvalidRequest
 from provisioning.auth.principal import Principal
 from provisioning.auth.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.context import ServiceContext
@@ -48,6 +49,7 @@ from provisioning.registry.schemas import Operator as OperatorView
 from provisioning.registry.service import DeviceRow, MacConflict, RegistryError
 from provisioning.store.models import Client
 from provisioning.text import NO_NUL_PATTERN
+from provisioning.web.body import MalformedJson, UncleanText, read_body, strict_json
 
 _check_operator = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)
 # NUL is refused for every path and query (edge.py): the document says so.
@@ -74,17 +76,32 @@ def _error(status: int, error: str, description: str, **extra: str) -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
+# An admin body is a small JSON object; a route that takes more says so (`max_body`).
+MAX_ADMIN_BODY = 64 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 class AdminRoute(APIRoute):
-    """Renders the registry's refusals and FastAPI's 422s in the admin API's error format."""
+    """Renders the registry's refusals and FastAPI's 422s in the admin API's error format, and
+    holds every admin body to the input rules before FastAPI sees it: read with a bound (413
+    while reading, `max_body`) and parsed as strict JSON (400: web/body.py `strict_json`)."""
+
+    max_body = MAX_ADMIN_BODY
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        limit = self.max_body
 
         async def route(request: Request) -> Response:
             # The token first (401/403 before 422): FastAPI would parse and validate the body
             # before running the `Operator` dependency, telling strangers about the schema.
             # The dependency's own check is then a verified-token cache hit.
             await _check_operator(request)
+            if request.method in _BODY_METHODS:
+                try:
+                    request = await _checked_body(request, limit)
+                except UncleanText as error:  # well-formed: a value no field takes, as below
+                    return _error(422, "invalid_request", str(error))
             try:
                 return await handler(request)
             except RequestValidationError as exc:
@@ -95,6 +112,29 @@ class AdminRoute(APIRoute):
                 return _error(exc.status, exc.error, exc.description)
 
         return route
+
+
+async def _checked_body(request: Request, limit: int) -> Request:
+    """`request` with its body read (at most `limit` bytes) and checked as strict JSON; the
+    route reads the same bytes again from the returned request. Raises `UncleanText`."""
+    body = await read_body(request.headers.get("content-length"), request.stream(), limit)
+    if body:
+        try:
+            strict_json(body)
+        except UncleanText:
+            raise
+        except MalformedJson as error:
+            raise InvalidRequest(str(error)) from None
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, replay)
 
 
 def _with_agents(db: Session, devices: list[Device]) -> list[Device]:

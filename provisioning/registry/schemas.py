@@ -222,7 +222,10 @@ class ApiError(BaseModel):
 
 
 CAPACITY_MAX = 1_000_000
-Capacity = Annotated[int, Field(ge=0, le=CAPACITY_MAX)]
+# Strict: `"5"` and `true` are no numbers (a whole float such as 5.0 is, as in JSON Schema).
+Capacity = Annotated[
+    Annotated[StrictInt, Field(ge=0, le=CAPACITY_MAX)], BeforeValidator(_whole_number)
+]
 
 
 class LotCreate(_Body):

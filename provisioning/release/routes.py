@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,13 +46,28 @@ from provisioning.errors import ParkctlError
 from provisioning.registry.routes import AdminRoute, Db
 from provisioning.registry.service import RegistryError
 from provisioning.release import bundle, rollout
+from provisioning.release.schemas import VERSION_PATTERN, RolloutStart, Targets, check_version
 from provisioning.store import audit
 from provisioning.store.models import Client, DeviceAgent, Release, ReleaseFile, Rollout
+from provisioning.web.body import strict_json
 
 Operator = Annotated[Principal, Depends(require_token(ADMIN_AUDIENCE, DEVICES_ADMIN))]
 Board = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, RELEASES_READ))]
+RolloutId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+VersionPath = Annotated[
+    str,
+    AfterValidator(check_version),
+    PathParam(max_length=32, json_schema_extra={"pattern": VERSION_PATTERN}),
+]
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
-_RANGE = re.compile(r"^bytes=(\d{1,9})-(\d{0,9})$")
+_RANGE = re.compile(r"bytes=([0-9]{1,9})-([0-9]{0,9})")
+
+
+class BundleRoute(AdminRoute):
+    """The one admin route whose body may be a bundle: up to MAX_BUNDLE_BYTES, refused while
+    reading beyond that."""
+
+    max_body = MAX_BUNDLE_BYTES
 
 
 class BadBundle(RegistryError):
@@ -106,18 +123,10 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         raise ParkctlError(f"--release-key / PARK_RELEASE_KEYS: {error.message}") from None
     admin = APIRouter(prefix="/admin", tags=["releases"], route_class=AdminRoute)
 
-    @admin.post("/releases", status_code=201)
     async def publish(request: Request, operator: Operator) -> JSONResponse:
         """Publish a bundle: `{"manifest", "signature", "files": {"app/x.mpy": ...}}`, base64."""
-        raw = await request.body()
-        if len(raw) > MAX_BUNDLE_BYTES:
-            raise BadBundle(f"a bundle upload is at most {MAX_BUNDLE_BYTES} bytes")
-        try:
-            import json
-
-            body = json.loads(raw)
-        except ValueError:
-            raise BadBundle("body is not JSON") from None
+        # Read at most MAX_BUNDLE_BYTES and checked as strict JSON by the route (BundleRoute).
+        body = strict_json(await request.body())
         if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
             raise BadBundle('body needs "manifest", "signature" and "files"')
         manifest = _b64(body.get("manifest"), "manifest")
@@ -154,6 +163,15 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             summary = _summary(row)
         return JSONResponse(summary, status_code=201)
 
+    admin.add_api_route(
+        "/releases",
+        publish,
+        methods=["POST"],
+        status_code=201,
+        route_class_override=BundleRoute,
+        responses={413: {"description": f"Upload over {MAX_BUNDLE_BYTES} bytes"}},
+    )
+
     @admin.get("/releases")
     def list_releases(_operator: Operator, db: Db) -> dict[str, Any]:
         """Every published release, newest first."""
@@ -183,34 +201,33 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         }
 
     @admin.post("/releases/{version}/targets")
-    async def set_targets(
-        version: str, request: Request, operator: Operator, db: Db
+    def set_targets(
+        version: VersionPath, body: Targets, operator: Operator, db: Db
     ) -> dict[str, Any]:
         """Make `version` the target of `{"devices": [...]}` or `{"lot": L}`: each board gets
         it in the answer to its next post (state `pending`)."""
-        body = await _json(request)
         if db.get(Release, version) is None:
             raise NotFound(f"no release {version}")
-        ids = target_devices(db, body.get("devices"), body.get("lot"))
+        ids = target_devices(db, body.devices, body.lot)
         rollout.set_targets(db, ids, version, operator.client_id)
         db.commit()
         return {"version": version, "devices": ids}
 
     @admin.post("/rollouts", status_code=201)
-    async def start_rollout(request: Request, operator: Operator, db: Db) -> dict[str, Any]:
+    def start_rollout(body: RolloutStart, operator: Operator, db: Db) -> dict[str, Any]:
         """`{"version", "devices" | "lot", "canary": n, "canary_wait_s", "silence_s"}`."""
-        body = await _json(request)
-        version = body.get("version")
-        if not isinstance(version, str) or db.get(Release, version) is None:
-            raise NotFound(f"no release {version}")
-        ids = target_devices(db, body.get("devices"), body.get("lot"))
-        canary = body.get("canary", 1)
-        wait = body.get("canary_wait_s", 1800)
-        silence = body.get("silence_s", 900)
-        numbers = (canary, wait, silence)
-        if any(type(n) not in (int, float) or n < 0 for n in numbers) or type(canary) is not int:
-            raise BadBundle("canary, canary_wait_s and silence_s must be numbers >= 0")
-        r = rollout.start(db, operator.client_id, version, ids, canary, wait, max(silence, 1))
+        if db.get(Release, body.version) is None:
+            raise NotFound(f"no release {body.version}")
+        ids = target_devices(db, body.devices, body.lot)
+        r = rollout.start(
+            db,
+            operator.client_id,
+            body.version,
+            ids,
+            body.canary,
+            body.canary_wait_s,
+            max(body.silence_s, 1),
+        )
         db.commit()
         return rollout.view(db, r)
 
@@ -223,14 +240,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return {"items": [rollout.view(db, r) for r in rows]}
 
     @admin.get("/rollouts/{rollout_id}")
-    def show_rollout(rollout_id: int, _operator: Operator, db: Db) -> dict[str, Any]:
+    def show_rollout(rollout_id: RolloutId, _operator: Operator, db: Db) -> dict[str, Any]:
         """One rollout and each of its boards."""
         rollout.tick(db)
         db.commit()
         return rollout.view(db, _rollout(db, rollout_id))
 
     @admin.post("/rollouts/{rollout_id}/{action}")
-    def control_rollout(rollout_id: int, action: str, operator: Operator, db: Db) -> dict[str, Any]:
+    def control_rollout(
+        rollout_id: RolloutId, action: str, operator: Operator, db: Db
+    ) -> dict[str, Any]:
         """pause, resume or abort."""
         if action not in ("pause", "resume", "abort"):
             raise NotFound(f"no action {action}; pause, resume or abort")
@@ -266,18 +285,6 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         app.add_api_route(path, download, methods=["GET"], include_in_schema=False)
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        import json
-
-        body = json.loads(await request.body())
-    except ValueError:
-        raise BadBundle("body is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadBundle("body must be a JSON object")
-    return body
-
-
 def _rollout(db: Session, rollout_id: int) -> Rollout:
     r = db.get(Rollout, rollout_id)
     if r is None:
@@ -298,7 +305,7 @@ def _release_file(db: Session, version: str, name: str) -> bytes | None:
 def _ranged(header: str | None, data: bytes) -> Response:
     # RFC 9110 §14.2: one byte range "bytes=N-" or "bytes=N-M"; anything else gets the whole.
     kind = "application/octet-stream"
-    found = _RANGE.match(header or "")
+    found = _RANGE.fullmatch(header or "")
     if not found:
         return Response(data, media_type=kind, headers={"Accept-Ranges": "bytes"})
     start = int(found[1])
@@ -324,16 +331,16 @@ def _agent(row: DeviceAgent) -> dict[str, Any]:
     }
 
 
-def target_devices(db: Session, devices: Any, lot: Any) -> list[str]:
+def target_devices(db: Session, devices: list[str] | None, lot: str | None) -> list[str]:
     """The live devices named by a list of ids or a lot; RegistryError if none or unknown."""
     query = select(Client.client_id).where(Client.kind == DEVICE, Client.deleted_at.is_(None))
-    if isinstance(devices, list) and devices and all(isinstance(d, str) for d in devices):
+    if devices:
         found = set(db.scalars(query.where(Client.client_id.in_(devices))).all())
         missing = [d for d in devices if d not in found]
         if missing:
             raise NotFound(f"no device {missing[0]}")
         return list(dict.fromkeys(devices))
-    if isinstance(lot, str) and lot:
+    if lot:
         ids = list(db.scalars(query.where(Client.lot == lot).order_by(Client.client_id)).all())
         if not ids:
             raise NotFound(f"no device in lot {lot}")

@@ -1,0 +1,70 @@
+"""What the release and rollout admin API accepts: the admin API's body rules (registry/schemas.py
+`_Body`: unknown fields and unclean text refused; strict JSON before that, registry/routes.py),
+with every number bounded and typed strictly (`"5"` and `true` are no numbers)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
+
+from provisioning.errors import ParkctlError
+from provisioning.registry.schemas import Lot, _Body, _whole_number
+from provisioning.release import bundle
+from provisioning.release.bundle import VERSION_RE
+
+MAX_TARGETS = 10_000  # boards named in one request
+MAX_WAIT_S = 30 * 86400.0
+VERSION_PATTERN = "^" + VERSION_RE.pattern + r"\Z"
+
+
+def check_version(version: str) -> str:
+    """`version` if it is X.Y.Z (bundle.parse_version's rule), else ValueError."""
+    try:
+        bundle.parse_version(version)
+    except ParkctlError as error:
+        raise ValueError(error.message) from None
+    return version
+
+
+# The same rule as JSON Schema for the OpenAPI document (and so for `make fuzz`).
+Version = Annotated[
+    str,
+    AfterValidator(check_version),
+    WithJsonSchema({"type": "string", "maxLength": 32, "pattern": VERSION_PATTERN}),
+]
+DeviceId = Annotated[str, Field(min_length=1, max_length=64)]
+Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)]
+
+
+class Targets(_Body):
+    """Boards by id, or every board of a lot (one of the two)."""
+
+    devices: Annotated[list[DeviceId], Field(min_length=1, max_length=MAX_TARGETS)] | None = None
+    lot: Lot | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Targets:
+        if self.devices is None and self.lot is None:
+            raise ValueError('give "devices" (a list of ids) or "lot"')
+        return self
+
+
+class RolloutStart(Targets):
+    """`POST /admin/rollouts`: the release, its boards, how many canaries first, how long the
+    canaries must run confirmed before the rest follow, and how long a silent canary pauses it."""
+
+    version: Version
+    canary: Annotated[
+        Annotated[StrictInt, Field(ge=0, le=MAX_TARGETS)], BeforeValidator(_whole_number)
+    ] = 1
+    canary_wait_s: Seconds = 1800.0
+    silence_s: Seconds = 900.0
