@@ -20,13 +20,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -54,6 +56,7 @@ CSP = (
 )
 KEEPALIVE_S = 5.0
 MAX_FORM = 4096
+Done = TypeVar("Done")
 
 
 class SecurityHeaders:
@@ -135,15 +138,28 @@ class Dashboard:
 
     # --- helpers ---
 
-    def page(self, request: Request, name: str, http_status: int = 200, **values: Any) -> Response:
+    async def page(
+        self, request: Request, name: str, http_status: int = 200, **values: Any
+    ) -> Response:
+        """Render a template in the thread pool: a page never holds the event loop, where
+        every board's post is answered."""
         template = self.templates.get_template(name)
-        html = template.render(request=request, now=time.time(), **values)
+        html = await run_in_threadpool(template.render, request=request, now=time.time(), **values)
         return HTMLResponse(html, status_code=http_status)
 
-    def error(
+    async def read(self, work: Callable[[Connection], Done]) -> Done:
+        """`work(conn)` on a pooled connection in the thread pool, off the event loop."""
+
+        def run() -> Done:
+            with self.ctx.engine.connect() as conn:
+                return work(conn)
+
+        return await run_in_threadpool(run)
+
+    async def error(
         self, request: Request, session: Session | None, status: int, message: str
     ) -> Response:
-        return self.page(request, "error.html", status, session=session, message=message)
+        return await self.page(request, "error.html", status, session=session, message=message)
 
     async def session(self, request: Request) -> Session | None:
         """The signed-in session, its read token still good; else None (and it is ended)."""
@@ -187,7 +203,9 @@ class Dashboard:
 
     async def login_form(self, request: Request) -> Response:
         token = secrets.token_urlsafe(32)
-        response = self.page(request, "login.html", login_csrf=token, next=_safe_next(request))
+        response = await self.page(
+            request, "login.html", login_csrf=token, next=_safe_next(request)
+        )
         self._set_login_cookie(response, token)
         return response
 
@@ -208,7 +226,7 @@ class Dashboard:
             or not hmac.compare_digest(expected, presented)
             or not self.same_origin(request)
         ):
-            return self.error(request, None, 403, "The sign-in form expired. Load it again.")
+            return await self.error(request, None, 403, "The sign-in form expired. Load it again.")
         # Failed sign-ins per address, like the token endpoint's failures per client ID: a
         # guesser is throttled before any work, while an office behind one address can sign
         # in all day (each sign-in also takes from the operator's token bucket).
@@ -230,7 +248,7 @@ class Dashboard:
                     self.attempts.take(address)
         if refused is not None:
             token = secrets.token_urlsafe(32)
-            response = self.page(
+            response = await self.page(
                 request, "login.html", refused.status, login_csrf=token,
                 next=form.get("next", "/ui/"), message=refused.message,
                 client_id=form.get("client_id", ""),
@@ -254,7 +272,7 @@ class Dashboard:
         form = await self.form(request)
         if session is not None:
             if form is None or not session.csrf_ok(form.get("csrf")):
-                return self.error(request, session, 403, "Missing or wrong CSRF token.")
+                return await self.error(request, session, 403, "Missing or wrong CSRF token.")
             self.sessions.end(request.cookies.get(self.cookie))
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(self.cookie, path="/", secure=self.tls, samesite="strict")
@@ -266,11 +284,11 @@ class Dashboard:
         session = await self.session(request)
         if session is None:
             return self.to_login(request)
-        with self.ctx.engine.connect() as conn:
-            lots = views.overview(conn)
-        for lot in lots:
+        params = request.query_params
+        lots = await self.read(lambda conn: views.overview(conn, params))
+        for lot in lots.items:
             lot["spark_path"] = chart.sparkline(lot["spark"], lot.get("capacity"))
-        return self.page(request, "overview.html", session=session, lots=lots)
+        return await self.page(request, "overview.html", session=session, lots=lots)
 
     async def lot(self, request: Request) -> Response:
         session = await self.session(request)
@@ -281,18 +299,26 @@ class Dashboard:
         if span not in views.RANGES:
             span = "24h"
         span_s, step = views.RANGES[span]
-        with self.ctx.engine.connect() as conn:
+        ttl = self.ctx.settings.token_ttl
+
+        def lot_page(conn: Connection) -> Any:
             totals = next((lot for lot in store.list_lots(conn) if lot["lot"] == name), None)
             if totals is None:
-                return self.error(request, session, 404, "No such lot.")
+                return None
             current = totals["cars"] if totals["devices"] else None
             times, values = views.series(conn, name, span_s, step, current)
-            boards = views.boards(conn, self.ctx.settings.token_ttl, lot=name)
+            boards = views.paged(views.boards(conn, ttl, lot=name), request.query_params)
             totals["updated_at"] = views.last_updates(conn).get(name)
+            return totals, times, values, boards
+
+        found = await self.read(lot_page)
+        if found is None:
+            return await self.error(request, session, 404, "No such lot.")
+        totals, times, values, boards = found
         drawn = chart.chart(times, values, totals.get("capacity"), span_s)
-        return self.page(
+        return await self.page(
             request, "lot.html", session=session, lot=totals, chart=drawn, span=span,
-            ranges=list(views.RANGES), boards=boards,
+            ranges=list(views.RANGES), boards=boards.items, pager=boards,
         )  # fmt: skip
 
     async def boards(self, request: Request) -> Response:
@@ -304,8 +330,8 @@ class Dashboard:
         status = params.get("status", "all")
         sort = params.get("sort", "status")
         descending = params.get("dir", "asc") == "desc"
-        with self.ctx.engine.connect() as conn:
-            boards = views.boards(conn, self.ctx.settings.token_ttl)
+        ttl = self.ctx.settings.token_ttl
+        boards = await self.read(lambda conn: views.boards(conn, ttl))
         if query:
             boards = [
                 b for b in boards
@@ -318,9 +344,10 @@ class Dashboard:
         elif status == "online":
             boards = [b for b in boards if b.online]
         boards.sort(key=lambda b: b.sort_key(sort), reverse=descending)
-        return self.page(
-            request, "boards.html", session=session, boards=boards, q=query, status=status,
-            sort=sort, descending=descending,
+        pager = views.paged(boards, params)
+        return await self.page(
+            request, "boards.html", session=session, boards=pager.items, pager=pager, q=query,
+            status=status, sort=sort, descending=descending,
         )  # fmt: skip
 
     async def board(self, request: Request) -> Response:
@@ -328,13 +355,19 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         client_id = request.path_params["client_id"]
-        with self.ctx.engine.connect() as conn:
-            found = views.boards(conn, self.ctx.settings.token_ttl, client_id=client_id)
+        ttl, admin = self.ctx.settings.token_ttl, session.admin
+
+        def board_page(conn: Connection) -> tuple[list[views.Board], list[Any], list[Any]]:
+            found = views.boards(conn, ttl, client_id=client_id)
             if not found:
-                return self.error(request, session, 404, "No such board.")
+                return found, [], []
             readings = views.recent_readings(conn, client_id)
-            audit = views.audit_entries(conn, client_id) if session.admin else []
-        return self.page(
+            return found, readings, views.audit_entries(conn, client_id) if admin else []
+
+        found, readings, audit = await self.read(board_page)
+        if not found:
+            return await self.error(request, session, 404, "No such board.")
+        return await self.page(
             request, "board.html", session=session, board=found[0], readings=readings,
             audit=audit, actions=ACTIONS, done=request.query_params.get("done"),
         )  # fmt: skip
@@ -345,14 +378,14 @@ class Dashboard:
             return self.to_login(request)
         client_id, action = request.path_params["client_id"], request.path_params["action"]
         if action not in ACTIONS:
-            return self.error(request, session, 404, "No such action.")
+            return await self.error(request, session, 404, "No such action.")
         if not session.admin:
-            return self.error(request, session, 403, "Viewers cannot change boards.")
-        with self.ctx.engine.connect() as conn:
-            found = views.boards(conn, self.ctx.settings.token_ttl, client_id=client_id)
+            return await self.error(request, session, 403, "Viewers cannot change boards.")
+        ttl = self.ctx.settings.token_ttl
+        found = await self.read(lambda conn: views.boards(conn, ttl, client_id=client_id))
         if not found:
-            return self.error(request, session, 404, "No such board.")
-        return self.page(
+            return await self.error(request, session, 404, "No such board.")
+        return await self.page(
             request, "confirm.html", session=session, board=found[0], action=action,
             verb=ACTIONS[action],
         )  # fmt: skip
@@ -360,15 +393,15 @@ class Dashboard:
     async def act(self, request: Request) -> Response:
         session = await self.session(request)
         if session is None:
-            return self.error(request, None, 401, "Sign in first.")
+            return await self.error(request, None, 401, "Sign in first.")
         client_id, action = request.path_params["client_id"], request.path_params["action"]
         form = await self.form(request)
         if form is None or not session.csrf_ok(form.get("csrf")) or not self.same_origin(request):
-            return self.error(request, session, 403, "Missing or wrong CSRF token.")
+            return await self.error(request, session, 403, "Missing or wrong CSRF token.")
         if session.admin_token is None:
-            return self.error(request, session, 403, "Viewers cannot change boards.")
+            return await self.error(request, session, 403, "Viewers cannot change boards.")
         if action not in ACTIONS:
-            return self.error(request, session, 404, "No such action.")
+            return await self.error(request, session, 404, "No such action.")
         response = await self.internal.post(
             f"/admin/devices/{quote(client_id, safe='')}/{action}",
             json={} if action == "rotate-secret" else None,
@@ -379,7 +412,7 @@ class Dashboard:
             message = str(
                 body.get("error_description") or f"The admin API answered {response.status_code}."
             )
-            return self.error(request, session, response.status_code, message)
+            return await self.error(request, session, response.status_code, message)
         if action == "rotate-secret":
             # Post/redirect/get: a reload of the result must not rotate again. The secret
             # waits in the server-side session for the one GET that shows it.
@@ -404,8 +437,8 @@ class Dashboard:
         client_id = request.path_params["client_id"]
         waiting, session.new_secret = session.new_secret, None
         if waiting is None or waiting[0] != client_id:
-            return self.error(request, session, 410, "The new secret was shown once already.")
-        return self.page(
+            return await self.error(request, session, 410, "The new secret was shown once already.")
+        return await self.page(
             request, "secret.html", session=session, client_id=client_id, secret=waiting[1],
             previous_until=waiting[2],
         )  # fmt: skip

@@ -10,8 +10,10 @@ Board status rules, in one place:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import Connection, desc, func, select
 from sqlalchemy.orm import Session
@@ -173,15 +175,15 @@ def series(
     return times, values
 
 
-def overview(conn: Connection) -> list[dict[str, Any]]:
-    """Every lot with its totals, last update and 24 h sparkline values."""
+def overview(conn: Connection, params: Mapping[str, str]) -> Page:
+    """A page of lots with their totals, last update and 24 h sparkline values."""
     updated = last_updates(conn)
-    lots = store.list_lots(conn)
-    for lot in lots:
+    page = paged(store.list_lots(conn), params)
+    for lot in page.items:
         lot["updated_at"] = updated.get(lot["lot"])
         current = lot["cars"] if lot["devices"] else None
         _times, lot["spark"] = series(conn, lot["lot"], SPARK_SPAN_S, SPARK_STEP_S, current)
-    return lots
+    return page
 
 
 def recent_readings(conn: Connection, client_id: str, limit: int = 20) -> list[Any]:
@@ -205,4 +207,56 @@ def audit_entries(conn: Connection, client_id: str, limit: int = 20) -> list[Any
             .order_by(desc(AuditEvent.id))
             .limit(limit)
         )
+    )
+
+
+# Every list the dashboard shows is paged: `?page=N&per_page=M`, PER_PAGE by default and at most
+# MAX_PER_PAGE, so no page grows with the fleet (a 3,000-board table is 1.4 MB of HTML).
+PER_PAGE = 50
+MAX_PER_PAGE = 200
+
+
+@dataclass
+class Page:
+    """One page of a list, and the links to its neighbours (query strings)."""
+
+    items: list[Any]
+    number: int
+    per_page: int
+    total: int
+    prev_query: str | None
+    next_query: str | None
+
+    @property
+    def pages(self) -> int:
+        """How many pages the list has (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def _whole(text: str | None, default: int, low: int, high: int) -> int:
+    # ASCII digits only ("²" and "٣" are digits to str.isdigit and int() alike).
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 6:
+        return default
+    return min(max(int(text), low), high)
+
+
+def paged(items: list[Any], params: Mapping[str, str]) -> Page:
+    """The page of `items` that `params` (`page`, `per_page`) asks for; out-of-range values
+    are clamped, so a link never breaks."""
+    per_page = _whole(params.get("per_page"), PER_PAGE, 1, MAX_PER_PAGE)
+    pages = max(1, -(-len(items) // per_page))
+    number = _whole(params.get("page"), 1, 1, pages)
+    start = (number - 1) * per_page
+
+    def query(at: int) -> str:
+        kept = {k: v for k, v in params.items() if k not in ("page", "per_page")}
+        return urlencode({**kept, "page": at, "per_page": per_page})
+
+    return Page(
+        items[start : start + per_page],
+        number,
+        per_page,
+        len(items),
+        query(number - 1) if number > 1 else None,
+        query(number + 1) if number < pages else None,
     )
