@@ -94,6 +94,10 @@ def fuzz(work: Path, name: str, db: str | None, max_examples: int) -> dict[str, 
         ]
         run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
         log = service.log()
+    keep = os.environ.get("FUZZ_LOG")  # a directory for the whole report and service log
+    if keep:
+        Path(keep, f"{name}-st.log").write_text(run.stdout)
+        Path(keep, f"{name}-service.log").write_text(log)
     print(run.stdout[-6000:])
     if run.stderr.strip():
         print(run.stderr[-3000:], file=sys.stderr)

@@ -48,6 +48,7 @@ from provisioning.ingest.schemas import (
     MalformedBody,
     parse_counts,
 )
+from provisioning.registry.rules import LOT_MAX
 from provisioning.text import NO_NUL_PATTERN
 from provisioning.web.body import read_body
 from provisioning.web.rawroute import RawRoute
@@ -154,10 +155,20 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return Response(answer + b"}", media_type="application/json")
 
     @router.get("/v1/lots")
-    def get_lots(_reader: Reader) -> dict[str, Any]:
-        """Every lot with a registered device, with its total."""
+    def get_lots(
+        _reader: Reader,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(max_length=LOT_MAX)] = None,
+    ) -> dict[str, Any]:
+        """Lots with a registered device, a record or a recount, with their totals, by name,
+        `limit` at a time; follow `next_cursor` (the last name of this page) for more."""
         with engine.connect() as conn:
-            return {"lots": store.list_lots(conn)}
+            lots = store.list_lots(conn)
+        if cursor is not None:
+            lots = [lot for lot in lots if lot["lot"] > cursor]
+        page = lots[:limit]
+        more = page[-1]["lot"] if len(lots) > limit else None
+        return {"lots": page, "next_cursor": more}
 
     @router.get("/v1/lots/{lot}", responses={404: {"description": "No device in this lot"}})
     def get_lot(lot: TextPath, _reader: Reader) -> Response:

@@ -10,11 +10,14 @@ POST   /admin/lots/{name}/recount {"cars"}   the lot's new baseline (issue 13), 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Response
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Response
 
 from provisioning.context import ServiceContext
 from provisioning.registry import lots
 from provisioning.registry.routes import _ERRORS, AdminRoute, Db, Operator
+from provisioning.registry.rules import LOT_MAX
 from provisioning.registry.schemas import (
     LotCreate,
     LotList,
@@ -23,7 +26,13 @@ from provisioning.registry.schemas import (
     LotUpdate,
     RecountResult,
 )
+from provisioning.registry.service import MAX_PAGE
 from provisioning.store.models import Lot
+
+# The page size of every keyset-paged admin list: 100 by default, at most MAX_PAGE.
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+# A page's cursor is the last lot name of the page before.
+LotCursor = Annotated[str | None, Query(max_length=LOT_MAX)]
 
 
 def _record(lot: Lot) -> LotRecord:
@@ -44,9 +53,13 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return _record(lot)
 
     @router.get("", response_model=LotList)
-    def list_lots(_operator: Operator, db: Db) -> LotList:
-        """Every lot record, by name."""
-        return LotList(items=[_record(lot) for lot in lots.list_lots(db)])
+    def list_lots(
+        _operator: Operator, db: Db, limit: PageSize = 100, cursor: LotCursor = None
+    ) -> LotList:
+        """Lot records by name, `limit` at a time; follow `next_cursor` for more."""
+        found = lots.list_lots(db, limit, cursor)
+        more = found[-1].name if len(found) == limit else None
+        return LotList(items=[_record(lot) for lot in found], next_cursor=more)
 
     @router.get("/{name}", response_model=LotRecord)
     def show_lot(name: str, _operator: Operator, db: Db) -> LotRecord:

@@ -252,7 +252,8 @@ class LotRecord(BaseModel):
 
 
 class LotList(BaseModel):
-    items: list[LotRecord]
+    items: list[LotRecord]  # by name
+    next_cursor: str | None = None  # pass as ?cursor= for the next page; None: the last
 
 
 class LotRecount(_Body):

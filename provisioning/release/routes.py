@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
@@ -60,6 +60,8 @@ VersionPath = Annotated[
     PathParam(max_length=32, json_schema_extra={"pattern": VERSION_PATTERN}),
 ]
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+# A rollout's view lists each of its boards: pages of few rollouts.
+MAX_ROLLOUTS_PAGE = 100
 _RANGE = re.compile(r"bytes=([0-9]{1,9})-([0-9]{0,9})")
 
 
@@ -232,12 +234,22 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return rollout.view(db, r)
 
     @admin.get("/rollouts")
-    def list_rollouts(_operator: Operator, db: Db) -> dict[str, Any]:
-        """Every rollout, newest first."""
+    def list_rollouts(
+        _operator: Operator,
+        db: Db,
+        limit: Annotated[int, Query(ge=1, le=MAX_ROLLOUTS_PAGE)] = 20,
+        cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    ) -> dict[str, Any]:
+        """Rollouts, newest first, `limit` at a time; follow `next_cursor` (the last id of
+        this page: older ones come after it) for more."""
         rollout.tick(db)
         db.commit()
-        rows = db.scalars(select(Rollout).order_by(Rollout.id.desc())).all()
-        return {"items": [rollout.view(db, r) for r in rows]}
+        query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
+        if cursor is not None:
+            query = query.where(Rollout.id < cursor)
+        rows = db.scalars(query).all()
+        more = rows[-1].id if len(rows) == limit else None
+        return {"items": [rollout.view(db, r) for r in rows], "next_cursor": more}
 
     @admin.get("/rollouts/{rollout_id}")
     def show_rollout(rollout_id: RolloutId, _operator: Operator, db: Db) -> dict[str, Any]:

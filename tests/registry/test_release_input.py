@@ -136,6 +136,13 @@ def test_rollout_and_lot_bodies_follow_the_admin_input_rules(
         "/admin/rollouts", content=(good + "}").encode(), headers={**admin, **JSON}
     )
     assert started.status_code == 201, started.text
+    page = api.http.get("/admin/rollouts", params={"limit": 1}, headers=admin).json()
+    assert [r["id"] for r in page["items"]] == [started.json()["id"]]
+    assert page["next_cursor"] == started.json()["id"]
+    rest = api.http.get(
+        "/admin/rollouts", params={"limit": 1, "cursor": page["next_cursor"]}, headers=admin
+    )
+    assert rest.json() == {"items": [], "next_cursor": None}
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
