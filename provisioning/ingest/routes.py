@@ -185,14 +185,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         _reader: Reader,
         from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         to: Annotated[str | None, Query(max_length=40)] = None,
-        step: Annotated[str | None, Query(max_length=12)] = None,
+        step: Annotated[
+            int | None, Query(ge=history.MIN_STEP, le=2**31, multiple_of=history.MIN_STEP)
+        ] = None,
     ) -> Response:
         """Occupancy at each multiple of `step` seconds from `from` to `to` (epoch seconds or
         ISO 8601; default the last 24 h): the sum of each board's latest reading then."""
         try:
             end = history.parse_time(to, "to") if to else time.time()
             start = history.parse_time(from_, "from") if from_ else end - 86400
-            every = history.parse_step(step) if step else history.default_step(end - start)
+            every = step if step else history.default_step(end - start)
             with engine.connect() as conn:
                 body = history.history_response(conn, lot, start, end, every)
         except history.BadRange as error:

@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 
 import orjson
 
+from provisioning.registry.rules import LINE_PATTERN, LINE_RE
+
 MAX_READINGS = 500
 # 500 readings with 19-digit seqs and float timestamps fit in ~40 KB; 64 KB leaves headroom.
 MAX_BODY_BYTES = 64 * 1024
@@ -107,7 +109,7 @@ COUNTS_BODY_SCHEMA: dict[str, Any] = {
                 "version": {"type": "string", "pattern": _VERSION_RE},
                 "target": {"type": "string", "pattern": _VERSION_RE},
                 "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
-                "reason": {"type": "string", "maxLength": MAX_REASON},
+                "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": LINE_PATTERN},
             },
         },
         "health": {
@@ -399,11 +401,11 @@ def parse_agent(raw: Any) -> dict[str, str]:
         ):
             _fail(("agent", name), "must be a version X.Y.Z")
     update = raw.get("update")
-    if update is not None and update not in UPDATE_STATES:
+    if update is not None and (type(update) is not str or update not in UPDATE_STATES):
         _fail(("agent", "update"), f"must be one of {', '.join(sorted(UPDATE_STATES))}")
     reason = raw.get("reason")
     if reason is not None and (
-        type(reason) is not str or len(reason) > MAX_REASON or not reason.isprintable()
+        type(reason) is not str or len(reason) > MAX_REASON or not LINE_RE.fullmatch(reason)
     ):
         _fail(("agent", "reason"), f"must be printable text of at most {MAX_REASON} characters")
     return {k: v for k, v in raw.items() if v is not None}

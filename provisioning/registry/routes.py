@@ -66,8 +66,13 @@ def open_session(request: Request) -> Iterator[Session]:
 
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Db = Annotated[Session, Depends(open_session)]
+# An admin body is a small JSON object; a route that takes more says so (`max_body`).
+MAX_ADMIN_BODY = 64 * 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ApiError} for status in (401, 403, 404, 409, 422)
+    **{status: {"model": ApiError} for status in (401, 403, 404, 409, 422)},
+    # AdminRoute's input rules, for every admin route that takes a body.
+    400: {"model": ApiError, "description": "Not strict JSON"},
+    413: {"model": ApiError, "description": "Body over the route's limit (64 KB by default)"},
 }
 
 
@@ -76,8 +81,6 @@ def _error(status: int, error: str, description: str, **extra: str) -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
-# An admin body is a small JSON object; a route that takes more says so (`max_body`).
-MAX_ADMIN_BODY = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 

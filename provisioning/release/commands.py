@@ -111,14 +111,14 @@ def rollout_start(
     as_json: bool,
 ) -> None:
     """Start a rollout and show it."""
-    body = {
+    body: dict[str, object] = {
         "version": version,
-        "lot": lot,
-        "devices": devices,
         "canary": canary,
         "canary_wait_s": canary_wait_s,
         "silence_s": silence_s,
     }
+    # The boards by id or by lot: the one not given is left out (the API refuses null).
+    body.update({k: v for k, v in (("lot", lot), ("devices", devices)) if v is not None})
     with _client(server, ca_cert) as client:
         done = client.call_json("POST", "/admin/rollouts", body)
     _show_rollout(done, as_json)

@@ -23,7 +23,7 @@ import binascii
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -43,13 +43,13 @@ from provisioning.auth.scopes import (
 )
 from provisioning.context import ServiceContext
 from provisioning.errors import ParkctlError
-from provisioning.registry.routes import AdminRoute, Db
+from provisioning.registry.routes import _ERRORS, AdminRoute, Db
 from provisioning.registry.service import RegistryError
 from provisioning.release import bundle, rollout
 from provisioning.release.schemas import VERSION_PATTERN, RolloutStart, Targets, check_version
 from provisioning.store import audit
 from provisioning.store.models import Client, DeviceAgent, Release, ReleaseFile, Rollout
-from provisioning.web.body import strict_json
+from provisioning.web.body import MalformedJson, strict_json
 
 Operator = Annotated[Principal, Depends(require_token(ADMIN_AUDIENCE, DEVICES_ADMIN))]
 Board = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, RELEASES_READ))]
@@ -123,12 +123,15 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         keys = load_keys(ctx.settings.release_keys)
     except ParkctlError as error:
         raise ParkctlError(f"--release-key / PARK_RELEASE_KEYS: {error.message}") from None
-    admin = APIRouter(prefix="/admin", tags=["releases"], route_class=AdminRoute)
+    admin = APIRouter(prefix="/admin", tags=["releases"], route_class=AdminRoute, responses=_ERRORS)
 
     async def publish(request: Request, operator: Operator) -> JSONResponse:
         """Publish a bundle: `{"manifest", "signature", "files": {"app/x.mpy": ...}}`, base64."""
         # Read at most MAX_BUNDLE_BYTES and checked as strict JSON by the route (BundleRoute).
-        body = strict_json(await request.body())
+        try:
+            body = strict_json(await request.body())
+        except MalformedJson as error:
+            raise BadBundle(f"body is not a JSON bundle: {error}") from None
         if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
             raise BadBundle('body needs "manifest", "signature" and "files"')
         manifest = _b64(body.get("manifest"), "manifest")
@@ -260,11 +263,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @admin.post("/rollouts/{rollout_id}/{action}")
     def control_rollout(
-        rollout_id: RolloutId, action: str, operator: Operator, db: Db
+        rollout_id: RolloutId,
+        action: Literal["pause", "resume", "abort"],
+        operator: Operator,
+        db: Db,
     ) -> dict[str, Any]:
         """pause, resume or abort."""
-        if action not in ("pause", "resume", "abort"):
-            raise NotFound(f"no action {action}; pause, resume or abort")
         r = _rollout(db, rollout_id)
         try:
             rollout.control(db, operator.client_id, r, action)

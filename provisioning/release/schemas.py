@@ -4,11 +4,12 @@ with every number bounded and typed strictly (`"5"` and `true` are no numbers)."
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
@@ -17,11 +18,12 @@ from pydantic import (
 )
 
 from provisioning.errors import ParkctlError
+from provisioning.registry.rules import LOT_MAX, LOT_PATTERN
 from provisioning.registry.schemas import Lot, _Body, _whole_number
 from provisioning.release import bundle
 from provisioning.release.bundle import VERSION_RE
 
-MAX_TARGETS = 10_000  # boards named in one request
+MAX_TARGETS = 500  # boards named in one request (a whole lot: by its name)
 MAX_WAIT_S = 30 * 86400.0
 VERSION_PATTERN = "^" + VERSION_RE.pattern + r"\Z"
 
@@ -46,10 +48,36 @@ Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)
 
 
 class Targets(_Body):
-    """Boards by id, or every board of a lot (one of the two)."""
+    """Boards by id, or every board of a lot (at least one of the two; `devices` wins)."""
 
-    devices: Annotated[list[DeviceId], Field(min_length=1, max_length=MAX_TARGETS)] | None = None
-    lot: Lot | None = None
+    # The document says what is enforced: a non-empty list, or a lot, is required.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["devices"]}, {"required": ["lot"]}]}
+    )
+
+    devices: Annotated[
+        list[DeviceId] | None,
+        Field(min_length=1, max_length=MAX_TARGETS),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                "minItems": 1,
+                "maxItems": MAX_TARGETS,
+            }
+        ),
+    ] = None
+    lot: Annotated[
+        Lot | None, WithJsonSchema({"type": "string", "maxLength": LOT_MAX, "pattern": LOT_PATTERN})
+    ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # Absent, not null, as the document says (a null would be a second way to say it).
+        if isinstance(data, dict) and any(data.get(k, "") is None for k in ("devices", "lot")):
+            raise ValueError('"devices" and "lot" are left out when not given, not null')
+        return data
 
     @model_validator(mode="after")
     def _one_of(self) -> Targets:
