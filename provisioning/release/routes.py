@@ -65,6 +65,19 @@ MAX_ROLLOUTS_PAGE = 100
 _RANGE = re.compile(r"bytes=([0-9]{1,9})-([0-9]{0,9})")
 
 
+_B64 = {"type": "string", "contentEncoding": "base64"}
+# What `parkctl release publish` uploads (release/commands.py): all base64.
+_BUNDLE_SCHEMA = {
+    "type": "object",
+    "required": ["manifest", "signature", "files"],
+    "properties": {
+        "manifest": _B64,
+        "signature": _B64,
+        "files": {"type": "object", "additionalProperties": _B64},
+    },
+}
+
+
 class BundleRoute(AdminRoute):
     """The one admin route whose body may be a bundle: up to MAX_BUNDLE_BYTES, refused while
     reading beyond that."""
@@ -175,6 +188,12 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         status_code=201,
         route_class_override=BundleRoute,
         responses={413: {"description": f"Upload over {MAX_BUNDLE_BYTES} bytes"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _BUNDLE_SCHEMA}},
+            }
+        },  # fmt: skip
     )
 
     @admin.get("/releases")

@@ -4,6 +4,7 @@ with every number bounded and typed strictly (`"5"` and `true` are no numbers)."
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -43,7 +44,19 @@ Version = Annotated[
     AfterValidator(check_version),
     WithJsonSchema({"type": "string", "maxLength": 32, "pattern": VERSION_PATTERN}),
 ]
-DeviceId = Annotated[str, Field(min_length=1, max_length=64)]
+# Client IDs are `dev_` + URL-safe base64 (auth/secrets.py); an ID named here must exist.
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}\Z"
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+
+
+def check_client_id(client_id: str) -> str:
+    """`client_id` if it has a client ID's shape, else ValueError."""
+    if not _CLIENT_ID.match(client_id):
+        raise ValueError("a device ID is 1 to 64 characters A-Z a-z 0-9 _ -")
+    return client_id
+
+
+DeviceId = Annotated[str, AfterValidator(check_client_id)]
 Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)]
 
 
@@ -61,7 +74,7 @@ class Targets(_Body):
         WithJsonSchema(
             {
                 "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                "items": {"type": "string", "pattern": CLIENT_ID_PATTERN},
                 "minItems": 1,
                 "maxItems": MAX_TARGETS,
             }
