@@ -193,7 +193,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
                 "required": True,
                 "content": {"application/json": {"schema": _BUNDLE_SCHEMA}},
             }
-        },  # fmt: skip
+        },
     )
 
     @admin.get("/releases")
