@@ -23,6 +23,7 @@ from provisioning.registry import service as registry
 from provisioning.registry.commands import _device_table
 from provisioning.registry.schemas import Device
 from provisioning.store import sql
+from provisioning.ui import views
 from tests.auth.conftest import Auth, make_settings
 from tests.ingest.test_api import bearer, post, reader_token
 
@@ -234,6 +235,9 @@ def test_a_counter_step_beyond_the_lanes_rate_is_a_fault(svc: Auth) -> None:
     assert response.status_code == 200, response.text
     counters = Device.model_validate(response.json()).counters
     assert counters is not None and counters.faults == 1 and counters.fault_at is not None
+    with svc.ctx.engine.connect() as conn:  # and the dashboard's board
+        (board,) = views.boards(conn, 3600, client_id=lot.exit[0])
+    assert board.faults == 1 and "1 counter faults" in board.problems
 
 
 def test_zone_and_gate_boards_in_one_lot_and_the_flags(svc: Auth) -> None:
