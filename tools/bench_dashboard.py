@@ -14,8 +14,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from tools.harness.clients import register_devices
+from tools.harness.clients import create_viewer, register_devices
 from tools.harness.server import ServiceProcess
 
 DASHBOARDS = 200
@@ -35,14 +33,9 @@ TARGET_S = 2.0
 
 def _setup(data: Path) -> tuple[tuple[str, str], tuple[str, str]]:
     """A viewer made the way an operator makes one, and one board."""
-    made = subprocess.run(
-        [sys.executable, "-m", "provisioning", "admin", "create", "--data-dir", str(data),
-         "--role", "viewer", "--name", "wall", "--json"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    viewer = json.loads(made.stdout)
+    viewer = create_viewer(data)
     (device,) = register_devices(data, 1, lot=LOT)
-    return (viewer["client_id"], viewer["client_secret"]), device
+    return viewer, device
 
 
 async def _sign_in(url: str, who: tuple[str, str]) -> httpx.AsyncClient:

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import multiprocessing
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +25,7 @@ from typing import Any
 import httpx
 
 from provisioning.ui.views import MAX_PER_PAGE
-from tools.harness.clients import register_devices
+from tools.harness.clients import create_viewer, register_devices
 from tools.harness.server import ServiceProcess
 
 BOARDS, LOTS = 3000, 30
@@ -42,18 +39,13 @@ _SEQS = itertools.count(1)
 
 def _setup(data: Path) -> tuple[tuple[str, str], tuple[str, str]]:
     """A viewer made the way an operator makes one, and the fleet; one board to post with."""
-    made = subprocess.run(
-        [sys.executable, "-m", "provisioning", "admin", "create", "--data-dir", str(data),
-         "--role", "viewer", "--name", "wall", "--json"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    viewer = json.loads(made.stdout)
+    viewer = create_viewer(data)
     boards = [
         device
         for n in range(LOTS)
         for device in register_devices(data, BOARDS // LOTS, lot=f"bench-lot-{n:02d}")
     ]
-    return (viewer["client_id"], viewer["client_secret"]), boards[0]
+    return viewer, boards[0]
 
 
 def _signed_in(url: str, who: tuple[str, str]) -> httpx.Client:

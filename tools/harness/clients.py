@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from provisioning.auth.secrets import SecretHasher
@@ -27,3 +30,15 @@ def register_devices(
             return [(client.client_id, secret) for client, secret in created]
     finally:
         engine.dispose()
+
+
+def create_viewer(data_dir: Path, name: str = "wall") -> tuple[str, str]:
+    """A viewer operator made the way an operator makes one (`parkctl admin create --role
+    viewer`); its (client_id, client_secret)."""
+    made = subprocess.run(
+        [sys.executable, "-m", "provisioning", "admin", "create", "--data-dir", str(data_dir),
+         "--role", "viewer", "--name", name, "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    viewer = json.loads(made.stdout)
+    return viewer["client_id"], viewer["client_secret"]
