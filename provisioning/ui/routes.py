@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -24,11 +25,11 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
 from sqlalchemy import Connection
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -55,6 +56,7 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 KEEPALIVE_S = 5.0
+FLEET_TTL_S = 1.0  # how old the boards list may be when a page shows it
 MAX_FORM = 4096
 Done = TypeVar("Done")
 
@@ -135,26 +137,42 @@ class Dashboard:
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
         self.templates.filters.update(utc=_utc, until=_until)
+        # Dashboard work (reads and rendering) runs one page at a time: it is CPU-bound, so
+        # more threads would only take more of the interpreter from the event loop.
+        self.limiter = CapacityLimiter(1)
+        self._fleet: tuple[float, list[views.Board]] = (-FLEET_TTL_S, [])
 
     # --- helpers ---
 
     async def page(
         self, request: Request, name: str, http_status: int = 200, **values: Any
     ) -> Response:
-        """Render a template in the thread pool: a page never holds the event loop, where
+        """Render a template in a worker thread: a page never holds the event loop, where
         every board's post is answered."""
         template = self.templates.get_template(name)
-        html = await run_in_threadpool(template.render, request=request, now=time.time(), **values)
+        values.update(request=request, now=time.time())
+        html = await to_thread.run_sync(lambda: template.render(**values), limiter=self.limiter)
         return HTMLResponse(html, status_code=http_status)
 
     async def read(self, work: Callable[[Connection], Done]) -> Done:
-        """`work(conn)` on a pooled connection in the thread pool, off the event loop."""
+        """`work(conn)` on a pooled connection in a worker thread, off the event loop."""
 
         def run() -> Done:
             with self.ctx.engine.connect() as conn:
                 return work(conn)
 
-        return await run_in_threadpool(run)
+        return await to_thread.run_sync(run, limiter=self.limiter)
+
+    async def fleet(self) -> list[views.Board]:
+        """Every board with its status, read at most once per FLEET_TTL_S for all sessions:
+        the whole fleet is read to sort and filter it, whichever page is shown (live changes
+        reach open pages through /ui/events meanwhile)."""
+        read_at, boards = self._fleet
+        if time.monotonic() - read_at > FLEET_TTL_S:
+            ttl = self.ctx.settings.token_ttl
+            boards = await self.read(lambda conn: views.boards(conn, ttl, expiry=False))
+            self._fleet = (time.monotonic(), boards)
+        return boards
 
     async def error(
         self, request: Request, session: Session | None, status: int, message: str
@@ -299,7 +317,7 @@ class Dashboard:
         if span not in views.RANGES:
             span = "24h"
         span_s, step = views.RANGES[span]
-        ttl = self.ctx.settings.token_ttl
+        ttl, params = self.ctx.settings.token_ttl, request.query_params
 
         def lot_page(conn: Connection) -> Any:
             totals = next((lot for lot in store.list_lots(conn) if lot["lot"] == name), None)
@@ -307,7 +325,8 @@ class Dashboard:
                 return None
             current = totals["cars"] if totals["devices"] else None
             times, values = views.series(conn, name, span_s, step, current)
-            boards = views.paged(views.boards(conn, ttl, lot=name), request.query_params)
+            boards = views.paged(views.boards(conn, ttl, lot=name, expiry=False), params)
+            views.add_token_expiry(conn, boards.items, ttl)
             totals["updated_at"] = views.last_updates(conn).get(name)
             return totals, times, values, boards
 
@@ -331,7 +350,7 @@ class Dashboard:
         sort = params.get("sort", "status")
         descending = params.get("dir", "asc") == "desc"
         ttl = self.ctx.settings.token_ttl
-        boards = await self.read(lambda conn: views.boards(conn, ttl))
+        boards = list(await self.fleet())
         if query:
             boards = [
                 b for b in boards
@@ -345,6 +364,7 @@ class Dashboard:
             boards = [b for b in boards if b.online]
         boards.sort(key=lambda b: b.sort_key(sort), reverse=descending)
         pager = views.paged(boards, params)
+        await self.read(lambda conn: views.add_token_expiry(conn, pager.items, ttl))
         return await self.page(
             request, "boards.html", session=session, boards=pager.items, pager=pager, q=query,
             status=status, sort=sort, descending=descending,
@@ -413,6 +433,7 @@ class Dashboard:
                 body.get("error_description") or f"The admin API answered {response.status_code}."
             )
             return await self.error(request, session, response.status_code, message)
+        self._fleet = (-FLEET_TTL_S, [])  # the next boards page shows the change
         if action == "rotate-secret":
             # Post/redirect/get: a reload of the result must not rotate again. The secret
             # waits in the server-side session for the one GET that shows it.
@@ -488,8 +509,16 @@ def _safe_next(request: Request) -> str:
     return target if _local(target) else "/ui/"
 
 
+# A dashboard page is CPU work in a worker thread beside the event loop. CPython hands the
+# interpreter to a waiting thread only every switch interval (5 ms by default), so each step of
+# a board's post (read, store, answer) could wait that long behind a page: at 0.5 ms the loop
+# gets it back ten times sooner (bench_dashload measures ingestion under dashboard load).
+SWITCH_INTERVAL_S = 0.0005
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Serve the dashboard under /ui (after the APIs: their routes are matched first)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     ui = Dashboard(app, ctx)
     streams = Gauge(
         "parkfleet_dashboard_streams",

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, desc, func, select
-from sqlalchemy.orm import Session
 
 from provisioning.ingest import history, store
 from provisioning.store.models import AuditEvent, Client, DeviceAgent, DeviceState, Reading
@@ -100,11 +99,28 @@ def _token_expiry(conn: Connection, ids: list[str], ttl_s: int) -> dict[str, flo
 
 
 def boards(
-    conn: Connection, ttl_s: int, lot: str | None = None, client_id: str | None = None
+    conn: Connection,
+    ttl_s: int,
+    lot: str | None = None,
+    client_id: str | None = None,
+    expiry: bool = True,
 ) -> list[Board]:
-    """Live boards (of `lot`, or one), with their status."""
+    """Live boards (of `lot`, or one), with their status; with `expiry`, each token's expiry
+    (else None: `add_token_expiry` fills it for the page shown). Plain rows, not ORM objects:
+    a 3,000-board fleet is read in milliseconds, not the better part of a second."""
     query = (
-        select(Client, DeviceState, DeviceAgent.version)
+        select(
+            Client.client_id,
+            Client.name,
+            Client.lot,
+            Client.enabled,
+            DeviceState.cars,
+            DeviceState.last_seen_at,
+            DeviceState.health,
+            DeviceState.refused,
+            DeviceState.g_faults,
+            DeviceAgent.version,
+        )
         .outerjoin(DeviceState, DeviceState.device_id == Client.client_id)
         .outerjoin(DeviceAgent, DeviceAgent.device_id == Client.client_id)
         .where(Client.kind == "device", Client.deleted_at.is_(None))
@@ -114,40 +130,44 @@ def boards(
         query = query.where(Client.lot == lot)
     if client_id is not None:
         query = query.where(Client.client_id == client_id)
-    with Session(bind=conn) as session:
-        rows = [(row[0], row[1], row[2]) for row in session.execute(query)]
-    expiry = _token_expiry(conn, [c.client_id for c, _, _ in rows], ttl_s)
     now = time.time()
     out = []
-    for client, state, version in rows:
-        health = dict(state.health or {}) if state is not None else {}
-        if version and "agent" not in health:  # the version the agent reports (issue 10)
-            health["agent"] = version
-        seen = state.last_seen_at if state is not None else None
-        online, problems = board_status(client.enabled, seen, health, now)
-        refused = int(state.refused or 0) if state is not None else 0
-        faults = int(state.g_faults or 0) if state is not None else 0
+    for row in conn.execute(query):
+        health = dict(row.health or {})
+        if row.version and "agent" not in health:  # the version the agent reports (issue 10)
+            health["agent"] = row.version
+        online, problems = board_status(row.enabled, row.last_seen_at, health, now)
+        refused, faults = int(row.refused or 0), int(row.g_faults or 0)
         if refused:
             problems.append(f"{refused} posts refused (readings rate)")
         if faults:
             problems.append(f"{faults} counter faults")
         out.append(
             Board(
-                client.client_id,
-                client.name,
-                client.lot or "",
-                client.enabled,
-                state.cars if state is not None else None,
-                seen,
+                row.client_id,
+                row.name,
+                row.lot or "",
+                row.enabled,
+                row.cars,
+                row.last_seen_at,
                 health,
-                expiry.get(client.client_id),
+                None,
                 online,
                 problems,
                 refused,
                 faults,
             )
         )
+    if expiry:
+        add_token_expiry(conn, out, ttl_s)
     return out
+
+
+def add_token_expiry(conn: Connection, shown: list[Board], ttl_s: int) -> None:
+    """Fill in the token expiry of the boards `shown` (one query, for one page)."""
+    expiry = _token_expiry(conn, [b.client_id for b in shown], ttl_s)
+    for board in shown:
+        board.token_expires_at = expiry.get(board.client_id)
 
 
 def last_updates(conn: Connection) -> dict[str, float]:
