@@ -16,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
@@ -45,6 +43,7 @@ from provisioning.context import ServiceContext
 from provisioning.ingest import store
 from provisioning.ingest.live import LiveFeed
 from provisioning.ui import chart, views
+from provisioning.ui.offloop import PageWork, tune_interpreter
 from provisioning.ui.session import Session, SessionStore
 from provisioning.ui.signin import SignInRefused, exchange
 from provisioning.web.body import read_body
@@ -56,9 +55,7 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 KEEPALIVE_S = 5.0
-FLEET_TTL_S = 1.0  # how old the boards list may be when a page shows it
 MAX_FORM = 4096
-Done = TypeVar("Done")
 
 
 class SecurityHeaders:
@@ -137,42 +134,18 @@ class Dashboard:
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
         self.templates.filters.update(utc=_utc, until=_until)
-        # Dashboard work (reads and rendering) runs one page at a time: it is CPU-bound, so
-        # more threads would only take more of the interpreter from the event loop.
-        self.limiter = CapacityLimiter(1)
-        self._fleet: tuple[float, list[views.Board]] = (-FLEET_TTL_S, [])
+        self.work = PageWork(ctx.engine, ctx.settings.token_ttl)
 
     # --- helpers ---
 
     async def page(
         self, request: Request, name: str, http_status: int = 200, **values: Any
     ) -> Response:
-        """Render a template in a worker thread: a page never holds the event loop, where
-        every board's post is answered."""
+        """Render a template off the event loop (offloop.py)."""
         template = self.templates.get_template(name)
         values.update(request=request, now=time.time())
-        html = await to_thread.run_sync(lambda: template.render(**values), limiter=self.limiter)
+        html = await self.work.render(template, values)
         return HTMLResponse(html, status_code=http_status)
-
-    async def read(self, work: Callable[[Connection], Done]) -> Done:
-        """`work(conn)` on a pooled connection in a worker thread, off the event loop."""
-
-        def run() -> Done:
-            with self.ctx.engine.connect() as conn:
-                return work(conn)
-
-        return await to_thread.run_sync(run, limiter=self.limiter)
-
-    async def fleet(self) -> list[views.Board]:
-        """Every board with its status, read at most once per FLEET_TTL_S for all sessions:
-        the whole fleet is read to sort and filter it, whichever page is shown (live changes
-        reach open pages through /ui/events meanwhile)."""
-        read_at, boards = self._fleet
-        if time.monotonic() - read_at > FLEET_TTL_S:
-            ttl = self.ctx.settings.token_ttl
-            boards = await self.read(lambda conn: views.boards(conn, ttl, expiry=False))
-            self._fleet = (time.monotonic(), boards)
-        return boards
 
     async def error(
         self, request: Request, session: Session | None, status: int, message: str
@@ -303,7 +276,7 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         params = request.query_params
-        lots = await self.read(lambda conn: views.overview(conn, params))
+        lots = await self.work.read(lambda conn: views.overview(conn, params))
         for lot in lots.items:
             lot["spark_path"] = chart.sparkline(lot["spark"], lot.get("capacity"))
         return await self.page(request, "overview.html", session=session, lots=lots)
@@ -330,7 +303,7 @@ class Dashboard:
             totals["updated_at"] = views.last_updates(conn).get(name)
             return totals, times, values, boards
 
-        found = await self.read(lot_page)
+        found = await self.work.read(lot_page)
         if found is None:
             return await self.error(request, session, 404, "No such lot.")
         totals, times, values, boards = found
@@ -350,7 +323,7 @@ class Dashboard:
         sort = params.get("sort", "status")
         descending = params.get("dir", "asc") == "desc"
         ttl = self.ctx.settings.token_ttl
-        boards = list(await self.fleet())
+        boards = list(await self.work.fleet())
         if query:
             boards = [
                 b for b in boards
@@ -364,7 +337,7 @@ class Dashboard:
             boards = [b for b in boards if b.online]
         boards.sort(key=lambda b: b.sort_key(sort), reverse=descending)
         pager = views.paged(boards, params)
-        await self.read(lambda conn: views.add_token_expiry(conn, pager.items, ttl))
+        await self.work.read(lambda conn: views.add_token_expiry(conn, pager.items, ttl))
         return await self.page(
             request, "boards.html", session=session, boards=pager.items, pager=pager, q=query,
             status=status, sort=sort, descending=descending,
@@ -384,7 +357,7 @@ class Dashboard:
             readings = views.recent_readings(conn, client_id)
             return found, readings, views.audit_entries(conn, client_id) if admin else []
 
-        found, readings, audit = await self.read(board_page)
+        found, readings, audit = await self.work.read(board_page)
         if not found:
             return await self.error(request, session, 404, "No such board.")
         return await self.page(
@@ -402,7 +375,7 @@ class Dashboard:
         if not session.admin:
             return await self.error(request, session, 403, "Viewers cannot change boards.")
         ttl = self.ctx.settings.token_ttl
-        found = await self.read(lambda conn: views.boards(conn, ttl, client_id=client_id))
+        found = await self.work.read(lambda conn: views.boards(conn, ttl, client_id=client_id))
         if not found:
             return await self.error(request, session, 404, "No such board.")
         return await self.page(
@@ -433,7 +406,7 @@ class Dashboard:
                 body.get("error_description") or f"The admin API answered {response.status_code}."
             )
             return await self.error(request, session, response.status_code, message)
-        self._fleet = (-FLEET_TTL_S, [])  # the next boards page shows the change
+        self.work.changed()  # the next boards page shows the change
         if action == "rotate-secret":
             # Post/redirect/get: a reload of the result must not rotate again. The secret
             # waits in the server-side session for the one GET that shows it.
@@ -509,16 +482,9 @@ def _safe_next(request: Request) -> str:
     return target if _local(target) else "/ui/"
 
 
-# A dashboard page is CPU work in a worker thread beside the event loop. CPython hands the
-# interpreter to a waiting thread only every switch interval (5 ms by default), so each step of
-# a board's post (read, store, answer) could wait that long behind a page: at 0.5 ms the loop
-# gets it back ten times sooner (bench_dashload measures ingestion under dashboard load).
-SWITCH_INTERVAL_S = 0.0005
-
-
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Serve the dashboard under /ui (after the APIs: their routes are matched first)."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    tune_interpreter()
     ui = Dashboard(app, ctx)
     streams = Gauge(
         "parkfleet_dashboard_streams",
