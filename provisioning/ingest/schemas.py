@@ -44,11 +44,11 @@ _READING_KEYS = frozenset({"seq", "cars", "ts"})
 _GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.
 _HEALTH_INTS: dict[str, tuple[int, int]] = {
-    "uptime_s": (0, 2**53),
+    "uptime_s": (0, MAX_SEQ),  # as every count: the integers any JSON parser holds exactly
     "free_heap": (0, 2**40),
     "rssi": (-200, 50),  # dBm
     "spool_depth": (0, 2**31),
-    "dropped": (0, 2**53),
+    "dropped": (0, MAX_SEQ),
     # How often the board takes a reading: the dashboard calls it offline after a few missed.
     "interval_s": (1, 86400),
 }
