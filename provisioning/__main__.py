@@ -1,5 +1,5 @@
 """`python -m provisioning` is `parkctl`."""
 
-from provisioning.cli import main
+from provisioning.parkctl.cli import main
 
 main()

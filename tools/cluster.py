@@ -27,6 +27,13 @@ from tools.harness.services import REPO, ServiceMissing
 DEPLOY_ENV = REPO / "deploy" / "systemd" / "parkfleet.env"
 # The cluster sets these itself (its own database, data directory, issuer URL and broker).
 _OWN = ("PARK_DB", "PARK_DATA_DIR", "PARK_ISSUER", "PARK_MQTT_URL")
+# On one machine every simulated board reaches HAProxy from 127.0.0.1, so the per-address
+# failure limits (which behind the trusted proxy key on each board's own address) would count
+# the whole fleet as one client: a few disabled boards retrying would lock out the rest.
+ONE_ADDRESS_FLEET = {
+    "PARK_AUTH_FAIL_SOURCE_BURST": "100000",
+    "PARK_AUTH_FAIL_SOURCE_PER_HOUR": "1000000",
+}
 
 
 def deploy_env() -> dict[str, str]:
@@ -50,6 +57,7 @@ class Cluster:
         self.lb_port = free_port()
         env = {
             **deploy_env(),
+            **ONE_ADDRESS_FLEET,
             "PARK_MQTT_URL": self.broker.url(),
             "PARK_ISSUER": f"http://localhost:{self.lb_port}",
             **(extra_env or {}),

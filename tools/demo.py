@@ -41,8 +41,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from provisioning.registry.client import AdminClient, TokenCache
-from provisioning.registry.commands import agent_text
+from provisioning.parkctl.api.client import AdminClient, TokenCache
+from provisioning.parkctl.registry.commands import agent_text
 from tools.harness.mosquitto import MosquittoBroker
 from tools.harness.net import free_port
 from tools.harness.parkctl import parkctl

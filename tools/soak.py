@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from provisioning.registry import service as registry
+from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, session_factory
 from tools.cluster import Cluster
 from tools.harness.agent import AgentProcess, board_config, micropython_env
@@ -58,7 +58,7 @@ AT = {
 DISABLED = 5
 REBOOTED = 10
 SAMPLE_S = 1.0
-QUIET_SLEEP = Path(__file__).parent / "harness" / "quietsleep"
+QUIET_SLEEP = Path(__file__).parent / "unixport" / "quietsleep"
 _TOKENS = "SELECT target, count(*) FROM audit_log WHERE action = 'token.issue' GROUP BY target"
 
 

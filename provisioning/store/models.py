@@ -82,6 +82,21 @@ class RateBucket(Base):
     granted: Mapped[int] = mapped_column(Integer)  # by the last take (returned by it)
 
 
+class UiSession(Base):
+    """A dashboard session, seen by every instance (ui/session.py). Keyed by a hash of the
+    cookie; the tokens, the CSRF token and a rotated secret waiting to be shown are sealed under
+    a key derived from the cookie, which only the browser holds."""
+
+    __tablename__ = "ui_sessions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    new_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
 class AuditEvent(Base):
     """Who did what when: admin actions and token issuance. Never holds a secret."""
 
@@ -218,7 +233,7 @@ class OutboxMessage(Base):
 
 
 class Release(Base):
-    """A signed agent release (provisioning/release/bundle.py): the manifest exactly as signed."""
+    """A signed agent release (provisioning/common/bundle.py): the manifest exactly as signed."""
 
     __tablename__ = "releases"
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from provisioning.release import bundle
-from provisioning.release.mpy import DEVICE_DIR
+from provisioning.common import bundle
+from provisioning.parkctl.release.mpy import DEVICE_DIR
 from tests.device.harness import assert_contiguous, wait_until
 from tools.harness.agent import Backend, RebootingBoard, board_config
 from tools.harness.parkctl import parkctl
@@ -99,7 +99,7 @@ def publish(env: dict[str, str], release: Path) -> None:
 
 
 def target(env: dict[str, str], version: str, devices: list[str]) -> None:
-    from provisioning.registry.client import from_environment
+    from provisioning.parkctl.api.client import from_environment
 
     old = dict(os.environ)
     os.environ.update(env)

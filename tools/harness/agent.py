@@ -15,10 +15,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from provisioning.auth.secrets import SecretHasher
-from provisioning.registry import service as registry
-from provisioning.release.bundle import install_plan, stage_install
-from provisioning.release.mpy import DEVICE_DIR, compile_dir
+from provisioning.common.bundle import install_plan, stage_install
+from provisioning.parkctl.release.mpy import DEVICE_DIR, compile_dir
+from provisioning.service.auth.secrets import SecretHasher
+from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory
 from tools.harness.server import ServiceProcess
 from tools.harness.services import REPO

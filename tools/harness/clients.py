@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provisioning.auth.secrets import SecretHasher
-from provisioning.registry import service as registry
+from provisioning.service.auth.secrets import SecretHasher
+from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory
 
 

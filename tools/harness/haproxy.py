@@ -2,6 +2,8 @@
 
 Like `MosquittoBroker`, the configuration a user copies is the one a test or the soak runs: the
 lines marked `# cluster:` (frontend bind, stats socket, servers) are rewritten, nothing else.
+The instances behind it believe its X-Forwarded-For/-Proto only when told to
+(`PARK_TRUSTED_PROXIES=127.0.0.1`, as deploy/systemd/parkfleet.env and so `tools/cluster.py` do).
 """
 
 from __future__ import annotations
@@ -81,15 +83,19 @@ class HAProxy(ChildProcess):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def server_states(self) -> dict[str, str]:
-        """Backend server name -> status (`UP`, `DOWN`, ...), from `show stat`."""
+    def server_stats(self) -> dict[str, dict[str, str]]:
+        """Backend server name -> its `show stat` columns (`status`, `stot` requests, ...)."""
         rows = self.command("show stat").splitlines()
         if not rows:
             return {}
         head = rows[0].lstrip("# ").split(",")
-        states = {}
+        stats = {}
         for row in rows[1:]:
             cols = dict(zip(head, row.split(","), strict=False))
             if cols.get("pxname") == "parkfleet" and cols.get("svname", "").startswith("p"):
-                states[cols["svname"]] = cols.get("status", "")
-        return states
+                stats[cols["svname"]] = cols
+        return stats
+
+    def server_states(self) -> dict[str, str]:
+        """Backend server name -> status (`UP`, `DOWN`, ...), from `show stat`."""
+        return {name: cols.get("status", "") for name, cols in self.server_stats().items()}

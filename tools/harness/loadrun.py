@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.bench.loadgen import run_in_process
 from tools.harness.procstat import tree_cpu_seconds
 from tools.harness.server import ServiceProcess
-from tools.loadgen import run_in_process
 
 
 def measured_load(
@@ -26,7 +26,7 @@ def measured_load(
     """Drive `service` for `seconds` (after `warmup`) over `connections` keep-alive connections.
 
     Without `replay` each request is sent at most once (fresh seqs). The result is the load
-    generator's (tools/loadgen.py) plus `cpu_us`: µs of CPU per sent request of the service's
+    generator's (tools/bench/loadgen.py) plus `cpu_us`: µs of CPU per sent request of the service's
     process tree (all its workers), of the load generator, and of the database's process tree
     when `database_pid` is given.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from provisioning.ingest.history import backfill
+from provisioning.service.lots.history import backfill
 from provisioning.store.migrations.columns import epoch
 
 revision = "0003"

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from provisioning.ingest.history import BASELINE_ID
+from provisioning.service.lots.history import BASELINE_ID
 from provisioning.store.migrations.columns import epoch
 
 revision = "0006"

@@ -1,0 +1,411 @@
+"""`parkctl admin ...` (local, on the database) and `parkctl device ...` (over the admin API):
+what the verbs do; their options are parsed in `registry.cli`.
+
+`admin create` is the first-superuser step: it writes an operator client straight into the
+database, because nobody can call the admin API before an operator exists. Everything else goes
+through the admin API as that operator (`PARK_SERVER`, `PARK_CLIENT_ID`, `PARK_CLIENT_SECRET`),
+so the CLI gets exactly the checks and audit trail any other caller gets.
+
+Secrets go to stdout only from `admin create`, `device register` and `device rotate-secret`,
+once; notes for people go to stderr so `--json` output stays parseable.
+
+Loaded only when one of these verbs runs; it loads the admin API client (httpx, pydantic) and
+Rich, never the server stack: `admin create` imports that inside, as it is the one verb here that
+opens the database.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from provisioning.common.errors import ParkctlError
+from provisioning.parkctl.api.client import AdminClient, from_environment
+from provisioning.service.auth.scopes import OPERATOR
+from provisioning.service.registry.schemas import AuditEntry, Device, Operator, SecretRotated
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+M = TypeVar("M", bound=BaseModel)
+
+_SHOWN_ONCE = (
+    "[yellow]The client secret is shown only this once and cannot be recovered: "
+    "store it now.[/yellow]"
+)
+
+
+# Rich is imported by the functions that print for people: `--json` runs of scripts skip it.
+
+
+def _out() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _note(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(text)
+
+
+def _print_json(data: Any) -> None:
+    # Plain print: Rich would wrap long lines and interpret [brackets] in values.
+    print(json.dumps(data, indent=2))
+
+
+def _ago(ts: float | None) -> str:
+    """`42s ago`, `3h ago`: what a person scanning a table wants to know."""
+    if ts is None:
+        return "-"
+    age = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if age >= size:
+            return f"{int(age // size)}{unit} ago"
+    return f"{int(age)}s ago"
+
+
+def _when(ts: float | None) -> str:
+    """Local time with the age: `2026-11-26T01:09:18+00:00 (4s ago)`."""
+    if ts is None:
+        return "-"
+    local = datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+    return local if ts > time.time() else f"{local} ({_ago(ts)})"
+
+
+# IDs and MACs are copied from tables into commands: keep them on one line, whole.
+_WHOLE = {"client_id": 20, "mac": 17}
+
+
+def _table(*columns: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=_WHOLE.get(column))
+    return table
+
+
+def print_rows(
+    items: Sequence[M],
+    as_json: bool,
+    columns: tuple[str, ...],
+    row: Callable[[M], tuple[str, ...]],
+    count: str | None = None,
+) -> None:
+    """A list for scripts (`--json`: the items as JSON) or for people: a table of `columns`,
+    one `row(item)` each, then `N <count>(s)` when `count` names the items."""
+    if as_json:
+        _print_json([item.model_dump(mode="json") for item in items])
+        return
+    table = _table(*columns)
+    for item in items:
+        table.add_row(*row(item))
+    out = _out()
+    out.print(table)
+    if count:
+        out.print(f"{len(items)} {count}(s)")
+
+
+def _counter_rows(device: Device) -> list[tuple[str, str]]:
+    """A gate board's counters, and whether they went backwards (issue 13)."""
+    c = device.counters
+    if c is None:
+        return []
+    rows = [("counters", f"in {c.gate_in}, out {c.gate_out} (seq {c.seq})")]
+    if c.series > 1:
+        rows.append(
+            (
+                "series",
+                f"[yellow]{c.series}: the counters went backwards at {_when(c.series_since)} "
+                "(flash wiped or board swapped); counting goes on from there[/yellow]",
+            )
+        )
+    if c.faults:
+        rows.append(
+            (
+                "faults",
+                f"[yellow]{c.faults}, the last at {_when(c.fault_at)}: a step beyond what the "
+                "lanes can pass was not counted[/yellow]",
+            )
+        )
+    return rows
+
+
+def agent_text(agent: dict[str, Any] | None) -> str:
+    """`1.4.0 (target 1.5.0: refused, bad signature on the manifest)`, or -."""
+    if not agent or not agent.get("version"):
+        return "-"
+    text = str(agent["version"])
+    target, state = agent.get("target"), agent.get("state")
+    if state and (target != agent["version"] or state != "confirmed"):
+        why = f", {agent['reason']}" if agent.get("reason") else ""
+        text += f" (target {target or '-'}: {state}{why})"
+    return text
+
+
+def _device_table(device: Device) -> Table:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    reading = device.reading
+    rows = [
+        ("client_id", device.client_id),
+        ("lot", device.lot),
+        ("name", device.name),
+        ("mac", device.mac or "-"),
+        ("enabled", "yes" if device.enabled else "[red]no[/red]"),
+        ("created", _when(device.created_at)),
+        ("last seen", _when(device.last_seen_at)),
+        ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
+        ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
+        *_counter_rows(device),
+        ("health", json.dumps(device.health) if device.health else "-"),
+        ("health at", _when(device.health_at)),
+        ("agent", agent_text(device.agent)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def admin_create(
+    db: str | None, data_dir: Path | None, name: str, role: str, as_json: bool
+) -> None:
+    """Create an operator client directly in the database and print its secret once."""
+    # The server stack, for this verb only (the others here talk to the admin API).
+    from provisioning.parkctl.hostdb import open_store
+    from provisioning.service.auth.secrets import SecretHasher
+    from provisioning.service.config import from_flags
+    from provisioning.service.registry import service
+
+    # The hash key must be the one the service uses, so this shares its data directory.
+    settings = from_flags({"db": db, "data_dir": data_dir})
+    with open_store(settings) as sessions, sessions() as session:
+        try:
+            client, secret = service.create_operator(
+                session, SecretHasher.from_data_dir(settings.data_dir), _local_actor(), name, role
+            )
+        except service.RegistryError as error:
+            raise ParkctlError(error.description) from None
+    if as_json:
+        _print_json({"client_id": client.client_id, "client_secret": secret})
+        return
+    _out().print(
+        f"Operator [bold]{client.client_id}[/bold] ({role}) created. "
+        "For parkctl and the fleet tool:\n"
+        f"  export PARK_CLIENT_ID={client.client_id}\n"
+        f"  export PARK_CLIENT_SECRET={secret}",
+        soft_wrap=True,  # never break the secret across lines
+    )
+    _note(_SHOWN_ONCE)
+
+
+def _local_actor() -> str:
+    """Audit actor for changes made on the database directly: the OS user who ran parkctl."""
+    try:
+        return f"local:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):  # no passwd entry, e.g. in a container
+        return "local"
+
+
+def admin_audit(
+    target: str | None, limit: int, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Recent admin actions and token issuance, newest first (over the admin API)."""
+    with _client(server, ca_cert) as api:
+        page = api.audit(limit=limit, target=target)
+    print_rows(page.items, as_json, ("when", "actor", "action", "target", "detail"), _event_row)
+
+
+def _event_row(event: AuditEntry) -> tuple[str, ...]:
+    detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
+    return _ago(event.at), event.actor, event.action, event.target or "", detail
+
+
+def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
+    return from_environment(server, ca_cert)
+
+
+def device_register(
+    lot: str, name: str, mac: str | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Register a board; prints its client_id and client_secret (once)."""
+    with _client(server, ca_cert) as api:
+        created = api.register_device(lot, name, mac)
+    if as_json:
+        _print_json(created.model_dump(mode="json"))
+        return
+    out = _out()
+    out.print(_device_table(created))
+    out.print(
+        f"[bold]client_secret[/bold] {created.client_secret.get_secret_value()}", soft_wrap=True
+    )
+    _note(_SHOWN_ONCE)
+
+
+def device_list(
+    lot: str | None, mac: str | None, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """All devices (of a lot), oldest first."""
+    with _client(server, ca_cert) as api:
+        if mac is not None:
+            devices = api.list_devices(lot=lot, mac=mac).items
+        else:
+            devices = list(api.iter_devices(lot=lot))
+    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
+    print_rows(devices, as_json, columns, _device_row, "device")
+
+
+def _device_row(d: Device) -> tuple[str, ...]:
+    return (
+        d.client_id,
+        d.lot,
+        d.name,
+        d.mac or "-",
+        "yes" if d.enabled else "[red]no[/red]",
+        str(d.reading.cars) if d.reading else "-",
+        _ago(d.last_seen_at),
+        agent_text(d.agent),
+    )
+
+
+def device_show(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """One device: state, latest reading and health."""
+    with _client(server, ca_cert) as api:
+        device = api.get_device(client_id)
+    if as_json:
+        _print_json(device.model_dump(mode="json"))
+    else:
+        _out().print(_device_table(device))
+
+
+def device_update(
+    client_id: str,
+    lot: str | None,
+    name: str | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Rename a device or move it to another lot."""
+    if lot is None and name is None:
+        raise ParkctlError("nothing to change: give --lot and/or --name")
+    with _client(server, ca_cert) as api:
+        device = api.update_device(client_id, lot=lot, name=name)
+    _report(device, "updated", as_json)
+
+
+def _report(device: Device, what: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(device.model_dump(mode="json"))
+    else:
+        _out().print(f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}.")
+
+
+def set_enabled(
+    kind: str,
+    client_id: str,
+    enabled: bool,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Disable or enable a device or an operator (`kind`); the last enabled operator cannot be
+    disabled."""
+    what = "enabled" if enabled else "disabled"
+    with _client(server, ca_cert) as api:
+        if kind == OPERATOR:
+            _operator_done(api.set_operator_enabled(client_id, enabled), what, as_json)
+        else:
+            _report(api.enable(client_id) if enabled else api.disable(client_id), what, as_json)
+
+
+def rotate_secret(
+    kind: str,
+    client_id: str,
+    grace: int | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Give a device or an operator (`kind`) a new secret (printed once); the old one works for
+    a grace period."""
+    with _client(server, ca_cert) as api:
+        rotate = api.rotate_operator_secret if kind == OPERATOR else api.rotate_secret
+        rotated = rotate(client_id, grace)
+    _show_rotated(rotated, as_json)
+
+
+def _show_rotated(rotated: SecretRotated, as_json: bool) -> None:
+    if as_json:
+        _print_json(rotated.model_dump(mode="json"))
+        return
+    out = _out()
+    out.print(f"[bold]client_id[/bold]     {rotated.client_id}")
+    out.print(
+        f"[bold]client_secret[/bold] {rotated.client_secret.get_secret_value()}", soft_wrap=True
+    )
+    until = rotated.previous_secret_expires_at
+    out.print(
+        f"The old secret works until {_when(until)}."
+        if until
+        else "The old secret no longer works."
+    )
+    _note(_SHOWN_ONCE)
+
+
+def delete(
+    kind: str, client_id: str, server: str | None, ca_cert: Path | None, as_json: bool
+) -> None:
+    """Delete a device (its secrets stop working, its MAC is free, readings are kept) or an
+    operator (not the last enabled one; its audit trail stays)."""
+    with _client(server, ca_cert) as api:
+        if kind == OPERATOR:
+            api.delete_operator(client_id)
+        else:
+            api.delete_device(client_id)
+    what = "Operator" if kind == OPERATOR else "Device"
+    deleted("client_id", client_id, f"{what} [bold]{client_id}[/bold] deleted.", as_json)
+
+
+def deleted(key: str, value: str, text: str, as_json: bool) -> None:
+    """What a delete prints: `{key: value, "deleted": true}` for scripts, `text` for people."""
+    if as_json:
+        _print_json({key: value, "deleted": True})
+    else:
+        _out().print(text)
+
+
+# --- operators (over the admin API) ---
+
+
+def _operator_done(operator: Operator, what: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(operator.model_dump(mode="json"))
+    else:
+        _out().print(f"Operator [bold]{operator.client_id}[/bold] ({operator.name}) {what}.")
+
+
+def admin_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
+    """Operators, oldest first (over the admin API)."""
+    with _client(server, ca_cert) as api:
+        operators = api.list_operators().items
+    print_rows(operators, as_json, ("client_id", "name", "enabled", "created"), _operator_row)
+
+
+def _operator_row(op: Operator) -> tuple[str, ...]:
+    enabled = "yes" if op.enabled else "[red]no[/red]"
+    return op.client_id, op.name, enabled, _ago(op.created_at)

@@ -1,0 +1,396 @@
+"""Storing counts and answering lot and device queries, on SQLite and PostgreSQL alike.
+
+Every function takes a Core `Connection` and runs inside the caller's transaction (a Session's
+work can pass `session.connection()`). Lot totals read `device_state` (one row per device, its
+current reading: ingest/seqrule.py) and never scan `readings`; a device's readings are read through
+the unique index `(device_id, seq)`, so both stay fast with millions of rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, select
+
+from provisioning.service.auth.scopes import DEVICE
+from provisioning.service.ingest import outbox, seqrule
+from provisioning.service.ingest.schemas import CountsBatch, GateReading, Reading
+from provisioning.service.lots import history, occupancy
+from provisioning.store import sql
+from provisioning.store.models import Client, DeviceState, Lot
+from provisioning.store.models import Reading as ReadingRow
+
+_CLIENTS = Client.__table__
+_STATE = DeviceState.__table__
+_READINGS = ReadingRow.__table__
+_LOTS = Lot.__table__
+_READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "ts", "received_at")
+# RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
+# counted, and not published again.
+_INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
+
+# The device's lot and status, its current and suspect seq, and what its agent runs and should
+# run (issue 10) in the same primary-key lookup: a post that carries no agent report costs no
+# extra query for the update check.
+_DEVICE_LOT = (
+    "SELECT c.lot, c.enabled, s.last_seq, s.seq_suspect, a.version, a.target, a.state "
+    "FROM clients c LEFT JOIN device_state s ON s.device_id = c.client_id "
+    "LEFT JOIN device_agent a ON a.device_id = c.client_id "
+    "WHERE c.client_id = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
+)
+# One upsert records the visit, the health (if sent) and the current reading (if any, chosen by
+# ingest/seqrule.py from the board's state read with its lot: a board's posts come one after
+# another, so the read cannot race another post of the same board but for a retry, which stores
+# nothing new). A reading that is not current is stored all the same; SEQ_GAP/SEQ_STEP say what
+# is a late replay and what a jump held as suspect.
+# Column names are this module's constants, never input.
+_STATE_UPSERT = (
+    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at, "  # noqa: S608
+    "seq_suspect{h}) VALUES (?, ?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
+    "last_seen_at = excluded.last_seen_at, seq_suspect = excluded.seq_suspect{hs}, "
+    + ", ".join(
+        f"{col} = CASE WHEN excluded.last_seq IS NOT NULL THEN excluded.{col} "
+        f"ELSE device_state.{col} END"
+        for col in ("last_seq", "cars", "ts", "received_at")
+    )
+)
+_SEEN = _STATE_UPSERT.format(h="", hv="", hs="")
+_SEEN_WITH_HEALTH = _STATE_UPSERT.format(
+    h=", health, health_at",
+    hv=", ?, ?",
+    hs=", health = excluded.health, health_at = excluded.health_at",
+)
+
+
+_REFUSED = (
+    "UPDATE device_state SET refused = COALESCE(refused, 0) + ?, refused_at = ? WHERE device_id = ?"
+)
+
+
+class UnknownDevice(LookupError):
+    """The token's device is not (or no longer) registered and enabled."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    lot: str
+    new_series: int = 0  # gate counters that went backwards in this post (ingest/occupancy.py)
+    update: str | None = None  # the version the board should run, when it runs another
+
+
+Item = tuple[str, CountsBatch]  # (device_id, its validated batch)
+
+
+def store_counts(
+    tx: sql.Tx,
+    device_id: str,
+    batch: CountsBatch,
+    received_at: float,
+    fan_out: bool,
+) -> IngestResult:
+    """Store a validated batch for `device_id` in the caller's transaction (`sql.transaction`,
+    or `sql.Tx.of(connection)`): `store_group` of one. Raises `UnknownDevice`."""
+    (outcome,) = store_group(tx, [(device_id, batch)], received_at, fan_out)
+    if isinstance(outcome, UnknownDevice):
+        raise outcome
+    return outcome
+
+
+def store_group(
+    tx: sql.Tx, items: Sequence[Item], received_at: float, fan_out: bool
+) -> list[IngestResult | UnknownDevice]:
+    """Store validated batches, one per item, in the caller's transaction; one outcome per item
+    in order: its result, or `UnknownDevice` (that item wrote nothing).
+
+    Each (device, seq) is stored once; the device's latest reading, last-seen time and health
+    are updated; with `fan_out`, the new readings and each lot's new total are queued in the
+    MQTT outbox in the same transaction.
+
+    Two phases, so that concurrent transactions (several workers or instances on PostgreSQL,
+    each writing groups) can never deadlock: first each item's own rows (device_state, readings,
+    occupancy_rollup, device_agent), items taken in device id order so that row locks are always
+    taken in one global order; then the lots' advisory locks and outbox messages. A transaction
+    holding a lot lock has all its row locks already, so it never waits for one.
+    """
+    outcomes: dict[int, IngestResult | UnknownDevice] = {}
+    news: list[tuple[int, str, tuple[str, str, bool]]] = []  # (item, lot, readings message)
+    # sorted() is stable: a device's items keep their arrival order.
+    for at in sorted(range(len(items)), key=lambda i: items[i][0]):
+        device_id, batch = items[at]
+        try:
+            result, inserted, gates = _store_device(tx, device_id, batch, received_at)
+        except UnknownDevice as refused:
+            outcomes[at] = refused
+            continue
+        outcomes[at] = result
+        if (inserted or gates) and fan_out:
+            message = outbox.readings_message(result.lot, device_id, inserted, received_at, gates)
+            news.append((at, result.lot, message))
+    if news:
+        news.sort()  # arrival order
+        _queue_messages(tx, [(lot, message) for _at, lot, message in news], received_at)
+    return [outcomes[at] for at in range(len(items))]
+
+
+def _store_device(
+    tx: sql.Tx, device_id: str, batch: CountsBatch, received_at: float
+) -> tuple[IngestResult, list[Reading], list[GateReading]]:
+    """One item's own rows; its result and the readings it stored. Raises `UnknownDevice`
+    before writing anything."""
+    rows = sql.run(tx, _DEVICE_LOT, (device_id,))
+    if not rows or not rows[0][1] or rows[0][0] is None:
+        raise UnknownDevice(device_id)
+    # Readings count towards the lot the device is registered in now, not the token's claim.
+    lot: str = rows[0][0]
+    inserted: list[Reading] = []
+    gates: list[GateReading] = []
+    if batch.readings or batch.gates:
+        params: list[object] = []
+        for seq, cars, ts in batch.readings:
+            params += (device_id, lot, seq, cars, None, None, ts, received_at)
+        for seq, n_in, n_out, ts in batch.gates:
+            params += (device_id, lot, seq, None, n_in, n_out, ts, received_at)
+        returned = sql.insert_values(tx, "readings", _READING_COLUMNS, params, _INSERT_SUFFIX)
+        new = {seq for (seq,) in returned}
+        inserted = [r for r in batch.readings if r[0] in new]
+        gates = [g for g in batch.gates if g[0] in new]
+    if inserted:
+        history.record(tx, lot, device_id, inserted, received_at)
+    # The current reading: the last of this post's new readings that seqrule takes; a gate
+    # reading's cars is NULL (its flows live in the g_* columns).
+    candidates: dict[int, tuple[int, int | None, float | None]] = {r[0]: r for r in inserted}
+    candidates.update({g[0]: (g[0], None, g[3]) for g in gates})
+    taken, _held, suspect = seqrule.track(sorted(candidates), rows[0][2], rows[0][3])
+    latest: tuple[object, ...] = (*candidates[taken[-1]], received_at) if taken else (None,) * 4
+    state = (device_id, received_at, *latest, suspect)
+    if batch.health is None:
+        sql.run(tx, _SEEN, state)
+    else:
+        health = json.dumps(batch.health, separators=(",", ":"))
+        sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
+    if batch.refused:
+        sql.run(tx, _REFUSED, (batch.refused, received_at, device_id))
+    breaks = 0
+    if gates:
+        moved, breaks = occupancy.advance(tx, device_id, gates, received_at)
+        if moved:
+            history.record(tx, lot, device_id, moved, received_at)
+    stored = len(inserted) + len(gates)
+    update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][4:]))
+    return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
+
+
+_AGENT_UPSERT = (
+    "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, "
+    "state = COALESCE(excluded.state, device_agent.state), "
+    "reason = CASE WHEN excluded.state IS NULL THEN device_agent.reason ELSE excluded.reason END, "
+    "updated_at = excluded.updated_at"
+)
+_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def agent_report(
+    tx: sql.Tx,
+    device_id: str,
+    agent: dict[str, str] | None,
+    now: float,
+    stored: tuple[Any, ...],
+) -> str | None:
+    """Record the agent's report (version, update state; a change of state or version is
+    audited once as `agent.<state>`); return the version the board should install, if it runs
+    another.
+
+    `stored` is the board's (version, target, state) row as read with its lot (all None when it
+    has none): without a report, nothing is written and nothing more is read."""
+    version, target, known = stored
+    if agent is not None:
+        state = agent.get("update")
+        if state is None and agent["version"] == target and known not in (None, "confirmed"):
+            # A board reports without a state only outside a trial: the confirmation it sent
+            # was lost to a power cut, the target runs confirmed all the same.
+            state = "confirmed"
+        changed = agent["version"] != version or state not in (None, known)
+        if changed or agent.get("reason") is not None:
+            sql.run(
+                tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now)
+            )
+        version = agent["version"]
+        # Audited once per change, not per post: a board repeats its report on every post
+        # until the state moves on, and one token must not grow the audit log at its rate.
+        if state and changed:
+            detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
+            sql.run(tx, _AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
+    if target and version and target != version:
+        return str(target)
+    return None
+
+
+# Every lot of a group, locked in one statement in one global order (of the lock keys, so two
+# lots whose names hash alike cannot be taken in opposite orders by two groups).
+_LOCK_LOTS = (
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(lot) AS h "
+    "FROM unnest(CAST(? AS text[])) AS lots(lot) ORDER BY h OFFSET 0) AS ordered"
+)
+
+
+def _queue_messages(
+    tx: sql.Tx, news: list[tuple[str, tuple[str, str, bool]]], received_at: float
+) -> None:
+    """Queue the readings messages `news` ((lot, message) in arrival order) and, after each
+    lot's own, that lot's total.
+
+    One total per lot per group, not per post: the total is a retained topic, whose subscribers
+    only ever need the newest, and it is read once per lot instead of once per post. Its
+    readings messages come before it, so a subscriber that saw a total has seen what it counts.
+    """
+    lots = sorted({lot for lot, _message in news})
+    if tx.postgresql:
+        # Serialise a lot's writers until commit, so each total includes every earlier batch and
+        # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
+        # The recount takes the same lock (occupancy.recount).
+        sql.run(tx, _LOCK_LOTS, (lots,))
+    messages: list[tuple[str, str, bool]] = []
+    for lot in lots:
+        messages += (message for at_lot, message in news if at_lot == lot)
+        cars, devices = occupancy.total(tx, lot)
+        messages.append(outbox.occupancy_message(lot, cars, devices, received_at))
+    outbox.enqueue(tx, messages, received_at)
+
+
+def _registered() -> Any:
+    return and_(_CLIENTS.c.kind == DEVICE, _CLIENTS.c.deleted_at.is_(None))
+
+
+def _records(conn: Connection, lot: str | None = None) -> dict[str, tuple[int | None, str]]:
+    """Lot records (issue 11): name -> (capacity, label)."""
+    query = select(_LOTS.c.name, _LOTS.c.capacity, _LOTS.c.label)
+    if lot is not None:
+        query = query.where(_LOTS.c.name == lot)
+    return {r.name: (r.capacity, r.label) for r in conn.execute(query)}
+
+
+def _with_record(
+    lot: dict[str, Any], record: tuple[int | None, str] | None, occ: occupancy.Occupancy
+) -> dict[str, Any]:
+    """Add what the total is made of (`baseline`, `since`, `flows`, `counted`, `drift`,
+    `over_capacity`: ingest/occupancy.py) and, with a record, its `label`, and `capacity` and
+    `free` when it gives a capacity."""
+    capacity = record[0] if record is not None else None
+    lot.update(occ.fields(capacity))
+    if record is None:
+        return lot
+    capacity, lot["label"] = record
+    if capacity is not None:
+        lot["capacity"] = capacity
+        # More cars than spaces (a miscount, cars parked in the aisles) is full, not negative.
+        lot["free"] = max(0, capacity - lot["cars"])
+    return lot
+
+
+def list_lots(conn: Connection) -> list[dict[str, Any]]:
+    """Every lot with a registered device, a record or a recount: `{"lot", "cars", "devices"}`
+    and what the total is made of (see `_with_record`), plus `label` from its record and
+    `capacity` and `free` when the record gives a capacity."""
+    totals = occupancy.occupancy(sql.Tx.of(conn))
+    records = _records(conn)
+    for name in records.keys() - totals.keys():
+        totals[name] = occupancy.Occupancy(name)
+    return [
+        _with_record(
+            {"lot": name, "cars": totals[name].cars, "devices": totals[name].devices},
+            records.get(name),
+            totals[name],
+        )
+        for name in sorted(totals)
+    ]
+
+
+def lot_detail(conn: Connection, lot: str) -> dict[str, Any] | None:
+    """`{"lot", "cars", "devices": [...]}` and what the total is made of (see `_with_record`;
+    + `label`, `capacity`, `free` from its record): the lot's baseline, plus its gate boards'
+    flows since then, plus its zone boards' current cars; each device's `cars` is its share
+    (a gate board's in - out since the baseline). None if `lot` has neither a registered
+    device, a record nor a recount."""
+    query = (
+        select(
+            _CLIENTS.c.client_id,
+            _STATE.c.cars,
+            _STATE.c.last_seq,
+            _STATE.c.ts,
+            _STATE.c.received_at,
+        )
+        .select_from(_CLIENTS.outerjoin(_STATE, _STATE.c.device_id == _CLIENTS.c.client_id))
+        .where(_registered(), _CLIENTS.c.lot == lot)
+        .order_by(_CLIENTS.c.client_id)
+    )
+    occ = occupancy.occupancy(sql.Tx.of(conn), lot).get(lot)
+    flows = {f["device_id"]: f for f in occ.flows} if occ is not None else {}
+    devices = []
+    for r in conn.execute(query):
+        flow = flows.get(r.client_id)
+        device = {
+            "device_id": r.client_id,
+            "kind": "gate" if flow is not None else "zone",
+            "cars": flow["in"] - flow["out"] if flow is not None else r.cars or 0,
+            "seq": r.last_seq,
+            "ts": r.ts,
+            "received_at": r.received_at,
+        }
+        devices.append(device)
+    record = _records(conn, lot).get(lot)
+    if occ is None and record is None:
+        return None
+    occ = occ or occupancy.Occupancy(lot)
+    return _with_record({"lot": lot, "cars": occ.cars, "devices": devices}, record, occ)
+
+
+def device_readings(
+    conn: Connection, device_id: str, since_seq: int | None, limit: int
+) -> dict[str, Any] | None:
+    """A device's stored readings with seq > `since_seq`, in seq order, at most `limit`.
+
+    `next_since_seq` is the value to pass for the next page, or None after the last one. None
+    for a client that is not a device (deleted devices keep their history).
+    """
+    kind = conn.execute(
+        select(_CLIENTS.c.kind).where(_CLIENTS.c.client_id == device_id)
+    ).scalar_one_or_none()
+    if kind != DEVICE:
+        return None
+    query = (
+        select(
+            _READINGS.c.seq,
+            _READINGS.c.cars,
+            _READINGS.c.gate_in,
+            _READINGS.c.gate_out,
+            _READINGS.c.ts,
+            _READINGS.c.received_at,
+            _READINGS.c.lot,
+        )
+        .where(_READINGS.c.device_id == device_id)
+        .order_by(_READINGS.c.seq)
+        .limit(limit)
+    )
+    if since_seq is not None:
+        query = query.where(_READINGS.c.seq > since_seq)
+    readings = [
+        {"seq": r.seq, "cars": r.cars, "ts": r.ts, "received_at": r.received_at, "lot": r.lot}
+        if r.gate_in is None
+        else {
+            "seq": r.seq,
+            "in": r.gate_in,
+            "out": r.gate_out,
+            "ts": r.ts,
+            "received_at": r.received_at,
+            "lot": r.lot,
+        }
+        for r in conn.execute(query)
+    ]
+    next_since = readings[-1]["seq"] if len(readings) == limit else None
+    return {"device_id": device_id, "readings": readings, "next_since_seq": next_since}

@@ -1,0 +1,283 @@
+"""What the dashboard's pages show, read from the store (pages are read with `counts:read`).
+
+Board status rules, in one place:
+- online: heard from within `OFFLINE_AFTER_INTERVALS` of its reading interval (the `interval_s`
+  it reports in its health, else `DEFAULT_INTERVAL_S`), at least `MIN_OFFLINE_S`;
+- unwell: disabled, a backlog in its flash spool, readings it had to drop, weak WiFi, little
+  free heap, or a last reset that was not a power-on or a deliberate one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import Connection, desc, func, select
+
+from provisioning.service.ingest import store
+from provisioning.service.lots import history
+from provisioning.store.models import AuditEvent, Client, DeviceAgent, DeviceState, Reading
+
+DEFAULT_INTERVAL_S = 60
+OFFLINE_AFTER_INTERVALS = 3
+MIN_OFFLINE_S = 90
+WEAK_RSSI_DBM = -80
+LOW_HEAP_BYTES = 16 * 1024
+# device/health.py's names; watchdog, brownout and unknown codes are worth a look.
+_QUIET_RESETS = frozenset({"power_on", "soft", "hard", "deepsleep"})
+RANGES = {"24h": (86400, 300), "7d": (7 * 86400, 3600), "30d": (30 * 86400, 3 * 3600)}
+SPARK_SPAN_S, SPARK_STEP_S = 86400, 1800
+
+
+@dataclass
+class Board:
+    client_id: str
+    name: str
+    lot: str
+    enabled: bool
+    cars: int | None
+    last_seen_at: float | None
+    health: dict[str, Any]
+    token_expires_at: float | None
+    online: bool
+    problems: list[str]
+    refused: int = 0  # posts refused for the per-device readings rate (ingest/routes.py)
+    faults: int = 0  # gate counter steps beyond what its lanes can pass (ingest/occupancy.py)
+
+    def sort_key(self, column: str) -> Any:
+        value: Any = {
+            "name": self.name.lower(),
+            "lot": self.lot,
+            "status": (self.online, not self.problems),
+            "cars": self.cars if self.cars is not None else -1,
+            "seen": self.last_seen_at or 0.0,
+            "refused": self.refused,
+        }.get(column, self.name.lower())
+        if column in {"rssi", "uptime_s", "free_heap", "spool_depth", "dropped"}:
+            raw = self.health.get(column)
+            value = raw if isinstance(raw, int) else -(2**62)
+        return value
+
+
+def board_status(
+    enabled: bool, last_seen_at: float | None, health: dict[str, Any], now: float
+) -> tuple[bool, list[str]]:
+    """(online, problems) by the rules in the module docstring."""
+    interval = health.get("interval_s")
+    interval = interval if isinstance(interval, int) and interval > 0 else DEFAULT_INTERVAL_S
+    window = max(OFFLINE_AFTER_INTERVALS * interval, MIN_OFFLINE_S)
+    online = enabled and last_seen_at is not None and now - last_seen_at <= window
+    problems = []
+    if not enabled:
+        problems.append("disabled")
+    if isinstance(health.get("spool_depth"), int) and health["spool_depth"] > 0:
+        problems.append(f"{health['spool_depth']} readings waiting in spool")
+    if isinstance(health.get("dropped"), int) and health["dropped"] > 0:
+        problems.append(f"dropped {health['dropped']} readings")
+    if isinstance(health.get("rssi"), int) and health["rssi"] < WEAK_RSSI_DBM:
+        problems.append(f"weak WiFi ({health['rssi']} dBm)")
+    if isinstance(health.get("free_heap"), int) and health["free_heap"] < LOW_HEAP_BYTES:
+        problems.append(f"low free heap ({health['free_heap']} B)")
+    cause = health.get("reset_cause")
+    if cause is not None and str(cause) not in _QUIET_RESETS:
+        problems.append(f"reset by {cause}")
+    return online, problems
+
+
+def _token_expiry(conn: Connection, ids: list[str], ttl_s: int) -> dict[str, float]:
+    """Each device's newest token expiry, from the issuance audit (tokens are never stored)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(AuditEvent.target, func.max(AuditEvent.at))
+        .where(AuditEvent.target.in_(ids), AuditEvent.action == "token.issue")
+        .group_by(AuditEvent.target)
+    )
+    return {str(target): at + ttl_s for target, at in rows}
+
+
+def boards(
+    conn: Connection,
+    ttl_s: int,
+    lot: str | None = None,
+    client_id: str | None = None,
+    expiry: bool = True,
+) -> list[Board]:
+    """Live boards (of `lot`, or one), with their status; with `expiry`, each token's expiry
+    (else None: `add_token_expiry` fills it for the page shown). Plain rows, not ORM objects:
+    a 3,000-board fleet is read in milliseconds, not the better part of a second."""
+    query = (
+        select(
+            Client.client_id,
+            Client.name,
+            Client.lot,
+            Client.enabled,
+            DeviceState.cars,
+            DeviceState.last_seen_at,
+            DeviceState.health,
+            DeviceState.refused,
+            DeviceState.g_faults,
+            DeviceAgent.version,
+        )
+        .outerjoin(DeviceState, DeviceState.device_id == Client.client_id)
+        .outerjoin(DeviceAgent, DeviceAgent.device_id == Client.client_id)
+        .where(Client.kind == "device", Client.deleted_at.is_(None))
+        .order_by(Client.name)
+    )
+    if lot is not None:
+        query = query.where(Client.lot == lot)
+    if client_id is not None:
+        query = query.where(Client.client_id == client_id)
+    now = time.time()
+    out = []
+    for row in conn.execute(query):
+        health = dict(row.health or {})
+        if row.version and "agent" not in health:  # the version the agent reports (issue 10)
+            health["agent"] = row.version
+        online, problems = board_status(row.enabled, row.last_seen_at, health, now)
+        refused, faults = int(row.refused or 0), int(row.g_faults or 0)
+        if refused:
+            problems.append(f"{refused} posts refused (readings rate)")
+        if faults:
+            problems.append(f"{faults} counter faults")
+        out.append(
+            Board(
+                row.client_id,
+                row.name,
+                row.lot or "",
+                row.enabled,
+                row.cars,
+                row.last_seen_at,
+                health,
+                None,
+                online,
+                problems,
+                refused,
+                faults,
+            )
+        )
+    if expiry:
+        add_token_expiry(conn, out, ttl_s)
+    return out
+
+
+def add_token_expiry(conn: Connection, shown: list[Board], ttl_s: int) -> None:
+    """Fill in the token expiry of the boards `shown` (one query, for one page)."""
+    expiry = _token_expiry(conn, [b.client_id for b in shown], ttl_s)
+    for board in shown:
+        board.token_expires_at = expiry.get(board.client_id)
+
+
+def last_updates(conn: Connection) -> dict[str, float]:
+    """Each lot's newest reading time (server clock)."""
+    rows = conn.execute(
+        select(Client.lot, func.max(DeviceState.received_at))
+        .join(DeviceState, DeviceState.device_id == Client.client_id)
+        .where(Client.kind == "device", Client.deleted_at.is_(None))
+        .group_by(Client.lot)
+    )
+    return {str(lot): at for lot, at in rows if at is not None and lot is not None}
+
+
+def series(
+    conn: Connection, lot: str, span_s: int, step: int, current: int | None
+) -> tuple[list[int], list[int | None]]:
+    """The lot's occupancy over the last `span_s`, every `step` seconds, ending with
+    `current` (the lot's total now) so the line reaches the present."""
+    end = time.time()
+    times = history.points(end - span_s, end, step)
+    values = history.lot_history(conn, lot, times, step)
+    if current is not None:
+        times.append(int(end))
+        values.append(current)
+    return times, values
+
+
+def overview(conn: Connection, params: Mapping[str, str]) -> Page:
+    """A page of lots with their totals, last update and 24 h sparkline values."""
+    updated = last_updates(conn)
+    page = paged(store.list_lots(conn), params)
+    for lot in page.items:
+        lot["updated_at"] = updated.get(lot["lot"])
+        current = lot["cars"] if lot["devices"] else None
+        _times, lot["spark"] = series(conn, lot["lot"], SPARK_SPAN_S, SPARK_STEP_S, current)
+    return page
+
+
+def recent_readings(conn: Connection, client_id: str, limit: int = 20) -> list[Any]:
+    """The board's newest readings, newest first."""
+    return list(
+        conn.execute(
+            select(Reading.seq, Reading.cars, Reading.ts, Reading.received_at)
+            .where(Reading.device_id == client_id)
+            .order_by(desc(Reading.seq))
+            .limit(limit)
+        )
+    )
+
+
+def audit_entries(conn: Connection, client_id: str, limit: int = 20) -> list[Any]:
+    """Admin actions about the board (token issuance left out: it is in the token column)."""
+    return list(
+        conn.execute(
+            select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.detail)
+            .where(AuditEvent.target == client_id, AuditEvent.action != "token.issue")
+            .order_by(desc(AuditEvent.id))
+            .limit(limit)
+        )
+    )
+
+
+# Every list the dashboard shows is paged: `?page=N&per_page=M`, PER_PAGE by default and at most
+# MAX_PER_PAGE, so no page grows with the fleet (a 3,000-board table is 1.4 MB of HTML).
+PER_PAGE = 50
+MAX_PER_PAGE = 200
+
+
+@dataclass
+class Page:
+    """One page of a list, and the links to its neighbours (query strings)."""
+
+    items: list[Any]
+    number: int
+    per_page: int
+    total: int
+    prev_query: str | None
+    next_query: str | None
+
+    @property
+    def pages(self) -> int:
+        """How many pages the list has (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def _whole(text: str | None, default: int, low: int, high: int) -> int:
+    # ASCII digits only ("²" and "٣" are digits to str.isdigit and int() alike).
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 6:
+        return default
+    return min(max(int(text), low), high)
+
+
+def paged(items: list[Any], params: Mapping[str, str]) -> Page:
+    """The page of `items` that `params` (`page`, `per_page`) asks for; out-of-range values
+    are clamped, so a link never breaks."""
+    per_page = _whole(params.get("per_page"), PER_PAGE, 1, MAX_PER_PAGE)
+    pages = max(1, -(-len(items) // per_page))
+    number = _whole(params.get("page"), 1, 1, pages)
+    start = (number - 1) * per_page
+
+    def query(at: int) -> str:
+        kept = {k: v for k, v in params.items() if k not in ("page", "per_page")}
+        return urlencode({**kept, "page": at, "per_page": per_page})
+
+    return Page(
+        items[start : start + per_page],
+        number,
+        per_page,
+        len(items),
+        query(number - 1) if number > 1 else None,
+        query(number + 1) if number < pages else None,
+    )

@@ -1,0 +1,263 @@
+"""Every `parkctl` verb, given bad input, prints one clear `error:` line and exits non-zero; and
+each verb loads only what it needs (issue 15). Verbs are enumerated from the parser itself, so a
+verb added anywhere is walked here too, and fails this test until it has its bad inputs below.
+
+Real components: `parkctl` in its own process, the real service with an operator from
+`parkctl admin create`, simulated boards (tools.simboard) for esptool and mpremote, one with an
+all-zero MAC, and a peer that answers every connection with nonsense.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioning.parkctl.cli import build
+from tools.harness.server import ServiceProcess
+from tools.simboard import SimBoard, make_firmware_image
+
+REPO = Path(__file__).resolve().parents[2]
+VERBS = sorted(build().all_verbs)
+DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
+DEAD_PORT = "socket://127.0.0.1:9"
+
+
+class Nonsense:
+    """A TCP peer that answers anything with bytes no protocol expects."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                while conn.recv(4096):
+                    conn.sendall(b"\x00\xffnonsense \x1b[2J\r\n}{ 42 not a protocol\r\n" * 4)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Placeholders for the bad command lines: boards, servers, files, an operator's env."""
+    tmp = tmp_path_factory.mktemp("bad-input")
+    firmware = tmp / "ESP32_GENERIC.bin"
+    make_firmware_image(firmware, chip="esp32", size=96 * 1024)
+    (tmp / "config.json").write_text(json.dumps({"device_id": "dev_x", "client_secret": "s"}))
+    (tmp / "not.json").write_text("{port: nope")
+    (tmp / "a-file").write_text("not a directory")
+    (tmp / "bad-lot.csv").write_text("port,lot\nsocket://127.0.0.1:9,no/slashes\n")
+    nonsense = Nonsense()
+    data = tmp / "data"
+    with (
+        ServiceProcess(data) as service,
+        SimBoard(tmp / "zero-mac", chip="esp32", mac="00:00:00:00:00:00") as zero,
+    ):
+        made = _parkctl(["admin", "create", "--data-dir", str(data), "--json"], dict(os.environ))
+        assert made.returncode == 0, made.stderr
+        creds = json.loads(made.stdout)
+        (tmp / "zero.csv").write_text(f"port,lot,name\n{zero.url},north,zero\n")
+        yield {
+            "tmp": str(tmp),
+            "firmware": str(firmware),
+            "server": service.url,
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+            "zero": zero.url,
+            "nonsense_url": f"http://127.0.0.1:{nonsense.port}",
+            "nonsense_port": f"socket://127.0.0.1:{nonsense.port}",
+        }
+    nonsense.sock.close()
+
+
+# Per verb: bad command lines ({placeholders} from `world`); each must fail with one line.
+# "@operator" first: run with the operator's PARK_SERVER/PARK_CLIENT_ID/PARK_CLIENT_SECRET.
+BAD_INPUT: dict[tuple[str, ...], list[str]] = {
+    ("serve",): [
+        "serve --port 70000 --data-dir {tmp}/serve",
+        "serve --port eighty",
+        "serve --db bogus://x --data-dir {tmp}/serve",
+        "serve --tls-cert {tmp}/missing.pem --tls-key {tmp}/missing.key --data-dir {tmp}/serve",
+        "serve --data-dir {tmp}/a-file",
+        "serve --mqtt mqtt://user:pass@127.0.0.1:1883 --data-dir {tmp}/serve",
+        "serve --mqtt mqtt://user@127.0.0.1:1883 --mqtt-password-file {tmp}/missing",
+        "serve --mqtt-password-file {tmp}/missing",
+        "serve --workers 2 --data-dir {tmp}/serve",
+        "serve --workers 0 --data-dir {tmp}/serve",
+    ],
+    ("admin", "create"): [
+        "admin create --data-dir {tmp}/a-file",
+        "admin create --db bogus://x --data-dir {tmp}/admin",
+        "admin create --role king --data-dir {tmp}/admin",
+    ],
+    ("admin", "list"): ["admin list", "@operator admin list --server {nonsense_url}"],
+    ("admin", "disable"): ["@operator admin disable op_nobody", "@operator admin disable"],
+    ("admin", "enable"): ["@operator admin enable op_nobody --server " + DEAD],
+    ("admin", "rotate-secret"): [
+        "@operator admin rotate-secret op_nobody --grace -1",
+        "@operator admin rotate-secret op_nobody",
+    ],
+    ("admin", "delete"): ["@operator admin delete op_nobody"],
+    ("admin", "audit"): [
+        "@operator admin audit --limit 0",
+        "@operator admin audit --server " + DEAD,
+        "@operator admin audit --server {nonsense_url}",
+    ],
+    ("keys", "rotate"): ["keys rotate --data-dir {tmp}/a-file", "keys rotate --db bogus://x"],
+    ("keys", "list"): ["keys list --db bogus://x", "keys list --data-dir {tmp}/a-file"],
+    ("device", "register"): [
+        "@operator device register --lot north",
+        "@operator device register --lot no/slash --name x",
+        "@operator device register --lot north --name x --mac 00:00:00:00:00:00",
+        "@operator device register --lot north --name x --server not-a-url",
+        "@operator device register --lot north --name x --server http://[::1",
+    ],
+    ("device", "list"): [
+        "device list",  # no operator credentials
+        "@operator device list --server {nonsense_url}",
+        "@operator device list --ca-cert {tmp}/missing.pem",
+        "@operator device list --mac 01:02",
+    ],
+    ("device", "show"): ["@operator device show dev_nobody", "@operator device show"],
+    ("device", "update"): [
+        "@operator device update dev_nobody",
+        "@operator device update dev_nobody --name x",
+    ],
+    ("device", "disable"): ["@operator device disable dev_nobody --server " + DEAD],
+    ("device", "enable"): ["@operator device enable dev_nobody"],
+    ("device", "rotate-secret"): [
+        "@operator device rotate-secret dev_nobody --grace -1",
+        "@operator device rotate-secret dev_nobody",
+    ],
+    ("device", "delete"): ["@operator device delete dev_nobody --server {nonsense_url}"],
+    ("lot", "create"): [
+        "@operator lot create north --capacity -1",
+        "@operator lot create no/slash",
+        "@operator lot create north --server " + DEAD,
+    ],
+    ("lot", "set"): ["@operator lot set north", "@operator lot set nolot --capacity ten"],
+    ("lot", "list"): ["lot list", "@operator lot list --server {nonsense_url}"],
+    ("lot", "show"): ["@operator lot show nolot", "@operator lot show"],
+    ("lot", "delete"): ["@operator lot delete nolot"],
+    ("lot", "recount"): [
+        "@operator lot recount north -1",
+        "@operator lot recount north ten",
+        "@operator lot recount nolot 3",
+        "@operator lot recount no/slash 3",
+        "@operator lot recount north",
+    ],
+    ("board", "info"): [
+        "board info --port {zero}",
+        "board info --port /dev/ttyUSB99",
+        "board info --port {nonsense_port}",
+    ],
+    ("board", "flash"): [
+        "board flash --port {zero} --firmware {firmware}",
+        "board flash --port {zero} --firmware {tmp}/missing.bin",
+        "board flash --port {nonsense_port} --firmware {firmware}",
+    ],
+    ("board", "install"): [
+        "board install --port {nonsense_port} --config {tmp}/config.json",
+        "board install --port {zero} --config {tmp}/not.json",
+        "board install --port " + DEAD_PORT,
+    ],
+    ("provision",): [
+        "@operator provision --port {zero} --lot north --firmware {firmware}",
+        "@operator provision --port {zero} --lot no/slash --firmware {firmware}",
+        "provision --port {zero} --lot north --firmware {firmware} --server " + DEAD,
+        "@operator provision --port {zero} --lot north --firmware {firmware} --token-url tokens",
+    ],
+    ("release", "keygen"): ["release keygen --out {tmp}/no-such-dir/k.key", "release keygen"],
+    ("release", "build"): [
+        "release build --version 1.0 --key {tmp}/k.key",
+        "release build --version 1.0.0 --key {tmp}/missing.key",
+        "release build --version 1.0.0 --key {tmp}/config.json",
+    ],
+    ("release", "publish"): [
+        "@operator release publish {tmp}/no-bundle",
+        "@operator release publish {tmp} --server " + DEAD,
+    ],
+    ("release", "list"): ["release list", "@operator release list --server {nonsense_url}"],
+    ("release", "show"): ["@operator release show 9.9.9", "@operator release show"],
+    ("rollout", "start"): [
+        "@operator rollout start 1.0.0 --lot north --canary-wait soon",
+        "@operator rollout start 1.0.0 --lot north --canary -1",
+        "@operator rollout start 9.9.9 --lot north",
+        "@operator rollout start 1.0.0",
+    ],
+    ("rollout", "status"): ["@operator rollout status 0", "@operator rollout status 99"],
+    ("rollout", "pause"): ["@operator rollout pause", "@operator rollout pause 99"],
+    ("rollout", "resume"): ["@operator rollout resume x", "@operator rollout resume 99"],
+    ("rollout", "abort"): ["@operator rollout abort 99 --server " + DEAD],
+    ("fleet", "provision"): [
+        "@operator fleet provision {tmp}/zero.csv --firmware {firmware}",
+        "@operator fleet provision {tmp}/bad-lot.csv --firmware {firmware}",
+        "@operator fleet provision {tmp}/missing.csv --firmware {firmware}",
+        "@operator fleet provision {tmp}/zero.csv --firmware {firmware} --sensor nojson",
+    ],
+}
+# Provisioning runs end with the failed boards, one line each, under the first line.
+SUMMARY_LINES = {("provision",): 3, ("fleet", "provision"): 3}
+
+
+def _parkctl(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provisioning", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_bad_input_is_one_clear_line(
+    verb: tuple[str, ...], world: dict[str, str], tmp_path: Path
+) -> None:
+    cases = BAD_INPUT.get(verb)
+    assert cases, f"`parkctl {' '.join(verb)}` has no bad-input cases in BAD_INPUT"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PARK_")}
+    base |= {"PARK_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
+    for case in cases:
+        env = dict(base)
+        line = case.format(**world)
+        if line.startswith("@operator "):
+            line = line.removeprefix("@operator ")
+            env |= {
+                "PARK_SERVER": world["server"],
+                "PARK_CLIENT_ID": world["client_id"],
+                "PARK_CLIENT_SECRET": world["client_secret"],
+            }
+        done = _parkctl(line.split(), env)
+        shown = f"parkctl {line}\nexit {done.returncode}\n{done.stderr}"
+        assert done.returncode != 0, shown
+        assert "Traceback" not in done.stdout + done.stderr, shown
+        errors = done.stderr.strip().splitlines()
+        assert errors and errors[0].startswith("error: ") and len(errors[0]) > 20, shown
+        assert len(errors) <= SUMMARY_LINES.get(verb, 1), shown
+
+
+def test_every_bad_input_case_names_a_verb() -> None:
+    assert set(BAD_INPUT) <= set(VERBS), set(BAD_INPUT) - set(VERBS)
