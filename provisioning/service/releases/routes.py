@@ -73,13 +73,20 @@ _RANGE = re.compile(r"bytes=([0-9]{1,9})-([0-9]{0,9})")
 
 _B64 = {"type": "string", "contentEncoding": "base64"}
 # What `parkctl release publish` uploads (release/commands.py): all base64.
+_BUNDLE_FIELDS = frozenset({"manifest", "signature", "files"})
 _BUNDLE_SCHEMA = {
     "type": "object",
     "required": ["manifest", "signature", "files"],
+    "additionalProperties": False,
     "properties": {
         "manifest": _B64,
         "signature": _B64,
-        "files": {"type": "object", "additionalProperties": _B64},
+        "files": {
+            "type": "object",
+            "maxProperties": 2 * bundle.MAX_FILES,
+            "propertyNames": {"pattern": r"^(app|boot)/[a-z0-9_]{1,32}\.(mpy|py|json|der)\Z"},
+            "additionalProperties": _B64,
+        },
     },
 }
 
@@ -153,6 +160,8 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             raise BadBundle(f"body is not a JSON bundle: {error}") from None
         if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
             raise BadBundle('body needs "manifest", "signature" and "files"')
+        if body.keys() - _BUNDLE_FIELDS:
+            raise BadBundle('a bundle has only "manifest", "signature" and "files"')
         manifest = _b64(body.get("manifest"), "manifest")
         signature = _b64(body.get("signature", ""), "signature")
         files = {str(k): _b64(v, f"files.{k}") for k, v in body["files"].items()}
