@@ -31,7 +31,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 bench: venv
-	$(BIN)/python -m tools.bench
+	$(BIN)/python -m tools.bench --write docs/benchmarks.md
 
 # schemathesis, every check, from the service's OpenAPI document, on SQLite and PostgreSQL.
 FUZZ_EXAMPLES ?= 100

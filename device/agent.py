@@ -3,7 +3,6 @@
 # the watchdog fed only while this loop runs, and a reboot after offline_reboot_s without
 # reaching the server. Its parts are built at boot by assemble.py.
 import gc
-import sys
 import time
 
 import machine
@@ -42,6 +41,7 @@ class Agent:
         self.uptime_ms = 0
         self._tick = time.ticks_ms()
         self.sensor_ok = True
+        self.heap_min = gc.mem_free()  # lowest free heap after a collection since boot
 
     def feed(self):
         if self.wdt:
@@ -86,7 +86,7 @@ class Agent:
                 and (d >= up.batch or time.ticks_diff(now, last_up) >= every)
             ):
                 last_up = now
-                up.upload(sp, self.uptime_ms // 1000, self.feed)
+                up.upload(sp, self.uptime_ms // 1000, self.heap_min, self.feed)
             if debug and time.ticks_diff(now, heap_at) >= 1000:
                 # bench (debug_heap): once a second, the heap before and after a collection
                 heap_at = now
@@ -94,6 +94,7 @@ class Agent:
                 gc.collect()
                 log("heap live %d peak %d now %d" % (gc.mem_alloc(), peak, gc.mem_alloc()))
             gc.collect()
+            self.heap_min = min(self.heap_min, gc.mem_free())
             down = up.down_since
             if offline and down is not None and time.ticks_diff(time.ticks_ms(), down) > offline:
                 log("no contact with the server for %ds, rebooting" % (offline // 1000))
@@ -109,12 +110,15 @@ class Agent:
 
 def main(cfg):
     # Run the agent with the validated config main.py loads, handed over in a one-item list so
-    # that once the agent is built no frame or global keeps the dict alive; a crash reboots the
-    # board, and safemode counts such boots.
+    # that once the agent is built no frame or global keeps the dict alive; a crash is kept for
+    # the next boot to report (crash.py) and reboots the board, and safemode counts such boots.
     try:
         Agent(cfg).run()
     except Exception as e:  # noqa: BLE001 (a bug must not leave a dead board in the field)
         log("crashed: %r; rebooting in 10 s" % e)
-        sys.print_exception(e)
+        gc.collect()  # the agent's parts are garbage now: room to record it
+        import crash
+
+        crash.store(e)  # the traceback on the console, and kept for the next boot
         time.sleep(10)
         machine.reset()

@@ -10,6 +10,7 @@ import json
 
 import machine
 
+import cold
 import flash
 
 
@@ -32,9 +33,9 @@ def encode(v, s=b"", r=b"", t=b""):
 
 
 def load(key):
-    # [running version, note for the next post, version not to install, release key]: this
-    # boot's report: rolled back (and why), a version on trial (installed), an update refused
-    # at boot (and why), or the version.
+    # (running version, report for the next post, version not to install, release key), for
+    # the Uplink to keep: this boot's report is rolled back (and why), a version on trial
+    # (installed), an update refused at boot (and why), or the version.
     t, why = read()
     bad = t[5]
     refused = (flash.read("update") or b"").split(b" ", 1)
@@ -47,14 +48,22 @@ def load(key):
         bad = refused[0]  # not again until a reboot, or the server offers another
     else:
         n = encode(t[1])
-    return [t[1], n, bad, key]
+    return t[1], n, bad, key
 
 
-def update(up, log):
-    # A post went through: what it confirms, and the update its answer offers.
-    app = up.state
-    sent = app[1]
-    app[1] = None
+def update(up):
+    # A post of the Uplink up went through: what it confirms, and the update its answer offers.
+    # Returns (the report for the next post or None, the version not to install, the crash
+    # report still to send: None, a post carrying it was answered) for up to keep; an update to
+    # install resets the board instead.
+    log = up.log
+    if up.crash:
+        import crash
+
+        crash.clear()
+        cold.drop(crash)
+    ver, sent, bad = up.version, up.agent, up.skip
+    note = None
     if not up.uploaded:
         flash.remove("boots")  # this boot worked: reset safemode's crash-loop counter
     if sent and (b'"installed"' in sent or b'"rolled_back"' in sent):
@@ -63,33 +72,33 @@ def update(up, log):
             # The first successful upload confirms the version on trial.
             t[4] = b"-"
             flash.write_atomic("state", b" ".join(t))
-            app[1] = encode(app[0], b"confirmed")
-            log("update %s confirmed" % app[0].decode())
+            note = encode(ver, b"confirmed")
+            log("update %s confirmed" % ver.decode())
         elif why:
             flash.write_atomic("state", b" ".join(t))  # reported: keep only "bad"
     elif sent and b'"refused"' in sent:
         flash.remove("update")  # reported
     resp = bytes(up.conn.resp)
     if b'"update"' not in resp:
-        return
+        return note, bad, None
     try:
         want = json.loads(resp)["update"]["version"].encode()
     except (ValueError, KeyError, TypeError, AttributeError):
-        return
-    if want in (app[0], app[2]) or len(want) > 32 or want.count(b".") != 2:
-        return
+        return note, bad, None
+    if want in (ver, bad) or len(want) > 32 or want.count(b".") != 2:
+        return note, bad, None
     why = None
-    if not app[3]:
+    if not up.key:
         why = b"no release_key in config.json"
     elif read()[0][0] == b"-":
         why = b"not installed from a release (no state file)"
     if why:
         log("update %s refused: %s" % (want.decode(), why.decode()))
-        app[1] = encode(app[0], b"refused", why, want)
-        app[2] = want  # not again until a reboot, or the server offers another
-        return
+        # not again until a reboot, or the server offers another
+        return encode(ver, b"refused", why, want), want, None
     # The update runs at the next boot, before the agent is built: the updater and its checks
     # need more heap than is left beside the running agent.
     flash.write_atomic("update", want)
     log("update %s offered, rebooting to install it" % want.decode())
     machine.reset()
+    return note, bad, None  # (a reset does not return on a board)

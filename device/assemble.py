@@ -13,19 +13,20 @@ from token import Token
 
 _READING = const(56)  # body bytes per zone reading, worst case
 _GATE_READING = const(68)  # per gate reading ({"seq","in","out","ts"}, 10-digit values)
+# The buffer's least size: a token response with an access token of up to 2 KB (an RS256 JWT
+# of an external issuer is about 1 KB), and a post with a crash report beside a reading.
+_LEAST = const(2304)
 
 
 def connect(c, log, body_cap):
     # (connection to the ingest API, Token, WiFi): the network side, built from the config.
-    # The connections' buffers first, while the heap has large free blocks.
+    # The connection's buffer first, while the heap has large free blocks.
     t = c["http_timeout_s"]
     tls, host, port, _ = c["ingest_url"]  # split by config.validate
-    conn = http.Conn(tls, host, port, body_cap, 1024, t, c["ca_cert"])
-    tls, host, port, path = c["token_url"]
-    tconn = conn  # one kept-alive connection when both live on the same origin
-    if (tls, host, port) != (conn.tls, conn.host, conn.port):
-        tconn = http.Conn(tls, host, port, 128, 1024, t, c["ca_cert"])
-    token = Token(tconn, path, c["device_id"], c["client_secret"], c["audience"])
+    conn = http.Conn(tls, host, port, body_cap, _LEAST, t, c["ca_cert"])
+    # The token endpoint on the same connection, also on another origin (Token.fetch points the
+    # connection there for the request, and back).
+    token = Token(conn, c)
     w = c["wifi"]
     return conn, token, WiFi(w["ssid"], w.get("password", ""), c["wifi_timeout_s"], log)
 
@@ -37,11 +38,16 @@ def parts(c, log):
     if offer and b" " not in offer:  # ("version why": a refusal, for appstate.load to report)
         import ota
 
-        ota.boot(c, log, offer.decode())
+        ota.boot(c, log, offer.decode(), connect)
         cold.drop(ota)
     from spool import Spool
     from uplink import Uplink
 
+    # The spool and the sensor first: a gate board's sensor module brings so many names that the
+    # qstr pool grows (about 3.2 KB in one block), which needs a heap not yet cut up by the
+    # buffers and the cold modules of what follows.
+    spool = Spool(c["spool_max"])
+    sensor = make_sensor(c["sensor"], spool.last)
     # A file sensor simulating a gate (tests, demo) fits the zone size: its numbers are short.
     per = _GATE_READING if c["sensor"]["kind"] == "gate" else _READING
     conn, token, wifi = connect(c, log, c["batch_max"] * per + 256)
@@ -49,13 +55,25 @@ def parts(c, log):
     counts_path = c["ingest_url"][3].rstrip("/") + "/v1/counts"
     health_ms = int(c["health_every_s"] * 1000)
     base, cap, auth = c["backoff_base_s"], c["backoff_cap_s"], c["auth_backoff_cap_s"]
-    up = Uplink(conn, counts_path, token, wifi, c["batch_max"], health_ms, base, cap, auth, log)
-    import appstate
-
-    up.state = appstate.load(c["release_key"])
-    cold.drop(appstate)
-    spool = Spool(c["spool_max"])
-    sensor = make_sensor(c["sensor"], spool.last)
+    app, report = reports(c["release_key"])
+    # Whole seconds, rounded up, from 1 to a day (the API's bounds: a health object it refused
+    # would hold up the readings).
+    every = min(-int(-c["interval_s"] // 1) or 1, 86400)
+    up = Uplink(
+        conn,
+        counts_path,
+        token,
+        wifi,
+        c["batch_max"],
+        health_ms,
+        base,
+        cap,
+        auth,
+        log,
+        app,
+        report,
+        every,
+    )
     log(
         "started %s in lot %s, seq %d, spool %d"
         % (c["device_id"], c["lot"], spool.next_seq, spool.depth())
@@ -66,6 +84,32 @@ def parts(c, log):
     offline_ms = int(c["offline_reboot_s"] * 1000)
     every_ms = int(c["upload_every_s"] * 1000)
     return up, spool, sensor, wifi, wdt, (interval_ms, offline_ms, every_ms, c["debug_heap"])
+
+
+def reports(key):
+    # What the first posts report: the version and its update state (appstate.load), and a crash
+    # of the last run or a watchdog reset or a brown-out now (crash.py, loaded only then: each
+    # name of a loaded module is a qstr for good, so health.py's names wait for the first
+    # post). In a function of its own, so that no frame keeps the dropped modules alive while
+    # the rest of the agent is built.
+    import appstate
+
+    app = appstate.load(key)
+    cold.drop(appstate)
+    import os
+
+    report = None
+    r = machine.reset_cause()
+    try:
+        kept = os.stat("crash")[6]  # (not read: a deep traceback can be long)
+    except OSError:
+        kept = 0
+    if r in (machine.WDT_RESET, getattr(machine, "BROWNOUT_RESET", 0)) or kept:
+        import crash
+
+        report = crash.load(None)
+        cold.drop(crash)
+    return app, report
 
 
 def make_sensor(cfg, start=None):

@@ -36,12 +36,21 @@ def until(base, cap, failures, retry_after, why, log):
     return time.ticks_add(time.ticks_ms(), ms)
 
 
-def judge(e, renewed, batch):
+def judge(e, renewed, batch, crash=None):
     # The failure e (HTTPError: a refusal; OSError, ValueError: no usable answer) of a token
     # request (renewed is None) or of an upload of batch readings (renewed: a new token was
-    # fetched for it already). Returns (then, why, retry_after, auth): then -1: fetch a new token
-    # and send again; then > 0: send again with a batch this small; then 0: back off, by the
-    # credentials' long cap if auth, no sooner than retry_after seconds if given.
+    # fetched for it already; crash: the post carried a crash report). Returns (then, why,
+    # retry_after, auth): then -1: fetch a new token and send again; then -2: the crash report
+    # is forgotten, send again; then > 0: send again with a batch this small; then 0: back off,
+    # by the credentials' long cap if auth, no sooner than retry_after seconds if given.
+    if crash and renewed is not None and getattr(e, "status", 0) in (400, 422):
+        # A crash report the service refuses must not hold up the readings.
+        import cold
+        import crash as file  # crash.py, which keeps the report
+
+        file.clear()
+        cold.drop(file)
+        return -2, "crash report refused (%d), dropped" % e.status, None, False
     if not isinstance(e, HTTPError):
         what = "token request" if renewed is None else "upload"
         return 0, "%s failed: %r" % (what, e), None, False

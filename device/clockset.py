@@ -1,18 +1,15 @@
 # Cold: setting the board's clock, rarely needed. NTP after a WiFi join while the clock is unset
 # (net.py), and the RTC from a server's Date header when it is off (clock.learn). Each caller
-# loads this module for the call and drops it again.
+# loads this module for the call and drops it again; it imports nothing of clock.py (the caller
+# decides that the clock needs setting).
 import time
 
 
 def ntp(log):
     # Certificate validity needs wall time, and an ESP32 after a power cut starts in 2000: set it
-    # by NTP (the firmware's frozen ntptime) before the first TLS handshake, unless it is set.
-    # Ports without ntptime (the Unix port has a set clock) skip this; later the server's Date
-    # header keeps it right.
-    import clock
-
-    if clock.now() is not None:
-        return
+    # by NTP (the firmware's frozen ntptime) before the first TLS handshake (net.py calls this
+    # only while the clock is unset). Ports without ntptime (the Unix port has a set clock) skip
+    # this; later the server's Date header keeps it right.
     try:
         import ntptime
 

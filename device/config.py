@@ -26,6 +26,11 @@ DEFAULTS = {
     "release_key": None,  # hex X||Y of the P-256 key that signs releases; None: no updates
     "trial_boots": 3,  # a new version not confirmed within this many boots is abandoned
     "trial_limit_s": 600,  # ... or within this many seconds (read by trial.py at boot)
+    # The token request's dialect (tokenget.py): "form" (Basic credentials) or "json" (Auth0);
+    # the parameter that carries the audience ("audience", "resource" or None: none); a scope.
+    "token_body": "form",
+    "token_audience_param": "audience",
+    "token_scope": None,
 }
 
 
@@ -108,6 +113,20 @@ def validate(c):
     _need(ok, "release_key must be 128 hex digits (X||Y of a P-256 key)")
     _num(c["trial_boots"], 1, "trial_boots", True)
     _num(c["trial_limit_s"], 1, "trial_limit_s")
+    _need(c["token_body"] in ("form", "json"), "token_body must be 'form' or 'json'")
+    k = c["token_audience_param"]
+    _need(
+        k in ("audience", "resource", None),
+        "token_audience_param must be 'audience', 'resource' or null",
+    )
+    k = c["token_scope"]
+    # RFC 6749 §3.3: scope tokens of printable ASCII but '"' and '\', separated by spaces
+    ok = k is None or (
+        isinstance(k, str)
+        and k.strip()
+        and all(b == 32 or (33 <= b <= 126 and b not in (34, 92)) for b in k.encode())
+    )
+    _need(ok, "token_scope must be null or scope tokens separated by spaces")
     return c
 
 

@@ -12,6 +12,7 @@ from micropython import const
 import cold
 
 _ROOM = const(1024)  # head room in front of the body for the request line and headers
+_LONG = const(640)  # an Authorization value longer than this is written on its own
 _LINE = const(200)  # header lines longer than this are truncated (we need none of the rest)
 _DNS_RETRY = const(3)  # consecutive connect failures before the cached address is resolved again
 
@@ -28,18 +29,26 @@ class HTTPError(Exception):
 
 class Conn:
     def __init__(self, tls, host, port, body_cap, in_cap, timeout_s, ca_path=None):
+        # The buffer holds at least in_cap bytes of response (a longer body is cut off).
         self.tls, self.host, self.port = tls, host, port
         self.timeout = timeout_s
         self.ca_path = ca_path
-        self._buf = bytearray(max(_ROOM + body_cap, in_cap))
-        self.body = memoryview(self._buf)[_ROOM:]
-        self._in = memoryview(self._buf)[:in_cap]  # a longer response body is cut off
-        self.resp = self._in[:0]
+        self.buf = bytearray(max(_ROOM + body_cap, in_cap))
+        self.body = memoryview(self.buf)[_ROOM:]
+        self.resp = self.body[:0]
         self._sock = None
         self._addr = None
         self._fails = 0
         self.date = None  # server's Date of the last response, epoch seconds
         self.stream = None  # ota.py's: stream(sock, status, length, deadline) takes a 2xx body
+
+    def origin(self, tls, host, port):
+        # Point this connection at another origin (with the same CA): the token endpoint of an
+        # external authorization server for one request a day, and back. One connection and one
+        # buffer serve both; the kept-alive socket and the resolved address go.
+        self.close()
+        self.tls, self.host, self.port = tls, host, port
+        self._addr = None
 
     def close(self):
         s, self._sock = self._sock, None
@@ -113,7 +122,13 @@ class Conn:
         if self.port != (443 if self.tls else 80):
             host = "%s:%d" % (host, self.port)
         head = b"%s %s HTTP/1.1\r\nHost: %s" % (method, path, host)
-        if auth:
+        if auth and len(auth) > _LONG:
+            # An external issuer's access token (an RS256 JWT is about 1 KB, up to 2 KB): the
+            # head up to it and the token go in writes of their own, with no copy of the token.
+            s.write(head + b"\r\nAuthorization: ")
+            s.write(auth)
+            head = b""
+        elif auth:
             head += b"\r\nAuthorization: " + auth
         if nbody:
             head += b"\r\nContent-Type: %s\r\nContent-Length: %d" % (ctype, nbody)
@@ -123,7 +138,7 @@ class Conn:
             raise OSError("request head too long")
         # The head goes right in front of the body, so the request leaves in one write: one TLS
         # record, one TCP segment.
-        out = memoryview(self._buf)
+        out = memoryview(self.buf)
         out[_ROOM - n : _ROOM] = head
         s.write(out[_ROOM - n : _ROOM + nbody])
 
@@ -158,8 +173,8 @@ class Conn:
             elif name == b"www-authenticate":
                 www = value
         self.date = date  # per response: a stale Date must not be learned again later
-        n = self._body(s, status, method, length, chunked, deadline)
-        self.resp = self._in[:n]
+        n = self._body(s, status, length, chunked, deadline)
+        self.resp = memoryview(self.buf)[:n]
         if not keep or (length < 0 and not chunked):
             self.close()
         if 200 <= status < 300:
@@ -168,42 +183,43 @@ class Conn:
         import httperr
 
         try:
-            e = httperr.refusal(status, retry, www, date, self.resp)
+            error, retry = httperr.refusal(retry, www, date, self.resp)
         finally:
             cold.drop(httperr)
-        raise e
+        raise HTTPError(status, error, retry)
 
-    def _body(self, s, status, method, length, chunked, deadline):
-        if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
+    def _body(self, s, status, length, chunked, deadline):
+        # (The agent sends no HEAD request: only these statuses come without a body.)
+        if status in (204, 304) or 100 <= status < 200:
             return 0
         if self.stream and 200 <= status < 300:
             return self.stream(s, status, length, deadline)  # a download, straight to flash
         if not chunked:
-            return _read(s, self._in, 0, length, deadline)
+            return _read(s, self.buf, 0, length, deadline)
         # Rare: the service's small JSON replies carry Content-Length; the decoder for chunked
         # ones is in httperr.py, loaded for it and dropped again.
         import httperr
 
         try:
-            return httperr.chunked(s, self._in, deadline)
+            return httperr.chunked(s, self.buf, deadline, _readline, _read)
         finally:
             cold.drop(httperr)
 
 
-def _check(deadline):
+def check(deadline):
     if time.ticks_diff(deadline, time.ticks_ms()) < 0:
         raise OSError(110)  # ETIMEDOUT: a server dripping bytes still gets cut off
 
 
 def _readline(s, deadline):
-    _check(deadline)
+    check(deadline)
     line = s.readline(_LINE)
     if not line:
         raise OSError("connection closed")
     if line[-1] != 10:
         # Overlong line: keep its start (the header name), skip the rest.
         while True:
-            _check(deadline)
+            check(deadline)
             more = s.readline(_LINE)
             if not more:
                 raise OSError("connection closed")
@@ -217,7 +233,7 @@ def _read(s, buf, n, length, deadline):
     mv = memoryview(buf)
     left = length
     while left != 0:
-        _check(deadline)
+        check(deadline)
         if n < len(buf):
             want = len(buf) - n if left < 0 else min(left, len(buf) - n)
             got = s.readinto(mv[n : n + want])

@@ -1,14 +1,20 @@
 # Cold: the parts of http.py that only unusual responses need: for a refusal (a non-2xx
 # response) the OAuth error code and the Retry-After delay, and the decoder for a chunked body.
 # http.py imports it for one call and drops it again, so on a healthy board this code does not
-# occupy the heap.
-from http import HTTPError, _read, _readline
+# occupy the heap. It imports nothing of http.py: it returns plain values (http.py raises its
+# HTTPError with them), and the chunked decoder is handed http.py's line and body readers.
 
 
-def refusal(status, retry, www, date, body):
-    # The HTTPError for a response: `error` from WWW-Authenticate (RFC 6750 §3) or else from a
-    # JSON body (RFC 6749 §5.2), `retry_after` in seconds from Retry-After.
-    error = _bearer_error(www) if www else None
+def refusal(retry, www, date, body):
+    # (error, retry_after) of a refusal: `error` from WWW-Authenticate (RFC 6750 §3) or else from
+    # a JSON body (RFC 6749 §5.2), `retry_after` in seconds from Retry-After. One function: each
+    # name of a loaded module is a qstr for good.
+    error = None
+    if www:
+        # 'Bearer error="invalid_token", error_description="..."' -> "invalid_token"
+        i = www.find('error="')
+        j = www.find('"', i + 7)
+        error = www[i + 7 : j] if 0 <= i < j else None
     if error is None and body and body[0] == 0x7B:  # "{"
         import json
 
@@ -16,40 +22,25 @@ def refusal(status, retry, www, date, body):
             error = json.loads(bytes(body)).get("error")
         except (ValueError, AttributeError):
             pass
-    return HTTPError(status, error, None if retry is None else _retry_after(retry, date))
-
-
-def _retry_after(value, date):
-    # RFC 9110 §10.2.3: delay-seconds or an HTTP-date (relative to the response's Date).
-    if value.isdigit():
-        return int(value)
+    if retry is None or retry.isdigit():
+        return error, retry and int(retry)
+    # RFC 9110 §10.2.3: delay-seconds (above) or an HTTP-date, relative to the response's Date.
     from clock import parse_http_date
 
-    at = parse_http_date(value)
-    if at is None or date is None:
-        return None
-    return max(0, at - date)
+    at = parse_http_date(retry)
+    return error, None if at is None or date is None else max(0, at - date)
 
 
-def _bearer_error(value):
-    # 'Bearer error="invalid_token", error_description="..."' -> "invalid_token"
-    i = value.find('error="')
-    if i < 0:
-        return None
-    j = value.find('"', i + 7)
-    return value[i + 7 : j] if j > 0 else None
-
-
-def chunked(s, buf, deadline):
+def chunked(s, buf, deadline, readline, read):
     # RFC 9112 §7.1: size line, data, CRLF; a zero size ends it, then trailers. Returns the body
-    # length in buf.
+    # length in buf. readline(s, deadline) and read(s, buf, n, length, deadline): http.py's.
     n = 0
     while True:
-        size = int(bytes(_readline(s, deadline)).split(b";")[0].strip(), 16)
+        size = int(bytes(readline(s, deadline)).split(b";")[0].strip(), 16)
         if size == 0:
             break
-        n = _read(s, buf, n, size, deadline)
-        _readline(s, deadline)
-    while _readline(s, deadline) not in (b"\r\n", b"\n"):
+        n = read(s, buf, n, size, deadline)
+        readline(s, deadline)
+    while readline(s, deadline) not in (b"\r\n", b"\n"):
         pass
     return n

@@ -5,6 +5,7 @@
 # The join and NTP are cold (wifijoin.py, clockset.py): loaded for the call, dropped again.
 import network
 
+import clock
 import cold
 
 
@@ -16,6 +17,7 @@ class WiFi:
         self.log = log
         self.wlan = network.WLAN(network.STA_IF)
         self.up = False
+        self.drops = 0  # links lost since boot (health reports them)
 
     def rssi(self):
         try:
@@ -30,6 +32,7 @@ class WiFi:
         up = self.wlan.isconnected()
         if self.up and not up:
             self.up = False
+            self.drops += 1
             self.log("wifi lost")
         status = False
         if not up and join:
@@ -41,8 +44,9 @@ class WiFi:
         if up and not self.up:
             self.up = True
             self.log("wifi connected, rssi %s" % self.rssi())
-            import clockset  # NTP, when the clock is unset: cold
+            if clock.now() is None:
+                import clockset  # NTP, when the clock is unset: cold
 
-            clockset.ntp(self.log)
-            cold.drop(clockset)
+                clockset.ntp(self.log)
+                cold.drop(clockset)
         return up or status

@@ -2,9 +2,9 @@
 # version in the file "update" and resets (appstate.py); at the next boot assemble.parts calls
 # boot() before it builds the agent's parts, so the update runs in a nearly fresh heap with what
 # it needs alone: the config, the WiFi link, one connection and the token cache
-# (assemble.connect). It downloads the release into the app directory not in use, with the
-# board's access token over its verified connection, and switches to it only when everything
-# checked out:
+# (assemble.connect, which the caller hands in). It downloads the release into the app directory
+# not in use, with the board's access token over its verified connection, and switches to it
+# only when everything checked out:
 #   1. manifest.json, streamed to flash and hashed; manifest.sig (64 bytes r||s); the ES256
 #      signature checked against config's release_key (p256.py, loaded for this only);
 #   2. the manifest: format 1, the bytecode version this MicroPython loads, a version newer than
@@ -29,7 +29,6 @@ import sys
 import machine
 from micropython import const
 
-import assemble  # our caller, loaded already
 import cold
 import flash
 import http
@@ -59,7 +58,7 @@ def _get(conn, token, path, f, h, have):
         whole[0] = have and status == 200
         left = length
         while left > 0:
-            http._check(deadline)
+            http.check(deadline)
             n = s.readinto(mv[: min(left, _CHUNK)])
             if not n:
                 raise OSError("connection closed")
@@ -132,9 +131,10 @@ def _fetch(conn, token, base, d, e):
     return "%s: SHA-256 mismatch" % name
 
 
-def boot(c, log, want):
+def boot(c, log, want, connect):
     # From assemble.parts, before the agent is built, with the validated config c: install
     # version want, which the last run was offered (the file "update", appstate.update).
+    # connect(c, log, body_cap): assemble.connect, which builds the network side.
     # Installed, refused or failed, it ends in a reset: the agent then starts in a heap that
     # holds none of the updater's names (qstrs are never freed).
     flash.remove("update")  # one attempt per offer: a failure must not hold up every boot
@@ -142,7 +142,7 @@ def boot(c, log, want):
     _mv = memoryview(bytearray(_CHUNK))
     why = None
     try:
-        why = _run(c, want, log)
+        why = _run(c, want, log, connect)
     except Exception as e:  # noqa: BLE001 (network, a refusal, no memory: try again later)
         # The running version is untouched; the next answer offers the update again and the
         # download resumes (Range). Each attempt costs a reset: after _TRIES failures in a row
@@ -165,8 +165,8 @@ def boot(c, log, want):
     machine.reset()
 
 
-def _run(c, want, log):
-    conn, token, wifi = assemble.connect(c, log, 256)
+def _run(c, want, log, connect):
+    conn, token, wifi = connect(c, log, 256)
     joined = wifi.ensure(True, _feed)
     if joined is not True:
         raise OSError("wifi join failed (status %s)" % joined)

@@ -8,33 +8,18 @@
 # (sensor.py); the record keeps its kind, and the newest one restores a gate's counters at boot.
 import struct
 
-from micropython import const
-
 import cold
 import flash
+import spoolrec  # the formats
 
 # Not "spool/": a directory named like a module would shadow spool.py on import.
-
-REC = const(20)  # public: spoolscan.py reads records too
-SEG = const(192)
-FMT = "<IIIIHH"  # seq, ts (0 = unknown), cars or in, 0 or out, kind (0 zone, 1 gate), check
-PTR_FMT = "<IIIII"  # head, dropped, kind, a, b of the last acknowledged reading
-
-
-def check(seq, ts, a, b, kind):
-    x = seq ^ ts ^ a ^ (b << 1) ^ (kind << 8) ^ 0x5A5A
-    return (x ^ (x >> 16)) & 0xFFFF
-
-
-def seg_path(root, k):
-    return "%s/%d" % (root, k)
 
 
 class Spool:
     def __init__(self, max_readings, root="spool.d"):
         self.max = max_readings
         self.dir = root
-        self._rec = bytearray(REC)
+        self._rec = bytearray(spoolrec.REC)
         # Boot only, so cold: spoolscan.py reads the pointer and finds the segments and the
         # newest reading. head: first seq not yet delivered; last: the newest reading.
         import spoolscan
@@ -52,13 +37,15 @@ class Spool:
         # Store one reading (cars, or (in, out)); returns its seq. OSError (flash full)
         # propagates to the caller.
         seq = self.next_seq
-        k = seq // SEG
+        k = seq // spoolrec.SEG
         ts = ts or 0
         kind = isinstance(v, tuple)
         a, b = v if kind else (v, 0)
-        struct.pack_into(FMT, self._rec, 0, seq, ts, a, b, kind, check(seq, ts, a, b, kind))
+        struct.pack_into(
+            spoolrec.FMT, self._rec, 0, seq, ts, a, b, kind, spoolrec.check(seq, ts, a, b, kind)
+        )
         try:
-            with open(seg_path(self.dir, k), "ab") as f:
+            with open(spoolrec.seg_path(self.dir, k), "ab") as f:
                 f.write(self._rec)
         except OSError:
             self.dropped += 1  # flash full or failing: the reading is lost, and counted
@@ -79,16 +66,16 @@ class Spool:
         got = 0
         want = self.head
         for k in self.segs:
-            if (k + 1) * SEG <= want:
+            if (k + 1) * spoolrec.SEG <= want:
                 continue
             try:
-                f = open(seg_path(self.dir, k), "rb")  # noqa: SIM115 (`with f` below)
+                f = open(spoolrec.seg_path(self.dir, k), "rb")  # noqa: SIM115 (`with f` below)
             except OSError:
                 continue  # a lost segment: its readings are skipped by the caller
             with f:
-                while got < n and f.readinto(self._rec) == REC:
-                    seq, ts, a, b, kind, chk = struct.unpack(FMT, self._rec)
-                    if seq < want or chk != check(seq, ts, a, b, kind):
+                while got < n and f.readinto(self._rec) == spoolrec.REC:
+                    seq, ts, a, b, kind, chk = struct.unpack(spoolrec.FMT, self._rec)
+                    if seq < want or chk != spoolrec.check(seq, ts, a, b, kind):
                         continue
                     out(seq, (a, b) if kind else a, ts or None)
                     want = seq + 1
@@ -120,10 +107,10 @@ class Spool:
         kind = isinstance(v, tuple)
         a, b = v if kind else (v, 0)
         flash.write_atomic(
-            self.dir + "/ptr", struct.pack(PTR_FMT, self.head, self.dropped, kind, a, b)
+            self.dir + "/ptr", struct.pack(spoolrec.PTR_FMT, self.head, self.dropped, kind, a, b)
         )
         self._trim()
 
     def _trim(self):
-        while self.segs and (self.segs[0] + 1) * SEG <= self.head:
-            flash.remove(seg_path(self.dir, self.segs.pop(0)))
+        while self.segs and (self.segs[0] + 1) * spoolrec.SEG <= self.head:
+            flash.remove(spoolrec.seg_path(self.dir, self.segs.pop(0)))

@@ -19,7 +19,7 @@ import struct
 from micropython import const
 
 import flash
-from spool import FMT, PTR_FMT, SEG, check, seg_path
+from spoolrec import FMT, PTR_FMT, SEG, check, seg_path
 
 _OREC = const(12)
 _OSEG = const(256)

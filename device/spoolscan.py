@@ -7,7 +7,7 @@ import struct
 
 import cold
 import flash
-from spool import FMT, PTR_FMT, REC, SEG, check, seg_path
+from spoolrec import FMT, PTR_FMT, REC, SEG, check, seg_path
 
 
 def scan(root, buf):

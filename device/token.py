@@ -1,5 +1,6 @@
-# Access token by the OAuth 2.0 client credentials grant (RFC 6749 §4.4) with HTTP Basic client
-# authentication (§2.3.1: id and secret are form-encoded before base64). Cached in RAM and in
+# Access token by the OAuth 2.0 client credentials grant (RFC 6749 §4.4), in the dialect the
+# config names (tokenget.py): a form body with HTTP Basic client authentication (§2.3.1), or a
+# JSON body with the credentials in it (as Auth0 documents). Cached in RAM and in
 # token.json (replaced atomically) with its expiry by the server's clock, reused across reboots,
 # refreshed in the last tenth of its lifetime. Without a trustworthy clock a cached token is used
 # optimistically and a 401 invalid_token decides (the uplink then drops it and fetches one).
@@ -14,19 +15,21 @@ import flash
 
 
 class Token:
-    def __init__(self, conn, path, client_id, secret, audience, cache="token.json"):
+    def __init__(self, conn, c, cache="token.json"):
+        # conn: the connection to the ingest API, pointed at the token endpoint's origin for a
+        # request when that is another one; c: the config (token_url split, device_id,
+        # client_secret, audience and the token_* dialect keys).
         self.conn = conn
-        self.path = path
+        self.url = c["token_url"]  # split: (tls, host, port, path)
         self.cache = cache
         self._due = None  # ticks_ms at which to refresh, for boards without a clock
         import tokenget
 
-        # _basic, _form: the request's credentials and body (the secret is not kept otherwise);
-        # value: b"Bearer ..." ready for the Authorization header, or None; exp: expiry in epoch
-        # seconds by the server's clock, when known. From token.json, when it holds a token.
-        self._basic, self._form, self.value, self.exp, self.lifetime = tokenget.setup(
-            client_id, secret, audience, cache
-        )
+        # _basic, _form: the request's Basic credentials (None when they are in the body) and
+        # its body (the secret is not kept otherwise); value: b"Bearer ..." ready for the
+        # Authorization header, or None; exp: expiry in epoch seconds by the server's clock,
+        # when known. From token.json, when it holds a token.
+        self._basic, self._form, self.value, self.exp, self.lifetime = tokenget.setup(c, cache)
         cold.drop(tokenget)
 
     def due(self):
@@ -49,7 +52,7 @@ class Token:
 
         try:
             self.value, self.lifetime, self.exp, self._due = tokenget.request(
-                self.conn, self.path, self._form, self._basic, self.cache
+                self.conn, self.url, self._form, self._basic, self.cache
             )
         finally:
             cold.drop(tokenget)

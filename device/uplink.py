@@ -19,18 +19,33 @@ _WIFI_BASE_S = const(2)  # WiFi joins: 2 s, 4 s, ... up to 2 minutes, full jitte
 _WIFI_CAP_S = const(120)
 _LINK_WAIT_MS = const(5000)  # no WiFi and no join due: look again after this
 _PLAIN = const(48)  # longest answer without an "update"
+_RESERVE = const(240)  # body room for the brackets and health (<= 200 bytes)
 
 
 class Uplink:
     def __init__(
-        self, conn, counts_path, token, wifi, batch, health_ms, base_s, cap_s, auth_s, log
+        self,
+        conn,
+        counts_path,
+        token,
+        wifi,
+        batch,
+        health_ms,
+        base_s,
+        cap_s,
+        auth_s,
+        log,
+        state,
+        crash,
+        interval_s,
     ):
-        self.conn = conn  # to the ingest API; token.conn is the same one on the same origin
+        self.conn = conn  # to the ingest API (and, for a token request, its endpoint: token.py)
         self.counts_path = counts_path
         self.token = token
         self.wifi = wifi
         self.batch = batch  # readings per post; halved on 413
         self.health_ms = health_ms
+        self.interval_s = interval_s  # the config's, whole seconds: health tells the server
         self.base_s = base_s  # backoff_base_s, backoff_cap_s, auth_backoff_cap_s (config)
         self.cap_s = cap_s
         self.auth_s = auth_s
@@ -43,13 +58,22 @@ class Uplink:
         self.join_at = None  # ticks_ms before which no WiFi join is tried
         self.down_since = None  # ticks_ms of the first failure to reach the server since the last
         # answer: agent.py reboots after offline_reboot_s of it
-        self.health_at = None  # ticks_ms of the last health object sent
+        self.health_at = None  # ticks_ms of the last health object the server acknowledged
         self.uploaded = False  # a batch went through since boot (safe mode's counter is reset)
-        # appstate.py's: [running version, b',"agent":{...}' for the next post or None, version
-        # not to install, release key]
-        self.state = None
+        # Vitals since the last acknowledged health object (health.py reports them).
+        self.token_fails = 0
+        self.post_fails = 0
+        self.rssi_min = None
+        self.drops = 0  # wifi.drops when the last health object was acknowledged
+        # The version and its update state (appstate.load at boot, appstate.update after a post):
+        # the running version, agent: b',"agent":{...}' for the next post or None, skip: a
+        # version not to install, key: the release key (hex) or None. (Names the heap has
+        # already: each new one is a qstr for good, README "Memory".)
+        self.version, self.agent, self.skip, self.key = state
+        self.crash = crash  # b',"crash":{...}' until a post carrying it is answered (crash.py)
         self._n = 0  # body bytes written so far
         self._last = None  # (seq, reading) of the last reading in the body
+        self.health = False  # the body carries a health object
 
     def waiting(self, now):
         # True while uploads must wait (a backoff, or no link).
@@ -60,6 +84,10 @@ class Uplink:
         # once (with a new token, or a smaller batch); False: backed off. What e means (by the
         # RFCs) is backoff.judge's answer; the bookkeeping is here.
         answered = isinstance(e, http.HTTPError)
+        if renewed is None:
+            self.token_fails += 1
+        else:
+            self.post_fails += 1
         if answered:
             self.down_since = None  # the server answered
             clock.learn(conn.date)
@@ -67,7 +95,7 @@ class Uplink:
             self.down_since = time.ticks_ms()  # out of reach: counts toward offline_reboot_s
         import backoff
 
-        then, why, retry_after, auth = backoff.judge(e, renewed, self.batch)
+        then, why, retry_after, auth = backoff.judge(e, renewed, self.batch, self.crash)
         if not then:
             if auth:
                 self.auth_failures += 1
@@ -83,6 +111,9 @@ class Uplink:
         if then > 0:
             self.batch = then
             return True
+        if then < -1:
+            self.crash = None  # refused, and forgotten (backoff.judge): the readings go on
+            return True
         self.token.drop()
         return self.get_token()
 
@@ -92,33 +123,43 @@ class Uplink:
         try:
             life = self.token.fetch()
         except (http.HTTPError, OSError, ValueError) as e:
-            return self.failed(e, self.token.conn)
+            return self.failed(e, self.conn)
         self.down_since = None  # the server answered
-        clock.learn(self.token.conn.date)
+        clock.learn(self.conn.date)
         self.auth_failures = 0
         self.log("token fetched, lifetime %ds" % life)
         return True
 
-    def _body(self, spool, uptime_s):
-        # {"readings":[...],"health":{...}} written in place into the connection's buffer. Each
-        # reading goes in with a "," in front; the first one's becomes the "[" (few constants:
-        # each is an object in the heap for as long as this module is loaded).
+    def _body(self, spool, uptime_s, heap_min):
+        # {"readings":[...],"health":{...},"agent":{...},"crash":{...}} written in place into the
+        # connection's buffer. Each reading goes in with a "," in front; the first one's becomes
+        # the "[" (few constants: each is an object in the heap for as long as this module is
+        # loaded).
         self._n = 0
         self._last = None
         self._put(b'{"readings":')
         first = self._n
-        got = spool.peek(self.batch, self._reading)
+        n = self.batch
+        extra = len(self.agent or b"") + len(self.crash or b"")
+        if extra:
+            # A report (the agent's, a crash) takes the room of readings (68 bytes each at
+            # most); the buffer holds a crash report with at least one (assemble.py sizes it).
+            n = max(1, min(n, (len(self.conn.body) - extra - _RESERVE) // 68))
+        got = spool.peek(n, self._reading)
         self.conn.body[first] = 91  # "[" (a body with no reading is not sent)
         self._put(b"]")
-        now = time.ticks_ms()
-        if self.health_at is None or time.ticks_diff(now, self.health_at) >= self.health_ms:
-            self.health_at = now
+        h = self.health_at
+        self.health = h is None or time.ticks_diff(time.ticks_ms(), h) >= self.health_ms
+        if self.health:
             import health  # every few minutes only: cold
 
-            self._put(health.encode(uptime_s, self.wifi.rssi(), spool.depth(), spool.dropped))
+            # spool_depth: what is still waiting after this post
+            self._put(health.encode(self, spool.depth() - got, spool.dropped, uptime_s, heap_min))
             cold.drop(health)
-        if self.state[1]:
-            self._put(self.state[1])  # the version and update state (appstate.py)
+        if self.agent:
+            self._put(self.agent)  # the version and update state (appstate.py)
+        if self.crash:
+            self._put(self.crash)
         self._put(b"}")
         return got
 
@@ -137,7 +178,7 @@ class Uplink:
         else:
             self._put(b',{"seq":%d,"cars":%d,"ts":%s}' % (seq, v, t))
 
-    def upload(self, spool, uptime_s, feed):
+    def upload(self, spool, uptime_s, heap_min, feed):
         # The link, a token, then batches while the spool has readings; after a failure a backoff
         # is set and this returns.
         now = time.ticks_ms()
@@ -160,12 +201,15 @@ class Uplink:
             return
         self.wifi_failures = 0
         self.join_at = None
+        r = self.wifi.rssi()
+        if r is not None:
+            self.rssi_min = min(r, self.rssi_min or 0)  # dBm: below 0
         if self.token.due() and not self.get_token():
             return
         renewed = False
         while spool.depth():
             feed()
-            got = self._body(spool, uptime_s)
+            got = self._body(spool, uptime_s, heap_min)
             if not got:
                 # Segment files lost or corrupted under the pointer: count them, move past them.
                 self.log("spool: %d unreadable readings dropped" % spool.skip())
@@ -183,11 +227,19 @@ class Uplink:
             self.failures = self.auth_failures = 0  # every backoff starts over
             self.retry_at = None
             self.log("sent %d up to seq %d, spool %d" % (got, self._last[0], spool.depth()))
-            if self.state[1] or not self.uploaded or len(self.conn.resp) > _PLAIN:
+            if self.health:
+                # Acknowledged: the vitals start over, and the next report is due in health_ms.
+                self.health_at = time.ticks_ms()
+                self.token_fails = self.post_fails = 0
+                self.rssi_min = None
+                self.drops = self.wifi.drops
+            if self.agent or self.crash or not self.uploaded or len(self.conn.resp) > _PLAIN:
                 # The first upload of a boot, a report delivered, or an answer with more than
-                # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py.
+                # {"accepted":n,"duplicates":m} (an update): cold, in appstate.py, which returns
+                # the report for the next post, the version not to install and the crash report
+                # still to send (none: this post's was answered).
                 import appstate
 
-                appstate.update(self, self.log)
+                self.agent, self.skip, self.crash = appstate.update(self)
                 cold.drop(appstate)
                 self.uploaded = True

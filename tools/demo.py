@@ -13,7 +13,7 @@
 5. a live view of each lot's occupancy (GET /v1/lots, capacities from the lots' records) and
    each board's last upload and agent version (admin API); the same live on the dashboard, whose
    URL and viewer sign-in are printed;
-6. an over-the-air update (issue 10): the boards are installed with release 1.0.0, signed by a
+6. an over-the-air update: the boards are installed with release 1.0.0, signed by a
    demo release key (`parkctl release keygen`, the service started with `--release-key`); once
    every board uploads, the demo builds 1.1.0 (`parkctl release build`), publishes it and starts
    a rollout with one canary (`parkctl rollout start`). Each board's version change and the

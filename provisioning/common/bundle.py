@@ -304,22 +304,6 @@ def open_bundle(
     )
 
 
-def read_bundle(directory: Path, keys: list[Any]) -> Bundle:
-    """A bundle directory, checked by `open_bundle`."""
-    try:
-        raw = (directory / MANIFEST).read_bytes()
-    except OSError:
-        raise ParkctlError(f"{directory} has no manifest.json; is it a release bundle?") from None
-    sig_path = directory / SIGNATURE
-    signature = sig_path.read_bytes() if sig_path.is_file() else b""
-    files: dict[str, bytes] = {}
-    for sub in ("app", "boot"):
-        for path in sorted((directory / sub).glob("*")):
-            if path.is_file():
-                files[f"{sub}/{path.name}"] = path.read_bytes()
-    return open_bundle(raw, signature, files, keys, str(directory))
-
-
 @dataclass(frozen=True)
 class InstallPlan:
     """What a USB install copies: (local file, board path) pairs, the version, the key."""

@@ -1,7 +1,7 @@
 """How `parkctl` declares its verbs: argparse groups whose handlers load only when they run.
 
 `parkctl` is driven by scripts (a shell loop over hundreds of boards), so start-up is part of
-the product (issue 15): building the parser imports nothing but the standard library, and a
+the product: building the parser imports nothing but the standard library, and a
 verb's handler module (FastAPI, SQLAlchemy, esptool, httpx, Rich...) is imported by the verb's
 runner only after the command line parsed. mpremote's layout: parsing here and in each area's
 `cli.py`, handlers in the area's `commands.py`, the transports below them.

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # Worker processes on one port (PostgreSQL only: SQLite is single-process).
     workers: int = Field(default=1, ge=1, le=64)
     # Release public keys (PEM files, comma-separated) that published agent releases must be
-    # signed by (issue 10); none: publishing is refused.
+    # signed by; none: publishing is refused.
     release_keys: str | None = None
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses
     # or networks); none: the peer's address is the client's, whatever a header says.

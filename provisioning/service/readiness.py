@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -54,7 +54,7 @@ class _Probe:
         )
 
     def _degraded(self, tx: sql.Tx) -> list[str]:
-        sql.run(tx, "SELECT 1")
+        sql.ping(tx)
         mqtt = self._ctx.mqtt
         return ["mqtt"] if mqtt is not None and mqtt.degraded(tx) else []
 
@@ -64,7 +64,7 @@ class _Probe:
 
         def connect() -> None:
             with contextlib.suppress(*DATABASE_ERRORS):
-                self._held.run(lambda tx: sql.run(tx, "SELECT 1"))
+                self._held.run(sql.ping)
 
         self._thread.submit(connect)
 
@@ -92,4 +92,6 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             )
         return JSONResponse({"status": "ready", "degraded": degraded}, headers=_NO_STORE)
 
-    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/readyz", readyz, methods=["GET"])
+    app.include_router(router)

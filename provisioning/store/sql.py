@@ -230,6 +230,22 @@ def run(tx: Tx, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ..
         cursor.close()
 
 
+def run_named(tx: Tx, template: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Execute a PostgreSQL-only `template` in psycopg's `%(name)s` style in `tx` (for a
+    statement that uses one value in several places); its rows."""
+    cursor = tx.dbapi.cursor()
+    try:
+        cursor.execute(template, params)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
+
+
+def ping(tx: Tx) -> None:
+    """One round trip to the database: `SELECT 1`."""
+    run(tx, "SELECT 1")
+
+
 class FastQuery:
     """One SQL statement run straight on a DBAPI connection kept by the calling thread.
 

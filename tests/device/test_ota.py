@@ -1,4 +1,4 @@
-"""Over-the-air agent updates (issue 10): the real agent under the MicroPython Unix port, the real
+"""Over-the-air agent updates: the real agent under the MicroPython Unix port, the real
 service, releases built, signed and published with `parkctl release`.
 
 A board here is a directory run by a supervisor that starts `main.py` again whenever it exits,

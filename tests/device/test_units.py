@@ -9,6 +9,7 @@ its own that it leaves out, so the cases check keep-alive on the wire, not by th
 
 from __future__ import annotations
 
+import json
 import socket
 import socketserver
 import threading
@@ -53,7 +54,9 @@ class _Handler(socketserver.StreamRequestHandler):
             if not request:
                 return
             length = 0
+            head = [request]
             while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                head.append(line)
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             body = self.rfile.read(length)
@@ -66,6 +69,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.server.connections += not counted
                 self.server.requests += 1
             counted = True
+            if path == "/token-echo":
+                # A token response whose access token is the request as received (head, body).
+                seen = (b"".join(head) + b"\r\n" + body).decode()
+                token = json.dumps({"access_token": seen, "token_type": "Bearer"}).encode()
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(token))
+                self.wfile.write(token)
+                continue
             if path == "/stall":
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
                 time.sleep(3)

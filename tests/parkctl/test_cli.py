@@ -1,6 +1,7 @@
 """Every `parkctl` verb, given bad input, prints one clear `error:` line and exits non-zero; and
-each verb loads only what it needs (issue 15). Verbs are enumerated from the parser itself, so a
-verb added anywhere is walked here too, and fails this test until it has its bad inputs below.
+each verb loads only what it needs (start-up time is part of the product). Verbs are enumerated
+from the parser itself, so a verb added anywhere is walked here too, and fails this test until
+it has its bad inputs below.
 
 Real components: `parkctl` in its own process, the real service with an operator from
 `parkctl admin create`, simulated boards (tools.simboard) for esptool and mpremote, one with an

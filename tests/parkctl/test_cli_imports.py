@@ -1,8 +1,8 @@
-"""Each `parkctl` verb loads only what it needs (issue 15): `--help` loads nothing but the parser,
-verbs that talk to the admin API load neither the server stack nor esptool/mpremote, board verbs
-not the server stack (`board ...` not even the admin API client), `serve` not esptool. Each verb
-runs for real in a fresh interpreter (against a dead server or port, so it fails fast) and the
-test reads `sys.modules` afterwards.
+"""Each `parkctl` verb loads only what it needs (start-up time is part of the product): `--help`
+loads nothing but the parser, verbs that talk to the admin API load neither the server stack nor
+esptool/mpremote, board verbs not the server stack (`board ...` not even the admin API client),
+`serve` not esptool. Each verb runs for real in a fresh interpreter (against a dead server or
+port, so it fails fast) and the test reads `sys.modules` afterwards.
 
 Verbs are enumerated from the parser: a new admin-API verb (one with `--server` and no board) or
 board verb is pinned here by itself.

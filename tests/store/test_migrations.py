@@ -33,7 +33,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
 
 
 def test_sqlite_syncs_every_commit_by_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    # Issue 9, finding 9: an acknowledged reading must survive a power cut (FULL = 2).
+    # An acknowledged reading must survive a power cut (FULL = 2).
     url = f"sqlite:///{tmp_path / 'full.db'}"
     migrate(url)
     for synchronous, expected in (("FULL", 2), ("NORMAL", 1)):
@@ -46,7 +46,7 @@ def test_sqlite_syncs_every_commit_by_default(tmp_path) -> None:  # type: ignore
 def test_sqlite_files_are_owner_only_and_an_open_data_dir_is_reported(  # type: ignore[no-untyped-def]
     tmp_path, caplog
 ) -> None:
-    # Issue 9, finding 8: parkfleet.db and its -wal/-shm were 0644.
+    # parkfleet.db and its -wal/-shm are owner-only (0600), not 0644.
     import logging
     import os
 

@@ -1,4 +1,4 @@
-"""PostgreSQL stopped and started under a running service (issue 12): while it is down every
+"""PostgreSQL stopped and started under a running service: while it is down every
 request that needs it is answered 503 `temporarily_unavailable` with `Retry-After` (never a 500
 or a traceback), and once it is back the very next requests succeed, on pooled connections that
 the restart broke."""

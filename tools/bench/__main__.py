@@ -4,6 +4,8 @@ Each module exposes `run() -> list[dict]`, rows with `bench`, `metric`, `value` 
 `unit`, `p50_ms`, `p99_ms`, `baseline`, `ratio`, `target`, `ok`. Name modules to run only those:
 `python -m tools.bench tokens ingest`. A missed target is shown as NO in the table (a
 measurement, not a crash); the exit status is 1 only when a benchmark module itself fails.
+`--write FILE` also writes the table as a dated Markdown document (tools/bench/report.py):
+`make bench` rewrites docs/benchmarks.md so.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.table import Table
 HERE = Path(__file__).resolve().parent
 # Modules of this package that are not benchmarks. (None may take a standard library module's
 # name: run as a script, this folder comes first on sys.path; hence tokens.py, not token.py.)
-NOT_BENCHES = {"__init__", "__main__", "loadgen"}
+NOT_BENCHES = {"__init__", "__main__", "loadgen", "report"}
 
 COLUMNS = ("bench", "metric", "value", "unit", "p50_ms", "p99_ms", "baseline", "ratio", "target")
 
@@ -36,8 +38,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def main(names: list[str]) -> int:
+def main(names: list[str], write_to: Path | None = None) -> int:
+    """Run the benchmark modules named (all if none), print the table, write it to `write_to`."""
     console = Console(width=max(140, Console().width))
+    from tools.bench import report
+
+    machine, started_at = report.machine_facts(), time.time()
     modules = sorted(p.stem for p in HERE.glob("*.py") if p.stem not in NOT_BENCHES)
     if names:
         modules = [m for m in modules if m in names]
@@ -61,6 +67,9 @@ def main(names: list[str]) -> int:
         mark = "" if ok is None else ("[green]yes[/green]" if ok else "[red]NO[/red]")
         table.add_row(*(_cell(row.get(c)) for c in COLUMNS), mark)
     console.print(table)
+    if write_to is not None:
+        report.write(write_to, rows, _cell, machine, started_at)
+        console.print(f"wrote {write_to}")
     missed = sum(row.get("ok") is False for row in rows)
     if missed:
         console.print(f"{missed} row(s) below target, marked NO.")
@@ -68,4 +77,8 @@ def main(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    args = sys.argv[1:]
+    target = None
+    if args[:1] == ["--write"] and len(args) > 1:
+        target, args = Path(args[1]), args[2:]
+    sys.exit(main(args, target))

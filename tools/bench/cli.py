@@ -1,4 +1,5 @@
-"""`make bench`: how fast `parkctl` starts (issue 15), beside `esptool version` and `mpremote`.
+"""`make bench`: how fast `parkctl` starts (scripts run it over hundreds of boards), beside
+`esptool version` and `mpremote`.
 
 Whole processes, as a script driving `parkctl` pays them: each command runs ROUNDS times,
 interleaved (every round runs every command once, in a shuffled order, after one warm-up round),

@@ -1,4 +1,4 @@
-"""Live dashboards (issue 11): 200 open dashboards on the event stream, and the time from a
+"""Live dashboards: 200 open dashboards on the event stream, and the time from a
 board's `POST /v1/counts` to the event arriving at each of them.
 
 Starts the real service on SQLite, signs 200 dashboards in through the sign-in page (200 server

@@ -7,11 +7,13 @@
   reported. The Unix port is 64-bit, so objects and pointers cost up to twice what they do on an
   ESP32, and its shims for `machine`/`network` (built in on a board) sit in the same heap: both
   are reported. Also the smallest heap that runs the agent from plain .py
-  (compiled on the board at import).
+  (compiled on the board at import), and the steady heap of a board that holds a 1,100-character
+  access token (an external issuer's RS256 JWT) from a token endpoint on another origin.
 - wire: HTTP bytes per reading in steady state (one reading per post, the kept-alive connection),
   counted by the fault proxy on the board's side, split into request and response.
 - tokens: when the agent refreshes (over a few 10 s lifetimes), what a kill -9 and reboot costs
   (token.json is reused), and from those the requests per day at the default 1-day lifetime.
+- crash reports: bytes on the wire and the heap a pending report costs (device/crash.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provisioning.parkctl.release.mpy import DEVICE_DIR, compile_dir
 from tools.harness.agent import AgentProcess, Backend, board_config, micropython_env
 from tools.harness.proxy import FaultProxy
 from tools.harness.services import micropython_binary
@@ -37,13 +40,18 @@ def _heap_samples(agent: AgentProcess) -> list[tuple[int, int, int]]:
 
 
 def _shim_heap(micropython: str) -> int:
-    """Heap the Unix-port stand-ins for machine and network take (zero on a board)."""
+    """Heap the Unix-port stand-ins for machine and network take (zero on a board), loaded as
+    the agent loads them: precompiled (from source every local name would be a qstr too)."""
     code = (
         "import gc; gc.collect(); a = gc.mem_alloc(); import machine, network; gc.collect(); "
         "print(gc.mem_alloc() - a)"
     )
     out = subprocess.run(
-        [micropython, "-c", code], env=micropython_env(), capture_output=True, text=True, check=True
+        [micropython, "-c", code],
+        env=micropython_env(compiled=True),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(out.stdout.strip())
 
@@ -74,12 +82,13 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
             agent.kill()
             proxy.close()
         assert "MemoryError" not in agent.console(), agent.console()
-        rows.append(_gate_steady_heap(micropython, root, backend, shims=_shim_heap(micropython)))
+        shims = _shim_heap(micropython)
+        rows.append(_gate_steady_heap(micropython, root, backend, shims=shims))
+        rows.append(_rs256_steady_heap(micropython, root, backend, shims=shims))
         rows.append(_source_min_heap(micropython, root, backend))
         rows.append(_wire_batched(micropython, root, backend))
         peak = max(p for _, p, _ in samples)
         live = max(v for v, _, _ in samples)
-        shims = _shim_heap(micropython)
         steady_now = max(steady_live)
         rows += [
             {"bench": "device", "metric": "heap_limit_bytes (-X heapsize)", "value": 65536},
@@ -115,13 +124,9 @@ def bench_heap_and_wire(micropython: str, root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int) -> dict[str, Any]:
-    """Steady heap (without the Unix-port shims) of a board posting gate readings (issue 13):
-    the file sensor reports counters "in out", so the spool and the body carry them."""
-    dev, secret = backend.create_device()
-    config = board_config(dev, secret, backend.url, debug_heap=True, interval_s=0.25)
-    agent = AgentProcess.on_new_board(micropython, root / "gate-board", config)
-    (agent.board / "cars.txt").write_text("4000000000 3999999990")
+def _steady_row(agent: AgentProcess, shims: int, what: str) -> dict[str, Any]:
+    """Start `agent` (a `debug_heap` board) and run it into steady state: its steady heap
+    without the Unix-port shims, as a bench row against the 32 KB target."""
     agent.start()
     try:
         agent.wait_for(r"sent \d+ up to seq", count=4)
@@ -134,11 +139,41 @@ def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int
     value = max(steady) - shims
     return {
         "bench": "device",
-        "metric": "heap_steady_in_use_without_shims_bytes (gate readings)",
+        "metric": f"heap_steady_in_use_without_shims_bytes ({what})",
         "value": value,
         "target": HEAP_TARGET,
         "ok": value < HEAP_TARGET,
     }
+
+
+def _gate_steady_heap(micropython: str, root: Path, backend: Backend, shims: int) -> dict[str, Any]:
+    """Steady heap (without the Unix-port shims) of a board posting gate readings:
+    the file sensor reports counters "in out", so the spool and the body carry them."""
+    dev, secret = backend.create_device()
+    config = board_config(dev, secret, backend.url, debug_heap=True, interval_s=0.25)
+    agent = AgentProcess.on_new_board(micropython, root / "gate-board", config)
+    (agent.board / "cars.txt").write_text("4000000000 3999999990")
+    return _steady_row(agent, shims, "gate readings")
+
+
+def _rs256_steady_heap(
+    micropython: str, root: Path, backend: Backend, shims: int
+) -> dict[str, Any]:
+    """Steady heap (without the Unix-port shims) of a board holding an access token of an
+    external issuer's size (RS256, 1,100 characters, as an Auth0 token is) from a token endpoint
+    on another origin than the ingest API: the fault proxy pads the service's tokens
+    (tools/harness/proxy.py, `token_size`)."""
+    dev, secret = backend.create_device()
+    proxy = FaultProxy(backend.port, token_size=1100)
+    token_base = f"http://127.0.0.1:{proxy.port}"  # proxy.url names localhost: another origin
+    config = board_config(
+        dev, secret, proxy.url, token_base=token_base, debug_heap=True, interval_s=0.25
+    )
+    agent = AgentProcess.on_new_board(micropython, root / "rs256-board", config)
+    try:
+        return _steady_row(agent, shims, "1,100-char RS256-sized token cached")
+    finally:
+        proxy.close()
 
 
 def _wire_batched(micropython: str, root: Path, backend: Backend) -> dict[str, Any]:
@@ -171,8 +206,14 @@ def _source_min_heap(micropython: str, root: Path, backend: Backend) -> dict[str
     for kb in range(64, 136, 8):
         dev, secret = backend.create_device()
         config = board_config(dev, secret, backend.url, health_every_s=60)
+        # Too small a heap ends in a MemoryError: this search crashes agents on purpose.
         agent = AgentProcess.on_new_board(
-            micropython, root / f"source-{kb}", config, compiled=False, heap=f"{kb}K"
+            micropython,
+            root / f"source-{kb}",
+            config,
+            compiled=False,
+            heap=f"{kb}K",
+            allow_tracebacks=True,
         ).start()
         try:
             agent.wait_for(r"sent \d+ up to seq", count=10)
@@ -232,14 +273,73 @@ def bench_tokens(micropython: str, root: Path, ttl: int = 10) -> list[dict[str, 
     ]
 
 
+# Under the Unix port, in a board directory: a crash with a traceback of `depth` frames, then
+# what the next boot holds and sends. Prints "<wire bytes> <held bytes> <peak bytes>".
+_CRASH_SCRIPT = """
+import gc, sys
+import cold, crash
+def f(n):
+    if n:
+        return f(n - 1)
+    raise OSError("ECONNRESET on the ingest connection")
+try:
+    f(%d)
+except OSError as e:
+    crash.store(e)
+cold.drop(crash)
+del crash
+gc.collect()
+before = gc.mem_alloc()
+import crash
+report = crash.load("power_on")
+peak = gc.mem_alloc()
+cold.drop(crash)
+del crash
+gc.collect()
+print(len(report), gc.mem_alloc() - before, peak - before)
+"""
+
+
+def bench_crash(micropython: str, root: Path) -> list[dict[str, Any]]:
+    """A crash report: its bytes in the counts body (`,"crash":{...}`), and its heap cost on the
+    board: what stays held until a post carrying it is answered (the report, the qstrs that
+    loading crash.py interns for good) and the peak while it is loaded at boot. For a short
+    traceback (3 frames) and one cut to the 600-character bound (30 frames)."""
+    env = micropython_env(compiled=True)
+    env["MICROPYPATH"] = f"{compile_dir(DEVICE_DIR)}:{env['MICROPYPATH']}"
+    rows: list[dict[str, Any]] = []
+    for depth in (3, 30):
+        board = root / f"crash-{depth}"
+        board.mkdir()
+        (board / "state").write_text("app_a 1.1.0 - - - -")
+        out = subprocess.run(
+            [micropython, "-X", "heapsize=64K", "-c", _CRASH_SCRIPT % depth],
+            cwd=board,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wire, held, peak = (int(v) for v in out.stdout.split()[-3:])
+        what = f"crash report, traceback of {depth} frames"
+        rows += [
+            {"bench": "device", "metric": f"{what}: bytes on the wire", "value": wire},
+            {"bench": "device", "metric": f"{what}: heap held until answered", "value": held},
+            {"bench": "device", "metric": f"{what}: heap peak while loading", "value": peak},
+        ]
+    return rows
+
+
 def run() -> list[dict[str, Any]]:
     """Bench rows for the device agent (see the module docstring)."""
     micropython = micropython_binary()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = bench_heap_and_wire(micropython, root)
-        rows += bench_tokens(micropython, root)
-    return rows
+        return [
+            *bench_heap_and_wire(micropython, root),
+            *bench_tokens(micropython, root),
+            *bench_crash(micropython, root),
+        ]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What an acknowledgement that survives a power cut costs (issue 9, finding 9).
+"""What an acknowledgement that survives a power cut costs.
 
 SQLite with `synchronous=FULL` (the default now) syncs the WAL at every commit; `NORMAL` (the
 former default) only survives a process crash. Two services run side by side on the same disk,

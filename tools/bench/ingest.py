@@ -1,4 +1,4 @@
-"""Ingestion throughput beside the framework ceiling, and POST -> MQTT latency (issue 3).
+"""Ingestion throughput beside the framework ceiling, and POST -> MQTT latency.
 
 Starts the real service (`python -m provisioning serve`) on SQLite on a free port, with devices
 registered straight into its database, and drives it from the separate load-generator
@@ -9,7 +9,7 @@ is really stored:
   token, then the verified-token cache, plus the device status check), alternating with
   `GET /healthz` (the ceiling) in the same run; target >= 50% of the ceiling;
 - readings/s in 500-reading batches; target >= 100,000 readings/s on SQLite; with MQTT fan-out
-  off and on (two services, alternating rounds in one run); target on/off >= 0.70 (issue 14);
+  off and on (two services, alternating rounds in one run); target on/off >= 0.70;
 - then SUSTAINED_S (60 s) of batches with fan-out on between two 30 s runs with it off (target
   on/off >= 0.70), the outbox sampled meanwhile, and the time it takes to drain after the load
   stops; target <= 5 s;
@@ -93,14 +93,6 @@ def counts_requests(
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             requests.append(build_request("POST", "/v1/counts", host, headers, body))
     return requests
-
-
-def stored_readings(data_dir: Path) -> int:
-    engine = make_engine(f"sqlite:///{data_dir / 'parkfleet.db'}")
-    with engine.connect() as conn:
-        count = int(conn.exec_driver_sql("SELECT count(*) FROM readings").scalar_one())
-    engine.dispose()
-    return count
 
 
 def measured(

@@ -5,7 +5,7 @@ next), written on raw asyncio protocols (uvloop when installed) because an HTTP 
 would be the bottleneck before the server is. Requests are pre-built bytes: one list, each
 connection cycling through its share, so per-connection credentials cost nothing at run time.
 
-    python tools/bench/loadgen.py --spec spec.json      # prints a JSON result on stdout
+    python -m tools.bench.loadgen --spec spec.json      # prints a JSON result on stdout
 
 spec.json: {"host", "port", "requests": ["<raw request>", ...], "connections", "total",
 "duration", "warmup"}; the result: {"requests", "seconds", "rps", "p50_ms", "p99_ms",
@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 
@@ -168,8 +169,11 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
         json.dump(spec, file)
         file.flush()
+        # As a module from the repository root: run as a script, this file's directory would
+        # come first on sys.path and its neighbour `token.py` would hide the standard library's.
         out = subprocess.run(
-            [sys.executable, __file__, "--spec", file.name],
+            [sys.executable, "-m", "tools.bench.loadgen", "--spec", file.name],
+            cwd=Path(__file__).resolve().parents[2],
             capture_output=True,
             text=True,
             timeout=float(spec.get("duration", 5.0)) + float(spec.get("warmup", 0.5)) + 30,

@@ -1,4 +1,4 @@
-"""A lot's total on the hot path (issue 13 follow-up): a lot of GATES gate boards with long
+"""A lot's total on the hot path: a lot of GATES gate boards with long
 histories, on SQLite and PostgreSQL, in process (no HTTP, so the store's share shows):
 
 - single-reading gate posts/s through `store_counts` without MQTT fan-out, and with it (the

@@ -1,4 +1,4 @@
-"""The outbox relay's PUBACKed QoS 1 messages/s beside a plain paho publisher (issue 14).
+"""The outbox relay's PUBACKed QoS 1 messages/s beside a plain paho publisher.
 
 Both push the same messages (one-reading batch messages of 64 devices, the smallest and so the
 most numerous kind, plus lot totals) to the same Mosquitto, started from broker-config/, in

@@ -1,4 +1,4 @@
-"""Scale-out on PostgreSQL (issue 12 §4): one worker against two, side by side in one run.
+"""Scale-out on PostgreSQL: one worker against two, side by side in one run.
 
 Two real services (`parkctl serve --workers 1` and `--workers 2`) on one PostgreSQL database,
 driven in alternating rounds from the separate load-generator process (tools/bench/loadgen.py) so

@@ -1,4 +1,4 @@
-"""Token endpoint throughput beside the framework ceiling, in the same run (issue 2).
+"""Token endpoint throughput beside the framework ceiling, in the same run.
 
 Starts the real service (`python -m provisioning serve`) on a free port with the rate limit
 lifted, registers devices straight into its database, then drives `GET /healthz` (constant JSON:
@@ -31,7 +31,7 @@ from tools.harness.server import ServiceProcess
 CONNECTIONS = 64
 DEVICES = 64
 SECONDS = 4.0
-TARGET = 0.50  # issue 12: at least half the /healthz ceiling
+TARGET = 0.50  # at least half the /healthz ceiling
 
 
 def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def measure(service: ServiceProcess, requests: list[str]) -> dict[str, Any]:
 
 def bench_verify_cache(tmp: Path, n: int = 5000) -> dict[str, Any]:
     """In-process: one bearer check served by the verified-token cache against a full ES256
-    verification (issue 3: "measure the difference"); both include the device status check."""
+    verification (what the cache saves); both include the device status check."""
     settings = Settings(data_dir=tmp / "verify", token_rate_burst=10)
     app = create_app(settings)
     ctx = app.state.ctx

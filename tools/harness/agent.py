@@ -24,6 +24,23 @@ from tools.harness.server import ServiceProcess
 from tools.harness.services import REPO
 
 UNIXPORT = REPO / "tools" / "unixport"
+# A MicroPython warning ("Warning: Comparison between bytes and str") or a traceback on a board's
+# console is a defect, whatever else the test checks.
+_CONSOLE_FAULT = re.compile(r"Warning:|Traceback \(most recent call last\)")
+
+
+def console_faults(text: str) -> list[str]:
+    """The lines of a board's console that show a MicroPython warning or a traceback."""
+    return [line for line in text.splitlines() if _CONSOLE_FAULT.search(line)]
+
+
+def check_console(text: str, where: str) -> None:
+    """Fail (AssertionError naming the lines) when a board's console shows a MicroPython
+    warning or a traceback."""
+    faults = console_faults(text)
+    if faults:
+        shown = "\n".join(faults[:10])
+        raise AssertionError(f"{where}: MicroPython warning or traceback on the console:\n{shown}")
 
 
 def micropython_env(
@@ -183,7 +200,12 @@ def board_config(
 
 
 class AgentProcess:
-    """The agent (`main.py`) in a board directory, run by the MicroPython Unix port."""
+    """The agent (`main.py`) in a board directory, run by the MicroPython Unix port.
+
+    `kill()` fails (AssertionError) when the console shows a MicroPython warning or a
+    traceback; a test that crashes its agent on purpose says so with `allow_tracebacks=True`
+    (warnings fail all the same).
+    """
 
     def __init__(
         self,
@@ -192,9 +214,11 @@ class AgentProcess:
         heap: str = "64K",
         env: dict[str, str] | None = None,
         compiled: bool = False,
+        allow_tracebacks: bool = False,
     ):
         self.argv = [micropython, "-X", f"heapsize={heap}", "main.py"]
         self.board = board
+        self.allow_tracebacks = allow_tracebacks
         self.env = micropython_env(env, compiled=compiled)
         self.log_path = board.parent / f"{board.name}.console"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -226,10 +250,20 @@ class AgentProcess:
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the agent, then check its console (see the class docstring)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=10)
         self.proc = None
+        self.check_console()
+
+    def check_console(self) -> None:
+        """AssertionError with the offending lines when the console shows a MicroPython
+        warning, or a traceback unless this agent is allowed to crash."""
+        text = self.console()
+        if self.allow_tracebacks:
+            text = "\n".join(line for line in text.splitlines() if "Warning:" in line)
+        check_console(text, str(self.board))
 
     def console(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -247,9 +281,6 @@ class AgentProcess:
             time.sleep(0.05)
         raise AssertionError(f"no {count}x /{pattern}/ on the console:\n{self.console()}")
 
-    def write_sensor(self, cars: int) -> None:
-        (self.board / "cars.txt").write_text(str(cars))
-
 
 class RebootingBoard:
     """A board on the Unix port that reboots whenever main.py exits (reset, crash, kill -9)."""
@@ -261,9 +292,12 @@ class RebootingBoard:
         config: dict[str, Any],
         release: Path,
         heap: str = "64K",
+        allow_tracebacks: bool = False,
     ):
         make_board(root, config, cars=3, release=release)
-        self.agent = AgentProcess(micropython, root, heap=heap, compiled=True)
+        self.agent = AgentProcess(
+            micropython, root, heap=heap, compiled=True, allow_tracebacks=allow_tracebacks
+        )
         self.boots = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -287,9 +321,11 @@ class RebootingBoard:
             proc.send_signal(signal.SIGKILL)
 
     def stop(self) -> None:
+        """Stop rebooting and cut the power; then check the console as `AgentProcess.kill`."""
         self._stop.set()
         self.power_cut()
         self._thread.join(timeout=10)
+        self.agent.check_console()
 
     def app(self) -> list[str]:
         """The boot stub's state file: cur ver prev pver try bad (device/appdir.py)."""

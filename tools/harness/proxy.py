@@ -5,11 +5,17 @@ the board's connection alive like the service does, forwards each request over i
 connection, and counts requests and bytes on the board's side of the wire (for the bench).
 Faults are set by the test while the agent runs: `proxy.fault = Fault(...)`; `proxy.cut.set()` cuts
 the boards' network (requests go unanswered until `cut.clear()`, as packets into a dead link).
+
+`token_size` makes the boards see access tokens of that size, as an external issuer's RS256 JWTs
+are (about 1 KB): each token the service issues is handed out padded to `token_size` characters,
+and a request bearing a padded token goes on with the service's own, so the service checks the
+tokens it signed while the boards cache, send and buffer the long ones.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import ssl
 import threading
@@ -39,6 +45,7 @@ class Exchange:
     rx: int  # bytes the board received
     body: bytes = b""  # the upstream response body
     elapsed: float = 0.0  # s from the request's last byte in to the response's last byte out
+    request: bytes = b""  # the request body the board sent
 
 
 @dataclass
@@ -49,6 +56,8 @@ class FaultProxy:
     connections: int = 0
     forwarded: threading.Event = field(default_factory=threading.Event)
     cut: threading.Event = field(default_factory=threading.Event)
+    token_size: int | None = None  # hand out access tokens padded to this size (see above)
+    _padded: dict[str, str] = field(default_factory=dict)  # padded token -> the service's
 
     def __post_init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -124,9 +133,14 @@ class FaultProxy:
             self._record(method, path, fault.status, tx, len(out))
             return True
         headers.pop("Host", None)
+        bearer = headers.get("Authorization", "")
+        if bearer.startswith("Bearer ") and bearer[7:] in self._padded:
+            headers["Authorization"] = "Bearer " + self._padded[bearer[7:]]
         upstream.request(method, path, body=body, headers=headers)
         resp = upstream.getresponse()
         data = resp.read()
+        if self.token_size and resp.status == 200 and path.endswith("/oauth/token"):
+            data = self._pad(data, self.token_size)
         self.forwarded.set()
         head = f"HTTP/1.1 {resp.status} {resp.reason}\r\n"
         for name, value in resp.getheaders():
@@ -141,8 +155,18 @@ class FaultProxy:
             time.sleep(5)
             return False
         client.sendall(out)
-        self._record(method, path, resp.status, tx, len(out), data, started)
+        self._record(method, path, resp.status, tx, len(out), data, started, body)
         return True
+
+    def _pad(self, data: bytes, size: int) -> bytes:
+        """A token response with its access token padded to `size` characters (a JWT with a
+        longer signature part), remembered for the requests that bear it."""
+        answer = json.loads(data)
+        real = answer["access_token"]
+        padded = real + "x" * max(0, size - len(real))
+        self._padded[padded] = real
+        answer["access_token"] = padded
+        return json.dumps(answer).encode()
 
     def _record(
         self,
@@ -153,8 +177,9 @@ class FaultProxy:
         rx: int,
         body: bytes = b"",
         started: float | None = None,
+        request: bytes = b"",
     ) -> None:
         now = time.monotonic()
         took = now - started if started is not None else 0.0
         with self._lock:
-            self.log.append(Exchange(now, method, path, status, tx, rx, body, took))
+            self.log.append(Exchange(now, method, path, status, tx, rx, body, took, request))

@@ -10,7 +10,6 @@ HARD_RESET = 2
 WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
-_CAUSES = {"power_on": 1, "hard": 2, "watchdog": 3, "deepsleep": 4, "soft": 5}
 
 
 def _env(name, default=None):
@@ -20,7 +19,8 @@ def _env(name, default=None):
 
 def reset_cause():
     v = _env("PARKSIM_RESET_CAUSE", "power_on")
-    return int(v) if v.isdigit() else _CAUSES.get(v, PWRON_RESET)
+    names = ("power_on", "hard", "watchdog", "deepsleep", "soft")  # PWRON_RESET ... SOFT_RESET
+    return int(v) if v.isdigit() else names.index(v) + 1 if v in names else PWRON_RESET
 
 
 def reset():

@@ -10,19 +10,8 @@ STAT_GOT_IP = 1010
 STAT_NO_AP_FOUND = 201
 
 
-def _link_up():
-    v = os.getenv("PARKSIM_WIFI") or "up"
-    if v in ("up", "down"):
-        return v == "up"
-    try:
-        with open(v) as f:
-            return f.read().strip() == "up"
-    except OSError:
-        return False
-
-
 class WLAN:
-    def __init__(self, interface=STA_IF):
+    def __init__(self, *_):
         self._active = False
         self._ssid = None
 
@@ -31,7 +20,7 @@ class WLAN:
             return self._active
         self._active = bool(on)
 
-    def connect(self, ssid=None, key=None, bssid=None):
+    def connect(self, ssid=None, key=None):
         if not self._active:
             raise OSError("Wifi Not Started")
         self._ssid = ssid
@@ -40,7 +29,16 @@ class WLAN:
         self._ssid = None
 
     def isconnected(self):
-        return self._active and self._ssid is not None and _link_up()
+        if not self._active or self._ssid is None:
+            return False
+        v = os.getenv("PARKSIM_WIFI") or "up"
+        if v in ("up", "down"):
+            return v == "up"
+        try:
+            with open(v) as f:
+                return f.read().strip() == "up"
+        except OSError:
+            return False
 
     def status(self, param=None):
         if param == "rssi":
@@ -59,6 +57,3 @@ class WLAN:
         if param in ("ssid", "essid"):
             return self._ssid or ""
         return self.status(param)
-
-    def ifconfig(self):
-        return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")

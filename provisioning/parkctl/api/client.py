@@ -429,7 +429,7 @@ class AdminClient:
         self._call("DELETE", _lot_path(name))
 
     def recount_lot(self, name: str, cars: int) -> RecountResult:
-        """Set the lot's baseline to `cars` counted now (issue 13)."""
+        """Set the lot's baseline to `cars` counted now; the gate boards' flows count from it."""
         return self._parse(
             RecountResult, self._call("POST", _lot_path(name) + "/recount", {"cars": cars})
         )

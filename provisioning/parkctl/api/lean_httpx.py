@@ -1,4 +1,4 @@
-"""`httpx` without its command-line client, for `AdminClient` (start-up time, issue 15).
+"""`httpx` without its command-line client, for `AdminClient` (start-up time is product).
 
 `import httpx` also imports httpx's own CLI (`httpx._main`: click, Rich, Pygments), about half
 of httpx's import time, paid by every `parkctl device ...`. Nothing here uses that CLI, and httpx

@@ -118,7 +118,7 @@ def print_rows(
 
 
 def _counter_rows(device: Device) -> list[tuple[str, str]]:
-    """A gate board's counters, and whether they went backwards (issue 13)."""
+    """A gate board's counters, and whether they went backwards (a new series)."""
     c = device.counters
     if c is None:
         return []

@@ -1,5 +1,5 @@
-"""What `parkctl lot create|set|list|show|delete|recount` run: lot records (issue 11) and
-recounts (issue 13) over the admin API.
+"""What `parkctl lot create|set|list|show|delete|recount` run: lot records and
+recounts over the admin API.
 
 Like `parkctl device`, it runs as the operator in `PARK_CLIENT_ID` / `PARK_CLIENT_SECRET`
 against `PARK_SERVER`, so every change gets the admin API's checks and audit trail.

@@ -21,7 +21,7 @@ from provisioning.service.auth.errors import InvalidClient, InvalidRequest
 from provisioning.service.auth.failures import FailureLimits
 from provisioning.service.auth.secrets import SecretHasher, same_text
 from provisioning.service.web.text import is_clean_text
-from provisioning.store import sql
+from provisioning.store import auth_sql, sql
 from provisioning.store.groupcommit import GroupCommit
 from provisioning.store.models import Client
 
@@ -119,11 +119,6 @@ _COLUMNS = (
     Client.tokens_valid_after,
 )
 _NAMES = [column.key for column in _COLUMNS]
-# The rows of a group of requests in one statement (PostgreSQL: `= ANY` of an array parameter).
-_MANY_SQL = (
-    f"SELECT client_id, {', '.join(_NAMES)} FROM {Client.__tablename__} "  # noqa: S608 - constants
-    "WHERE client_id = ANY(%(ids)s)"
-)
 
 
 class ClientRows(GroupCommit[str, dict[str, Any] | None]):
@@ -139,12 +134,7 @@ class ClientRows(GroupCommit[str, dict[str, Any] | None]):
 
     def write(self, items: list[str]) -> list[dict[str, Any] | Exception | None]:
         def read(tx: sql.Tx) -> list[tuple[Any, ...]]:
-            cursor = tx.dbapi.cursor()
-            try:
-                cursor.execute(_MANY_SQL, {"ids": list(set(items))})
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
+            return auth_sql.client_rows(tx, _NAMES, list(set(items)))
 
         rows = {row[0]: dict(zip(_NAMES, row[1:], strict=True)) for row in self._held.run(read)}
         return [rows.get(client_id) for client_id in items]

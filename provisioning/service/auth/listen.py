@@ -23,14 +23,14 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from provisioning.store.auth_sql import CLIENTS_CHANNEL, LISTEN_SQL, PING_SQL
+
 if TYPE_CHECKING:
     from provisioning.service.auth.keys import KeyStore
     from provisioning.service.auth.verify import ClientDirectory
 
 log = logging.getLogger(__name__)
 
-CLIENTS_CHANNEL = "parkfleet_clients"  # payload: the client_id (migration 0005)
-KEYS_CHANNEL = "parkfleet_keys"
 APPLICATION_NAME = "parkfleet-listen"  # in pg_stat_activity
 _POLL_S = 0.5  # how long one wait for notifications lasts (also how fast `stop` is seen)
 _PING_S = 5.0  # a silent connection is probed this often, so a dead one is noticed
@@ -90,8 +90,8 @@ class ChangeListener:
         with psycopg.connect(
             self._dsn, autocommit=True, connect_timeout=5, application_name=APPLICATION_NAME
         ) as conn:
-            conn.execute(f"LISTEN {CLIENTS_CHANNEL}")
-            conn.execute(f"LISTEN {KEYS_CHANNEL}")
+            for statement in LISTEN_SQL:
+                conn.execute(statement)
             # From here on every change is announced; forget what may have changed before.
             self._clients.set_listening(True)
             if self._keys is not None:
@@ -106,5 +106,5 @@ class ChangeListener:
                         self._keys.refresh(force=True)
                     pinged = time.monotonic()
                 if time.monotonic() - pinged > _PING_S:
-                    conn.execute("SELECT 1")
+                    conn.execute(PING_SQL)
                     pinged = time.monotonic()

@@ -16,7 +16,7 @@ from collections import Counter, OrderedDict
 
 from sqlalchemy.orm import Session
 
-from provisioning.store import sql
+from provisioning.store import auth_sql, sql
 
 
 class TokenBuckets:
@@ -58,27 +58,6 @@ class TokenBuckets:
         return 0.0 if level >= 1.0 else (1.0 - level) / self.rate
 
 
-# The level of a row at the moment of this take (`EXCLUDED.updated_at`: the database's clock).
-_REFILLED = "LEAST(%(capacity)s, b.level + (EXCLUDED.updated_at - b.updated_at) * %(rate)s)"
-# Refill and take in one statement per group: every key's row is locked in key order (no
-# deadlock between instances), refilled by the database's clock (instances on several hosts
-# need not agree on the time), and `granted` says how many of the `n` asked for were given.
-# Run straight on psycopg (the hot path's DBAPI transaction: store/sql.py), so in its
-# `%(name)s` parameter style.
-_TAKE_SQL = f"""
-    INSERT INTO rate_buckets AS b (key, level, updated_at, granted)
-    SELECT t.k, %(capacity)s - LEAST(t.n, FLOOR(%(capacity)s)),
-           EXTRACT(EPOCH FROM clock_timestamp()), LEAST(t.n, FLOOR(%(capacity)s))
-    FROM unnest(CAST(%(keys)s AS text[]), CAST(%(counts)s AS integer[])) AS t(k, n)
-    ORDER BY t.k
-    ON CONFLICT (key) DO UPDATE SET
-        level = {_REFILLED} - LEAST(EXCLUDED.granted, FLOOR({_REFILLED})),
-        granted = LEAST(EXCLUDED.granted, FLOOR({_REFILLED})),
-        updated_at = EXCLUDED.updated_at
-    RETURNING b.key, b.level, b.granted
-    """  # noqa: S608 - only constants are formatted in; values are bound
-
-
 class SharedBuckets:
     """Token buckets in the database (`rate_buckets`), shared by every instance on one
     PostgreSQL database: taken inside the caller's transaction, so a take is undone with it."""
@@ -95,20 +74,13 @@ class SharedBuckets:
         the seconds until one is available. One statement, in the transaction of `within`."""
         tx = within if isinstance(within, sql.Tx) else sql.Tx.of(within.connection())
         counts = Counter(keys)
-        cursor = tx.dbapi.cursor()
-        try:
-            cursor.execute(
-                _TAKE_SQL,
-                {
-                    "keys": [self.prefix + key for key in counts],
-                    "counts": list(counts.values()),
-                    "capacity": self.capacity,
-                    "rate": self.rate,
-                },
-            )
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
+        rows = auth_sql.take_buckets(
+            tx,
+            [self.prefix + key for key in counts],
+            list(counts.values()),
+            self.capacity,
+            self.rate,
+        )
         left = {key.removeprefix(self.prefix): (granted, level) for key, level, granted in rows}
         waits = []
         for key in keys:

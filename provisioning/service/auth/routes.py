@@ -8,10 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from provisioning.service.auth import scopes
 from provisioning.service.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
@@ -38,8 +37,7 @@ from provisioning.service.auth.tokens import (
 from provisioning.service.context import ServiceContext
 from provisioning.service.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.service.web.body import read_body
-from provisioning.service.web.fastlane import FastLane
-from provisioning.service.web.rawroute import RawRoute
+from provisioning.service.web.hot import RouteDoc, add_hot_route
 from provisioning.service.web.text import NO_NUL_PATTERN
 
 JSON_TYPE = "application/json"
@@ -93,19 +91,6 @@ def _token_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | No
     )
 
 
-def _before_included_routers(routes: list[BaseRoute], count: int) -> None:
-    """Move the last `count` routes ahead of the first included router (keeping their order).
-
-    Routes are matched in order, and matching an included `APIRouter` (the ingestion API's
-    reads) cost ~12 µs per token request, measured. None of those paths can match an OAuth
-    path, so only the order of trying changes; `/healthz` and `POST /v1/counts` stay ahead.
-    """
-    moved = routes[-count:]
-    del routes[-count:]
-    at = next((i for i, r in enumerate(routes) if not isinstance(r, Route)), len(routes))
-    routes[at:at] = moved
-
-
 def _body_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     # Unknown parameters are ignored (RFC 6749 §3.1) but must be text, like the known ones.
     schema = {
@@ -132,11 +117,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _install_oauth_routes(
-    app: FastAPI, token: Endpoint, introspect: Endpoint, lanes: dict[tuple[str, str], RawRoute]
-) -> None:
-    """The two OAuth endpoints, each registered once: served from their fast lanes (and as plain
-    routes, should a lane be passed by), documented from the same route objects."""
+def _install_oauth_routes(app: FastAPI, token: Endpoint, introspect: Endpoint) -> None:
+    """The two OAuth endpoints, hot endpoints (web/hot.py): every board asks for tokens."""
     token_body = _body_schema(
         {
             "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
@@ -146,7 +128,7 @@ def _install_oauth_routes(
         },
         ["grant_type"],
     )
-    lanes[("POST", "/oauth/token")] = _oauth_post(
+    _oauth_post(
         app,
         "/oauth/token",
         token,
@@ -157,7 +139,7 @@ def _install_oauth_routes(
         "access_token, token_type, expires_in, scope",
     )
     introspect_body = _body_schema({"token": {**_TEXT, "minLength": 1}, **_CLIENT}, ["token"])
-    lanes[("POST", "/oauth/introspect")] = _oauth_post(
+    _oauth_post(
         app,
         "/oauth/introspect",
         introspect,
@@ -166,7 +148,6 @@ def _install_oauth_routes(
         introspect_body,
         "active, and the token's claims if it is",
     )
-    _before_included_routers(app.router.routes, 2)
 
 
 def _oauth_post(
@@ -177,35 +158,27 @@ def _oauth_post(
     description: str,
     body: dict[str, Any],
     answer: str,
-) -> RawRoute:
+) -> None:
     # An OAuth endpoint: a form or JSON body, its 200 answer and the RFC 6749 §5.2 errors. It
-    # parses its own body (RFC 6749 §3.2 rules that a model cannot express), so it is served as
-    # a `RawRoute`: FastAPI's per-request dependency solving would add a third of the framework
-    # ceiling's cost for nothing.
-    route = RawRoute(
-        path,
-        endpoint,
-        methods=["POST"],
-        tags=["oauth"],
+    # parses its own body (RFC 6749 §3.2 rules that a model cannot express).
+    doc = RouteDoc(
         summary=summary,
+        tags=["oauth"],
         description=description,
-        openapi_extra={"requestBody": body},
         responses={200: {"description": answer}, **_ERROR_RESPONSES},
+        openapi_extra={"requestBody": body},
     )
-    app.router.routes.append(route)
-    return route
+    add_hot_route(app, "POST", path, endpoint, doc)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add the OAuth error handler, metrics and (unless this process only checks tokens
     against a remote JWKS) the authorization server's routes to `app`."""
     app.add_exception_handler(OAuthError, oauth_error_handler)
-    # The OAuth endpoints' lanes (web/fastlane.py), inside the latency metric and the edge.
-    lanes: dict[tuple[str, str], RawRoute] = {}
-    app.add_middleware(FastLane, lanes=lanes, handlers=app.exception_handlers)
     app.add_middleware(LatencyMiddleware, metrics=ctx.metrics, router=app.router)
+    router = APIRouter(include_in_schema=False)
     if ctx.settings.metrics_public:
-        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+        router.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     else:
         # Counts of clients, refusals and routes tell an attacker how the service is used:
         # an operator token (the admin audience) unless PARK_METRICS_PUBLIC opens it.
@@ -215,17 +188,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             await check(request)
             return await metrics_endpoint(request)
 
-        app.add_api_route("/metrics", protected_metrics, methods=["GET"], include_in_schema=False)
+        router.add_api_route("/metrics", protected_metrics, methods=["GET"])
+    app.include_router(router)
     if ctx.settings.jwks_url:
         # A resource server only (RFC 9068 §4): the authorization server, its keys and its
         # token endpoint live in another process.
         return
-    _install_authorization_server(app, ctx, lanes)
+    _install_authorization_server(app, ctx)
 
 
-def _install_authorization_server(
-    app: FastAPI, ctx: ServiceContext, lanes: dict[tuple[str, str], RawRoute]
-) -> None:
+def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
     settings = ctx.settings
     ctx.keys.ensure_active()  # first start: create the signing key before anything is served
     # Failed authentications: limited and audited apart from issuance (failures.py).
@@ -317,9 +289,10 @@ def _install_authorization_server(
             answer["lot"] = principal.lot
         return _NoStoreJSON(answer)
 
-    _install_oauth_routes(app, token, introspect, lanes)
+    _install_oauth_routes(app, token, introspect)
+    router = APIRouter(tags=["oauth"])
 
-    @app.get("/.well-known/jwks.json", tags=["oauth"])
+    @router.get("/.well-known/jwks.json")
     async def jwks() -> Response:
         """The public signing keys (RFC 7517 §5); cacheable, never a private part."""
         return _json(ctx.keys.jwks(), {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
@@ -340,7 +313,9 @@ def _install_authorization_server(
         "response_types_supported": [],
     }
 
-    @app.get("/.well-known/oauth-authorization-server", tags=["oauth"])
+    @router.get("/.well-known/oauth-authorization-server")
     async def server_metadata() -> Response:
         """RFC 8414 §3: authorization server metadata."""
         return _json(metadata, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
+
+    app.include_router(router)

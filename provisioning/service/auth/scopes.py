@@ -9,7 +9,7 @@ AUDIENCES: tuple[str, ...] = (INGEST_AUDIENCE, ADMIN_AUDIENCE)
 COUNTS_WRITE = "counts:write"
 COUNTS_READ = "counts:read"
 DEVICES_ADMIN = "devices:admin"
-RELEASES_READ = "releases:read"  # a board downloads agent releases (issue 10)
+RELEASES_READ = "releases:read"  # a board downloads signed agent releases
 
 DEVICE = "device"
 OPERATOR = "operator"

@@ -1,7 +1,8 @@
 """The client credentials grant (RFC 6749 §4.4) and JWT access tokens (RFC 9068).
 
 `parse_params` parses a token or introspection request body strictly; `ClientCredentialsGrant`
-validates the request (`validate_token_request`) and signs the token (`create_token_response`).
+validates the request (`validate_token_request`), states the token's claims (`claims`: the
+audit record is written from them before anything is signed) and signs them (`sign`).
 """
 
 from __future__ import annotations
@@ -236,13 +237,6 @@ class ClientCredentialsGrant:
             if wait:
                 raise TooManyRequests(wait)
         return audience, granted
-
-    def create_token_response(
-        self, client: ClientRecord, audience: str, granted: list[str]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Sign the token; returns (response body, claims) — claims for the audit record."""
-        claims = self.claims(client, audience, granted)
-        return self.sign(claims), claims
 
     def claims(self, client: ClientRecord, audience: str, granted: list[str]) -> dict[str, Any]:
         """The claims of the token to issue (its `jti` goes into the audit record first)."""

@@ -27,11 +27,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.service.ingest.schemas import GateReading, Reading
 from provisioning.store import sql
+from provisioning.store.ingest_sql import (
+    OUTBOX_AFTER,
+    OUTBOX_COLUMNS,
+    OUTBOX_COUNT_UP_TO,
+    OUTBOX_DEPTH,
+    OUTBOX_OLDEST,
+    RELAY_LOCK,
+    outbox_delete_ranges,
+)
 
 log = logging.getLogger(__name__)
 
 QOS = 1
-_COLUMNS = ("topic", "payload", "retain", "created_at")
 # '/' would add topic levels, '+' and '#' are wildcards and U+0000 is forbidden in topic names
 # (MQTT 3.1.1 §4.7.1, §1.5.3); '%' is escaped so the encoding is reversible.
 _TOPIC_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in "%/+#\x00"})
@@ -96,7 +104,7 @@ def enqueue(tx: sql.Tx, messages: Sequence[tuple[str, str, bool]], now: float) -
     params: list[object] = []
     for topic, payload, retain in messages:
         params += (topic, payload, retain, now)
-    sql.insert_values(tx, "mqtt_outbox", _COLUMNS, params)
+    sql.insert_values(tx, "mqtt_outbox", OUTBOX_COLUMNS, params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,16 +117,14 @@ class Backlog:
 
 def backlog(tx: sql.Tx, now: float) -> Backlog:
     """The outbox's depth and the age of its oldest message (lowest id, read by primary key)."""
-    ((depth,),) = sql.run(tx, "SELECT count(*) FROM mqtt_outbox")
-    oldest = sql.run(tx, "SELECT created_at FROM mqtt_outbox ORDER BY id LIMIT 1")
+    ((depth,),) = sql.run(tx, OUTBOX_DEPTH)
+    oldest = sql.run(tx, OUTBOX_OLDEST)
     return Backlog(int(depth), max(0.0, now - float(oldest[0][0])) if oldest else 0.0)
 
 
 # One relay per PostgreSQL database: a session-level advisory lock on the relay's own
 # connection, so it is released the moment that connection (or its process) dies.
 RELAY_LOCK_KEY = 0x7061726B6D717474  # "parkmqtt"
-_AFTER = "SELECT id, topic, payload, retain FROM mqtt_outbox WHERE id > ? ORDER BY id LIMIT ?"
-_COUNT_UP_TO = "SELECT count(*) FROM mqtt_outbox WHERE id <= ?"
 _DELETE_RUNS = 100  # id ranges per DELETE statement
 
 
@@ -162,7 +168,7 @@ class RelayReader:
         if self._held or not self.postgresql:
             self._held = True
             return True
-        ((held,),) = sql.run(tx, "SELECT pg_try_advisory_lock(?)", (RELAY_LOCK_KEY,))
+        ((held,),) = sql.run(tx, RELAY_LOCK, (RELAY_LOCK_KEY,))
         self._raw.commit()  # the lock is the session's; no transaction stays open
         self._held = bool(held)
         return self._held
@@ -170,11 +176,13 @@ class RelayReader:
     def take(self, limit: int) -> list[Message]:
         """Up to `limit` messages not out yet, oldest first."""
         tx = self._tx()
-        rows = sql.run(tx, _AFTER, (self._cursor, limit))
-        ((below,),) = sql.run(tx, _COUNT_UP_TO, (self._cursor,))
+        rows = sql.run(tx, OUTBOX_AFTER, (self._cursor, limit))
+        ((below,),) = sql.run(tx, OUTBOX_COUNT_UP_TO, (self._cursor,))
         if int(below) > len(self._out):  # a late row below the cursor: read from the start
             rows = [
-                r for r in sql.run(tx, _AFTER, (0, limit + len(self._out))) if r[0] not in self._out
+                r
+                for r in sql.run(tx, OUTBOX_AFTER, (0, limit + len(self._out)))
+                if r[0] not in self._out
             ]
             rows = rows[:limit]
         self._raw.commit()
@@ -194,8 +202,7 @@ class RelayReader:
         runs = _runs(ids)
         for at in range(0, len(runs), _DELETE_RUNS):
             chunk = runs[at : at + _DELETE_RUNS]
-            where = " OR ".join(["id BETWEEN ? AND ?"] * len(chunk))
-            sql.run(tx, f"DELETE FROM mqtt_outbox WHERE {where}", [n for r in chunk for n in r])  # noqa: S608
+            sql.run(tx, outbox_delete_ranges(len(chunk)), [n for r in chunk for n in r])
         self._raw.commit()
         self._out.difference_update(ids)
 

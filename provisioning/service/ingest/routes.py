@@ -51,7 +51,7 @@ from provisioning.service.ingest.schemas import (
 from provisioning.service.lots import history
 from provisioning.service.registry.rules import LOT_MAX
 from provisioning.service.web.body import read_body
-from provisioning.service.web.rawroute import RawRoute
+from provisioning.service.web.hot import RouteDoc, add_hot_route
 from provisioning.service.web.text import NO_NUL_PATTERN
 
 Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
@@ -151,7 +151,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         duplicates.inc(result.duplicates)
         answer = b'{"accepted":%d,"duplicates":%d' % (result.accepted, result.duplicates)
         if result.update:
-            # Issue 10: the board learns of its update from the answer it gets anyway.
+            # The board learns of its update from the answer it gets anyway.
             answer += b',"update":{"version":"%s"}' % result.update.encode()
         return Response(answer + b"}", media_type="application/json")
 
@@ -220,37 +220,33 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             return _not_found("no such device")
         return JSONResponse(page)
 
-    # Every board's posts land here, so this is the first route and a `RawRoute`: in the
-    # OpenAPI document like any API route, but its requests skip FastAPI's dependency solving
-    # and response handling, a third of a one-reading post's cost (tools/bench/ingest.py).
-    app.router.routes.append(
-        RawRoute(
-            "/v1/counts",
-            post_counts,
-            methods=["POST"],
-            tags=["ingest"],
-            summary="Store a device's readings",
-            openapi_extra={
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": COUNTS_BODY_SCHEMA}},
-                }
+    # Every board's posts land here: a hot endpoint (web/hot.py), in the OpenAPI document like
+    # any API route, but its requests skip FastAPI's dependency solving and response handling,
+    # a third of a one-reading post's cost (tools/bench/ingest.py).
+    doc = RouteDoc(
+        summary="Store a device's readings",
+        tags=["ingest"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": COUNTS_BODY_SCHEMA}},
+            }
+        },
+        responses={
+            200: {"description": '`{"accepted": n, "duplicates": m}`'},
+            400: {"description": "Not JSON, or a JSON object repeats a key"},
+            401: {"description": "Missing, invalid or expired token (RFC 6750)"},
+            403: {"description": "No counts:write scope, or device_id is not the token's sub"},
+            413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
+            415: {"description": "Content-Type is not application/json"},
+            422: {"description": "JSON that breaks the schema; nothing was stored"},
+            429: {
+                "description": "The device's readings rate is spent (per device and minute);"
+                " retry after `Retry-After` seconds, nothing was stored"
             },
-            responses={
-                200: {"description": '`{"accepted": n, "duplicates": m}`'},
-                400: {"description": "Not JSON, or a JSON object repeats a key"},
-                401: {"description": "Missing, invalid or expired token (RFC 6750)"},
-                403: {"description": "No counts:write scope, or device_id is not the token's sub"},
-                413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
-                415: {"description": "Content-Type is not application/json"},
-                422: {"description": "JSON that breaks the schema; nothing was stored"},
-                429: {
-                    "description": "The device's readings rate is spent (per device and minute);"
-                    " retry after `Retry-After` seconds, nothing was stored"
-                },
-            },
-        )
+        },
     )
+    add_hot_route(app, "POST", "/v1/counts", post_counts, doc)
     app.include_router(router)
 
 

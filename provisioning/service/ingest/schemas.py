@@ -1,4 +1,10 @@
-"""The `POST /v1/counts` body: parsed with orjson and checked by hand in tight loops.
+"""The `POST /v1/counts` body: its shape in one set of tables, parsed with orjson and checked
+by hand in tight loops.
+
+The tables below (`ZONE_READING`, `GATE_READING`, `AGENT_FIELDS`, `HEALTH_FIELDS`,
+`BODY_FIELDS`) give each object's fields as JSON Schema: the OpenAPI document shows them as
+`COUNTS_BODY_SCHEMA`, and `parse_counts` takes its key sets, required fields and bounds from
+them. A field is added or changed there, once.
 
 A 500-reading batch is parsed and validated in a fraction of a millisecond this way (orjson is
 4-5x faster than `json` here); a pydantic model per reading costs several times more and the hot
@@ -34,14 +40,9 @@ MAX_RESET_CAUSE = 32
 RESET_CAUSE_PATTERN = rf"^[ -~]{{1,{MAX_RESET_CAUSE}}}\Z"  # \Z: `$` would allow a final "\n"
 RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
-_BODY_KEYS = frozenset({"readings", "device_id", "health", "agent"})
-# The agent's report of the version it runs and its update state (device/appstate.py).
-AGENT_KEYS = frozenset({"version", "update", "reason", "target"})
 UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
 MAX_REASON = 200
 _VERSION_RE = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}\Z"
-_READING_KEYS = frozenset({"seq", "cars", "ts"})
-_GATE_KEYS = frozenset({"seq", "in", "out", "ts"})
 # Health fields reported by the device agent: name -> inclusive integer bounds.
 _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "uptime_s": (0, MAX_SEQ),  # as every count: the integers any JSON parser holds exactly
@@ -51,10 +52,21 @@ _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "dropped": (0, MAX_SEQ),
     # How often the board takes a reading: the dashboard calls it offline after a few missed.
     "interval_s": (1, 86400),
+    # Vitals: the lowest free heap since boot and the largest free block (bytes), the lowest
+    # RSSI, WiFi drops, failed token requests and failed posts since the last acknowledged report.
+    "heap_min": (0, 2**40),
+    "heap_block": (0, 2**40),
+    "rssi_min": (-200, 50),
+    "wifi_drops": (0, 2**31),
+    "token_fails": (0, 2**31),
+    "post_fails": (0, 2**31),
 }
+# A crash report (device/crash.py): kept by the board across the reset, sent until answered.
+CRASH_CAUSES = frozenset({"exception", "watchdog", "brownout", "memory"})
+MAX_TRACEBACK = 600
+MAX_CRASHES = 2**31
 # Short printable names: why the board last reset, and the agent's version.
 _HEALTH_NAMES = ("reset_cause", "agent")
-HEALTH_KEYS = frozenset({*_HEALTH_INTS, *_HEALTH_NAMES})
 
 
 def _int(low: int, high: int) -> dict[str, Any]:
@@ -63,77 +75,79 @@ def _int(low: int, high: int) -> dict[str, Any]:
 
 _TS: dict[str, Any] = {"type": ["number", "null"], "minimum": 0, "exclusiveMaximum": MAX_TS}
 
-# The body as JSON Schema, for the OpenAPI document only (built from the same limits; requests
-# are checked by `parse_counts`).
-COUNTS_BODY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["readings"],
-    "properties": {
-        "readings": {
-            "type": "array",
-            "maxItems": MAX_READINGS,
-            # A zone board's absolute count, or a gate board's cumulative counters.
-            "items": {
-                "oneOf": [
-                    {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["seq", "cars"],
-                        "properties": {
-                            "seq": _int(0, MAX_SEQ),
-                            "cars": _int(0, MAX_CARS),
-                            "ts": _TS,
-                        },
-                    },
-                    {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["seq", "in", "out"],
-                        "properties": {
-                            "seq": _int(0, MAX_SEQ),
-                            "in": _int(0, MAX_COUNTER),
-                            "out": _int(0, MAX_COUNTER),
-                            "ts": _TS,
-                        },
-                    },
-                ]
-            },
-        },
-        "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
-        "agent": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["version"],
-            "properties": {
-                "version": {"type": "string", "pattern": _VERSION_RE},
-                "target": {"type": "string", "pattern": _VERSION_RE},
-                "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
-                "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": LINE_PATTERN},
-            },
-        },
-        "health": {
-            "type": ["object", "null"],
-            "additionalProperties": False,
-            "properties": {
-                **{
-                    name: _int(*bounds) | {"type": ["integer", "null"]}
-                    for name, bounds in _HEALTH_INTS.items()
-                },
-                "reset_cause": {
-                    "oneOf": [
-                        {"type": "string", "pattern": RESET_CAUSE_PATTERN},
-                        _int(0, 255),
-                        {"type": "null"},
-                    ],
-                },
-                "agent": {
-                    "oneOf": [{"type": "string", "pattern": RESET_CAUSE_PATTERN}, {"type": "null"}]
-                },
-            },
+
+def _object(fields: dict[str, Any], required: list[str], nullable: bool = False) -> dict[str, Any]:
+    return {
+        "type": ["object", "null"] if nullable else "object",
+        "additionalProperties": False,
+        **({"required": required} if required else {}),
+        "properties": fields,
+    }
+
+
+# A zone board's absolute count, or a gate board's cumulative counters.
+ZONE_READING: dict[str, Any] = {"seq": _int(0, MAX_SEQ), "cars": _int(0, MAX_CARS), "ts": _TS}
+GATE_READING: dict[str, Any] = {
+    "seq": _int(0, MAX_SEQ),
+    "in": _int(0, MAX_COUNTER),
+    "out": _int(0, MAX_COUNTER),
+    "ts": _TS,
+}
+# The agent's report of the version it runs and its update state (device/appstate.py).
+AGENT_FIELDS: dict[str, Any] = {
+    "version": {"type": "string", "pattern": _VERSION_RE},
+    "target": {"type": "string", "pattern": _VERSION_RE},
+    "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
+    "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": LINE_PATTERN},
+}
+HEALTH_FIELDS: dict[str, Any] = {
+    **{
+        name: _int(*bounds) | {"type": ["integer", "null"]} for name, bounds in _HEALTH_INTS.items()
+    },
+    "reset_cause": {
+        "oneOf": [
+            {"type": "string", "pattern": RESET_CAUSE_PATTERN},
+            _int(0, 255),
+            {"type": "null"},
+        ],
+    },
+    "agent": {"oneOf": [{"type": "string", "pattern": RESET_CAUSE_PATTERN}, {"type": "null"}]},
+}
+CRASH_FIELDS: dict[str, Any] = {
+    "version": {"type": ["string", "null"], "pattern": _VERSION_RE},
+    "count": _int(1, MAX_CRASHES),
+    "cause": {"type": "string", "enum": sorted(CRASH_CAUSES)},
+    "traceback": {"type": "string", "maxLength": MAX_TRACEBACK},
+}
+BODY_FIELDS: dict[str, Any] = {
+    "readings": {
+        "type": "array",
+        "maxItems": MAX_READINGS,
+        "items": {
+            "oneOf": [
+                _object(ZONE_READING, ["seq", "cars"]),
+                _object(GATE_READING, ["seq", "in", "out"]),
+            ]
         },
     },
+    "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
+    "agent": _object(AGENT_FIELDS, ["version"]),
+    "health": _object(HEALTH_FIELDS, [], nullable=True),
+    "crash": _object(CRASH_FIELDS, sorted(CRASH_FIELDS), nullable=True),
 }
+COUNTS_BODY_SCHEMA: dict[str, Any] = _object(BODY_FIELDS, ["readings"])
+
+# What the hand-written checks below read from the tables.
+_BODY_KEYS = frozenset(BODY_FIELDS)
+_READING_KEYS = frozenset(ZONE_READING)
+_GATE_KEYS = frozenset(GATE_READING)
+AGENT_KEYS = frozenset(AGENT_FIELDS)
+HEALTH_KEYS = frozenset(HEALTH_FIELDS)
+CRASH_KEYS = frozenset(CRASH_FIELDS)
+# Each reading kind's integer fields with their upper bounds (all start at 0), in the order
+# a refusal names them.
+_ZONE_LIMITS = tuple((n, f["maximum"]) for n, f in ZONE_READING.items() if n != "ts")
+_GATE_LIMITS = tuple((n, f["maximum"]) for n, f in GATE_READING.items() if n != "ts")
 
 
 class MalformedBody(ValueError):
@@ -209,6 +223,11 @@ def parse_counts(body: bytes) -> CountsBatch:
     readings, gates, received, keys = _parse_readings(data["readings"])
     parsed_health = None if health is None else parse_health(health)
     keys += len(data) + (len(health) if type(health) is dict else 0)
+    crash = data.get("crash")
+    if crash is not None:
+        # Validated only: storing crash reports is the rollout side's (not kept yet).
+        parse_crash(crash)
+        keys += len(crash)
     _no_repeated_keys(body, keys)
     return CountsBatch(
         readings=readings,
@@ -339,12 +358,7 @@ def _explain(i: int, item: Any) -> NoReturn:
             "a reading has either cars (a zone board) or in and out (a gate board), not both",
         )
     _check_keys(item, _GATE_KEYS if gate else _READING_KEYS, ("readings", i))
-    limits = (
-        (("seq", MAX_SEQ), ("in", MAX_COUNTER), ("out", MAX_COUNTER))
-        if gate
-        else (("seq", MAX_SEQ), ("cars", MAX_CARS))
-    )
-    for name, high in limits:
+    for name, high in _GATE_LIMITS if gate else _ZONE_LIMITS:
         value = _whole(item.get(name))
         if type(value) is not int or not 0 <= value <= high:
             kind = "missing" if name not in item else "int_type"
@@ -386,6 +400,29 @@ def parse_health(raw: Any) -> dict[str, int | str]:
     return health
 
 
+def parse_crash(raw: Any) -> dict[str, Any]:
+    """Validate a crash report: exactly `version` (X.Y.Z or null), `count` (>= 1), `cause` (one
+    of CRASH_CAUSES) and `traceback` (text of at most MAX_TRACEBACK characters)."""
+    if type(raw) is not dict:
+        _fail(("crash",), "must be an object", "dict_type")
+    _check_keys(raw, CRASH_KEYS, ("crash",))
+    for name in sorted(CRASH_KEYS - raw.keys()):
+        _fail(("crash", name), "field required", "missing")
+    version = raw["version"]
+    if version is not None and (type(version) is not str or not re.match(_VERSION_RE, version)):
+        _fail(("crash", "version"), "must be a version X.Y.Z or null")
+    count = _whole(raw["count"])
+    if type(count) is not int or not 1 <= count <= MAX_CRASHES:
+        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASHES}", "int_type")
+    cause = raw["cause"]
+    if type(cause) is not str or cause not in CRASH_CAUSES:
+        _fail(("crash", "cause"), f"must be one of {', '.join(sorted(CRASH_CAUSES))}")
+    tb = raw["traceback"]
+    if type(tb) is not str or len(tb) > MAX_TRACEBACK:
+        _fail(("crash", "traceback"), f"must be text of at most {MAX_TRACEBACK} characters")
+    return {**raw, "count": count}
+
+
 def parse_agent(raw: Any) -> dict[str, str]:
     """Validate the agent's report: `version` X.Y.Z, `update` one of UPDATE_STATES, a short
     printable `reason`, a `target` version."""
@@ -397,7 +434,7 @@ def parse_agent(raw: Any) -> dict[str, str]:
     for name in ("version", "target"):
         value = raw.get(name)
         if (value is not None or name == "version") and (
-            type(value) is not str or not re.match(_VERSION_RE, value)
+            type(value) is not str or not re.match(AGENT_FIELDS[name]["pattern"], value)
         ):
             _fail(("agent", name), "must be a version X.Y.Z")
     update = raw.get("update")

@@ -2,7 +2,7 @@
 
 Every function takes a Core `Connection` and runs inside the caller's transaction (a Session's
 work can pass `session.connection()`). Lot totals read `device_state` (one row per device, its
-current reading: ingest/seqrule.py) and never scan `readings`; a device's readings are read through
+current reading: seqrule.py) and never scan `readings`; a device's readings are read through
 the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 """
 
@@ -20,6 +20,17 @@ from provisioning.service.ingest import outbox, seqrule
 from provisioning.service.ingest.schemas import CountsBatch, GateReading, Reading
 from provisioning.service.lots import history, occupancy
 from provisioning.store import sql
+from provisioning.store.ingest_sql import (
+    AGENT_UPSERT,
+    AUDIT,
+    DEVICE_LOT,
+    INSERT_SUFFIX,
+    LOCK_LOTS,
+    READING_COLUMNS,
+    REFUSED,
+    SEEN,
+    SEEN_WITH_HEALTH,
+)
 from provisioning.store.models import Client, DeviceState, Lot
 from provisioning.store.models import Reading as ReadingRow
 
@@ -27,47 +38,6 @@ _CLIENTS = Client.__table__
 _STATE = DeviceState.__table__
 _READINGS = ReadingRow.__table__
 _LOTS = Lot.__table__
-_READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "ts", "received_at")
-# RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
-# counted, and not published again.
-_INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
-
-# The device's lot and status, its current and suspect seq, and what its agent runs and should
-# run (issue 10) in the same primary-key lookup: a post that carries no agent report costs no
-# extra query for the update check.
-_DEVICE_LOT = (
-    "SELECT c.lot, c.enabled, s.last_seq, s.seq_suspect, a.version, a.target, a.state "
-    "FROM clients c LEFT JOIN device_state s ON s.device_id = c.client_id "
-    "LEFT JOIN device_agent a ON a.device_id = c.client_id "
-    "WHERE c.client_id = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
-)
-# One upsert records the visit, the health (if sent) and the current reading (if any, chosen by
-# ingest/seqrule.py from the board's state read with its lot: a board's posts come one after
-# another, so the read cannot race another post of the same board but for a retry, which stores
-# nothing new). A reading that is not current is stored all the same; SEQ_GAP/SEQ_STEP say what
-# is a late replay and what a jump held as suspect.
-# Column names are this module's constants, never input.
-_STATE_UPSERT = (
-    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at, "  # noqa: S608
-    "seq_suspect{h}) VALUES (?, ?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
-    "last_seen_at = excluded.last_seen_at, seq_suspect = excluded.seq_suspect{hs}, "
-    + ", ".join(
-        f"{col} = CASE WHEN excluded.last_seq IS NOT NULL THEN excluded.{col} "
-        f"ELSE device_state.{col} END"
-        for col in ("last_seq", "cars", "ts", "received_at")
-    )
-)
-_SEEN = _STATE_UPSERT.format(h="", hv="", hs="")
-_SEEN_WITH_HEALTH = _STATE_UPSERT.format(
-    h=", health, health_at",
-    hv=", ?, ?",
-    hs=", health = excluded.health, health_at = excluded.health_at",
-)
-
-
-_REFUSED = (
-    "UPDATE device_state SET refused = COALESCE(refused, 0) + ?, refused_at = ? WHERE device_id = ?"
-)
 
 
 class UnknownDevice(LookupError):
@@ -142,7 +112,7 @@ def _store_device(
 ) -> tuple[IngestResult, list[Reading], list[GateReading]]:
     """One item's own rows; its result and the readings it stored. Raises `UnknownDevice`
     before writing anything."""
-    rows = sql.run(tx, _DEVICE_LOT, (device_id,))
+    rows = sql.run(tx, DEVICE_LOT, (device_id,))
     if not rows or not rows[0][1] or rows[0][0] is None:
         raise UnknownDevice(device_id)
     # Readings count towards the lot the device is registered in now, not the token's claim.
@@ -155,7 +125,7 @@ def _store_device(
             params += (device_id, lot, seq, cars, None, None, ts, received_at)
         for seq, n_in, n_out, ts in batch.gates:
             params += (device_id, lot, seq, None, n_in, n_out, ts, received_at)
-        returned = sql.insert_values(tx, "readings", _READING_COLUMNS, params, _INSERT_SUFFIX)
+        returned = sql.insert_values(tx, "readings", READING_COLUMNS, params, INSERT_SUFFIX)
         new = {seq for (seq,) in returned}
         inserted = [r for r in batch.readings if r[0] in new]
         gates = [g for g in batch.gates if g[0] in new]
@@ -169,12 +139,12 @@ def _store_device(
     latest: tuple[object, ...] = (*candidates[taken[-1]], received_at) if taken else (None,) * 4
     state = (device_id, received_at, *latest, suspect)
     if batch.health is None:
-        sql.run(tx, _SEEN, state)
+        sql.run(tx, SEEN, state)
     else:
         health = json.dumps(batch.health, separators=(",", ":"))
-        sql.run(tx, _SEEN_WITH_HEALTH, (*state, health, received_at))
+        sql.run(tx, SEEN_WITH_HEALTH, (*state, health, received_at))
     if batch.refused:
-        sql.run(tx, _REFUSED, (batch.refused, received_at, device_id))
+        sql.run(tx, REFUSED, (batch.refused, received_at, device_id))
     breaks = 0
     if gates:
         moved, breaks = occupancy.advance(tx, device_id, gates, received_at)
@@ -183,16 +153,6 @@ def _store_device(
     stored = len(inserted) + len(gates)
     update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][4:]))
     return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
-
-
-_AGENT_UPSERT = (
-    "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, "
-    "state = COALESCE(excluded.state, device_agent.state), "
-    "reason = CASE WHEN excluded.state IS NULL THEN device_agent.reason ELSE excluded.reason END, "
-    "updated_at = excluded.updated_at"
-)
-_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)"
 
 
 def agent_report(
@@ -218,25 +178,17 @@ def agent_report(
         changed = agent["version"] != version or state not in (None, known)
         if changed or agent.get("reason") is not None:
             sql.run(
-                tx, _AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now)
+                tx, AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now)
             )
         version = agent["version"]
         # Audited once per change, not per post: a board repeats its report on every post
         # until the state moves on, and one token must not grow the audit log at its rate.
         if state and changed:
             detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
-            sql.run(tx, _AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
+            sql.run(tx, AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
     if target and version and target != version:
         return str(target)
     return None
-
-
-# Every lot of a group, locked in one statement in one global order (of the lock keys, so two
-# lots whose names hash alike cannot be taken in opposite orders by two groups).
-_LOCK_LOTS = (
-    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(lot) AS h "
-    "FROM unnest(CAST(? AS text[])) AS lots(lot) ORDER BY h OFFSET 0) AS ordered"
-)
 
 
 def _queue_messages(
@@ -254,7 +206,7 @@ def _queue_messages(
         # Serialise a lot's writers until commit, so each total includes every earlier batch and
         # outbox ids follow commit order within the lot. SQLite has one writer at a time anyway.
         # The recount takes the same lock (occupancy.recount).
-        sql.run(tx, _LOCK_LOTS, (lots,))
+        sql.run(tx, LOCK_LOTS, (lots,))
     messages: list[tuple[str, str, bool]] = []
     for lot in lots:
         messages += (message for at_lot, message in news if at_lot == lot)
@@ -268,7 +220,7 @@ def _registered() -> Any:
 
 
 def _records(conn: Connection, lot: str | None = None) -> dict[str, tuple[int | None, str]]:
-    """Lot records (issue 11): name -> (capacity, label)."""
+    """Lot records: name -> (capacity, label)."""
     query = select(_LOTS.c.name, _LOTS.c.capacity, _LOTS.c.label)
     if lot is not None:
         query = query.where(_LOTS.c.name == lot)

@@ -11,7 +11,7 @@ one row per bucket in the range plus the last row before it, and carries each bo
 forward in Python. Late readings replayed from a board's spool land in their own (old) bucket
 and replace its row only if they are newer there, so history is right after an outage too.
 
-Gate boards (issue 13, ingest/occupancy.py) follow the lot's rule: their rows hold their flows
+Gate boards (lots/occupancy.py) follow the lot's rule: their rows hold their flows
 (in - out) since the lot's baseline, and the baseline itself has rows under `BASELINE_ID`,
 written by a recount (which also puts each gate board's flows back to 0 at that moment). A
 negative sum is reported as 0, as the live total is. A gate reading older than the board's
@@ -29,6 +29,13 @@ from sqlalchemy import Connection
 
 from provisioning.service.ingest.schemas import Reading
 from provisioning.store import sql
+from provisioning.store.lots_sql import (
+    ROLLUP_COLUMNS,
+    ROLLUP_DEVICES,
+    ROLLUP_LAST,
+    ROLLUP_ROWS,
+    ROLLUP_UPSERT_SUFFIX,
+)
 
 # Bucket widths kept, s. A step uses the widest that divides it (all are multiples of 60).
 RESOLUTIONS: tuple[int, ...] = (60, 300, 3600)
@@ -36,14 +43,6 @@ MIN_STEP = RESOLUTIONS[0]
 MAX_POINTS = 2000
 # The rollup's row for a lot's baseline: no device has this id (device ids are `dev_...`).
 BASELINE_ID = "~baseline"
-_COLUMNS = ("lot", "res", "device_id", "bucket", "cars", "at", "seq")
-# Only a reading that is later in its bucket (by time, then seq) replaces the bucket's row.
-_UPSERT_SUFFIX = (
-    "ON CONFLICT (lot, res, device_id, bucket) DO UPDATE SET "
-    "cars = excluded.cars, at = excluded.at, seq = excluded.seq "
-    "WHERE excluded.at > occupancy_rollup.at "
-    "OR (excluded.at = occupancy_rollup.at AND excluded.seq > occupancy_rollup.seq)"
-)
 
 
 class BadRange(ValueError):
@@ -66,42 +65,7 @@ def record(
     params: list[object] = []
     for (res, bucket), (at, seq, cars) in latest.items():
         params += (lot, res, device_id, bucket, cars, at, seq)
-    sql.insert_values(tx, "occupancy_rollup", _COLUMNS, params, _UPSERT_SUFFIX)
-
-
-def backfill(conn: Connection) -> None:
-    """Fill the rollup from `readings` (the migration that adds it; benchmarks' bulk data).
-
-    The finest width is built from the readings, each wider one from the one before it (the
-    last reading of an hour is the last of its last non-empty 5-minute bucket): one pass over
-    the readings instead of one per width.
-    """
-    tx = sql.Tx.of(conn)
-    source = "SELECT lot, device_id, cars, COALESCE(ts, received_at) AS at, seq FROM readings"
-    for res in RESOLUTIONS:
-        if tx.postgresql:
-            bucket = f"CAST(FLOOR(at / {res}) AS BIGINT) * {res}"
-            select = (
-                f"SELECT DISTINCT ON (lot, device_id, bucket) lot, {res}, device_id, bucket, "  # noqa: S608
-                f"cars, at, seq FROM (SELECT lot, device_id, {bucket} AS bucket, cars, at, seq "
-                f"FROM ({source}) src) b ORDER BY lot, device_id, bucket, at DESC, seq DESC"
-            )
-        else:
-            # SQLite's CAST truncates: FLOOR for the positive times of readings. With one
-            # MAX() aggregate, SQLite takes the bare columns (cars, seq) from the row holding
-            # the maximum (https://sqlite.org/lang_select.html#bareagg); a tie in time keeps
-            # either reading of that instant.
-            bucket = f"CAST(at / {res} AS INTEGER) * {res}"
-            select = (
-                f"SELECT lot, {res}, device_id, {bucket} AS bucket, cars, MAX(at), seq "  # noqa: S608
-                f"FROM ({source}) src GROUP BY lot, device_id, bucket"
-            )
-        # Constants of this module only; no input reaches this text.
-        sql.run(tx, f"INSERT INTO occupancy_rollup ({', '.join(_COLUMNS)}) {select}")
-        source = (
-            "SELECT lot, device_id, cars, at, seq FROM occupancy_rollup "  # noqa: S608
-            f"WHERE res = {res}"
-        )
+    sql.insert_values(tx, "occupancy_rollup", ROLLUP_COLUMNS, params, ROLLUP_UPSERT_SUFFIX)
 
 
 def parse_time(text: str, name: str) -> float:
@@ -142,20 +106,6 @@ def points(start: float, end: float, step: int) -> list[int]:
     return [first + k * step for k in range(max(count, 0))]
 
 
-_DEVICES = (
-    "SELECT DISTINCT r.device_id, c.lot, c.deleted_at FROM occupancy_rollup r "
-    "LEFT JOIN clients c ON c.client_id = r.device_id WHERE r.lot = ? AND r.res = ?"
-)
-# The device's rows in the range, starting with the last one before it (its value then).
-_ROWS = (
-    "SELECT bucket, cars FROM occupancy_rollup WHERE lot = ? AND res = ? AND device_id = ? "
-    "AND bucket >= COALESCE((SELECT MAX(bucket) FROM occupancy_rollup "
-    "WHERE lot = ? AND res = ? AND device_id = ? AND bucket < ?), ?) AND bucket < ? "
-    "ORDER BY bucket"
-)
-_LAST = "SELECT MAX(bucket) FROM occupancy_rollup WHERE lot = ? AND res = ? AND device_id = ?"
-
-
 def lot_history(conn: Connection, lot: str, times: list[int], step: int) -> list[int | None]:
     """Occupancy of `lot` at each of `times` (multiples of `step`); None before any reading.
 
@@ -170,12 +120,14 @@ def lot_history(conn: Connection, lot: str, times: list[int], step: int) -> list
     total: list[int] = [0] * len(times)
     seen = [False] * len(times)
     # Every device that ever reported here, from the coarsest (smallest) rollup.
-    for device_id, now_lot, deleted_at in sql.run(tx, _DEVICES, (lot, RESOLUTIONS[-1])):
+    for device_id, now_lot, deleted_at in sql.run(tx, ROLLUP_DEVICES, (lot, RESOLUTIONS[-1])):
         end = float("inf") if deleted_at is None else deleted_at
         if now_lot != lot and device_id != BASELINE_ID:
-            ((moved,),) = sql.run(tx, _LAST, (lot, res, device_id))
+            ((moved,),) = sql.run(tx, ROLLUP_LAST, (lot, res, device_id))
             end = min(end, moved + res)
-        rows = sql.run(tx, _ROWS, (lot, res, device_id, lot, res, device_id, first, first, last))
+        rows = sql.run(
+            tx, ROLLUP_ROWS, (lot, res, device_id, lot, res, device_id, first, first, last)
+        )
         # Sweep: at time t the device shows its last bucket that ended by t (bucket < t).
         i, value = 0, None
         for k, t in enumerate(times):

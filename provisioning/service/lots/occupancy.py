@@ -1,4 +1,4 @@
-"""A lot's occupancy from its two kinds of board, and the operator's recount (issue 13).
+"""A lot's occupancy from its two kinds of board, and the operator's recount.
 
 A zone board (a camera over a level, a both-ways gate) reports the cars it sees; a gate board
 reports cumulative counters `in`/`out` since it was installed (device/gate.py), 32-bit and
@@ -27,6 +27,17 @@ from provisioning.service.ingest.schemas import GateReading, Reading
 from provisioning.service.lots import history
 from provisioning.service.lots.history import BASELINE_ID
 from provisioning.store import sql
+from provisioning.store.lots_sql import (
+    BASELINE_UPSERT,
+    BASELINES,
+    DEVICES,
+    GATE_STATE,
+    GATE_UPDATE,
+    LOCK_LOT,
+    LOT_GATES,
+    RESET_REFS,
+    TOTAL,
+)
 
 WRAP = 2**32
 _HALF = 2**31
@@ -41,37 +52,6 @@ GATE_RATE = 1.0  # cars a second per counter (one lane each way): above any real
 GATE_ALLOWANCE = 100
 GATE_CARRY_S = 3600.0
 GATE_CREDIT_MAX = GATE_RATE * GATE_CARRY_S + GATE_ALLOWANCE
-
-_GATE_STATE = (
-    "SELECT g_seq, g_in, g_out, g_total_in, g_total_out, g_ref_in, g_ref_out, g_series, "
-    "g_suspect, g_credit_in, g_credit_out, g_credit_at, g_faults FROM device_state "
-    "WHERE device_id = ?"
-)
-_GATE_UPDATE = (
-    "UPDATE device_state SET g_seq = ?, g_in = ?, g_out = ?, g_total_in = ?, g_total_out = ?, "
-    "g_ref_in = COALESCE(g_ref_in, 0), g_ref_out = COALESCE(g_ref_out, 0), g_series = ?, "
-    "g_series_at = CASE WHEN ? THEN ? ELSE g_series_at END, g_suspect = ?, g_credit_in = ?, "
-    "g_credit_out = ?, g_credit_at = ?, g_faults = ?, "
-    "g_fault_at = CASE WHEN ? THEN ? ELSE g_fault_at END WHERE device_id = ?"
-)
-_DEVICES = (
-    "SELECT c.client_id, c.lot, s.cars, s.g_seq, s.g_total_in, s.g_total_out, s.g_ref_in, "
-    "s.g_ref_out, s.g_series, s.g_series_at, s.g_faults, s.g_fault_at FROM clients c "
-    "LEFT JOIN device_state s ON s.device_id = c.client_id "
-    "WHERE c.kind = 'device' AND c.deleted_at IS NULL AND c.lot IS NOT NULL"
-)
-_BASELINES = "SELECT lot, cars, since FROM lot_baselines"
-# The same sum as `occupancy` in one aggregate row, for the hot path (the MQTT total of every
-# post): a gate board (no `cars`, a `g_seq`) adds its flows since the baseline, any other board
-# its `cars` (0 before its first reading). The flows are already wrap-safe sums (`advance`).
-_TOTAL = (
-    "SELECT COUNT(*), SUM(CASE WHEN s.cars IS NULL AND s.g_seq IS NOT NULL "
-    "THEN (s.g_total_in - COALESCE(s.g_ref_in, 0)) - (s.g_total_out - COALESCE(s.g_ref_out, 0)) "
-    "ELSE COALESCE(s.cars, 0) END), "
-    "(SELECT cars FROM lot_baselines WHERE lot = ?) FROM clients c "
-    "LEFT JOIN device_state s ON s.device_id = c.client_id "
-    "WHERE c.kind = 'device' AND c.deleted_at IS NULL AND c.lot = ?"
-)
 
 
 @dataclass(slots=True)
@@ -124,7 +104,7 @@ def advance(
     in - out since the lot's baseline, ts) for the history rollup, and how many new series
     began (counters that went backwards, or faults: steps beyond the lane's credit)."""
     ((held, raw_in, raw_out, total_in, total_out, ref_in, ref_out, series, *rest),) = sql.run(
-        tx, _GATE_STATE, (device_id,)
+        tx, GATE_STATE, (device_id,)
     )
     suspect, credit_in, credit_out, credit_at, faults = rest
     total_in, total_out, series = total_in or 0, total_out or 0, series or 0
@@ -159,7 +139,7 @@ def advance(
         moved.append((seq, (total_in - ref_in) - (total_out - ref_out), ts))
     sql.run(
         tx,
-        _GATE_UPDATE,
+        GATE_UPDATE,
         (
             *(held, raw_in, raw_out, total_in, total_out, series, breaks > 0, now, suspect),
             *(credit_in, credit_out, now, faults + faulted, faulted > 0, now, device_id),
@@ -170,11 +150,11 @@ def advance(
 
 def occupancy(tx: sql.Tx, lot: str | None = None) -> dict[str, Occupancy]:
     """Every lot with a registered device or a baseline (or just `lot`) -> its `Occupancy`."""
-    devices = _DEVICES + (" AND c.lot = ?" if lot is not None else "") + " ORDER BY c.client_id"
+    devices = DEVICES + (" AND c.lot = ?" if lot is not None else "") + " ORDER BY c.client_id"
     params = (lot,) if lot is not None else ()
     lots: dict[str, Occupancy] = {}
     for name, cars, since in sql.run(
-        tx, _BASELINES + (" WHERE lot = ?" if lot is not None else ""), params
+        tx, BASELINES + (" WHERE lot = ?" if lot is not None else ""), params
     ):
         lots[name] = Occupancy(name, int(cars), float(since))
     for row in sql.run(tx, devices, params):
@@ -201,7 +181,7 @@ def occupancy(tx: sql.Tx, lot: str | None = None) -> dict[str, Occupancy]:
 
 def total(tx: sql.Tx, lot: str) -> tuple[int, int]:
     """`lot`'s (cars, devices) as `occupancy(tx, lot)` reports them, summed by the database."""
-    ((devices, flows, baseline),) = sql.run(tx, _TOTAL, (lot, lot))
+    ((devices, flows, baseline),) = sql.run(tx, TOTAL, (lot, lot))
     return max(0, int(baseline or 0) + int(flows or 0)), int(devices)
 
 
@@ -210,29 +190,10 @@ def recount(tx: sql.Tx, lot: str, cars: int, actor: str, now: float) -> dict[str
     counters are not touched; returns them (device -> [in, out], raw) for the audit event."""
     if tx.postgresql:
         # The ingest path takes this lock per lot too: no batch lands between the two updates.
-        sql.run(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (lot,))
-    sql.run(
-        tx,
-        "INSERT INTO lot_baselines (lot, cars, since, actor) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (lot) DO UPDATE SET cars = excluded.cars, since = excluded.since, "
-        "actor = excluded.actor",
-        (lot, cars, now, actor),
-    )
-    lot_devices = (
-        "SELECT client_id FROM clients WHERE kind = 'device' AND deleted_at IS NULL AND lot = ?"
-    )
-    sql.run(
-        tx,
-        "UPDATE device_state SET g_ref_in = g_total_in, g_ref_out = g_total_out "  # noqa: S608
-        f"WHERE g_seq IS NOT NULL AND device_id IN ({lot_devices})",
-        (lot,),
-    )
-    rows = sql.run(
-        tx,
-        "SELECT device_id, g_seq, g_in, g_out FROM device_state "  # noqa: S608
-        f"WHERE g_seq IS NOT NULL AND device_id IN ({lot_devices}) ORDER BY device_id",
-        (lot,),
-    )
+        sql.run(tx, LOCK_LOT, (lot,))
+    sql.run(tx, BASELINE_UPSERT, (lot, cars, now, actor))
+    sql.run(tx, RESET_REFS, (lot,))
+    rows = sql.run(tx, LOT_GATES, (lot,))
     # History from here: the new baseline, and each gate board's flows back to 0.
     history.record(tx, lot, BASELINE_ID, [(0, cars, now)], now)
     for device_id, seq, _in, _out in rows:

@@ -1,4 +1,4 @@
-"""Lots as records: a name, an optional capacity and a label (issue 11).
+"""Lots as records: a name, an optional capacity and a label.
 
 A lot exists for the ingestion API as soon as a device is registered in it; a record only adds
 what the product cannot know by itself: how many spaces the lot has (so `free` can be shown)
@@ -136,7 +136,7 @@ def delete_lot(session: Session, actor: str, name: str) -> None:
 def recount(
     session: Session, actor: str, name: str, cars: int, queue_message: bool
 ) -> tuple[float, dict[str, list[int]], int]:
-    """An operator counted `cars` in lot `name` (issue 13): from now the lot's baseline is
+    """An operator counted `cars` in lot `name`: from now the lot's baseline is
     `cars` and its gate boards' flows count from here; the boards' counters are not reset (the
     server keeps their values at this moment, returned and audited). With `queue_message`, the
     lot's new total is queued for MQTT in the same transaction. `LotNotFound` for a lot with

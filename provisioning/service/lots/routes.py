@@ -5,7 +5,7 @@ GET    /admin/lots            every record
 GET    /admin/lots/{name}     one record, 404 without one
 PATCH  /admin/lots/{name}     {"capacity"?, "label"?}; "capacity": null clears it
 DELETE /admin/lots/{name}     204; the lot's devices and readings stay
-POST   /admin/lots/{name}/recount {"cars"}   the lot's new baseline (issue 13), audited
+POST   /admin/lots/{name}/recount {"cars"}   the lot's new baseline, audited
 """
 
 from __future__ import annotations

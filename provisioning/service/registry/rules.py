@@ -2,8 +2,8 @@
 (`registry.schemas`), the fleet manifest and the MAC read from a board.
 
 Plain functions without pydantic, so the board verbs of `parkctl` check a MAC without loading the
-API models (start-up time, issue 15). Each returns the normalised value or raises `ValueError`
-saying why.
+API models (`parkctl`'s start-up time is part of the product). Each returns the normalised
+value or raises `ValueError` saying why.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ LOT_MAX = 64  # clients.lot is String(64)
 NAME_MAX = 128  # clients.name is String(128)
 
 # Each rule is one regular expression, used both to check input and as the `pattern` in the
-# OpenAPI document, so the document and the validators never disagree (issue 9). `\Z`, not `$`:
+# OpenAPI document, so the document and the validators never disagree. `\Z`, not `$`:
 # `$` also matches before a final newline.
 #
 # Lot ids become MQTT topic levels (`parkfleet/lots/<lot>/...`): '/' would add a level, '+' and

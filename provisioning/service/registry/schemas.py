@@ -109,7 +109,7 @@ class Reading(BaseModel):
 
 
 class GateCounters(BaseModel):
-    """A gate board's newest counters (issue 13): raw 32-bit `in`/`out` as the board sent
+    """A gate board's newest counters: raw 32-bit `in`/`out` as the board sent
     them, and its series: a counter that went backwards (a wiped flash, a swapped board) began
     series 2, 3... at `series_since` instead of subtracting from the lot's total; `faults`
     counts steps beyond what its lanes can pass (ingest/occupancy.py), the last at
@@ -139,7 +139,7 @@ class Device(BaseModel):
     counters: GateCounters | None = None  # gate boards only
     health: dict[str, Any] | None = None
     health_at: float | None = None
-    # The agent: version it runs, target version, update state and its reason (issue 10).
+    # The agent: version it runs, target version, update state and its reason.
     agent: dict[str, Any] | None = None
 
 

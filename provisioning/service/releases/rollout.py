@@ -1,4 +1,4 @@
-"""Rollouts: a release to a set of boards, canaries first (issue 10).
+"""Rollouts: a release to a set of boards, canaries first.
 
     canary   the canaries have the release as their target
     rolling  every canary ran the release, confirmed, and kept uploading for the whole

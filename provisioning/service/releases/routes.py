@@ -1,4 +1,4 @@
-"""Agent releases on the service (issue 10): the admin API and the boards' downloads.
+"""Agent releases on the service: the admin API and the boards' downloads.
 
     POST /admin/releases                       devices:admin  publish a signed bundle
     GET  /admin/releases[/{version}]           devices:admin  list, show
@@ -331,8 +331,10 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
                 _downloading(db, board.client_id, version)
         return _ranged(request.headers.get("range"), data)
 
+    boards = APIRouter(include_in_schema=False)
     for path in ("/v1/releases/{version}/{name}", "/v1/releases/{version}/app/{name}"):
-        app.add_api_route(path, download, methods=["GET"], include_in_schema=False)
+        boards.add_api_route(path, download, methods=["GET"])
+    app.include_router(boards)
 
 
 def _rollout(db: Session, rollout_id: int) -> Rollout:

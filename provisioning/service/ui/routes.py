@@ -17,21 +17,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
 from sqlalchemy import Connection
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,14 +58,18 @@ MAX_FORM = 4096
 
 
 class SecurityHeaders:
-    """Adds the dashboard's security headers to every response under /ui (pure ASGI, so the
-    event stream is not buffered)."""
+    """Adds the dashboard's security headers to every response under /ui/ (pure ASGI
+    middleware, so the event stream is not buffered)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        static = scope.get("path", "").startswith("/ui/static/")
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/ui/"):
+            await self.app(scope, receive, send)
+            return
+        static = path.startswith("/ui/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -493,26 +496,25 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     )
     streams.set_function(lambda: ui.live.subscribers)
 
-    def get(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
-        return Route(path, endpoint, methods=["GET"])
+    # The pages take the `Request` and return a `Response` themselves (server-rendered HTML);
+    # API routes all the same, so each has its template in the latency metric.
+    router = APIRouter(include_in_schema=False)
 
-    router = Router(
-        routes=[
-            get("/", ui.overview),
-            get("/login", ui.login_form),
-            Route("/login", ui.login, methods=["POST"]),
-            Route("/logout", ui.logout, methods=["POST"]),
-            get("/lots/{lot}", ui.lot),
-            get("/boards", ui.boards),
-            get("/boards/{client_id}", ui.board),
-            get("/boards/{client_id}/new-secret", ui.new_secret),
-            get("/boards/{client_id}/{action}", ui.confirm),
-            Route("/boards/{client_id}/{action}", ui.act, methods=["POST"]),
-            get("/events", ui.events),
-            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-        ]
-    )
-    app.mount("/ui", SecurityHeaders(router))
-    app.add_route(
-        "/ui", lambda _request: RedirectResponse("/ui/", status_code=307), methods=["GET"]
-    )
+    async def to_overview() -> Response:
+        return RedirectResponse("/ui/", status_code=307)
+
+    router.add_api_route("/ui", to_overview, methods=["GET"])
+    router.add_api_route("/ui/", ui.overview, methods=["GET"])
+    router.add_api_route("/ui/login", ui.login_form, methods=["GET"])
+    router.add_api_route("/ui/login", ui.login, methods=["POST"])
+    router.add_api_route("/ui/logout", ui.logout, methods=["POST"])
+    router.add_api_route("/ui/lots/{lot}", ui.lot, methods=["GET"])
+    router.add_api_route("/ui/boards", ui.boards, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}", ui.board, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}/new-secret", ui.new_secret, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}/{action}", ui.confirm, methods=["GET"])
+    router.add_api_route("/ui/boards/{client_id}/{action}", ui.act, methods=["POST"])
+    router.add_api_route("/ui/events", ui.events, methods=["GET"])
+    router.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(router)
+    app.add_middleware(SecurityHeaders)

@@ -2,7 +2,8 @@
 
 uvicorn bounds only the idle time between requests (`timeout_keep_alive`); a client that sends
 a request head or body slowly, or never finishes it, holds its connection and memory for as
-long as it likes (issue 9: 3,000 connections with 11 of 100 body bytes). This protocol adds:
+long as it likes (3,000 connections that send 11 of 100 body bytes would hold the service).
+This protocol adds:
 
 - a head deadline: from the connection's opening, or a new request's first byte, to the end of
   its headers (`PARK_HEADER_TIMEOUT_S`, 10 s);

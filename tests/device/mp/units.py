@@ -50,7 +50,8 @@ def test_spool_append_peek_ack_and_reboot():
 def test_spool_gate_counters_survive_reboot_and_power_cut():
     # A gate board's (in, out) restored from the newest record, delivered or not; wrap-safe.
     from assemble import make_sensor
-    from spool import REC, Spool
+    from spool import Spool
+    from spoolrec import REC
 
     s = Spool(100)
     s.append((7, 3), 1700000000)
@@ -438,6 +439,9 @@ def test_backoff_honours_retry_after_with_jitter():
     expect(delay(1, 5, 31, 10**9) <= 3600 * 1250, "absurd Retry-After capped at an hour")
 
 
+_STATE = (b"0.0.0", None, None, None)  # appstate.load's: version, report, skip, release key
+
+
 def test_supervisor_counts_failures_and_backs_off():
     import http
 
@@ -447,7 +451,9 @@ def test_supervisor_counts_failures_and_backs_off():
         date = None
 
     lines = []
-    up = Uplink(Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append)
+    up = Uplink(
+        Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append, _STATE, None, 1
+    )
     for _ in range(62):
         expect(not up.failed(OSError(104), up.conn, False), "an upload failure backs off")
     expect(up.failures == 62 and up.auth_failures == 0, "failures counted")
@@ -456,6 +462,66 @@ def test_supervisor_counts_failures_and_backs_off():
     expect(not up.failed(http.HTTPError(403), up.conn, False), "403 backs off")
     expect(up.auth_failures == 1 and up.down_since is None, "by the credentials' cap; answered")
     expect("backoff" in lines[-1] and "(failure 1)" in lines[-1], "logged: " + lines[-1])
+    expect(not up.failed(OSError(110), up.conn), "a token request failure backs off")
+    expect(up.post_fails == 64 and up.token_fails == 1, "vitals: failed posts and token requests")
+
+
+def test_body_fits_the_buffer_with_reports_pending():
+    # The default buffer's body room (20 zone readings of 56 bytes + 256) holds readings at their
+    # longest, the health object, a long agent report and a crash report at its bound.
+    import json
+
+    from spool import Spool
+    from uplink import Uplink
+
+    class Conn:
+        date = None
+        body = memoryview(bytearray(20 * 56 + 256))
+
+    class WiFi:
+        drops = 0
+
+        def rssi(self):
+            return -70
+
+    s = Spool(100)
+    for _ in range(30):
+        s.append(1000000, 1799999999)
+    agent = b',"agent":{"version":"1.1.0","update":"refused","reason":"%s"}' % (b"r" * 150)
+    crash = b',"crash":{"version":null,"count":1,"cause":"watchdog","traceback":"%s"}' % (
+        b"x" * 600
+    )
+    up = Uplink(Conn(), "/", None, WiFi(), 20, 1000, 2, 60, 900, print, _STATE, crash, 60)
+    up.agent = agent
+    got = up._body(s, 10, 20000)
+    d = json.loads(bytes(Conn.body[: up._n]))
+    expect(1 <= got == len(d["readings"]) < 20, "fewer readings while reports ride: %d" % got)
+    expect("health" in d and "agent" in d and "crash" in d, "all of it: %s" % d.keys())
+    up.agent = up.crash = None
+    got = up._body(s, 10, 20000)
+    expect(got == 20 and len(json.loads(bytes(Conn.body[: up._n]))["readings"]) == 20, "full")
+
+
+def test_refused_crash_report_is_dropped_and_the_readings_go_on():
+    import http
+
+    import crash
+    from uplink import Uplink
+
+    class Conn:
+        date = None
+
+    crash.store(ValueError("x"))
+    lines = []
+    up = Uplink(
+        Conn(), "/v1/counts", None, None, 20, 1000, 2, 60, 900, lines.append, _STATE, None, 1
+    )
+    up.crash = crash.load(None)
+    expect(up.crash is not None, "a crash to report")
+    expect(up.failed(http.HTTPError(422), up.conn, False), "422 with a crash report: at once")
+    expect(up.crash is None and crash.load(None) is None, "the report is forgotten, file and all")
+    expect("crash report refused (422), dropped" in lines[-1], lines[-1])
+    expect(not up.failed(http.HTTPError(422), up.conn, False), "a 422 without one backs off")
 
 
 # ---------------------------------------------------------------- gate sensor
@@ -608,6 +674,7 @@ def test_http_date_and_clock():
 def test_form_quote_and_basic_credentials():
     from token import Token
 
+    import config
     from tokenget import form_quote
 
     expect(form_quote("a b+c/d~é") == b"a+b%2Bc%2Fd%7E%C3%A9", "form encoding")
@@ -615,12 +682,164 @@ def test_form_quote_and_basic_credentials():
     class Conn:
         date = None
 
-    t = Token(Conn(), "/oauth/token", "dev 1", "s:e/cret", "parkfleet-ingest", "tok.json")
+    c = config.validate(_cfg(device_id="dev 1", client_secret="s:e/cret"))
+    t = Token(Conn(), c, "tok.json")
+    expect(t.url == (False, "localhost", 1, "/oauth/token"), "token_url split")
+    expect(t._form == b"grant_type=client_credentials&audience=parkfleet-ingest", t._form)
     import binascii
 
     cred = binascii.a2b_base64(t._basic[6:])
     expect(cred == b"dev+1:s%3Ae%2Fcret", "RFC 6749 §2.3.1: form-encode, then Basic")
     expect(t.due(), "no token yet")
+
+
+def test_token_request_dialects():
+    import json
+
+    import config
+    from tokenget import body
+
+    def make(**kw):
+        c = _cfg(audience="https://api.example/ingest")
+        c.update(kw)  # (_cfg drops a key given None; here None is a value)
+        return body(config.validate(c))
+
+    basic, form = make(token_audience_param="resource", token_scope="counts:write")
+    expect(basic.startswith(b"Basic "), "form: RFC 6749 §2.3.1 Basic credentials")
+    want = b"grant_type=client_credentials&resource=https%3A%2F%2Fapi.example%2Fingest"
+    expect(form == want + b"&scope=counts%3Awrite", form)
+    expect(make(token_audience_param=None)[1] == b"grant_type=client_credentials", "no audience")
+    basic, raw = make(token_body="json", client_secret='se"cr\\et')
+    expect(basic is None, "json: the credentials are in the body, no Basic header")
+    d = json.loads(raw)
+    expect(
+        d
+        == {
+            "grant_type": "client_credentials",
+            "client_id": "dev_1",
+            "client_secret": 'se"cr\\et',
+            "audience": "https://api.example/ingest",
+        },
+        "Auth0's body: %s" % raw,
+    )
+    d = json.loads(make(token_body="json", token_audience_param=None, token_scope="a b")[1])
+    expect("audience" not in d and d["scope"] == "a b", "no audience, a scope")
+
+
+def test_config_token_dialect_errors():
+    c = _cfg(token_body="xml")
+    expect(_config_error(c) == "token_body must be 'form' or 'json'", "token_body")
+    e = _config_error(_cfg(token_audience_param="aud"))
+    expect(e == "token_audience_param must be 'audience', 'resource' or null", "param")
+    for bad in ("", " ", 'a"b', "a\\b", 5):
+        e = _config_error(_cfg(token_scope=bad))
+        expect(e == "token_scope must be null or scope tokens separated by spaces", repr(bad))
+    expect(_config_error(_cfg(token_scope="counts:write openid")) is None, "scope tokens")
+
+
+# ---------------------------------------------------------------- health, crash reports
+
+
+class _Up:
+    # The Uplink fields health.encode reads, at their worst.
+    class wifi:
+        drops = 4294967295
+
+        def rssi():
+            return -100
+
+    interval_s = 86400
+    post_fails = 99999
+    token_fails = 99999
+    drops = 0
+    rssi_min = -127
+
+
+def test_health_fits_200_bytes_at_worst():
+    import json
+
+    import health
+
+    out = health.encode(_Up, 4096, 4294967295, 4294967295, 4194304)
+    expect(len(out) <= 200, "%d bytes: %s" % (len(out), out))
+    d = json.loads(b"{" + out[1:] + b"}")["health"]
+    for k in ("interval_s", "spool_depth", "reset_cause", "uptime_s", "dropped", "post_fails"):
+        expect(k in d, "%s kept first: %s" % (k, out))
+    expect(d["interval_s"] == 86400 and d["spool_depth"] == 4096, out)
+
+    class Healthy(_Up):
+        post_fails = token_fails = 0
+        rssi_min = -71
+
+    Healthy.wifi.drops = 0
+    out = health.encode(Healthy, 0, 0, 3600, 30000)
+    d = json.loads(b"{" + out[1:] + b"}")["health"]
+    want = {"interval_s", "spool_depth", "reset_cause", "uptime_s", "dropped", "heap_min"}
+    want |= {"rssi_min", "rssi", "free_heap"}
+    expect(set(d) == want, "a healthy board: every field, no zero counter: %s" % out)
+    expect(d["spool_depth"] == 0 and d["rssi_min"] == -71 and len(out) <= 200, out)
+
+
+def _deep(n):
+    if n:
+        return _deep(n - 1)
+    raise ValueError('the "test sensor" failed')
+
+
+def _crash_report():
+    import json
+
+    import crash
+
+    raw = crash.load(None)
+    return raw and json.loads(b"{" + raw[1:] + b"}")["crash"], raw
+
+
+def test_crash_report_kept_bounded_and_cleared():
+    import crash
+    import flash
+
+    flash.write_atomic("state", b"app_a 1.1.0 - - - -")
+    try:
+        _deep(30)  # a traceback of 30 frames: far more than 600 characters
+    except ValueError as e:
+        crash.store(e)
+    d, raw = _crash_report()
+    expect(d["version"] == "1.1.0" and d["count"] == 1 and d["cause"] == "exception", raw)
+    tb = d["traceback"]
+    expect(len(tb) <= 600 and tb.endswith('ValueError: the "test sensor" failed\n'), tb)
+    expect(tb.startswith("  File ") and len(raw) < 760, "whole lines, bounded: %d" % len(raw))
+    try:
+        bytearray(1 << 40)
+    except MemoryError as e:
+        crash.store(e)
+    d, raw = _crash_report()
+    expect(d["count"] == 2 and d["cause"] == "memory", "counted up until answered: %s" % raw)
+    crash.clear()
+    expect(crash.load(None) is None, "answered: forgotten")
+    flash.remove("state")
+    crash.store(OSError(5))
+    expect(_crash_report()[0]["version"] is None, "a source checkout: version null")
+
+
+def test_watchdog_and_brownout_resets_are_crash_reports():
+    import crash
+    import machine
+
+    saved = machine.reset_cause
+    try:
+        machine.reset_cause = lambda: machine.WDT_RESET
+        d, raw = _crash_report()
+        expect(d["cause"] == "watchdog" and d["traceback"] == "" and d["count"] == 1, raw)
+        machine.BROWNOUT_RESET = 6
+        machine.reset_cause = lambda: 6
+        d, raw = _crash_report()
+        expect(d["cause"] == "brownout" and d["count"] == 2, raw)
+        machine.reset_cause = lambda: machine.PWRON_RESET
+        crash.clear()
+        expect(crash.load(None) is None, "a power-on reset is no crash")
+    finally:
+        machine.reset_cause = saved
 
 
 def test_split_url():

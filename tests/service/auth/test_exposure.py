@@ -1,4 +1,4 @@
-"""Issue 9, finding 8: what the service shows to whom, and the smaller refusals."""
+"""What the service shows to whom, and the smaller refusals."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Several real service processes on one PostgreSQL database behave as one service (issue 12):
+"""Several real service processes on one PostgreSQL database behave as one service:
 revocation everywhere within a second, one key set, shared token buckets, `--workers`."""
 
 from __future__ import annotations

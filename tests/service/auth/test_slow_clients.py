@@ -1,4 +1,4 @@
-"""Issue 9, finding 3: slow clients against the real service process.
+"""Slow clients against the real service process.
 
 Connections that send a request head or body too slowly (or never finish it) are closed within
 the configured deadlines, a source cannot hold more than its share of connections, and none of

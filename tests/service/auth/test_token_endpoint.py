@@ -278,7 +278,7 @@ def _from(auth: Auth, address: str) -> TestClient:
 
 
 def test_wrong_secrets_never_lock_the_owner_out(make_auth: MakeAuth) -> None:
-    # Issue 9, finding 1: client IDs are public, so failures must not spend the owner's quota.
+    # Client IDs are public, so failures must not spend the owner's quota.
     auth = make_auth(
         token_rate_burst=3,
         auth_fail_source_burst=5,

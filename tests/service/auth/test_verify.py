@@ -269,7 +269,7 @@ def test_introspection(auth: Auth) -> None:
 
 
 def test_only_entitled_callers_may_introspect(auth: Auth) -> None:
-    # Issue 9, finding 7 (RFC 7662 §4): a device learns nothing, even about its own token.
+    # RFC 7662 §4: a device learns nothing, even about its own token.
     device_id, device_secret = auth.device()
     op_id, op_secret = auth.operator()
     admin_token = auth.token(op_id, op_secret, audience=ADMIN_AUDIENCE)
@@ -298,7 +298,7 @@ def _active(auth: Auth, token: str, operator: tuple[str, str]) -> bool:
 
 
 def test_zero_grace_rotation_and_disable_revoke_issued_tokens(auth_any_db: Auth) -> None:
-    # Issue 9, finding 5: the README's leaked-secret path must end the tokens minted with it.
+    # The README's leaked-secret path must end the tokens minted with it.
     auth = auth_any_db
     operator = auth.operator()
     client_id, secret = auth.device()

@@ -320,7 +320,7 @@ def test_counts_route_is_registered_once_and_documented_from_itself(api: Auth) -
 
 
 def test_counts_need_json_and_refuse_repeated_keys(api: Auth) -> None:
-    # Issue 9, finding 8: Content-Type was ignored, and a repeated key's last value won.
+    # Content-Type is checked, and a repeated key is refused (not its last value taken).
     _device, token = device_token(api)
     body = b'{"readings": [{"seq": 1, "cars": 2}]}'
     for content_type in ("text/plain", "application/x-www-form-urlencoded", None,

@@ -1,4 +1,4 @@
-"""Issue 13: gate boards counting in and out, zone boards, and the operator's recount.
+"""Gate boards counting in and out, zone boards, and the operator's recount.
 
 Through the real app on SQLite and PostgreSQL: the totals on /v1/lots and /v1/lots/{lot}, the
 exactly-once rules, honest counters (backwards, wrap at 2**32), the recount and its audit, and

@@ -43,6 +43,19 @@ def test_valid_body_keeps_first_of_repeated_seqs() -> None:
     assert parse_counts(b'{"readings": []}').readings == []
 
 
+CRASH = {"version": "1.1.0", "count": 3, "cause": "exception", "traceback": "Traceback ...\n"}
+
+
+def test_vitals_and_a_crash_report_are_accepted() -> None:
+    vitals = {"heap_min": 20480, "heap_block": 9000, "rssi_min": -91, "wifi_drops": 2}
+    vitals |= {"token_fails": 1, "post_fails": 7, "interval_s": 60}
+    crash = {**CRASH, "traceback": 'File "x": "quoted", \\ and ' + "y" * 560}
+    batch = parse_counts(body({"readings": [], "health": vitals, "crash": crash}))
+    assert batch.health == vitals
+    watchdog = {"version": None, "count": 1, "cause": "watchdog", "traceback": ""}
+    assert parse_counts(body({"readings": [], "crash": watchdog})).readings == []
+
+
 def test_a_full_batch_fits_the_body_limit() -> None:
     readings = [{"seq": 2**62 + i, "cars": 999_999, "ts": 1799999999.123456} for i in range(500)]
     assert len(body({"readings": readings, "device_id": "d" * 64})) < MAX_BODY_BYTES
@@ -112,6 +125,32 @@ READING = {"seq": 1, "cars": 2, "ts": None}
             ["body", "health", "reset_cause"],
             "printable ASCII",
         ),
+        (
+            {"readings": [], "health": {"post_fails": -1}},
+            ["body", "health", "post_fails"],
+            "integer",
+        ),
+        ({"readings": [], "health": {"rssi_min": 99}}, ["body", "health", "rssi_min"], "integer"),
+        ({"readings": [], "crash": "boom"}, ["body", "crash"], "object"),
+        ({"readings": [], "crash": {**CRASH, "at": 1}}, ["body", "crash", "at"], "unknown"),
+        ({"readings": [], "crash": {"count": 1}}, ["body", "crash", "cause"], "required"),
+        (
+            {"readings": [], "crash": {**CRASH, "cause": "panic"}},
+            ["body", "crash", "cause"],
+            "one of",
+        ),
+        ({"readings": [], "crash": {**CRASH, "cause": []}}, ["body", "crash", "cause"], "one of"),
+        ({"readings": [], "crash": {**CRASH, "count": 0}}, ["body", "crash", "count"], "integer"),
+        (
+            {"readings": [], "crash": {**CRASH, "version": "1.1"}},
+            ["body", "crash", "version"],
+            "X.Y.Z",
+        ),
+        (
+            {"readings": [], "crash": {**CRASH, "traceback": "x" * 601}},
+            ["body", "crash", "traceback"],
+            "600",
+        ),
     ],
 )
 def test_schema_errors_name_the_field(obj: Any, loc: list[Any], words: str) -> None:
@@ -133,7 +172,7 @@ def test_numbers_beyond_what_we_parse_are_malformed() -> None:
 
 
 def test_the_validator_agrees_with_the_openapi_document() -> None:
-    # Issue 9, finding 8: JSON Schema's "integer" includes 110.0; an empty reset cause breaks
+    # JSON Schema's "integer" includes 110.0; an empty reset cause breaks
     # the schema as it breaks the validator; a key twice is refused (orjson keeps the last).
     batch = parse_counts(b'{"readings": [{"seq": 110.0, "cars": 1e1}], "health": {"rssi": -6e1}}')
     assert batch.readings == [(110, 10, None)] and batch.health == {"rssi": -60}

@@ -467,7 +467,7 @@ def test_a_jump_is_current_once_the_next_reading_confirms_it(
 def test_update_offer_costs_no_query_of_its_own(
     engine: Engine, make_device: MakeDevice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 10: the answer offers the target version when the board runs another; a post
+    """The answer offers the target version when the board runs another; a post
     without an agent report (the common case) reads the agent's row with the device's lot and
     runs no other statement on device_agent."""
     dev = make_device("lot-a")

@@ -57,7 +57,7 @@ def test_without_a_token_401_with_a_device_token_401_without_the_scope_403(
     ctx = http.app.state.ctx  # type: ignore[attr-defined]
     grant = ClientCredentialsGrant(ctx.keys, ctx.settings.issuer_url, 300, TokenBuckets(1, 1))
     record = ClientRecord(op.client_id, "operator", None, True)
-    body, _claims = grant.create_token_response(record, "parkfleet-admin", [])
+    body = grant.sign(grant.claims(record, "parkfleet-admin", []))
     response = http.get(
         "/admin/devices", headers={"Authorization": f"Bearer {body['access_token']}"}
     )
@@ -287,7 +287,7 @@ def ops_any_db(tmp_path: Path, db_url: str) -> Iterator[Auth]:
 
 
 def test_operators_can_be_disabled_rotated_and_deleted(ops_any_db: Auth) -> None:
-    # Issue 9, finding 4: a leaked operator secret must not be forever.
+    # A leaked operator secret must not be forever.
     api = ops_any_db
     a_id, a_secret = api.operator("alice")
     admin = {"Authorization": "Bearer " + api.token(a_id, a_secret, audience=ADMIN_AUDIENCE)}

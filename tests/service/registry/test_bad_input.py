@@ -1,4 +1,4 @@
-"""Issue 9, finding 2: inputs that once answered 500 with a traceback, on both databases.
+"""Inputs that must never answer 500 with a traceback, on both databases.
 
 Each must be a 4xx with the standard `{"error", "error_description"}` body, change nothing, and
 log no error (the in-process client re-raises any server exception, so a 500 fails loudly).

@@ -152,7 +152,8 @@ def test_admin_create_on_postgresql_stores_only_a_hash(pg_url: str, tmp_path: Pa
 
 
 def test_operator_lifecycle_through_the_cli(tmp_path: Path) -> None:
-    # Issue 9, finding 4: `parkctl admin list|disable|enable|rotate-secret|delete`.
+    # An operator's whole life from the command line:
+    # `parkctl admin list|disable|enable|rotate-secret|delete`.
     data = tmp_path / "data"
     env = {**os.environ, "PARK_CACHE_DIR": str(tmp_path)}
     env.pop("PARK_SERVER", None)

@@ -1,4 +1,4 @@
-"""Lot records (issue 11): `/admin/lots`, the capacity and free spaces on `/v1/lots`, audit,
+"""Lot records: `/admin/lots`, the capacity and free spaces on `/v1/lots`, audit,
 and `parkctl lot ...` against the real service."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_parkctl_lot_verbs(tmp_path: Path) -> None:
         assert nothing.exit_code == 1 and "nothing to change" in str(nothing.exception)
         listed = json.loads(run("lot", "list", "--json"))
         assert listed == []
-        # Issue 13: a recount, by the command line, of a lot with a record.
+        # A recount, by the command line, of a lot with a record.
         run("lot", "create", "east", "--capacity", "10")
         recount = json.loads(run("lot", "recount", "east", "4", "--json"))
         assert (recount["lot"], recount["cars"], recount["previous"]) == ("east", 4, 0)

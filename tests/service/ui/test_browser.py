@@ -1,5 +1,5 @@
 """The dashboard in a real browser (Debian's Chromium under Playwright): sign-in, live counts,
-board actions, the viewer role, CSRF, escaping, and the phone layout (issue 11)."""
+board actions, the viewer role, CSRF, escaping, and the phone layout."""
 
 from __future__ import annotations
 

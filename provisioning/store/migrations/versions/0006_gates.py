@@ -1,4 +1,4 @@
-"""Gate boards (issue 13): readings with cumulative in/out counters, each gate board's counter
+"""Gate boards: readings with cumulative in/out counters, each gate board's counter
 state, and each lot's recount baseline.
 """
 
@@ -9,11 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from provisioning.service.lots.history import BASELINE_ID
 from provisioning.store.migrations.columns import epoch
 
 revision = "0006"
 down_revision = "0005"
+
+# The rollup's rows of a lot's baseline (frozen here: the service's constant may change).
+_BASELINE_ID = "~baseline"
 
 _GATE_STATE: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("g_seq", sa.BigInteger()),
@@ -50,7 +52,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("lot_baselines")
-    op.execute(f"DELETE FROM occupancy_rollup WHERE device_id = '{BASELINE_ID}'")  # noqa: S608
+    op.execute(f"DELETE FROM occupancy_rollup WHERE device_id = '{_BASELINE_ID}'")  # noqa: S608
     with op.batch_alter_table("occupancy_rollup") as batch:
         batch.alter_column("cars", existing_type=sa.BigInteger(), type_=sa.Integer())
     with op.batch_alter_table("device_state") as batch:

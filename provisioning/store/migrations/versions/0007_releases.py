@@ -1,4 +1,4 @@
-"""Agent releases (issue 10): signed bundles, their files, boards' versions and states, rollouts."""
+"""Agent releases: signed bundles, their files, boards' versions and states, rollouts."""
 
 from __future__ import annotations
 

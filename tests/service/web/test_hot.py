@@ -1,5 +1,5 @@
-"""`FastLane` (provisioning/service/web/fastlane.py): a lane answers as the routed endpoint
-would."""
+"""Hot endpoints (provisioning/service/web/hot.py): served ahead of routing, answered as a routed
+endpoint would be."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from provisioning.service.web.fastlane import FastLane
-from provisioning.service.web.rawroute import RawRoute
+from provisioning.service.web import hot as hot_paths
+from provisioning.service.web.hot import RouteDoc, add_hot_route
 
 
 class Refused(Exception):
@@ -32,14 +32,13 @@ def _app() -> tuple[FastAPI, list[str]]:
     async def refused(_request: Request, _exc: Exception) -> Response:
         return PlainTextResponse("refused", status_code=418)
 
-    route = RawRoute("/hot", hot, methods=["POST"])
-    app.router.routes.append(route)
+    hot_paths.install(app)
+    add_hot_route(app, "POST", "/hot", hot, RouteDoc(summary="hot"))
     app.add_exception_handler(Refused, refused)
-    app.add_middleware(FastLane, lanes={("POST", "/hot"): route}, handlers=app.exception_handlers)
     return app, served
 
 
-def test_a_lane_serves_its_route_and_the_apps_handlers_answer_for_it() -> None:
+def test_a_hot_endpoint_is_served_and_the_apps_handlers_answer_for_it() -> None:
     app, served = _app()
     with TestClient(app, raise_server_exceptions=False) as http:
         assert http.post("/hot", content=b"x").text == "hot:x"
@@ -52,7 +51,7 @@ def test_a_lane_serves_its_route_and_the_apps_handlers_answer_for_it() -> None:
 def test_other_methods_and_paths_go_the_usual_way() -> None:
     app, _served = _app()
     with TestClient(app) as http:
-        assert http.get("/hot").status_code == 405  # the router's answer, not the lane's
+        assert http.get("/hot").status_code == 405  # the router's answer
         assert http.post("/hot/", follow_redirects=False).status_code == 307  # the router's
         assert http.post("/cold").status_code == 404
 
