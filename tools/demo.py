@@ -19,6 +19,8 @@
    a rollout with one canary (`parkctl rollout start`). Each board's version change and the
    rollout's progress show in the live view, up to every board confirmed on 1.1.0.
 Ctrl-C stops everything the demo started (`--until-updated`: also once the rollout is done).
+`--idp oidc` or `--idp auth0` registers the boards in node-oidc-provider or the Auth0 double
+instead of the service's own authorization server (tools/demo_idp.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from rich.table import Table
 
 from provisioning.parkctl.api.client import AdminClient, TokenCache
 from provisioning.parkctl.registry.commands import agent_text
+from tools import demo_idp
 from tools.harness.mosquitto import MosquittoBroker
 from tools.harness.net import free_port
 from tools.harness.parkctl import parkctl
@@ -295,7 +298,15 @@ def main() -> None:
         action="store_true",
         help="stop once the update's rollout has ended (exit status 1 unless it is done)",
     )
+    parser.add_argument(
+        "--idp",
+        choices=["oidc", "auth0"],
+        help="register the boards in node-oidc-provider (oidc) or the Auth0 double (auth0) "
+        "instead of parkfleet's own authorization server",
+    )
     options = parser.parse_args()
+    if options.idp and options.until_updated:
+        parser.error("--until-updated needs the built-in server (no update runs with --idp)")
     work: Path = options.dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -307,11 +318,19 @@ def main() -> None:
         # The operator's release key: the private half stays here, the service gets the public.
         key = work / "release.key"
         console.print(_parkctl(["release", "keygen", "--out", str(key)]).strip(), soft_wrap=True)
+        external = demo_idp.start(options.idp, stack, work) if options.idp else None
+        if external:
+            console.print(f"boards are registered in {external.label}")
         service = stack.enter_context(
             ServiceProcess(
-                data, port=free_port(), env=mqtt, extra_args=["--release-key", f"{key}.pub"]
+                data,
+                port=free_port(),
+                env={**mqtt, **(external.service_env if external else {})},
+                extra_args=[
+                    "--release-key", f"{key}.pub", *(external.service_args if external else [])
+                ],
             )
-        )
+        )  # fmt: skip
         console.print(f"service on {service.url} (data in {data})")
         creds = json.loads(
             _parkctl(["admin", "create", "--data-dir", str(data), "--name", "demo", "--json"])
@@ -322,7 +341,9 @@ def main() -> None:
             "PARK_CLIENT_ID": creds["client_id"],
             "PARK_CLIENT_SECRET": creds["client_secret"],
             "PARK_CACHE_DIR": str(work / "cache"),
+            **(external.parkctl_env if external else {}),
         }
+        idp_args = external.provision_args if external else []
         capacity: dict[str, int] = {}
         for row in LOTS.read_text().splitlines()[1:]:
             name, cap, label = row.split(",", 2)
@@ -375,13 +396,13 @@ def main() -> None:
         console.rule("parkctl fleet provision")
         _parkctl(
             ["fleet", "provision", str(manifest), "--firmware", str(firmware), "--jobs", "3",
-             "--interval", "2", "--verify-timeout", "60", "--release", str(release)],
+             "--interval", "2", "--verify-timeout", "60", "--release", str(release), *idp_args],
             env=env, capture=False,
         )  # fmt: skip
         _parkctl(
             ["fleet", "provision", str(gate_manifest), "--firmware", str(firmware), "--jobs", "3",
              "--interval", str(GATE_INTERVAL_S), "--sensor", json.dumps(GATE_SENSOR),
-             "--verify-timeout", "60", "--release", str(release)],
+             "--verify-timeout", "60", "--release", str(release), *idp_args],
             env=env, capture=False,
         )  # fmt: skip
         # The attendant counts the north lot once its gate boards are up; they count from here.
@@ -425,9 +446,14 @@ def main() -> None:
             ),
         )
         console.rule("live view")
+        if external:
+            # Over-the-air downloads need releases:read; a board of an external issuer is
+            # granted exactly counts:write there, so the demo shows no update with --idp.
+            update.line = "no update: boards of an external issuer hold only counts:write"
         try:
-            update.start()
-            stack.callback(update.stop.set)
+            if not external:
+                update.start()
+                stack.callback(update.stop.set)
             with Live(console=console, refresh_per_second=2) as live:
                 while options.duration is None or time.monotonic() - started < options.duration:
                     lots = httpx.get(

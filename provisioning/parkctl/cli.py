@@ -39,6 +39,9 @@ SERVE_SETTINGS = (
     "log_level",
     "workers",
     "release_keys",
+    "trust_issuers",
+    "ingest_audience",
+    "trust_ca_cert",
     "trusted_proxies",
 )
 
@@ -76,6 +79,20 @@ def serve_verb(parkctl: Verbs) -> None:
         help="Release public key (PEM) that agent releases must be signed by; repeatable.",
     )
     cmd.add_argument(
+        "--trust-issuer",
+        dest="trust_issuers",
+        action="append",
+        help="Accept devices' access tokens from this authorization server (its exact `iss`; "
+        "https, or http on loopback); repeatable.",
+    )
+    cmd.add_argument(
+        "--ingest-audience",
+        help="The audience external tokens must carry (default parkfleet-ingest).",
+    )
+    cmd.add_argument(
+        "--trust-ca-cert", type=Path, help="PEM CA for https issuers (default: system store)."
+    )
+    cmd.add_argument(
         "--trusted-proxy",
         dest="trusted_proxies",
         action="append",
@@ -89,6 +106,8 @@ def _serve(args: Namespace) -> None:
 
     if args.release_keys:
         args.release_keys = ",".join(str(p) for p in args.release_keys)
+    if args.trust_issuers:
+        args.trust_issuers = ",".join(args.trust_issuers)
     if args.trusted_proxies:
         args.trusted_proxies = ",".join(args.trusted_proxies)
     serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)

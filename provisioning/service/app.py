@@ -53,6 +53,11 @@ def build_context(settings: Settings) -> ServiceContext:
         keys=keys,
         verifier=TokenVerifier.from_settings(settings, engine, sessions, keys, metrics),
     )
+    external = ctx.verifier.external
+    if external is not None:
+        # Trusted issuers' keys fetched in the background from the start (auth/issuers.py).
+        ctx.on_startup.append(external.issuers.start)
+        ctx.on_shutdown.append(external.issuers.stop)
     if engine.dialect.name == "postgresql":
         # Other instances' revocations and key changes, as they commit (auth/listen.py).
         listener = ChangeListener(

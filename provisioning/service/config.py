@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +91,33 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses
     # or networks); none: the peer's address is the client's, whatever a header says.
     trusted_proxies: str | None = None
+    # External authorization servers (issuer URLs, comma-separated, each exactly as its tokens'
+    # `iss` says it) whose access tokens for `ingest_audience` the ingestion API accepts from
+    # devices registered for them (auth/issuers.py).
+    trust_issuers: str | None = None
+    ingest_audience: str = Field(default="parkfleet-ingest", min_length=1, max_length=256)
+    # PEM CA bundle for https issuers (a private CA); none: the system store.
+    trust_ca_cert: Path | None = None
+
+    @field_validator("trust_issuers")
+    @classmethod
+    def _check_trust_issuers(cls, value: str | None) -> str | None:
+        # At start: a plain-http issuer elsewhere than loopback would let anyone on the path
+        # hand us signing keys, so `parkctl serve` refuses it with one line.
+        for url in split_list(value):
+            check_issuer_url(url)
+        return value
+
+    @field_validator("trust_ca_cert")
+    @classmethod
+    def _check_trust_ca_cert(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such CA file {value}")
+        return value
+
+    @property
+    def trusted_issuers(self) -> tuple[str, ...]:
+        return tuple(split_list(self.trust_issuers))
 
     @field_validator("db")
     @classmethod
@@ -150,6 +178,35 @@ class Settings(BaseSettings):
         return f"{self.scheme}://{host}:{self.port}"
 
 
+def split_list(value: str | None) -> list[str]:
+    """The items of a comma-separated setting, blanks dropped."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def check_issuer_url(url: str) -> None:
+    """An issuer we may fetch keys from: https, or http on a loopback host only; no query or
+    fragment (RFC 8414 §2). Raises ValueError saying why."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:  # never echoed: it may be a password
+        raise ValueError("an issuer URL carries no user name or password")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"issuer {url!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"issuer {url!r} has a query or fragment (RFC 8414 §2)")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(f"issuer {url!r}: plain http is allowed only on loopback; use https")
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def from_flags(given: Mapping[str, Any]) -> Settings:
     """Settings from the `parkctl` flags actually given (None: not given): flags beat PARK_*
     variables, which beat defaults. A refused value is one `ParkctlError` line naming it."""
@@ -160,7 +217,12 @@ def from_flags(given: Mapping[str, Any]) -> Settings:
 
 
 # Settings whose `parkctl serve` flag is not the field's name.
-_FLAGS = {"mqtt_url": "--mqtt", "db": "--db", "trusted_proxies": "--trusted-proxy"}
+_FLAGS = {
+    "mqtt_url": "--mqtt",
+    "db": "--db",
+    "trust_issuers": "--trust-issuer",
+    "trusted_proxies": "--trusted-proxy",
+}
 
 
 def describe_invalid(error: ValidationError) -> str:

@@ -13,6 +13,9 @@
   from the broker (`OutboxPublisher.degraded`: the oldest outbox message is older than
   `mqtt.DEGRADED_AGE_S` or more than `mqtt.DEGRADED_DEPTH` wait, or this instance relays and is
   not connected). Counts are still accepted and stored; subscribers just hear of them late.
+  `"issuer:URL"` means a trusted external issuer's keys could not be fetched lately
+  (auth/issuers.py): its tokens are still checked with the keys fetched before, so its boards
+  keep posting unless it rotated to a key we have not seen.
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ class _Probe:
         self._held.close()
 
 
+def _issuers_degraded(ctx: ServiceContext) -> list[str]:
+    external = ctx.verifier.external
+    return [] if external is None else [f"issuer:{url}" for url in external.issuers.degraded()]
+
+
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Add `GET /readyz` to `app`."""
     probe = _Probe(ctx)
@@ -83,7 +91,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     async def readyz(_request: Request) -> Response:
         """200 with the degraded optional parts, or 503 while the database is unreachable."""
         try:
-            degraded = await probe.check()
+            degraded = await probe.check() + _issuers_degraded(ctx)
         except _UNREADY:
             return JSONResponse(
                 {"status": "unavailable", "unavailable": ["database"]},

@@ -50,6 +50,9 @@ class Client(Base):
     deleted_at: Mapped[float | None] = mapped_column(Double)
     # Tokens issued (`iat`) before this are revoked: set by a zero-grace rotation and a disable.
     tokens_valid_after: Mapped[float | None] = mapped_column(Double)
+    # The external authorization server (its exact `iss`) this device gets tokens from; None: the
+    # built-in one. An external device has no secret here.
+    issuer: Mapped[str | None] = mapped_column(String(512))
 
 
 class SigningKey(Base):
@@ -291,3 +294,53 @@ class Rollout(Base):
     started_at: Mapped[float] = mapped_column(Double)
     canaries_ok_at: Mapped[float | None] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
+    # Phased rollouts: the cumulative board counts of each phase (`devices` is in the order of
+    # the stable hash, so phase k is its first phases[k]), the phase running now and when it
+    # started, the health thresholds, how many boards may be updating at once, and the
+    # version each board ran when the rollout started (where `abort --rollback` sends it).
+    phases: Mapped[list[int] | None] = mapped_column(JSON)
+    phase: Mapped[int | None] = mapped_column(Integer)
+    phase_started_at: Mapped[float | None] = mapped_column(Double)
+    max_crash_rate: Mapped[float | None] = mapped_column(Double)
+    min_online: Mapped[float | None] = mapped_column(Double)
+    parallel: Mapped[int | None] = mapped_column(Integer)
+    from_versions: Mapped[dict[str, str | None] | None] = mapped_column(JSON)
+
+
+class CrashReport(Base):
+    """A board's crash report as received (append-only): the newest is its `last_crash`, and
+    the per-release health counts them (service/releases/health.py)."""
+
+    __tablename__ = "crash_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("clients.client_id"))
+    at: Mapped[float] = mapped_column(Double)  # the server's time of receipt
+    version: Mapped[str | None] = mapped_column(String(32))  # the version that crashed
+    running: Mapped[str | None] = mapped_column(String(32))  # the version that reported it
+    cause: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
+    traceback: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_crash_reports_device_at", "device_id", "at"),
+        Index("ix_crash_reports_at", "at"),
+    )
+
+
+class VitalsSample(Base):
+    """A board's health report as received, with the agent version it ran: its vitals over
+    time, and the board-hours of the per-release health (service/releases/health.py)."""
+
+    __tablename__ = "vitals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("clients.client_id"))
+    at: Mapped[float] = mapped_column(Double)
+    version: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_vitals_device_at", "device_id", "at"),
+        Index("ix_vitals_at", "at"),
+    )

@@ -275,6 +275,8 @@ def test_canary_rollout_to_three_boards_ends_all_confirmed(
         r = rollout(operator_env, "start", "1.4.0", "--devices", ",".join(ids),
                     "--canary", "1", "--canary-wait", "3s", "--silence", "20s")  # fmt: skip
         assert r["state"] == "canary" and [b["canary"] for b in r["boards"]] == [1, 0, 0]
+        # Boards go in the order of a stable hash of their id, the canary first.
+        ids = [b["device_id"] for b in r["boards"]]
         wait_until(lambda: rollout(operator_env, "status", str(r["id"]))["state"] == "done",
                    120, "the rollout never finished")  # fmt: skip
         took = time.monotonic() - started
@@ -318,7 +320,8 @@ def test_a_canary_that_rolls_back_pauses_the_rollout(
     finally:
         for board, _ in boards:
             board.stop()
-    assert f"canary {ids[0]} rolled_back" in status["reason"], status
+    canary = status["boards"][0]["device_id"]
+    assert f"canary {canary} rolled_back" in status["reason"], status
     assert "not confirmed within 3 boots" in status["reason"], status
     rest = status["boards"][1]
     assert rest["version"] == "1.0.0" and rest["target"] is None, rest  # never offered

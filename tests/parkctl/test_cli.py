@@ -191,6 +191,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("release", "keygen"): ["release keygen --out {tmp}/no-such-dir/k.key", "release keygen"],
     ("release", "build"): [
         "release build --version 1.0 --key {tmp}/k.key",
+        "release build --version 1.0.0 --key {tmp}/k.key --source {tmp}/no-agent",
         "release build --version 1.0.0 --key {tmp}/missing.key",
         "release build --version 1.0.0 --key {tmp}/config.json",
     ],
@@ -205,11 +206,18 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "@operator rollout start 1.0.0 --lot north --canary -1",
         "@operator rollout start 9.9.9 --lot north",
         "@operator rollout start 1.0.0",
+        "@operator rollout start 1.0.0 --lot north --phases 1,x%",
+        "@operator rollout start 1.0.0 --lot north --max-crash-rate 2",
+        "@operator rollout start 1.0.0 --lot north --min-online -0.1",
+        "@operator rollout start 1.0.0 --lot north --parallel 0",
     ],
     ("rollout", "status"): ["@operator rollout status 0", "@operator rollout status 99"],
     ("rollout", "pause"): ["@operator rollout pause", "@operator rollout pause 99"],
     ("rollout", "resume"): ["@operator rollout resume x", "@operator rollout resume 99"],
-    ("rollout", "abort"): ["@operator rollout abort 99 --server " + DEAD],
+    ("rollout", "abort"): [
+        "@operator rollout abort 99 --server " + DEAD,
+        "@operator rollout abort 99 --rollback",
+    ],
     ("fleet", "provision"): [
         "@operator fleet provision {tmp}/zero.csv --firmware {firmware}",
         "@operator fleet provision {tmp}/bad-lot.csv --firmware {firmware}",

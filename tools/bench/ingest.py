@@ -366,9 +366,9 @@ def bench_latency(tmp: Path, broker: MosquittoBroker) -> dict[str, Any]:
     }
 
 
-def _row(metric: str, result: dict[str, Any]) -> dict[str, Any]:
+def _row(metric: str, result: dict[str, Any], bench: str = "ingest") -> dict[str, Any]:
     return {
-        "bench": "ingest",
+        "bench": bench,
         "metric": metric,
         "value": result["rps"],
         "p50_ms": result["p50_ms"],

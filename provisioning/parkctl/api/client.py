@@ -152,6 +152,22 @@ def _error_text(response: httpx.Response) -> tuple[str, str]:
     return error, str(description or body.get("detail") or error or response.status_code)
 
 
+def send(
+    http: httpx.Client, where: str, ca_hint: str, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """`http.request(...)`; a failure to connect becomes one `ParkctlError` naming `where`
+    (and `ca_hint` when the certificate did not verify)."""
+    try:
+        return http.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise ParkctlError(f"{where} did not answer in time") from None
+    except httpx.InvalidURL as error:
+        raise ParkctlError(f"{where} is not a usable URL: {error}") from None
+    except httpx.HTTPError as error:
+        hint = f" ({ca_hint})" if "CERTIFICATE_VERIFY_FAILED" in str(error) else ""
+        raise ParkctlError(f"cannot reach {where}: {error}{hint}") from None
+
+
 class AdminClient:
     """Typed calls to `/admin/...` as the operator `client_id`.
 
@@ -254,17 +270,8 @@ class AdminClient:
     # --- transport ---
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise ParkctlError(f"{self.server} did not answer in time") from None
-        except httpx.InvalidURL as error:
-            raise ParkctlError(f"{self.server} is not a usable URL: {error}") from None
-        except httpx.HTTPError as error:
-            hint = ""
-            if "CERTIFICATE_VERIFY_FAILED" in str(error):
-                hint = " (give the server's CA with --ca-cert or PARK_CA_CERT)"
-            raise ParkctlError(f"cannot reach {self.server}: {error}{hint}") from None
+        hint = "give the server's CA with --ca-cert or PARK_CA_CERT"
+        return send(self._http, self.server, hint, method, path, **kwargs)
 
     def _call(self, method: str, path: str, json_body: Any = None, **params: Any) -> httpx.Response:
         query = {k: v for k, v in params.items() if v is not None}
@@ -306,9 +313,10 @@ class AdminClient:
 
     # --- the admin API ---
 
-    def call_json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        """An admin API call whose answer is a JSON object (releases, rollouts)."""
-        return _body(self._call(method, path, body))
+    def call_json(self, method: str, path: str, body: Any = None, **params: Any) -> dict[str, Any]:
+        """An admin API call whose answer is a JSON object (releases, rollouts); `params` go
+        in the query string."""
+        return _body(self._call(method, path, body, **params))
 
     def register_device(self, lot: str, name: str, mac: str | None = None) -> DeviceCreated:
         """Register a board; the result carries its `client_secret` (shown only now).
@@ -317,6 +325,22 @@ class AdminClient:
         """
         body = {"lot": lot, "name": name, **({"mac": mac} if mac is not None else {})}
         return self._parse(DeviceCreated, self._call("POST", "/admin/devices", body))
+
+    def register_external(
+        self, lot: str, name: str, client_id: str, issuer: str, mac: str | None = None
+    ) -> Device:
+        """Record a board whose client lives at the external `issuer` (no secret here).
+
+        Raises `MacConflictError` (with the existing `client_id`) if the MAC is registered.
+        """
+        body = {"lot": lot, "name": name, "client_id": client_id, "issuer": issuer}
+        if mac is not None:
+            body["mac"] = mac
+        return self._parse(Device, self._call("POST", "/admin/devices", body))
+
+    def service_config(self) -> dict[str, Any]:
+        """`GET /admin/config`: the ingest audience and the issuers the service trusts."""
+        return self.call_json("GET", "/admin/config")
 
     def list_devices(
         self,

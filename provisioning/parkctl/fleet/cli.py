@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S
+from provisioning.parkctl.registry.cli import idp_option
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
 
 DEFAULT_SENSOR = '{"kind": "file", "path": "cars.txt"}'
@@ -29,6 +30,7 @@ class NetworkOptions:
     interval: int
     sensor: str
     release: Path | None = None
+    idp: str | None = None  # register the boards at this external authorization server
 
 
 def _port(cmd: Parser) -> None:
@@ -74,6 +76,7 @@ def _provision_options(cmd: Parser) -> None:
         "--verify-timeout", type=float, default=90.0, help="Seconds to wait for the first upload."
     )
     _release(cmd)
+    idp_option(cmd)
 
 
 def _release(cmd: Parser) -> None:
@@ -96,6 +99,7 @@ def _where(a: Namespace) -> NetworkOptions:
         a.interval,
         a.sensor,
         a.release,
+        a.idp,
     )
 
 

@@ -8,9 +8,11 @@ client, never the server stack.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from provisioning.parkctl.fleet.image import load_firmware
 from provisioning.parkctl.fleet.manifest import read_manifest
 from provisioning.parkctl.fleet.provision import BoardJob, BoardResult, Provisioner
 from provisioning.parkctl.fleet.state import STEPS, FleetState, default_state_path
+from provisioning.parkctl.idp.twosided import TwoSided
 
 
 def _network(options: NetworkOptions) -> Network:
@@ -136,13 +139,31 @@ def provision_command(
         raise ParkctlError(str(error)) from None
     network = _network(where)
     image = load_firmware(firmware)
-    with from_environment(where.server) as registry:
+    with from_environment(where.server) as registry, _external(registry, where.idp) as external:
         _preflight(registry)
-        provisioner = Provisioner(registry, image, network, None, baud, erase, verify_timeout)
+        provisioner = Provisioner(
+            registry, image, network, None, baud, erase, verify_timeout, external
+        )
         [result] = run_boards(provisioner, [job], 1)
     out.print(_summary([result], {job.port: job}))
     if not result.ok:
         raise ParkctlError(_next_steps([result]))
+
+
+@contextlib.contextmanager
+def _external(registry: AdminClient, idp_url: str | None) -> Iterator[TwoSided | None]:
+    """With `--idp`: the external server, checked against the service before any board is
+    touched (it must be trusted, and the service names the ingest audience)."""
+    if idp_url is None:
+        yield None
+        return
+    from provisioning.parkctl.idp.base import open_idp
+
+    idp = open_idp(idp_url)
+    try:
+        yield TwoSided(registry, idp)
+    finally:
+        idp.close()
 
 
 def _preflight(registry: AdminClient) -> None:
@@ -179,13 +200,13 @@ def fleet_provision(
     board_jobs = [BoardJob(r.port, r.lot, r.name, r.wifi_ssid) for r in rows]
     fleet_state = FleetState(state or default_state_path(manifest))
     if dry_run:
-        _plan(board_jobs, fleet_state, image.chip, image.size, network)
+        _plan(board_jobs, fleet_state, image.chip, image.size, network, where.idp)
         return
     started = time.monotonic()
-    with from_environment(where.server) as registry:
+    with from_environment(where.server) as registry, _external(registry, where.idp) as external:
         _preflight(registry)
         provisioner = Provisioner(
-            registry, image, network, fleet_state, baud, erase, verify_timeout
+            registry, image, network, fleet_state, baud, erase, verify_timeout, external
         )
         results = run_boards(provisioner, board_jobs, jobs)
     out.print(_summary(results, {j.port: j for j in board_jobs}))
@@ -198,7 +219,14 @@ def fleet_provision(
         raise ParkctlError(_next_steps(results))
 
 
-def _plan(jobs: list[BoardJob], state: FleetState, chip: str, size: int, network: Network) -> None:
+def _plan(
+    jobs: list[BoardJob],
+    state: FleetState,
+    chip: str,
+    size: int,
+    network: Network,
+    idp: str | None = None,
+) -> None:
     table = Table(title=f"Plan (dry run): {chip} firmware, {size} bytes; nothing is touched")
     for column in ("port", "lot", "name", "wifi", "steps to run", "done before"):
         table.add_column(column)
@@ -214,4 +242,5 @@ def _plan(jobs: list[BoardJob], state: FleetState, chip: str, size: int, network
             ", ".join(done) or "-",
         )
     out.print(table)
-    out.print(f"token URL {network.token_url}, ingest URL {network.ingest_url}")
+    tokens = f"clients of {idp} (registered there)" if idp else f"token URL {network.token_url}"
+    out.print(f"{tokens}, ingest URL {network.ingest_url}")

@@ -38,8 +38,16 @@ class Network:
     release: Path | None = None  # a built release bundle; None: the agent built on the fly
 
 
-def board_config(network: Network, device_id: str, client_secret: str, lot: str) -> dict[str, Any]:
-    """The agent's `config.json` for one board (keys as the device config contract names them)."""
+def board_config(
+    network: Network,
+    device_id: str,
+    client_secret: str,
+    lot: str,
+    issuer_keys: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The agent's `config.json` for one board (keys as the device config contract names them).
+    `issuer_keys` point it at an external authorization server: its `token_url`, `audience` and
+    token-request dialect (`token_body`, `token_audience_param`, `token_scope`)."""
     config: dict[str, Any] = {
         "device_id": device_id,
         "client_secret": client_secret,
@@ -51,6 +59,7 @@ def board_config(network: Network, device_id: str, client_secret: str, lot: str)
         "sensor": network.sensor,
         "wifi": {"ssid": network.wifi_ssid, "password": network.wifi_password},
     }
+    config.update(issuer_keys or {})
     if network.ca_cert_pem is not None:
         config["ca_cert"] = CA_CERT_NAME
     return config

@@ -22,6 +22,7 @@ from provisioning.parkctl.fleet import console, esp, files
 from provisioning.parkctl.fleet.config import Network, board_config, staged_config
 from provisioning.parkctl.fleet.image import FirmwareImage, check_compatible
 from provisioning.parkctl.fleet.state import STEPS, FleetState
+from provisioning.parkctl.idp.twosided import TwoSided
 
 # (step, fraction done 0..1, short detail) for progress displays.
 ReportFn = Callable[[str, float, str], None]
@@ -72,6 +73,7 @@ class Provisioner:
     baud: int | None = None
     erase: bool = False
     verify_timeout: float = 60.0
+    external: TwoSided | None = None  # boards are clients of an external authorization server
     digest: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -173,7 +175,10 @@ class Provisioner:
         say("install", 0.0, "")
         start = time.monotonic()
         network = self._network_for(job)
-        config = board_config(network, str(result.client_id), secret.get_secret_value(), job.lot)
+        issuer_keys = self.external.board_config() if self.external else None
+        config = board_config(
+            network, str(result.client_id), secret.get_secret_value(), job.lot, issuer_keys
+        )
         plan = install_plan(network.release)
         if plan.release_key:
             config["release_key"] = plan.release_key
@@ -202,6 +207,8 @@ class Provisioner:
         say("register", 0.0, "")
         start = time.monotonic()
         mac = str(result.mac)
+        if self.external is not None:
+            return self._register_external(job, result, mac, start)
         device = self.registry.find_by_mac(mac)
         if device is None:
             try:
@@ -223,6 +230,25 @@ class Provisioner:
         self._finish(job, result, "register", mac=mac, client_id=device_id)
         result.timings["register"] = time.monotonic() - start
         return secret
+
+    def _register_external(
+        self, job: BoardJob, result: BoardResult, mac: str, start: float
+    ) -> SecretStr:
+        """Register the board at the external server and in parkfleet (see `idp.twosided`);
+        the state file remembers an external client made before parkfleet recorded it."""
+        assert self.external is not None
+        state = self.state
+        earlier = state.record(job.port).get("external_client_id") if state else None
+
+        def remember(client_id: str | None) -> None:
+            if state:
+                state.note(job.port, external_client_id=client_id)
+
+        made = self.external.register(job.lot, job.name, mac, earlier, remember if state else None)
+        result.client_id, result.reused = made.client_id, made.reused
+        self._finish(job, result, "register", mac=mac, client_id=made.client_id)
+        result.timings["register"] = time.monotonic() - start
+        return made.secret
 
     def _finish(
         self, job: BoardJob, result: BoardResult, step: str, **facts: str | int | float | None

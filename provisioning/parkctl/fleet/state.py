@@ -81,6 +81,18 @@ class FleetState:
             record["updated_at"] = round(time.time(), 3)
             self._save()
 
+    def note(self, port: str, **facts: str | None) -> None:
+        """Record non-secret facts outside a step (None drops one): the external client a
+        registration made before parkfleet recorded it, so a re-run reuses it."""
+        with self._lock:
+            record = self._boards.setdefault(port, {})
+            for key, value in facts.items():
+                if value is None:
+                    record.pop(key, None)
+                else:
+                    record[key] = value
+            self._save()
+
     def forget(self, port: str, *steps: str) -> None:
         """Mark `steps` as not done (e.g. a new firmware means flashing again)."""
         with self._lock:

@@ -28,6 +28,15 @@ _CLIENT_ID_HELP = {
 }
 
 
+def idp_option(cmd: Parser) -> None:
+    """--idp: the external authorization server the board is (to be) a client of."""
+    cmd.add_argument(
+        "--idp",
+        help="External authorization server: auth0://TENANT_DOMAIN (Management API; "
+        "$PARK_IDP_CLIENT_ID/_SECRET) or an RFC 7591 issuer URL ($PARK_IDP_INITIAL_TOKEN).",
+    )
+
+
 def _client_id(cmd: Parser, kind: str = DEVICE) -> Parser:
     cmd.add_argument("client_id", help=_CLIENT_ID_HELP[kind])
     cmd.set_defaults(kind=kind)  # for the runners devices and operators share
@@ -100,6 +109,7 @@ def device_verbs(parkctl: Verbs) -> None:
     cmd.add_argument("--lot", required=True, help="Lot id (letters, digits, . _ -).")
     cmd.add_argument("--name", required=True, help="A name people recognise the board by.")
     cmd.add_argument("--mac", help="The board's MAC: binds the client to it.")
+    idp_option(cmd)
     api_options(cmd)
 
     cmd = device.verb("list", _list, "All devices (of a lot), oldest first.")
@@ -131,12 +141,23 @@ def _client_verbs(
 ) -> None:
     """disable, enable, rotate-secret and delete (with these helps): the verbs devices and
     operators share, each taking the client_id and the admin-API options."""
+    both = kind == DEVICE  # a device may be a client of an external server too
     for name, enabled, text in (("disable", False, disable), ("enable", True, enable)):
         cmd = _client_id(group.verb(name, _set_enabled, text), kind)
-        cmd.set_defaults(enabled=enabled)
+        cmd.set_defaults(enabled=enabled, idp=None)
+        if both:
+            idp_option(cmd)
         api_options(cmd)
-    api_options(_grace(_client_id(group.verb("rotate-secret", _rotate_secret, rotate), kind)))
-    api_options(_client_id(group.verb("delete", _delete, delete), kind))
+    cmd = _grace(_client_id(group.verb("rotate-secret", _rotate_secret, rotate), kind))
+    cmd.set_defaults(idp=None)
+    if both:
+        idp_option(cmd)
+    api_options(cmd)
+    cmd = _client_id(group.verb("delete", _delete, delete), kind)
+    cmd.set_defaults(idp=None)
+    if both:
+        idp_option(cmd)
+    api_options(cmd)
 
 
 def _lot_name(cmd: Parser) -> Parser:
@@ -186,7 +207,7 @@ def _admin_audit(a: Namespace) -> None:
 def _register(a: Namespace) -> None:
     from provisioning.parkctl.registry import commands
 
-    commands.device_register(a.lot, a.name, a.mac, a.server, a.ca_cert, a.json)
+    commands.device_register(a.lot, a.name, a.mac, a.idp, a.server, a.ca_cert, a.json)
 
 
 def _list(a: Namespace) -> None:
@@ -213,19 +234,19 @@ def _update(a: Namespace) -> None:
 def _set_enabled(a: Namespace) -> None:
     from provisioning.parkctl.registry import commands
 
-    commands.set_enabled(a.kind, a.client_id, a.enabled, a.server, a.ca_cert, a.json)
+    commands.set_enabled(a.kind, a.client_id, a.enabled, a.idp, a.server, a.ca_cert, a.json)
 
 
 def _rotate_secret(a: Namespace) -> None:
     from provisioning.parkctl.registry import commands
 
-    commands.rotate_secret(a.kind, a.client_id, a.grace, a.server, a.ca_cert, a.json)
+    commands.rotate_secret(a.kind, a.client_id, a.grace, a.idp, a.server, a.ca_cert, a.json)
 
 
 def _delete(a: Namespace) -> None:
     from provisioning.parkctl.registry import commands
 
-    commands.delete(a.kind, a.client_id, a.server, a.ca_cert, a.json)
+    commands.delete(a.kind, a.client_id, a.idp, a.server, a.ca_cert, a.json)
 
 
 def _lot_create(a: Namespace) -> None:

@@ -16,10 +16,11 @@ opens the database.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +35,9 @@ from provisioning.service.registry.schemas import AuditEntry, Device, Operator, 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from provisioning.parkctl.idp.base import IdentityProvider
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -161,11 +165,12 @@ def _device_table(device: Device) -> Table:
     table.add_column(style="bold")
     table.add_column()
     reading = device.reading
-    rows = [
+    rows: list[tuple[str, Text | str]] = [
         ("client_id", device.client_id),
         ("lot", device.lot),
         ("name", device.name),
         ("mac", device.mac or "-"),
+        ("issuer", device.issuer or "parkfleet"),
         ("enabled", "yes" if device.enabled else "[red]no[/red]"),
         ("created", _when(device.created_at)),
         ("last seen", _when(device.last_seen_at)),
@@ -175,10 +180,31 @@ def _device_table(device: Device) -> Table:
         ("health", json.dumps(device.health) if device.health else "-"),
         ("health at", _when(device.health_at)),
         ("agent", agent_text(device.agent)),
+        ("vitals", _vitals_text(device.vitals)),
+        ("last crash", _crash_text(device.last_crash)),
     ]
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _vitals_text(vitals: dict[str, Any] | None) -> Text | str:
+    if not vitals:
+        return "-"
+    from rich.text import Text
+
+    # Text, not markup: a board controls what it reports.
+    fields = " ".join(f"{k}={v}" for k, v in vitals.items() if k not in ("at", "version"))
+    return Text(f"{fields} (on {vitals['version'] or '?'}, {_when(vitals['at'])})")
+
+
+def _crash_text(crash: dict[str, Any] | None) -> Text | str:
+    if not crash:
+        return "-"
+    from rich.text import Text
+
+    head = f"{crash['cause']} x{crash['count']} on {crash['version'] or '?'}, {_when(crash['at'])}"
+    return Text(head + ("\n" + crash["traceback"] if crash["traceback"] else ""))
 
 
 def admin_create(
@@ -240,20 +266,52 @@ def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
 
 
 def device_register(
-    lot: str, name: str, mac: str | None, server: str | None, ca_cert: Path | None, as_json: bool
+    lot: str,
+    name: str,
+    mac: str | None,
+    idp_url: str | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
 ) -> None:
-    """Register a board; prints its client_id and client_secret (once)."""
+    """Register a board (at `idp_url` too, when given); prints its client_id and client_secret
+    (once)."""
+    from provisioning.service.registry.rules import check_lot, check_name
+
     with _client(server, ca_cert) as api:
-        created = api.register_device(lot, name, mac)
+        if idp_url is None:
+            created = api.register_device(lot, name, mac)
+            device: Device = created
+            secret = created.client_secret
+        else:
+            from provisioning.parkctl.idp.twosided import TwoSided
+
+            try:
+                lot, name = check_lot(lot), check_name(name)  # before anything is made outside
+            except ValueError as error:
+                raise ParkctlError(str(error)) from None
+            with _idp(idp_url) as idp:
+                made = TwoSided(api, idp).register(lot, name, mac)
+            device, secret = api.get_device(made.client_id), made.secret
     if as_json:
-        _print_json(created.model_dump(mode="json"))
+        _print_json({**device.model_dump(mode="json"), "client_secret": secret.get_secret_value()})
         return
     out = _out()
-    out.print(_device_table(created))
-    out.print(
-        f"[bold]client_secret[/bold] {created.client_secret.get_secret_value()}", soft_wrap=True
-    )
+    out.print(_device_table(device))
+    out.print(f"[bold]client_secret[/bold] {secret.get_secret_value()}", soft_wrap=True)
     _note(_SHOWN_ONCE)
+
+
+@contextlib.contextmanager
+def _idp(url: str) -> Iterator[IdentityProvider]:
+    """The external server `--idp URL` names, closed afterwards."""
+    from provisioning.parkctl.idp.base import open_idp
+
+    idp = open_idp(url)
+    try:
+        yield idp
+    finally:
+        idp.close()
 
 
 def device_list(
@@ -265,7 +323,7 @@ def device_list(
             devices = api.list_devices(lot=lot, mac=mac).items
         else:
             devices = list(api.iter_devices(lot=lot))
-    columns = ("client_id", "lot", "name", "mac", "enabled", "cars", "seen", "agent")
+    columns = ("client_id", "lot", "name", "mac", "issuer", "enabled", "cars", "seen", "agent")
     print_rows(devices, as_json, columns, _device_row, "device")
 
 
@@ -275,6 +333,7 @@ def _device_row(d: Device) -> tuple[str, ...]:
         d.lot,
         d.name,
         d.mac or "-",
+        d.issuer or "parkfleet",
         "yes" if d.enabled else "[red]no[/red]",
         str(d.reading.cars) if d.reading else "-",
         _ago(d.last_seen_at),
@@ -319,16 +378,22 @@ def set_enabled(
     kind: str,
     client_id: str,
     enabled: bool,
+    idp_url: str | None,
     server: str | None,
     ca_cert: Path | None,
     as_json: bool,
 ) -> None:
-    """Disable or enable a device or an operator (`kind`); the last enabled operator cannot be
-    disabled."""
+    """Disable or enable a device (at `idp_url` too, when given) or an operator (`kind`); the
+    last enabled operator cannot be disabled."""
     what = "enabled" if enabled else "disabled"
     with _client(server, ca_cert) as api:
         if kind == OPERATOR:
             _operator_done(api.set_operator_enabled(client_id, enabled), what, as_json)
+        elif idp_url is not None:
+            from provisioning.parkctl.idp import twosided
+
+            with _idp(idp_url) as idp:
+                _report(twosided.set_enabled(api, idp, client_id, enabled), what, as_json)
         else:
             _report(api.enable(client_id) if enabled else api.disable(client_id), what, as_json)
 
@@ -337,15 +402,30 @@ def rotate_secret(
     kind: str,
     client_id: str,
     grace: int | None,
+    idp_url: str | None,
     server: str | None,
     ca_cert: Path | None,
     as_json: bool,
 ) -> None:
     """Give a device or an operator (`kind`) a new secret (printed once); the old one works for
-    a grace period."""
+    a grace period. A device of `idp_url` gets it there (that server decides the grace)."""
     with _client(server, ca_cert) as api:
-        rotate = api.rotate_operator_secret if kind == OPERATOR else api.rotate_secret
-        rotated = rotate(client_id, grace)
+        if idp_url is not None and kind != OPERATOR:
+            from provisioning.parkctl.idp import twosided
+
+            with _idp(idp_url) as idp:
+                secret = twosided.rotate_secret(api, idp, client_id)
+            rotated = SecretRotated(
+                client_id=client_id, client_secret=secret, previous_secret_expires_at=None
+            )
+            if not idp_url.startswith("auth0://"):
+                # RFC 7592 §2.2: the server may keep the secret on an update (node-oidc-provider
+                # does), so what is shown is the client's current secret, maybe the old one.
+                _note("[yellow]An RFC 7592 server may keep the same secret: this is the "
+                      "client's current secret.[/yellow]")  # fmt: skip
+        else:
+            rotate = api.rotate_operator_secret if kind == OPERATOR else api.rotate_secret
+            rotated = rotate(client_id, grace)
     _show_rotated(rotated, as_json)
 
 
@@ -368,13 +448,24 @@ def _show_rotated(rotated: SecretRotated, as_json: bool) -> None:
 
 
 def delete(
-    kind: str, client_id: str, server: str | None, ca_cert: Path | None, as_json: bool
+    kind: str,
+    client_id: str,
+    idp_url: str | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
 ) -> None:
-    """Delete a device (its secrets stop working, its MAC is free, readings are kept) or an
-    operator (not the last enabled one; its audit trail stays)."""
+    """Delete a device (its secrets stop working, its MAC is free, readings are kept; its
+    client at `idp_url` too, when given) or an operator (not the last enabled one; its audit
+    trail stays)."""
     with _client(server, ca_cert) as api:
         if kind == OPERATOR:
             api.delete_operator(client_id)
+        elif idp_url is not None:
+            from provisioning.parkctl.idp import twosided
+
+            with _idp(idp_url) as idp:
+                twosided.delete(api, idp, client_id)
         else:
             api.delete_device(client_id)
     what = "Operator" if kind == OPERATOR else "Device"

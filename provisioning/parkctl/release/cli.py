@@ -28,6 +28,11 @@ def release_verbs(parkctl: Verbs) -> None:
         action="store_true",
         help="A deliberate downgrade: boards install it though it is not newer.",
     )
+    cmd.add_argument(
+        "--source",
+        type=Path,
+        help="The agent tree to build (default: the agent that ships with parkctl).",
+    )
 
     text = "Upload a built bundle; the service checks its signature against its release keys."
     cmd = release.verb("publish", _publish, text)
@@ -69,21 +74,58 @@ def _keygen(a: Namespace) -> None:
 def _build(a: Namespace) -> None:
     from provisioning.parkctl.release import commands
 
-    commands.build(a.version, a.key, a.out, a.rollback)
+    commands.build(a.version, a.key, a.out, a.rollback, a.source)
 
 
 def rollout_verbs(parkctl: Verbs) -> None:
     """`parkctl rollout ...`: a published release to boards, canaries first."""
     rollout = parkctl.group("rollout", "Roll a published release out to boards, canaries first.")
 
-    text = "Start: the canaries get VERSION; the rest after the canaries' wait."
+    text = (
+        "Start: the boards get VERSION phase by phase; each phase starts when the previous one "
+        "ran it for the phase wait and is no less healthy than the boards on the old release."
+    )
     cmd = rollout.verb("start", _start, text)
     cmd.add_argument("version", help="A published release, X.Y.Z.")
     # One of the two (the service refuses neither with one clear line).
     where = cmd.add_mutually_exclusive_group()
     where.add_argument("--lot", help="Every board of this lot.")
     where.add_argument("--devices", help="Comma-separated device ids.")
-    cmd.add_argument("--canary", type=int_range(0), default=1, help="Boards that go first.")
+    cmd.add_argument(
+        "--phases",
+        type=phase_list,
+        help="Boards per phase, cumulative: counts or shares, e.g. 1,5%%,25%%,100%% (picked by a "
+        "stable hash of the device id). Default: --canary, then everyone.",
+    )
+    cmd.add_argument(
+        "--phase-wait",
+        type=duration,
+        help="How long a phase runs the release before the next may start (e.g. 90s, 30m, 2h; "
+        "default: --canary-wait).",
+    )
+    cmd.add_argument(
+        "--max-crash-rate",
+        type=share,
+        default=0.05,
+        help="A phase's share of boards that crashed may be at most this much above the old "
+        "release's (default 0.05).",
+    )
+    cmd.add_argument(
+        "--min-online",
+        type=share,
+        default=0.9,
+        help="A phase's share of boards online must be at least this fraction of the old "
+        "release's (default 0.9).",
+    )
+    cmd.add_argument(
+        "--parallel",
+        type=int_range(1),
+        default=25,
+        help="Boards downloading at once (the service never has to shed a download).",
+    )
+    cmd.add_argument(
+        "--canary", type=int_range(0), default=1, help="Boards that go first (one phase)."
+    )
     cmd.add_argument(
         "--canary-wait",
         type=duration,
@@ -94,7 +136,7 @@ def rollout_verbs(parkctl: Verbs) -> None:
         "--silence",
         type=duration,
         default="15m",
-        help="A canary this long without an upload pauses the rollout.",
+        help="A board this long without an upload counts as offline.",
     )
     api_options(cmd)
 
@@ -102,11 +144,18 @@ def rollout_verbs(parkctl: Verbs) -> None:
         ("status", "A rollout (default: the newest) and each of its boards."),
         ("pause", "Pause: no more boards get the release."),
         ("resume", "Resume a paused rollout (the canary wait starts afresh)."),
-        ("abort", "Abort: withdraw the targets; boards keep what they run."),
+        ("abort", "Abort: withdraw the targets; boards keep what they run (or --rollback)."),
     ):
         cmd = rollout.verb(name, _control, text)
         cmd.add_argument("id", nargs="?" if name == "status" else None, type=int_range(1),
                          help="The rollout's id.")  # fmt: skip
+        if name == "abort":
+            cmd.add_argument(
+                "--rollback",
+                action="store_true",
+                help="Send the boards that took the release back to what each ran before (a "
+                "signed rollback release of it must be published: release build --rollback).",
+            )
         api_options(cmd)
 
 
@@ -123,17 +172,47 @@ def duration(text: str) -> float:
     return value
 
 
+def phase_list(text: str) -> list[int | str]:
+    """An argparse `type`: `1,5%,25%,100%` as [1, "5%", "25%", "100%"] (checked by the
+    service against the number of boards)."""
+    items: list[int | str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item.isdigit() and int(item) >= 1:
+            items.append(int(item))
+        elif item.endswith("%") and item[:-1].replace(".", "", 1).isdigit():
+            items.append(item)
+        else:
+            raise ArgumentTypeError(f"{item!r}: give board counts or shares, e.g. 1,5%,25%,100%")
+    return items
+
+
+def share(text: str) -> float:
+    """An argparse `type`: a share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a number from 0 to 1") from None
+    if not 0 <= value <= 1:
+        raise ArgumentTypeError(f"{text!r} must be from 0 to 1")
+    return value
+
+
 def _start(a: Namespace) -> None:
     from provisioning.parkctl.release import commands
 
     devices = [d for d in a.devices.split(",") if d] if a.devices else None
+    phases = a.phases or ([a.canary, "100%"] if a.canary else ["100%"])
+    wait = a.phase_wait if a.phase_wait is not None else a.canary_wait
     commands.rollout_start(
-        a.version, a.lot, devices, a.canary, a.canary_wait, a.silence, a.server, a.ca_cert, a.json
-    )
+        a.version, a.lot, devices, phases, wait, a.silence, a.max_crash_rate, a.min_online,
+        a.parallel, a.server, a.ca_cert, a.json,
+    )  # fmt: skip
 
 
 def _control(a: Namespace) -> None:
     from provisioning.parkctl.release import commands
 
     action = a.verb.prog.split()[-1]
-    commands.rollout_control(action, a.id, a.server, a.ca_cert, a.json)
+    rollback = bool(getattr(a, "rollback", False))
+    commands.rollout_control(action, a.id, a.server, a.ca_cert, a.json, rollback)

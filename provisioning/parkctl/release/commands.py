@@ -23,14 +23,18 @@ def keygen(out: Path) -> None:
     )
 
 
-def build(version: str, key: Path, out: Path | None, rollback: bool) -> None:
-    """Build and sign a bundle, then print what it holds."""
-    target = bundle.build(version, key, out or Path(f"release-{version}"), rollback)
+def build(
+    version: str, key: Path, out: Path | None, rollback: bool, source: Path | None = None
+) -> None:
+    """Build and sign a bundle of the agent in `source` (default: the one that ships with
+    parkctl), then print what it holds."""
+    target = bundle.build(version, key, out or Path(f"release-{version}"), rollback, source)
     manifest = bundle.check_manifest((target / bundle.MANIFEST).read_bytes())
     size = sum(entry["size"] for entry in manifest["files"])
     print(
         f"Built release {version} in {target}: {len(manifest['files'])} modules, {size} bytes, "
-        f".mpy v{manifest['mpy']}{', rollback' if rollback else ''}; signed (manifest.sig)."
+        f".mpy v{manifest['mpy']}{', rollback' if rollback else ''}; signed (manifest.sig)"
+        f"{f', from {source}' if source else ''}."
     )
 
 
@@ -103,19 +107,25 @@ def rollout_start(
     version: str,
     lot: str | None,
     devices: list[str] | None,
-    canary: int,
-    canary_wait_s: float,
+    phases: list[int | str],
+    phase_wait_s: float,
     silence_s: float,
+    max_crash_rate: float,
+    min_online: float,
+    parallel: int,
     server: str | None,
     ca_cert: Path | None,
     as_json: bool,
 ) -> None:
-    """Start a rollout and show it."""
+    """Start a phased rollout and show it."""
     body: dict[str, object] = {
         "version": version,
-        "canary": canary,
-        "canary_wait_s": canary_wait_s,
+        "phases": phases,
+        "phase_wait_s": phase_wait_s,
         "silence_s": silence_s,
+        "max_crash_rate": max_crash_rate,
+        "min_online": min_online,
+        "parallel": parallel,
     }
     # The boards by id or by lot: the one not given is left out (the API refuses null).
     body.update({k: v for k, v in (("lot", lot), ("devices", devices)) if v is not None})
@@ -125,12 +135,18 @@ def rollout_start(
 
 
 def rollout_control(
-    action: str, rollout_id: int | None, server: str | None, ca_cert: Path | None, as_json: bool
+    action: str,
+    rollout_id: int | None,
+    server: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+    rollback: bool = False,
 ) -> None:
-    """status (of `rollout_id` or the newest), pause, resume or abort."""
+    """status (of `rollout_id` or the newest), pause, resume or abort (with `rollback`)."""
     with _client(server, ca_cert) as client:
         if action != "status":
-            done = client.call_json("POST", f"/admin/rollouts/{rollout_id}/{action}")
+            query = {"rollback": "true"} if rollback else {}
+            done = client.call_json("POST", f"/admin/rollouts/{rollout_id}/{action}", **query)
         elif rollout_id is not None:
             done = client.call_json("GET", f"/admin/rollouts/{rollout_id}")
         else:
@@ -147,7 +163,20 @@ def _show_rollout(r: dict[str, Any], as_json: bool) -> None:
         return
     why = f": {r['reason']}" if r["reason"] else ""
     print(f"Rollout {r['id']} of {r['version']}: {r['state']}{why}")
+    phases = "/".join(str(n) for n in r["phases"])
+    print(
+        f"  phase {r['phase']} of {len(r['phases'])} (boards {phases}), wait "
+        f"{r['phase_wait_s']:.0f} s, max crash rate +{r['max_crash_rate']}, "
+        f"min online x{r['min_online']}"
+    )
+    for name, g in (("this phase", r["health"]["phase"]), ("old release", r["health"]["old"])):
+        print(
+            f"  {name}: {g['boards']} boards, crash rate {g['crash_rate']:.2f}, "
+            f"online {g['online_share']:.2f}"
+        )
+    f = r["failures"]
+    print(f"  failures: {f['release']} of the release, {f['service']} downloads shed")
     for b in r["boards"]:
-        mark = "canary " if b["canary"] else "       "
+        mark = f"p{b['phase']} "
         reason = f" ({b['reason']})" if b["reason"] else ""
         print(f"  {mark}{b['device_id']}: runs {b['version']}, {b['state']}{reason}")

@@ -49,6 +49,7 @@ class ClientRecord:
     active: bool  # enabled and not deleted
     # Tokens with an earlier `iat` are revoked (zero-grace rotation, disable); None: none are.
     tokens_valid_after: float | None = None
+    issuer: str | None = None  # an external issuer's URL; None: the built-in server
 
 
 def parse_basic(header: str) -> tuple[str, str]:

@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Principal:
-    """The client behind a verified token: `client_id` is the token's `sub`."""
+    """The client behind a verified token: `client_id` is the token's `sub` (built-in), or
+    the external client ID (auth/external.py)."""
 
     client_id: str
     kind: str  # scopes.DEVICE | scopes.OPERATOR | scopes.VIEWER
@@ -16,3 +17,4 @@ class Principal:
     scopes: frozenset[str]
     lot: str | None
     claims: dict[str, Any]
+    issuer: str | None = None  # a trusted external issuer's URL; None: the built-in server

@@ -14,6 +14,9 @@ the admin API, the ingestion API and the introspection endpoint.
   `device_status_ttl_s` (at most 60 s), the bound for changes made by another process.
 - Verified tokens are cached by their exact string (bounded LRU, never past `exp`), so a board
   posting every few seconds skips the signature check; the status check still applies.
+- Tokens whose `iss` is a trusted external issuer (`--trust-issuer`) are checked by
+  external.py against that issuer's keys; the registry check below is the same for both, and
+  also requires the device to be registered for the token's issuer (None: the built-in one).
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ from sqlalchemy import Engine, bindparam, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.service.auth import scopes
+from provisioning.service.auth.claims import decode_checked
 from provisioning.service.auth.clients import ClientRecord
 from provisioning.service.auth.errors import InvalidToken
+from provisioning.service.auth.external import ExternalTokens
+from provisioning.service.auth.issuers import TrustedIssuers
 from provisioning.service.auth.keys import ALG, JWKS_MAX_AGE_S, JWT_TYPE, KeyStore
 from provisioning.service.auth.principal import Principal
 from provisioning.service.config import Settings
@@ -168,6 +174,7 @@ class ClientDirectory:
                 Client.enabled,
                 Client.deleted_at,
                 Client.tokens_valid_after,
+                Client.issuer,
             ).where(Client.client_id == bindparam("client_id")),
         )
 
@@ -197,6 +204,7 @@ class ClientDirectory:
                 row["lot"],
                 bool(row["enabled"] and not row["deleted_at"]),
                 row["tokens_valid_after"],
+                row["issuer"],
             )
         )
         with self._lock:
@@ -244,8 +252,10 @@ class TokenVerifier:
         metrics: Metrics,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
+        external: ExternalTokens | None = None,
     ) -> None:
         self.keys = keys
+        self.external = external
         self.issuer = issuer
         self.clients = clients
         self.metrics = metrics
@@ -271,7 +281,17 @@ class TokenVerifier:
         )
         clients = ClientDirectory(engine, settings.device_status_ttl_s)
         clients.watch(sessions)
-        return cls(source, settings.issuer_url, clients, metrics)
+        trusted = settings.trusted_issuers
+        external = (
+            ExternalTokens(
+                TrustedIssuers.from_settings(trusted, settings.trust_ca_cert, metrics),
+                settings.ingest_audience,
+                LEEWAY_S,
+            )
+            if trusted
+            else None
+        )
+        return cls(source, settings.issuer_url, clients, metrics, external=external)
 
     async def verify(self, token: str, audience: str | None) -> Principal:
         """The principal behind `token` for `audience` (None: any of ours, for introspection)."""
@@ -305,6 +325,10 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise InvalidToken("malformed token") from None
+        if self.external is not None:
+            iss = _unverified_issuer(token)
+            if iss in self.external.issuers.by_url:
+                return await self.external.verify(token, header, iss)
         if header.get("alg") != ALG:
             raise InvalidToken("unsupported algorithm")
         typ = header.get("typ")
@@ -317,24 +341,10 @@ class TokenVerifier:
         key = self.keys.get(kid) or await self.keys.refetch(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[ALG],  # pinned: the header never chooses the algorithm
-                audience=list(scopes.AUDIENCES),
-                issuer=self.issuer,
-                leeway=LEEWAY_S,
-                options={"require": REQUIRED_CLAIMS},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("token from another issuer") from None
-        except jwt.InvalidTokenError:
-            raise InvalidToken("invalid token") from None
+        # The algorithm is pinned: the header never chooses it.
+        claims = decode_checked(
+            token, key, ALG, list(scopes.AUDIENCES), self.issuer, LEEWAY_S, REQUIRED_CLAIMS
+        )
         sub, aud, scope = claims["sub"], claims["aud"], claims["scope"]
         if not (isinstance(sub, str) and isinstance(aud, str) and isinstance(scope, str)):
             raise InvalidToken("invalid token claims")
@@ -355,14 +365,33 @@ class TokenVerifier:
         record = self.clients.get(principal.client_id)
         if record is None or not record.active:
             raise InvalidToken("client unknown, disabled or deleted")
+        if record.issuer != principal.issuer:
+            # A client ID is one issuer's: the same ID from another server is someone else.
+            raise InvalidToken("client not registered for this issuer")
         revoked_before = record.tokens_valid_after
         if revoked_before is not None and principal.claims["iat"] < revoked_before:
             # Issued before a zero-grace rotation or a disable: revoked (README's bound).
             raise InvalidToken("token revoked")
         allowed = scopes.ALLOWED.get(record.kind, {}).get(principal.audience, frozenset())
-        if not principal.scopes <= allowed:
+        if principal.issuer is not None:
+            # An external server may grant more than parkfleet lets this kind of client do (an
+            # Auth0 app with every permission of the API): only what both allow is kept.
+            if not principal.scopes & allowed:
+                raise InvalidToken("token scope not allowed for this client")
+            if not principal.scopes <= allowed:
+                principal = replace(principal, scopes=principal.scopes & allowed)
+        elif not principal.scopes <= allowed:
             raise InvalidToken("token scope not allowed for this client")
         if principal.kind != record.kind or principal.lot != record.lot:
             # The registry is the authority on kind and lot (a device may be moved).
             return replace(principal, kind=record.kind, lot=record.lot)
         return principal
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The token's `iss`, unverified: only to choose whose keys verify it."""
+    try:
+        iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return None
+    return iss if isinstance(iss, str) else None

@@ -43,6 +43,14 @@ RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
 MAX_REASON = 200
 _VERSION_RE = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}\Z"
+# A board's report of the crash(es) since its last acknowledged report (kept across the reset).
+CRASH_CAUSES = ("exception", "watchdog", "brownout", "memory")
+MAX_TRACEBACK = 600
+MAX_CRASH_COUNT = 2**31 - 1
+# Text and line breaks: no control character (C0 but tab and newline, DEL, C1), which an
+# operator's terminal could act on (an ANSI escape rewrites what it shows).
+TRACEBACK_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*\Z"
+_TRACEBACK_RE = re.compile(TRACEBACK_PATTERN)
 # Health fields reported by the device agent: name -> inclusive integer bounds.
 _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "uptime_s": (0, MAX_SEQ),  # as every count: the integers any JSON parser holds exactly
@@ -61,10 +69,6 @@ _HEALTH_INTS: dict[str, tuple[int, int]] = {
     "token_fails": (0, 2**31),
     "post_fails": (0, 2**31),
 }
-# A crash report (device/crash.py): kept by the board across the reset, sent until answered.
-CRASH_CAUSES = frozenset({"exception", "watchdog", "brownout", "memory"})
-MAX_TRACEBACK = 600
-MAX_CRASHES = 2**31
 # Short printable names: why the board last reset, and the agent's version.
 _HEALTH_NAMES = ("reset_cause", "agent")
 
@@ -115,9 +119,13 @@ HEALTH_FIELDS: dict[str, Any] = {
 }
 CRASH_FIELDS: dict[str, Any] = {
     "version": {"type": ["string", "null"], "pattern": _VERSION_RE},
-    "count": _int(1, MAX_CRASHES),
-    "cause": {"type": "string", "enum": sorted(CRASH_CAUSES)},
-    "traceback": {"type": "string", "maxLength": MAX_TRACEBACK},
+    "count": _int(1, MAX_CRASH_COUNT),
+    "cause": {"type": "string", "enum": list(CRASH_CAUSES)},
+    "traceback": {
+        "type": ["string", "null"],
+        "maxLength": MAX_TRACEBACK,
+        "pattern": TRACEBACK_PATTERN,
+    },
 }
 BODY_FIELDS: dict[str, Any] = {
     "readings": {
@@ -133,7 +141,7 @@ BODY_FIELDS: dict[str, Any] = {
     "device_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_DEVICE_ID},
     "agent": _object(AGENT_FIELDS, ["version"]),
     "health": _object(HEALTH_FIELDS, [], nullable=True),
-    "crash": _object(CRASH_FIELDS, sorted(CRASH_FIELDS), nullable=True),
+    "crash": _object(CRASH_FIELDS, ["count", "cause"], nullable=True),
 }
 COUNTS_BODY_SCHEMA: dict[str, Any] = _object(BODY_FIELDS, ["readings"])
 
@@ -186,6 +194,18 @@ class CountsBatch:
     # Not from the body: the device's posts refused by the per-device rate since its last
     # stored one (set by the route, kept on the board's state for the dashboard).
     refused: int = 0
+    crash: Crash | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """A validated crash report: `version` that crashed (None: unknown), `count` crashes since
+    the last acknowledged report, `cause` (CRASH_CAUSES), the last lines of the `traceback`."""
+
+    version: str | None
+    count: int
+    cause: str
+    traceback: str
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> NoReturn:
@@ -224,10 +244,7 @@ def parse_counts(body: bytes) -> CountsBatch:
     parsed_health = None if health is None else parse_health(health)
     keys += len(data) + (len(health) if type(health) is dict else 0)
     crash = data.get("crash")
-    if crash is not None:
-        # Validated only: storing crash reports is the rollout side's (not kept yet).
-        parse_crash(crash)
-        keys += len(crash)
+    keys += len(crash) if type(crash) is dict else 0
     _no_repeated_keys(body, keys)
     return CountsBatch(
         readings=readings,
@@ -236,6 +253,7 @@ def parse_counts(body: bytes) -> CountsBatch:
         device_id=device_id,
         health=parsed_health,
         agent=None if data.get("agent") is None else parse_agent(data["agent"]),
+        crash=None if crash is None else parse_crash(crash),
     )
 
 
@@ -400,29 +418,6 @@ def parse_health(raw: Any) -> dict[str, int | str]:
     return health
 
 
-def parse_crash(raw: Any) -> dict[str, Any]:
-    """Validate a crash report: exactly `version` (X.Y.Z or null), `count` (>= 1), `cause` (one
-    of CRASH_CAUSES) and `traceback` (text of at most MAX_TRACEBACK characters)."""
-    if type(raw) is not dict:
-        _fail(("crash",), "must be an object", "dict_type")
-    _check_keys(raw, CRASH_KEYS, ("crash",))
-    for name in sorted(CRASH_KEYS - raw.keys()):
-        _fail(("crash", name), "field required", "missing")
-    version = raw["version"]
-    if version is not None and (type(version) is not str or not re.match(_VERSION_RE, version)):
-        _fail(("crash", "version"), "must be a version X.Y.Z or null")
-    count = _whole(raw["count"])
-    if type(count) is not int or not 1 <= count <= MAX_CRASHES:
-        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASHES}", "int_type")
-    cause = raw["cause"]
-    if type(cause) is not str or cause not in CRASH_CAUSES:
-        _fail(("crash", "cause"), f"must be one of {', '.join(sorted(CRASH_CAUSES))}")
-    tb = raw["traceback"]
-    if type(tb) is not str or len(tb) > MAX_TRACEBACK:
-        _fail(("crash", "traceback"), f"must be text of at most {MAX_TRACEBACK} characters")
-    return {**raw, "count": count}
-
-
 def parse_agent(raw: Any) -> dict[str, str]:
     """Validate the agent's report: `version` X.Y.Z, `update` one of UPDATE_STATES, a short
     printable `reason`, a `target` version."""
@@ -446,3 +441,35 @@ def parse_agent(raw: Any) -> dict[str, str]:
     ):
         _fail(("agent", "reason"), f"must be printable text of at most {MAX_REASON} characters")
     return {k: v for k, v in raw.items() if v is not None}
+
+
+def parse_crash(raw: Any) -> Crash:
+    """Validate a crash report: `version` X.Y.Z or null, `count` >= 1, `cause` one of
+    CRASH_CAUSES, `traceback` text without control characters but line breaks and tabs
+    (TRACEBACK_PATTERN), at most MAX_TRACEBACK characters."""
+    if type(raw) is not dict:
+        _fail(("crash",), "must be an object", "dict_type")
+    _check_keys(raw, CRASH_KEYS, ("crash",))
+    version = raw.get("version")
+    if version is not None and (type(version) is not str or not re.match(_VERSION_RE, version)):
+        _fail(("crash", "version"), "must be a version X.Y.Z or null")
+    for name in ("count", "cause"):
+        if name not in raw:
+            _fail(("crash", name), "field required", "missing")
+    count = _whole(raw["count"])
+    if type(count) is not int or not 1 <= count <= MAX_CRASH_COUNT:
+        _fail(("crash", "count"), f"must be an integer from 1 to {MAX_CRASH_COUNT}", "int_type")
+    cause = raw["cause"]
+    if type(cause) is not str or cause not in CRASH_CAUSES:
+        _fail(("crash", "cause"), f"must be one of {', '.join(CRASH_CAUSES)}", "enum")
+    text = raw.get("traceback", "")
+    if text is None:
+        text = ""
+    if type(text) is not str or len(text) > MAX_TRACEBACK or not _TRACEBACK_RE.match(text):
+        _fail(
+            ("crash", "traceback"),
+            f"must be text (line breaks, no control characters) of at most {MAX_TRACEBACK} "
+            "characters",
+            "string_type",
+        )
+    return Crash(version, count, str(cause), text)

@@ -145,6 +145,11 @@ def _store_device(
         sql.run(tx, SEEN_WITH_HEALTH, (*state, health, received_at))
     if batch.refused:
         sql.run(tx, REFUSED, (batch.refused, received_at, device_id))
+    if batch.health is not None or batch.crash is not None:
+        # Only posts that carry them pay for these rows (a health report comes every few
+        # minutes, a crash report after a crash): the counts path is unchanged without.
+        running = batch.agent["version"] if batch.agent else rows[0][2]
+        _record_health(tx, device_id, batch, running, received_at)
     breaks = 0
     if gates:
         moved, breaks = occupancy.advance(tx, device_id, gates, received_at)
@@ -153,6 +158,27 @@ def _store_device(
     stored = len(inserted) + len(gates)
     update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][4:]))
     return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
+
+
+_VITALS = "INSERT INTO vitals (device_id, at, version, data) VALUES (?, ?, ?, ?)"
+_CRASH = (
+    "INSERT INTO crash_reports (device_id, at, version, running, cause, count, traceback) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _record_health(
+    tx: sql.Tx, device_id: str, batch: CountsBatch, running: str | None, now: float
+) -> None:
+    """Store the post's vitals and crash report with the version the board runs (`running`:
+    its report in this post, else the one on record)."""
+    if batch.health is not None:
+        data = json.dumps(batch.health, separators=(",", ":"))
+        sql.run(tx, _VITALS, (device_id, now, running, data))
+    crash = batch.crash
+    if crash is not None:
+        row = (device_id, now, crash.version, running, crash.cause, crash.count, crash.traceback)
+        sql.run(tx, _CRASH, row)
 
 
 def agent_report(

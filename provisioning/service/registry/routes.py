@@ -25,7 +25,7 @@ from provisioning.service.auth.errors import NO_STORE, InvalidRequest
 from provisioning.service.auth.principal import Principal
 from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.service.context import ServiceContext
-from provisioning.service.registry import service
+from provisioning.service.registry import external, service
 from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, MAC_PATTERN
 from provisioning.service.registry.schemas import (
     ApiError,
@@ -43,6 +43,7 @@ from provisioning.service.registry.schemas import (
     Reading,
     RotateSecret,
     SecretRotated,
+    ServiceConfig,
 )
 from provisioning.service.registry.schemas import Operator as OperatorView
 from provisioning.service.registry.service import DeviceRow, MacConflict, RegistryError
@@ -188,6 +189,7 @@ def _device(row: DeviceRow) -> Device:
         counters=counters,
         health=state.health if state else None,
         health_at=state.health_at if state else None,
+        issuer=client.issuer,
     )
 
 
@@ -210,18 +212,41 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         # bite now on this server (other replicas catch up within that bound).
         ctx.verifier.clients.forget(client_id)
 
-    @router.post("/devices", status_code=201, response_model=DeviceCreated)
+    @router.post("/devices", status_code=201, response_model=DeviceCreated | Device)
     def register_device(
         body: DeviceCreate, operator: Operator, db: Db, response: Response
-    ) -> DeviceCreated:
-        """Register a board as a client; the 201 body holds its secret, shown this once."""
+    ) -> DeviceCreated | Device:
+        """Register a board as a client; the 201 body holds its secret, shown this once. With
+        `client_id` and `issuer`: a board of that trusted external server, no secret."""
+        response.headers.update(NO_STORE)
+        if body.client_id is not None and body.issuer is not None:
+            client = external.create_device(
+                db,
+                operator.client_id,
+                body.lot,
+                body.name,
+                body.client_id,
+                body.issuer,
+                ctx.settings.trusted_issuers,
+                body.mac,
+            )
+            changed(client.client_id)  # an unknown-client answer may be cached
+            response.headers["Location"] = f"/admin/devices/{client.client_id}"
+            return _device(DeviceRow(client, None))
         client, secret = service.create_device(
             db, ctx.hasher, operator.client_id, body.lot, body.name, body.mac
         )
-        response.headers.update(NO_STORE)
         response.headers["Location"] = f"/admin/devices/{client.client_id}"
         view = _device(DeviceRow(client, None))
         return DeviceCreated(**view.model_dump(), client_secret=SecretStr(secret))
+
+    @router.get("/config", response_model=ServiceConfig)
+    def service_config(_operator: Operator) -> ServiceConfig:
+        """The audience external tokens must carry and the issuers trusted for them."""
+        return ServiceConfig(
+            ingest_audience=ctx.settings.ingest_audience,
+            trusted_issuers=list(ctx.settings.trusted_issuers),
+        )
 
     @router.get("/devices", response_model=DevicePage)
     def list_devices(
@@ -243,8 +268,14 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @router.get("/devices/{client_id}", response_model=Device)
     def show_device(client_id: ClientIdPath, _operator: Operator, db: Db) -> Device:
-        """One device with its latest reading, health and agent version."""
-        return _with_agents(db, [_device(service.get_device_row(db, client_id))])[0]
+        """One device with its latest reading, health, agent version, newest crash report
+        (`last_crash`) and vitals."""
+        from provisioning.service.ingest import vitals
+
+        device = _with_agents(db, [_device(service.get_device_row(db, client_id))])[0]
+        device.last_crash = vitals.last_crash(db, client_id)
+        device.vitals = vitals.latest(db, client_id)
+        return device
 
     @router.patch("/devices/{client_id}", response_model=Device)
     def update_device(

@@ -52,7 +52,12 @@ MAC_PATTERN = (
     r"^\s*(?!(?:00[:-]?){5}00\s*\Z)"
     r"[0-9A-Fa-f][02468AaCcEe]([:-]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}\s*\Z"
 )
+# A client ID another authorization server gave a board: URL-safe characters only (it appears in
+# `/admin/devices/{client_id}` and in logs), as long as clients.client_id holds.
+CLIENT_ID_MAX = 64
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9._~:|-]{1,64}\Z"
 _LOT_RE = re.compile(LOT_PATTERN)
+_CLIENT_ID_RE = re.compile(CLIENT_ID_PATTERN)
 _NAME_RE = re.compile(_name_pattern(_NOT_IN_NAMES))
 _MAC_RE = re.compile(MAC_PATTERN)
 
@@ -89,3 +94,12 @@ def normalise_mac(mac: str) -> str:
         raise ValueError("mac must be six hex octets, e.g. aa:bb:cc:dd:ee:ff")
     digits = "".join(ch for ch in mac.lower() if ch in "0123456789abcdef")
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def check_client_id(client_id: str) -> str:
+    """Return `client_id` if it may name an external device, else raise `ValueError`."""
+    if not _CLIENT_ID_RE.search(client_id):
+        raise ValueError(
+            f"client_id must be 1 to {CLIENT_ID_MAX} of the characters A-Z a-z 0-9 . _ ~ : | -"
+        )
+    return client_id

@@ -24,11 +24,13 @@ from pydantic import (
 )
 
 from provisioning.service.registry.rules import (
+    CLIENT_ID_PATTERN,
     LOT_MAX,
     LOT_PATTERN,
     MAC_PATTERN,
     NAME_MAX,
     NAME_PATTERN,
+    check_client_id,
     check_lot,
     check_name,
     normalise_mac,
@@ -47,6 +49,11 @@ Name = Annotated[
     str,
     AfterValidator(check_name),
     WithJsonSchema({"type": "string", "maxLength": NAME_MAX, "pattern": NAME_PATTERN}),
+]
+ExternalClientId = Annotated[
+    str,
+    AfterValidator(check_client_id),
+    WithJsonSchema({"type": "string", "pattern": CLIENT_ID_PATTERN}),
 ]
 Mac = Annotated[
     str, AfterValidator(normalise_mac), WithJsonSchema({"type": "string", "pattern": MAC_PATTERN})
@@ -69,9 +76,20 @@ class _Body(BaseModel):
 
 
 class DeviceCreate(_Body):
+    """A board with a secret generated here; or, with `client_id` and `issuer` (both or neither),
+    a board registered in that trusted external authorization server, without a secret here."""
+
     lot: Lot
     name: Name
     mac: Mac | None = None
+    client_id: ExternalClientId | None = None
+    issuer: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> DeviceCreate:
+        if (self.client_id is None) != (self.issuer is None):
+            raise ValueError("client_id and issuer go together (a device of an external server)")
+        return self
 
 
 class DeviceUpdate(_Body):
@@ -141,6 +159,12 @@ class Device(BaseModel):
     health_at: float | None = None
     # The agent: version it runs, target version, update state and its reason.
     agent: dict[str, Any] | None = None
+    # The newest crash report (`traceback`, `version`, `count`, `cause`, `running`, `at`) and
+    # the newest vitals (health fields, `at`, `version`): `GET /admin/devices/{id}` only.
+    last_crash: dict[str, Any] | None = None
+    vitals: dict[str, Any] | None = None
+    # The external authorization server the board gets its tokens from; None: this service.
+    issuer: str | None = None
 
 
 # A response field (pydantic would describe SecretStr as a write-only password input).
@@ -169,6 +193,13 @@ class SecretRotated(_WithSecret):
     client_id: str
     # Until when the previous secret is still accepted; None: it no longer works.
     previous_secret_expires_at: float | None
+
+
+class ServiceConfig(BaseModel):
+    """GET /admin/config: what parkctl needs to register boards in an external server."""
+
+    ingest_audience: str  # the `aud` external tokens must carry
+    trusted_issuers: list[str]  # exactly as their tokens' `iss`
 
 
 class OperatorCreate(_Body):

@@ -78,6 +78,19 @@ class MacConflict(RegistryError):
         self.client_id = client_id
 
 
+class SecretElsewhere(RegistryError):
+    """A device of an external server has no secret here to rotate."""
+
+    error = "conflict"
+    status = 409
+
+    def __init__(self, client_id: str, issuer: str) -> None:
+        super().__init__(
+            f"device {client_id} gets its secret from {issuer}: rotate it there "
+            "(parkctl device rotate-secret --idp)"
+        )
+
+
 @dataclass(frozen=True)
 class DeviceRow:
     """A device with what the ingestion API last recorded for it (None: never heard from)."""
@@ -380,6 +393,8 @@ def rotate_secret(
     if grace_s < 0:
         raise InvalidInput("grace_s must not be negative")
     client = get_device(session, client_id, kind)
+    if client.issuer is not None:
+        raise SecretElsewhere(client_id, client.issuer)
     now = time.time() if now is None else now
     secret = new_client_secret()
     if grace_s > 0:

@@ -3,9 +3,10 @@
     POST /admin/releases                       devices:admin  publish a signed bundle
     GET  /admin/releases[/{version}]           devices:admin  list, show
     POST /admin/releases/{version}/targets     devices:admin  set boards' target version
-    POST /admin/rollouts                       devices:admin  canaries first (rollout.py)
+    POST /admin/rollouts                       devices:admin  in phases (rollout.py)
     GET  /admin/rollouts[/{id}]                devices:admin  status
-    POST /admin/rollouts/{id}/pause|resume|abort
+    POST /admin/rollouts/{id}/pause|resume|abort[?rollback=true]
+    GET  /admin/release-health                 devices:admin  per-release health (health.py)
     GET  /v1/releases/{version}/manifest.json  releases:read  (a device token)
     GET  /v1/releases/{version}/manifest.sig
     GET  /v1/releases/{version}/app/{file}     with HTTP Range (RFC 9110 §14.2), 206/416
@@ -254,21 +255,45 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @admin.post("/rollouts", status_code=201)
     def start_rollout(body: RolloutStart, operator: Operator, db: Db) -> dict[str, Any]:
-        """`{"version", "devices" | "lot", "canary": n, "canary_wait_s", "silence_s"}`."""
+        """`{"version", "devices" | "lot", "phases": [1, "5%", ...], "phase_wait_s",
+        "max_crash_rate", "min_online", "parallel", "silence_s"}`; `"canary": n` with
+        `"canary_wait_s"` is the one-phase shorthand (`phases` [n, "100%"])."""
         if db.get(Release, body.version) is None:
             raise NotFound(f"no release {body.version}")
         ids = target_devices(db, body.devices, body.lot)
-        r = rollout.start(
-            db,
-            operator.client_id,
-            body.version,
-            ids,
-            body.canary,
-            body.canary_wait_s,
-            max(body.silence_s, 1),
-        )
+        phases = body.phases
+        if phases is None:
+            phases = [body.canary, "100%"] if body.canary > 0 else ["100%"]
+        wait = body.phase_wait_s
+        if wait is None:
+            wait = body.canary_wait_s if body.canary_wait_s is not None else 1800.0
+        try:
+            r = rollout.start(
+                db, operator.client_id, body.version, ids, phases, wait, max(body.silence_s, 1),
+                body.max_crash_rate, body.min_online, body.parallel,
+            )  # fmt: skip
+        except ValueError as error:
+            raise BadBundle(str(error)) from None
         db.commit()
         return rollout.view(db, r)
+
+    @admin.get("/release-health")
+    def release_health(
+        _operator: Operator,
+        db: Db,
+        window_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 86400,
+        step_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 3600,
+        lot: Annotated[str | None, Query(max_length=64)] = None,
+        rollout_id: Annotated[int | None, Query(alias="rollout", ge=1)] = None,
+    ) -> dict[str, Any]:
+        """Crash-free hours and the share of boards online per release, per lot and for the
+        canary group against the rest of the fleet, over the last `window_s` in steps of
+        `step_s` (service/releases/health.py defines them)."""
+        from provisioning.service.releases import health
+
+        if window_s / step_s > health.MAX_STEPS:
+            raise BadBundle(f"at most {health.MAX_STEPS} steps: make step_s larger")
+        return health.report(db, time.time(), window_s, step_s, lot, rollout_id)
 
     @admin.get("/rollouts")
     def list_rollouts(
@@ -301,11 +326,13 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         action: Literal["pause", "resume", "abort"],
         operator: Operator,
         db: Db,
+        rollback: bool = False,
     ) -> dict[str, Any]:
-        """pause, resume or abort."""
+        """pause, resume or abort (`?rollback=true`: the boards that took the release get the
+        published rollback release of the version each ran before)."""
         r = _rollout(db, rollout_id)
         try:
-            rollout.control(db, operator.client_id, r, action)
+            rollout.control(db, operator.client_id, r, action, rollback)
         except ValueError as error:
             raise Exists(str(error)) from None
         db.commit()

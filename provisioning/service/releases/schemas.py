@@ -23,6 +23,8 @@ from provisioning.common.bundle import VERSION_RE
 from provisioning.common.errors import ParkctlError
 from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN
 from provisioning.service.registry.schemas import Lot, _Body, _whole_number
+from provisioning.service.releases.phases import MAX_PHASES
+from provisioning.service.releases.rollout import DEFAULT_PARALLEL
 
 MAX_TARGETS = 500  # boards named in one request (a whole lot: by its name)
 MAX_WAIT_S = 30 * 86400.0
@@ -58,6 +60,22 @@ def check_client_id(client_id: str) -> str:
 
 DeviceId = Annotated[str, AfterValidator(check_client_id)]
 Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)]
+Share = Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)]
+# A phase: a number of boards, or a share of them ("5%"): releases/phases.py.
+PHASE_PATTERN = r"^([0-9]{1,6}|[0-9]{1,3}(\.[0-9]{1,3})?%)\Z"
+Phase = Annotated[
+    Annotated[StrictInt, Field(ge=1)] | str,
+    AfterValidator(lambda p: _phase(p)),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": PHASE_PATTERN}]}
+    ),
+]
+
+
+def _phase(phase: int | str) -> int | str:
+    if isinstance(phase, str) and not re.match(PHASE_PATTERN, phase):
+        raise ValueError('a phase is a number of boards or a share such as "5%"')
+    return phase
 
 
 class Targets(_Body):
@@ -107,5 +125,12 @@ class RolloutStart(Targets):
     canary: Annotated[
         Annotated[StrictInt, Field(ge=0, le=MAX_TARGETS)], BeforeValidator(_whole_number)
     ] = 1
-    canary_wait_s: Seconds = 1800.0
+    canary_wait_s: Seconds | None = None  # the shorthand's wait; phase_wait_s wins
+    phases: Annotated[list[Phase], Field(min_length=1, max_length=MAX_PHASES)] | None = None
+    phase_wait_s: Seconds | None = None  # 1800 s when neither wait is given
     silence_s: Seconds = 900.0
+    max_crash_rate: Share = 0.05
+    min_online: Share = 0.9
+    parallel: Annotated[
+        Annotated[StrictInt, Field(ge=1, le=10_000)], BeforeValidator(_whole_number)
+    ] = DEFAULT_PARALLEL

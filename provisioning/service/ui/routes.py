@@ -41,7 +41,7 @@ from provisioning.service.auth.tokens import parse_params
 from provisioning.service.context import ServiceContext
 from provisioning.service.ingest import store
 from provisioning.service.ingest.live import LiveFeed
-from provisioning.service.ui import chart, views
+from provisioning.service.ui import chart, health, views
 from provisioning.service.ui.offloop import PageWork, tune_interpreter
 from provisioning.service.ui.session import Session, SessionStore
 from provisioning.service.ui.signin import SignInLimit, SignInRefused
@@ -362,9 +362,25 @@ class Dashboard:
         found, readings, audit = await self.work.read(board_page)
         if not found:
             return await self.error(request, session, 404, "No such board.")
+        with self.ctx.sessions() as db:
+            reported = health.board(db, client_id)
         return await self.page(
             request, "board.html", session=session, board=found[0], readings=readings,
-            audit=audit, actions=ACTIONS, done=request.query_params.get("done"),
+            audit=audit, actions=ACTIONS, done=request.query_params.get("done"), **reported,
+        )  # fmt: skip
+
+    async def releases(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        span = request.query_params.get("range", "24h")
+        if span not in health.RANGES:
+            span = "24h"
+        with self.ctx.sessions() as db:
+            report = health.releases(db, span)
+        return await self.page(
+            request, "releases.html", session=session, report=report, span=span,
+            ranges=list(health.RANGES),
         )  # fmt: skip
 
     async def confirm(self, request: Request) -> Response:
@@ -510,6 +526,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     router.add_api_route("/ui/logout", ui.logout, methods=["POST"])
     router.add_api_route("/ui/lots/{lot}", ui.lot, methods=["GET"])
     router.add_api_route("/ui/boards", ui.boards, methods=["GET"])
+    router.add_api_route("/ui/releases", ui.releases, methods=["GET"])
     router.add_api_route("/ui/boards/{client_id}", ui.board, methods=["GET"])
     router.add_api_route("/ui/boards/{client_id}/new-secret", ui.new_secret, methods=["GET"])
     router.add_api_route("/ui/boards/{client_id}/{action}", ui.confirm, methods=["GET"])

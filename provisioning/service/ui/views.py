@@ -46,6 +46,7 @@ class Board:
     problems: list[str]
     refused: int = 0  # posts refused for the per-device readings rate (ingest/routes.py)
     faults: int = 0  # gate counter steps beyond what its lanes can pass (ingest/occupancy.py)
+    issuer: str | None = None  # the external authorization server; None: the built-in one
 
     def sort_key(self, column: str) -> Any:
         value: Any = {
@@ -115,6 +116,7 @@ def boards(
             Client.name,
             Client.lot,
             Client.enabled,
+            Client.issuer,
             DeviceState.cars,
             DeviceState.last_seen_at,
             DeviceState.health,
@@ -157,6 +159,7 @@ def boards(
                 problems,
                 refused,
                 faults,
+                row.issuer,
             )
         )
     if expiry:

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,17 @@ class Operator:
 
 @pytest.fixture
 def operator(tmp_path: Path) -> Iterator[Operator]:
+    with operator_service(tmp_path) as made:
+        yield made
+
+
+@contextmanager
+def operator_service(
+    tmp_path: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+) -> Iterator[Operator]:
+    """The service (with `extra_args` and `env`) and an operator made by `parkctl admin create`."""
     data = tmp_path / "data"
-    with ServiceProcess(data) as service:
+    with ServiceProcess(data, extra_args=extra_args, env=env) as service:
         made = parkctl(
             "admin",
             "create",

@@ -368,7 +368,7 @@ def test_create_accounts_keeps_passwords_off_command_lines(tmp_path: Path) -> No
     recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{seen}"\nexec "{real}" "$@"\n')
     recorder.chmod(0o755)
     passwd = tmp_path / "passwd"
-    script = Path(__file__).resolve().parents[2] / "broker-config" / "create-accounts"
+    script = Path(__file__).resolve().parents[3] / "broker-config" / "create-accounts"
     done = subprocess.run(
         [str(script), "-f", str(passwd), "wall"],
         capture_output=True,

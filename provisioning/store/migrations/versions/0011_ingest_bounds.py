@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 
 _COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("seq_suspect", sa.BigInteger()),
