@@ -148,7 +148,7 @@ def _store_device(
     if batch.health is not None or batch.crash is not None:
         # Only posts that carry them pay for these rows (a health report comes every few
         # minutes, a crash report after a crash): the counts path is unchanged without.
-        running = batch.agent["version"] if batch.agent else rows[0][2]
+        running = batch.agent["version"] if batch.agent else rows[0][4]
         _record_health(tx, device_id, batch, running, received_at)
     breaks = 0
     if gates:
