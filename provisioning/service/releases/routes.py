@@ -284,7 +284,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         window_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 86400,
         step_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 3600,
         lot: Annotated[str | None, Query(max_length=64)] = None,
-        rollout_id: Annotated[int | None, Query(alias="rollout", ge=1)] = None,
+        rollout_id: Annotated[int | None, Query(alias="rollout", ge=1, le=2**63 - 1)] = None,
     ) -> dict[str, Any]:
         """Crash-free hours and the share of boards online per release, per lot and for the
         canary group against the rest of the fleet, over the last `window_s` in steps of

@@ -65,6 +65,7 @@ Share = Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)]
 PHASE_PATTERN = r"^([0-9]{1,6}|[0-9]{1,3}(\.[0-9]{1,3})?%)\Z"
 Phase = Annotated[
     Annotated[StrictInt, Field(ge=1)] | str,
+    BeforeValidator(_whole_number),
     AfterValidator(lambda p: _phase(p)),
     WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": PHASE_PATTERN}]}
