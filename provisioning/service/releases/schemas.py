@@ -61,14 +61,20 @@ def check_client_id(client_id: str) -> str:
 DeviceId = Annotated[str, AfterValidator(check_client_id)]
 Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)]
 Share = Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)]
-# A phase: a number of boards, or a share of them ("5%"): releases/phases.py.
+# A phase: a number of boards (at most a fleet's), or a share of them ("5%"): phases.py.
+MAX_PHASE_BOARDS = 1_000_000
 PHASE_PATTERN = r"^([0-9]{1,6}|[0-9]{1,3}(\.[0-9]{1,3})?%)\Z"
 Phase = Annotated[
-    Annotated[StrictInt, Field(ge=1)] | str,
+    Annotated[StrictInt, Field(ge=1, le=MAX_PHASE_BOARDS)] | str,
     BeforeValidator(_whole_number),
     AfterValidator(lambda p: _phase(p)),
     WithJsonSchema(
-        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": PHASE_PATTERN}]}
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_PHASE_BOARDS},
+                {"type": "string", "pattern": PHASE_PATTERN},
+            ]
+        }
     ),
 ]
 
