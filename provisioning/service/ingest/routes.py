@@ -49,7 +49,7 @@ from provisioning.service.ingest.schemas import (
     parse_counts,
 )
 from provisioning.service.lots import history
-from provisioning.service.registry.rules import LOT_MAX
+from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN
 from provisioning.service.web.body import read_body
 from provisioning.service.web.hot import RouteDoc, add_hot_route
 from provisioning.service.web.text import NO_NUL_PATTERN
@@ -159,7 +159,9 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     def get_lots(
         _reader: Reader,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        cursor: Annotated[str | None, Query(max_length=LOT_MAX)] = None,
+        cursor: Annotated[
+            str | None, Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN})
+        ] = None,
     ) -> dict[str, Any]:
         """Lots with a registered device, a record or a recount, with their totals, by name,
         `limit` at a time; follow `next_cursor` (the last name of this page) for more."""

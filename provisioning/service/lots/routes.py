@@ -36,7 +36,9 @@ LotName = Annotated[
     str, Path(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN, "minLength": 1})
 ]
 # A page's cursor is the last lot name of the page before.
-LotCursor = Annotated[str | None, Query(max_length=LOT_MAX)]
+LotCursor = Annotated[
+    str | None, Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN})
+]
 
 
 def _record(lot: Lot) -> LotRecord:
