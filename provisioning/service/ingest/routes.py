@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from prometheus_client import Counter
+from pydantic import AfterValidator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -49,7 +50,7 @@ from provisioning.service.ingest.schemas import (
     parse_counts,
 )
 from provisioning.service.lots import history
-from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN
+from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, check_lot
 from provisioning.service.web.body import read_body
 from provisioning.service.web.hot import RouteDoc, add_hot_route
 from provisioning.service.web.text import NO_NUL_PATTERN
@@ -160,7 +161,9 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         _reader: Reader,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: Annotated[
-            str | None, Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN})
+            str | None,
+            AfterValidator(lambda c: c if c is None else check_lot(c)),
+            Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN}),
         ] = None,
     ) -> dict[str, Any]:
         """Lots with a registered device, a record or a recount, with their totals, by name,

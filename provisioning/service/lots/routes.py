@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Query, Response
+from pydantic import AfterValidator
 
 from provisioning.service.context import ServiceContext
 from provisioning.service.lots import records as lots
 from provisioning.service.registry.routes import _ERRORS, AdminRoute, Db, Operator
-from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN
+from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, check_lot
 from provisioning.service.registry.schemas import (
     LotCreate,
     LotList,
@@ -37,7 +38,9 @@ LotName = Annotated[
 ]
 # A page's cursor is the last lot name of the page before.
 LotCursor = Annotated[
-    str | None, Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN})
+    str | None,
+    AfterValidator(lambda c: c if c is None else check_lot(c)),
+    Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN}),
 ]
 
 
