@@ -36,6 +36,7 @@ LIMITS = {
     "PARK_TOKEN_RATE_BURST": "1000000",
     "PARK_AUTH_FAIL_SOURCE_BURST": "1000000",
     "PARK_AUTH_FAIL_CLIENT_BURST": "1000000",
+    "PARK_INGEST_READINGS_BURST": "1000000",
 }
 
 
@@ -93,10 +94,14 @@ def fuzz(work: Path, name: str, db: str | None, max_examples: int) -> dict[str, 
         ]
         run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
         log = service.log()
+    keep = os.environ.get("FUZZ_LOG")  # a directory for the whole report and service log
+    if keep:
+        Path(keep, f"{name}-st.log").write_text(run.stdout)
+        Path(keep, f"{name}-service.log").write_text(log)
     print(run.stdout[-6000:])
     if run.stderr.strip():
         print(run.stderr[-3000:], file=sys.stderr)
-    cases = re.search(r"(\d+) generated, (.*)", run.stdout)
+    cases = re.search(r"([0-9]+) generated, (.*)", run.stdout)
     return {
         "db": name,
         "cases": int(cases.group(1)) if cases else 0,

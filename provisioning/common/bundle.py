@@ -42,16 +42,16 @@ APP_DIR = "app_a"  # where a USB install puts the modules; updates alternate wit
 FORMAT = 1
 # Installed by USB only: the boot stub picks the app directory and must survive a bad release.
 BOOT_FILES = ("main.py", "appdir.mpy", "trial.mpy", "flash.mpy")
-VERSION_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
 MAX_FILES = 64
 DEV_VERSION = "0.0.0"  # an agent installed without a built release
 MAX_FILE_BYTES = 256 * 1024
-PATH_RE = re.compile(r"^[a-z0-9_]{1,32}\.(mpy|py|json|der)$")
+PATH_RE = re.compile(r"[a-z0-9_]{1,32}\.(mpy|py|json|der)")
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
     """`X.Y.Z` (decimal, no leading zeros) as a tuple; ParkctlError for anything else."""
-    found = VERSION_RE.match(text) if isinstance(text, str) else None
+    found = VERSION_RE.fullmatch(text) if isinstance(text, str) else None
     if not found:
         raise ParkctlError(f"version {text!r} is not X.Y.Z (e.g. 1.4.0)")
     return int(found[1]), int(found[2]), int(found[3])
@@ -253,7 +253,7 @@ def check_manifest(raw: bytes) -> dict[str, Any]:
             ok = (
                 isinstance(entry, dict)
                 and isinstance(entry.get("path"), str)
-                and PATH_RE.match(entry["path"]) is not None
+                and PATH_RE.fullmatch(entry["path"]) is not None
                 and isinstance(entry.get("size"), int)
                 and 0 <= entry["size"] <= MAX_FILE_BYTES
                 and isinstance(entry.get("sha256"), str)

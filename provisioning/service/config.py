@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     # Failed client authentications (token and introspection endpoints), limited apart from
     # issuance: per source address (refused before any work once spent) and per client ID
     # (only wrong secrets are refused, the owner's right one is still served).
+    # Readings per device (a post without readings counts as one): each board's bucket holds
+    # `ingest_readings_burst` and refills `ingest_readings_per_minute`; beyond, 429 with
+    # Retry-After (the agent keeps its readings and backs off). A board posts one reading per
+    # interval (>= 1 s; 10 s by default), and a spool flushed after an outage drains at this
+    # rate: one day of 10 s readings in about 15 minutes. A post costs at most the burst.
+    # Per instance.
+    ingest_readings_per_minute: float = Field(default=600.0, gt=0)
+    ingest_readings_burst: int = Field(default=3000, ge=1)
     auth_fail_source_burst: int = Field(default=20, ge=1)
     auth_fail_source_per_hour: float = Field(default=60.0, gt=0)
     auth_fail_client_burst: int = Field(default=10, ge=1)

@@ -9,37 +9,26 @@ READING_COLUMNS = ("device_id", "lot", "seq", "cars", "gate_in", "gate_out", "ts
 # RETURNING lists what was really inserted: duplicates are skipped by the unique index, not
 # counted, and not published again.
 INSERT_SUFFIX = "ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq"
-# The device's lot and status, and what its agent runs and should run, in the same
-# primary-key lookup: a post that carries no agent report costs no extra query for the update
-# check.
+# The device's lot and status, its current and suspect seq, and what its agent runs and should
+# run in the same primary-key lookup: a post that carries no agent report costs no extra query
+# for the update check.
 DEVICE_LOT = (
-    "SELECT c.lot, c.enabled, a.version, a.target, a.state FROM clients c "
+    "SELECT c.lot, c.enabled, s.last_seq, s.seq_suspect, a.version, a.target, a.state "
+    "FROM clients c LEFT JOIN device_state s ON s.device_id = c.client_id "
     "LEFT JOIN device_agent a ON a.device_id = c.client_id "
     "WHERE c.client_id = ? AND c.kind = 'device' AND c.deleted_at IS NULL"
 )
-# One upsert records the visit, the health (if sent) and the current reading (if any).
-#
-# The current reading: a post's new reading with the highest seq replaces the current one if
-# its seq is higher (normal progress), or if it is more than SEQ_GAP away on either side: a
-# discontinuity (a seq restarted by a re-flash or a wiped spool, or a stray value such as
-# 2**63-1 from a torn spool or a bug) after which the board's newest post is the truth. Only a
-# slightly lower seq (a late replay from the spool) leaves the current reading alone. "Highest
-# seq ever" is not the rule: one stray seq would pin the lot's total for ever. A stray seq is
-# stored like any other reading (nothing is lost) and is current only until the board's next
-# post. Differences, not sums, so BIGINT cannot overflow. SET expressions read the row as it
-# was before the update (SQLite and PostgreSQL alike).
-SEQ_GAP = 1_000_000  # far more than a board's spool holds (device/spool.py)
-NEWER = (
-    "(excluded.last_seq IS NOT NULL AND (device_state.last_seq IS NULL"
-    " OR excluded.last_seq - device_state.last_seq > 0"
-    f" OR device_state.last_seq - excluded.last_seq > {SEQ_GAP}))"
-)
+# One upsert records the visit, the health (if sent) and the current reading (if any, chosen by
+# service/ingest/seqrule.py from the board's state read with its lot: a board's posts come one
+# after another, so the read cannot race another post of the same board but for a retry, which
+# stores nothing new). A reading that is not current is stored all the same.
 STATE_UPSERT = (
-    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at{h}) "
-    "VALUES (?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
-    "last_seen_at = excluded.last_seen_at{hs}, "
+    "INSERT INTO device_state (device_id, last_seen_at, last_seq, cars, ts, received_at, "  # noqa: S608
+    "seq_suspect{h}) VALUES (?, ?, ?, ?, ?, ?, ?{hv}) ON CONFLICT (device_id) DO UPDATE SET "
+    "last_seen_at = excluded.last_seen_at, seq_suspect = excluded.seq_suspect{hs}, "
     + ", ".join(
-        f"{col} = CASE WHEN {NEWER} THEN excluded.{col} ELSE device_state.{col} END"
+        f"{col} = CASE WHEN excluded.last_seq IS NOT NULL THEN excluded.{col} "
+        f"ELSE device_state.{col} END"
         for col in ("last_seq", "cars", "ts", "received_at")
     )
 )
@@ -48,6 +37,10 @@ SEEN_WITH_HEALTH = STATE_UPSERT.format(
     h=", health, health_at",
     hv=", ?, ?",
     hs=", health = excluded.health, health_at = excluded.health_at",
+)
+# Posts refused for the per-device readings rate, counted on the board (service/ingest/routes.py).
+REFUSED = (
+    "UPDATE device_state SET refused = COALESCE(refused, 0) + ?, refused_at = ? WHERE device_id = ?"
 )
 AGENT_UPSERT = (
     "INSERT INTO device_agent (device_id, version, state, reason, updated_at) "

@@ -4,17 +4,20 @@ rollup, run through `sql.Tx` (`?` placeholders, store/sql.py)."""
 from __future__ import annotations
 
 GATE_STATE = (
-    "SELECT g_seq, g_in, g_out, g_total_in, g_total_out, g_ref_in, g_ref_out, g_series "
-    "FROM device_state WHERE device_id = ?"
+    "SELECT g_seq, g_in, g_out, g_total_in, g_total_out, g_ref_in, g_ref_out, g_series, "
+    "g_suspect, g_credit_in, g_credit_out, g_credit_at, g_faults FROM device_state "
+    "WHERE device_id = ?"
 )
 GATE_UPDATE = (
     "UPDATE device_state SET g_seq = ?, g_in = ?, g_out = ?, g_total_in = ?, g_total_out = ?, "
     "g_ref_in = COALESCE(g_ref_in, 0), g_ref_out = COALESCE(g_ref_out, 0), g_series = ?, "
-    "g_series_at = CASE WHEN ? THEN ? ELSE g_series_at END WHERE device_id = ?"
+    "g_series_at = CASE WHEN ? THEN ? ELSE g_series_at END, g_suspect = ?, g_credit_in = ?, "
+    "g_credit_out = ?, g_credit_at = ?, g_faults = ?, "
+    "g_fault_at = CASE WHEN ? THEN ? ELSE g_fault_at END WHERE device_id = ?"
 )
 DEVICES = (
     "SELECT c.client_id, c.lot, s.cars, s.g_seq, s.g_total_in, s.g_total_out, s.g_ref_in, "
-    "s.g_ref_out, s.g_series, s.g_series_at FROM clients c "
+    "s.g_ref_out, s.g_series, s.g_series_at, s.g_faults, s.g_fault_at FROM clients c "
     "LEFT JOIN device_state s ON s.device_id = c.client_id "
     "WHERE c.kind = 'device' AND c.deleted_at IS NULL AND c.lot IS NOT NULL"
 )

@@ -162,6 +162,19 @@ class DeviceState(Base):
     g_ref_out: Mapped[int | None] = mapped_column(BigInteger)
     g_series: Mapped[int | None] = mapped_column(Integer)
     g_series_at: Mapped[float | None] = mapped_column(Double)
+    # A seq that jumped, current once the next reading follows it (ingest/seqrule.py), for the
+    # current reading and a gate's counters; a gate's lane credit and counter faults (steps
+    # beyond what its lanes can pass: ingest/occupancy.py); posts refused for the per-device
+    # rate (ingest/ratelimit.py).
+    seq_suspect: Mapped[int | None] = mapped_column(BigInteger)
+    g_suspect: Mapped[int | None] = mapped_column(BigInteger)
+    g_credit_in: Mapped[float | None] = mapped_column(Double)
+    g_credit_out: Mapped[float | None] = mapped_column(Double)
+    g_credit_at: Mapped[float | None] = mapped_column(Double)
+    g_faults: Mapped[int | None] = mapped_column(Integer)
+    g_fault_at: Mapped[float | None] = mapped_column(Double)
+    refused: Mapped[int | None] = mapped_column(BigInteger)
+    refused_at: Mapped[float | None] = mapped_column(Double)
 
 
 class LotBaseline(Base):

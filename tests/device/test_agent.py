@@ -121,6 +121,36 @@ def test_service_down_spools_and_replays(
     _no_secret(agent, secret)
 
 
+def test_per_device_rate_limit_backs_the_agent_off_and_loses_nothing(
+    micropython: str, tmp_path: Path
+) -> None:
+    """A board faster than its per-device readings rate gets 429 with Retry-After: the agent
+    keeps its readings in the spool, waits, and delivers every one once the limit allows; the
+    service counts the refused posts on the board."""
+    env = {"PARK_INGEST_READINGS_PER_MINUTE": "120", "PARK_INGEST_READINGS_BURST": "5"}
+    backend = Backend(tmp_path / "svc", env=env).start()
+    dev, secret = backend.create_device()
+    # 5 readings a second against 2 allowed: refused within seconds.
+    config = board_config(dev, secret, backend.url, interval_s=0.2)
+    agent = AgentProcess.on_new_board(micropython, tmp_path / "board", config).start()
+    try:
+        agent.wait_for("upload refused: 429", count=2, timeout=20)
+        agent.wait_for(r"sent \d+ up to seq", count=len(agent.lines(r"sent \d+ up")) + 2)
+        # The limit lifted (a restart with the default): the spool drains, nothing lost.
+        backend.stop()
+        backend.service.env.pop("PARK_INGEST_READINGS_PER_MINUTE")
+        backend.service.env.pop("PARK_INGEST_READINGS_BURST")
+        backend.restart()
+        agent.wait_for(r"spool 0$", count=len(agent.lines(r"spool 0$")) + 1, timeout=30)
+    finally:
+        agent.kill()
+        backend.stop()
+    assert_contiguous(backend.seqs(dev))
+    refused = backend.query("SELECT refused FROM device_state WHERE device_id = ?", dev)
+    assert refused[0][0] >= 1, refused
+    assert "Traceback" not in agent.console()
+
+
 def test_rejected_cached_token_is_replaced_once(
     micropython: str, backend: Backend, tmp_path: Path
 ) -> None:

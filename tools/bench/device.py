@@ -32,7 +32,7 @@ from tools.harness.proxy import FaultProxy
 from tools.harness.services import micropython_binary
 
 HEAP_TARGET = 32 * 1024
-_HEAP = re.compile(r"heap live (\d+) peak (\d+) now (\d+)")
+_HEAP = re.compile(r"heap live ([0-9]+) peak ([0-9]+) now ([0-9]+)")
 
 
 def _heap_samples(agent: AgentProcess) -> list[tuple[int, int, int]]:

@@ -93,6 +93,7 @@ class Backend:
         token_ttl: int | None = None,
         tls: tuple[Path, Path] | None = None,
         extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ class Backend:
         migrate(self.db_url)
         args = ["--token-ttl", str(token_ttl)] if token_ttl else []
         args += extra_args or []
-        self.service = ServiceProcess(self.data_dir, extra_args=args, tls=tls)
+        self.service = ServiceProcess(self.data_dir, extra_args=args, env=env, tls=tls)
         self.url = self.service.url
         self.port = self.service.port
 

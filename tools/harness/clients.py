@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,3 +46,15 @@ def register_operator(data_dir: Path, db: str | None = None) -> tuple[str, str]:
     with _registry(data_dir, db) as (session, hasher):
         client, secret = registry.create_operator(session, hasher, "test", "ops")
         return client.client_id, secret
+
+
+def create_viewer(data_dir: Path, name: str = "wall") -> tuple[str, str]:
+    """A viewer operator made the way an operator makes one (`parkctl admin create --role
+    viewer`); its (client_id, client_secret)."""
+    made = subprocess.run(
+        [sys.executable, "-m", "provisioning", "admin", "create", "--data-dir", str(data_dir),
+         "--init", "--role", "viewer", "--name", name, "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    viewer = json.loads(made.stdout)
+    return viewer["client_id"], viewer["client_secret"]

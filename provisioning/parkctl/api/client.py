@@ -461,7 +461,15 @@ class AdminClient:
         return self._parse(LotRecord, self._call("POST", "/admin/lots", body))
 
     def list_lots(self) -> LotList:
-        return self._parse(LotList, self._call("GET", "/admin/lots"))
+        """Every lot record, following the cursor page by page."""
+        items: list[LotRecord] = []
+        cursor: str | None = None
+        while True:
+            page = self._parse(LotList, self._call("GET", "/admin/lots", limit=500, cursor=cursor))
+            items += page.items
+            if page.next_cursor is None:
+                return LotList(items=items)
+            cursor = page.next_cursor
 
     def get_lot(self, name: str) -> LotRecord:
         return self._parse(LotRecord, self._call("GET", _lot_path(name)))

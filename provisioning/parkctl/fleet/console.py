@@ -21,7 +21,7 @@ from provisioning.parkctl.fleet.esp import has_reset_lines
 # The agent prints one line per event, prefixed "parkfleet:" (device/agent.py `log`); these match
 # the first token and the first acknowledged upload.
 TOKEN_LINE = re.compile(r"parkfleet: token fetched")
-UPLOAD_LINE = re.compile(r"parkfleet: sent \d+ up to seq")
+UPLOAD_LINE = re.compile(r"parkfleet: sent [0-9]+ up to seq")
 # Lines after which waiting longer is pointless: say why at once.
 FATAL_LINES = (
     (re.compile(r"token refused: 40[013]"), "the token endpoint refused the board's credentials"),

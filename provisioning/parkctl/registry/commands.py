@@ -137,6 +137,14 @@ def _counter_rows(device: Device) -> list[tuple[str, str]]:
                 "(flash wiped or board swapped); counting goes on from there[/yellow]",
             )
         )
+    if c.faults:
+        rows.append(
+            (
+                "faults",
+                f"[yellow]{c.faults}, the last at {_when(c.fault_at)}: a step beyond what the "
+                "lanes can pass was not counted[/yellow]",
+            )
+        )
     return rows
 
 

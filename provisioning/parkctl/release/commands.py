@@ -118,10 +118,8 @@ def rollout_start(
     as_json: bool,
 ) -> None:
     """Start a phased rollout and show it."""
-    body = {
+    body: dict[str, object] = {
         "version": version,
-        "lot": lot,
-        "devices": devices,
         "phases": phases,
         "phase_wait_s": phase_wait_s,
         "silence_s": silence_s,
@@ -129,6 +127,8 @@ def rollout_start(
         "min_online": min_online,
         "parallel": parallel,
     }
+    # The boards by id or by lot: the one not given is left out (the API refuses null).
+    body.update({k: v for k, v in (("lot", lot), ("devices", devices)) if v is not None})
     with _client(server, ca_cert) as client:
         done = client.call_json("POST", "/admin/rollouts", body)
     _show_rollout(done, as_json)

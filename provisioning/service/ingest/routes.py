@@ -15,11 +15,13 @@ readings are committed (requests arriving together share one commit: commit.py).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from prometheus_client import Counter
+from pydantic import AfterValidator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -28,9 +30,11 @@ from provisioning.service.auth.errors import (
     InvalidRequest,
     InvalidToken,
     OAuthError,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from provisioning.service.auth.principal import Principal
+from provisioning.service.auth.ratelimit import TokenBuckets
 from provisioning.service.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.service.context import ServiceContext
 from provisioning.service.ingest import store
@@ -46,6 +50,7 @@ from provisioning.service.ingest.schemas import (
     parse_counts,
 )
 from provisioning.service.lots import history
+from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, check_lot
 from provisioning.service.web.body import read_body
 from provisioning.service.web.hot import RouteDoc, add_hot_route
 from provisioning.service.web.text import NO_NUL_PATTERN
@@ -101,6 +106,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     ctx.on_shutdown.append(group.close)
 
     check_writer = require_token(INGEST_AUDIENCE, COUNTS_WRITE)
+    settings = ctx.settings
+    # Readings per device and minute (config.py): one board token cannot fill the disk.
+    burst = settings.ingest_readings_burst
+    quota = TokenBuckets(burst, settings.ingest_readings_per_minute * 60.0)
+    refused: dict[str, int] = {}  # posts refused per device since its last stored one
+    refusals = Counter(
+        "parkfleet_ingest_refused",
+        "Posts to /v1/counts refused for the per-device readings rate (429).",
+        registry=ctx.metrics.registry,
+    )
 
     async def post_counts(request: Request) -> Response:
         """Store a device's readings once each; answer `{"accepted", "duplicates"}`."""
@@ -118,6 +133,15 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             return _invalid_body(error)
         if device.kind != DEVICE or batch.device_id not in (None, device.client_id):
             raise AccessDenied("device_id is not the token's subject")
+        wait = quota.take(device.client_id, cost=min(max(1, batch.received), burst))
+        if wait:
+            refused[device.client_id] = refused.get(device.client_id, 0) + 1
+            refusals.inc()
+            raise TooManyRequests(wait, "readings rate limit exceeded; retry later")
+        if refused:
+            count = refused.pop(device.client_id, 0)
+            if count:
+                batch = dataclasses.replace(batch, refused=count)
         try:
             result = await group.store(device.client_id, batch)  # wakes the publisher
         except store.UnknownDevice:
@@ -133,10 +157,24 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return Response(answer + b"}", media_type="application/json")
 
     @router.get("/v1/lots")
-    def get_lots(_reader: Reader) -> dict[str, Any]:
-        """Every lot with a registered device, with its total."""
+    def get_lots(
+        _reader: Reader,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[
+            str | None,
+            AfterValidator(lambda c: c if c is None else check_lot(c)),
+            Query(max_length=LOT_MAX, json_schema_extra={"pattern": LOT_PATTERN}),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Lots with a registered device, a record or a recount, with their totals, by name,
+        `limit` at a time; follow `next_cursor` (the last name of this page) for more."""
         with engine.connect() as conn:
-            return {"lots": store.list_lots(conn)}
+            lots = store.list_lots(conn)
+        if cursor is not None:
+            lots = [lot for lot in lots if lot["lot"] > cursor]
+        page = lots[:limit]
+        more = page[-1]["lot"] if len(lots) > limit else None
+        return {"lots": page, "next_cursor": more}
 
     @router.get("/v1/lots/{lot}", responses={404: {"description": "No device in this lot"}})
     def get_lot(lot: TextPath, _reader: Reader) -> Response:
@@ -153,14 +191,16 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         _reader: Reader,
         from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         to: Annotated[str | None, Query(max_length=40)] = None,
-        step: Annotated[str | None, Query(max_length=12)] = None,
+        step: Annotated[
+            int | None, Query(ge=history.MIN_STEP, le=2**31, multiple_of=history.MIN_STEP)
+        ] = None,
     ) -> Response:
         """Occupancy at each multiple of `step` seconds from `from` to `to` (epoch seconds or
         ISO 8601; default the last 24 h): the sum of each board's latest reading then."""
         try:
             end = history.parse_time(to, "to") if to else time.time()
             start = history.parse_time(from_, "from") if from_ else end - 86400
-            every = history.parse_step(step) if step else history.default_step(end - start)
+            every = step if step else history.default_step(end - start)
             with engine.connect() as conn:
                 body = history.history_response(conn, lot, start, end, every)
         except history.BadRange as error:
@@ -205,6 +245,10 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             413: {"description": f"Body over {MAX_BODY_BYTES} bytes"},
             415: {"description": "Content-Type is not application/json"},
             422: {"description": "JSON that breaks the schema; nothing was stored"},
+            429: {
+                "description": "The device's readings rate is spent (per device and minute);"
+                " retry after `Retry-After` seconds, nothing was stored"
+            },
         },
     )
     add_hot_route(app, "POST", "/v1/counts", post_counts, doc)

@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 
 import orjson
 
+from provisioning.service.registry.rules import LINE_PATTERN, LINE_RE
+
 MAX_READINGS = 500
 # 500 readings with 19-digit seqs and float timestamps fit in ~40 KB; 64 KB leaves headroom.
 MAX_BODY_BYTES = 64 * 1024
@@ -40,22 +42,22 @@ RESET_CAUSE_RE = re.compile(RESET_CAUSE_PATTERN)
 
 UPDATE_STATES = frozenset({"installed", "confirmed", "rolled_back", "refused"})
 MAX_REASON = 200
-_VERSION_RE = r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"
+_VERSION_RE = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}\Z"
 # A board's report of the crash(es) since its last acknowledged report (kept across the reset).
 CRASH_CAUSES = ("exception", "watchdog", "brownout", "memory")
 MAX_TRACEBACK = 600
 MAX_CRASH_COUNT = 2**31 - 1
 # Text and line breaks: no control character (C0 but tab and newline, DEL, C1), which an
 # operator's terminal could act on (an ANSI escape rewrites what it shows).
-TRACEBACK_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+TRACEBACK_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*\Z"
 _TRACEBACK_RE = re.compile(TRACEBACK_PATTERN)
 # Health fields reported by the device agent: name -> inclusive integer bounds.
 _HEALTH_INTS: dict[str, tuple[int, int]] = {
-    "uptime_s": (0, 2**53),
+    "uptime_s": (0, MAX_SEQ),  # as every count: the integers any JSON parser holds exactly
     "free_heap": (0, 2**40),
     "rssi": (-200, 50),  # dBm
     "spool_depth": (0, 2**31),
-    "dropped": (0, 2**53),
+    "dropped": (0, MAX_SEQ),
     # How often the board takes a reading: the dashboard calls it offline after a few missed.
     "interval_s": (1, 86400),
     # Vitals: the lowest free heap since boot and the largest free block (bytes), the lowest
@@ -100,7 +102,7 @@ AGENT_FIELDS: dict[str, Any] = {
     "version": {"type": "string", "pattern": _VERSION_RE},
     "target": {"type": "string", "pattern": _VERSION_RE},
     "update": {"type": "string", "enum": sorted(UPDATE_STATES)},
-    "reason": {"type": "string", "maxLength": MAX_REASON},
+    "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": LINE_PATTERN},
 }
 HEALTH_FIELDS: dict[str, Any] = {
     **{
@@ -189,6 +191,9 @@ class CountsBatch:
     health: dict[str, int | str] | None
     gates: list[GateReading] = field(default_factory=list)
     agent: dict[str, str] | None = None
+    # Not from the body: the device's posts refused by the per-device rate since its last
+    # stored one (set by the route, kept on the board's state for the dashboard).
+    refused: int = 0
     crash: Crash | None = None
 
 
@@ -428,11 +433,11 @@ def parse_agent(raw: Any) -> dict[str, str]:
         ):
             _fail(("agent", name), "must be a version X.Y.Z")
     update = raw.get("update")
-    if update is not None and update not in UPDATE_STATES:
+    if update is not None and (type(update) is not str or update not in UPDATE_STATES):
         _fail(("agent", "update"), f"must be one of {', '.join(sorted(UPDATE_STATES))}")
     reason = raw.get("reason")
     if reason is not None and (
-        type(reason) is not str or len(reason) > MAX_REASON or not reason.isprintable()
+        type(reason) is not str or len(reason) > MAX_REASON or not LINE_RE.fullmatch(reason)
     ):
         _fail(("agent", "reason"), f"must be printable text of at most {MAX_REASON} characters")
     return {k: v for k, v in raw.items() if v is not None}

@@ -2,7 +2,7 @@
 
 Every function takes a Core `Connection` and runs inside the caller's transaction (a Session's
 work can pass `session.connection()`). Lot totals read `device_state` (one row per device, its
-current reading: see `_NEWER`) and never scan `readings`; a device's readings are read through
+current reading: seqrule.py) and never scan `readings`; a device's readings are read through
 the unique index `(device_id, seq)`, so both stay fast with millions of rows.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 
 from provisioning.service.auth.scopes import DEVICE
-from provisioning.service.ingest import outbox
+from provisioning.service.ingest import outbox, seqrule
 from provisioning.service.ingest.schemas import CountsBatch, GateReading, Reading
 from provisioning.service.lots import history, liveness, occupancy
 from provisioning.store import sql
@@ -28,9 +28,9 @@ from provisioning.store.ingest_sql import (
     INSERT_SUFFIX,
     LOCK_LOTS,
     READING_COLUMNS,
+    REFUSED,
     SEEN,
     SEEN_WITH_HEALTH,
-    SEQ_GAP,
 )
 from provisioning.store.models import Client, DeviceState, Lot
 from provisioning.store.models import Reading as ReadingRow
@@ -132,30 +132,32 @@ def _store_device(
         gates = [g for g in batch.gates if g[0] in new]
     if inserted:
         history.record(tx, lot, device_id, inserted, received_at)
-    # The candidate for current reading (see _NEWER): the highest seq this post stored; a gate
+    # The current reading: the last of this post's new readings that seqrule takes; a gate
     # reading's cars is NULL (its flows live in the g_* columns).
-    candidates = [r for r in inserted] + [(g[0], None, g[3]) for g in gates]
-    latest: tuple[object, ...] = (
-        (*max(candidates, key=lambda r: r[0]), received_at) if candidates else (None,) * 4
-    )
-    state = (device_id, received_at, *latest)
+    candidates: dict[int, tuple[int, int | None, float | None]] = {r[0]: r for r in inserted}
+    candidates.update({g[0]: (g[0], None, g[3]) for g in gates})
+    taken, _held, suspect = seqrule.track(sorted(candidates), rows[0][2], rows[0][3])
+    latest: tuple[object, ...] = (*candidates[taken[-1]], received_at) if taken else (None,) * 4
+    state = (device_id, received_at, *latest, suspect)
     if batch.health is None:
         sql.run(tx, SEEN, state)
     else:
         health = json.dumps(batch.health, separators=(",", ":"))
         sql.run(tx, SEEN_WITH_HEALTH, (*state, health, received_at))
+    if batch.refused:
+        sql.run(tx, REFUSED, (batch.refused, received_at, device_id))
     if batch.health is not None or batch.crash is not None:
         # Only posts that carry them pay for these rows (a health report comes every few
         # minutes, a crash report after a crash): the counts path is unchanged without.
-        running = batch.agent["version"] if batch.agent else rows[0][2]
+        running = batch.agent["version"] if batch.agent else rows[0][4]
         _record_health(tx, device_id, batch, running, received_at)
     breaks = 0
     if gates:
-        moved, breaks = occupancy.advance(tx, device_id, gates, SEQ_GAP, received_at)
+        moved, breaks = occupancy.advance(tx, device_id, gates, received_at)
         if moved:
             history.record(tx, lot, device_id, moved, received_at)
     stored = len(inserted) + len(gates)
-    update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][2:]))
+    update = agent_report(tx, device_id, batch.agent, received_at, tuple(rows[0][4:]))
     return IngestResult(stored, batch.received - stored, lot, breaks, update), inserted, gates
 
 
@@ -187,8 +189,9 @@ def agent_report(
     now: float,
     stored: tuple[Any, ...],
 ) -> str | None:
-    """Record the agent's report (version, update state; a state change is audited as
-    `agent.<state>`); return the version the board should install, if it runs another.
+    """Record the agent's report (version, update state; a change of state or version is
+    audited once as `agent.<state>`); return the version the board should install, if it runs
+    another.
 
     `stored` is the board's (version, target, state) row as read with its lot (all None when it
     has none): without a report, nothing is written and nothing more is read."""
@@ -199,9 +202,15 @@ def agent_report(
             # A board reports without a state only outside a trial: the confirmation it sent
             # was lost to a power cut, the target runs confirmed all the same.
             state = "confirmed"
-        sql.run(tx, AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now))
+        changed = agent["version"] != version or state not in (None, known)
+        if changed or agent.get("reason") is not None:
+            sql.run(
+                tx, AGENT_UPSERT, (device_id, agent["version"], state, agent.get("reason"), now)
+            )
         version = agent["version"]
-        if state:
+        # Audited once per change, not per post: a board repeats its report on every post
+        # until the state moves on, and one token must not grow the audit log at its rate.
+        if state and changed:
             detail = {k: agent[k] for k in ("version", "reason", "target") if k in agent}
             sql.run(tx, AUDIT, (now, device_id, f"agent.{state}", device_id, json.dumps(detail)))
     if target and version and target != version:

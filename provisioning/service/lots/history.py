@@ -85,13 +85,6 @@ def parse_time(text: str, name: str) -> float:
     return value
 
 
-def parse_step(text: str) -> int:
-    """`step` in whole seconds, a multiple of `MIN_STEP`."""
-    if not text.isdigit() or int(text) < MIN_STEP or int(text) % MIN_STEP or int(text) > 2**31:
-        raise BadRange(f"step must be a whole number of seconds, a multiple of {MIN_STEP}")
-    return int(text)
-
-
 def default_step(span: float) -> int:
     """The smallest of 1 min, 5 min, 15 min, 1 h, 3 h, 6 h, 1 d giving at most 720 points."""
     for step in (60, 300, 900, 3600, 10800, 21600, 86400):

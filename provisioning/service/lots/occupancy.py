@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from provisioning.service.ingest import seqrule
 from provisioning.service.ingest.schemas import GateReading, Reading
 from provisioning.service.lots import history
 from provisioning.service.lots.history import BASELINE_ID
@@ -40,6 +41,17 @@ from provisioning.store.lots_sql import (
 
 WRAP = 2**32
 _HALF = 2**31
+
+# A lane's physical bound (finding: a counter jumping by 2**31 in one post): each counter may
+# grow by at most GATE_RATE cars a second of server time since the board's previous post, plus
+# GATE_ALLOWANCE; unspent credit carries over for at most GATE_CARRY_S (so a board's spool
+# flushed after an outage of up to that long still counts). A step beyond its credit is a
+# counter fault (a reset to garbage, a torn record, a forged post): counted like a counter that
+# went backwards, as a new series from that reading, and reported (`faults`).
+GATE_RATE = 1.0  # cars a second per counter (one lane each way): above any real lane
+GATE_ALLOWANCE = 100
+GATE_CARRY_S = 3600.0
+GATE_CREDIT_MAX = GATE_RATE * GATE_CARRY_S + GATE_ALLOWANCE
 
 
 @dataclass(slots=True)
@@ -76,29 +88,34 @@ class Occupancy:
         }
 
 
-def is_newer(seq: int, held: int | None, gap: int) -> bool:
-    """The rule of the current reading (ingest/store.py `_NEWER`): a higher seq, or one more
-    than `gap` away on either side (a restarted or stray seq)."""
-    return held is None or seq > held or held - seq > gap
+def credit(held: float | None, at: float | None, now: float) -> float:
+    """A counter's credit at `now`: what it held at `at`, plus GATE_RATE a second since, at
+    most GATE_CREDIT_MAX (a board's first post starts with the most)."""
+    if held is None or at is None:
+        return GATE_CREDIT_MAX
+    return min(GATE_CREDIT_MAX, held + GATE_RATE * max(0.0, now - at))
 
 
 def advance(
-    tx: sql.Tx, device_id: str, gates: Sequence[GateReading], gap: int, now: float
+    tx: sql.Tx, device_id: str, gates: Sequence[GateReading], now: float
 ) -> tuple[list[Reading], int]:
     """Fold newly stored gate readings into the board's state (after the state upsert, which
     holds the row lock on PostgreSQL); returns the readings that moved it forward as (seq,
     in - out since the lot's baseline, ts) for the history rollup, and how many new series
-    began."""
-    ((held, raw_in, raw_out, total_in, total_out, ref_in, ref_out, series),) = sql.run(
+    began (counters that went backwards, or faults: steps beyond the lane's credit)."""
+    ((held, raw_in, raw_out, total_in, total_out, ref_in, ref_out, series, *rest),) = sql.run(
         tx, GATE_STATE, (device_id,)
     )
+    suspect, credit_in, credit_out, credit_at, faults = rest
     total_in, total_out, series = total_in or 0, total_out or 0, series or 0
-    ref_in, ref_out = ref_in or 0, ref_out or 0
+    ref_in, ref_out, faults = ref_in or 0, ref_out or 0, faults or 0
+    credit_in, credit_out = credit(credit_in, credit_at, now), credit(credit_out, credit_at, now)
+    by_seq = {g[0]: g for g in gates}
+    taken, _held, suspect = seqrule.track(sorted(by_seq), held, suspect)
     moved: list[Reading] = []
-    breaks = 0
-    for seq, n_in, n_out, ts in sorted(gates):
-        if not is_newer(seq, held, gap):
-            continue  # late: the newer counters already hold its cars
+    breaks = faulted = 0
+    for seq in taken:
+        _seq, n_in, n_out, ts = by_seq[seq]
         if held is None:
             # The first reading: counters since the board was installed all count.
             d_in, d_out, series = n_in, n_out, 1
@@ -109,16 +126,25 @@ def advance(
                 d_in = d_out = 0
                 series += 1
                 breaks += 1
+        if d_in > credit_in or d_out > credit_out:
+            # More cars than the lanes can pass since the last post: a fault, not traffic.
+            d_in = d_out = 0
+            series += 1 if held is not None else 0
+            breaks += 1
+            faulted += 1
+        credit_in, credit_out = credit_in - d_in, credit_out - d_out
         held, raw_in, raw_out = seq, n_in, n_out
         total_in += d_in
         total_out += d_out
         moved.append((seq, (total_in - ref_in) - (total_out - ref_out), ts))
-    if moved:
-        sql.run(
-            tx,
-            GATE_UPDATE,
-            (held, raw_in, raw_out, total_in, total_out, series, breaks > 0, now, device_id),
-        )
+    sql.run(
+        tx,
+        GATE_UPDATE,
+        (
+            *(held, raw_in, raw_out, total_in, total_out, series, breaks > 0, now, suspect),
+            *(credit_in, credit_out, now, faults + faulted, faulted > 0, now, device_id),
+        ),
+    )
     return moved, breaks
 
 
@@ -132,7 +158,8 @@ def occupancy(tx: sql.Tx, lot: str | None = None) -> dict[str, Occupancy]:
     ):
         lots[name] = Occupancy(name, int(cars), float(since))
     for row in sql.run(tx, devices, params):
-        device_id, name, cars, g_seq, t_in, t_out, r_in, r_out, series, series_at = row
+        device_id, name, cars, g_seq, t_in, t_out, r_in, r_out, series, series_at, *fault = row
+        faults, fault_at = fault
         occ = lots.get(name) or lots.setdefault(name, Occupancy(name))
         occ.devices += 1
         if cars is None and g_seq is not None:
@@ -143,6 +170,8 @@ def occupancy(tx: sql.Tx, lot: str | None = None) -> dict[str, Occupancy]:
                     "out": int(t_out) - int(r_out or 0),
                     "series": int(series or 1),
                     "series_since": series_at,
+                    "faults": int(faults or 0),
+                    "fault_at": fault_at,
                 }
             )
         else:

@@ -90,9 +90,12 @@ def get_lot(session: Session, name: str) -> Lot:
     return lot
 
 
-def list_lots(session: Session) -> list[Lot]:
-    """Every lot record, by name."""
-    return list(session.scalars(select(Lot).order_by(Lot.name)))
+def list_lots(session: Session, limit: int, after: str | None = None) -> list[Lot]:
+    """Lot records by name, at most `limit`, those named after `after` (a page's cursor)."""
+    query = select(Lot).order_by(Lot.name).limit(limit)
+    if after is not None:
+        query = query.where(Lot.name > after)
+    return list(session.scalars(query))
 
 
 def update_lot(

@@ -18,9 +18,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
+from starlette.types import Message
 
 from provisioning.service.auth.deps import require_token
-from provisioning.service.auth.errors import NO_STORE
+from provisioning.service.auth.errors import NO_STORE, InvalidRequest
 from provisioning.service.auth.principal import Principal
 from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.service.context import ServiceContext
@@ -46,6 +47,7 @@ from provisioning.service.registry.schemas import (
 )
 from provisioning.service.registry.schemas import Operator as OperatorView
 from provisioning.service.registry.service import DeviceRow, MacConflict, RegistryError
+from provisioning.service.web.body import MalformedJson, UncleanText, read_body, strict_json
 from provisioning.service.web.edge import validation_error
 from provisioning.service.web.text import NO_NUL_PATTERN
 from provisioning.store.models import Client
@@ -65,8 +67,13 @@ def open_session(request: Request) -> Iterator[Session]:
 
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Db = Annotated[Session, Depends(open_session)]
+# An admin body is a small JSON object; a route that takes more says so (`max_body`).
+MAX_ADMIN_BODY = 64 * 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ApiError} for status in (401, 403, 404, 409, 422)
+    **{status: {"model": ApiError} for status in (401, 403, 404, 409, 422)},
+    # AdminRoute's input rules, for every admin route that takes a body.
+    400: {"model": ApiError, "description": "Not strict JSON"},
+    413: {"model": ApiError, "description": "Body over the route's limit (64 KB by default)"},
 }
 
 
@@ -75,17 +82,30 @@ def _error(status: int, error: str, description: str, **extra: str) -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 class AdminRoute(APIRoute):
-    """Renders the registry's refusals and FastAPI's 422s in the admin API's error format."""
+    """Renders the registry's refusals and FastAPI's 422s in the admin API's error format, and
+    holds every admin body to the input rules before FastAPI sees it: read with a bound (413
+    while reading, `max_body`) and parsed as strict JSON (400: web/body.py `strict_json`)."""
+
+    max_body = MAX_ADMIN_BODY
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        limit = self.max_body
 
         async def route(request: Request) -> Response:
             # The token first (401/403 before 422): FastAPI would parse and validate the body
             # before running the `Operator` dependency, telling strangers about the schema.
             # The dependency's own check is then a verified-token cache hit.
             await _check_operator(request)
+            if request.method in _BODY_METHODS:
+                try:
+                    request = await _checked_body(request, limit)
+                except UncleanText as error:  # well-formed: a value no field takes, as below
+                    return _error(422, "invalid_request", str(error))
             try:
                 return await handler(request)
             except RequestValidationError as exc:
@@ -96,6 +116,29 @@ class AdminRoute(APIRoute):
                 return _error(exc.status, exc.error, exc.description)
 
         return route
+
+
+async def _checked_body(request: Request, limit: int) -> Request:
+    """`request` with its body read (at most `limit` bytes) and checked as strict JSON; the
+    route reads the same bytes again from the returned request. Raises `UncleanText`."""
+    body = await read_body(request.headers.get("content-length"), request.stream(), limit)
+    if body:
+        try:
+            strict_json(body)
+        except UncleanText:
+            raise
+        except MalformedJson as error:
+            raise InvalidRequest(str(error)) from None
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, replay)
 
 
 def _with_agents(db: Session, devices: list[Device]) -> list[Device]:
@@ -130,6 +173,8 @@ def _device(row: DeviceRow) -> Device:
             gate_out=state.g_out or 0,
             series=state.g_series or 1,
             series_since=state.g_series_at,
+            faults=state.g_faults or 0,
+            fault_at=state.g_fault_at,
         )
     return Device(
         client_id=client.client_id,

@@ -41,6 +41,10 @@ def _name_pattern(forbidden: str) -> str:
 
 
 NAME_PATTERN = _name_pattern(_NOT_IN_NAMES_BMP)
+# One line of text that may be empty (a board's reason for refusing an update): no character
+# a name may not hold either.
+LINE_PATTERN = rf"^[^{_NOT_IN_NAMES_BMP}]*\Z"
+LINE_RE = re.compile(rf"[^{_NOT_IN_NAMES}]*")
 # A unicast MAC-48 (the I/G bit, IEEE 802 §8.2, is the first octet's lowest bit: a board's
 # station address is never a group address) and not all zero, with ':' or '-' or nothing
 # between octets.

@@ -129,13 +129,17 @@ class Reading(BaseModel):
 class GateCounters(BaseModel):
     """A gate board's newest counters: raw 32-bit `in`/`out` as the board sent
     them, and its series: a counter that went backwards (a wiped flash, a swapped board) began
-    series 2, 3... at `series_since` instead of subtracting from the lot's total."""
+    series 2, 3... at `series_since` instead of subtracting from the lot's total; `faults`
+    counts steps beyond what its lanes can pass (ingest/occupancy.py), the last at
+    `fault_at`."""
 
     seq: int
     gate_in: int
     gate_out: int
     series: int
     series_since: float | None
+    faults: int = 0
+    fault_at: float | None = None
 
 
 class Device(BaseModel):
@@ -249,7 +253,10 @@ class ApiError(BaseModel):
 
 
 CAPACITY_MAX = 1_000_000
-Capacity = Annotated[int, Field(ge=0, le=CAPACITY_MAX)]
+# Strict: `"5"` and `true` are no numbers (a whole float such as 5.0 is, as in JSON Schema).
+Capacity = Annotated[
+    Annotated[StrictInt, Field(ge=0, le=CAPACITY_MAX)], BeforeValidator(_whole_number)
+]
 
 
 class LotCreate(_Body):
@@ -276,7 +283,8 @@ class LotRecord(BaseModel):
 
 
 class LotList(BaseModel):
-    items: list[LotRecord]
+    items: list[LotRecord]  # by name
+    next_cursor: str | None = None  # pass as ?cursor= for the next page; None: the last
 
 
 class LotRecount(_Body):

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 MAX_PHASES = 20
-_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,3})?)%$")
+_PERCENT = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3})?)%")  # matched whole (fullmatch)
 # A refusal after downloads the service or a load balancer shed (429/503) is not the release's
 # failure (device/ota.py reports "failed 3 times: 503").
 _SHED = re.compile(r"\b(?:429|503)\b")
@@ -49,9 +49,9 @@ def counts(phases: Sequence[int | str], boards: int) -> list[int]:
     for phase in phases:
         if type(phase) is int and phase >= 1:
             n = phase
-        elif isinstance(phase, str) and phase.isdigit() and int(phase) >= 1:
+        elif isinstance(phase, str) and phase.isascii() and phase.isdigit() and int(phase) >= 1:
             n = int(phase)
-        elif isinstance(phase, str) and (found := _PERCENT.match(phase)):
+        elif isinstance(phase, str) and (found := _PERCENT.fullmatch(phase)):
             share = float(found[1])
             if not 0 < share <= 100:
                 raise ValueError(f"phase {phase}: a share is more than 0% and at most 100%")

@@ -24,10 +24,12 @@ import binascii
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,16 +45,58 @@ from provisioning.service.auth.scopes import (
     RELEASES_READ,
 )
 from provisioning.service.context import ServiceContext
-from provisioning.service.registry.routes import AdminRoute, Db
+from provisioning.service.registry.routes import _ERRORS, AdminRoute, Db
 from provisioning.service.registry.service import RegistryError
 from provisioning.service.releases import rollout
+from provisioning.service.releases.schemas import (
+    VERSION_PATTERN,
+    RolloutStart,
+    Targets,
+    check_version,
+)
+from provisioning.service.web.body import MalformedJson, strict_json
 from provisioning.store import audit
 from provisioning.store.models import Client, DeviceAgent, Release, ReleaseFile, Rollout
 
 Operator = Annotated[Principal, Depends(require_token(ADMIN_AUDIENCE, DEVICES_ADMIN))]
 Board = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, RELEASES_READ))]
+RolloutId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+VersionPath = Annotated[
+    str,
+    AfterValidator(check_version),
+    PathParam(max_length=32, json_schema_extra={"pattern": VERSION_PATTERN}),
+]
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
-_RANGE = re.compile(r"^bytes=(\d{1,9})-(\d{0,9})$")
+# A rollout's view lists each of its boards: pages of few rollouts.
+MAX_ROLLOUTS_PAGE = 100
+_RANGE = re.compile(r"bytes=([0-9]{1,9})-([0-9]{0,9})")
+
+
+_B64 = {"type": "string", "contentEncoding": "base64"}
+# What `parkctl release publish` uploads (release/commands.py): all base64.
+_BUNDLE_FIELDS = frozenset({"manifest", "signature", "files"})
+_BUNDLE_SCHEMA = {
+    "type": "object",
+    "required": ["manifest", "signature", "files"],
+    "additionalProperties": False,
+    "properties": {
+        "manifest": _B64,
+        "signature": _B64,
+        "files": {
+            "type": "object",
+            "maxProperties": 2 * bundle.MAX_FILES,
+            "propertyNames": {"pattern": r"^(app|boot)/[a-z0-9_]{1,32}\.(mpy|py|json|der)\Z"},
+            "additionalProperties": _B64,
+        },
+    },
+}
+
+
+class BundleRoute(AdminRoute):
+    """The one admin route whose body may be a bundle: up to MAX_BUNDLE_BYTES, refused while
+    reading beyond that."""
+
+    max_body = MAX_BUNDLE_BYTES
 
 
 class BadBundle(RegistryError):
@@ -106,22 +150,19 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         keys = load_keys(ctx.settings.release_keys)
     except ParkctlError as error:
         raise ParkctlError(f"--release-key / PARK_RELEASE_KEYS: {error.message}") from None
-    admin = APIRouter(prefix="/admin", tags=["releases"], route_class=AdminRoute)
+    admin = APIRouter(prefix="/admin", tags=["releases"], route_class=AdminRoute, responses=_ERRORS)
 
-    @admin.post("/releases", status_code=201)
     async def publish(request: Request, operator: Operator) -> JSONResponse:
         """Publish a bundle: `{"manifest", "signature", "files": {"app/x.mpy": ...}}`, base64."""
-        raw = await request.body()
-        if len(raw) > MAX_BUNDLE_BYTES:
-            raise BadBundle(f"a bundle upload is at most {MAX_BUNDLE_BYTES} bytes")
+        # Read at most MAX_BUNDLE_BYTES and checked as strict JSON by the route (BundleRoute).
         try:
-            import json
-
-            body = json.loads(raw)
-        except ValueError:
-            raise BadBundle("body is not JSON") from None
+            body = strict_json(await request.body())
+        except MalformedJson as error:
+            raise BadBundle(f"body is not a JSON bundle: {error}") from None
         if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
             raise BadBundle('body needs "manifest", "signature" and "files"')
+        if body.keys() - _BUNDLE_FIELDS:
+            raise BadBundle('a bundle has only "manifest", "signature" and "files"')
         manifest = _b64(body.get("manifest"), "manifest")
         signature = _b64(body.get("signature", ""), "signature")
         files = {str(k): _b64(v, f"files.{k}") for k, v in body["files"].items()}
@@ -156,6 +197,21 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
             summary = _summary(row)
         return JSONResponse(summary, status_code=201)
 
+    admin.add_api_route(
+        "/releases",
+        publish,
+        methods=["POST"],
+        status_code=201,
+        route_class_override=BundleRoute,
+        responses={413: {"description": f"Upload over {MAX_BUNDLE_BYTES} bytes"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _BUNDLE_SCHEMA}},
+            }
+        },
+    )
+
     @admin.get("/releases")
     def list_releases(_operator: Operator, db: Db) -> dict[str, Any]:
         """Every published release, newest first."""
@@ -185,54 +241,36 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         }
 
     @admin.post("/releases/{version}/targets")
-    async def set_targets(
-        version: str, request: Request, operator: Operator, db: Db
+    def set_targets(
+        version: VersionPath, body: Targets, operator: Operator, db: Db
     ) -> dict[str, Any]:
         """Make `version` the target of `{"devices": [...]}` or `{"lot": L}`: each board gets
         it in the answer to its next post (state `pending`)."""
-        body = await _json(request)
         if db.get(Release, version) is None:
             raise NotFound(f"no release {version}")
-        ids = target_devices(db, body.get("devices"), body.get("lot"))
+        ids = target_devices(db, body.devices, body.lot)
         rollout.set_targets(db, ids, version, operator.client_id)
         db.commit()
         return {"version": version, "devices": ids}
 
     @admin.post("/rollouts", status_code=201)
-    async def start_rollout(request: Request, operator: Operator, db: Db) -> dict[str, Any]:
+    def start_rollout(body: RolloutStart, operator: Operator, db: Db) -> dict[str, Any]:
         """`{"version", "devices" | "lot", "phases": [1, "5%", ...], "phase_wait_s",
         "max_crash_rate", "min_online", "parallel", "silence_s"}`; `"canary": n` with
         `"canary_wait_s"` is the one-phase shorthand (`phases` [n, "100%"])."""
-        body = await _json(request)
-        version = body.get("version")
-        if not isinstance(version, str) or db.get(Release, version) is None:
-            raise NotFound(f"no release {version}")
-        ids = target_devices(db, body.get("devices"), body.get("lot"))
-        canary = body.get("canary", 1)
-        phases = body.get("phases")
+        if db.get(Release, body.version) is None:
+            raise NotFound(f"no release {body.version}")
+        ids = target_devices(db, body.devices, body.lot)
+        phases = body.phases
         if phases is None:
-            phases = [canary, "100%"] if type(canary) is int and canary > 0 else ["100%"]
-        wait = body.get("phase_wait_s", body.get("canary_wait_s", 1800))
-        silence = body.get("silence_s", 900)
-        crash_rate = body.get("max_crash_rate", 0.05)
-        online = body.get("min_online", 0.9)
-        parallel = body.get("parallel", rollout.DEFAULT_PARALLEL)
-        numbers = (canary, wait, silence, crash_rate, online)
-        if any(type(n) not in (int, float) or n < 0 for n in numbers) or type(canary) is not int:
-            raise BadBundle(
-                "canary, phase_wait_s, silence_s, max_crash_rate and min_online must be "
-                "numbers >= 0"
-            )
-        if crash_rate > 1 or online > 1:
-            raise BadBundle("max_crash_rate and min_online are shares from 0 to 1")
-        if type(parallel) is not int or not 1 <= parallel <= 10_000:
-            raise BadBundle("parallel must be an integer from 1 to 10000")
-        if not isinstance(phases, list):
-            raise BadBundle('phases must be a list such as [1, "5%", "25%", "100%"]')
+            phases = [body.canary, "100%"] if body.canary > 0 else ["100%"]
+        wait = body.phase_wait_s
+        if wait is None:
+            wait = body.canary_wait_s if body.canary_wait_s is not None else 1800.0
         try:
             r = rollout.start(
-                db, operator.client_id, version, ids, phases, wait, max(silence, 1),
-                crash_rate, online, parallel,
+                db, operator.client_id, body.version, ids, phases, wait, max(body.silence_s, 1),
+                body.max_crash_rate, body.min_online, body.parallel,
             )  # fmt: skip
         except ValueError as error:
             raise BadBundle(str(error)) from None
@@ -246,7 +284,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         window_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 86400,
         step_s: Annotated[float, Query(gt=0, le=90 * 86400)] = 3600,
         lot: Annotated[str | None, Query(max_length=64)] = None,
-        rollout_id: Annotated[int | None, Query(alias="rollout", ge=1)] = None,
+        rollout_id: Annotated[int | None, Query(alias="rollout", ge=1, le=2**63 - 1)] = None,
     ) -> dict[str, Any]:
         """Crash-free hours and the share of boards online per release, per lot and for the
         canary group against the rest of the fleet, over the last `window_s` in steps of
@@ -258,15 +296,25 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
         return health.report(db, time.time(), window_s, step_s, lot, rollout_id)
 
     @admin.get("/rollouts")
-    def list_rollouts(_operator: Operator, db: Db) -> dict[str, Any]:
-        """Every rollout, newest first."""
+    def list_rollouts(
+        _operator: Operator,
+        db: Db,
+        limit: Annotated[int, Query(ge=1, le=MAX_ROLLOUTS_PAGE)] = 20,
+        cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    ) -> dict[str, Any]:
+        """Rollouts, newest first, `limit` at a time; follow `next_cursor` (the last id of
+        this page: older ones come after it) for more."""
         rollout.tick(db)
         db.commit()
-        rows = db.scalars(select(Rollout).order_by(Rollout.id.desc())).all()
-        return {"items": [rollout.view(db, r) for r in rows]}
+        query = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
+        if cursor is not None:
+            query = query.where(Rollout.id < cursor)
+        rows = db.scalars(query).all()
+        more = rows[-1].id if len(rows) == limit else None
+        return {"items": [rollout.view(db, r) for r in rows], "next_cursor": more}
 
     @admin.get("/rollouts/{rollout_id}")
-    def show_rollout(rollout_id: int, _operator: Operator, db: Db) -> dict[str, Any]:
+    def show_rollout(rollout_id: RolloutId, _operator: Operator, db: Db) -> dict[str, Any]:
         """One rollout and each of its boards."""
         rollout.tick(db)
         db.commit()
@@ -274,12 +322,14 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
 
     @admin.post("/rollouts/{rollout_id}/{action}")
     def control_rollout(
-        rollout_id: int, action: str, operator: Operator, db: Db, rollback: bool = False
+        rollout_id: RolloutId,
+        action: Literal["pause", "resume", "abort"],
+        operator: Operator,
+        db: Db,
+        rollback: bool = False,
     ) -> dict[str, Any]:
         """pause, resume or abort (`?rollback=true`: the boards that took the release get the
         published rollback release of the version each ran before)."""
-        if action not in ("pause", "resume", "abort"):
-            raise NotFound(f"no action {action}; pause, resume or abort")
         r = _rollout(db, rollout_id)
         try:
             rollout.control(db, operator.client_id, r, action, rollback)
@@ -314,18 +364,6 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     app.include_router(boards)
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        import json
-
-        body = json.loads(await request.body())
-    except ValueError:
-        raise BadBundle("body is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadBundle("body must be a JSON object")
-    return body
-
-
 def _rollout(db: Session, rollout_id: int) -> Rollout:
     r = db.get(Rollout, rollout_id)
     if r is None:
@@ -346,7 +384,7 @@ def _release_file(db: Session, version: str, name: str) -> bytes | None:
 def _ranged(header: str | None, data: bytes) -> Response:
     # RFC 9110 §14.2: one byte range "bytes=N-" or "bytes=N-M"; anything else gets the whole.
     kind = "application/octet-stream"
-    found = _RANGE.match(header or "")
+    found = _RANGE.fullmatch(header or "")
     if not found:
         return Response(data, media_type=kind, headers={"Accept-Ranges": "bytes"})
     start = int(found[1])
@@ -372,16 +410,16 @@ def _agent(row: DeviceAgent) -> dict[str, Any]:
     }
 
 
-def target_devices(db: Session, devices: Any, lot: Any) -> list[str]:
+def target_devices(db: Session, devices: list[str] | None, lot: str | None) -> list[str]:
     """The live devices named by a list of ids or a lot; RegistryError if none or unknown."""
     query = select(Client.client_id).where(Client.kind == DEVICE, Client.deleted_at.is_(None))
-    if isinstance(devices, list) and devices and all(isinstance(d, str) for d in devices):
+    if devices:
         found = set(db.scalars(query.where(Client.client_id.in_(devices))).all())
         missing = [d for d in devices if d not in found]
         if missing:
             raise NotFound(f"no device {missing[0]}")
         return list(dict.fromkeys(devices))
-    if isinstance(lot, str) and lot:
+    if lot:
         ids = list(db.scalars(query.where(Client.lot == lot).order_by(Client.client_id)).all())
         if not ids:
             raise NotFound(f"no device in lot {lot}")

@@ -26,6 +26,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
+from sqlalchemy import Connection
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -41,6 +42,7 @@ from provisioning.service.context import ServiceContext
 from provisioning.service.ingest import store
 from provisioning.service.ingest.live import LiveFeed
 from provisioning.service.ui import chart, health, views
+from provisioning.service.ui.offloop import PageWork, tune_interpreter
 from provisioning.service.ui.session import Session, SessionStore
 from provisioning.service.ui.signin import SignInLimit, SignInRefused
 from provisioning.service.web.body import read_body
@@ -108,6 +110,7 @@ class Dashboard:
             utc=display.utc, until=display.until, duration=display.duration, kb=display.kb
         )
         self.templates.globals["health_rows"] = display.health_rows
+        self.work = PageWork(ctx.engine, ctx.settings.token_ttl)
 
     # --- helpers ---
 
@@ -124,15 +127,19 @@ class Dashboard:
     def login_cookie(self, request: Request) -> str:
         return "__Host-parkfleet-login" if self.secure(request) else "parkfleet_login"
 
-    def page(self, request: Request, name: str, http_status: int = 200, **values: Any) -> Response:
+    async def page(
+        self, request: Request, name: str, http_status: int = 200, **values: Any
+    ) -> Response:
+        """Render a template off the event loop (offloop.py)."""
         template = self.templates.get_template(name)
-        html = template.render(request=request, now=time.time(), **values)
+        values.update(request=request, now=time.time())
+        html = await self.work.render(template, values)
         return HTMLResponse(html, status_code=http_status)
 
-    def error(
+    async def error(
         self, request: Request, session: Session | None, status: int, message: str
     ) -> Response:
-        return self.page(request, "error.html", status, session=session, message=message)
+        return await self.page(request, "error.html", status, session=session, message=message)
 
     async def session(self, request: Request) -> Session | None:
         """The signed-in session, its read token still good; else None (and it is ended)."""
@@ -176,7 +183,9 @@ class Dashboard:
 
     async def login_form(self, request: Request) -> Response:
         token = secrets.token_urlsafe(32)
-        response = self.page(request, "login.html", login_csrf=token, next=_safe_next(request))
+        response = await self.page(
+            request, "login.html", login_csrf=token, next=_safe_next(request)
+        )
         self._set_login_cookie(request, response, token)
         return response
 
@@ -197,7 +206,7 @@ class Dashboard:
             or not same_text(presented, expected)
             or not self.same_origin(request)
         ):
-            return self.error(request, None, 403, "The sign-in form expired. Load it again.")
+            return await self.error(request, None, 403, "The sign-in form expired. Load it again.")
         # Failed sign-ins per browser address (signin.py): a guesser is throttled before any
         # work, while an office behind one address can sign in all day.
         address = request.client.host if request.client else "unknown"
@@ -210,7 +219,7 @@ class Dashboard:
             refused = error
         if refused is not None:
             token = secrets.token_urlsafe(32)
-            response = self.page(
+            response = await self.page(
                 request, "login.html", refused.status, login_csrf=token,
                 next=form.get("next", "/ui/"), message=refused.message,
                 client_id=form.get("client_id", ""),
@@ -237,7 +246,7 @@ class Dashboard:
         form = await self.form(request)
         if session is not None:
             if form is None or not session.csrf_ok(form.get("csrf")):
-                return self.error(request, session, 403, "Missing or wrong CSRF token.")
+                return await self.error(request, session, 403, "Missing or wrong CSRF token.")
             self.sessions.end(request.cookies.get(self.cookie(request)))
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(
@@ -251,11 +260,11 @@ class Dashboard:
         session = await self.session(request)
         if session is None:
             return self.to_login(request)
-        with self.ctx.engine.connect() as conn:
-            lots = views.overview(conn, self.ctx.settings.token_ttl)
-        for lot in lots:
+        params, ttl = request.query_params, self.ctx.settings.token_ttl
+        lots = await self.work.read(lambda conn: views.overview(conn, ttl, params))
+        for lot in lots.items:
             lot["spark_path"] = chart.sparkline(lot["spark"], lot.get("capacity"))
-        return self.page(request, "overview.html", session=session, lots=lots)
+        return await self.page(request, "overview.html", session=session, lots=lots)
 
     async def lot(self, request: Request) -> Response:
         session = await self.session(request)
@@ -263,22 +272,33 @@ class Dashboard:
             return self.to_login(request)
         name = request.path_params["lot"]
         chosen = request.query_params.get("range", "auto")
-        with self.ctx.engine.connect() as conn:
+        ttl, params = self.ctx.settings.token_ttl, request.query_params
+
+        def lot_page(conn: Connection) -> Any:
             totals = next((lot for lot in store.list_lots(conn) if lot["lot"] == name), None)
             if totals is None:
-                return self.error(request, session, 404, "No such lot.")
+                return None
             auto = views.auto_range(conn, name, time.time())
             span = chosen if chosen in views.RANGES else auto
             span_s, step = views.RANGES[span]
             current = totals["cars"] if totals["devices"] else None
             times, values = views.series(conn, name, span_s, step, current)
-            boards = views.boards(conn, self.ctx.settings.token_ttl, lot=name)
+            every = views.boards(conn, ttl, lot=name, expiry=False)
+            boards = views.paged(every, params)
+            views.add_token_expiry(conn, boards.items, ttl)
             totals["updated_at"] = views.last_updates(conn).get(name)
+            stale = [b for b in every if b.stale]
+            return totals, times, values, boards, auto, span, span_s, stale
+
+        found = await self.work.read(lot_page)
+        if found is None:
+            return await self.error(request, session, 404, "No such lot.")
+        totals, times, values, boards, auto, span, span_s, stale = found
         drawn = chart.chart(times, values, totals.get("capacity"), span_s)
-        return self.page(
+        return await self.page(
             request, "lot.html", session=session, lot=totals, chart=drawn, span=span,
-            ranges=list(views.RANGES), boards=boards, auto=auto, chosen=chosen,
-            stale=[b for b in boards if b.stale],
+            ranges=list(views.RANGES), boards=boards.items, pager=boards, auto=auto,
+            chosen=chosen, stale=stale,
         )  # fmt: skip
 
     async def boards(self, request: Request) -> Response:
@@ -290,8 +310,8 @@ class Dashboard:
         status = params.get("status", "all")
         sort = params.get("sort", "status")
         descending = params.get("dir", "asc") == "desc"
-        with self.ctx.engine.connect() as conn:
-            boards = views.boards(conn, self.ctx.settings.token_ttl)
+        ttl = self.ctx.settings.token_ttl
+        boards = list(await self.work.fleet())
         if query:
             boards = [
                 b for b in boards
@@ -304,9 +324,11 @@ class Dashboard:
         elif status == "online":
             boards = [b for b in boards if b.online]
         boards.sort(key=lambda b: b.sort_key(sort), reverse=descending)
-        return self.page(
-            request, "boards.html", session=session, boards=boards, q=query, status=status,
-            sort=sort, descending=descending,
+        pager = views.paged(boards, params)
+        await self.work.read(lambda conn: views.add_token_expiry(conn, pager.items, ttl))
+        return await self.page(
+            request, "boards.html", session=session, boards=pager.items, pager=pager, q=query,
+            status=status, sort=sort, descending=descending,
         )  # fmt: skip
 
     async def board(self, request: Request) -> Response:
@@ -314,15 +336,21 @@ class Dashboard:
         if session is None:
             return self.to_login(request)
         client_id = request.path_params["client_id"]
-        with self.ctx.engine.connect() as conn:
-            found = views.boards(conn, self.ctx.settings.token_ttl, client_id=client_id)
+        ttl, admin = self.ctx.settings.token_ttl, session.admin
+
+        def board_page(conn: Connection) -> tuple[list[views.Board], list[Any], list[Any]]:
+            found = views.boards(conn, ttl, client_id=client_id)
             if not found:
-                return self.error(request, session, 404, "No such board.")
+                return found, [], []
             readings = views.recent_readings(conn, client_id)
-            audit = views.audit_entries(conn, client_id) if session.admin else []
+            return found, readings, views.audit_entries(conn, client_id) if admin else []
+
+        found, readings, audit = await self.work.read(board_page)
+        if not found:
+            return await self.error(request, session, 404, "No such board.")
         with self.ctx.sessions() as db:
             reported = health.board(db, client_id)
-        return self.page(
+        return await self.page(
             request, "board.html", session=session, board=found[0], readings=readings,
             audit=audit, actions=ACTIONS, done=request.query_params.get("done"), **reported,
         )  # fmt: skip
@@ -336,7 +364,7 @@ class Dashboard:
             span = "24h"
         with self.ctx.sessions() as db:
             report = health.releases(db, span)
-        return self.page(
+        return await self.page(
             request, "releases.html", session=session, report=report, span=span,
             ranges=list(health.RANGES),
         )  # fmt: skip
@@ -347,14 +375,14 @@ class Dashboard:
             return self.to_login(request)
         client_id, action = request.path_params["client_id"], request.path_params["action"]
         if action not in ACTIONS:
-            return self.error(request, session, 404, "No such action.")
+            return await self.error(request, session, 404, "No such action.")
         if not session.admin:
-            return self.error(request, session, 403, "Viewers cannot change boards.")
-        with self.ctx.engine.connect() as conn:
-            found = views.boards(conn, self.ctx.settings.token_ttl, client_id=client_id)
+            return await self.error(request, session, 403, "Viewers cannot change boards.")
+        ttl = self.ctx.settings.token_ttl
+        found = await self.work.read(lambda conn: views.boards(conn, ttl, client_id=client_id))
         if not found:
-            return self.error(request, session, 404, "No such board.")
-        return self.page(
+            return await self.error(request, session, 404, "No such board.")
+        return await self.page(
             request, "confirm.html", session=session, board=found[0], action=action,
             verb=ACTIONS[action],
         )  # fmt: skip
@@ -362,15 +390,15 @@ class Dashboard:
     async def act(self, request: Request) -> Response:
         session = await self.session(request)
         if session is None:
-            return self.error(request, None, 401, "Sign in first.")
+            return await self.error(request, None, 401, "Sign in first.")
         client_id, action = request.path_params["client_id"], request.path_params["action"]
         form = await self.form(request)
         if form is None or not session.csrf_ok(form.get("csrf")) or not self.same_origin(request):
-            return self.error(request, session, 403, "Missing or wrong CSRF token.")
+            return await self.error(request, session, 403, "Missing or wrong CSRF token.")
         if session.admin_token is None:
-            return self.error(request, session, 403, "Viewers cannot change boards.")
+            return await self.error(request, session, 403, "Viewers cannot change boards.")
         if action not in ACTIONS:
-            return self.error(request, session, 404, "No such action.")
+            return await self.error(request, session, 404, "No such action.")
         response = await self.internal.post(
             f"/admin/devices/{quote(client_id, safe='')}/{action}",
             json={} if action == "rotate-secret" else None,
@@ -381,7 +409,8 @@ class Dashboard:
             message = str(
                 body.get("error_description") or f"The admin API answered {response.status_code}."
             )
-            return self.error(request, session, response.status_code, message)
+            return await self.error(request, session, response.status_code, message)
+        self.work.changed()  # the next boards page shows the change
         if action == "rotate-secret":
             # Post/redirect/get: a reload of the result must not rotate again. The secret
             # waits in the server-side session for the one GET that shows it.
@@ -405,8 +434,8 @@ class Dashboard:
         client_id = request.path_params["client_id"]
         waiting = self.sessions.take_secret(session)
         if waiting is None or waiting[0] != client_id:
-            return self.error(request, session, 410, "The new secret was shown once already.")
-        return self.page(
+            return await self.error(request, session, 410, "The new secret was shown once already.")
+        return await self.page(
             request, "secret.html", session=session, client_id=client_id, secret=waiting[1],
             previous_until=waiting[2],
         )  # fmt: skip
@@ -460,6 +489,7 @@ def _safe_next(request: Request) -> str:
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
     """Serve the dashboard under /ui (after the APIs: their routes are matched first)."""
+    tune_interpreter()
     ui = Dashboard(app, ctx)
     streams = Gauge(
         "parkfleet_dashboard_streams",

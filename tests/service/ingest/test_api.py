@@ -26,7 +26,8 @@ from provisioning.service.auth.scopes import (
     INGEST_AUDIENCE,
 )
 from provisioning.service.registry import service as registry
-from provisioning.store.models import DeviceState, Reading
+from provisioning.service.ui import views
+from provisioning.store.models import AuditEvent, DeviceState, Reading
 from tests.service.auth.conftest import Auth, make_settings
 
 COUNTS = "/v1/counts"
@@ -93,7 +94,8 @@ def test_counts_are_stored_once_and_read_back(api_any_db: Auth) -> None:
         "lots": [
             {"lot": "north", "cars": 5, "devices": 1, "drift": False, "over_capacity": False}
             | made_of
-        ]
+        ],
+        "next_cursor": None,
     }
     page = api.http.get(f"/v1/devices/{dev}/readings", headers=read).json()
     assert [r["seq"] for r in page["readings"]] == [1, 2] and page["next_since_seq"] is None
@@ -105,8 +107,8 @@ def test_lots_exist_from_registration_and_sum_latest_readings(api: Auth) -> None
     read = bearer(reader_token(api))
     assert api.http.get("/v1/lots/south", headers=read).json()["cars"] == 0
     assert api.http.get("/v1/lots/nowhere", headers=read).status_code == 404
-    post(api, t1, {"readings": readings((5, 9), (3, 1))})
-    post(api, t1, {"readings": readings((4, 2))})  # older than seq 5: not the latest
+    post(api, t1, {"readings": readings((5, 9), (4, 1))})
+    post(api, t1, {"readings": readings((3, 2))})  # older than seq 5: not the latest
     lot = api.http.get("/v1/lots/south", headers=read).json()
     assert lot["cars"] == 9
     assert {d["device_id"]: d["cars"] for d in lot["devices"]}[a1] == 9
@@ -332,3 +334,42 @@ def test_counts_need_json_and_refuse_repeated_keys(api: Auth) -> None:
     response = api.http.post(COUNTS, content=repeated, headers=json_headers)
     assert response.status_code == 400 and "repeats a key" in response.text
     assert api.http.post(COUNTS, content=body, headers=json_headers).json()["accepted"] == 1
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_per_device_readings_rate_is_429_with_retry_after(
+    tmp_path: Path, db: str, request: pytest.FixtureRequest
+) -> None:
+    """Each device's readings per minute are bounded: beyond its bucket a post is 429 with
+    Retry-After and stores nothing; another device is not affected; the refusals are counted
+    on the board for the dashboard; a repeated agent report writes one audit row, not one per
+    post."""
+    url = None if db == "sqlite" else request.getfixturevalue("pg_url")
+    settings = make_settings(
+        tmp_path / "data", url, ingest_readings_burst=3, ingest_readings_per_minute=30
+    )
+    with TestClient(create_app(settings)) as http:
+        api = Auth(http)
+        dev, token = device_token(api)
+        _other, other = device_token(api)
+        agent = {"version": "1.0.0", "update": "confirmed"}
+        assert post(api, token, {"readings": readings((1, 1), (2, 2)), "agent": agent}).json()
+        assert post(api, token, {"readings": readings((3, 3)), "agent": agent}).status_code == 200
+        stored = table_counts(api)
+        refused = post(api, token, {"readings": readings((4, 4))})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"] == "too_many_requests"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert table_counts(api) == stored  # nothing stored
+        assert post(api, other, {"readings": readings((1, 1))}).status_code == 200
+        time.sleep(2.1)  # one reading every 2 s: room for one
+        assert post(api, token, {"readings": readings((4, 4))}).status_code == 200
+        with api.ctx.engine.connect() as conn:
+            (board,) = views.boards(conn, 3600, client_id=dev)
+            audit = conn.execute(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.target == dev, AuditEvent.action.startswith("agent."))
+            ).scalar_one()
+        assert board.refused == 1 and "1 posts refused (readings rate)" in board.problems
+        assert audit == 1, "the agent's unchanged report is audited once"

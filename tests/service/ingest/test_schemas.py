@@ -194,3 +194,15 @@ def test_the_validator_agrees_with_the_openapi_document() -> None:
     assert (
         parse_counts(b'{"readings": [], "device_id": "a:b:c", "health": {}}').device_id == "a:b:c"
     )
+
+
+def test_health_counts_are_the_integers_the_document_promises() -> None:
+    """A whole number written as a float is an integer to JSON Schema: up to 2**53 - 1, the
+    bound the document gives, it is taken; beyond it is refused, as the document says."""
+    top = 2**53 - 1
+    body = b'{"readings":[],"health":{"dropped":%d.0,"uptime_s":%d}}' % (top, top)
+    assert parse_counts(body).health == {"dropped": top, "uptime_s": top}
+    with pytest.raises(InvalidBody):
+        parse_counts(b'{"readings":[],"health":{"dropped":9007199254740992.0}}')
+    documented = COUNTS_BODY_SCHEMA["properties"]["health"]["properties"]["dropped"]
+    assert documented["maximum"] == top

@@ -227,3 +227,23 @@ def test_history_endpoint(admin_app: AdminApp) -> None:
     assert http.get("/v1/lots/north/history").status_code == 401
     default = http.get("/v1/lots/north/history", headers=reader).json()
     assert default["step"] == 300 and len(default["t"]) in (288, 289)
+
+
+def test_lot_lists_are_paged_by_name(admin_app: AdminApp) -> None:
+    """`/admin/lots` and `/v1/lots` answer `limit` lots at a time (100 by default) with a
+    `next_cursor` to follow; the last page says None."""
+    http, admin = admin_app.http, admin_app.headers()
+    for name in ("c-lot", "a-lot", "b-lot"):
+        assert http.post("/admin/lots", json={"name": name}, headers=admin).status_code == 201
+    for path, key, headers in (
+        ("/admin/lots", "items", admin),
+        ("/v1/lots", "lots", _reader(admin_app)),
+    ):
+        first = http.get(path, params={"limit": 2}, headers=headers).json()
+        assert [lot.get("name", lot.get("lot")) for lot in first[key]] == ["a-lot", "b-lot"]
+        assert first["next_cursor"] == "b-lot"
+        rest = http.get(path, params={"limit": 2, "cursor": "b-lot"}, headers=headers).json()
+        assert [lot.get("name", lot.get("lot")) for lot in rest[key]] == ["c-lot"]
+        assert rest["next_cursor"] is None
+        too_many = http.get(path, params={"limit": 100_000}, headers=headers)
+        assert too_many.status_code == 422, too_many.text

@@ -14,6 +14,7 @@ import httpx
 from provisioning.service.auth.secrets import SecretHasher
 from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory
+from tools.harness.clients import register_devices
 from tools.harness.server import ServiceProcess
 
 STATIC = Path(__file__).resolve().parents[3] / "provisioning" / "service" / "ui" / "static"
@@ -164,3 +165,31 @@ def test_over_tls_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert page.headers.get_list("strict-transport-security") == ["max-age=31536000"]
         assert page.headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+def test_every_dashboard_list_is_paged(tmp_path: Path) -> None:
+    """Boards, a lot's boards and the lots are shown PER_PAGE at a time (at most MAX_PER_PAGE),
+    with links to the neighbouring pages; an out-of-range page is clamped, not an error."""
+    data = tmp_path / "data"
+    who = _operator(data)
+    register_devices(data, 5, lot="north")
+    register_devices(data, 2, lot="south")
+    with ServiceProcess(data) as server, server.client() as http:
+        assert _sign_in(http, who).status_code == 303
+        first = http.get("/ui/boards", params={"per_page": "3", "sort": "name"})
+        assert first.status_code == 200
+        assert first.text.count('<tr class="') == 3 and "Page 1 of 3 (7 in all)" in first.text
+        following = re.search(r'rel="next" href="\?([^"]+)"', first.text)
+        assert following is not None and "sort=name" in following.group(1)
+        second = http.get("/ui/boards?" + following.group(1).replace("&amp;", "&"))
+        assert "Page 2 of 3" in second.text and 'rel="prev"' in second.text
+        last = http.get("/ui/boards", params={"per_page": "3", "page": "99"})
+        assert "Page 3 of 3" in last.text and last.text.count('<tr class="') == 1
+        for odd in ("0", "-1", "\u0663", "1e3", "9" * 40):
+            assert http.get("/ui/boards", params={"page": odd}).status_code == 200
+        capped = http.get("/ui/boards", params={"per_page": "100000"})
+        assert capped.text.count('<tr class="') == 7
+        lot = http.get("/ui/lots/north", params={"per_page": "2"})
+        assert lot.text.count('<tr class="') == 2 and "Page 1 of 3 (5 in all)" in lot.text
+        lots = http.get("/ui/", params={"per_page": "1"})
+        assert lots.text.count('class="lot-card') == 1 and "Page 1 of 2" in lots.text
