@@ -6,32 +6,12 @@ command line only. Each verb's runner imports its handlers when the verb runs: b
 
 from __future__ import annotations
 
-import json
 from argparse import Namespace
-from dataclasses import dataclass
 from pathlib import Path
 
-from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, GATE_SENSOR
+from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, DEFAULT_SENSOR, NetworkOptions
 from provisioning.parkctl.registry.cli import idp_option
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
-
-DEFAULT_SENSOR = json.dumps(GATE_SENSOR)
-
-
-@dataclass(frozen=True)
-class NetworkOptions:
-    """Where the boards will connect, as given on the command line (checked by the verb)."""
-
-    server: str | None
-    token_url: str | None
-    ingest_url: str | None
-    wifi_ssid: str
-    wifi_password_file: Path | None
-    ca_cert: Path | None
-    interval: int
-    sensor: str
-    release: Path | None = None
-    idp: str | None = None  # register the boards at this external authorization server
 
 
 def _port(cmd: Parser) -> None:

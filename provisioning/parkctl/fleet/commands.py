@@ -23,8 +23,13 @@ from rich.table import Table
 from provisioning.common.errors import ParkctlError
 from provisioning.parkctl.api.client import AdminClient, default_cache_dir, from_environment
 from provisioning.parkctl.fleet.board_commands import out, progress_bars
-from provisioning.parkctl.fleet.cli import DEFAULT_SENSOR, NetworkOptions
-from provisioning.parkctl.fleet.config import Network, read_ca_cert, read_secret_file
+from provisioning.parkctl.fleet.config import (
+    DEFAULT_SENSOR,
+    Network,
+    NetworkOptions,
+    read_ca_cert,
+    read_secret_file,
+)
 from provisioning.parkctl.fleet.image import load_firmware
 from provisioning.parkctl.fleet.manifest import read_manifest
 from provisioning.parkctl.fleet.provision import BoardJob, BoardResult, Provisioner

@@ -29,6 +29,24 @@ DEFAULT_INTERVAL_S = 60
 # reads a file that tests and the demo write onto a board's flash: asked for by name, never a
 # default, since a real board given it never counts.
 GATE_SENSOR: dict[str, Any] = {"kind": "gate", "pin_a": 12, "pin_b": 13}
+# What `--sensor` defaults to, as the command line shows it.
+DEFAULT_SENSOR = json.dumps(GATE_SENSOR)
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Where the boards will connect, as given on the command line (checked by the verb)."""
+
+    server: str | None
+    token_url: str | None
+    ingest_url: str | None
+    wifi_ssid: str
+    wifi_password_file: Path | None
+    ca_cert: Path | None
+    interval: int
+    sensor: str
+    release: Path | None = None
+    idp: str | None = None  # register the boards at this external authorization server
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -505,19 +505,23 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     async def to_overview() -> Response:
         return RedirectResponse("/ui/", status_code=307)
 
-    router.add_api_route("/ui", to_overview, methods=["GET"])
-    router.add_api_route("/ui/", ui.overview, methods=["GET"])
-    router.add_api_route("/ui/login", ui.login_form, methods=["GET"])
-    router.add_api_route("/ui/login", ui.login, methods=["POST"])
-    router.add_api_route("/ui/logout", ui.logout, methods=["POST"])
-    router.add_api_route("/ui/lots/{lot}", ui.lot, methods=["GET"])
-    router.add_api_route("/ui/boards", ui.boards, methods=["GET"])
-    router.add_api_route("/ui/releases", ui.releases, methods=["GET"])
-    router.add_api_route("/ui/boards/{client_id}", ui.board, methods=["GET"])
-    router.add_api_route("/ui/boards/{client_id}/new-secret", ui.new_secret, methods=["GET"])
-    router.add_api_route("/ui/boards/{client_id}/{action}", ui.confirm, methods=["GET"])
-    router.add_api_route("/ui/boards/{client_id}/{action}", ui.act, methods=["POST"])
-    router.add_api_route("/ui/events", ui.events, methods=["GET"])
+    pages: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
+        ("GET", "/ui", to_overview),
+        ("GET", "/ui/", ui.overview),
+        ("GET", "/ui/login", ui.login_form),
+        ("POST", "/ui/login", ui.login),
+        ("POST", "/ui/logout", ui.logout),
+        ("GET", "/ui/lots/{lot}", ui.lot),
+        ("GET", "/ui/boards", ui.boards),
+        ("GET", "/ui/releases", ui.releases),
+        ("GET", "/ui/boards/{client_id}", ui.board),
+        ("GET", "/ui/boards/{client_id}/new-secret", ui.new_secret),
+        ("GET", "/ui/boards/{client_id}/{action}", ui.confirm),
+        ("POST", "/ui/boards/{client_id}/{action}", ui.act),
+        ("GET", "/ui/events", ui.events),
+    ]
+    for method, path, endpoint in pages:
+        router.add_api_route(path, endpoint, methods=[method])
     router.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
     app.add_middleware(SecurityHeaders)
