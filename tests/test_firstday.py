@@ -19,7 +19,7 @@ from tools.harness.net import free_port
 from tools.harness.services import REPO
 
 # Where the path is written; the coordinator points this at README.md once the text is in.
-SOURCE = REPO / "docs" / "readme-parts" / "firstday.md"
+SOURCE = REPO / "README.md"
 HEADING = "## Your first board"
 WORKDIR, SERVICE_PORT, BOARD_PORT = ".park/first", "8443", "4000"
 
