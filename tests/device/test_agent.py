@@ -407,12 +407,13 @@ def test_spool_of_an_earlier_agent_is_delivered_once(
     _no_secret(agent, secret)
 
 
-def test_spool_conversion_killed_midway_loses_nothing(
-    micropython: str, backend: Backend, tmp_path: Path
-) -> None:
+def test_spool_conversion_killed_midway_loses_nothing(micropython: str, tmp_path: Path) -> None:
     """kill -9 at later and later instants of the boot that converts an earlier agent's spool
     (3,900 readings not yet delivered): each boot resumes or restarts the conversion, and the
     service stores every reading once."""
+    # Its own service whose per-device readings burst takes the whole backlog: the test is
+    # about the conversion, not the rate limit (which the test above pins down).
+    backend = Backend(tmp_path / "svc", env={"PARK_INGEST_READINGS_BURST": "10000"}).start()
     dev, secret = backend.create_device()
     # safe_boots: the boots cut short never upload, which would end in safe mode after 5.
     config = board_config(dev, secret, backend.url, batch_max=100, safe_boots=1000)
@@ -434,6 +435,7 @@ def test_spool_conversion_killed_midway_loses_nothing(
         agent.wait_for(r"sent \d+ up to seq 40\d\d, spool 0$", timeout=60)
     finally:
         agent.kill()
+        backend.stop()
     assert cut_midway >= 1, "no kill landed during the conversion"
     stored = backend.readings(dev)
     assert [s for s, _, _ in stored] == list(range(100, 100 + len(stored))), "gaps or doubles"
