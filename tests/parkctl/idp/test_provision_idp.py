@@ -24,7 +24,10 @@ from tools.harness.auth0double import Auth0Double
 from tools.harness.parkctl import parkctl
 from tools.simboard import SimBoard
 
-FAST = ["--interval", "1", "--verify-timeout", "60"]
+# A simulated board reads its count from a file (a real board's default, the gate sensor, sees
+# no cars here).
+FILE_SENSOR = '{"kind": "file", "path": "cars.txt"}'
+FAST = ["--interval", "1", "--verify-timeout", "60", "--sensor", FILE_SENSOR]
 
 
 def _cars(board: SimBoard, cars: int) -> None:
