@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from argparse import Namespace
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TextIO
 
 from provisioning.common.errors import ParkctlError
@@ -20,35 +20,19 @@ from provisioning.parkctl.fleet.cli import board_verbs, fleet_verbs, provision_v
 from provisioning.parkctl.keys.cli import keys_verbs
 from provisioning.parkctl.registry.cli import admin_verbs, device_verbs, lot_verbs
 from provisioning.parkctl.release.cli import release_verbs, rollout_verbs
-from provisioning.parkctl.verbs import USAGE_EXIT, Verbs, given
+from provisioning.parkctl.verbs import USAGE_EXIT, Verbs, call
 
-# The flags of `serve`, named as `Settings` fields (--mqtt fills mqtt_url).
-SERVE_SETTINGS = (
-    "host",
-    "port",
-    "db",
-    "data_dir",
-    "token_ttl",
-    "tls_cert",
-    "tls_key",
-    "issuer",
-    "mqtt_url",
-    "jwks_url",
-    "token_rate_burst",
-    "token_rate_per_hour",
-    "log_level",
-    "workers",
-    "release_keys",
-    "trust_issuers",
-    "ingest_audience",
-    "trust_ca_cert",
-    "trusted_proxies",
-)
+
+def _serve() -> ModuleType:
+    from provisioning.service import serve
+
+    return serve
 
 
 def serve_verb(parkctl: Verbs) -> None:
     """`parkctl serve`."""
-    cmd = parkctl.verb("serve", _serve, "Run the authorization server, registry and ingestion API.")
+    text = "Run the authorization server, registry and ingestion API."
+    cmd = parkctl.verb("serve", lambda: _serve().serve_command, text)
     cmd.add_argument("--host", help="Address to listen on.")
     cmd.add_argument("--port", type=int, help="Port to listen on.")
     cmd.add_argument("--db", help="SQLAlchemy URL (default: SQLite).")
@@ -101,18 +85,6 @@ def serve_verb(parkctl: Verbs) -> None:
     )
 
 
-def _serve(args: Namespace) -> None:
-    from provisioning.service.serve import serve
-
-    if args.release_keys:
-        args.release_keys = ",".join(str(p) for p in args.release_keys)
-    if args.trust_issuers:
-        args.trust_issuers = ",".join(args.trust_issuers)
-    if args.trusted_proxies:
-        args.trusted_proxies = ",".join(args.trusted_proxies)
-    serve(given(args, SERVE_SETTINGS), args.mqtt_password_file)
-
-
 def build() -> Verbs:
     """Every verb of `parkctl`: to add one, call its declaration here (or in its group's)."""
     parkctl = Verbs.root("parkctl", "Provision and run a fleet of parking-lot sensors.")
@@ -138,7 +110,7 @@ def run(argv: Sequence[str]) -> None:
     if args.handler is None:
         args.group.print_help()
         raise ParkctlError(f"{args.group.prog}: give a command", USAGE_EXIT)
-    args.handler(args)
+    call(args)
 
 
 def report(error: ParkctlError, stream: TextIO | None = None) -> int:

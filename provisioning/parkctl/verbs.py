@@ -2,29 +2,30 @@
 
 `parkctl` is driven by scripts (a shell loop over hundreds of boards), so start-up is part of
 the product: building the parser imports nothing but the standard library, and a
-verb's handler module (FastAPI, SQLAlchemy, esptool, httpx, Rich...) is imported by the verb's
-runner only after the command line parsed. mpremote's layout: parsing here and in each area's
-`cli.py`, handlers in the area's `commands.py`, the transports below them.
+verb's handler module (FastAPI, SQLAlchemy, esptool, httpx, Rich...) is imported only after the
+command line parsed, when `call` runs the verb. mpremote's layout: parsing here and in each
+area's `cli.py`, handlers in the area's `commands.py`, the transports below them.
 
-Adding a verb (here `parkctl device show`):
+Adding a verb (here `parkctl device show`) is two steps:
 
 1. The handler, with typed parameters, in the area's `commands.py` (heavy imports at its top):
    `def device_show(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool)`.
 2. Its declaration in the area's `cli.py`, inside the group's function (`device_verbs`):
 
-       cmd = device.verb("show", _show, "One device: state, latest reading and health.")
+       cmd = device.verb("show", lambda: _commands().device_show, "One device: state, ...")
        cmd.add_argument("client_id", help="The device's client_id (dev_...).")
-       api_options(cmd)  # --server, --ca-cert, --json: every admin-API verb
+       api_options(cmd)  # --server, --ca-cert, --json (dest as_json): every admin-API verb
 
-3. Its runner beside the declarations, the one place the handler module is imported:
+   The handler is named through the area's `_commands()`, the one place its module is imported
+   (`from provisioning.parkctl.registry import commands` inside a function), so the lambda runs
+   only when the verb does. Each argument reaches the handler by name: an option's argparse
+   `dest` is the parameter's name (`dest="as_json"` for `--json`; `set_defaults(kind=...)` for
+   a value the command line does not give). A parameter the verb does not declare takes its
+   default.
 
-       def _show(a: Namespace) -> None:
-           from provisioning.parkctl.registry import commands
-
-           commands.device_show(a.client_id, a.server, a.ca_cert, a.json)
-
-4. Its bad inputs in tests/parkctl/test_cli.py `BAD_INPUT` (that test fails for a verb
-   without them).
+Its bad inputs go in tests/parkctl/test_cli.py `BAD_INPUT` (that test fails for a verb
+without them); tests/parkctl/test_verbs.py checks that every handler parameter without a
+default has an option of its name (a type checker cannot follow argparse's names).
 
 A new group is a function like `device_verbs(parkctl: Verbs)` called from `cli.build()`.
 """
@@ -33,11 +34,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from provisioning.common.errors import ParkctlError
 
-Handler = Callable[[argparse.Namespace], None]
+# A verb's handler (`commands.device_show`), called with its parameters by name.
+Handler = Callable[..., None]
+# What a verb declares: a function that imports the handler's module when called, and returns
+# the handler (`lambda: _commands().device_show`).
+HandlerRef = Callable[[], Handler]
 # Exit status of a command line that does not parse (click's and argparse's convention).
 USAGE_EXIT = 2
 
@@ -105,8 +110,9 @@ class Verbs:
         """A sub-group such as `device`; add its verbs with `.verb()`."""
         return Verbs(self._add(name, text), (*self.words, name), self.all_verbs)
 
-    def verb(self, name: str, handler: Handler, text: str) -> Parser:
-        """A verb: `handler(args)` runs it; add its options to the parser returned."""
+    def verb(self, name: str, handler: HandlerRef, text: str) -> Parser:
+        """A verb: `handler()` is its handler, called by `call` with the parsed arguments of
+        the same names; add its options to the parser returned."""
         parser = self._add(name, text)
         parser.set_defaults(handler=handler, verb=parser)
         self.all_verbs[(*self.words, name)] = parser
@@ -129,6 +135,11 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The options among `names` that were given on the command line (not None)."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def call(args: argparse.Namespace) -> None:
+    """Run the verb `args` parsed to: its handler, given each of its parameters that `args`
+    has (by name; the others take their defaults)."""
+    import inspect  # only now: not part of `--help`
+
+    handler = args.handler()
+    params = inspect.signature(handler).parameters
+    handler(**{name: getattr(args, name) for name in params if hasattr(args, name)})

@@ -29,6 +29,54 @@ def _readable(path: Path, what: str) -> None:
         raise ParkctlError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
+def serve_command(
+    host: str | None,
+    port: int | None,
+    db: str | None,
+    data_dir: Path | None,
+    token_ttl: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    issuer: str | None,
+    mqtt_url: str | None,
+    mqtt_password_file: Path | None,
+    jwks_url: str | None,
+    token_rate_burst: int | None,
+    token_rate_per_hour: float | None,
+    log_level: str | None,
+    workers: int | None,
+    release_keys: list[Path] | None,
+    trust_issuers: list[str] | None,
+    ingest_audience: str | None,
+    trust_ca_cert: Path | None,
+    trusted_proxies: list[str] | None,
+) -> None:
+    """`parkctl serve`: the flags given (not None) as `Settings` fields, the repeatable ones
+    joined with commas as their PARK_* variables are."""
+    flags: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "db": db,
+        "data_dir": data_dir,
+        "token_ttl": token_ttl,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "issuer": issuer,
+        "mqtt_url": mqtt_url,
+        "jwks_url": jwks_url,
+        "token_rate_burst": token_rate_burst,
+        "token_rate_per_hour": token_rate_per_hour,
+        "log_level": log_level,
+        "workers": workers,
+        "release_keys": ",".join(str(p) for p in release_keys) if release_keys else release_keys,
+        "trust_issuers": ",".join(trust_issuers) if trust_issuers else trust_issuers,
+        "ingest_audience": ingest_audience,
+        "trust_ca_cert": trust_ca_cert,
+        "trusted_proxies": ",".join(trusted_proxies) if trusted_proxies else trusted_proxies,
+    }
+    serve({name: value for name, value in flags.items() if value is not None}, mqtt_password_file)
+
+
 def serve(given: Mapping[str, Any], mqtt_password_file: Path | None = None) -> None:
     """Run the service with the flags `given` (over PARK_* variables, over defaults)."""
     given = dict(given)

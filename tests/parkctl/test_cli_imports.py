@@ -118,7 +118,7 @@ def test_admin_api_verbs_load_no_server_stack_and_no_board_tools(
     bundle.mkdir()
     (bundle / "manifest.json").write_text("{}")
     values = {"client_id": "dev_x", "lot": "north", "name": "gate", "target": "dev_x", "cars": "3"}
-    values |= {"directory": str(bundle), "version": "1.2.3", "id": "1"}
+    values |= {"directory": str(bundle), "version": "1.2.3", "rollout_id": "1"}
     loaded = _loaded(_required(verb, values), tmp_path, env)
     assert "httpx" in loaded  # it ran as far as the admin API
     assert not loaded & (SERVER_STACK | BOARD_TOOLS), loaded & (SERVER_STACK | BOARD_TOOLS)

@@ -1,17 +1,29 @@
 """`parkctl board info|flash|install`, `parkctl provision` and `parkctl fleet provision`: the
-command line only. Each verb's runner imports its handlers when the verb runs: board verbs
-`fleet.board_commands` (esptool, the mpremote driver, Rich), the provisioning runs
-`fleet.commands` (those and the admin API client); see `provisioning.parkctl.verbs`.
-"""
+command line only. Each verb names its handler through `_board_commands()` or `_commands()`,
+which import the module only when the verb runs: board verbs `fleet.board_commands` (esptool,
+the mpremote driver, Rich), the provisioning runs `fleet.commands` (those and the admin API
+client); see `provisioning.parkctl.verbs`."""
 
 from __future__ import annotations
 
-from argparse import Namespace
 from pathlib import Path
+from types import ModuleType
 
-from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, DEFAULT_SENSOR, NetworkOptions
+from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, DEFAULT_SENSOR
 from provisioning.parkctl.registry.cli import idp_option
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
+
+
+def _board_commands() -> ModuleType:
+    from provisioning.parkctl.fleet import board_commands
+
+    return board_commands
+
+
+def _commands() -> ModuleType:
+    from provisioning.parkctl.fleet import commands
+
+    return commands
 
 
 def _port(cmd: Parser) -> None:
@@ -73,38 +85,23 @@ def _release(cmd: Parser) -> None:
     )
 
 
-def _where(a: Namespace) -> NetworkOptions:
-    return NetworkOptions(
-        a.server,
-        a.token_url,
-        a.ingest_url,
-        a.wifi_ssid,
-        a.wifi_password_file,
-        a.ca_cert,
-        a.interval,
-        a.sensor,
-        a.release,
-        a.idp,
-    )
-
-
 def board_verbs(parkctl: Verbs) -> None:
     """`parkctl board ...`: one board on a serial port."""
     board = parkctl.group("board", "One board on a serial port.")
 
     text = "Chip, MAC and flash size (esptool), MicroPython and the agent (mpremote)."
-    cmd = board.verb("info", _board_info, text)
+    cmd = board.verb("info", lambda: _board_commands().board_info, text)
     _port(cmd)
-    cmd.add_argument("--json", action="store_true", help="Machine-readable output.")
+    cmd.add_argument("--json", dest="as_json", action="store_true", help="Machine-readable output.")
 
     text = "Write MicroPython with esptool at the chip's offset and verify it (flash MD5)."
-    cmd = board.verb("flash", _board_flash, text)
+    cmd = board.verb("flash", lambda: _board_commands().board_flash, text)
     _port(cmd)
     _firmware(cmd)
     _flash_options(cmd)
 
     text = "Copy a release (the agent as .mpy) and config.json with mpremote, then reset."
-    cmd = board.verb("install", _board_install, text)
+    cmd = board.verb("install", lambda: _board_commands().board_install, text)
     _port(cmd)
     cmd.add_argument("--config", type=Path, required=True, help="The board's config.json.")
     _ca_cert(cmd)
@@ -114,7 +111,7 @@ def board_verbs(parkctl: Verbs) -> None:
 def provision_verb(parkctl: Verbs) -> None:
     """`parkctl provision`: one board, from blank to counting."""
     text = "Register, flash, install and verify one board (its identity bound to its MAC)."
-    cmd = parkctl.verb("provision", _provision, text)
+    cmd = parkctl.verb("provision", lambda: _commands().provision_command, text)
     _port(cmd)
     cmd.add_argument("--lot", required=True, help="Parking lot the board counts for.")
     _firmware(cmd)
@@ -133,55 +130,10 @@ def fleet_verbs(parkctl: Verbs) -> None:
     fleet = parkctl.group("fleet", "Many boards from a manifest.")
 
     text = "Provision every board of MANIFEST in parallel; resumable; summary at the end."
-    cmd = fleet.verb("provision", _fleet_provision, text)
+    cmd = fleet.verb("provision", lambda: _commands().fleet_provision, text)
     cmd.add_argument("manifest", type=Path, help="CSV: port,lot,name[,wifi_ssid].")
     _firmware(cmd)
     cmd.add_argument("--jobs", "-j", type=int_range(1), default=4, help="Boards in parallel.")
     cmd.add_argument("--state", type=Path, help="Default: MANIFEST.state.json.")
     cmd.add_argument("--dry-run", action="store_true", help="Show the plan only.")
     _provision_options(cmd)
-
-
-# Runners: each imports the handlers only now, when its verb runs.
-
-
-def _board_info(a: Namespace) -> None:
-    from provisioning.parkctl.fleet import board_commands
-
-    board_commands.board_info(a.port, a.json)
-
-
-def _board_flash(a: Namespace) -> None:
-    from provisioning.parkctl.fleet import board_commands
-
-    board_commands.board_flash(a.port, a.firmware, a.baud, a.erase)
-
-
-def _board_install(a: Namespace) -> None:
-    from provisioning.parkctl.fleet import board_commands
-
-    board_commands.board_install(a.port, a.config, a.ca_cert, a.release)
-
-
-def _provision(a: Namespace) -> None:
-    from provisioning.parkctl.fleet import commands
-
-    commands.provision_command(
-        a.port, a.lot, a.firmware, a.name, _where(a), a.baud, a.erase, a.verify_timeout, a.state
-    )
-
-
-def _fleet_provision(a: Namespace) -> None:
-    from provisioning.parkctl.fleet import commands
-
-    commands.fleet_provision(
-        a.manifest,
-        a.firmware,
-        a.jobs,
-        a.state,
-        a.dry_run,
-        _where(a),
-        a.baud,
-        a.erase,
-        a.verify_timeout,
-    )

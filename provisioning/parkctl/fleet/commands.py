@@ -132,7 +132,16 @@ def provision_command(
     lot: str,
     firmware: Path,
     name: str | None,
-    where: NetworkOptions,
+    server: str | None,
+    token_url: str | None,
+    ingest_url: str | None,
+    wifi_ssid: str,
+    wifi_password_file: Path | None,
+    ca_cert: Path | None,
+    interval: int,
+    sensor: str,
+    release: Path | None,
+    idp_url: str | None,
     baud: int | None,
     erase: bool,
     verify_timeout: float,
@@ -143,6 +152,10 @@ def provision_command(
     from provisioning.parkctl.fleet.manifest import default_name
     from provisioning.service.registry.rules import check_lot, check_name
 
+    where = NetworkOptions(
+        server, token_url, ingest_url, wifi_ssid, wifi_password_file, ca_cert, interval, sensor,
+        release, idp_url,
+    )  # fmt: skip
     try:
         job = BoardJob(port, check_lot(lot), check_name(name or default_name(port, lot)))
     except ValueError as error:
@@ -203,12 +216,25 @@ def fleet_provision(
     jobs: int,
     state: Path | None,
     dry_run: bool,
-    where: NetworkOptions,
+    server: str | None,
+    token_url: str | None,
+    ingest_url: str | None,
+    wifi_ssid: str,
+    wifi_password_file: Path | None,
+    ca_cert: Path | None,
+    interval: int,
+    sensor: str,
+    release: Path | None,
+    idp_url: str | None,
     baud: int | None,
     erase: bool,
     verify_timeout: float,
 ) -> None:
     """Provision every board of MANIFEST in parallel; resumable; summary at the end."""
+    where = NetworkOptions(
+        server, token_url, ingest_url, wifi_ssid, wifi_password_file, ca_cert, interval, sensor,
+        release, idp_url,
+    )  # fmt: skip
     rows = read_manifest(manifest)
     image = load_firmware(firmware)
     network = _network(where)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from argparse import Namespace
 from pathlib import Path
+from types import ModuleType
 
 from provisioning.parkctl.verbs import Parser, Verbs
+
+
+def _commands() -> ModuleType:
+    from provisioning.parkctl.keys import commands
+
+    return commands
 
 
 def keys_verbs(parkctl: Verbs) -> None:
@@ -14,28 +20,20 @@ def keys_verbs(parkctl: Verbs) -> None:
     _store_options(
         keys.verb(
             "rotate",
-            _rotate,
+            lambda: _commands().rotate,
             "Publish a new signing key; the server signs with it once verifiers have fetched it.",
         )
     )
     _store_options(
-        keys.verb("list", _list, "Show every signing key and where it is in its life cycle.")
+        keys.verb(
+            "list",
+            lambda: _commands().list_keys,
+            "Show every signing key and where it is in its life cycle.",
+        )
     )
 
 
 def _store_options(cmd: Parser) -> None:
     cmd.add_argument("--db", help="SQLAlchemy URL (default: SQLite).")
     cmd.add_argument("--data-dir", type=Path, help="Data directory of the server.")
-    cmd.add_argument("--json", action="store_true", help="Machine-readable output.")
-
-
-def _rotate(args: Namespace) -> None:
-    from provisioning.parkctl.keys import commands
-
-    commands.rotate(args.db, args.data_dir, args.json)
-
-
-def _list(args: Namespace) -> None:
-    from provisioning.parkctl.keys import commands
-
-    commands.list_keys(args.db, args.data_dir, args.json)
+    cmd.add_argument("--json", dest="as_json", action="store_true", help="Machine-readable output.")

@@ -1,16 +1,29 @@
 """`parkctl admin ...`, `parkctl device ...` and `parkctl lot ...`: the command line only.
 
-Each verb's runner imports `registry.commands` when the verb runs, so `--help` and a failed parse
-cost no more than the standard library; see `provisioning.parkctl.verbs`.
+Each verb names its handler through `_commands()` or `_lot_commands()`, which import the module
+only when the verb runs, so `--help` and a failed parse cost no more than the standard library;
+see `provisioning.parkctl.verbs`.
 """
 
 from __future__ import annotations
 
-from argparse import Namespace
 from pathlib import Path
+from types import ModuleType
 
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
 from provisioning.service.auth.scopes import DEVICE, OPERATOR
+
+
+def _commands() -> ModuleType:
+    from provisioning.parkctl.registry import commands
+
+    return commands
+
+
+def _lot_commands() -> ModuleType:
+    from provisioning.parkctl.registry import lot_commands
+
+    return lot_commands
 
 
 def api_options(cmd: Parser) -> None:
@@ -19,7 +32,7 @@ def api_options(cmd: Parser) -> None:
     cmd.add_argument(
         "--ca-cert", type=Path, help="CA bundle for an HTTPS server [default: $PARK_CA_CERT]."
     )
-    cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+    cmd.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts.")
 
 
 _CLIENT_ID_HELP = {
@@ -32,6 +45,8 @@ def idp_option(cmd: Parser) -> None:
     """--idp: the external authorization server the board is (to be) a client of."""
     cmd.add_argument(
         "--idp",
+        dest="idp_url",
+        metavar="IDP",
         help="External authorization server: auth0://TENANT_DOMAIN (Management API; "
         "$PARK_IDP_CLIENT_ID/_SECRET) or an RFC 7591 issuer URL ($PARK_IDP_INITIAL_TOKEN).",
     )
@@ -39,7 +54,7 @@ def idp_option(cmd: Parser) -> None:
 
 def _client_id(cmd: Parser, kind: str = DEVICE) -> Parser:
     cmd.add_argument("client_id", help=_CLIENT_ID_HELP[kind])
-    cmd.set_defaults(kind=kind)  # for the runners devices and operators share
+    cmd.set_defaults(kind=kind)  # for the handlers devices and operators share
     return cmd
 
 
@@ -61,7 +76,7 @@ def admin_verbs(parkctl: Verbs) -> None:
 
     cmd = admin.verb(
         "create",
-        _admin_create,
+        lambda: _commands().admin_create,
         "Create an operator client directly in the database and print its secret once.",
     )
     cmd.add_argument("--db", help="SQLAlchemy URL [default: $PARK_DB or SQLite in data dir].")
@@ -76,7 +91,7 @@ def admin_verbs(parkctl: Verbs) -> None:
         default="admin",
         help="admin (the admin API) or viewer (counts:read only).",
     )
-    cmd.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+    cmd.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts.")
     cmd.add_argument(
         "--init",
         action="store_true",
@@ -84,7 +99,11 @@ def admin_verbs(parkctl: Verbs) -> None:
         "--data-dir would make an operator the running service does not know).",
     )
 
-    api_options(admin.verb("list", _admin_list, "Operators, oldest first (over the admin API)."))
+    api_options(
+        admin.verb(
+            "list", lambda: _commands().admin_list, "Operators, oldest first (over the admin API)."
+        )
+    )
     _client_verbs(
         admin,
         OPERATOR,
@@ -97,7 +116,7 @@ def admin_verbs(parkctl: Verbs) -> None:
 
     cmd = admin.verb(
         "audit",
-        _admin_audit,
+        lambda: _commands().admin_audit,
         "Recent admin actions and token issuance, newest first (over the admin API).",
     )
     cmd.add_argument("--target", help="Only events about this client.")
@@ -110,7 +129,9 @@ def device_verbs(parkctl: Verbs) -> None:
     device = parkctl.group("device", "Devices in the registry (over the admin API).")
 
     cmd = device.verb(
-        "register", _register, "Register a board; prints its client_id and client_secret (once)."
+        "register",
+        lambda: _commands().device_register,
+        "Register a board; prints its client_id and client_secret (once).",
     )
     cmd.add_argument("--lot", required=True, help="Lot id (letters, digits, . _ -).")
     cmd.add_argument("--name", required=True, help="A name people recognise the board by.")
@@ -118,16 +139,30 @@ def device_verbs(parkctl: Verbs) -> None:
     idp_option(cmd)
     api_options(cmd)
 
-    cmd = device.verb("list", _list, "All devices (of a lot), oldest first.")
+    cmd = device.verb(
+        "list", lambda: _commands().device_list, "All devices (of a lot), oldest first."
+    )
     cmd.add_argument("--lot", help="Only this lot.")
     cmd.add_argument("--mac", help="Only the board with this MAC.")
     api_options(cmd)
 
     api_options(
-        _client_id(device.verb("show", _show, "One device: state, latest reading and health."))
+        _client_id(
+            device.verb(
+                "show",
+                lambda: _commands().device_show,
+                "One device: state, latest reading and health.",
+            )
+        )
     )
 
-    cmd = _client_id(device.verb("update", _update, "Rename a device or move it to another lot."))
+    cmd = _client_id(
+        device.verb(
+            "update",
+            lambda: _commands().device_update,
+            "Rename a device or move it to another lot.",
+        )
+    )
     cmd.add_argument("--lot", help="Move it to this lot.")
     cmd.add_argument("--name", help="Rename it.")
     api_options(cmd)
@@ -149,18 +184,20 @@ def _client_verbs(
     operators share, each taking the client_id and the admin-API options."""
     both = kind == DEVICE  # a device may be a client of an external server too
     for name, enabled, text in (("disable", False, disable), ("enable", True, enable)):
-        cmd = _client_id(group.verb(name, _set_enabled, text), kind)
-        cmd.set_defaults(enabled=enabled, idp=None)
+        cmd = _client_id(group.verb(name, lambda: _commands().set_enabled, text), kind)
+        cmd.set_defaults(enabled=enabled, idp_url=None)
         if both:
             idp_option(cmd)
         api_options(cmd)
-    cmd = _grace(_client_id(group.verb("rotate-secret", _rotate_secret, rotate), kind))
-    cmd.set_defaults(idp=None)
+    cmd = _grace(
+        _client_id(group.verb("rotate-secret", lambda: _commands().rotate_secret, rotate), kind)
+    )
+    cmd.set_defaults(idp_url=None)
     if both:
         idp_option(cmd)
     api_options(cmd)
-    cmd = _client_id(group.verb("delete", _delete, delete), kind)
-    cmd.set_defaults(idp=None)
+    cmd = _client_id(group.verb("delete", lambda: _commands().delete, delete), kind)
+    cmd.set_defaults(idp_url=None)
     if both:
         idp_option(cmd)
     api_options(cmd)
@@ -175,123 +212,27 @@ def lot_verbs(parkctl: Verbs) -> None:
     """`parkctl lot ...`: lot records (capacity, label), all over the admin API."""
     lot = parkctl.group("lot", "Lot records: capacity and label (over the admin API).")
 
-    cmd = _lot_name(lot.verb("create", _lot_create, "Give a lot a record with its capacity."))
+    cmd = _lot_name(
+        lot.verb(
+            "create", lambda: _lot_commands().lot_create, "Give a lot a record with its capacity."
+        )
+    )
     cmd.add_argument("--capacity", type=int_range(0), help="Spaces in the lot (shows free spaces).")
     cmd.add_argument("--label", help="What people read [default: the id].")
     api_options(cmd)
 
-    cmd = _lot_name(lot.verb("set", _lot_set, "Change a lot's capacity and/or label."))
+    cmd = _lot_name(
+        lot.verb("set", lambda: _lot_commands().lot_set, "Change a lot's capacity and/or label.")
+    )
     cmd.add_argument("--capacity", help="Spaces in the lot; 'none' clears it.")
     cmd.add_argument("--label", help="A new label.")
     api_options(cmd)
 
-    api_options(lot.verb("list", _lot_list, "Every lot record."))
-    api_options(_lot_name(lot.verb("show", _lot_show, "One lot record.")))
+    api_options(lot.verb("list", lambda: _lot_commands().lot_list, "Every lot record."))
+    api_options(_lot_name(lot.verb("show", lambda: _lot_commands().lot_show, "One lot record.")))
     text = "Drop a lot's record; its devices and readings stay and it works as before."
-    api_options(_lot_name(lot.verb("delete", _lot_delete, text)))
+    api_options(_lot_name(lot.verb("delete", lambda: _lot_commands().lot_delete, text)))
     text = "Set the lot's count to CARS counted now: gate boards' flows count from here."
-    cmd = _lot_name(lot.verb("recount", _lot_recount, text))
+    cmd = _lot_name(lot.verb("recount", lambda: _lot_commands().lot_recount, text))
     cmd.add_argument("cars", type=int_range(0), help="Cars in the lot now (0 when it is empty).")
     api_options(cmd)
-
-
-# Runners: each imports the handlers only now, when its verb runs.
-
-
-def _admin_create(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.admin_create(a.db, a.data_dir, a.name, a.role, a.json, a.init)
-
-
-def _admin_audit(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.admin_audit(a.target, a.limit, a.server, a.ca_cert, a.json)
-
-
-def _register(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.device_register(a.lot, a.name, a.mac, a.idp, a.server, a.ca_cert, a.json)
-
-
-def _list(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.device_list(a.lot, a.mac, a.server, a.ca_cert, a.json)
-
-
-def _show(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.device_show(a.client_id, a.server, a.ca_cert, a.json)
-
-
-def _update(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.device_update(a.client_id, a.lot, a.name, a.server, a.ca_cert, a.json)
-
-
-# Devices and operators (`kind`, set by `_client_id`) share these three.
-
-
-def _set_enabled(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.set_enabled(a.kind, a.client_id, a.enabled, a.idp, a.server, a.ca_cert, a.json)
-
-
-def _rotate_secret(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.rotate_secret(a.kind, a.client_id, a.grace, a.idp, a.server, a.ca_cert, a.json)
-
-
-def _delete(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.delete(a.kind, a.client_id, a.idp, a.server, a.ca_cert, a.json)
-
-
-def _lot_create(a: Namespace) -> None:
-    from provisioning.parkctl.registry import lot_commands
-
-    lot_commands.lot_create(a.name, a.capacity, a.label, a.server, a.ca_cert, a.json)
-
-
-def _lot_set(a: Namespace) -> None:
-    from provisioning.parkctl.registry import lot_commands
-
-    lot_commands.lot_set(a.name, a.capacity, a.label, a.server, a.ca_cert, a.json)
-
-
-def _lot_list(a: Namespace) -> None:
-    from provisioning.parkctl.registry import lot_commands
-
-    lot_commands.lot_list(a.server, a.ca_cert, a.json)
-
-
-def _lot_show(a: Namespace) -> None:
-    from provisioning.parkctl.registry import lot_commands
-
-    lot_commands.lot_show(a.name, a.server, a.ca_cert, a.json)
-
-
-def _lot_recount(a: Namespace) -> None:
-    from provisioning.parkctl.registry import lot_commands
-
-    lot_commands.lot_recount(a.name, a.cars, a.server, a.ca_cert, a.json)
-
-
-def _lot_delete(a: Namespace) -> None:
-    from provisioning.parkctl.registry import lot_commands
-
-    lot_commands.lot_delete(a.name, a.server, a.ca_cert, a.json)
-
-
-def _admin_list(a: Namespace) -> None:
-    from provisioning.parkctl.registry import commands
-
-    commands.admin_list(a.server, a.ca_cert, a.json)

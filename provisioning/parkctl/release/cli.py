@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentTypeError, Namespace
+from argparse import ArgumentTypeError
 from pathlib import Path
+from types import ModuleType
 
 from provisioning.parkctl.registry.cli import api_options
 from provisioning.parkctl.verbs import Verbs, int_range
+
+
+def _commands() -> ModuleType:
+    from provisioning.parkctl.release import commands
+
+    return commands
 
 
 def release_verbs(parkctl: Verbs) -> None:
@@ -15,11 +22,11 @@ def release_verbs(parkctl: Verbs) -> None:
     release = parkctl.group("release", "Signed agent releases (over-the-air updates).")
 
     text = "Make a P-256 release key: KEY (0600, keep it offline) and KEY.pub beside it."
-    cmd = release.verb("keygen", _keygen, text)
+    cmd = release.verb("keygen", lambda: _commands().keygen, text)
     cmd.add_argument("--out", type=Path, required=True, help="Private key file to create.")
 
     text = "Compile the agent to .mpy and sign a bundle (manifest.json + manifest.sig)."
-    cmd = release.verb("build", _build, text)
+    cmd = release.verb("build", lambda: _commands().build, text)
     cmd.add_argument("--version", required=True, help="X.Y.Z, newer than what boards run.")
     cmd.add_argument("--key", type=Path, required=True, help="The release private key.")
     cmd.add_argument("--out", type=Path, help="Bundle directory (default: release-VERSION).")
@@ -35,46 +42,20 @@ def release_verbs(parkctl: Verbs) -> None:
     )
 
     text = "Upload a built bundle; the service checks its signature against its release keys."
-    cmd = release.verb("publish", _publish, text)
+    cmd = release.verb("publish", lambda: _commands().publish, text)
     cmd.add_argument("directory", type=Path, help="The bundle (parkctl release build --out).")
     api_options(cmd)
 
-    cmd = release.verb("list", _list, "Every published release, newest first.")
+    cmd = release.verb(
+        "list", lambda: _commands().list_releases, "Every published release, newest first."
+    )
     api_options(cmd)
 
-    cmd = release.verb("show", _show, "One release and the boards that run or target it.")
+    cmd = release.verb(
+        "show", lambda: _commands().show, "One release and the boards that run or target it."
+    )
     cmd.add_argument("version", help="X.Y.Z")
     api_options(cmd)
-
-
-def _publish(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    commands.publish(a.directory, a.server, a.ca_cert, a.json)
-
-
-def _list(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    commands.list_releases(a.server, a.ca_cert, a.json)
-
-
-def _show(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    commands.show(a.version, a.server, a.ca_cert, a.json)
-
-
-def _keygen(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    commands.keygen(a.out)
-
-
-def _build(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    commands.build(a.version, a.key, a.out, a.rollback, a.source)
 
 
 def rollout_verbs(parkctl: Verbs) -> None:
@@ -85,7 +66,7 @@ def rollout_verbs(parkctl: Verbs) -> None:
         "Start: the boards get VERSION phase by phase; each phase starts when the previous one "
         "ran it for the phase wait and is no less healthy than the boards on the old release."
     )
-    cmd = rollout.verb("start", _start, text)
+    cmd = rollout.verb("start", lambda: _commands().rollout_start, text)
     cmd.add_argument("version", help="A published release, X.Y.Z.")
     # One of the two (the service refuses neither with one clear line).
     where = cmd.add_mutually_exclusive_group()
@@ -146,9 +127,10 @@ def rollout_verbs(parkctl: Verbs) -> None:
         ("resume", "Resume a paused rollout (the canary wait starts afresh)."),
         ("abort", "Abort: withdraw the targets; boards keep what they run (or --rollback)."),
     ):
-        cmd = rollout.verb(name, _control, text)
-        cmd.add_argument("id", nargs="?" if name == "status" else None, type=int_range(1),
-                         help="The rollout's id.")  # fmt: skip
+        cmd = rollout.verb(name, lambda: _commands().rollout_control, text)
+        cmd.set_defaults(action=name)
+        cmd.add_argument("rollout_id", metavar="id", nargs="?" if name == "status" else None,
+                         type=int_range(1), help="The rollout's id.")  # fmt: skip
         if name == "abort":
             cmd.add_argument(
                 "--rollback",
@@ -196,23 +178,3 @@ def share(text: str) -> float:
     if not 0 <= value <= 1:
         raise ArgumentTypeError(f"{text!r} must be from 0 to 1")
     return value
-
-
-def _start(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    devices = [d for d in a.devices.split(",") if d] if a.devices else None
-    phases = a.phases or ([a.canary, "100%"] if a.canary else ["100%"])
-    wait = a.phase_wait if a.phase_wait is not None else a.canary_wait
-    commands.rollout_start(
-        a.version, a.lot, devices, phases, wait, a.silence, a.max_crash_rate, a.min_online,
-        a.parallel, a.server, a.ca_cert, a.json,
-    )  # fmt: skip
-
-
-def _control(a: Namespace) -> None:
-    from provisioning.parkctl.release import commands
-
-    action = a.verb.prog.split()[-1]
-    rollback = bool(getattr(a, "rollback", False))
-    commands.rollout_control(action, a.id, a.server, a.ca_cert, a.json, rollback)

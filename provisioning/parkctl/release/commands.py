@@ -106,10 +106,12 @@ def show(version: str, server: str | None, ca_cert: Path | None, as_json: bool) 
 def rollout_start(
     version: str,
     lot: str | None,
-    devices: list[str] | None,
-    phases: list[int | str],
-    phase_wait_s: float,
-    silence_s: float,
+    devices: str | None,
+    phases: list[int | str] | None,
+    phase_wait: float | None,
+    canary: int,
+    canary_wait: float,
+    silence: float,
     max_crash_rate: float,
     min_online: float,
     parallel: int,
@@ -117,18 +119,23 @@ def rollout_start(
     ca_cert: Path | None,
     as_json: bool,
 ) -> None:
-    """Start a phased rollout and show it."""
+    """Start a phased rollout and show it: to `lot` or the comma-separated `devices`, in
+    `phases` (default: `canary` boards, then everyone), each run for `phase_wait` seconds
+    (default `canary_wait`)."""
+    device_ids = [d for d in devices.split(",") if d] if devices else None
+    phases = phases or ([canary, "100%"] if canary else ["100%"])
+    phase_wait_s = phase_wait if phase_wait is not None else canary_wait
     body: dict[str, object] = {
         "version": version,
         "phases": phases,
         "phase_wait_s": phase_wait_s,
-        "silence_s": silence_s,
+        "silence_s": silence,
         "max_crash_rate": max_crash_rate,
         "min_online": min_online,
         "parallel": parallel,
     }
     # The boards by id or by lot: the one not given is left out (the API refuses null).
-    body.update({k: v for k, v in (("lot", lot), ("devices", devices)) if v is not None})
+    body.update({k: v for k, v in (("lot", lot), ("devices", device_ids)) if v is not None})
     with _client(server, ca_cert) as client:
         done = client.call_json("POST", "/admin/rollouts", body)
     _show_rollout(done, as_json)
