@@ -118,7 +118,12 @@ def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         data = Path(tmp) / "data"
         viewers, device = _setup(data)
-        env = {**os.environ, "PARK_TOKEN_RATE_BURST": str(DASHBOARDS * 2 + 10)}
+        # All the dashboards come from 127.0.0.1: past the per-source connection bound (128).
+        env = {
+            **os.environ,
+            "PARK_TOKEN_RATE_BURST": str(DASHBOARDS * 2 + 10),
+            "PARK_MAX_CONNECTIONS_PER_SOURCE": str(DASHBOARDS * 2),
+        }
         with ServiceProcess(data, env=env) as server:
             samples = asyncio.run(_measure(server.url, viewers, device))
     samples.sort()
