@@ -5,7 +5,7 @@ held every board's post behind it (a 3,000-board page took the ingestion p99 fro
 456 ms). Here it runs in a worker thread, one page at a time (CPU-bound work gains nothing from
 more threads, which would only take more of the interpreter from the loop), and the whole
 fleet's board list, which every boards page sorts and filters, is read at most once per
-FLEET_TTL_S for all sessions. tools/bench_dashload.py measures ingestion under that load.
+FLEET_TTL_S for all sessions. tools/bench/dashload.py measures ingestion under that load.
 """
 
 from __future__ import annotations
