@@ -100,8 +100,11 @@ class Agent:
                 log("no contact with the server for %ds, rebooting" % (offline // 1000))
                 flash.remove("boots")  # a deliberate reboot is not a crash loop
                 machine.reset()
+            # the next reading, or a pending retry if it comes first: a backoff never delays
+            # a reading (readings went missing during outages when it did)
             wake = next_read
-            if sp.depth() and up.waiting(wake):
+            now = time.ticks_ms()
+            if sp.depth() and up.waiting(now) and not up.waiting(wake):
                 wake = up.retry_at
             wait = time.ticks_diff(wake, time.ticks_ms())
             if wait > 0:

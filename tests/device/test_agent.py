@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import signal
 import threading
@@ -103,13 +104,17 @@ def test_service_down_spools_and_replays(
         agent.wait_for(r"sent \d+ up to seq", count=2)
         backend.stop(signal.SIGKILL)  # a crash: no graceful drain of the kept-alive connection
         before = len(agent.lines("backoff"))
+        sent_before = len(agent.lines(r"sent \d+ up to seq"))
         time.sleep(3)
         attempts = len(agent.lines("backoff")) - before
-        # 15 readings pile up; attempts stay bounded by the backoff (cap 1 s, full jitter).
+        # 15 readings pile up (one each 0.2 s: the backoff never delays a reading); attempts
+        # stay bounded by the backoff (cap 1 s, full jitter).
         assert 1 <= attempts <= 20, attempts
         backend.restart()
-        agent.wait_for(r"sent (1\d|[2-9]\d) up to seq", timeout=20)  # the replay: one batch
+        agent.wait_for(r"sent (1[2-9]|[2-9]\d) up to seq", timeout=20)  # the replay: one batch
         agent.wait_for(r"spool 0$")
+        replay = agent.lines(r"sent \d+ up to seq")[sent_before]
+        assert re.search(r"sent (1[2-9]|[2-9]\d) up", replay), replay  # the first post after
     finally:
         agent.kill()
         if backend.service.proc is None:
