@@ -7,7 +7,8 @@ the ORM or Core. Two shapes:
   compiled `insert().values(...)` costs more than the insert itself, so plain SQL with `?`
   placeholders is sent, rewritten once per dialect and cached;
 - single-row reads on the token and bearer-check paths (`FastQuery`): a Core `select()` compiled
-  once for the engine's dialect, run on a connection the calling thread keeps.
+  once for the engine's dialect, run on a connection the calling thread keeps;
+- the MQTT relay's reads (`SessionConnection`): one connection held for its session's lock.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Connection, Engine, Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 
 
 @lru_cache(maxsize=256)
@@ -218,6 +220,36 @@ class HeldConnection:
                 if self._autocommit:
                     raw.driver_connection.autocommit = False  # as the pool hands them out
                 raw.close()
+
+
+class SessionConnection:
+    """One DBAPI connection kept for what lives as long as the database session (a
+    session-level advisory lock): transactions are committed explicitly, and `close()` ends
+    the session instead of handing the connection back to the pool, so its locks go with it.
+    `errors` are the exceptions a use of it may raise (the driver's and SQLAlchemy's)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._raw: Any = None
+        self.errors: tuple[type[BaseException], ...] = (
+            engine.dialect.loaded_dbapi.Error,
+            SQLAlchemyError,
+        )
+
+    def tx(self) -> Tx:
+        """The connection, opened on first use, for statements until the next `commit()`."""
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+        return Tx(self._raw, self._engine.dialect)
+
+    def commit(self) -> None:
+        self._raw.commit()
+
+    def close(self) -> None:
+        """End the session (and its locks); the next `tx()` opens a new one."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.invalidate()  # not back to the pool: the session must end
 
 
 def run(tx: Tx, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

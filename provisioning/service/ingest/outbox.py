@@ -19,11 +19,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.service.ingest.schemas import GateReading, Reading
 from provisioning.store import sql
@@ -145,37 +143,27 @@ class RelayReader:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
         self.postgresql = engine.dialect.name == "postgresql"
-        # The driver's own errors (raw connection) and SQLAlchemy's (checking one out).
-        self.errors: tuple[type[BaseException], ...] = (
-            engine.dialect.loaded_dbapi.Error,
-            SQLAlchemyError,
-        )
-        self._raw: Any = None
+        self._conn = sql.SessionConnection(engine)
+        self.errors = self._conn.errors
         self._held = False  # the role is held as long as this connection lives
         self._cursor = 0
         self._out: set[int] = set()  # read and not yet deleted: on the wire or acknowledged
 
-    def _tx(self) -> sql.Tx:
-        if self._raw is None:
-            self._raw = self._engine.raw_connection()
-        return sql.Tx(self._raw, self._engine.dialect)
-
     def claim(self) -> bool:
         """Take (or keep) the relay role; False while another instance holds it."""
-        tx = self._tx()
+        tx = self._conn.tx()
         if self._held or not self.postgresql:
             self._held = True
             return True
         ((held,),) = sql.run(tx, RELAY_LOCK, (RELAY_LOCK_KEY,))
-        self._raw.commit()  # the lock is the session's; no transaction stays open
+        self._conn.commit()  # the lock is the session's; no transaction stays open
         self._held = bool(held)
         return self._held
 
     def take(self, limit: int) -> list[Message]:
         """Up to `limit` messages not out yet, oldest first."""
-        tx = self._tx()
+        tx = self._conn.tx()
         rows = sql.run(tx, OUTBOX_AFTER, (self._cursor, limit))
         ((below,),) = sql.run(tx, OUTBOX_COUNT_UP_TO, (self._cursor,))
         if int(below) > len(self._out):  # a late row below the cursor: read from the start
@@ -185,7 +173,7 @@ class RelayReader:
                 if r[0] not in self._out
             ]
             rows = rows[:limit]
-        self._raw.commit()
+        self._conn.commit()
         messages = [
             Message(int(i), topic, payload, bool(retain)) for i, topic, payload, retain in rows
         ]
@@ -198,12 +186,12 @@ class RelayReader:
         """Delete messages whose PUBACK arrived (in one transaction, as ranges of ids)."""
         if not ids:
             return
-        tx = self._tx()
+        tx = self._conn.tx()
         runs = _runs(ids)
         for at in range(0, len(runs), _DELETE_RUNS):
             chunk = runs[at : at + _DELETE_RUNS]
             sql.run(tx, outbox_delete_ranges(len(chunk)), [n for r in chunk for n in r])
-        self._raw.commit()
+        self._conn.commit()
         self._out.difference_update(ids)
 
     def unsent(self, ids: Sequence[int]) -> None:
@@ -212,15 +200,13 @@ class RelayReader:
 
     def close(self) -> None:
         """Give up the connection, and with it the relay role; never raises."""
-        raw, self._raw = self._raw, None
         self._held = False
         self._cursor = 0
         self._out.clear()
-        if raw is not None:
-            try:
-                raw.invalidate()  # not back to the pool: the session (and its lock) must end
-            except self.errors:
-                log.warning("MQTT relay: closing its database connection failed", exc_info=True)
+        try:
+            self._conn.close()
+        except self.errors:
+            log.warning("MQTT relay: closing its database connection failed", exc_info=True)
 
 
 def _runs(ids: Sequence[int]) -> list[tuple[int, int]]:
