@@ -18,7 +18,7 @@ from provisioning.store.db import make_engine
 from tools.harness.net import free_port
 from tools.harness.services import REPO
 
-# Where the path is written; the coordinator points this at README.md once the text is in.
+# Where the path is written: a newcomer's first read.
 SOURCE = REPO / "README.md"
 HEADING = "## Your first board"
 WORKDIR, SERVICE_PORT, BOARD_PORT = ".park/first", "8443", "4000"

@@ -4,8 +4,8 @@ authorization server instead of parkfleet's own.
 `oidc` starts node-oidc-provider (tools/harness/oidcprovider.py; `make node` installs it), where
 parkctl registers each board by RFC 7591 with the provider's initial access token; `auth0` starts
 the Auth0 double (tools/harness/auth0double.py) and gives parkctl an M2M application authorized
-for the Management API scopes the README lists. The service is started trusting that issuer,
-with its ingest audience, and `parkctl fleet provision` gets `--idp`.
+for the Management API scopes docs/external-idp.md lists. The service is started trusting that
+issuer, with its ingest audience, and `parkctl fleet provision` gets `--idp`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from tools.harness.auth0double import Auth0Double
 from tools.harness.oidcprovider import OidcProvider
 
-# What the README tells an operator to give parkctl's application in a real tenant.
+# What docs/external-idp.md tells an operator to give parkctl's application in a real tenant.
 PARKCTL_MANAGEMENT_SCOPES = [
     "create:clients", "read:clients", "update:clients", "delete:clients", "update:client_keys",
     "create:client_grants", "read:client_grants", "delete:client_grants",

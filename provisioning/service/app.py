@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
                 stop()
             ctx.engine.dispose()
 
-    docs = settings.api_docs  # opt-in: the API's map is not for every caller (README)
+    docs = settings.api_docs  # opt-in: the API's map is not for every caller (docs/service.md)
     app = FastAPI(
         title="parkfleet",
         version="0.1.0",

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     api_docs: bool = False
     # A rotated-in signing key is published this long before it signs (>= JWKS max-age, 300 s).
     key_publish_delay_s: float = Field(default=600.0, ge=0)
-    # How long a verifier may trust a device's enabled/deleted state (README states the bound).
+    # How long a verifier may trust a device's enabled/deleted state (the bound: docs/service.md).
     device_status_ttl_s: float = Field(default=30.0, ge=0, le=60)
     mqtt_url: str | None = None
     # Run the ingestion API against a remote authorization server instead of in-process keys.

@@ -73,7 +73,7 @@ def _trusting(tmp_path: Path, issuer: str, audience: str, ca: Path | None) -> It
 @pytest.fixture
 def auth0(tmp_path: Path) -> Iterator[External]:
     """An Auth0 tenant double; parkctl holds an M2M app authorized for exactly the Management
-    API scopes the README lists."""
+    API scopes docs/external-idp.md lists."""
     with Auth0Double(tmp_path / "auth0") as tenant:
         client_id, secret = tenant.create_m2m(
             ["create:clients", "read:clients", "update:clients", "delete:clients",

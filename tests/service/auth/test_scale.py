@@ -20,7 +20,7 @@ from tools.harness.clients import register_devices
 from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess
 
-BOUND_S = 1.0  # README: revocation reaches every instance within a second
+BOUND_S = 1.0  # docs/service.md: revocation reaches every instance within a second
 
 
 class Cluster:

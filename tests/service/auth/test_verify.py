@@ -298,7 +298,7 @@ def _active(auth: Auth, token: str, operator: tuple[str, str]) -> bool:
 
 
 def test_zero_grace_rotation_and_disable_revoke_issued_tokens(auth_any_db: Auth) -> None:
-    # The README's leaked-secret path must end the tokens minted with it.
+    # The leaked-secret path (docs/service.md) must end the tokens minted with it.
     auth = auth_any_db
     operator = auth.operator()
     client_id, secret = auth.device()

@@ -72,7 +72,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # Room for every sign-in of the module; the limit itself is tested with the defaults.
     env = {**os.environ, "PARK_TOKEN_RATE_BURST": "200"}
     # Artifacts for CI to keep (build/ is ignored by git); PARK_SCREENSHOTS=docs refreshes
-    # the README's.
+    # the ones the README and docs/dashboard.md show.
     shots = Path(os.environ.get("PARK_SCREENSHOTS") or REPO / "build" / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     with ServiceProcess(data, env=env) as server:
