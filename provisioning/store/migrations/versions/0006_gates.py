@@ -4,8 +4,6 @@ state, and each lot's recount baseline.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,18 +15,6 @@ down_revision = "0005"
 # The rollup's rows of a lot's baseline (frozen here: the service's constant may change).
 _BASELINE_ID = "~baseline"
 
-_GATE_STATE: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
-    ("g_seq", sa.BigInteger()),
-    ("g_in", sa.BigInteger()),
-    ("g_out", sa.BigInteger()),
-    ("g_total_in", sa.BigInteger()),
-    ("g_total_out", sa.BigInteger()),
-    ("g_ref_in", sa.BigInteger()),
-    ("g_ref_out", sa.BigInteger()),
-    ("g_series", sa.Integer()),
-    ("g_series_at", sa.Double()),
-)
-
 
 def upgrade() -> None:
     with op.batch_alter_table("readings") as batch:
@@ -36,8 +22,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("gate_in", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("gate_out", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("device_state") as batch:
-        for name, kind in _GATE_STATE:
-            batch.add_column(sa.Column(name, kind, nullable=True))
+        batch.add_column(sa.Column("g_seq", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_in", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_out", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_total_in", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_total_out", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_ref_in", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_ref_out", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_series", sa.Integer(), nullable=True))
+        batch.add_column(epoch("g_series_at", nullable=True))
     # A gate board's flows (in - out since the baseline) go past 2**31 with its 32-bit counters.
     with op.batch_alter_table("occupancy_rollup") as batch:
         batch.alter_column("cars", existing_type=sa.Integer(), type_=sa.BigInteger())
@@ -56,8 +49,15 @@ def downgrade() -> None:
     with op.batch_alter_table("occupancy_rollup") as batch:
         batch.alter_column("cars", existing_type=sa.BigInteger(), type_=sa.Integer())
     with op.batch_alter_table("device_state") as batch:
-        for name, _kind in reversed(_GATE_STATE):
-            batch.drop_column(name)
+        batch.drop_column("g_series_at")
+        batch.drop_column("g_series")
+        batch.drop_column("g_ref_out")
+        batch.drop_column("g_ref_in")
+        batch.drop_column("g_total_out")
+        batch.drop_column("g_total_in")
+        batch.drop_column("g_out")
+        batch.drop_column("g_in")
+        batch.drop_column("g_seq")
     op.execute("DELETE FROM readings WHERE cars IS NULL")
     with op.batch_alter_table("readings") as batch:
         batch.drop_column("gate_out")

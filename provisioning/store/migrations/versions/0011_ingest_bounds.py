@@ -3,34 +3,36 @@ a gate board's lane credit and counter faults, and the posts refused for the per
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
+
+from provisioning.store.migrations.columns import epoch
 
 revision = "0011"
 down_revision = "0010"
 
-_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
-    ("seq_suspect", sa.BigInteger()),
-    ("g_suspect", sa.BigInteger()),
-    ("g_credit_in", sa.Double()),
-    ("g_credit_out", sa.Double()),
-    ("g_credit_at", sa.Double()),
-    ("g_faults", sa.Integer()),
-    ("g_fault_at", sa.Double()),
-    ("refused", sa.BigInteger()),
-    ("refused_at", sa.Double()),
-)
-
 
 def upgrade() -> None:
     with op.batch_alter_table("device_state") as batch:
-        for name, kind in _COLUMNS:
-            batch.add_column(sa.Column(name, kind, nullable=True))
+        batch.add_column(sa.Column("seq_suspect", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_suspect", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("g_credit_in", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("g_credit_out", sa.Double(), nullable=True))
+        batch.add_column(epoch("g_credit_at", nullable=True))
+        batch.add_column(sa.Column("g_faults", sa.Integer(), nullable=True))
+        batch.add_column(epoch("g_fault_at", nullable=True))
+        batch.add_column(sa.Column("refused", sa.BigInteger(), nullable=True))
+        batch.add_column(epoch("refused_at", nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("device_state") as batch:
-        for name, _kind in reversed(_COLUMNS):
-            batch.drop_column(name)
+        batch.drop_column("refused_at")
+        batch.drop_column("refused")
+        batch.drop_column("g_fault_at")
+        batch.drop_column("g_faults")
+        batch.drop_column("g_credit_at")
+        batch.drop_column("g_credit_out")
+        batch.drop_column("g_credit_in")
+        batch.drop_column("g_suspect")
+        batch.drop_column("seq_suspect")
