@@ -237,25 +237,28 @@ class Handler(BaseHTTPRequestHandler):
     def _route(
         self, method: str, path: str, query: dict[str, str], scopes: set[str]
     ) -> tuple[int, Any]:
+        """One endpoint of [CLIENTS] and [GRANTS]: a case per documented page. Where the path names
+        a client or grant, an unknown one is a 404 before the scope is checked."""
         tenant = self.server.tenant
-        parts = [unquote(p) for p in path.strip("/").split("/")]
-        if parts[0] == "clients":
-            if len(parts) == 1 and method == "POST":
+        match [method, *(unquote(p) for p in path.strip("/").split("/"))]:
+            case ["POST", "clients"]:
                 needs(scopes, "create:clients")
                 return 201, tenant.new_client(self._body()[0])
-            if len(parts) == 1 and method == "GET":
+            case ["GET", "clients"]:
                 needs(scopes, "read:clients")
                 keys = "read:client_keys" in scopes
                 return 200, [public(c, keys) for c in tenant.clients.values()]
-            client = tenant.client(parts[1])
-            if len(parts) == 3 and parts[2] == "rotate-secret" and method == "POST":
+            case ["POST", "clients", client_id, "rotate-secret"]:
+                client = tenant.client(client_id)
                 needs(scopes, "update:client_keys")
                 client["client_secret"] = secrets.token_urlsafe(48)
                 return 200, client
-            if len(parts) == 2 and method == "GET":
+            case ["GET", "clients", client_id]:
+                client = tenant.client(client_id)
                 needs(scopes, "read:clients")
                 return 200, public(client, "read:client_keys" in scopes)
-            if len(parts) == 2 and method == "PATCH":
+            case ["PATCH", "clients", client_id]:
+                client = tenant.client(client_id)
                 body = self._body()[0]
                 needs(scopes, "update:clients")
                 if {"client_secret", "token_endpoint_auth_method"} & set(body):
@@ -270,38 +273,37 @@ class Handler(BaseHTTPRequestHandler):
                     )
                 client.update(body)
                 return 200, public(client, "read:client_keys" in scopes)
-            if len(parts) == 2 and method == "DELETE":
+            case ["DELETE", "clients", client_id]:
+                client = tenant.client(client_id)
                 needs(scopes, "delete:clients")
                 del tenant.clients[client["client_id"]]
                 tenant.grants = {
                     k: g for k, g in tenant.grants.items() if g["client_id"] != client["client_id"]
                 }
                 return 204, None
-        if parts[0] == "client-grants":
-            if len(parts) == 1 and method == "POST":
+            case ["POST", "client-grants"]:
                 needs(scopes, "create:client_grants")
                 return 201, tenant.new_grant(self._body()[0])
-            if len(parts) == 1 and method == "GET":
+            case ["GET", "client-grants"]:
                 needs(scopes, "read:client_grants")
                 return 200, [
                     g
                     for g in tenant.grants.values()
                     if all(g[k] == query[k] for k in ("client_id", "audience") if k in query)
                 ]
-            grant = tenant.grants.get(parts[1]) if len(parts) == 2 else None
-            if grant is None:
-                raise ApiError(404, "The client grant does not exist", "inexistent_client_grant")
-            if method == "DELETE":
+            case ["DELETE", "client-grants", grant_id]:
+                grant = tenant.grant(grant_id)
                 needs(scopes, "delete:client_grants")
                 del tenant.grants[grant["id"]]
                 return 204, None
-            if method == "PATCH":
+            case ["PATCH", "client-grants", grant_id]:
+                grant = tenant.grant(grant_id)
                 needs(scopes, "update:client_grants")
                 grant["scope"] = list(self._body()[0].get("scope", grant["scope"]))
                 return 200, grant
-        if parts[0] == "resource-servers" and method == "GET":
-            needs(scopes, "read:resource_servers")
-            return 200, list(tenant.apis.values())
+            case ["GET", "resource-servers"]:
+                needs(scopes, "read:resource_servers")
+                return 200, list(tenant.apis.values())
         raise ApiError(404, "Not Found")
 
     def _control(self, method: str, path: str) -> None:

@@ -235,10 +235,9 @@ class Tenant:
         return client
 
     def client(self, client_id: str) -> dict[str, Any]:
-        client = self.clients.get(client_id)
-        if client is None:
-            raise ApiError(404, "The client does not exist", "inexistent_client")
-        return client
+        return _existing(self.clients, client_id, "The client does not exist", "inexistent_client")
+
+    # --- client grants [GRANTS] ---
 
     def new_grant(self, body: dict[str, Any]) -> dict[str, Any]:
         client_id, audience, scope = body.get("client_id"), body.get("audience"), body.get("scope")
@@ -254,13 +253,12 @@ class Tenant:
                 "invalid_body",
             )
         self.client(client_id)
-        api = self.apis.get(audience)
-        if api is None:
-            raise ApiError(
-                404,
-                f"No resource server found with identifier {audience}",
-                "inexistent_resource_server",
-            )
+        api = _existing(
+            self.apis,
+            audience,
+            f"No resource server found with identifier {audience}",
+            "inexistent_resource_server",
+        )
         known = {s["value"] for s in api["scopes"]}
         unknown = [s for s in scope if s not in known]
         if unknown:
@@ -285,6 +283,21 @@ class Tenant:
         }
         self.grants[grant["id"]] = grant
         return grant
+
+    def grant(self, grant_id: str) -> dict[str, Any]:
+        return _existing(
+            self.grants, grant_id, "The client grant does not exist", "inexistent_client_grant"
+        )
+
+
+def _existing(
+    items: dict[str, dict[str, Any]], key: str, message: str, code: str
+) -> dict[str, Any]:
+    """`items[key]`, or the Management API's 404 with `message` and `code` [ERRORS]."""
+    found = items.get(key)
+    if found is None:
+        raise ApiError(404, message, code)
+    return found
 
 
 def needs(scopes: set[str], *any_of: str) -> None:

@@ -11,29 +11,10 @@ from pathlib import Path
 
 import httpx
 
-from provisioning.service.auth.secrets import SecretHasher
-from provisioning.service.registry import service as registry
-from provisioning.store.db import make_engine, migrate, session_factory
-from tools.harness.clients import register_devices
+from tools.harness.clients import register_devices, register_operator
 from tools.harness.server import ServiceProcess
 
 STATIC = Path(__file__).resolve().parents[3] / "provisioning" / "service" / "ui" / "static"
-
-
-def _operator(data: Path, role: str = "admin", db: str | None = None) -> tuple[str, str]:
-    """An operator in `db` (default: the SQLite file the service uses in `data`)."""
-    url = db or f"sqlite:///{data / 'parkfleet.db'}"
-    data.mkdir(parents=True, exist_ok=True)
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            client, secret = registry.create_operator(
-                session, SecretHasher.from_data_dir(data), "test", "ops", role
-            )
-            return client.client_id, secret
-    finally:
-        engine.dispose()
 
 
 def _csrf(html: str) -> str:
@@ -57,7 +38,7 @@ def _sign_in(http: httpx.Client, who: tuple[str, str], next_: str = "/ui/") -> h
 
 def test_session_cookie_logout_expiry_headers(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    who = _operator(data)
+    who = register_operator(data)
     # Tokens live 5 s here: the session must end with them.
     env = {"PARK_METRICS_PUBLIC": "1"}  # the streams gauge is read below without a token
     with (
@@ -119,7 +100,7 @@ def test_session_cookie_logout_expiry_headers(tmp_path: Path) -> None:
 
 def test_sign_in_is_refused_and_rate_limited(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    who = _operator(data)
+    who = register_operator(data)
     with ServiceProcess(data) as server, server.client() as http:
         # Without the form's CSRF token: refused before any credential is looked at.
         bare = http.post("/ui/login", data={"client_id": who[0], "client_secret": who[1]})
@@ -150,7 +131,7 @@ def test_over_tls_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
 
     pki = make_pki(tmp_path / "pki")
     data = tmp_path / "data"
-    who = _operator(data)
+    who = register_operator(data)
     with (
         ServiceProcess(data, tls=(pki.server_cert, pki.server_key)) as server,
         httpx.Client(base_url=server.url, verify=str(pki.ca_pem), timeout=10) as http,
@@ -171,7 +152,7 @@ def test_every_dashboard_list_is_paged(tmp_path: Path) -> None:
     """Boards, a lot's boards and the lots are shown PER_PAGE at a time (at most MAX_PER_PAGE),
     with links to the neighbouring pages; an out-of-range page is clamped, not an error."""
     data = tmp_path / "data"
-    who = _operator(data)
+    who = register_operator(data)
     register_devices(data, 5, lot="north")
     register_devices(data, 2, lot="south")
     with ServiceProcess(data) as server, server.client() as http:
