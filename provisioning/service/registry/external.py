@@ -4,35 +4,21 @@ auth/external.py; their credentials are rotated in that server, never here)."""
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.service.auth.scopes import DEVICE
 from provisioning.service.registry.rules import (
     check_client_id,
     check_lot,
     check_name,
     normalise_mac,
 )
-from provisioning.service.registry.service import (
-    InvalidInput,
-    MacConflict,
-    RegistryError,
-    _commit_or_conflict,
-    _valid,
-    find_by_mac,
-)
-from provisioning.store import audit
+from provisioning.service.registry.service import Conflict, InvalidInput, checked, record_device
 from provisioning.store.models import Client
 
 
-class ClientIdConflict(RegistryError):
+class ClientIdConflict(Conflict):
     """The external client ID is already a client here (now or before a delete)."""
-
-    error = "conflict"
-    status = 409
 
     def __init__(self, client_id: str) -> None:
         super().__init__(
@@ -53,10 +39,10 @@ def create_device(
 ) -> Client:
     """Record a board registered in the trusted external server `issuer` under `client_id`: no
     secret is made or stored here (its tokens are that issuer's, auth/external.py)."""
-    lot = _valid(check_lot, lot)
-    name = _valid(check_name, name)
-    client_id = _valid(check_client_id, client_id)
-    mac = _valid(normalise_mac, mac) if mac is not None else None
+    lot = checked(check_lot, lot)
+    name = checked(check_name, name)
+    client_id = checked(check_client_id, client_id)
+    mac = checked(normalise_mac, mac) if mac is not None else None
     if issuer not in trusted:
         listed = ", ".join(trusted) if trusted else "none"
         raise InvalidInput(
@@ -65,31 +51,9 @@ def create_device(
         )
     if session.get(Client, client_id) is not None:
         raise ClientIdConflict(client_id)
-    if mac is not None and (holder := find_by_mac(session, mac)) is not None:
-        raise MacConflict(mac, holder.client_id)
-    now = time.time()
-    client = Client(
-        client_id=client_id,
-        kind=DEVICE,
-        name=name,
-        lot=lot,
-        mac=mac,
-        secret_hash=None,
-        enabled=True,
-        created_at=now,
-        updated_at=now,
-        issuer=issuer,
-    )
-    session.add(client)
-    audit.record(
-        session,
-        actor,
-        "device.create",
-        client_id,
-        {"lot": lot, "name": name, "mac": mac, "issuer": issuer},
-    )
     try:
-        _commit_or_conflict(session, mac)
+        return record_device(
+            session, actor, client_id, lot, name, mac, secret_hash=None, issuer=issuer
+        )
     except IntegrityError:  # a concurrent registration of the same client ID
         raise ClientIdConflict(client_id) from None
-    return client

@@ -54,11 +54,15 @@ class DeviceNotFound(RegistryError):
         self.client_id = client_id
 
 
-class LastOperator(RegistryError):
-    """Disabling or deleting the last enabled operator would lock everyone out of the API."""
+class Conflict(RegistryError):
+    """A request at odds with what the registry holds (409)."""
 
     error = "conflict"
     status = 409
+
+
+class LastOperator(Conflict):
+    """Disabling or deleting the last enabled operator would lock everyone out of the API."""
 
     def __init__(self, client_id: str) -> None:
         super().__init__(
@@ -66,11 +70,8 @@ class LastOperator(RegistryError):
         )
 
 
-class MacConflict(RegistryError):
+class MacConflict(Conflict):
     """The MAC is bound to another device; `client_id` names it so a caller can reuse it."""
-
-    error = "conflict"
-    status = 409
 
     def __init__(self, mac: str, client_id: str) -> None:
         super().__init__(f"mac {mac} is already registered as device {client_id}")
@@ -78,11 +79,8 @@ class MacConflict(RegistryError):
         self.client_id = client_id
 
 
-class SecretElsewhere(RegistryError):
+class SecretElsewhere(Conflict):
     """A device of an external server has no secret here to rotate."""
-
-    error = "conflict"
-    status = 409
 
     def __init__(self, client_id: str, issuer: str) -> None:
         super().__init__(
@@ -105,10 +103,10 @@ class Page(Generic[T]):
     next_cursor: str | None  # None: this was the last page
 
 
-def _valid(check: Callable[[str], str], value: str) -> str:
-    """Apply a schemas.py rule; its `ValueError` becomes `InvalidInput`."""
+def checked(rule: Callable[[str], str], value: str) -> str:
+    """Apply a rules.py rule; its `ValueError` becomes `InvalidInput`."""
     try:
-        return check(value)
+        return rule(value)
     except ValueError as error:
         raise InvalidInput(str(error)) from None
 
@@ -125,30 +123,60 @@ def _commit_or_conflict(session: Session, mac: str | None) -> None:
         raise MacConflict(mac or "", holder.client_id) from None
 
 
-def _new_client(
+def _add_client(
     session: Session,
-    hasher: SecretHasher,
+    client_id: str,
     kind: str,
     name: str,
+    secret_hash: str | None,
     lot: str | None = None,
     mac: str | None = None,
-) -> tuple[Client, str]:
-    """Add a new enabled client with a fresh secret to `session`; returns it and the secret."""
-    secret = new_client_secret()
+    issuer: str | None = None,
+) -> Client:
+    """Add a new enabled client to `session`; the caller audits and commits."""
     now = time.time()
     client = Client(
-        client_id=new_client_id(kind),
+        client_id=client_id,
         kind=kind,
         name=name,
         lot=lot,
         mac=mac,
-        secret_hash=hasher.hash(secret),
+        secret_hash=secret_hash,
         enabled=True,
         created_at=now,
         updated_at=now,
+        issuer=issuer,
     )
     session.add(client)
-    return client, secret
+    return client
+
+
+def record_device(
+    session: Session,
+    actor: str,
+    client_id: str,
+    lot: str,
+    name: str,
+    mac: str | None,
+    secret_hash: str | None,
+    issuer: str | None = None,
+) -> Client:
+    """Record a device whose lot, name and MAC already passed their rules (`checked`), audited
+    as `device.create`, in one transaction.
+
+    A MAC binds the client to one board, so registering the same board twice is a
+    `MacConflict` naming the existing client instead of an orphan. `issuer`: the trusted
+    external server the device gets its tokens from (registry/external.py); None: this one.
+    """
+    if mac is not None and (holder := find_by_mac(session, mac)) is not None:
+        raise MacConflict(mac, holder.client_id)
+    client = _add_client(session, client_id, DEVICE, name, secret_hash, lot, mac, issuer)
+    detail = {"lot": lot, "name": name, "mac": mac}
+    if issuer is not None:
+        detail["issuer"] = issuer
+    audit.record(session, actor, "device.create", client_id, detail)
+    _commit_or_conflict(session, mac)
+    return client
 
 
 def create_device(
@@ -159,21 +187,13 @@ def create_device(
     name: str,
     mac: str | None = None,
 ) -> tuple[Client, str]:
-    """Register a board; returns the client and its secret, which is not stored anywhere.
-
-    A MAC binds the client to one board, so registering the same board twice is a
-    `MacConflict` naming the existing client instead of an orphan.
-    """
-    lot = _valid(check_lot, lot)
-    name = _valid(check_name, name)
-    mac = _valid(normalise_mac, mac) if mac is not None else None
-    if mac is not None and (holder := find_by_mac(session, mac)) is not None:
-        raise MacConflict(mac, holder.client_id)
-    client, secret = _new_client(session, hasher, DEVICE, name, lot, mac)
-    audit.record(
-        session, actor, "device.create", client.client_id, {"lot": lot, "name": name, "mac": mac}
-    )
-    _commit_or_conflict(session, mac)
+    """Register a board; returns the client and its secret, which is not stored anywhere
+    (`record_device` says what a MAC binds)."""
+    lot = checked(check_lot, lot)
+    name = checked(check_name, name)
+    mac = checked(normalise_mac, mac) if mac is not None else None
+    client_id, secret = new_client_id(DEVICE), new_client_secret()
+    client = record_device(session, actor, client_id, lot, name, mac, hasher.hash(secret))
     return client, secret
 
 
@@ -187,7 +207,11 @@ def create_operator(
     admin API; a `viewer` gets `counts:read` only (scopes.ALLOWED)."""
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-    client, secret = _new_client(session, hasher, ROLES[role], _valid(check_name, name))
+    kind = ROLES[role]
+    secret = new_client_secret()
+    client = _add_client(
+        session, new_client_id(kind), kind, checked(check_name, name), hasher.hash(secret)
+    )
     audit.record(session, actor, "operator.create", client.client_id, {"name": name, "role": role})
     session.commit()
     return client, secret
@@ -219,7 +243,7 @@ def get_device_row(session: Session, client_id: str) -> DeviceRow:
 
 def find_by_mac(session: Session, mac: str) -> Client | None:
     """The live device bound to `mac` (any spelling), or None."""
-    mac = _valid(normalise_mac, mac)
+    mac = checked(normalise_mac, mac)
     return session.scalars(
         select(Client).where(Client.mac == mac, Client.deleted_at.is_(None))
     ).first()
@@ -273,9 +297,9 @@ def list_devices(
     limit = _check_limit(limit)
     query = _live_devices()
     if lot is not None:
-        query = query.where(Client.lot == _valid(check_lot, lot))
+        query = query.where(Client.lot == checked(check_lot, lot))
     if mac is not None:
-        query = query.where(Client.mac == _valid(normalise_mac, mac))
+        query = query.where(Client.mac == checked(normalise_mac, mac))
     if cursor is not None:
         after_at, after_id = _decode_cursor(cursor)
         query = query.where(
@@ -304,8 +328,8 @@ def update_device(
 ) -> Client:
     """Move a device to another lot and/or rename it (tokens already issued keep their
     `lot` claim until they expire)."""
-    new_lot = _valid(check_lot, lot) if lot is not None else None
-    new_name = _valid(check_name, name) if name is not None else None
+    new_lot = checked(check_lot, lot) if lot is not None else None
+    new_name = checked(check_name, name) if name is not None else None
     client = get_device(session, client_id)
     changes: dict[str, object] = {}
     if new_lot is not None and new_lot != client.lot:
