@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.service.registry.rules import check_lot, check_name
 from provisioning.service.registry.schemas import CAPACITY_MAX
-from provisioning.service.registry.service import InvalidInput, RegistryError
+from provisioning.service.registry.service import Conflict, InvalidInput, RegistryError, checked
 from provisioning.store import audit
 from provisioning.store.models import Lot
 
@@ -31,19 +31,9 @@ class LotNotFound(RegistryError):
         super().__init__(f"no lot record named {name!r}")
 
 
-class LotExists(RegistryError):
-    error = "conflict"
-    status = 409
-
+class LotExists(Conflict):
     def __init__(self, name: str) -> None:
         super().__init__(f"lot {name!r} already has a record; change it with PATCH")
-
-
-def _checked(name: str) -> str:
-    try:
-        return check_lot(name)
-    except ValueError as error:
-        raise InvalidInput(str(error)) from None
 
 
 def _label(label: str) -> str:
@@ -63,7 +53,7 @@ def create_lot(
     session: Session, actor: str, name: str, capacity: int | None, label: str | None
 ) -> Lot:
     """Give lot `name` a record; `LotExists` if it has one."""
-    name = _checked(name)
+    name = checked(check_lot, name)
     lot = Lot(
         name=name,
         capacity=_capacity(capacity),
@@ -84,7 +74,7 @@ def create_lot(
 
 def get_lot(session: Session, name: str) -> Lot:
     """The record of lot `name`, or `LotNotFound`."""
-    lot = session.get(Lot, _checked(name))
+    lot = session.get(Lot, checked(check_lot, name))
     if lot is None:
         raise LotNotFound(name)
     return lot
@@ -145,7 +135,7 @@ def recount(
     from provisioning.service.lots import occupancy
     from provisioning.store import sql
 
-    name = _checked(name)
+    name = checked(check_lot, name)
     if not 0 <= cars <= CAPACITY_MAX:
         raise InvalidInput(f"cars must be 0 to {CAPACITY_MAX}")
     tx = sql.Tx.of(session.connection())

@@ -46,7 +46,7 @@ from provisioning.service.auth.scopes import (
 )
 from provisioning.service.context import ServiceContext
 from provisioning.service.registry.routes import _ERRORS, AdminRoute, Db
-from provisioning.service.registry.service import RegistryError
+from provisioning.service.registry.service import Conflict, RegistryError
 from provisioning.service.releases import rollout
 from provisioning.service.releases.schemas import (
     VERSION_PATTERN,
@@ -110,9 +110,8 @@ class NotFound(RegistryError):
     status = 404
 
 
-class Exists(RegistryError):
-    error = "conflict"
-    status = 409
+class Exists(Conflict):
+    """A release published already, or a rollout action its state refuses (409)."""
 
 
 def load_keys(spec: str | None) -> list[Any]:
