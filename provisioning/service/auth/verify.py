@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 import jwt
-from jwt.algorithms import ECAlgorithm
 from sqlalchemy import Engine, bindparam, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,7 +41,7 @@ from provisioning.service.auth.claims import decode_checked
 from provisioning.service.auth.clients import ClientRecord
 from provisioning.service.auth.errors import InvalidToken
 from provisioning.service.auth.external import ExternalTokens
-from provisioning.service.auth.issuers import TrustedIssuers
+from provisioning.service.auth.issuers import TrustedIssuers, parse_jwks
 from provisioning.service.auth.keys import ALG, JWKS_MAX_AGE_S, JWT_TYPE, KeyStore
 from provisioning.service.auth.principal import Principal
 from provisioning.service.config import Settings
@@ -138,18 +137,15 @@ class RemoteJwks:
                     async with httpx.AsyncClient(timeout=5) as http:
                         response = await http.get(self.url)
                         response.raise_for_status()
-                        self._keys = _parse_jwks(response.json())
+                        self._keys = _signing_keys(response.json())
                 except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
                     log.warning("JWKS fetch from %s failed: %s", self.url, error)
         return self._keys.get(kid)
 
 
-def _parse_jwks(document: Any) -> dict[str, Any]:
-    keys: dict[str, Any] = {}
-    for jwk in document["keys"]:
-        if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256" and jwk.get("alg", ALG) == ALG:
-            keys[jwk["kid"]] = ECAlgorithm.from_jwk(jwk)
-    return keys
+def _signing_keys(document: Any) -> dict[str, Any]:
+    """The keys of our JWKS by `kid`: those that may verify the pinned algorithm."""
+    return {kid: key.key for kid, key in parse_jwks(document).items() if ALG in key.algorithms}
 
 
 class ClientDirectory:
