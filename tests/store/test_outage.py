@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE
+from provisioning.common.scopes import ADMIN_AUDIENCE
 from tools.harness.clients import register_devices
 from tools.harness.parkctl import parkctl
 from tools.harness.pgcluster import PostgresCluster

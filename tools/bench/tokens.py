@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 from fastapi.testclient import TestClient
 
+from provisioning.common.scopes import INGEST_AUDIENCE
 from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import INGEST_AUDIENCE
 from provisioning.service.auth.verify import TokenVerifier
 from provisioning.service.config import Settings
 from provisioning.service.metrics import Metrics

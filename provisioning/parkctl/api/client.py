@@ -25,14 +25,14 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from provisioning.common.errors import ParkctlError
-from provisioning.parkctl.api import advice
-from provisioning.parkctl.api.lean_httpx import httpx
-from provisioning.service.auth.scopes import (
+from provisioning.common.scopes import (
     ADMIN_AUDIENCE,
     COUNTS_READ,
     DEVICES_ADMIN,
     INGEST_AUDIENCE,
 )
+from provisioning.parkctl.api import advice
+from provisioning.parkctl.api.lean_httpx import httpx
 from provisioning.service.registry.schemas import (
     AuditPage,
     Device,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.common.errors import ParkctlError
-from provisioning.service.auth.scopes import INGEST_AUDIENCE
+from provisioning.common.scopes import INGEST_AUDIENCE
 
 CONFIG_NAME = "config.json"
 CA_CERT_NAME = "ca.der"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
+from provisioning.common.scopes import DEVICE, OPERATOR
 from provisioning.parkctl.verbs import Parser, Verbs, int_range
-from provisioning.service.auth.scopes import DEVICE, OPERATOR
 
 
 def _commands() -> ModuleType:

@@ -30,8 +30,8 @@ from pydantic import BaseModel
 
 from provisioning.common import display
 from provisioning.common.errors import ParkctlError
+from provisioning.common.scopes import OPERATOR
 from provisioning.parkctl.api.client import AdminClient, from_environment
-from provisioning.service.auth.scopes import OPERATOR
 from provisioning.service.registry.schemas import AuditEntry, Device, Operator, SecretRotated
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioning.service.auth import scopes
+from provisioning.common.scopes import INGEST_AUDIENCE
 from provisioning.service.auth.claims import decode_checked
 from provisioning.service.auth.errors import InvalidToken
 from provisioning.service.auth.issuers import IssuerKey, TrustedIssuers
@@ -102,7 +102,7 @@ class ExternalTokens:
         return Principal(
             client_id=client_id,
             kind="",  # from the registry
-            audience=scopes.INGEST_AUDIENCE,  # the ingestion API, whatever the operator named it
+            audience=INGEST_AUDIENCE,  # the ingestion API, whatever the operator named it
             scopes=granted_scopes(claims),
             lot=None,  # from the registry: external servers do not know lots
             claims=claims,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from provisioning.common.scopes import ADMIN_AUDIENCE, ALL_SCOPES, AUDIENCES, DEVICES_ADMIN
 from provisioning.service.auth import scopes
 from provisioning.service.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
 from provisioning.service.auth.deps import require_token
@@ -122,7 +123,7 @@ def _install_oauth_routes(app: FastAPI, token: Endpoint, introspect: Endpoint) -
     token_body = _body_schema(
         {
             "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
-            "audience": {"type": "string", "enum": list(scopes.AUDIENCES)},
+            "audience": {"type": "string", "enum": list(AUDIENCES)},
             "scope": _TEXT,
             **_CLIENT,
         },
@@ -182,7 +183,7 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     else:
         # Counts of clients, refusals and routes tell an attacker how the service is used:
         # an operator token (the admin audience) unless PARK_METRICS_PUBLIC opens it.
-        check = require_token(scopes.ADMIN_AUDIENCE, scopes.DEVICES_ADMIN)
+        check = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)
 
         async def protected_metrics(request: Request) -> Response:
             await check(request)
@@ -308,7 +309,7 @@ def _install_authorization_server(app: FastAPI, ctx: ServiceContext) -> None:
             "client_secret_basic",
             "client_secret_post",
         ],
-        "scopes_supported": list(scopes.ALL_SCOPES),
+        "scopes_supported": list(ALL_SCOPES),
         # RFC 8414 §2 requires the member; there is no authorization endpoint here.
         "response_types_supported": [],
     }

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 
+from provisioning.common.scopes import DEVICE
 from provisioning.service.auth import scopes
 from provisioning.service.auth.clients import ClientRecord
 from provisioning.service.auth.errors import (
@@ -257,7 +258,7 @@ class ClientCredentialsGrant:
             "jti": secrets.token_urlsafe(12),  # 96 bits: unique, and keeps the token short
             "scope": scope,
         }
-        if client.kind == scopes.DEVICE and client.lot:
+        if client.kind == DEVICE and client.lot:
             claims["lot"] = client.lot
         return claims
 

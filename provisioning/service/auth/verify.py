@@ -36,6 +36,7 @@ import jwt
 from sqlalchemy import Engine, bindparam, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from provisioning.common.scopes import AUDIENCES
 from provisioning.service.auth import scopes
 from provisioning.service.auth.claims import decode_checked
 from provisioning.service.auth.clients import ClientRecord
@@ -339,7 +340,7 @@ class TokenVerifier:
             raise InvalidToken("unknown signing key")
         # The algorithm is pinned: the header never chooses it.
         claims = decode_checked(
-            token, key, ALG, list(scopes.AUDIENCES), self.issuer, LEEWAY_S, REQUIRED_CLAIMS
+            token, key, ALG, list(AUDIENCES), self.issuer, LEEWAY_S, REQUIRED_CLAIMS
         )
         sub, aud, scope = claims["sub"], claims["aud"], claims["scope"]
         if not (isinstance(sub, str) and isinstance(aud, str) and isinstance(scope, str)):

@@ -25,6 +25,7 @@ from pydantic import AfterValidator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from provisioning.common.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.service.auth.deps import require_token
 from provisioning.service.auth.errors import (
     InvalidRequest,
@@ -35,7 +36,6 @@ from provisioning.service.auth.errors import (
 )
 from provisioning.service.auth.principal import Principal
 from provisioning.service.auth.ratelimit import TokenBuckets
-from provisioning.service.auth.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
 from provisioning.service.context import ServiceContext
 from provisioning.service.ingest import store
 from provisioning.service.ingest.commit import CountsCommit

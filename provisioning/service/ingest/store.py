@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from provisioning.service.auth.scopes import DEVICE
+from provisioning.common.scopes import DEVICE
 from provisioning.service.ingest import outbox, seqrule
 from provisioning.service.ingest.schemas import CountsBatch, GateReading, Reading
 from provisioning.service.lots import history, liveness, occupancy

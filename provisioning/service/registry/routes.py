@@ -20,10 +20,10 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 from starlette.types import Message
 
+from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.service.auth.deps import require_token
 from provisioning.service.auth.errors import NO_STORE, InvalidRequest
 from provisioning.service.auth.principal import Principal
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
 from provisioning.service.context import ServiceContext
 from provisioning.service.registry import external, service
 from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, MAC_PATTERN

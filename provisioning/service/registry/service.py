@@ -20,7 +20,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.service.auth.scopes import DEVICE, OPERATOR, VIEWER
+from provisioning.common.scopes import DEVICE, OPERATOR, VIEWER
 from provisioning.service.auth.secrets import SecretHasher, new_client_id, new_client_secret
 from provisioning.service.registry.rules import check_lot, check_name, normalise_mac
 from provisioning.store import audit

@@ -35,15 +35,15 @@ from sqlalchemy.orm import Session
 
 from provisioning.common import bundle
 from provisioning.common.errors import ParkctlError
-from provisioning.service.auth.deps import require_token
-from provisioning.service.auth.principal import Principal
-from provisioning.service.auth.scopes import (
+from provisioning.common.scopes import (
     ADMIN_AUDIENCE,
     DEVICE,
     DEVICES_ADMIN,
     INGEST_AUDIENCE,
     RELEASES_READ,
 )
+from provisioning.service.auth.deps import require_token
+from provisioning.service.auth.principal import Principal
 from provisioning.service.context import ServiceContext
 from provisioning.service.registry.routes import _ERRORS, AdminRoute, Db
 from provisioning.service.registry.service import Conflict, RegistryError

@@ -34,8 +34,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioning.common import display
+from provisioning.common.scopes import INGEST_AUDIENCE
 from provisioning.service.auth.errors import InvalidToken, OAuthError
-from provisioning.service.auth.scopes import INGEST_AUDIENCE
 from provisioning.service.auth.secrets import same_text
 from provisioning.service.auth.tokens import parse_params
 from provisioning.service.context import ServiceContext

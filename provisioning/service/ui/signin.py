@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from provisioning.common.scopes import ADMIN_AUDIENCE, COUNTS_READ, INGEST_AUDIENCE
 from provisioning.service.auth.failures import SIGN_IN_SOURCE
 from provisioning.service.auth.ratelimit import TokenBuckets
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, COUNTS_READ, INGEST_AUDIENCE
 from provisioning.service.config import Settings
 from provisioning.service.ui.session import Session
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, INGEST_AUDIENCE
+from provisioning.common.scopes import ADMIN_AUDIENCE, INGEST_AUDIENCE
 from tests.service.auth.conftest import Auth, MakeAuth
 from tools.harness.server import ServiceProcess
 

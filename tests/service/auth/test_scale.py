@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from provisioning.common.scopes import ADMIN_AUDIENCE
 from provisioning.service.auth.kek import new_kek_text
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE
 from tests.service.auth.conftest import jwt_parts
 from tools.harness.clients import register_devices
 from tools.harness.parkctl import parkctl

@@ -17,12 +17,12 @@ from fastapi import Depends
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from provisioning.common.scopes import COUNTS_WRITE, INGEST_AUDIENCE
 from provisioning.service.app import create_app
 from provisioning.service.auth.deps import require_token
 from provisioning.service.auth.errors import InvalidToken
 from provisioning.service.auth.keys import JWKS_MAX_AGE_S
 from provisioning.service.auth.principal import Principal
-from provisioning.service.auth.scopes import COUNTS_WRITE, INGEST_AUDIENCE
 from provisioning.service.auth.verify import RemoteJwks
 from provisioning.service.config import Settings
 from provisioning.service.metrics import Metrics

@@ -12,9 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from provisioning.service.auth.clients import parse_basic
-from provisioning.service.auth.errors import InvalidRequest
-from provisioning.service.auth.scopes import (
+from provisioning.common.scopes import (
     ADMIN_AUDIENCE,
     COUNTS_READ,
     COUNTS_WRITE,
@@ -22,6 +20,8 @@ from provisioning.service.auth.scopes import (
     INGEST_AUDIENCE,
     RELEASES_READ,
 )
+from provisioning.service.auth.clients import parse_basic
+from provisioning.service.auth.errors import InvalidRequest
 from provisioning.service.auth.tokens import _form_pairs
 from provisioning.service.registry import service as registry
 from provisioning.store.models import AuditEvent

@@ -14,15 +14,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends
 
-from provisioning.service.auth.deps import require_token
-from provisioning.service.auth.errors import InvalidToken
-from provisioning.service.auth.principal import Principal
-from provisioning.service.auth.scopes import (
+from provisioning.common.scopes import (
     ADMIN_AUDIENCE,
     COUNTS_READ,
     COUNTS_WRITE,
     INGEST_AUDIENCE,
 )
+from provisioning.service.auth.deps import require_token
+from provisioning.service.auth.errors import InvalidToken
+from provisioning.service.auth.principal import Principal
 from provisioning.service.auth.verify import ClientDirectory
 from provisioning.service.registry import service as registry
 from tests.service.auth.conftest import ISSUER, Auth, jwt_parts

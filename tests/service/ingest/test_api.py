@@ -18,13 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import (
+from provisioning.common.scopes import (
     ADMIN_AUDIENCE,
     COUNTS_READ,
     DEVICES_ADMIN,
     INGEST_AUDIENCE,
 )
+from provisioning.service.app import create_app
 from provisioning.service.registry import service as registry
 from provisioning.service.ui import views
 from provisioning.store.models import AuditEvent, DeviceState, Reading

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
 
+from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.parkctl.registry.commands import _device_table
 from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.service.ingest.schemas import InvalidBody, parse_counts
 from provisioning.service.lots import occupancy
 from provisioning.service.registry import service as registry

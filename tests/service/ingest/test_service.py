@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provisioning.service.auth.scopes import COUNTS_READ, INGEST_AUDIENCE
+from provisioning.common.scopes import COUNTS_READ, INGEST_AUDIENCE
 from provisioning.service.auth.secrets import SecretHasher
 from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, session_factory

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from provisioning.common.scopes import ADMIN_AUDIENCE
 from provisioning.service.app import create_app
 from provisioning.service.auth.clients import ClientRecord
 from provisioning.service.auth.errors import InvalidToken
 from provisioning.service.auth.ratelimit import TokenBuckets
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE
 from provisioning.service.auth.tokens import ClientCredentialsGrant
 from provisioning.store.models import AuditEvent, DeviceState
 from tests.service.auth.conftest import Auth, make_settings

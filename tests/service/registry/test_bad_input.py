@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from provisioning.common.scopes import ADMIN_AUDIENCE, COUNTS_READ, INGEST_AUDIENCE
 from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, COUNTS_READ, INGEST_AUDIENCE
 from tests.service.auth.conftest import Auth, make_settings
 
 SURROGATE_JSON = '"\\ud800"'  # a lone surrogate, written as JSON does

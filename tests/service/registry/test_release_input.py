@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from provisioning.common import bundle
+from provisioning.common.scopes import ADMIN_AUDIENCE
 from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE
 from provisioning.service.releases.routes import MAX_BUNDLE_BYTES
 from tests.service.auth.conftest import Auth, make_settings
 from tests.service.registry.test_bad_input import SURROGATE_JSON, assert_standard_4xx

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.service.auth.secrets import SecretHasher
 from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory

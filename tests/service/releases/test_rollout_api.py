@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from provisioning.common import bundle
+from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.service.app import create_app
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from tests.service.auth.conftest import Auth, make_settings
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from provisioning.service.auth.scopes import COUNTS_READ, INGEST_AUDIENCE
+from provisioning.common.scopes import COUNTS_READ, INGEST_AUDIENCE
 from tests.service.ui.conftest import Fleet
 from tests.service.ui.test_browser import DESKTOP, PHONE, sign_in
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from provisioning.service.auth.scopes import ADMIN_AUDIENCE
+from provisioning.common.scopes import ADMIN_AUDIENCE
 from provisioning.store.db import make_engine, session_factory
 from provisioning.store.models import AuditEvent
 from tests.service.ui.test_session import _csrf, _operator
