@@ -43,7 +43,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from provisioning.parkctl.api.client import AdminClient, TokenCache
+from provisioning.parkctl.api.client import AdminClient
+from provisioning.parkctl.api.tokens import TokenCache
 from provisioning.parkctl.registry.commands import agent_text
 from provisioning.service.auth.secrets import write_private_file
 from tools import demo_idp

@@ -19,7 +19,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from provisioning.parkctl.api.client import AdminClient, TokenCache
+from provisioning.parkctl.api.client import AdminClient
+from provisioning.parkctl.api.tokens import TokenCache
 from provisioning.parkctl.fleet.config import Network
 from provisioning.parkctl.fleet.image import load_firmware
 from provisioning.parkctl.fleet.provision import BoardJob, BoardResult, Provisioner

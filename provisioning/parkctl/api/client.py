@@ -1,20 +1,17 @@
 """`AdminClient`: the admin API from Python, for `parkctl device ...` and the fleet tool.
 
 It authenticates like any other client: an operator token for `parkfleet-admin` from the
-server's token endpoint (RFC 6749 §4.4, `client_secret_basic`), cached on disk and reused until
-shortly before it expires, so a fleet run of hundreds of calls costs one token, not one per call
-(the token endpoint allows a burst of 10 per client, then 10 an hour). Every failure is a
-`ParkctlError` whose message says what went wrong and never contains the secret.
+server's token endpoint (RFC 6749 §4.4, `client_secret_basic`), cached on disk (`tokens.py`)
+and reused until shortly before it expires, so a fleet run of hundreds of calls costs one token,
+not one per call (the token endpoint allows a burst of 10 per client, then 10 an hour). Every
+failure is a `ParkctlError` whose message says what went wrong and never contains the secret.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import os
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +30,8 @@ from provisioning.common.scopes import (
 )
 from provisioning.parkctl.api import advice
 from provisioning.parkctl.api.lean_httpx import httpx
+from provisioning.parkctl.api.tokens import EXPIRY_MARGIN_S, TokenCache
+from provisioning.parkctl.api.transport import send
 from provisioning.service.registry.schemas import (
     AuditPage,
     Device,
@@ -48,16 +47,6 @@ from provisioning.service.registry.schemas import (
 )
 
 M = TypeVar("M", bound=BaseModel)
-# Stop using a cached token this long before it expires (clock skew, a slow request).
-EXPIRY_MARGIN_S = 60.0
-
-
-def default_cache_dir() -> Path:
-    """`$PARK_CACHE_DIR`, else `$XDG_CACHE_HOME/parkfleet`, else `~/.cache/parkfleet`."""
-    if explicit := os.environ.get("PARK_CACHE_DIR"):
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "parkfleet"
 
 
 class AdminApiError(ParkctlError):
@@ -79,58 +68,6 @@ class MacConflictError(AdminApiError):
     def __init__(self, message: str, client_id: str) -> None:
         super().__init__(message, 409, "conflict")
         self.client_id = client_id
-
-
-class TokenCache:
-    """Access tokens on disk, keyed by server URL, client ID and audience.
-
-    The file is owner-only (0600) like an SSH key: a cached token is as good as the secret
-    until it expires. Writes go to a fresh temporary file renamed over the old one, so
-    parallel `parkctl` processes never see a half-written file (last writer wins).
-    """
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self.path = (directory or default_cache_dir()) / "tokens.json"
-
-    def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            info = self.path.stat()
-            if info.st_mode & 0o077 or info.st_uid != os.getuid():
-                return {}  # someone else could have written it: do not trust its tokens
-            data = json.loads(self.path.read_text())
-            tokens = data.get("tokens", {}) if isinstance(data, dict) else {}
-            return tokens if isinstance(tokens, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def get(self, key: str, now: float | None = None) -> tuple[str, float] | None:
-        """(token, use until) for `key` if it is still good to use."""
-        entry = self._load().get(key)
-        now = time.time() if now is None else now
-        if not isinstance(entry, dict):
-            return None
-        token, use_until = entry.get("access_token"), entry.get("use_until")
-        if isinstance(token, str) and isinstance(use_until, int | float) and now < use_until:
-            return token, float(use_until)
-        return None
-
-    def put(self, key: str, token: str | None, use_until: float = 0.0) -> None:
-        """Store `token` for `key` until `use_until`; `None` drops the entry."""
-        now = time.time()
-        tokens = {k: v for k, v in self._load().items() if v.get("use_until", 0) > now}
-        tokens.pop(key, None)
-        if token is not None:
-            tokens[key] = {"access_token": token, "use_until": use_until}
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix="tokens.", dir=self.path.parent)  # created 0600
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump({"version": 1, "tokens": tokens}, out)
-            os.replace(tmp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:
@@ -156,24 +93,6 @@ def _error_text(response: httpx.Response) -> tuple[str, str]:
             if isinstance(item, dict)
         )
     return error, str(description or body.get("detail") or error or response.status_code)
-
-
-def send(
-    http: httpx.Client, where: str, ca_hint: str, method: str, url: str, **kwargs: Any
-) -> httpx.Response:
-    """`http.request(...)`; a failure to connect becomes one `ParkctlError` naming `where`
-    (and `ca_hint` when the certificate did not verify)."""
-    try:
-        return http.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        raise ParkctlError(f"{where} did not answer in time") from None
-    except httpx.InvalidURL as error:
-        raise ParkctlError(f"{where} is not a usable URL: {error}") from None
-    except httpx.HTTPError as error:
-        if "WRONG_VERSION_NUMBER" in str(error) and where.startswith("https://"):
-            raise ParkctlError(advice.plain_http(where)) from None
-        hint = f" ({ca_hint})" if "CERTIFICATE_VERIFY_FAILED" in str(error) else ""
-        raise ParkctlError(f"cannot reach {where}: {error}{hint}") from None
 
 
 class AdminClient:

@@ -21,7 +21,8 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from provisioning.common.errors import ParkctlError
-from provisioning.parkctl.api.client import AdminClient, default_cache_dir, from_environment
+from provisioning.parkctl.api.client import AdminClient, from_environment
+from provisioning.parkctl.api.tokens import default_cache_dir
 from provisioning.parkctl.fleet.board_commands import out, progress_bars
 from provisioning.parkctl.fleet.config import (
     DEFAULT_SENSOR,

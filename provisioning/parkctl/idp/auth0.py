@@ -35,8 +35,8 @@ from urllib.parse import quote
 from pydantic import SecretStr
 
 from provisioning.common.errors import ParkctlError
-from provisioning.parkctl.api.client import EXPIRY_MARGIN_S, TokenCache
 from provisioning.parkctl.api.lean_httpx import httpx
+from provisioning.parkctl.api.tokens import EXPIRY_MARGIN_S, TokenCache
 from provisioning.parkctl.idp.base import WRITE_SCOPE, ExternalClient, secret_from
 from provisioning.parkctl.idp.http import IdpHttp, error_text
 

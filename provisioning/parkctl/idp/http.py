@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provisioning.common.errors import ParkctlError
-from provisioning.parkctl.api.client import send
 from provisioning.parkctl.api.lean_httpx import httpx
+from provisioning.parkctl.api.transport import send
 
 MAX_WAIT_S = 120.0  # a longer rate-limit pause is an error the operator sees, not a hang
 MAX_ATTEMPTS = 6

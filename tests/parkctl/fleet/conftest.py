@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.parkctl.api.client import AdminClient, TokenCache
+from provisioning.parkctl.api.client import AdminClient
+from provisioning.parkctl.api.tokens import TokenCache
 from provisioning.service.registry.schemas import Device
 from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess

@@ -16,8 +16,8 @@ from provisioning.parkctl.api.client import (
     AdminClient,
     DeviceNotFoundError,
     MacConflictError,
-    TokenCache,
 )
+from provisioning.parkctl.api.tokens import TokenCache
 from provisioning.service.auth.secrets import SecretHasher
 from provisioning.service.registry import service
 from provisioning.store.db import make_engine, session_factory
