@@ -23,9 +23,15 @@ Adding a verb (here `parkctl device show`) is two steps:
    a value the command line does not give). A parameter the verb does not declare takes its
    default.
 
+Options that several verbs share reach their handlers as one frozen dataclass, so their list is
+written once: the declaration adds the options, then `options_object(cmd, "options",
+ProvisionOptions)`; the handler's parameter `options: ProvisionOptions` gets the dataclass built
+from the parsed options named as its fields (`provision` and `fleet provision` do this).
+
 Its bad inputs go in tests/parkctl/test_cli.py `BAD_INPUT` (that test fails for a verb
 without them); tests/parkctl/test_verbs.py checks that every handler parameter without a
-default has an option of its name (a type checker cannot follow argparse's names).
+default (and every field of an options object) has an option of its name (a type checker
+cannot follow argparse's names).
 
 A new group is a function like `device_verbs(parkctl: Verbs)` called from `cli.build()`.
 """
@@ -33,8 +39,9 @@ A new group is a function like `device_verbs(parkctl: Verbs)` called from `cli.b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from provisioning.common.errors import ParkctlError
 
@@ -135,11 +142,29 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+@dataclasses.dataclass(frozen=True)
+class OptionsObject:
+    """A verb's default that `call` turns into `cls`, a frozen dataclass, built from the parsed
+    options named as its fields (see `options_object`)."""
+
+    cls: type[Any]
+
+    def build(self, args: argparse.Namespace) -> Any:
+        return self.cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(self.cls)})
+
+
+def options_object(cmd: Parser, dest: str, cls: type[Any]) -> None:
+    """Hand the handler's parameter `dest` the options `cmd` declared as one `cls` (a frozen
+    dataclass whose fields are named as the options' `dest`s), instead of one by one."""
+    cmd.set_defaults(**{dest: OptionsObject(cls)})
+
+
 def call(args: argparse.Namespace) -> None:
     """Run the verb `args` parsed to: its handler, given each of its parameters that `args`
-    has (by name; the others take their defaults)."""
+    has (by name; the others take their defaults), options objects built."""
     import inspect  # only now: not part of `--help`
 
     handler = args.handler()
     params = inspect.signature(handler).parameters
-    handler(**{name: getattr(args, name) for name in params if hasattr(args, name)})
+    given = {name: getattr(args, name) for name in params if hasattr(args, name)}
+    handler(**{k: v.build(args) if isinstance(v, OptionsObject) else v for k, v in given.items()})

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, DEFAULT_SENSOR
+from provisioning.parkctl.fleet.config import DEFAULT_INTERVAL_S, DEFAULT_SENSOR, ProvisionOptions
 from provisioning.parkctl.registry.cli import idp_option
-from provisioning.parkctl.verbs import Parser, Verbs, int_range
+from provisioning.parkctl.verbs import Parser, Verbs, int_range, options_object
 
 
 def _board_commands() -> ModuleType:
@@ -46,7 +46,8 @@ def _flash_options(cmd: Parser) -> None:
 
 
 def _provision_options(cmd: Parser) -> None:
-    """What `provision` and `fleet provision` share: the network, flashing and verifying."""
+    """What `provision` and `fleet provision` share: the network, flashing and verifying,
+    handed to their handlers as one `ProvisionOptions` (parameter `options`)."""
     cmd.add_argument("--wifi-ssid", default="", help="WiFi network the boards join.")
     cmd.add_argument(
         "--wifi-password-file", type=Path, help="File whose first line is the WiFi password."
@@ -74,6 +75,15 @@ def _provision_options(cmd: Parser) -> None:
     )
     _release(cmd)
     idp_option(cmd)
+    options_object(cmd, "options", ProvisionOptions)
+
+
+def _state(cmd: Parser, default: str) -> None:
+    cmd.add_argument(
+        "--state",
+        type=Path,
+        help=f"Finished steps per port and MAC, to resume (default: {default}).",
+    )
 
 
 def _release(cmd: Parser) -> None:
@@ -116,12 +126,7 @@ def provision_verb(parkctl: Verbs) -> None:
     cmd.add_argument("--lot", required=True, help="Parking lot the board counts for.")
     _firmware(cmd)
     cmd.add_argument("--name", help="Board name (default: LOT-PORT).")
-    cmd.add_argument(
-        "--state",
-        type=Path,
-        help="Finished steps per port and MAC, to resume (default: provision.state.json in "
-        "parkctl's cache directory).",
-    )
+    _state(cmd, "provision.state.json in parkctl's cache directory")
     _provision_options(cmd)
 
 
@@ -134,6 +139,6 @@ def fleet_verbs(parkctl: Verbs) -> None:
     cmd.add_argument("manifest", type=Path, help="CSV: port,lot,name[,wifi_ssid].")
     _firmware(cmd)
     cmd.add_argument("--jobs", "-j", type=int_range(1), default=4, help="Boards in parallel.")
-    cmd.add_argument("--state", type=Path, help="Default: MANIFEST.state.json.")
+    _state(cmd, "MANIFEST.state.json")
     cmd.add_argument("--dry-run", action="store_true", help="Show the plan only.")
     _provision_options(cmd)

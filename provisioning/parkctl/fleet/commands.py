@@ -27,18 +27,18 @@ from provisioning.parkctl.fleet.board_commands import out, progress_bars
 from provisioning.parkctl.fleet.config import (
     DEFAULT_SENSOR,
     Network,
-    NetworkOptions,
+    ProvisionOptions,
     read_ca_cert,
     read_secret_file,
 )
-from provisioning.parkctl.fleet.image import load_firmware
+from provisioning.parkctl.fleet.image import FirmwareImage, load_firmware
 from provisioning.parkctl.fleet.manifest import read_manifest
 from provisioning.parkctl.fleet.provision import BoardJob, BoardResult, Provisioner
 from provisioning.parkctl.fleet.state import STEPS, FleetState, default_state_path
 from provisioning.parkctl.idp.twosided import TwoSided
 
 
-def _network(options: NetworkOptions) -> Network:
+def _network(options: ProvisionOptions) -> Network:
     """Where the boards connect, from the options shared by `provision` and `fleet provision`."""
     server, token_url, ingest_url = options.server, options.token_url, options.ingest_url
     ca_cert, password_file = options.ca_cert, options.wifi_password_file
@@ -133,19 +133,7 @@ def provision_command(
     lot: str,
     firmware: Path,
     name: str | None,
-    server: str | None,
-    token_url: str | None,
-    ingest_url: str | None,
-    wifi_ssid: str,
-    wifi_password_file: Path | None,
-    ca_cert: Path | None,
-    interval: int,
-    sensor: str,
-    release: Path | None,
-    idp_url: str | None,
-    baud: int | None,
-    erase: bool,
-    verify_timeout: float,
+    options: ProvisionOptions,
     state: Path | None = None,
 ) -> None:
     """Register, flash, install and verify one board (its identity bound to its MAC); a
@@ -153,30 +141,39 @@ def provision_command(
     from provisioning.parkctl.fleet.manifest import default_name
     from provisioning.service.registry.rules import check_lot, check_name
 
-    where = NetworkOptions(
-        server, token_url, ingest_url, wifi_ssid, wifi_password_file, ca_cert, interval, sensor,
-        release, idp_url,
-    )  # fmt: skip
     try:
         job = BoardJob(port, check_lot(lot), check_name(name or default_name(port, lot)))
     except ValueError as error:
         raise ParkctlError(str(error)) from None
-    network = _network(where)
+    network = _network(options)
     image = load_firmware(firmware)
-    with from_environment(where.server) as registry, _external(registry, where.idp) as external:
-        _preflight(registry)
-        fleet_state = FleetState(state or default_cache_dir() / "provision.state.json")
+    fleet_state = FleetState(state or default_cache_dir() / "provision.state.json")
+    with _provisioner(options, image, network, fleet_state) as provisioner:
         if fleet_state.done(port) == list(STEPS):
             # Provisioning a finished board again is asked for: all steps, a new secret. Only a
             # run that failed is resumed.
             fleet_state.forget(port, *STEPS)
-        provisioner = Provisioner(
-            registry, image, network, fleet_state, baud, erase, verify_timeout, external
-        )
         [result] = run_boards(provisioner, [job], 1)
     out.print(_summary([result], {job.port: job}))
     if not result.ok:
         raise ParkctlError(_next_steps([result]))
+
+
+@contextlib.contextmanager
+def _provisioner(
+    options: ProvisionOptions, image: FirmwareImage, network: Network, state: FleetState
+) -> Iterator[Provisioner]:
+    """A run's `Provisioner`, on the admin API with the operator's credentials (and with
+    `--idp` the external server), both reached and checked before any board is touched."""
+    with (
+        from_environment(options.server) as registry,
+        _external(registry, options.idp_url) as external,
+    ):
+        _preflight(registry)
+        yield Provisioner(
+            registry, image, network, state, options.baud, options.erase,
+            options.verify_timeout, external,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -217,39 +214,19 @@ def fleet_provision(
     jobs: int,
     state: Path | None,
     dry_run: bool,
-    server: str | None,
-    token_url: str | None,
-    ingest_url: str | None,
-    wifi_ssid: str,
-    wifi_password_file: Path | None,
-    ca_cert: Path | None,
-    interval: int,
-    sensor: str,
-    release: Path | None,
-    idp_url: str | None,
-    baud: int | None,
-    erase: bool,
-    verify_timeout: float,
+    options: ProvisionOptions,
 ) -> None:
     """Provision every board of MANIFEST in parallel; resumable; summary at the end."""
-    where = NetworkOptions(
-        server, token_url, ingest_url, wifi_ssid, wifi_password_file, ca_cert, interval, sensor,
-        release, idp_url,
-    )  # fmt: skip
     rows = read_manifest(manifest)
     image = load_firmware(firmware)
-    network = _network(where)
+    network = _network(options)
     board_jobs = [BoardJob(r.port, r.lot, r.name, r.wifi_ssid) for r in rows]
     fleet_state = FleetState(state or default_state_path(manifest))
     if dry_run:
-        _plan(board_jobs, fleet_state, image.chip, image.size, network, where.idp)
+        _plan(board_jobs, fleet_state, image.chip, image.size, network, options.idp_url)
         return
     started = time.monotonic()
-    with from_environment(where.server) as registry, _external(registry, where.idp) as external:
-        _preflight(registry)
-        provisioner = Provisioner(
-            registry, image, network, fleet_state, baud, erase, verify_timeout, external
-        )
+    with _provisioner(options, image, network, fleet_state) as provisioner:
         results = run_boards(provisioner, board_jobs, jobs)
     out.print(_summary(results, {j.port: j for j in board_jobs}))
     ok = sum(r.ok for r in results)

@@ -34,8 +34,10 @@ DEFAULT_SENSOR = json.dumps(GATE_SENSOR)
 
 
 @dataclass(frozen=True)
-class NetworkOptions:
-    """Where the boards will connect, as given on the command line (checked by the verb)."""
+class ProvisionOptions:
+    """What `provision` and `fleet provision` share, as given on the command line (checked by
+    the verb): where the boards will connect, what they run, how they are flashed and verified.
+    Each field is named as its option's `dest` (`parkctl.verbs.options_object`)."""
 
     server: str | None
     token_url: str | None
@@ -45,8 +47,11 @@ class NetworkOptions:
     ca_cert: Path | None
     interval: int
     sensor: str
-    release: Path | None = None
-    idp: str | None = None  # register the boards at this external authorization server
+    release: Path | None
+    idp_url: str | None  # register the boards at this external authorization server
+    baud: int | None
+    erase: bool
+    verify_timeout: float
 
 
 @dataclass(frozen=True)
