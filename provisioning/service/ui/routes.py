@@ -2,9 +2,8 @@
 
 Pages are rendered on the server (Jinja2 with autoescaping: every board and operator value is
 text, never markup) and work without JavaScript; static/app.js only adds live updates, relative
-times and the copy button. Every response carries a Content-Security-Policy without inline
-script, `frame-ancestors 'none'` and `Referrer-Policy: same-origin` (`nosniff` and HSTS come
-from edge.py, as for every response).
+times and the copy button. Every response carries the security headers of headers.py (a
+Content-Security-Policy without inline script, among others).
 
 Reads use the session's `counts:read` token (verified on every request, so a disabled operator
 is out within the verifier's status bound). Actions go to the admin API in process with the
@@ -27,11 +26,9 @@ from fastapi import APIRouter, FastAPI
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Gauge
 from sqlalchemy import Connection
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioning.common import display
 from provisioning.common.scopes import INGEST_AUDIENCE
@@ -42,6 +39,7 @@ from provisioning.service.context import ServiceContext
 from provisioning.service.ingest import store
 from provisioning.service.ingest.live import LiveFeed
 from provisioning.service.ui import chart, health, views
+from provisioning.service.ui.headers import SecurityHeaders
 from provisioning.service.ui.offloop import PageWork, tune_interpreter
 from provisioning.service.ui.session import Session, SessionStore
 from provisioning.service.ui.signin import SignInLimit, SignInRefused
@@ -49,43 +47,8 @@ from provisioning.service.web.body import read_body
 
 HERE = Path(__file__).parent
 ACTIONS = {"disable": "Disable", "enable": "Enable", "rotate-secret": "Rotate the secret of"}
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 KEEPALIVE_S = 5.0
 MAX_FORM = 4096
-
-
-class SecurityHeaders:
-    """Adds the dashboard's security headers to every response under /ui/ (pure ASGI
-    middleware, so the event stream is not buffered)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/ui/"):
-            await self.app(scope, receive, send)
-            return
-        static = path.startswith("/ui/static/")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = CSP
-                # Nothing leaves for other sites; `same-origin` rather than `no-referrer` because
-                # under `no-referrer` browsers send `Origin: null` on our own form posts (Fetch
-                # standard, "serializing a request origin") and the Origin check needs it.
-                headers["Referrer-Policy"] = "same-origin"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                if not static:
-                    headers["Cache-Control"] = "no-store"
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 class Dashboard:
@@ -505,23 +468,24 @@ def install(app: FastAPI, ctx: ServiceContext) -> None:
     async def to_overview() -> Response:
         return RedirectResponse("/ui/", status_code=307)
 
-    pages: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
-        ("GET", "/ui", to_overview),
-        ("GET", "/ui/", ui.overview),
-        ("GET", "/ui/login", ui.login_form),
-        ("POST", "/ui/login", ui.login),
-        ("POST", "/ui/logout", ui.logout),
-        ("GET", "/ui/lots/{lot}", ui.lot),
-        ("GET", "/ui/boards", ui.boards),
-        ("GET", "/ui/releases", ui.releases),
-        ("GET", "/ui/boards/{client_id}", ui.board),
-        ("GET", "/ui/boards/{client_id}/new-secret", ui.new_secret),
-        ("GET", "/ui/boards/{client_id}/{action}", ui.confirm),
-        ("POST", "/ui/boards/{client_id}/{action}", ui.act),
-        ("GET", "/ui/events", ui.events),
-    ]
-    for method, path, endpoint in pages:
-        router.add_api_route(path, endpoint, methods=[method])
+    # Path -> method -> handler (as OpenAPI's paths object), matched in this order.
+    pages: dict[str, dict[str, Callable[..., Awaitable[Response]]]] = {
+        "/ui": {"GET": to_overview},
+        "/ui/": {"GET": ui.overview},
+        "/ui/login": {"GET": ui.login_form, "POST": ui.login},
+        "/ui/logout": {"POST": ui.logout},
+        "/ui/lots/{lot}": {"GET": ui.lot},
+        "/ui/boards": {"GET": ui.boards},
+        "/ui/releases": {"GET": ui.releases},
+        "/ui/boards/{client_id}": {"GET": ui.board},
+        # Before `{action}`, which would take `new-secret` for an action.
+        "/ui/boards/{client_id}/new-secret": {"GET": ui.new_secret},
+        "/ui/boards/{client_id}/{action}": {"GET": ui.confirm, "POST": ui.act},
+        "/ui/events": {"GET": ui.events},
+    }
+    for path, operations in pages.items():
+        for method, endpoint in operations.items():
+            router.add_api_route(path, endpoint, methods=[method])
     router.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
     app.add_middleware(SecurityHeaders)
