@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from provisioning.parkctl.cli import build
+from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess
 from tools.simboard import SimBoard, make_firmware_image
 
-REPO = Path(__file__).resolve().parents[2]
 VERBS = sorted(build().all_verbs)
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
 DEAD_PORT = "socket://127.0.0.1:9"
@@ -74,7 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         ServiceProcess(data) as service,
         SimBoard(tmp / "zero-mac", chip="esp32", mac="00:00:00:00:00:00") as zero,
     ):
-        made = _parkctl(["admin", "create", "--data-dir", str(data), "--json"], dict(os.environ))
+        made = parkctl("admin", "create", "--data-dir", str(data), "--json", env=dict(os.environ))
         assert made.returncode == 0, made.stderr
         creds = json.loads(made.stdout)
         (tmp / "zero.csv").write_text(f"port,lot,name\n{zero.url},north,zero\n")
@@ -230,18 +228,6 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
 SUMMARY_LINES = {("provision",): 3, ("fleet", "provision"): 3}
 
 
-def _parkctl(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "provisioning", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)
 def test_bad_input_is_one_clear_line(
     verb: tuple[str, ...], world: dict[str, str], tmp_path: Path
@@ -260,7 +246,7 @@ def test_bad_input_is_one_clear_line(
                 "PARK_CLIENT_ID": world["client_id"],
                 "PARK_CLIENT_SECRET": world["client_secret"],
             }
-        done = _parkctl(line.split(), env)
+        done = parkctl(*line.split(), env=env)
         shown = f"parkctl {line}\nexit {done.returncode}\n{done.stderr}"
         assert done.returncode != 0, shown
         assert "Traceback" not in done.stdout + done.stderr, shown

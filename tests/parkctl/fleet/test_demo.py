@@ -9,26 +9,19 @@ import sys
 from pathlib import Path
 
 from tests.parkctl.fleet.conftest import REPO
+from tools.harness.parkctl import python_module
 
 
 def test_demo_updates_the_boards_and_stops_everything(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.demo",
-            "--duration",
-            "120",
-            "--until-updated",
-            "--dir",
-            str(tmp_path / "demo"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    done = python_module(
+        "tools.demo",
+        "--duration",
+        "120",
+        "--until-updated",
+        "--dir",
+        str(tmp_path / "demo"),
         env={**os.environ, "COLUMNS": "160"},
-        check=False,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # The zone board, then the north lot's two gate boards, then the attendant's recount.

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from provisioning.parkctl.idp.sealed import RegistrationStore
 from tools.harness.oidcprovider import node_binary
-from tools.harness.services import REPO
+from tools.harness.parkctl import python_module
 
 
 def test_demo_boards_are_clients_of_node_oidc_provider(tmp_path: Path) -> None:
     node_binary()  # ServiceMissing (a skip, a failure under CI) without node-oidc-provider
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--idp", "oidc", "--duration", "12",
-         "--dir", str(tmp_path / "demo")],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-        env={**os.environ, "COLUMNS": "160"}, check=False,
+    done = python_module(
+        "tools.demo", "--idp", "oidc", "--duration", "12", "--dir", str(tmp_path / "demo"),
+        env={**os.environ, "COLUMNS": "160"}, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "boards are registered in node-oidc-provider at http://127.0.0.1:" in done.stdout

@@ -4,8 +4,6 @@ algorithms, header checks, token encoding and issuer URLs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from provisioning.service.auth.external import (
 )
 from provisioning.service.auth.issuers import IssuerKey, key_algorithms, metadata_urls, parse_jwks
 from provisioning.service.config import from_flags
+from tools.harness.parkctl import parkctl
 
 
 @pytest.mark.parametrize(
@@ -153,23 +152,16 @@ def test_trusted_issuers_must_be_https_unless_on_loopback(tmp_path: Path) -> Non
 
 
 def test_serve_refuses_a_plain_http_issuer_elsewhere_with_one_clear_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "provisioning",
-            "serve",
-            "--data-dir",
-            str(tmp_path),
-            "--port",
-            "0",
-            "--trust-issuer",
-            "https://ok.example/",
-            "--trust-issuer",
-            "http://idp.example/",
-        ],
-        capture_output=True,
-        text=True,
+    done = parkctl(
+        "serve",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        "0",
+        "--trust-issuer",
+        "https://ok.example/",
+        "--trust-issuer",
+        "http://idp.example/",
         timeout=60,
     )
     assert done.returncode != 0
