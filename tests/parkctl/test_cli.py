@@ -89,10 +89,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     nonsense.sock.close()
 
 
-# Per verb: bad command lines ({placeholders} from `world`); each must fail with one line.
-# "@operator" first: run with the operator's PARK_SERVER/PARK_CLIENT_ID/PARK_CLIENT_SECRET.
-BAD_INPUT: dict[tuple[str, ...], list[str]] = {
-    ("serve",): [
+def _verb(case: str) -> tuple[str, ...]:
+    """The verb a bad command line is for: its first two words if they name one, else its first
+    (`serve`, `provision`); an unknown pair of words as they are, for the test below to name."""
+    words = tuple(case.removeprefix("@operator ").split())
+    return next((words[:n] for n in (2, 1) if words[:n] in VERBS), words[:2])
+
+
+def _by_verb(cases: list[str]) -> dict[tuple[str, ...], list[str]]:
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for case in cases:
+        grouped.setdefault(_verb(case), []).append(case)
+    return grouped
+
+
+# Bad command lines ({placeholders} from `world`), each read as the verb its words start with;
+# each must fail with one line. "@operator" first: run with the operator's
+# PARK_SERVER/PARK_CLIENT_ID/PARK_CLIENT_SECRET.
+BAD_INPUT = _by_verb(
+    [
         "serve --port 70000 --data-dir {tmp}/serve",
         "serve --port eighty",
         "serve --db bogus://x --data-dir {tmp}/serve",
@@ -103,104 +118,83 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "serve --mqtt-password-file {tmp}/missing",
         "serve --workers 2 --data-dir {tmp}/serve",
         "serve --workers 0 --data-dir {tmp}/serve",
-    ],
-    ("admin", "create"): [
         "admin create --data-dir {tmp}/a-file --init",
         "admin create --db bogus://x --data-dir {tmp}/admin --init",
         "admin create --role king --data-dir {tmp}/admin --init",
         "admin create --data-dir {tmp}/no-such-service",
-    ],
-    ("admin", "list"): ["admin list", "@operator admin list --server {nonsense_url}"],
-    ("admin", "disable"): ["@operator admin disable op_nobody", "@operator admin disable"],
-    ("admin", "enable"): ["@operator admin enable op_nobody --server " + DEAD],
-    ("admin", "rotate-secret"): [
+        "admin list",
+        "@operator admin list --server {nonsense_url}",
+        "@operator admin disable op_nobody",
+        "@operator admin disable",
+        "@operator admin enable op_nobody --server " + DEAD,
         "@operator admin rotate-secret op_nobody --grace -1",
         "@operator admin rotate-secret op_nobody",
-    ],
-    ("admin", "delete"): ["@operator admin delete op_nobody"],
-    ("admin", "audit"): [
+        "@operator admin delete op_nobody",
         "@operator admin audit --limit 0",
         "@operator admin audit --server " + DEAD,
         "@operator admin audit --server {nonsense_url}",
-    ],
-    ("keys", "rotate"): ["keys rotate --data-dir {tmp}/a-file", "keys rotate --db bogus://x"],
-    ("keys", "list"): ["keys list --db bogus://x", "keys list --data-dir {tmp}/a-file"],
-    ("device", "register"): [
+        "keys rotate --data-dir {tmp}/a-file",
+        "keys rotate --db bogus://x",
+        "keys list --db bogus://x",
+        "keys list --data-dir {tmp}/a-file",
         "@operator device register --lot north",
         "@operator device register --lot no/slash --name x",
         "@operator device register --lot north --name x --mac 00:00:00:00:00:00",
         "@operator device register --lot north --name x --server not-a-url",
         "@operator device register --lot north --name x --server http://[::1",
-    ],
-    ("device", "list"): [
         "device list",  # no operator credentials
         "@operator device list --server {nonsense_url}",
         "@operator device list --ca-cert {tmp}/missing.pem",
         "@operator device list --mac 01:02",
-    ],
-    ("device", "show"): ["@operator device show dev_nobody", "@operator device show"],
-    ("device", "update"): [
+        "@operator device show dev_nobody",
+        "@operator device show",
         "@operator device update dev_nobody",
         "@operator device update dev_nobody --name x",
-    ],
-    ("device", "disable"): ["@operator device disable dev_nobody --server " + DEAD],
-    ("device", "enable"): ["@operator device enable dev_nobody"],
-    ("device", "rotate-secret"): [
+        "@operator device disable dev_nobody --server " + DEAD,
+        "@operator device enable dev_nobody",
         "@operator device rotate-secret dev_nobody --grace -1",
         "@operator device rotate-secret dev_nobody",
-    ],
-    ("device", "delete"): ["@operator device delete dev_nobody --server {nonsense_url}"],
-    ("lot", "create"): [
+        "@operator device delete dev_nobody --server {nonsense_url}",
         "@operator lot create north --capacity -1",
         "@operator lot create no/slash",
         "@operator lot create north --server " + DEAD,
-    ],
-    ("lot", "set"): ["@operator lot set north", "@operator lot set nolot --capacity ten"],
-    ("lot", "list"): ["lot list", "@operator lot list --server {nonsense_url}"],
-    ("lot", "show"): ["@operator lot show nolot", "@operator lot show"],
-    ("lot", "delete"): ["@operator lot delete nolot"],
-    ("lot", "recount"): [
+        "@operator lot set north",
+        "@operator lot set nolot --capacity ten",
+        "lot list",
+        "@operator lot list --server {nonsense_url}",
+        "@operator lot show nolot",
+        "@operator lot show",
+        "@operator lot delete nolot",
         "@operator lot recount north -1",
         "@operator lot recount north ten",
         "@operator lot recount nolot 3",
         "@operator lot recount no/slash 3",
         "@operator lot recount north",
-    ],
-    ("board", "info"): [
         "board info --port {zero}",
         "board info --port /dev/ttyUSB99",
         "board info --port {nonsense_port}",
-    ],
-    ("board", "flash"): [
         "board flash --port {zero} --firmware {firmware}",
         "board flash --port {zero} --firmware {tmp}/missing.bin",
         "board flash --port {nonsense_port} --firmware {firmware}",
-    ],
-    ("board", "install"): [
         "board install --port {nonsense_port} --config {tmp}/config.json",
         "board install --port {zero} --config {tmp}/not.json",
         "board install --port " + DEAD_PORT,
-    ],
-    ("provision",): [
         "@operator provision --port {zero} --lot north --firmware {firmware}",
         "@operator provision --port {zero} --lot no/slash --firmware {firmware}",
         "provision --port {zero} --lot north --firmware {firmware} --server " + DEAD,
         "@operator provision --port {zero} --lot north --firmware {firmware} --token-url tokens",
-    ],
-    ("release", "keygen"): ["release keygen --out {tmp}/no-such-dir/k.key", "release keygen"],
-    ("release", "build"): [
+        "release keygen --out {tmp}/no-such-dir/k.key",
+        "release keygen",
         "release build --version 1.0 --key {tmp}/k.key",
         "release build --version 1.0.0 --key {tmp}/k.key --source {tmp}/no-agent",
         "release build --version 1.0.0 --key {tmp}/missing.key",
         "release build --version 1.0.0 --key {tmp}/config.json",
-    ],
-    ("release", "publish"): [
         "@operator release publish {tmp}/no-bundle",
         "@operator release publish {tmp} --server " + DEAD,
-    ],
-    ("release", "list"): ["release list", "@operator release list --server {nonsense_url}"],
-    ("release", "show"): ["@operator release show 9.9.9", "@operator release show"],
-    ("rollout", "start"): [
+        "release list",
+        "@operator release list --server {nonsense_url}",
+        "@operator release show 9.9.9",
+        "@operator release show",
         "@operator rollout start 1.0.0 --lot north --canary-wait soon",
         "@operator rollout start 1.0.0 --lot north --canary -1",
         "@operator rollout start 9.9.9 --lot north",
@@ -209,21 +203,20 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
         "@operator rollout start 1.0.0 --lot north --max-crash-rate 2",
         "@operator rollout start 1.0.0 --lot north --min-online -0.1",
         "@operator rollout start 1.0.0 --lot north --parallel 0",
-    ],
-    ("rollout", "status"): ["@operator rollout status 0", "@operator rollout status 99"],
-    ("rollout", "pause"): ["@operator rollout pause", "@operator rollout pause 99"],
-    ("rollout", "resume"): ["@operator rollout resume x", "@operator rollout resume 99"],
-    ("rollout", "abort"): [
+        "@operator rollout status 0",
+        "@operator rollout status 99",
+        "@operator rollout pause",
+        "@operator rollout pause 99",
+        "@operator rollout resume x",
+        "@operator rollout resume 99",
         "@operator rollout abort 99 --server " + DEAD,
         "@operator rollout abort 99 --rollback",
-    ],
-    ("fleet", "provision"): [
         "@operator fleet provision {tmp}/zero.csv --firmware {firmware}",
         "@operator fleet provision {tmp}/bad-lot.csv --firmware {firmware}",
         "@operator fleet provision {tmp}/missing.csv --firmware {firmware}",
         "@operator fleet provision {tmp}/zero.csv --firmware {firmware} --sensor nojson",
-    ],
-}
+    ]
+)
 # Provisioning runs end with the failed boards, one line each, under the first line.
 SUMMARY_LINES = {("provision",): 3, ("fleet", "provision"): 3}
 
