@@ -18,7 +18,8 @@ from provisioning.service.auth.secrets import SecretHasher
 from provisioning.service.registry import service as registry
 from provisioning.store.db import make_engine, migrate, session_factory
 from tests.service.auth.conftest import Auth, make_settings
-from tests.service.ui.test_session import _operator, _sign_in
+from tests.service.ui.test_session import _sign_in
+from tools.harness.clients import register_operator
 from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess
 
@@ -101,7 +102,7 @@ def test_a_bad_crash_report_is_a_422_and_stores_nothing(
 
 def test_the_board_page_shows_the_crash_as_text_and_the_vitals(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    who = _operator(data)
+    who = register_operator(data)
     engine = make_engine(f"sqlite:///{data / 'parkfleet.db'}")
     migrate(f"sqlite:///{data / 'parkfleet.db'}")
     with session_factory(engine)() as session:

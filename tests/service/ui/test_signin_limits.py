@@ -15,7 +15,8 @@ from sqlalchemy import select
 from provisioning.common.scopes import ADMIN_AUDIENCE
 from provisioning.store.db import make_engine, session_factory
 from provisioning.store.models import AuditEvent
-from tests.service.ui.test_session import _csrf, _operator
+from tests.service.ui.test_session import _csrf
+from tools.harness.clients import register_operator
 from tools.harness.server import ServiceProcess
 
 ATTACKER = "203.0.113.7"
@@ -57,7 +58,7 @@ def _token(http: httpx.Client, who: tuple[str, str], **headers: str) -> httpx.Re
 
 def test_failed_sign_ins_limit_the_browser_not_the_service(tmp_path: Path, db_url: str) -> None:
     data = tmp_path / "data"
-    who = _operator(data, db=db_url)
+    who = register_operator(data, db=db_url)
     args = ["--trusted-proxy", "127.0.0.1"]
     with ServiceProcess(data, db=db_url, extra_args=args, env=AUDIT_ENV) as server:
         attacker = {"X-Forwarded-For": ATTACKER}
@@ -100,7 +101,7 @@ def test_forwarded_headers_are_believed_only_from_a_trusted_proxy(
     tmp_path: Path, db_url: str
 ) -> None:
     data = tmp_path / "data"
-    _operator(data, db=db_url)
+    register_operator(data, db=db_url)
 
     def guesses(server: ServiceProcess, first: int) -> list[int]:
         with server.client() as http:
@@ -136,7 +137,7 @@ def _cookie_of(response: httpx.Response) -> str:
 def test_cookies_are_secure_when_the_public_url_is_https(tmp_path: Path) -> None:
     data = tmp_path / "data"
     db = f"sqlite:///{data / 'parkfleet.db'}"
-    who = _operator(data, db=db)
+    who = register_operator(data, db=db)
     https = {"X-Forwarded-Proto": "https"}
     trusted = ["--trusted-proxy", "127.0.0.1"]
     with ServiceProcess(data, extra_args=trusted) as server, server.client() as http:
@@ -183,7 +184,7 @@ def _post(http: httpx.Client, path: str, body: bytes, cookie: bytes | None = Non
 
 def test_non_ascii_csrf_fields_and_cookies_are_refused_not_500(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    who = _operator(data)
+    who = register_operator(data)
     with ServiceProcess(data) as server, httpx.Client(base_url=server.url, timeout=10) as bare:
         for csrf in (b"%C3%A9", b"%ED%A0%80", b"%FF"):
             # A non-ASCII field against an ASCII cookie, and the other way round.
@@ -223,7 +224,7 @@ def test_workers_believe_forwarded_headers_only_from_a_trusted_proxy(
 ) -> None:
     """`--workers N` builds each worker's server from the same settings: the same rule there."""
     data = tmp_path / "data"
-    _operator(data, db=pg_url)
+    register_operator(data, db=pg_url)
 
     def forged(server: ServiceProcess, first: int) -> None:
         with server.client() as http:
