@@ -21,18 +21,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
-from provisioning.common.errors import ParkctlError
-from provisioning.common.scopes import (
-    ADMIN_AUDIENCE,
-    COUNTS_READ,
-    DEVICES_ADMIN,
-    INGEST_AUDIENCE,
-)
-from provisioning.parkctl.api import advice
-from provisioning.parkctl.api.lean_httpx import httpx
-from provisioning.parkctl.api.tokens import EXPIRY_MARGIN_S, TokenCache
-from provisioning.parkctl.api.transport import send
-from provisioning.service.registry.schemas import (
+from provisioning.common.admin_schemas import (
     AuditPage,
     Device,
     DeviceCreated,
@@ -45,6 +34,17 @@ from provisioning.service.registry.schemas import (
     RecountResult,
     SecretRotated,
 )
+from provisioning.common.errors import ParkctlError
+from provisioning.common.scopes import (
+    ADMIN_AUDIENCE,
+    COUNTS_READ,
+    DEVICES_ADMIN,
+    INGEST_AUDIENCE,
+)
+from provisioning.parkctl.api import advice
+from provisioning.parkctl.api.lean_httpx import httpx
+from provisioning.parkctl.api.tokens import EXPIRY_MARGIN_S, TokenCache
+from provisioning.parkctl.api.transport import send
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -138,8 +138,8 @@ def provision_command(
 ) -> None:
     """Register, flash, install and verify one board (its identity bound to its MAC); a
     re-run after a failure resumes from the step that failed (state file, no secrets)."""
+    from provisioning.common.rules import check_lot, check_name
     from provisioning.parkctl.fleet.manifest import default_name
-    from provisioning.service.registry.rules import check_lot, check_name
 
     try:
         job = BoardJob(port, check_lot(lot), check_name(name or default_name(port, lot)))

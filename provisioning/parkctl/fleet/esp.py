@@ -27,13 +27,13 @@ from esptool.logger import TemplateLogger, log
 from esptool.util import FatalError, flash_size_bytes
 
 from provisioning.common.errors import ParkctlError
+from provisioning.common.rules import normalise_mac
 from provisioning.parkctl.fleet.image import (
     ESP_IMAGE_MAGIC,
     FirmwareImage,
     check_compatible,
     flash_offset,
 )
-from provisioning.service.registry.rules import normalise_mac
 
 ROM_BAUD = 115200
 # (bytes done, bytes total) while writing flash.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.common.errors import ParkctlError
-from provisioning.service.registry.rules import check_lot, check_name
+from provisioning.common.rules import check_lot, check_name
 
 REQUIRED_COLUMNS = ("port", "lot")
 OPTIONAL_COLUMNS = ("name", "wifi_ssid")

@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from provisioning.common.admin_schemas import Device
 from provisioning.common.errors import ParkctlError
 from provisioning.parkctl.api.client import AdminClient, DeviceNotFoundError, MacConflictError
 from provisioning.parkctl.idp.base import IdentityProvider
-from provisioning.service.registry.schemas import Device
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from provisioning.common import display
+from provisioning.common.admin_schemas import AuditEntry, Device, Operator, SecretRotated
 from provisioning.common.errors import ParkctlError
 from provisioning.common.scopes import OPERATOR
 from provisioning.parkctl.api.client import AdminClient, from_environment
-from provisioning.service.registry.schemas import AuditEntry, Device, Operator, SecretRotated
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -295,7 +295,7 @@ def device_register(
 ) -> None:
     """Register a board (at `idp_url` too, when given); prints its client_id and client_secret
     (once)."""
-    from provisioning.service.registry.rules import check_lot, check_name
+    from provisioning.common.rules import check_lot, check_name
 
     with _client(server, ca_cert) as api:
         if idp_url is None:

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provisioning.common.admin_schemas import LotRecord
 from provisioning.common.errors import ParkctlError
+from provisioning.common.rules import check_lot
 from provisioning.parkctl.registry.commands import (
     _client,
     _out,
@@ -20,8 +22,6 @@ from provisioning.parkctl.registry.commands import (
     deleted,
     print_rows,
 )
-from provisioning.service.registry.rules import check_lot
-from provisioning.service.registry.schemas import LotRecord
 
 
 def _capacity(text: str | None) -> int | str | None:

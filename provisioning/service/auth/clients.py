@@ -17,10 +17,10 @@ from urllib.parse import unquote_plus
 
 from sqlalchemy import Engine, bindparam, select
 
+from provisioning.common.text import is_clean_text
 from provisioning.service.auth.errors import InvalidClient, InvalidRequest
 from provisioning.service.auth.failures import FailureLimits
 from provisioning.service.auth.secrets import SecretHasher, same_text
-from provisioning.service.web.text import is_clean_text
 from provisioning.store import auth_sql, sql
 from provisioning.store.groupcommit import GroupCommit
 from provisioning.store.models import Client

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from provisioning.common.scopes import ADMIN_AUDIENCE, ALL_SCOPES, AUDIENCES, DEVICES_ADMIN
+from provisioning.common.text import NO_NUL_PATTERN
 from provisioning.service.auth import scopes
 from provisioning.service.auth.clients import ClientAuthenticator, ClientRecord, extract_credentials
 from provisioning.service.auth.deps import require_token
@@ -39,7 +40,6 @@ from provisioning.service.context import ServiceContext
 from provisioning.service.metrics import LatencyMiddleware, metrics_endpoint
 from provisioning.service.web.body import read_body
 from provisioning.service.web.hot import RouteDoc, add_hot_route
-from provisioning.service.web.text import NO_NUL_PATTERN
 
 JSON_TYPE = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]

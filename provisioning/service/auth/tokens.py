@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy import Engine
 
 from provisioning.common.scopes import DEVICE
+from provisioning.common.text import is_clean_text
 from provisioning.service.auth import scopes
 from provisioning.service.auth.clients import ClientRecord
 from provisioning.service.auth.errors import (
@@ -30,7 +31,6 @@ from provisioning.service.auth.errors import (
 from provisioning.service.auth.keys import KeyStore
 from provisioning.service.auth.ratelimit import SharedBuckets, TokenBuckets
 from provisioning.service.web.body import MalformedJson, strict_json
-from provisioning.service.web.text import is_clean_text
 from provisioning.store import audit, sql
 from provisioning.store.db import DATABASE_ERRORS, unavailable
 from provisioning.store.groupcommit import GroupCommit

@@ -25,7 +25,9 @@ from pydantic import AfterValidator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from provisioning.common.rules import LOT_MAX, LOT_PATTERN, check_lot
 from provisioning.common.scopes import COUNTS_READ, COUNTS_WRITE, DEVICE, INGEST_AUDIENCE
+from provisioning.common.text import NO_NUL_PATTERN
 from provisioning.service.auth.deps import require_token
 from provisioning.service.auth.errors import (
     InvalidRequest,
@@ -50,10 +52,8 @@ from provisioning.service.ingest.schemas import (
     parse_counts,
 )
 from provisioning.service.lots import history
-from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, check_lot
 from provisioning.service.web.body import read_body
 from provisioning.service.web.hot import RouteDoc, add_hot_route
-from provisioning.service.web.text import NO_NUL_PATTERN
 
 Reader = Annotated[Principal, Depends(require_token(INGEST_AUDIENCE, COUNTS_READ))]
 MAX_PAGE = 1000

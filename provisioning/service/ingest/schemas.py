@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from provisioning.service.registry.rules import LINE_PATTERN, LINE_RE
+from provisioning.common.rules import LINE_PATTERN, LINE_RE
 
 MAX_READINGS = 500
 # 500 readings with 19-digit seqs and float timestamps fit in ~40 KB; 64 KB leaves headroom.

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.service.registry.rules import check_lot, check_name
-from provisioning.service.registry.schemas import CAPACITY_MAX
+from provisioning.common.admin_schemas import CAPACITY_MAX
+from provisioning.common.rules import check_lot, check_name
 from provisioning.service.registry.service import Conflict, InvalidInput, RegistryError, checked
 from provisioning.store import audit
 from provisioning.store.models import Lot

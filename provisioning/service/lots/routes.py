@@ -15,11 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Path, Query, Response
 from pydantic import AfterValidator
 
-from provisioning.service.context import ServiceContext
-from provisioning.service.lots import records as lots
-from provisioning.service.registry.routes import _ERRORS, AdminRoute, Db, Operator
-from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, check_lot
-from provisioning.service.registry.schemas import (
+from provisioning.common.admin_schemas import (
     LotCreate,
     LotList,
     LotRecord,
@@ -27,6 +23,10 @@ from provisioning.service.registry.schemas import (
     LotUpdate,
     RecountResult,
 )
+from provisioning.common.rules import LOT_MAX, LOT_PATTERN, check_lot
+from provisioning.service.context import ServiceContext
+from provisioning.service.lots import records as lots
+from provisioning.service.registry.routes import _ERRORS, AdminRoute, Db, Operator
 from provisioning.service.registry.service import MAX_PAGE
 from provisioning.store.models import Lot
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.service.registry.rules import (
+from provisioning.common.rules import (
     check_client_id,
     check_lot,
     check_name,

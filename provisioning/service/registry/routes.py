@@ -20,14 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 from starlette.types import Message
 
-from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
-from provisioning.service.auth.deps import require_token
-from provisioning.service.auth.errors import NO_STORE, InvalidRequest
-from provisioning.service.auth.principal import Principal
-from provisioning.service.context import ServiceContext
-from provisioning.service.registry import external, service
-from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN, MAC_PATTERN
-from provisioning.service.registry.schemas import (
+from provisioning.common.admin_schemas import (
     ApiError,
     AuditEntry,
     AuditPage,
@@ -45,11 +38,18 @@ from provisioning.service.registry.schemas import (
     SecretRotated,
     ServiceConfig,
 )
-from provisioning.service.registry.schemas import Operator as OperatorView
+from provisioning.common.admin_schemas import Operator as OperatorView
+from provisioning.common.rules import LOT_MAX, LOT_PATTERN, MAC_PATTERN
+from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICE, DEVICES_ADMIN, OPERATOR
+from provisioning.common.text import NO_NUL_PATTERN
+from provisioning.service.auth.deps import require_token
+from provisioning.service.auth.errors import NO_STORE, InvalidRequest
+from provisioning.service.auth.principal import Principal
+from provisioning.service.context import ServiceContext
+from provisioning.service.registry import external, service
 from provisioning.service.registry.service import DeviceRow, MacConflict, RegistryError
 from provisioning.service.web.body import MalformedJson, UncleanText, read_body, strict_json
 from provisioning.service.web.edge import validation_error
-from provisioning.service.web.text import NO_NUL_PATTERN
 from provisioning.store.models import Client
 
 _check_operator = require_token(ADMIN_AUDIENCE, DEVICES_ADMIN)

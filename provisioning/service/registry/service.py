@@ -20,9 +20,9 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from provisioning.common.rules import check_lot, check_name, normalise_mac
 from provisioning.common.scopes import DEVICE, OPERATOR, VIEWER
 from provisioning.service.auth.secrets import SecretHasher, new_client_id, new_client_secret
-from provisioning.service.registry.rules import check_lot, check_name, normalise_mac
 from provisioning.store import audit
 from provisioning.store.models import AuditEvent, Client, DeviceState
 

@@ -1,6 +1,7 @@
-"""What the release and rollout admin API accepts: the admin API's body rules (registry/schemas.py
-`_Body`: unknown fields and unclean text refused; strict JSON before that, registry/routes.py),
-with every number bounded and typed strictly (`"5"` and `true` are no numbers)."""
+"""What the release and rollout admin API accepts: the admin API's body rules
+(common/admin_schemas.py `_Body`: unknown fields and unclean text refused; strict JSON before
+that, registry/routes.py), with every number bounded and typed strictly (`"5"` and `true` are
+no numbers)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from pydantic import (
 )
 
 from provisioning.common import bundle
+from provisioning.common.admin_schemas import Lot, _Body, _whole_number
 from provisioning.common.bundle import VERSION_RE
 from provisioning.common.errors import ParkctlError
-from provisioning.service.registry.rules import LOT_MAX, LOT_PATTERN
-from provisioning.service.registry.schemas import Lot, _Body, _whole_number
+from provisioning.common.rules import LOT_MAX, LOT_PATTERN
 from provisioning.service.releases.phases import MAX_PHASES
 from provisioning.service.releases.rollout import DEFAULT_PARALLEL
 

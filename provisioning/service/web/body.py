@@ -8,8 +8,8 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
+from provisioning.common.text import is_clean_text
 from provisioning.service.auth.errors import InvalidRequest, PayloadTooLarge
-from provisioning.service.web.text import is_clean_text
 
 
 async def read_body(content_length: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:

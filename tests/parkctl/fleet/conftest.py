@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioning.common.admin_schemas import Device
 from provisioning.parkctl.api.client import AdminClient
 from provisioning.parkctl.api.tokens import TokenCache
-from provisioning.service.registry.schemas import Device
 from tools.harness.parkctl import parkctl
 from tools.harness.server import ServiceProcess
 

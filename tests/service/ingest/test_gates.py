@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
 
+from provisioning.common.admin_schemas import Device
 from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
 from provisioning.parkctl.registry.commands import _device_table
 from provisioning.service.app import create_app
 from provisioning.service.ingest.schemas import InvalidBody, parse_counts
 from provisioning.service.lots import occupancy
 from provisioning.service.registry import service as registry
-from provisioning.service.registry.schemas import Device
 from provisioning.service.ui import views
 from provisioning.store import sql
 from tests.service.auth.conftest import Auth, make_settings

@@ -1,5 +1,5 @@
 """The rules for lot ids, board names and MACs, used by the service, the admin API's models
-(`registry.schemas`), the fleet manifest and the MAC read from a board.
+(`admin_schemas`), the fleet manifest and the MAC read from a board.
 
 Plain functions without pydantic, so the board verbs of `parkctl` check a MAC without loading the
 API models (`parkctl`'s start-up time is part of the product). Each returns the normalised

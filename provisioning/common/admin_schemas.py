@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from provisioning.service.registry.rules import (
+from provisioning.common.rules import (
     CLIENT_ID_PATTERN,
     LOT_MAX,
     LOT_PATTERN,
@@ -35,7 +35,7 @@ from provisioning.service.registry.rules import (
     check_name,
     normalise_mac,
 )
-from provisioning.service.web.text import is_clean_text
+from provisioning.common.text import is_clean_text
 
 MAX_GRACE_S = 90 * 86400
 
