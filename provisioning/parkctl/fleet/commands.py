@@ -183,7 +183,7 @@ def _external(registry: AdminClient, idp_url: str | None) -> Iterator[TwoSided |
     if idp_url is None:
         yield None
         return
-    from provisioning.parkctl.idp.base import open_idp
+    from provisioning.parkctl.idp import open_idp
 
     idp = open_idp(idp_url)
     try:

@@ -1,7 +1,6 @@
-"""What parkctl needs from any external authorization server, and which one `--idp URL` means.
+"""What parkctl needs from any external authorization server (`open_idp` in this package's
+`__init__` picks the one `--idp URL` means).
 
-`auth0://HOST[:PORT]` is an Auth0 tenant (always HTTPS, Management API v2); an `https://` (or
-loopback `http://`) URL is an issuer that speaks RFC 7591/7592 dynamic client registration.
 Secrets for parkctl itself come from the environment or a file, never from the command line
 (`ps` shows command lines to every user).
 """
@@ -73,18 +72,3 @@ def secret_from(env: str, file_env: str, what: str) -> str | None:
             f"cannot read {what} file {path} ({file_env}): {error.strerror}"
         ) from None
     return lines[0].strip() if lines and lines[0].strip() else None
-
-
-def open_idp(url: str) -> IdentityProvider:
-    """The external server `--idp URL` names (see the module docstring)."""
-    if url.startswith("auth0://"):
-        from provisioning.parkctl.idp.auth0 import Auth0Tenant
-
-        return Auth0Tenant.from_environment(url.removeprefix("auth0://").strip("/"))
-    if url.startswith(("https://", "http://")):
-        from provisioning.parkctl.idp.dcr import DcrServer
-
-        return DcrServer.from_environment(url)
-    raise ParkctlError(
-        f"--idp {url!r}: give auth0://TENANT_DOMAIN or the issuer URL of an RFC 7591 server"
-    )

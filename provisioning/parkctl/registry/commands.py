@@ -324,7 +324,7 @@ def device_register(
 @contextlib.contextmanager
 def _idp(url: str) -> Iterator[IdentityProvider]:
     """The external server `--idp URL` names, closed afterwards."""
-    from provisioning.parkctl.idp.base import open_idp
+    from provisioning.parkctl.idp import open_idp
 
     idp = open_idp(url)
     try:
