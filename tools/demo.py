@@ -45,7 +45,7 @@ from rich.table import Table
 
 from provisioning.parkctl.api.client import AdminClient
 from provisioning.parkctl.api.tokens import TokenCache
-from provisioning.parkctl.registry.commands import agent_text
+from provisioning.parkctl.registry.render import agent_text
 from provisioning.service.auth.secrets import write_private_file
 from tools import demo_idp
 from tools.harness.mosquitto import MosquittoBroker

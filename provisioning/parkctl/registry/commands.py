@@ -20,193 +20,32 @@ import contextlib
 import getpass
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
-from provisioning.common import display
 from provisioning.common.admin_schemas import AuditEntry, Device, Operator, SecretRotated
 from provisioning.common.errors import ParkctlError
 from provisioning.common.scopes import OPERATOR
 from provisioning.parkctl.api.client import AdminClient, from_environment
+from provisioning.parkctl.registry.render import (
+    agent_text,
+    ago,
+    console,
+    device_table,
+    note,
+    print_json,
+    print_rows,
+    when,
+)
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     from provisioning.parkctl.idp.base import IdentityProvider
-
-M = TypeVar("M", bound=BaseModel)
 
 _SHOWN_ONCE = (
     "[yellow]The client secret is shown only this once and cannot be recovered: "
     "store it now.[/yellow]"
 )
-
-
-# Rich is imported by the functions that print for people: `--json` runs of scripts skip it.
-
-
-def _out() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
-def _note(text: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False).print(text)
-
-
-def _print_json(data: Any) -> None:
-    # Plain print: Rich would wrap long lines and interpret [brackets] in values.
-    print(json.dumps(data, indent=2))
-
-
-def _ago(ts: float | None) -> str:
-    """`42s ago`, `3h ago`: what a person scanning a table wants to know."""
-    if ts is None:
-        return "-"
-    age = max(0.0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if age >= size:
-            return f"{int(age // size)}{unit} ago"
-    return f"{int(age)}s ago"
-
-
-def _when(ts: float | None) -> str:
-    """Local time with the age: `2026-11-26T01:09:18+00:00 (4s ago)`."""
-    if ts is None:
-        return "-"
-    local = datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-    return local if ts > time.time() else f"{local} ({_ago(ts)})"
-
-
-# IDs and MACs are copied from tables into commands: keep them on one line, whole.
-_WHOLE = {"client_id": 20, "mac": 17}
-
-
-def _table(*columns: str) -> Table:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold", min_width=_WHOLE.get(column))
-    return table
-
-
-def print_rows(
-    items: Sequence[M],
-    as_json: bool,
-    columns: tuple[str, ...],
-    row: Callable[[M], tuple[str, ...]],
-    count: str | None = None,
-) -> None:
-    """A list for scripts (`--json`: the items as JSON) or for people: a table of `columns`,
-    one `row(item)` each, then `N <count>(s)` when `count` names the items."""
-    if as_json:
-        _print_json([item.model_dump(mode="json") for item in items])
-        return
-    table = _table(*columns)
-    for item in items:
-        table.add_row(*row(item))
-    out = _out()
-    out.print(table)
-    if count:
-        out.print(f"{len(items)} {count}(s)")
-
-
-def _counter_rows(device: Device) -> list[tuple[str, str]]:
-    """A gate board's counters, and whether they went backwards (a new series)."""
-    c = device.counters
-    if c is None:
-        return []
-    rows = [("counters", f"in {c.gate_in}, out {c.gate_out} (seq {c.seq})")]
-    if c.series > 1:
-        rows.append(
-            (
-                "series",
-                f"[yellow]{c.series}: the counters went backwards at {_when(c.series_since)} "
-                "(flash wiped or board swapped); counting goes on from there[/yellow]",
-            )
-        )
-    if c.faults:
-        rows.append(
-            (
-                "faults",
-                f"[yellow]{c.faults}, the last at {_when(c.fault_at)}: a step beyond what the "
-                "lanes can pass was not counted[/yellow]",
-            )
-        )
-    return rows
-
-
-def agent_text(agent: dict[str, Any] | None) -> str:
-    """`1.4.0 (target 1.5.0: refused, bad signature on the manifest)`, or -."""
-    if not agent or not agent.get("version"):
-        return "-"
-    text = str(agent["version"])
-    target, state = agent.get("target"), agent.get("state")
-    if state and (target != agent["version"] or state != "confirmed"):
-        why = f", {agent['reason']}" if agent.get("reason") else ""
-        text += f" (target {target or '-'}: {state}{why})"
-    return text
-
-
-def _device_table(device: Device) -> Table:
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    reading = device.reading
-    rows: list[tuple[str, Text | str]] = [
-        ("client_id", device.client_id),
-        ("lot", device.lot),
-        ("name", device.name),
-        ("mac", device.mac or "-"),
-        ("issuer", device.issuer or "parkfleet"),
-        ("enabled", "yes" if device.enabled else "[red]no[/red]"),
-        ("created", _when(device.created_at)),
-        ("last seen", _when(device.last_seen_at)),
-        ("reading", f"{reading.cars} cars (seq {reading.seq})" if reading else "-"),
-        ("reading at", _when(reading.ts or reading.received_at) if reading else "-"),
-        *_counter_rows(device),
-        *(display.health_rows(device.health) if device.health else [("health", "-")]),
-        ("health at", _when(device.health_at)),
-        ("agent", agent_text(device.agent)),
-        ("vitals", _vitals_text(device.vitals)),
-        ("last crash", _crash_text(device.last_crash)),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
-
-
-def _vitals_text(vitals: dict[str, Any] | None) -> Text | str:
-    if not vitals:
-        return "-"
-    from rich.text import Text
-
-    # Text, not markup: a board controls what it reports.
-    fields = " ".join(f"{k}={v}" for k, v in vitals.items() if k not in ("at", "version"))
-    return Text(f"{fields} (on {vitals['version'] or '?'}, {_when(vitals['at'])})")
-
-
-def _crash_text(crash: dict[str, Any] | None) -> Text | str:
-    if not crash:
-        return "-"
-    from rich.text import Text
-
-    head = f"{crash['cause']} x{crash['count']} on {crash['version'] or '?'}, {_when(crash['at'])}"
-    return Text(head + ("\n" + crash["traceback"] if crash["traceback"] else ""))
 
 
 def admin_create(
@@ -240,16 +79,16 @@ def admin_create(
     # On stderr, so that --json output stays one JSON document.
     print(f"{'new' if why else 'using'} database {describe(settings)}", file=sys.stderr)
     if as_json:
-        _print_json({"client_id": client.client_id, "client_secret": secret})
+        print_json({"client_id": client.client_id, "client_secret": secret})
         return
-    _out().print(
+    console().print(
         f"Operator [bold]{client.client_id}[/bold] ({role}) created. "
         "For parkctl and the fleet tool:\n"
         f"  export PARK_CLIENT_ID={client.client_id}\n"
         f"  export PARK_CLIENT_SECRET={secret}",
         soft_wrap=True,  # never break the secret across lines
     )
-    _note(_SHOWN_ONCE)
+    note(_SHOWN_ONCE)
 
 
 def _local_actor() -> str:
@@ -264,7 +103,7 @@ def admin_audit(
     target: str | None, limit: int, server: str | None, ca_cert: Path | None, as_json: bool
 ) -> None:
     """Recent admin actions and token issuance, newest first (over the admin API)."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         page = api.audit(limit=limit, target=target)
         # Operators are few (one page): their names beside their IDs, as the dashboard shows.
         names = {o.client_id: o.name for o in api.list_operators().items} if not as_json else {}
@@ -277,10 +116,10 @@ def admin_audit(
 def _event_row(event: AuditEntry, names: dict[str, str]) -> tuple[str, ...]:
     detail = " ".join(f"{k}={json.dumps(v)}" for k, v in (event.detail or {}).items())
     actor = f"{names[event.actor]} ({event.actor})" if event.actor in names else event.actor
-    return _ago(event.at), actor, event.action, event.target or "", detail
+    return ago(event.at), actor, event.action, event.target or "", detail
 
 
-def _client(server: str | None, ca_cert: Path | None) -> AdminClient:
+def admin_client(server: str | None, ca_cert: Path | None) -> AdminClient:
     return from_environment(server, ca_cert)
 
 
@@ -297,7 +136,7 @@ def device_register(
     (once)."""
     from provisioning.common.rules import check_lot, check_name
 
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         if idp_url is None:
             created = api.register_device(lot, name, mac)
             device: Device = created
@@ -313,12 +152,12 @@ def device_register(
                 made = TwoSided(api, idp).register(lot, name, mac)
             device, secret = api.get_device(made.client_id), made.secret
     if as_json:
-        _print_json({**device.model_dump(mode="json"), "client_secret": secret.get_secret_value()})
+        print_json({**device.model_dump(mode="json"), "client_secret": secret.get_secret_value()})
         return
-    out = _out()
-    out.print(_device_table(device))
+    out = console()
+    out.print(device_table(device))
     out.print(f"[bold]client_secret[/bold] {secret.get_secret_value()}", soft_wrap=True)
-    _note(_SHOWN_ONCE)
+    note(_SHOWN_ONCE)
 
 
 @contextlib.contextmanager
@@ -337,7 +176,7 @@ def device_list(
     lot: str | None, mac: str | None, server: str | None, ca_cert: Path | None, as_json: bool
 ) -> None:
     """All devices (of a lot), oldest first."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         if mac is not None:
             devices = api.list_devices(lot=lot, mac=mac).items
         else:
@@ -355,19 +194,19 @@ def _device_row(d: Device) -> tuple[str, ...]:
         d.issuer or "parkfleet",
         "yes" if d.enabled else "[red]no[/red]",
         str(d.reading.cars) if d.reading else "-",
-        _ago(d.last_seen_at),
+        ago(d.last_seen_at),
         agent_text(d.agent),
     )
 
 
 def device_show(client_id: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """One device: state, latest reading and health."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         device = api.get_device(client_id)
     if as_json:
-        _print_json(device.model_dump(mode="json"))
+        print_json(device.model_dump(mode="json"))
     else:
-        _out().print(_device_table(device))
+        console().print(device_table(device))
 
 
 def device_update(
@@ -381,16 +220,18 @@ def device_update(
     """Rename a device or move it to another lot."""
     if lot is None and name is None:
         raise ParkctlError("nothing to change: give --lot and/or --name")
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         device = api.update_device(client_id, lot=lot, name=name)
     _report(device, "updated", as_json)
 
 
 def _report(device: Device, what: str, as_json: bool) -> None:
     if as_json:
-        _print_json(device.model_dump(mode="json"))
+        print_json(device.model_dump(mode="json"))
     else:
-        _out().print(f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}.")
+        console().print(
+            f"Device [bold]{device.client_id}[/bold] ({device.lot}/{device.name}) {what}."
+        )
 
 
 def set_enabled(
@@ -405,7 +246,7 @@ def set_enabled(
     """Disable or enable a device (at `idp_url` too, when given) or an operator (`kind`); the
     last enabled operator cannot be disabled."""
     what = "enabled" if enabled else "disabled"
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         if kind == OPERATOR:
             _operator_done(api.set_operator_enabled(client_id, enabled), what, as_json)
         elif idp_url is not None:
@@ -428,7 +269,7 @@ def rotate_secret(
 ) -> None:
     """Give a device or an operator (`kind`) a new secret (printed once); the old one works for
     a grace period. A device of `idp_url` gets it there (that server decides the grace)."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         if idp_url is not None and kind != OPERATOR:
             from provisioning.parkctl.idp import twosided
 
@@ -440,7 +281,7 @@ def rotate_secret(
             if not idp_url.startswith("auth0://"):
                 # RFC 7592 §2.2: the server may keep the secret on an update (node-oidc-provider
                 # does), so what is shown is the client's current secret, maybe the old one.
-                _note("[yellow]An RFC 7592 server may keep the same secret: this is the "
+                note("[yellow]An RFC 7592 server may keep the same secret: this is the "
                       "client's current secret.[/yellow]")  # fmt: skip
         else:
             rotate = api.rotate_operator_secret if kind == OPERATOR else api.rotate_secret
@@ -450,20 +291,18 @@ def rotate_secret(
 
 def _show_rotated(rotated: SecretRotated, as_json: bool) -> None:
     if as_json:
-        _print_json(rotated.model_dump(mode="json"))
+        print_json(rotated.model_dump(mode="json"))
         return
-    out = _out()
+    out = console()
     out.print(f"[bold]client_id[/bold]     {rotated.client_id}")
     out.print(
         f"[bold]client_secret[/bold] {rotated.client_secret.get_secret_value()}", soft_wrap=True
     )
     until = rotated.previous_secret_expires_at
     out.print(
-        f"The old secret works until {_when(until)}."
-        if until
-        else "The old secret no longer works."
+        f"The old secret works until {when(until)}." if until else "The old secret no longer works."
     )
-    _note(_SHOWN_ONCE)
+    note(_SHOWN_ONCE)
 
 
 def delete(
@@ -477,7 +316,7 @@ def delete(
     """Delete a device (its secrets stop working, its MAC is free, readings are kept; its
     client at `idp_url` too, when given) or an operator (not the last enabled one; its audit
     trail stays)."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         if kind == OPERATOR:
             api.delete_operator(client_id)
         elif idp_url is not None:
@@ -494,9 +333,9 @@ def delete(
 def deleted(key: str, value: str, text: str, as_json: bool) -> None:
     """What a delete prints: `{key: value, "deleted": true}` for scripts, `text` for people."""
     if as_json:
-        _print_json({key: value, "deleted": True})
+        print_json({key: value, "deleted": True})
     else:
-        _out().print(text)
+        console().print(text)
 
 
 # --- operators (over the admin API) ---
@@ -504,18 +343,18 @@ def deleted(key: str, value: str, text: str, as_json: bool) -> None:
 
 def _operator_done(operator: Operator, what: str, as_json: bool) -> None:
     if as_json:
-        _print_json(operator.model_dump(mode="json"))
+        print_json(operator.model_dump(mode="json"))
     else:
-        _out().print(f"Operator [bold]{operator.client_id}[/bold] ({operator.name}) {what}.")
+        console().print(f"Operator [bold]{operator.client_id}[/bold] ({operator.name}) {what}.")
 
 
 def admin_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """Operators, oldest first (over the admin API)."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         operators = api.list_operators().items
     print_rows(operators, as_json, ("client_id", "name", "enabled", "created"), _operator_row)
 
 
 def _operator_row(op: Operator) -> tuple[str, ...]:
     enabled = "yes" if op.enabled else "[red]no[/red]"
-    return op.client_id, op.name, enabled, _ago(op.created_at)
+    return op.client_id, op.name, enabled, ago(op.created_at)

@@ -14,14 +14,8 @@ from typing import Any
 from provisioning.common.admin_schemas import LotRecord
 from provisioning.common.errors import ParkctlError
 from provisioning.common.rules import check_lot
-from provisioning.parkctl.registry.commands import (
-    _client,
-    _out,
-    _print_json,
-    _table,
-    deleted,
-    print_rows,
-)
+from provisioning.parkctl.registry.commands import admin_client, deleted
+from provisioning.parkctl.registry.render import console, list_table, print_json, print_rows
 
 
 def _capacity(text: str | None) -> int | str | None:
@@ -46,13 +40,13 @@ def _show(
                 "cars": now["cars"], "boards": len(now.get("devices", [])),
                 **({"free": now["free"]} if "free" in now else {}),
             }  # fmt: skip
-        _print_json(shown)
+        print_json(shown)
         return
     capacity = "-" if lot.capacity is None else str(lot.capacity)
     if what:
-        _out().print(f"Lot [bold]{lot.name}[/bold] {what} (capacity {capacity}, {lot.label!r}).")
+        console().print(f"Lot [bold]{lot.name}[/bold] {what} (capacity {capacity}, {lot.label!r}).")
         return
-    table = _table("field", "value")
+    table = list_table("field", "value")
     for key, value in (
         ("name", lot.name),
         ("label", lot.label),
@@ -61,7 +55,7 @@ def _show(
         *_occupancy_rows(lot, now),
     ):
         table.add_row(key, value)
-    _out().print(table)
+    console().print(table)
 
 
 def _occupancy_rows(lot: LotRecord, now: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -88,7 +82,7 @@ def lot_create(
     as_json: bool,
 ) -> None:
     """Give a lot a record with its capacity and label."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         lot = api.create_lot(name, capacity, label)
     _show(lot, as_json, "created")
 
@@ -110,14 +104,14 @@ def lot_set(
         changes["label"] = label
     if not changes:
         raise ParkctlError("nothing to change: give --capacity and/or --label")
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         lot = api.update_lot(name, changes)
     _show(lot, as_json, "updated")
 
 
 def lot_list(server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """Every lot record."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         items = api.list_lots().items
     print_rows(items, as_json, ("name", "capacity", "label"), _lot_row, "lot")
 
@@ -128,7 +122,7 @@ def _lot_row(lot: LotRecord) -> tuple[str, ...]:
 
 def lot_show(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """One lot record and its occupancy now."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         lot = api.get_lot(name)
         now = api.occupancy(name)
     _show(lot, as_json, now=now)
@@ -136,7 +130,7 @@ def lot_show(name: str, server: str | None, ca_cert: Path | None, as_json: bool)
 
 def lot_delete(name: str, server: str | None, ca_cert: Path | None, as_json: bool) -> None:
     """Drop a lot's record; its devices and readings stay and it works as before."""
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         api.delete_lot(name)
     deleted("name", name, f"Lot [bold]{name}[/bold]'s record deleted.", as_json)
 
@@ -149,12 +143,12 @@ def lot_recount(
         check_lot(name)  # here: a name with "/" would never reach the route
     except ValueError as error:
         raise ParkctlError(str(error)) from None
-    with _client(server, ca_cert) as api:
+    with admin_client(server, ca_cert) as api:
         result = api.recount_lot(name, cars)
     if as_json:
-        _print_json(result.model_dump(mode="json"))
+        print_json(result.model_dump(mode="json"))
         return
-    _out().print(
+    console().print(
         f"Lot [bold]{name}[/bold] recounted: {result.cars} car(s) from now "
         f"(was {result.previous}); {len(result.counters)} gate board(s) count from here."
     )

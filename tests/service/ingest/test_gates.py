@@ -17,7 +17,7 @@ from rich.console import Console
 
 from provisioning.common.admin_schemas import Device
 from provisioning.common.scopes import ADMIN_AUDIENCE, DEVICES_ADMIN
-from provisioning.parkctl.registry.commands import _device_table
+from provisioning.parkctl.registry.render import device_table
 from provisioning.service.app import create_app
 from provisioning.service.ingest.schemas import InvalidBody, parse_counts
 from provisioning.service.lots import occupancy
@@ -178,7 +178,7 @@ def test_a_counter_going_backwards_starts_a_new_series(svc: Auth) -> None:
     assert device.counters is not None
     assert (device.counters.gate_in, device.counters.series) == (5, 2)
     console = Console(record=True, width=200)
-    console.print(_device_table(device))
+    console.print(device_table(device))
     shown = console.export_text()
     assert "in 5, out 0 (seq 3)" in shown and "counters went backwards" in shown, shown
 
