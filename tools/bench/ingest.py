@@ -61,7 +61,7 @@ _METRICS = {"PARK_METRICS_PUBLIC": "1"}
 # above the per-device readings rate (config.py): lifted there, as the token rate is. The
 # one-reading run keeps the default: each board's 300 posts a round fit in its burst, so the
 # limiter is on its path and measured with it.
-_UNLIMITED = {
+UNLIMITED_INGEST = {
     "PARK_INGEST_READINGS_BURST": "1000000000",
     "PARK_INGEST_READINGS_PER_MINUTE": "1000000000",
 }
@@ -174,7 +174,11 @@ def bench_batches(tmp: Path, broker: MosquittoBroker) -> list[dict[str, Any]]:
             creds = register_devices(data_dir, BATCH_CONNECTIONS, LOT)
             args = ["--log-level", "warning"]
             # The broker URL carries a password: the environment, never the command line.
-            env = {**_METRICS, **_UNLIMITED, **({"PARK_MQTT_URL": mqtt_url} if mqtt_url else {})}
+            env = {
+                **_METRICS,
+                **UNLIMITED_INGEST,
+                **({"PARK_MQTT_URL": mqtt_url} if mqtt_url else {}),
+            }
             services[name] = ServiceProcess(data_dir, extra_args=args, env=env).start()
             tokens[name] = fetch_tokens(services[name].url, creds)
         runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
